@@ -1,0 +1,298 @@
+"""The ``alphadrive`` command line: one thin function per stage; the work lives in ``stages/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from alphadrive_cli import __version__
+from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
+from alphadrive_cli.config import resolve_config
+from alphadrive_cli.errors import BadInput
+from alphadrive_cli.schemas import (
+    DataConfig,
+    DistillConfig,
+    EvalConfig,
+    GrpoConfig,
+    SftConfig,
+    TinyModelConfig,
+)
+from alphadrive_cli.ui import emit_artifact, emit_json, raise_on_sigterm, reported, stdout
+
+PIPELINE = """
+Example pipeline (each stage prints only the path of the artifact it wrote):
+
+  D=$(alphadrive data sim --frames 200 --seed 0)
+  T=$(alphadrive distill --data "$D" --teacher grounded)
+  S=$(alphadrive sft --data "$T")
+  G=$(alphadrive grpo --data "$D" --init "$S")
+  alphadrive eval --model "$G" --data "$D"
+"""
+
+app = typer.Typer(
+    name="alphadrive",
+    help="Train driving vision-language models to plan with reasoning and RL (AlphaDrive, arXiv 2503.07608).\n\n"
+    "Every stage reads artifact directories and writes a new versioned one under --out-root "
+    "(default ./runs or $ALPHADRIVE_HOME)." + PIPELINE,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(help="Build data sets: from the highway-env simulator or from your own frames.", no_args_is_help=True)
+models_app = typer.Typer(help="Create and inspect models: tiny offline models for tests and the CPU demo.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Score a model (or a file of predictions) on a data set; compare eval artifacts.\n\n"
+    "Inputs: --model (base model, SFT or GRPO artifact) or --predictions JSONL, and --data. "
+    "Output: an eval artifact with metrics.json, predictions.jsonl and plots." + PIPELINE,
+    invoke_without_command=True,
+)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+app.add_typer(eval_app, name="eval")
+
+# Options every artifact-writing command shares.
+OutRoot = Annotated[Optional[Path], typer.Option("--out-root", help="Root of the artifact tree [default: $ALPHADRIVE_HOME or ./runs].", show_default=False)]
+Name = Annotated[Optional[str], typer.Option("--name", help="Artifact name; versions -v1, -v2 … are added per name.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML file overriding the stage's defaults in configs/.")]
+Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override one config key, e.g. --set lora.r=16 (repeatable).")]
+Scale = Annotated[str, typer.Option("--scale", help="Preset from configs/scale/: tiny (CPU) or qwen2vl-2b (GPU).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the bare path.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Require an unfinished run of this name to continue (default: continue one if its settings match).")]
+Restart = Annotated[bool, typer.Option("--restart", help="Discard an unfinished run of this name and start over.")]
+
+
+def _resume_policy(resume: bool, restart: bool) -> ResumePolicy:
+    if resume and restart:
+        raise BadInput("--resume and --restart contradict each other: choose one")
+    return ResumePolicy.REQUIRE if resume else ResumePolicy.RESTART if restart else ResumePolicy.AUTO
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        stdout.print(f"alphadrive {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    raise_on_sigterm()
+
+
+@models_app.command("tiny")
+@reported
+def models_tiny(
+    family: Annotated[Optional[str], typer.Option(help="Model family: qwen2_vl or qwen2_5_vl [default: from configs/models.yaml].")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the random weights.")] = None,
+    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
+    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+) -> None:
+    """Build a tiny random-weight Qwen-VL model with a real processor, fully offline.
+
+    Output: a `model` artifact in `save_pretrained` layout (config, safetensors weights, tokenizer,
+    image processor, chat template) that `from_pretrained` and every stage accept as `--model`.
+    Nothing is downloaded. Example: `M=$(alphadrive models tiny)`.
+    """
+    from alphadrive_cli.stages.models import build_tiny_model_artifact  # noqa: PLC0415 - keeps --help fast
+
+    cfg = resolve_config("models", TinyModelConfig, config_file=config, overrides=overrides or [],
+                         options={"family": family, "seed": seed})
+    artifact = build_tiny_model_artifact(cfg, out_root, name, _resume_policy(resume, restart))
+    emit_artifact(artifact, as_json)
+
+
+@models_app.command("inspect")
+@reported
+def models_inspect(
+    model: Annotated[str, typer.Argument(help="Model artifact, local model directory or hub id.")],
+    as_json: AsJson = False,
+) -> None:
+    """Describe a model without loading its weights: family, parameters, vocabulary, source."""
+    from alphadrive_cli.stages.inspect_model import describe_model, render_model_description  # noqa: PLC0415
+
+    description = describe_model(model)
+    if as_json:
+        emit_json(description)
+    else:
+        stdout.print(render_model_description(description))
+
+
+@app.command("show")
+@reported
+def show(
+    path: Annotated[Path, typer.Argument(help="An artifact directory.")],
+    as_json: AsJson = False,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Verify every file's sha256 first.")] = True,
+) -> None:
+    """Print an artifact's manifest summary and its lineage as a tree (inputs, their inputs, …).
+
+    A file changed since it was written is an error naming the file (exit 2); inputs that moved
+    or were rebuilt are marked in the tree.
+    """
+    from alphadrive_cli.lineage_view import lineage_json, lineage_tree  # noqa: PLC0415
+
+    node = lineage(open_artifact(path, check=check))
+    if as_json:
+        emit_json(lineage_json(node))
+    else:
+        stdout.print(lineage_tree(node))
+
+
+@data_app.command("sim")
+@reported
+def data_sim(
+    frames: Annotated[Optional[int], typer.Option(help="Number of labelled frames.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed: the same seed gives byte-identical JSONL.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Simulator processes.")] = None,
+    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
+    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+) -> None:
+    """Render and label driving frames in highway-env (highway, merge, roundabout, intersection).
+
+    Output: a `data` artifact with train/val/test JSONL, PNG frames and a contact sheet.
+    """
+    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+
+    resolve_config("data", DataConfig, config_file=config, overrides=overrides or [],
+                   options={"frames": frames, "seed": seed, "workers": workers})
+    _resume_policy(resume, restart)
+    not_built_yet("data sim", 3)
+
+
+@data_app.command("import")
+@reported
+def data_import(
+    source: Annotated[Path, typer.Argument(help="JSONL or CSV of your frames (image paths + labels), or ego poses.")],
+    out_root: OutRoot = None, name: Name = None, as_json: AsJson = False,
+) -> None:
+    """Import your own frames (or nuScenes-style ego poses, labels derived) as a `data` artifact."""
+    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+
+    if not source.is_file():
+        raise BadInput(f"no such file: {source}")
+    not_built_yet("data import", 3)
+
+
+@app.command("distill")
+@reported
+def distill(
+    data: Annotated[Path, typer.Option("--data", help="A `data` artifact.")],
+    teacher: Annotated[Optional[str], typer.Option(help="grounded (offline) or openai (any OpenAI-compatible API).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Teacher model name (with --teacher openai).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint, e.g. a local vLLM server.")] = None,
+    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
+    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+) -> None:
+    """Have a teacher write the reasoning that leads to each frame's ground-truth plan.
+
+    Input: a `data` artifact. Output: a `distill` artifact (same schema plus `reasoning`, `teacher`).
+    """
+    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+
+    open_artifact(data, stage="data")
+    resolve_config("distill", DistillConfig, config_file=config, overrides=overrides or [],
+                   options={"teacher": teacher, "model": model, "base_url": base_url})
+    _resume_policy(resume, restart)
+    not_built_yet("distill", 5)
+
+
+@app.command("sft")
+@reported
+def sft(
+    data: Annotated[Path, typer.Option("--data", help="A `distill` artifact (reasoning traces).")],
+    model: Annotated[Optional[str], typer.Option("--model", help="Base model: model artifact, local directory or hub id.")] = None,
+    no_reasoning: Annotated[bool, typer.Option("--no-reasoning", help="Train on answers only (the paper's ablation).")] = False,
+    scale: Scale = "tiny",
+    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
+    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+) -> None:
+    """Supervised warm-up (LoRA, QLoRA on CUDA) on reasoning traces.
+
+    Input: a `distill` artifact and a base model. Output: an `sft` artifact with the LoRA adapter.
+    """
+    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+
+    open_artifact(data, stage=("distill", "data"))
+    resolve_config("sft", SftConfig, scale=scale, config_file=config, overrides=overrides or [],
+                   options={"model": model, "reasoning": False if no_reasoning else None})
+    _resume_policy(resume, restart)
+    not_built_yet("sft", 6)
+
+
+@app.command("grpo")
+@reported
+def grpo(
+    data: Annotated[Path, typer.Option("--data", help="A `data` (or `distill`) artifact.")],
+    init: Annotated[str, typer.Option("--init", help="An `sft` artifact to continue, or a base model (RL-only ablation).")],
+    scale: Scale = "tiny",
+    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
+    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+) -> None:
+    """Reinforcement learning with GRPO and AlphaDrive's four planning rewards.
+
+    Input: a data artifact and an SFT artifact (or base model). Output: a `grpo` artifact.
+    """
+    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+
+    open_artifact(data, stage=("data", "distill"))
+    resolve_config("grpo", GrpoConfig, scale=scale, config_file=config, overrides=overrides or [])
+    _resume_policy(resume, restart)
+    not_built_yet("grpo", 7)
+
+
+@eval_app.callback()
+@reported
+def evaluate(
+    ctx: typer.Context,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model to score: base model, `sft` or `grpo` artifact.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="A `data` artifact.")] = None,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="JSONL of `id` + raw text from another system.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="train, val or test [default: test].")] = None,
+    scale: Scale = "tiny",
+    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
+    as_json: AsJson = False,
+) -> None:
+    """Open-loop planning metrics: per-class F1 for speed and path, planning accuracy."""
+    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if data is None:
+        raise BadInput("eval needs --data DATA (and --model MODEL or --predictions FILE); see alphadrive eval --help")
+    if (model is None) == (predictions is None):
+        raise BadInput("eval needs exactly one of --model MODEL or --predictions FILE")
+    open_artifact(data, stage=("data", "distill"))
+    if predictions is not None and not predictions.is_file():
+        raise BadInput(f"no such predictions file: {predictions}")
+    resolve_config("eval", EvalConfig, scale=scale, config_file=config, overrides=overrides or [],
+                   options={"split": split})
+    not_built_yet("eval", 4)
+
+
+@eval_app.command("compare")
+@reported
+def evaluate_compare(
+    artifacts: Annotated[list[Path], typer.Argument(help="Two or more eval artifacts; deltas are against the first.")],
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
+) -> None:
+    """Side-by-side table of eval artifacts."""
+    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+
+    if len(artifacts) < 2:
+        raise BadInput("compare needs at least two eval artifacts")
+    for path in artifacts:
+        open_artifact(path, stage="eval")
+    not_built_yet("eval compare", 4)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

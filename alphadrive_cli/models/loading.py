@@ -1,0 +1,104 @@
+"""Find and load a model + processor: from a model artifact, a local directory or a hub id."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConfig, PreTrainedModel, ProcessorMixin
+
+from alphadrive_cli.artifacts import MANIFEST_NAME, Artifact, open_artifact
+from alphadrive_cli.errors import BadInput, StageFailure
+from alphadrive_cli.models.processor import SUPPORTED_FAMILIES, load_processor
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MODEL_STAGES = ("model",)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from; ``location`` is what ``from_pretrained`` is given."""
+
+    reference: str
+    kind: Literal["artifact", "directory", "hub"]
+    location: str
+    artifact: Artifact | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """A manifest-ready description (for hub ids and plain directories, which have no lineage)."""
+        return {"kind": self.kind, "location": self.location}
+
+
+def resolve_model_source(reference: str) -> ModelSource:
+    """Classify a ``--model`` argument, failing with one clear line if it names nothing usable."""
+    path = Path(reference)
+    if path.exists():
+        if (path / MANIFEST_NAME).is_file():
+            artifact = open_artifact(path, stage=MODEL_STAGES)
+            return ModelSource(reference, "artifact", str(path), artifact)
+        if (path / "config.json").is_file():
+            return ModelSource(reference, "directory", str(path))
+        raise BadInput(f"{path} is neither a model artifact nor a model directory (no config.json)")
+    if _HUB_ID.match(reference) and not reference.startswith("."):
+        return ModelSource(reference, "hub", reference)
+    raise BadInput(f"no such model: {reference!r} is not a local path, and hub ids look like 'Qwen/Qwen2-VL-2B-Instruct'")
+
+
+def model_config(source: ModelSource) -> PretrainedConfig:
+    """The model's config, checked to be a supported family."""
+    try:
+        config = AutoConfig.from_pretrained(source.location)
+    except (OSError, ValueError) as exc:
+        raise StageFailure(f"could not read the config of model {source.reference!r}: {exc}".splitlines()[0]) from None
+    if config.model_type not in SUPPORTED_FAMILIES:
+        raise BadInput(
+            f"model {source.reference!r} is a {config.model_type!r} model; alphadrive supports {', '.join(SUPPORTED_FAMILIES)}"
+        )
+    return config
+
+
+def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", **kwargs: Any) -> PreTrainedModel:
+    """Load the vision-language model (extra keyword arguments go to ``from_pretrained``)."""
+    model_config(source)
+    try:
+        return AutoModelForImageTextToText.from_pretrained(source.location, dtype=dtype, **kwargs)
+    except OSError as exc:
+        raise StageFailure(f"could not load model {source.reference!r}: {exc}".splitlines()[0]) from None
+
+
+def load_model_and_processor(source: ModelSource, dtype: torch.dtype | str = "auto", **kwargs: Any) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Load a model and its processor from the same source."""
+    model = load_model(source, dtype=dtype, **kwargs)
+    try:
+        processor = load_processor(source.location, family=model.config.model_type)
+    except OSError as exc:
+        raise StageFailure(f"could not load the processor of {source.reference!r}: {exc}".splitlines()[0]) from None
+    return model, processor
+
+
+def config_from_file(path: Path, **overrides: Any) -> PretrainedConfig:
+    """A model config from a JSON file of dimensions (keys starting with '_' are comments)."""
+    try:
+        values = {key: value for key, value in json.loads(Path(path).read_text()).items() if not key.startswith("_")}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"cannot read model config {path}: {exc}") from None
+    model_type = values.pop("model_type", None)
+    if model_type not in SUPPORTED_FAMILIES:
+        raise BadInput(f"{path}: model_type must be one of {', '.join(SUPPORTED_FAMILIES)}, got {model_type!r}")
+    values.pop("architectures", None)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            values[key] = {**values.get(key, {}), **value}
+        else:
+            values[key] = value
+    return AutoConfig.for_model(model_type, **values)
+
+
+def build_random_model(config: PretrainedConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> PreTrainedModel:
+    """Instantiate an architecture with random weights (``device='meta'`` allocates nothing)."""
+    with torch.device(device):
+        return AutoModelForImageTextToText.from_config(config, dtype=dtype)

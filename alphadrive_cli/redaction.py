@@ -1,0 +1,52 @@
+"""Keep secrets (API keys, tokens) out of everything alphadrive writes or prints."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+REDACTED = "<redacted>"
+# A name is secret when its last part is one of these words: ``api_key``, ``OPENAI_API_KEY``, ``hf_token``;
+# not ``api_key_env`` (which names where a key lives), ``max_tokens`` or ``tokenizer.json``.
+_SECRET_NAME = re.compile(
+    r"(^|[_.-])(api[_-]?key|apikey|token|secret|password|passwd|authorization|credentials?)$", re.IGNORECASE
+)
+_MIN_SECRET_LENGTH = 8
+
+
+def _secret_values_from_environment() -> list[str]:
+    """Values of environment variables whose names look like secrets, longest first."""
+    values = {
+        value
+        for name, value in os.environ.items()
+        if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_LENGTH
+    }
+    return sorted(values, key=len, reverse=True)
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a mapping key names a secret value (``api_key``), not a pointer to one (``api_key_env``)."""
+    return bool(_SECRET_NAME.search(key))
+
+
+def redact_text(text: str, secrets: list[str] | None = None) -> str:
+    """Replace every known secret value (from the environment unless given) inside ``text``."""
+    for secret in _secret_values_from_environment() if secrets is None else secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact(value: Any, secrets: list[str] | None = None) -> Any:
+    """Return a deep copy of ``value`` with secret-named keys and secret values replaced."""
+    secrets = _secret_values_from_environment() if secrets is None else secrets
+    if isinstance(value, dict):
+        return {
+            key: (REDACTED if is_secret_key(str(key)) and item not in (None, "") else redact(item, secrets))
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact(item, secrets) for item in value]
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    return value

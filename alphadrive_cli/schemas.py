@@ -1,0 +1,139 @@
+"""Validated configuration schema of every stage (defaults live in ``configs/<stage>.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    """A config section: unknown keys are errors, values are type-checked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TinyModelConfig(Strict):
+    """``alphadrive models tiny``: a random-weight model of a supported family, built offline."""
+
+    family: Literal["qwen2_vl", "qwen2_5_vl"] = "qwen2_vl"
+    seed: int = 0
+    vocab_size: int = Field(1024, ge=300, le=65536, description="target size of the offline BPE vocabulary")
+    min_pixels: int = Field(56 * 56, ge=28 * 28, description="images are resized to at least this many pixels")
+    max_pixels: int = Field(112 * 112, ge=28 * 28, description="and at most this many (28x28 pixels = 1 visual token)")
+
+    @model_validator(mode="after")
+    def _pixels_ordered(self) -> TinyModelConfig:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError("min_pixels must not exceed max_pixels")
+        return self
+
+
+class ScenarioWeights(Strict):
+    highway: float = Field(0.4, ge=0)
+    merge: float = Field(0.2, ge=0)
+    roundabout: float = Field(0.2, ge=0)
+    intersection: float = Field(0.2, ge=0)
+
+
+class SplitFractions(Strict):
+    train: float = Field(0.8, ge=0, le=1)
+    val: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise ValueError("split fractions must add up to 1")
+        return self
+
+
+class DataConfig(Strict):
+    """``alphadrive data sim``: the simulator data set."""
+
+    seed: int = 0
+    frames: int = Field(200, ge=1)
+    image_size: int = Field(448, ge=28)
+    horizon_s: float = Field(3.0, gt=0, description="labels come from the expert's motion over this horizon")
+    scenarios: ScenarioWeights = ScenarioWeights()
+    split: SplitFractions = SplitFractions()
+    workers: int = Field(1, ge=1)
+    balance: bool = False
+
+
+class DistillConfig(Strict):
+    """``alphadrive distill``: reasoning traces from a teacher."""
+
+    teacher: Literal["grounded", "openai"] = "grounded"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(5, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    temperature: float = Field(0.7, ge=0)
+    samples_per_frame: int = Field(1, ge=1)
+    max_requests: int | None = Field(None, ge=1)
+    max_cost_usd: float | None = Field(None, gt=0)
+
+
+class LoraConfig(Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class TrainingConfig(Strict):
+    """What SFT and GRPO share: the model, LoRA/QLoRA and the optimiser schedule."""
+
+    model: str = "tiny"
+    quantization: Literal["none", "4bit"] = "none"
+    lora: LoraConfig = LoraConfig()
+    freeze_vision: bool = True
+    gradient_checkpointing: bool = False
+    learning_rate: float = Field(2e-4, gt=0)
+    per_device_batch_size: int = Field(2, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_steps: int = Field(-1, ge=-1, description="-1: run the whole number of epochs")
+    epochs: float = Field(1.0, gt=0)
+    save_steps: int = Field(50, ge=1)
+    seed: int = 0
+
+
+class SftConfig(TrainingConfig):
+    """``alphadrive sft``: supervised warm-up on reasoning traces."""
+
+    reasoning: bool = True
+    max_length: int = Field(2048, ge=16)
+
+
+class GrpoConfig(TrainingConfig):
+    """``alphadrive grpo``: GRPO with the planning rewards."""
+
+    learning_rate: float = Field(1e-5, gt=0)
+    num_generations: int = Field(8, ge=2)
+    temperature: float = Field(1.0, gt=0)
+    max_completion_length: int = Field(256, ge=1)
+    beta: float = Field(0.04, ge=0, description="KL coefficient")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "grpo"
+
+
+class EvalConfig(Strict):
+    """``alphadrive eval``: open-loop metrics."""
+
+    split: Literal["train", "val", "test"] = "test"
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(256, ge=1)
+    samples: int = Field(1, ge=1)
+    temperature: float = Field(1.0, gt=0)
+
+
+STAGE_SCHEMAS: dict[str, type[Strict]] = {
+    "models": TinyModelConfig,
+    "data": DataConfig,
+    "distill": DistillConfig,
+    "sft": SftConfig,
+    "grpo": GrpoConfig,
+    "eval": EvalConfig,
+}

@@ -1,0 +1,83 @@
+"""Terminal conventions shared by every command (DESIGN.md section 2).
+
+stdout carries only the written artifact's path (or JSON with ``--json``); everything for people
+goes to stderr. Failures are one line: exit 2 for bad input, 1 for runtime failures, 130 when
+interrupted (the unfinished run is kept and the same command resumes it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from alphadrive_cli.artifacts import Artifact
+from alphadrive_cli.errors import AlphaDriveError
+from alphadrive_cli.redaction import redact, redact_text
+
+console = Console(stderr=True)
+stdout = Console(soft_wrap=True)
+DEBUG_ENV = "ALPHADRIVE_DEBUG"
+EXIT_INTERRUPTED = 130
+
+CommandT = TypeVar("CommandT", bound=Callable[..., Any])
+
+
+def fail(message: str, exit_code: int) -> typer.Exit:
+    """Print ``error: message`` (secrets redacted) on stderr and return the Exit to raise."""
+    console.print(f"[bold red]error:[/] {redact_text(message)}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(exit_code)
+
+
+def reported(command: CommandT) -> CommandT:
+    """Turn any failure of a command into one line on stderr and the contract's exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AlphaDriveError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; any unfinished run was kept, and re-running the same command resumes it",
+                       EXIT_INTERRUPTED) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the contract is one line, not a traceback
+            if os.environ.get(DEBUG_ENV):
+                traceback.print_exc()
+            hint = "" if os.environ.get(DEBUG_ENV) else f" (set {DEBUG_ENV}=1 for the traceback)"
+            raise fail(f"{type(exc).__name__}: {exc}".splitlines()[0] + hint, 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_artifact(artifact: Artifact, as_json: bool) -> None:
+    """Write the artifact's path (or a JSON summary) to stdout: the only thing a stage prints there."""
+    if as_json:
+        summary = {key: artifact.manifest.get(key) for key in ("stage", "name", "version", "content_hash", "counts", "metrics")}
+        emit_json({"path": str(artifact.path), **summary})
+    else:
+        stdout.print(str(artifact.path), highlight=False, markup=False)
+
+
+def emit_json(value: Any) -> None:
+    """Write JSON to stdout, secrets redacted."""
+    sys.stdout.write(json.dumps(redact(value), indent=2, default=str) + "\n")
+
+
+def raise_on_sigterm() -> None:
+    """Make ``kill`` (SIGTERM) unwind like Ctrl-C, so locks are released and the exit line is printed."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
