@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from alphadrive_cli import __version__
 from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
@@ -22,20 +24,33 @@ from alphadrive_cli.schemas import (
 from alphadrive_cli.ui import emit_artifact, emit_json, raise_on_sigterm, reported, stdout
 
 PIPELINE = """
+
 Example pipeline (each stage prints only the path of the artifact it wrote):
 
-  D=$(alphadrive data sim --frames 200 --seed 0)
-  T=$(alphadrive distill --data "$D" --teacher grounded)
-  S=$(alphadrive sft --data "$T")
-  G=$(alphadrive grpo --data "$D" --init "$S")
-  alphadrive eval --model "$G" --data "$D"
+```
+D=$(alphadrive data sim --frames 200 --seed 0)
+T=$(alphadrive distill --data "$D" --teacher grounded)
+S=$(alphadrive sft --data "$T")
+G=$(alphadrive grpo --data "$D" --init "$S")
+alphadrive eval --model "$G" --data "$D"
+```
 """
+COMMAND_ORDER = ("data", "distill", "sft", "grpo", "eval", "models", "show")
+
+
+class PipelineOrderGroup(TyperGroup):
+    """Lists the commands in pipeline order in ``--help``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER))
 
 app = typer.Typer(
     name="alphadrive",
     help="Train driving vision-language models to plan with reasoning and RL (AlphaDrive, arXiv 2503.07608).\n\n"
     "Every stage reads artifact directories and writes a new versioned one under --out-root "
-    "(default ./runs or $ALPHADRIVE_HOME)." + PIPELINE,
+    "(default ./runs or $ALPHADRIVE_HOME); `alphadrive show PATH` prints its lineage." + PIPELINE,
+    cls=PipelineOrderGroup,
     no_args_is_help=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
@@ -83,7 +98,7 @@ def _root(
     raise_on_sigterm()
 
 
-@models_app.command("tiny")
+@models_app.command("tiny", epilog=PIPELINE)
 @reported
 def models_tiny(
     family: Annotated[Optional[str], typer.Option(help="Model family: qwen2_vl or qwen2_5_vl [default: from configs/models.yaml].")] = None,
@@ -105,7 +120,7 @@ def models_tiny(
     emit_artifact(artifact, as_json)
 
 
-@models_app.command("inspect")
+@models_app.command("inspect", epilog=PIPELINE)
 @reported
 def models_inspect(
     model: Annotated[str, typer.Argument(help="Model artifact, local model directory or hub id.")],
@@ -121,7 +136,7 @@ def models_inspect(
         stdout.print(render_model_description(description))
 
 
-@app.command("show")
+@app.command("show", epilog=PIPELINE)
 @reported
 def show(
     path: Annotated[Path, typer.Argument(help="An artifact directory.")],
@@ -142,7 +157,7 @@ def show(
         stdout.print(lineage_tree(node))
 
 
-@data_app.command("sim")
+@data_app.command("sim", epilog=PIPELINE)
 @reported
 def data_sim(
     frames: Annotated[Optional[int], typer.Option(help="Number of labelled frames.")] = None,
@@ -163,7 +178,7 @@ def data_sim(
     not_built_yet("data sim", 3)
 
 
-@data_app.command("import")
+@data_app.command("import", epilog=PIPELINE)
 @reported
 def data_import(
     source: Annotated[Path, typer.Argument(help="JSONL or CSV of your frames (image paths + labels), or ego poses.")],
@@ -177,7 +192,7 @@ def data_import(
     not_built_yet("data import", 3)
 
 
-@app.command("distill")
+@app.command("distill", epilog=PIPELINE)
 @reported
 def distill(
     data: Annotated[Path, typer.Option("--data", help="A `data` artifact.")],
@@ -200,7 +215,7 @@ def distill(
     not_built_yet("distill", 5)
 
 
-@app.command("sft")
+@app.command("sft", epilog=PIPELINE)
 @reported
 def sft(
     data: Annotated[Path, typer.Option("--data", help="A `distill` artifact (reasoning traces).")],
@@ -223,7 +238,7 @@ def sft(
     not_built_yet("sft", 6)
 
 
-@app.command("grpo")
+@app.command("grpo", epilog=PIPELINE)
 @reported
 def grpo(
     data: Annotated[Path, typer.Option("--data", help="A `data` (or `distill`) artifact.")],
@@ -273,7 +288,7 @@ def evaluate(
     not_built_yet("eval", 4)
 
 
-@eval_app.command("compare")
+@eval_app.command("compare", epilog=PIPELINE)
 @reported
 def evaluate_compare(
     artifacts: Annotated[list[Path], typer.Argument(help="Two or more eval artifacts; deltas are against the first.")],

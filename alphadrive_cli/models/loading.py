@@ -83,9 +83,12 @@ def load_model_and_processor(source: ModelSource, dtype: torch.dtype | str = "au
 def config_from_file(path: Path, **overrides: Any) -> PretrainedConfig:
     """A model config from a JSON file of dimensions (keys starting with '_' are comments)."""
     try:
-        values = {key: value for key, value in json.loads(Path(path).read_text()).items() if not key.startswith("_")}
-    except (OSError, json.JSONDecodeError) as exc:
+        loaded = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"cannot read model config {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise BadInput(f"cannot read model config {path}: expected a JSON object, got {type(loaded).__name__}")
+    values = {key: value for key, value in loaded.items() if not key.startswith("_")}
     model_type = values.pop("model_type", None)
     if model_type not in SUPPORTED_FAMILIES:
         raise BadInput(f"{path}: model_type must be one of {', '.join(SUPPORTED_FAMILIES)}, got {model_type!r}")

@@ -1,0 +1,37 @@
+# Two entry points, each installs what it needs into .venv/ first:
+#   make demo   run the pipeline's stages that exist on the embedded default (CPU, tiny offline model)
+#   make test   the whole test suite
+# Without CUDA, torch==2.13.0 (a CPU build) is installed before anything else so pip never pulls
+# CUDA wheels; with CUDA present, the venv sees the machine's installed torch and keeps it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.alphadrive-installed
+TORCH_CPU := torch==2.13.0
+DEMO_HOME ?= runs/demo
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "make: CUDA found, keeping the installed torch" >&2; \
+		$(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+		echo "make: no CUDA, installing $(TORCH_CPU) (CPU build) first" >&2; \
+		$(PYTHON) -m venv $(VENV) && $(PIP) install --quiet "$(TORCH_CPU)"; \
+	fi
+	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+demo: install
+	@ALPHADRIVE_HOME=$(DEMO_HOME) PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis
