@@ -61,7 +61,7 @@ def model_family(model_dir: Path) -> str:
     """The ``model_type`` recorded in a saved model's ``config.json``."""
     try:
         return json.loads((model_dir / "config.json").read_text())["model_type"]
-    except (OSError, json.JSONDecodeError, KeyError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise BadInput(f"{model_dir} has no readable config.json with a model_type: {exc}") from None
 
 
