@@ -1,13 +1,12 @@
 """Tests for alphadrive_cli.models: offline tokenizer, tiny model builder, loading and model artifacts.
 
 Everything runs offline on CPU: the tiny models are built from the offline BPE tokenizer and random
-weights, and nothing is ever fetched from the hub (HF_HUB_OFFLINE is set for the whole module).
+weights, and nothing is ever fetched from the hub (conftest sets HF_HUB_OFFLINE for the session).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -16,20 +15,20 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from transformers import AutoProcessor, Qwen2VLProcessor
+from transformers.utils import is_torchvision_available
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from alphadrive_cli.artifacts import MANIFEST_NAME, ResumePolicy, begin  # noqa: E402
-from alphadrive_cli.errors import BadInput  # noqa: E402
-from alphadrive_cli.models.loading import (  # noqa: E402
+from alphadrive_cli.artifacts import MANIFEST_NAME, ResumePolicy, begin
+from alphadrive_cli.errors import BadInput
+from alphadrive_cli.models.loading import (
     build_random_model,
     config_from_file,
     load_model_and_processor,
     resolve_model_source,
 )
-from alphadrive_cli.models.tiny import build_tiny_model  # noqa: E402
-from alphadrive_cli.models.tokenizer import (  # noqa: E402
+from alphadrive_cli.models.processor import image_only_processor_class
+from alphadrive_cli.models.tiny import build_tiny_model
+from alphadrive_cli.models.tokenizer import (
     END_OF_TURN,
     IMAGE_TOKEN,
     PAD_TOKEN,
@@ -38,10 +37,10 @@ from alphadrive_cli.models.tokenizer import (  # noqa: E402
     VISION_START,
     build_tokenizer,
 )
-from alphadrive_cli.resources import CONFIG_DIR  # noqa: E402
-from alphadrive_cli.schemas import TinyModelConfig  # noqa: E402
-from alphadrive_cli.stages.inspect_model import describe_model  # noqa: E402
-from alphadrive_cli.stages.models import build_tiny_model_artifact  # noqa: E402
+from alphadrive_cli.resources import CONFIG_DIR
+from alphadrive_cli.schemas import TinyModelConfig
+from alphadrive_cli.stages.inspect_model import describe_model
+from alphadrive_cli.stages.models import build_tiny_model_artifact
 
 SEED = 0
 VOCAB = 1024
@@ -71,12 +70,6 @@ def prompt(text: str) -> str:
 
 def user_message(text: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")
@@ -497,3 +490,20 @@ def test_config_from_file_unreadable(tmp_path: Path, content) -> None:
         path.write_bytes(content)
     with pytest.raises(BadInput, match="model.json"):
         config_from_file(path)
+
+
+@pytest.mark.skipif(not is_torchvision_available(), reason="needs torchvision (the GPU image has it; the CPU build has none)")
+def test_processor_files_cross_between_machines_with_and_without_torchvision(tmp_path: Path) -> None:
+    """Saved by the image-only processor, loaded by AutoProcessor with torchvision, and the reverse."""
+    _, full = tiny()
+    image_only_class = image_only_processor_class(Qwen2VLProcessor)
+    image_only = image_only_class(image_processor=full.image_processor, tokenizer=full.tokenizer,
+                                  chat_template=full.chat_template)
+    image_only.save_pretrained(tmp_path / "from-cpu")
+    loaded = AutoProcessor.from_pretrained(tmp_path / "from-cpu")
+    assert type(loaded) is Qwen2VLProcessor and loaded.video_processor is not None
+    full.save_pretrained(tmp_path / "from-gpu")
+    reloaded = image_only_class.from_pretrained(tmp_path / "from-gpu")
+    text = prompt("Plan.")
+    ids = [p(text=[text], images=[image()], return_tensors="pt")["input_ids"] for p in (full, loaded, reloaded)]
+    assert torch.equal(ids[0], ids[1]) and torch.equal(ids[0], ids[2])

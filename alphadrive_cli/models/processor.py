@@ -2,8 +2,9 @@
 
 transformers 5 builds a Qwen-VL processor only together with its video processor, which needs
 torchvision; the CPU build of torch that alphadrive installs has no matching torchvision. alphadrive
-never feeds video, so there it uses the same processor class minus the video part. Saved files are
-identical in format, so a machine with torchvision loads them with ``AutoProcessor``.
+never feeds video, so there it uses the same processor class minus the video part. It saves the
+standard files plus Qwen-VL's default video settings, so a machine with torchvision loads them with
+``AutoProcessor`` (checked on the GPU machine, see tests/test_gpu.py).
 """
 
 from __future__ import annotations
@@ -35,9 +36,22 @@ def image_only_processor_class(base: type[ProcessorMixin]) -> type[ProcessorMixi
         self.video_processor = None
 
     def to_dict(self: Any) -> dict[str, Any]:
-        return {**base.to_dict(self), "processor_class": base.__name__}
+        return {**base.to_dict(self), "processor_class": base.__name__, "video_processor": _default_video_config(self)}
 
     return type(f"ImageOnly{base.__name__}", (base,), {"__init__": __init__, "to_dict": to_dict, "__doc__": base.__doc__})
+
+
+def _default_video_config(processor: Any) -> dict[str, Any]:
+    """The video part a torchvision machine rebuilds on load: Qwen-VL's defaults, the image's patching."""
+    image = processor.image_processor
+    return {
+        "video_processor_type": "Qwen2VLVideoProcessor",
+        "patch_size": image.patch_size,
+        "temporal_patch_size": image.temporal_patch_size,
+        "merge_size": image.merge_size,
+        "image_mean": list(image.image_mean),
+        "image_std": list(image.image_std),
+    }
 
 
 def processor_class(family: str) -> type[ProcessorMixin]:

@@ -1,0 +1,48 @@
+"""GPU checks (skipped without CUDA): the tiny model and the real Qwen2-VL-2B architecture on CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from alphadrive_cli.models.loading import build_random_model, config_from_file, load_model_and_processor, resolve_model_source
+from alphadrive_cli.resources import CONFIG_DIR
+from alphadrive_cli.schemas import TinyModelConfig
+from alphadrive_cli.artifacts import ResumePolicy
+from alphadrive_cli.stages.models import build_tiny_model_artifact
+
+pytestmark = pytest.mark.gpu
+
+
+def _inputs(processor, text: str = "Plan the next manoeuvre.", size: int = 448):
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return processor(text=[prompt], images=[Image.new("RGB", (size, size), (40, 120, 200))], return_tensors="pt")
+
+
+def test_tiny_artifact_runs_in_bf16_on_cuda(tmp_path) -> None:
+    artifact = build_tiny_model_artifact(TinyModelConfig(), tmp_path, None, ResumePolicy.AUTO)
+    model, processor = load_model_and_processor(resolve_model_source(str(artifact.path)), dtype=torch.bfloat16, device_map="cuda")
+    inputs = _inputs(processor).to("cuda")
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    assert next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_qwen2_vl_2b_architecture_builds_and_generates_on_cuda() -> None:
+    config = config_from_file(CONFIG_DIR / "models" / "qwen2-vl-2b.json")
+    torch.manual_seed(0)
+    model = build_random_model(config, dtype=torch.bfloat16, device="cuda").eval()
+    parameters = sum(p.numel() for p in model.parameters())
+    assert 2.20e9 < parameters < 2.22e9
+    pixel_values = torch.randn(1024, 3 * 2 * 14 * 14, device="cuda", dtype=torch.bfloat16)  # a 448x448 image
+    grid = torch.tensor([[1, 32, 32]], device="cuda")
+    image_tokens = 1024 // 4
+    ids = [config.vision_start_token_id] + [config.image_token_id] * image_tokens + [config.vision_end_token_id] + list(range(100, 140))
+    input_ids = torch.tensor([ids], device="cuda")
+    with torch.no_grad():
+        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=pixel_values,
+                             image_grid_thw=grid, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert out.shape == (1, len(ids) + 4)
+    assert torch.cuda.max_memory_allocated() < 20 * 2**30
