@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 
 from alphadrive_cli.artifacts import LineageNode
@@ -16,7 +17,17 @@ def _summary(values: dict[str, Any], limit: int = 6) -> str:
     return text + (", …" if len(items) > limit else "")
 
 
-def _label(node: LineageNode) -> str:
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _label(node: LineageNode, detailed: bool = False) -> str:
     ref = node.ref
     head = f"[bold]{escape(node.role)}[/]: {escape(str(ref.get('stage')))}/{escape(str(ref.get('name')))}-v{ref.get('version')}"
     if node.artifact is None:
@@ -24,6 +35,12 @@ def _label(node: LineageNode) -> str:
     manifest = node.artifact.manifest
     lines = [head, f"[dim]{escape(str(node.artifact.path))}[/]",
              f"created {manifest.get('created', '?')}  hash {node.artifact.content_hash[:12]}"]
+    if detailed:
+        tool = manifest.get("tool", {})
+        lines.append(f"tool {tool.get('name')} {tool.get('version')} (commit {tool.get('git_commit') or 'unknown'}), "
+                     f"{len(manifest.get('outputs', {}))} files, {manifest.get('wall_time_s', '?')} s")
+        if manifest.get("config"):
+            lines.append(f"config: {escape(_summary(_flatten(manifest['config']), limit=12))}")
     for key in ("counts", "metrics"):
         if manifest.get(key):
             lines.append(f"{key}: {escape(_summary(manifest[key]))}")
@@ -34,7 +51,8 @@ def _label(node: LineageNode) -> str:
 
 def lineage_tree(node: LineageNode, tree: Tree | None = None) -> Tree:
     """A rich Tree: the artifact, then each input (recursively) with its role."""
-    branch = Tree(_label(node)) if tree is None else tree.add(_label(node))
+    label = Text.from_markup(_label(node, detailed=tree is None), overflow="fold")
+    branch = Tree(label) if tree is None else tree.add(label)
     for parent in node.parents:
         lineage_tree(parent, branch)
     return branch

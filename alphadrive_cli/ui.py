@@ -24,7 +24,7 @@ from alphadrive_cli.errors import AlphaDriveError
 from alphadrive_cli.redaction import redact, redact_text
 
 console = Console(stderr=True)
-stdout = Console(soft_wrap=True)
+stdout = Console()  # for commands whose product is a view (show, inspect); paths bypass rich
 DEBUG_ENV = "ALPHADRIVE_DEBUG"
 EXIT_INTERRUPTED = 130
 
@@ -66,7 +66,7 @@ def emit_artifact(artifact: Artifact, as_json: bool) -> None:
         summary = {key: artifact.manifest.get(key) for key in ("stage", "name", "version", "content_hash", "counts", "metrics")}
         emit_json({"path": str(artifact.path), **summary})
     else:
-        stdout.print(str(artifact.path), highlight=False, markup=False)
+        sys.stdout.write(f"{artifact.path}\n")
 
 
 def emit_json(value: Any) -> None:

@@ -163,3 +163,10 @@ def test_real_process_keeps_stdout_clean_and_secrets_out(tmp_path: Path) -> None
                             capture_output=True, text=True, env=env, timeout=300)
     assert failed.returncode == 2 and failed.stdout == ""
     assert "sk-never-print-me-123456" not in failed.stderr and "<redacted>" in failed.stderr
+
+
+def test_long_artifact_paths_are_printed_on_one_line(cli, tmp_path: Path) -> None:
+    root = tmp_path / ("deep-" * 30) / "runs"
+    result = cli("models", "tiny", "--out-root", str(root))
+    assert result.exit_code == 0
+    assert result.stdout == f"{root / 'model' / 'tiny-qwen2-vl-v1'}\n"
