@@ -48,17 +48,50 @@ class SplitFractions(Strict):
         return self
 
 
+class LabelRules(Strict):
+    """How speed and path meta-actions are derived from future motion (``data/labels.py``)."""
+
+    horizon_s: float = Field(3.0, gt=0, description="look this far into the future")
+    stop_speed_mps: float = Field(0.5, ge=0, description="STOP when the speed at the horizon is below this")
+    accelerate_mps: float = Field(1.0, gt=0, description="ACCELERATE when the speed rises by more than this")
+    decelerate_mps: float = Field(1.0, gt=0, description="DECELERATE when the speed falls by more than this")
+    turn_deg: float = Field(30.0, gt=0, lt=180, description="a heading change above this is a turn")
+    lane_change_m: float = Field(2.0, gt=0, description="a sideways offset above this (no turn) is a lane change")
+
+
 class DataConfig(Strict):
     """``alphadrive data sim``: the simulator data set."""
 
     seed: int = 0
     frames: int = Field(200, ge=1)
-    image_size: int = Field(448, ge=28)
-    horizon_s: float = Field(3.0, gt=0, description="labels come from the expert's motion over this horizon")
+    image_size: int = Field(448, ge=56, le=2048, description="square PNG side in pixels")
+    view_m: float = Field(64.0, gt=10, description="metres of road shown across the image")
+    ego_row: float = Field(0.75, gt=0.5, lt=1, description="height of the ego vehicle in the image (0 top, 1 bottom)")
+    frames_per_episode: int = Field(10, ge=1)
+    frame_interval_s: float = Field(1.0, gt=0)
+    labels: LabelRules = LabelRules()
     scenarios: ScenarioWeights = ScenarioWeights()
     split: SplitFractions = SplitFractions()
     workers: int = Field(1, ge=1)
     balance: bool = False
+    balance_oversample: float = Field(3.0, ge=1, description="with balance: simulate this many times the frames, then sub-sample")
+
+    @model_validator(mode="after")
+    def _some_scenario(self) -> DataConfig:
+        if sum(self.scenarios.model_dump().values()) <= 0:
+            raise ValueError("at least one scenario weight must be positive")
+        return self
+
+
+class ImportConfig(Strict):
+    """``alphadrive data import``: a data set from the user's own frames or ego poses."""
+
+    kind: Literal["frames", "poses"] = "frames"
+    images_root: str | None = Field(None, description="image paths are relative to this (default: the source file's folder)")
+    strict: bool = Field(False, description="fail on the first bad record instead of skipping and counting it")
+    seed: int = 0
+    split: SplitFractions = SplitFractions()
+    labels: LabelRules = LabelRules()
 
 
 class DistillConfig(Strict):
@@ -132,6 +165,7 @@ class EvalConfig(Strict):
 STAGE_SCHEMAS: dict[str, type[Strict]] = {
     "models": TinyModelConfig,
     "data": DataConfig,
+    "data-import": ImportConfig,
     "distill": DistillConfig,
     "sft": SftConfig,
     "grpo": GrpoConfig,
