@@ -18,6 +18,7 @@ from alphadrive_cli.schemas import (
     DistillConfig,
     EvalConfig,
     GrpoConfig,
+    ImportConfig,
     SftConfig,
     TinyModelConfig,
 )
@@ -166,30 +167,40 @@ def data_sim(
     out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
     as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
 ) -> None:
-    """Render and label driving frames in highway-env (highway, merge, roundabout, intersection).
+    """Render and label driving frames in highway-env (highway, blocked road, merge, roundabout, intersection).
 
-    Output: a `data` artifact with train/val/test JSONL, PNG frames and a contact sheet.
+    An IDM/MOBIL expert drives; each frame's speed and path actions come from its motion over the
+    next 3 s. Output: a `data` artifact with train/val/test JSONL (split by episode), PNG frames,
+    `contact_sheet.png` and per-class counts. The same seed gives byte-identical JSONL.
     """
-    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+    from alphadrive_cli.stages.data_sim import build_sim_dataset  # noqa: PLC0415 - keeps --help fast
 
-    resolve_config("data", DataConfig, config_file=config, overrides=overrides or [],
-                   options={"frames": frames, "seed": seed, "workers": workers})
-    _resume_policy(resume, restart)
-    not_built_yet("data sim", 3)
+    cfg = resolve_config("data", DataConfig, config_file=config, overrides=overrides or [],
+                         options={"frames": frames, "seed": seed, "workers": workers})
+    emit_artifact(build_sim_dataset(cfg, out_root, name, _resume_policy(resume, restart)), as_json)
 
 
 @data_app.command("import", epilog=PIPELINE)
 @reported
 def data_import(
-    source: Annotated[Path, typer.Argument(help="JSONL or CSV of your frames (image paths + labels), or ego poses.")],
-    out_root: OutRoot = None, name: Name = None, as_json: AsJson = False,
+    source: Annotated[Path, typer.Argument(help="JSONL or CSV: your frames (image paths + labels) or ego poses.")],
+    kind: Annotated[Optional[str], typer.Option(help="frames (labels given) or poses (labels derived from motion) [default: frames].")] = None,
+    images_root: Annotated[Optional[Path], typer.Option(help="Image paths are relative to this folder [default: the source file's].")] = None,
+    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Fail at the first bad record, or skip and count bad records [default: lenient].")] = None,
+    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
+    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
 ) -> None:
-    """Import your own frames (or nuScenes-style ego poses, labels derived) as a `data` artifact."""
-    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+    """Import your own frames, or nuScenes-style ego poses (timestamps, positions, yaw), as a `data` artifact.
 
-    if not source.is_file():
-        raise BadInput(f"no such file: {source}")
-    not_built_yet("data import", 3)
+    Frames carry their labels; for poses, speed and path actions are derived from the motion with
+    the simulator's rules. Images are copied into the artifact. Bad records (missing or unreadable
+    image, unknown action, path outside the root, …) are reported with their line numbers.
+    """
+    from alphadrive_cli.stages.data_import import import_dataset  # noqa: PLC0415 - keeps --help fast
+
+    cfg = resolve_config("data-import", ImportConfig, config_file=config, overrides=overrides or [],
+                         options={"kind": kind, "images_root": None if images_root is None else str(images_root), "strict": strict})
+    emit_artifact(import_dataset(source, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
 
 
 @app.command("distill", epilog=PIPELINE)

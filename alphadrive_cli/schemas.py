@@ -31,7 +31,8 @@ class TinyModelConfig(Strict):
 
 class ScenarioWeights(Strict):
     highway: float = Field(0.4, ge=0)
-    merge: float = Field(0.2, ge=0)
+    blocked: float = Field(0.1, ge=0, description="highway with the road blocked ahead: queues and stops")
+    merge: float = Field(0.1, ge=0)
     roundabout: float = Field(0.2, ge=0)
     intersection: float = Field(0.2, ge=0)
 

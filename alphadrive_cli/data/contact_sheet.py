@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from alphadrive_cli.data.sampling import balanced_sample
 from alphadrive_cli.data.schema import Record
 
 _CAPTION_LINES = 3
 _FONT_SIZE = 13
-
-
-def pick_samples(records: Sequence[Record], count: int, seed: int) -> list[Record]:
-    """Up to ``count`` records, spread over the (speed, path) classes so rare ones are shown too."""
-    by_class: dict[tuple[str, str], list[Record]] = {}
-    for record in records:
-        by_class.setdefault((record.speed_action, record.path_action), []).append(record)
-    rng = random.Random(seed)
-    pools = [rng.sample(items, len(items)) for _, items in sorted(by_class.items())]
-    picked: list[Record] = []
-    while len(picked) < count and any(pools):
-        for pool in pools:
-            if pool and len(picked) < count:
-                picked.append(pool.pop())
-    return picked
 
 
 def _wrap(text: str, width: int) -> str:
@@ -36,7 +21,7 @@ def _wrap(text: str, width: int) -> str:
 def contact_sheet(root: Path, records: Sequence[Record], path: Path, columns: int = 4, rows: int = 4,
                   thumb: int = 224, seed: int = 0) -> int:
     """Write a PNG grid of sample frames with speed/path labels and navigation; returns frames shown."""
-    samples = pick_samples(records, columns * rows, seed)
+    samples = balanced_sample(records, lambda r: (r.speed_action, r.path_action), columns * rows, seed)
     font = ImageFont.load_default(size=_FONT_SIZE)
     caption = (_FONT_SIZE + 3) * _CAPTION_LINES + 6
     sheet = Image.new("RGB", (columns * thumb, max(1, (len(samples) + columns - 1) // columns) * (thumb + caption)), "white")

@@ -8,8 +8,10 @@ At frame ``i`` with horizon ``H`` (state at ``t_i + H`` interpolated):
 - speed: ``STOP`` if the speed at ``t+H`` is below ``stop_speed_mps``; else ``ACCELERATE`` /
   ``DECELERATE`` if it rose / fell by more than ``accelerate_mps`` / ``decelerate_mps``; else ``KEEP``.
 - path: ``LEFT_TURN`` / ``RIGHT_TURN`` if the heading turned by more than ``turn_deg`` (left is
-  positive); else ``LEFT_CHANGE`` / ``RIGHT_CHANGE`` if the end point lies more than ``lane_change_m``
-  to the left / right of the line the vehicle was heading along; else ``STRAIGHT``.
+  positive). Else, if the end point lies more than ``lane_change_m`` to the left / right of the line
+  the vehicle was heading along: ``LEFT_CHANGE`` / ``RIGHT_CHANGE`` when the heading ends within
+  ``turn_deg / 2`` of where it started (a lane change ends parallel), otherwise the tail of a turn,
+  labelled by the heading change's direction. Else ``STRAIGHT``.
 """
 
 from __future__ import annotations
@@ -66,9 +68,12 @@ def speed_action(v_now: float, v_later: float, rules: LabelRules) -> str:
 
 def path_action(yaw_change: float, lateral_offset: float, rules: LabelRules) -> str:
     """Path meta-action from the heading change (rad, left positive) and lateral offset (m, left positive)."""
+    turn = "LEFT_TURN" if yaw_change > 0 else "RIGHT_TURN"
     if abs(yaw_change) > math.radians(rules.turn_deg):
-        return "LEFT_TURN" if yaw_change > 0 else "RIGHT_TURN"
+        return turn
     if abs(lateral_offset) > rules.lane_change_m:
+        if abs(yaw_change) > math.radians(rules.turn_deg / 2):
+            return turn
         return "LEFT_CHANGE" if lateral_offset > 0 else "RIGHT_CHANGE"
     return "STRAIGHT"
 

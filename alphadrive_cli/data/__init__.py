@@ -1,0 +1,1 @@
+"""Data sets: schema, label rules, the highway-env simulator source and importers."""

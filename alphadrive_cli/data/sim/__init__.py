@@ -1,0 +1,1 @@
+"""The highway-env simulator source: scenarios, the expert driver, rendering and scene facts."""

@@ -1,0 +1,35 @@
+"""The camera stand-in: an ego-centred, heading-up view of the road ahead."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from PIL import Image
+
+
+def canvas_size(image_px: int, ego_row: float) -> int:
+    """Side of the square render that still covers the output crop after any rotation."""
+    half_width, ahead = image_px / 2, ego_row * image_px
+    return int(math.ceil(2 * math.hypot(half_width, ahead))) + 4
+
+
+def heading_up_view(frame: np.ndarray, heading: float, image_px: int, ego_row: float) -> Image.Image:
+    """Rotate a render centred on the ego so its heading points up, then crop with the ego at ``ego_row``.
+
+    ``heading`` is highway-env's (radians, clockwise on screen, 0 = pointing right).
+    """
+    canvas = Image.fromarray(frame)
+    rotated = canvas.rotate(math.degrees(heading) + 90.0, resample=Image.Resampling.BILINEAR, center=(canvas.width / 2, canvas.height / 2))
+    centre_x, centre_y = canvas.width / 2, canvas.height / 2
+    left = round(centre_x - image_px / 2)
+    top = round(centre_y - ego_row * image_px)
+    return rotated.crop((left, top, left + image_px, top + image_px))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode as PNG (deterministic bytes for the same pixels)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()

@@ -1,0 +1,133 @@
+"""The simulator scenarios, the expert driver that labels them, and navigation from the route.
+
+The ego vehicle is replaced by highway-env's ``IDMVehicle``: IDM for speed, MOBIL for lane changes,
+following its planned route through junctions; the same model drives the traffic around it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # SDL complains without it; nothing is shown
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+from highway_env.envs import HighwayEnv, IntersectionEnv, MergeEnv, RoundaboutEnv  # noqa: E402
+from highway_env.envs.common.abstract import AbstractEnv  # noqa: E402
+from highway_env.vehicle.behavior import IDMVehicle  # noqa: E402
+from highway_env.vehicle.graphics import VehicleGraphics  # noqa: E402
+from highway_env.vehicle.objects import Obstacle  # noqa: E402
+
+POLICY_HZ = 5  # ego states are recorded 5 times per simulated second
+SIMULATION_HZ = 10
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A highway-env environment class, its settings, and where the ego may be sent."""
+
+    name: str
+    env_class: type[AbstractEnv]
+    config: dict[str, Any] = field(default_factory=dict)
+    destinations: tuple[str, ...] = ()  # route targets for the expert; empty: follow the road
+    setup: Callable[[AbstractEnv, IDMVehicle], None] | None = None  # changes the scene after reset
+    expert_speed_mps: tuple[float, float] | None = None  # the expert's desired speed is drawn from this range
+
+
+BLOCKED_AHEAD_M = (60.0, 140.0)
+EAGER_LANE_CHANGE_GAIN = 0.05  # MOBIL's threshold (highway-env default 0.2): the expert overtakes more readily
+
+
+def block_road_ahead(env: AbstractEnv, ego: IDMVehicle) -> None:
+    """Put obstacles across every lane somewhere ahead: traffic queues and the expert must stop."""
+    distance = float(env.np_random.uniform(*BLOCKED_AHEAD_M))
+    start, end, _ = ego.lane_index
+    for lane in env.road.network.graph[start][end]:
+        longitudinal = lane.local_coordinates(ego.position)[0] + distance
+        env.road.objects.append(Obstacle(env.road, lane.position(longitudinal, 0.0)))
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "highway": Scenario("highway", HighwayEnv, {"lanes_count": 4, "vehicles_count": 30, "vehicles_density": 1.2},
+                        expert_speed_mps=(22.0, 32.0)),
+    "blocked": Scenario("blocked", HighwayEnv, {"lanes_count": 3, "vehicles_count": 12, "vehicles_density": 1.0},
+                        setup=block_road_ahead),
+    "merge": Scenario("merge", MergeEnv),
+    "roundabout": Scenario("roundabout", RoundaboutEnv, destinations=("exr", "nxr", "wxr")),
+    "intersection": Scenario("intersection", IntersectionEnv, {"destination": None, "initial_vehicle_count": 10,
+                                                               "spawn_probability": 0.6},
+                             destinations=("o1", "o2", "o3")),
+}
+
+
+def make_env(scenario: Scenario, canvas_px: int, scaling: float, duration_s: float) -> AbstractEnv:
+    """An off-screen environment whose renders are ``canvas_px`` square, centred on the ego vehicle."""
+    config = {
+        **scenario.config,
+        "screen_width": canvas_px,
+        "screen_height": canvas_px,
+        "scaling": scaling,
+        "centering_position": [0.5, 0.5],
+        "offscreen_rendering": True,
+        "policy_frequency": POLICY_HZ,
+        "simulation_frequency": SIMULATION_HZ,
+        "duration": duration_s + 10,
+        "show_trajectories": False,
+        "render_agent": True,
+    }
+    return scenario.env_class(config=config, render_mode="rgb_array")
+
+
+def install_expert(env: AbstractEnv, scenario: Scenario, destination: str | None) -> IDMVehicle:
+    """Replace the controlled ego vehicle by an IDM/MOBIL driver (drawn in the ego colour)."""
+    ego = env.vehicle
+    expert = IDMVehicle.create_from(ego)
+    if scenario.expert_speed_mps is not None:
+        expert.target_speed = float(env.np_random.uniform(*scenario.expert_speed_mps))
+        expert.LANE_CHANGE_MIN_ACC_GAIN = EAGER_LANE_CHANGE_GAIN
+    if destination is not None:
+        expert.plan_route_to(destination)
+    elif getattr(ego, "route", None):
+        expert.route = list(ego.route)
+    expert.color = VehicleGraphics.EGO_COLOR
+    env.road.vehicles[env.road.vehicles.index(ego)] = expert
+    env.controlled_vehicles = [expert]
+    return expert
+
+
+def _heading_rh(env: AbstractEnv, lane_index: tuple, at_end: bool) -> float:
+    lane = env.road.network.get_lane(lane_index if lane_index[2] is not None else (*lane_index[:2], 0))
+    return -lane.heading_at(lane.length if at_end else 0.0)  # highway-env's y axis points down
+
+
+def route_turn(env: AbstractEnv, route: list[tuple]) -> str:
+    """'left', 'right' or 'straight': how the planned route's last lane is oriented against its first."""
+    if not route:
+        return "straight"
+    change = _heading_rh(env, route[-1], True) - _heading_rh(env, route[0], False)
+    change = math.atan2(math.sin(change), math.cos(change))
+    if change > math.radians(45):
+        return "left"
+    if change < -math.radians(45):
+        return "right"
+    return "straight"
+
+
+def navigation(scenario: Scenario, turn: str, junction_passed: bool) -> str:
+    """The instruction a route planner would give now."""
+    if scenario.name in ("highway", "blocked"):
+        return "follow the highway"
+    if scenario.name == "merge":
+        return "follow the highway; traffic merges from the right ahead"
+    if junction_passed:
+        return "follow the road"
+    if scenario.name == "roundabout":
+        return {"left": "at the roundabout, take the exit on the left",
+                "right": "at the roundabout, take the exit on the right",
+                "straight": "at the roundabout, take the exit straight ahead"}[turn]
+    return {"left": "turn left at the intersection", "right": "turn right at the intersection",
+            "straight": "go straight through the intersection"}[turn]

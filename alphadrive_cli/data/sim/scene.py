@@ -1,0 +1,70 @@
+"""Structured scene facts from the simulator's true state, for the grounded teacher and for analysis."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from highway_env.envs.common.abstract import AbstractEnv
+from highway_env.vehicle.kinematics import Vehicle
+
+FREE_AHEAD_M = 15.0  # an adjacent lane is "free" with this much room ahead of the ego ...
+FREE_BEHIND_M = 10.0  # ... and this much behind it
+NEARBY_M = 50.0
+LEAD_RANGE_M = 100.0  # a vehicle further ahead than this is not "the lead vehicle"
+ROUNDABOUT_RADIUS_M = 20.0  # highway-env's roundabout ring
+
+
+def _gap(ego: Vehicle, other: Vehicle | None, lane_index: tuple) -> float | None:
+    if other is None:
+        return None
+    lane = ego.road.network.get_lane(lane_index)
+    distance = lane.local_coordinates(other.position)[0] - lane.local_coordinates(ego.position)[0]
+    return float(abs(distance) - (ego.LENGTH + other.LENGTH) / 2)
+
+
+def _adjacent_lane(env: AbstractEnv, ego: Vehicle, offset: int) -> str:
+    start, end, index = ego.lane_index
+    lanes = env.road.network.graph[start][end]
+    neighbour = index + offset
+    if not 0 <= neighbour < len(lanes):
+        return "none"
+    front, rear = env.road.neighbour_vehicles(ego, (start, end, neighbour))
+    ahead, behind = _gap(ego, front, (start, end, neighbour)), _gap(ego, rear, (start, end, neighbour))
+    free = (ahead is None or ahead >= FREE_AHEAD_M) and (behind is None or behind >= FREE_BEHIND_M)
+    return "free" if free else "occupied"
+
+
+def _distance_to_junction(scenario: str, ego: Vehicle) -> float | None:
+    if scenario == "intersection" and ego.lane_index[0].startswith("o"):
+        lane = ego.lane
+        return max(0.0, lane.length - lane.local_coordinates(ego.position)[0])
+    if scenario == "roundabout":
+        return max(0.0, float(math.hypot(*ego.position)) - ROUNDABOUT_RADIUS_M - 4.0)
+    return None
+
+
+def scene_facts(env: AbstractEnv, ego: Vehicle, scenario: str) -> dict[str, Any]:
+    """Lead vehicle, adjacent lanes, junction distance, speed limit and traffic around the ego."""
+    front, _ = env.road.neighbour_vehicles(ego, ego.lane_index)
+    gap = _gap(ego, front, ego.lane_index)
+    if gap is not None and gap > LEAD_RANGE_M:
+        front = None
+    lanes = env.road.network.graph[ego.lane_index[0]][ego.lane_index[1]]
+    nearby = sum(1 for vehicle in env.road.vehicles
+                 if vehicle is not ego and math.dist(vehicle.position, ego.position) < NEARBY_M)
+    junction = _distance_to_junction(scenario, ego)
+    return {
+        "lane": int(ego.lane_index[2]),
+        "lanes": len(lanes),
+        "lead_vehicle": None if front is None else {
+            "gap_m": round(gap, 1),
+            "relative_speed_mps": round(float(front.speed - ego.speed), 2),
+            "kind": "vehicle" if isinstance(front, Vehicle) else "obstacle",
+        },
+        "left_lane": _adjacent_lane(env, ego, -1),
+        "right_lane": _adjacent_lane(env, ego, +1),
+        "speed_limit_mps": round(float(ego.lane.speed_limit), 1),
+        "distance_to_junction_m": None if junction is None else round(junction, 1),
+        "vehicles_within_50m": nearby,
+    }

@@ -1,0 +1,108 @@
+"""``alphadrive data import``: a ``data`` artifact from the user's own frames or ego poses."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, sha256_file, validate_name
+from alphadrive_cli.data.importers import (
+    ImageRoot,
+    Imported,
+    ProblemLog,
+    Source,
+    assign_split,
+    check_source,
+    import_frames,
+    import_poses,
+    read_rows,
+)
+from alphadrive_cli.data.publish import publish_dataset
+from alphadrive_cli.data.schema import IMAGE_DIR, SPLITS, Record
+from alphadrive_cli.errors import BadInput
+from alphadrive_cli.schemas import ImportConfig
+from alphadrive_cli.ui import console
+
+PROBLEMS_SHOWN = 20
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_VERSION_SUFFIX = re.compile(r"-v([1-9][0-9]*)$")
+
+
+def default_import_name(source: Path) -> str:
+    """The artifact name when ``--name`` is not given: the source file's stem, made a valid name."""
+    name = _NAME_UNSAFE.sub("-", source.stem).strip("._-")[:100]
+    return validate_name(_VERSION_SUFFIX.sub(r"_v\1", name) or "import")
+
+
+def import_dataset(source: Path, config: ImportConfig, root: Path | None, name: str | None,
+                   resume: ResumePolicy) -> Artifact:
+    """Check every row of ``source``, copy the good rows' images and publish them as a ``data`` artifact."""
+    check_source(source)
+    name = validate_name(name) if name else default_import_name(source)
+    log = ProblemLog(str(source), config.strict)
+    frames = _read(source, config, log)
+    report_problems(log)
+    if not frames:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(log.skipped.items()))
+        raise BadInput(f"no record of {source} could be imported ({reasons or 'the file has no rows'})")
+    settings = config.model_dump(mode="json")
+    digest = sha256_file(source)
+    with begin("data", name, settings, root=root, resume=resume,
+               identity={"config": settings, "source_sha256": digest}) as writer:
+        _copy_images(writer, frames)
+        return publish_dataset(
+            writer, _by_split(frames, config), DEFAULT_VOCABULARY, seed=config.seed,
+            extra={"source": {"file": source.name, "kind": config.kind, "sha256": digest}, **log.manifest_entry()},
+            counts={"skipped": sum(log.skipped.values())},
+        )
+
+
+def _images_root(source: Path, config: ImportConfig) -> ImageRoot:
+    folder = Path(config.images_root) if config.images_root else source.parent
+    if not folder.is_dir():
+        raise BadInput(f"images_root {folder} is not a folder")
+    return ImageRoot(folder.resolve())
+
+
+def _read(source: Path, config: ImportConfig, log: ProblemLog) -> list[Imported]:
+    context = Source(source, _images_root(source, config), DEFAULT_VOCABULARY)
+    rows = read_rows(source)
+    if config.kind == "poses":
+        return import_poses(rows, context, config.labels, log)
+    return import_frames(rows, context, log)
+
+
+def _copy_images(writer: ArtifactWriter, frames: Sequence[Imported]) -> None:
+    shutil.rmtree(writer.dir / IMAGE_DIR, ignore_errors=True)  # images of an interrupted earlier attempt
+    for frame in frames:
+        for file, target in zip(frame.files, frame.record.images):
+            shutil.copyfile(file, writer.path(target))
+
+
+def _by_split(frames: Sequence[Imported], config: ImportConfig) -> dict[str, list[Record]]:
+    """Explicit splits win; otherwise frames sharing a split key (episode, scene or id) share a split."""
+    splits: dict[str, list[Record]] = {split: [] for split in SPLITS}
+    for frame in frames:
+        splits[frame.split or assign_split(frame.split_key, config.seed, config.split)].append(frame.record)
+    return splits
+
+
+def report_problems(log: ProblemLog) -> None:
+    """On stderr: the first bad rows with their line numbers, then how many rows were skipped and why."""
+    if log.problems:
+        table = Table(title=f"skipped rows of {log.file}")
+        for column in ("line", "reason", "detail"):
+            table.add_column(column, justify="right" if column == "line" else "left")
+        for problem in log.ordered()[:PROBLEMS_SHOWN]:
+            table.add_row(str(problem["line"]), problem["reason"], Text(problem["detail"]))
+        if len(log.problems) > PROBLEMS_SHOWN:
+            table.caption = f"and {len(log.problems) - PROBLEMS_SHOWN} more"
+        console.print(table)
+    for reason, count in sorted(log.skipped.items()):
+        console.print(Text(f"skipped {count} row(s): {reason}"))

@@ -1,0 +1,166 @@
+"""``alphadrive data sim``: a labelled driving data set from the highway-env simulator.
+
+Episodes are planned deterministically from the seed (scenario, simulator seed, route, split), run
+in worker processes, and cached in the unfinished artifact as they finish, so an interrupted run
+resumes without simulating them again. Frames are taken in episode order, so the result does not
+depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+import random
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin
+from alphadrive_cli.data.publish import publish_dataset
+from alphadrive_cli.data.sampling import balanced_sample
+from alphadrive_cli.data.schema import IMAGE_DIR, SPLITS, Record
+from alphadrive_cli.data.sim.episode import EpisodePlan, EpisodeResult, SimFrame, run_episode
+from alphadrive_cli.data.sim.scenarios import SCENARIOS
+from alphadrive_cli.schemas import DataConfig
+from alphadrive_cli.ui import console
+
+CACHE_DIR = ".episodes"
+SPLIT_CYCLE = 20  # episodes are assigned to splits in shuffled cycles of this length
+
+
+def split_cycle(config: DataConfig) -> list[str]:
+    """A shuffled cycle of split names with the configured proportions (e.g. 16 train, 2 val, 2 test)."""
+    fractions = config.split.model_dump()
+    counts = {split: math.floor(fractions[split] * SPLIT_CYCLE) for split in SPLITS}
+    for split in sorted(SPLITS, key=lambda s: fractions[s] * SPLIT_CYCLE - counts[s], reverse=True):
+        if sum(counts.values()) < SPLIT_CYCLE:
+            counts[split] += 1
+    cycle = [split for split in SPLITS for _ in range(counts[split])]
+    random.Random(config.seed).shuffle(cycle)
+    return cycle
+
+
+def plan_episode(config: DataConfig, index: int, cycle: list[str]) -> EpisodePlan:
+    """Episode ``index`` of the data set: fully decided by the seed and the index."""
+    rng = np.random.default_rng([config.seed, index])
+    weights = config.scenarios.model_dump()
+    names = [name for name in weights if weights[name] > 0]
+    probabilities = np.array([weights[name] for name in names]) / sum(weights[name] for name in names)
+    scenario = SCENARIOS[str(rng.choice(names, p=probabilities))]
+    destination = str(rng.choice(scenario.destinations)) if scenario.destinations else None
+    return EpisodePlan(index=index, scenario=scenario.name, env_seed=int(rng.integers(2**31 - 1)),
+                       destination=destination, split=cycle[index % len(cycle)])
+
+
+def _simulate(task: tuple[EpisodePlan, DataConfig]) -> EpisodeResult:
+    return run_episode(*task)
+
+
+def image_name(plan: EpisodePlan, frame: SimFrame) -> str:
+    """Where a frame's PNG lives inside the artifact."""
+    return f"{IMAGE_DIR}/e{plan.index:05d}_f{frame.frame:02d}.png"
+
+
+def _cache_episode(writer: ArtifactWriter, result: EpisodeResult) -> None:
+    for frame in result.frames:
+        writer.path(image_name(result.plan, frame)).write_bytes(frame.png)
+    meta = {"plan": asdict(result.plan), "crashed": result.crashed, "unlabelled_frames": result.unlabelled_frames,
+            "frames": [{key: value for key, value in asdict(frame).items() if key != "png"} for frame in result.frames]}
+    cache = writer.path(f"{CACHE_DIR}/e{result.plan.index:05d}.json")
+    cache.with_suffix(".tmp").write_text(json.dumps(meta))
+    cache.with_suffix(".tmp").replace(cache)  # an episode is cached whole or not at all
+
+
+def _cached_episode(writer: ArtifactWriter, plan: EpisodePlan) -> EpisodeResult | None:
+    cache = writer.dir / CACHE_DIR / f"e{plan.index:05d}.json"
+    if not cache.is_file():
+        return None
+    meta = json.loads(cache.read_text())
+    if meta["plan"] != asdict(plan):
+        return None
+    frames = [SimFrame(png=b"", **frame) for frame in meta["frames"]]
+    return EpisodeResult(plan, frames, meta["crashed"], meta["unlabelled_frames"])
+
+
+def _episodes(writer: ArtifactWriter, config: DataConfig, raw_target: int, progress: Progress) -> Iterator[EpisodeResult]:
+    """Episode results in index order until ``raw_target`` labelled frames were produced."""
+    cycle = split_cycle(config)
+    task = progress.add_task("simulating", total=raw_target)
+    produced, index = 0, 0
+    # a worker that dies raises BrokenProcessPool here instead of hanging the run
+    executor = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")) if config.workers > 1 else None
+    try:
+        while produced < raw_target:
+            batch_size = max(config.workers * 2, math.ceil((raw_target - produced) / config.frames_per_episode * 1.2))
+            plans = [plan_episode(config, i, cycle) for i in range(index, index + batch_size)]
+            index += batch_size
+            cached = {plan.index: _cached_episode(writer, plan) for plan in plans}
+            tasks = [(plan, config) for plan in plans if cached[plan.index] is None]
+            fresh = executor.map(_simulate, tasks) if executor else map(_simulate, tasks)
+            for plan in plans:
+                result = cached[plan.index] or next(fresh)
+                if cached[plan.index] is None:
+                    _cache_episode(writer, result)
+                produced += len(result.frames)
+                progress.update(task, completed=min(produced, raw_target))
+                yield result
+                if produced >= raw_target:
+                    break
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)  # don't wait for episodes nobody needs
+
+
+def _record(config: DataConfig, plan: EpisodePlan, frame: SimFrame) -> Record:
+    return Record(
+        id=f"sim{config.seed}-e{plan.index:05d}-f{frame.frame:02d}",
+        images=[image_name(plan, frame)],
+        navigation=frame.navigation,
+        ego_speed_mps=max(0.0, frame.ego_speed_mps),
+        speed_action=frame.speed_action,
+        path_action=frame.path_action,
+        scene=frame.scene,
+        source={"origin": "simulator", "scenario": plan.scenario, "episode": plan.index, "frame": frame.frame,
+                "time_s": frame.time_s, "env_seed": plan.env_seed, "destination": plan.destination},
+    )
+
+
+def build_sim_dataset(config: DataConfig, root: Path | None, name: str | None, resume: ResumePolicy) -> Artifact:
+    """Simulate, label, split and publish a ``data`` artifact of ``config.frames`` frames."""
+    identity = config.model_dump(mode="json", exclude={"workers"})  # more workers: same data, so resumable
+    with begin("data", name or "sim", config.model_dump(mode="json"), root=root, resume=resume, identity=identity) as writer:
+        raw_target = math.ceil(config.frames * config.balance_oversample) if config.balance else config.frames
+        frames: list[tuple[EpisodePlan, SimFrame]] = []
+        crashed = unlabelled = episodes = 0
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=False) as progress:
+            for result in _episodes(writer, config, raw_target, progress):
+                episodes += 1
+                crashed += result.crashed
+                unlabelled += result.unlabelled_frames
+                frames.extend((result.plan, frame) for frame in result.frames)
+        if config.balance:
+            frames = balanced_sample(frames, lambda item: (item[1].speed_action, item[1].path_action), config.frames, config.seed)
+        else:
+            frames = frames[: config.frames]
+        chosen = {image_name(plan, frame) for plan, frame in frames}
+        for image in (writer.dir / IMAGE_DIR).glob("*.png"):
+            if f"{IMAGE_DIR}/{image.name}" not in chosen:
+                image.unlink()
+        shutil.rmtree(writer.dir / CACHE_DIR, ignore_errors=True)
+        records = {split: [_record(config, plan, frame) for plan, frame in frames if plan.split == split] for split in SPLITS}
+        return publish_dataset(
+            writer, records, DEFAULT_VOCABULARY, seed=config.seed,
+            counts={"episodes": episodes, "expert_crashes": crashed, "unlabelled_frames": unlabelled},
+            extra={"label_rules": config.labels.model_dump(), "simulator": {"name": "highway-env", "version": version("highway-env")},
+                   "expert": "highway-env IDMVehicle (IDM longitudinal, MOBIL lane changes, route following)"},
+        )
