@@ -8,8 +8,17 @@ from typing import Any
 import numpy as np
 
 from alphadrive_cli.data.labels import Track, label_at
-from alphadrive_cli.data.sim.render import canvas_size, heading_up_view, png_bytes
-from alphadrive_cli.data.sim.scenarios import POLICY_HZ, SCENARIOS, install_expert, make_env, navigation, route_turn
+from alphadrive_cli.data.sim.render import canvas_size, heading_up_view, png_bytes, render_world
+from alphadrive_cli.data.sim.scenarios import (
+    POLICY_HZ,
+    SCENARIOS,
+    Scenario,
+    install_expert,
+    isolated_vehicle_defaults,
+    make_env,
+    navigation,
+    route_turn,
+)
 from alphadrive_cli.data.sim.scene import scene_facts
 from alphadrive_cli.schemas import DataConfig
 
@@ -57,6 +66,12 @@ def run_episode(plan: EpisodePlan, config: DataConfig) -> EpisodeResult:
     scenario = SCENARIOS[plan.scenario]
     frame_times = [WARMUP_S + k * config.frame_interval_s for k in range(config.frames_per_episode)]
     end_time = frame_times[-1] + config.labels.horizon_s
+    with isolated_vehicle_defaults():
+        return _simulate_and_label(plan, config, scenario, frame_times, end_time)
+
+
+def _simulate_and_label(plan: EpisodePlan, config: DataConfig, scenario: Scenario, frame_times: list[float],
+                        end_time: float) -> EpisodeResult:
     env = make_env(scenario, canvas_size(config.image_size, config.ego_row), config.image_size / config.view_m, end_time)
     try:
         env.reset(seed=plan.env_seed)
@@ -79,7 +94,7 @@ def run_episode(plan: EpisodePlan, config: DataConfig) -> EpisodeResult:
             states.append((step / POLICY_HZ, float(ego.position[0]), -float(ego.position[1]), -float(ego.heading), float(ego.speed)))
             if step in frame_at_step:
                 passed = bool(route) and tuple(ego.lane_index[:2]) == tuple(route[-1][:2])
-                view = heading_up_view(env.render(), ego.heading, config.image_size, config.ego_row)
+                view = heading_up_view(render_world(env), ego.heading, config.image_size, config.ego_row)
                 pending[len(states) - 1] = (frame_at_step[step], {
                     "png": png_bytes(view),
                     "ego_speed_mps": round(float(ego.speed), 2),

@@ -6,13 +6,40 @@ import io
 import math
 
 import numpy as np
+from highway_env.envs.common.abstract import AbstractEnv
+from highway_env.vehicle.graphics import VehicleGraphics
 from PIL import Image
+
+from alphadrive_cli.errors import StageFailure
 
 
 def canvas_size(image_px: int, ego_row: float) -> int:
     """Side of the square render that still covers the output crop after any rotation."""
     half_width, ahead = image_px / 2, ego_row * image_px
     return int(math.ceil(2 * math.hypot(half_width, ahead))) + 4
+
+
+def render_world(env: AbstractEnv) -> np.ndarray:
+    """The off-screen top-down render around the ego; never a blank frame.
+
+    highway-env stops drawing when ``SDL_VIDEODRIVER=dummy`` is set (a common headless setting), which
+    would silently give black images; off-screen rendering needs no display, so drawing is re-enabled.
+    The ego vehicle is drawn last and in the ego colour (junction rules recolour yielding vehicles),
+    so it is always the green car.
+    """
+    env.vehicle.color = VehicleGraphics.EGO_COLOR
+    vehicles = env.road.vehicles
+    env.road.vehicles = [vehicle for vehicle in vehicles if vehicle is not env.vehicle] + [env.vehicle]
+    try:
+        frame = env.render()
+        if env.viewer is not None and not env.viewer.enabled:
+            env.viewer.enabled = True
+            frame = env.render()
+    finally:
+        env.road.vehicles = vehicles  # the simulation's own order is left as it was
+    if frame is None or not frame.any() or frame.std() == 0:
+        raise StageFailure("the simulator rendered a blank frame; check the SDL/pygame installation")
+    return frame
 
 
 def heading_up_view(frame: np.ndarray, heading: float, image_px: int, ego_row: float) -> Image.Image:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,6 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 from highway_env.envs import HighwayEnv, IntersectionEnv, MergeEnv, RoundaboutEnv  # noqa: E402
 from highway_env.envs.common.abstract import AbstractEnv  # noqa: E402
 from highway_env.vehicle.behavior import IDMVehicle  # noqa: E402
-from highway_env.vehicle.graphics import VehicleGraphics  # noqa: E402
 from highway_env.vehicle.objects import Obstacle  # noqa: E402
 
 POLICY_HZ = 5  # ego states are recorded 5 times per simulated second
@@ -64,6 +64,23 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+@contextmanager
+def isolated_vehicle_defaults() -> Iterator[None]:
+    """Undo changes an environment makes to ``IDMVehicle``'s class constants when the episode ends.
+
+    highway-env's intersection sets ``IDMVehicle.DISTANCE_WANTED`` and its comfort accelerations for the
+    whole process; without this, an episode's content would depend on which episodes ran before it.
+    """
+    saved = {key: value for key, value in vars(IDMVehicle).items() if key.isupper()}
+    try:
+        yield
+    finally:
+        for key in [key for key in vars(IDMVehicle) if key.isupper() and key not in saved]:
+            delattr(IDMVehicle, key)
+        for key, value in saved.items():
+            setattr(IDMVehicle, key, value)
+
+
 def make_env(scenario: Scenario, canvas_px: int, scaling: float, duration_s: float) -> AbstractEnv:
     """An off-screen environment whose renders are ``canvas_px`` square, centred on the ego vehicle."""
     config = {
@@ -83,7 +100,7 @@ def make_env(scenario: Scenario, canvas_px: int, scaling: float, duration_s: flo
 
 
 def install_expert(env: AbstractEnv, scenario: Scenario, destination: str | None) -> IDMVehicle:
-    """Replace the controlled ego vehicle by an IDM/MOBIL driver (drawn in the ego colour)."""
+    """Replace the controlled ego vehicle by an IDM/MOBIL driver (yielding at junctions where the road has rules)."""
     ego = env.vehicle
     expert = IDMVehicle.create_from(ego)
     if scenario.expert_speed_mps is not None:
@@ -93,7 +110,6 @@ def install_expert(env: AbstractEnv, scenario: Scenario, destination: str | None
         expert.plan_route_to(destination)
     elif getattr(ego, "route", None):
         expert.route = list(ego.route)
-    expert.color = VehicleGraphics.EGO_COLOR
     env.road.vehicles[env.road.vehicles.index(ego)] = expert
     env.controlled_vehicles = [expert]
     return expert

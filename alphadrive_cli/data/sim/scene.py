@@ -67,4 +67,5 @@ def scene_facts(env: AbstractEnv, ego: Vehicle, scenario: str) -> dict[str, Any]
         "speed_limit_mps": round(float(ego.lane.speed_limit), 1),
         "distance_to_junction_m": None if junction is None else round(junction, 1),
         "vehicles_within_50m": nearby,
+        "yielding": bool(getattr(ego, "is_yielding", False)),  # junction priority rules made the ego give way
     }

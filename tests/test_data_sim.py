@@ -1,0 +1,192 @@
+"""``alphadrive data sim``: real highway-env episodes, labels, images, splits, determinism, resume."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.artifacts import ResumePolicy, open_artifact
+from alphadrive_cli.data.sampling import balanced_sample
+from alphadrive_cli.data.schema import SPLITS, iter_split
+from alphadrive_cli.data.sim.episode import EpisodePlan, run_episode
+from alphadrive_cli.data.sim.scenarios import SCENARIOS
+from alphadrive_cli.schemas import DataConfig
+from alphadrive_cli.stages import data_sim
+from alphadrive_cli.stages.data_sim import build_sim_dataset, plan_episode, split_cycle
+
+SMALL = {"image_size": 112, "frames_per_episode": 4}
+EGO_GREEN = np.array([50, 200, 0])
+
+
+def small_config(**changes) -> DataConfig:
+    return DataConfig(**{**SMALL, **changes})
+
+
+def ego_pixels(image: np.ndarray) -> np.ndarray:
+    """Pixel coordinates (row, col) of the ego vehicle's colour."""
+    return np.argwhere(np.abs(image.astype(int) - EGO_GREEN).sum(axis=2) < 60)
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_scenario_renders_labelled_heading_up_frames(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # the headless setting that makes highway-env draw nothing
+    config = small_config(image_size=224)  # big enough for the ego's colour to survive rotation
+    destination = SCENARIOS[scenario].destinations[0] if SCENARIOS[scenario].destinations else None
+    result = run_episode(EpisodePlan(0, scenario, 0, destination, "train"), config)
+    assert len(result.frames) + result.unlabelled_frames == config.frames_per_episode
+    assert result.frames, "an episode of the expert produced no labelled frame"
+    for frame in result.frames:
+        image = np.asarray(Image.open(io.BytesIO(frame.png)).convert("RGB"))
+        assert image.shape == (224, 224, 3)
+        assert image.std() > 5, "blank frame"
+        ego = ego_pixels(image)
+        assert len(ego) > 3, "the ego vehicle is not drawn"
+        row, col = ego.mean(axis=0)
+        assert abs(row - config.ego_row * 224) < 10 and abs(col - 112) < 10  # centred, at ego_row
+        rows, cols = np.ptp(ego[:, 0]), np.ptp(ego[:, 1])
+        assert rows >= cols, "the ego vehicle should point up (heading-up view)"
+        assert frame.speed_action in DEFAULT_VOCABULARY.speed and frame.path_action in DEFAULT_VOCABULARY.path
+        assert {"lane", "lead_vehicle", "left_lane", "right_lane", "distance_to_junction_m"} <= set(frame.scene)
+        json.dumps(frame.scene)  # JSON-ready (no numpy types)
+
+
+def test_blocked_road_makes_the_expert_stop() -> None:
+    result = run_episode(EpisodePlan(0, "blocked", 2, None, "train"), small_config(frames_per_episode=12))
+    speeds = [frame.speed_action for frame in result.frames]
+    assert "DECELERATE" in speeds and "STOP" in speeds
+    assert speeds.index("DECELERATE") < speeds.index("STOP")
+
+
+def test_intersection_navigation_follows_the_route() -> None:
+    left = run_episode(EpisodePlan(0, "intersection", 7, "o1", "train"), small_config(frames_per_episode=6))
+    right = run_episode(EpisodePlan(0, "intersection", 7, "o3", "train"), small_config(frames_per_episode=6))
+    assert left.frames[0].navigation == "turn left at the intersection"
+    assert right.frames[0].navigation == "turn right at the intersection"
+    assert "LEFT_TURN" in {f.path_action for f in left.frames} and "RIGHT_TURN" in {f.path_action for f in right.frames}
+
+
+def test_an_episode_does_not_depend_on_episodes_run_before_it_in_the_process() -> None:
+    """highway-env's intersection changes IDMVehicle's class constants; alphadrive undoes that per episode."""
+    config = small_config(frames_per_episode=3)
+    highway = EpisodePlan(0, "highway", 5, None, "train")
+
+    def content(result):
+        return [(f.ego_speed_mps, f.speed_action, f.path_action, f.scene, f.png) for f in result.frames]
+
+    before = content(run_episode(highway, config))
+    run_episode(EpisodePlan(0, "intersection", 5, "o2", "train"), config)
+    assert content(run_episode(highway, config)) == before
+
+
+def test_split_cycle_has_the_configured_proportions() -> None:
+    cycle = split_cycle(DataConfig())
+    assert Counter(cycle) == {"train": 16, "val": 2, "test": 2}
+    odd = DataConfig(split={"train": 0.7, "val": 0.2, "test": 0.1})
+    assert Counter(split_cycle(odd)) == {"train": 14, "val": 4, "test": 2}
+
+
+def test_episode_plans_depend_only_on_seed_and_index() -> None:
+    config = DataConfig()
+    cycle = split_cycle(config)
+    assert plan_episode(config, 5, cycle) == plan_episode(config, 5, cycle)
+    plans = [plan_episode(config, i, cycle) for i in range(200)]
+    assert {plan.scenario for plan in plans} == set(SCENARIOS)
+    assert plan_episode(DataConfig(seed=1), 5, split_cycle(DataConfig(seed=1))) != plans[5]
+
+
+def test_balanced_sample_keeps_rare_classes_and_order() -> None:
+    items = ["a"] * 50 + ["b"] * 5 + ["c"] * 2
+    picked = balanced_sample(items, lambda item: item, 20, seed=0)
+    assert Counter(picked) == {"a": 13, "b": 5, "c": 2}
+    numbered = list(enumerate(items))
+    chosen = balanced_sample(numbered, lambda item: item[1], 20, seed=0)
+    assert [n for n, _ in chosen] == sorted(n for n, _ in chosen)
+    assert balanced_sample(items, lambda item: item, 20, seed=0) == picked  # deterministic
+
+
+@pytest.fixture(scope="module")
+def sim_artifact(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("runs")
+    return build_sim_dataset(small_config(frames=24, seed=0), root, None, ResumePolicy.AUTO)
+
+
+def test_sim_artifact_is_valid_and_split_by_episode(sim_artifact) -> None:
+    artifact = open_artifact(sim_artifact.path, stage="data")  # every file hash verifies
+    records = {split: list(iter_split(artifact, split, DEFAULT_VOCABULARY)) for split in SPLITS}
+    assert sum(len(r) for r in records.values()) == 24 == artifact.manifest["counts"]["frames"]
+    episodes = {split: {r.source["episode"] for r in recs} for split, recs in records.items()}
+    assert not (episodes["train"] & episodes["val"]) and not (episodes["train"] & episodes["test"])
+    assert not (episodes["val"] & episodes["test"])
+    images = sorted(p.name for p in (artifact.path / "images").iterdir())
+    assert len(images) == 24  # frames that were simulated but not used are not kept
+    manifest = artifact.manifest
+    assert manifest["vocabulary"] == DEFAULT_VOCABULARY.to_dict()
+    assert manifest["label_rules"]["horizon_s"] == 3.0
+    assert sum(manifest["classes"]["train"]["speed"].values()) == len(records["train"])
+    assert not any(name.startswith(".") for name in manifest["outputs"])  # no episode cache published
+    with Image.open(artifact.path / "contact_sheet.png") as sheet:
+        assert sheet.width == 4 * 224 and np.asarray(sheet.convert("L")).std() > 20
+
+
+def test_same_seed_gives_byte_identical_jsonl_with_any_number_of_workers(sim_artifact, tmp_path: Path) -> None:
+    again = build_sim_dataset(small_config(frames=24, seed=0, workers=2), tmp_path, None, ResumePolicy.AUTO)
+    for split in SPLITS:
+        assert (again.path / f"{split}.jsonl").read_bytes() == (sim_artifact.path / f"{split}.jsonl").read_bytes()
+    other = build_sim_dataset(small_config(frames=24, seed=1), tmp_path, None, ResumePolicy.AUTO)
+    assert (other.path / "train.jsonl").read_bytes() != (sim_artifact.path / "train.jsonl").read_bytes()
+
+
+def test_interrupted_run_resumes_without_simulating_finished_episodes(sim_artifact, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = data_sim._simulate
+
+    def interrupted_after_two(task):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(task[0].index)
+        return real(task)
+
+    monkeypatch.setattr(data_sim, "_simulate", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        build_sim_dataset(small_config(frames=24, seed=0), tmp_path, None, ResumePolicy.AUTO)
+    assert not (tmp_path / "data" / "sim-v1").exists()
+    assert len(list((tmp_path / "data" / ".sim.partial" / ".episodes").glob("*.json"))) == 2
+
+    resumed_calls: list[int] = []
+    monkeypatch.setattr(data_sim, "_simulate", lambda task: resumed_calls.append(task[0].index) or real(task))
+    resumed = build_sim_dataset(small_config(frames=24, seed=0), tmp_path, None, ResumePolicy.AUTO)
+    assert resumed.manifest["resumed"] is True
+    assert not set(calls) & set(resumed_calls)
+    for split in SPLITS:
+        assert (resumed.path / f"{split}.jsonl").read_bytes() == (sim_artifact.path / f"{split}.jsonl").read_bytes()
+
+
+def test_balance_evens_out_the_classes(tmp_path: Path) -> None:
+    plain = build_sim_dataset(small_config(frames=24, seed=4), tmp_path, "plain", ResumePolicy.AUTO)
+    balanced = build_sim_dataset(small_config(frames=24, seed=4, balance=True, balance_oversample=2.0), tmp_path,
+                                 "balanced", ResumePolicy.AUTO)
+    assert balanced.manifest["counts"]["frames"] == 24
+
+    def largest_joint_class(artifact) -> int:
+        joint = Counter()
+        for split in SPLITS:
+            for record in iter_split(artifact, split, DEFAULT_VOCABULARY):
+                joint[(record.speed_action, record.path_action)] += 1
+        return max(joint.values())
+
+    assert largest_joint_class(balanced) < largest_joint_class(plain)
+
+
+def test_cli_data_sim_prints_only_the_path(cli, runs: Path) -> None:
+    result = cli("data", "sim", "--frames", "8", "--seed", "2", "--set", "image_size=112", "--set", "frames_per_episode=4")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{runs / 'data' / 'sim-v1'}\n"
+    assert "frames per class and split" in result.stderr
