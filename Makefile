@@ -12,7 +12,7 @@ TORCH_CPU := torch==2.13.0
 DEMO_HOME ?= runs/demo
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench bench-data clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+bench: bench-data
+
+bench-data: install  # frames/s of `data sim` by worker count; results in docs/bench/, summary in docs/benchmarks.md
+	$(BIN)/python bench/data_sim.py --frames 5000 --workers 1 2 --out docs/bench/data_sim.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

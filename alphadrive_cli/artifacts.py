@@ -32,7 +32,7 @@ MANIFEST_NAME = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 RUN_STATE_NAME = ".alphadrive-run.json"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_VERSIONED = re.compile(r"^(?P<name>.+)-v(?P<version>[1-9][0-9]*)$")
+VERSIONED_NAME = re.compile(r"^(?P<name>.+)-v(?P<version>[1-9][0-9]*)$")
 _HASH_CHUNK = 1 << 20
 
 
@@ -71,7 +71,7 @@ def content_hash(outputs: Mapping[str, str]) -> str:
 
 def validate_name(name: str) -> str:
     """Return ``name`` if it can name an artifact, else raise BadInput saying why."""
-    if not _NAME_PATTERN.match(name) or _VERSIONED.match(name):
+    if not _NAME_PATTERN.match(name) or VERSIONED_NAME.match(name):
         raise BadInput(
             f"invalid artifact name {name!r}: use letters, digits, '.', '_' or '-' (at most 100), "
             "starting with a letter or digit and not ending in -v<N>"
@@ -197,7 +197,7 @@ def list_versions(stage_dir: Path, name: str) -> list[int]:
         return []
     versions = []
     for entry in stage_dir.iterdir():
-        match = _VERSIONED.match(entry.name)
+        match = VERSIONED_NAME.match(entry.name)
         if match and match["name"] == name and entry.is_dir():
             versions.append(int(match["version"]))
     return sorted(versions)

@@ -278,25 +278,30 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option("--data", help="A `data` artifact.")] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="JSONL of `id` + raw text from another system.")] = None,
     split: Annotated[Optional[str], typer.Option(help="train, val or test [default: test].")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="Completions per frame; K > 1 samples with temperature (multimodality).")] = None,
     scale: Scale = "tiny",
     out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
-    as_json: AsJson = False,
+    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
 ) -> None:
-    """Open-loop planning metrics: per-class F1 for speed and path, planning accuracy."""
-    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+    """Open-loop planning metrics: per-class F1 for speed and path, planning accuracy.
 
+    Batched generation (left padding, greedy; `--samples K` samples with temperature for the
+    multimodality analysis) or scoring of `--predictions` made by any other system (JSONL of `id` +
+    `text`). Output: an `eval` artifact with metrics.json, predictions.jsonl, confusion matrices and
+    per-class F1 as PNG; a table like the paper's Table 1 on stderr.
+    """
     if ctx.invoked_subcommand is not None:
         return
+    from alphadrive_cli.stages.evaluate import evaluate as run_evaluation  # noqa: PLC0415 - keeps --help fast
+
     if data is None:
         raise BadInput("eval needs --data DATA (and --model MODEL or --predictions FILE); see alphadrive eval --help")
     if (model is None) == (predictions is None):
         raise BadInput("eval needs exactly one of --model MODEL or --predictions FILE")
-    open_artifact(data, stage=("data", "distill"))
-    if predictions is not None and not predictions.is_file():
-        raise BadInput(f"no such predictions file: {predictions}")
-    resolve_config("eval", EvalConfig, scale=scale, config_file=config, overrides=overrides or [],
-                   options={"split": split})
-    not_built_yet("eval", 4)
+    cfg = resolve_config("eval", EvalConfig, scale=scale, config_file=config, overrides=overrides or [],
+                         options={"split": split, "samples": samples})
+    artifact = run_evaluation(data, cfg, out_root, name, _resume_policy(resume, restart), model=model, predictions=predictions)
+    emit_artifact(artifact, as_json)
 
 
 @eval_app.command("compare", epilog=PIPELINE)
@@ -305,14 +310,14 @@ def evaluate_compare(
     artifacts: Annotated[list[Path], typer.Argument(help="Two or more eval artifacts; deltas are against the first.")],
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
 ) -> None:
-    """Side-by-side table of eval artifacts."""
-    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+    """Side-by-side table of eval artifacts, with deltas against the first; `--markdown` to paste into docs."""
+    from alphadrive_cli.stages.compare import comparison, markdown_table, rich_table  # noqa: PLC0415
 
-    if len(artifacts) < 2:
-        raise BadInput("compare needs at least two eval artifacts")
-    for path in artifacts:
-        open_artifact(path, stage="eval")
-    not_built_yet("eval compare", 4)
+    header, rows = comparison(artifacts)
+    if markdown:
+        stdout.print(markdown_table(header, rows), markup=False, highlight=False, soft_wrap=True)
+    else:
+        stdout.print(rich_table(header, rows))
 
 
 def main() -> None:

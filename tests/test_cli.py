@@ -127,7 +127,6 @@ def test_wrong_input_stage_is_exit_2(cli, runs: Path) -> None:
         ("distill", ["distill", "--data", "{data}"], 5),
         ("sft", ["sft", "--data", "{data}"], 6),
         ("grpo", ["grpo", "--data", "{data}", "--init", "x"], 7),
-        ("eval", ["eval", "--data", "{data}", "--model", "x"], 4),
     ],
 )
 def test_stages_not_built_yet_say_so_and_write_nothing(cli, runs: Path, stage: str, args: list[str], issue: int) -> None:

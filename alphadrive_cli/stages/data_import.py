@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, sha256_file, validate_name
+from alphadrive_cli.artifacts import VERSIONED_NAME, Artifact, ArtifactWriter, ResumePolicy, begin, sha256_file, validate_name
 from alphadrive_cli.data.importers import (
     ImageRoot,
     Imported,
@@ -31,13 +31,15 @@ from alphadrive_cli.ui import console
 
 PROBLEMS_SHOWN = 20
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_VERSION_SUFFIX = re.compile(r"-v([1-9][0-9]*)$")
 
 
 def default_import_name(source: Path) -> str:
     """The artifact name when ``--name`` is not given: the source file's stem, made a valid name."""
     name = _NAME_UNSAFE.sub("-", source.stem).strip("._-")[:100]
-    return validate_name(_VERSION_SUFFIX.sub(r"_v\1", name) or "import")
+    match = VERSIONED_NAME.match(name)
+    if match:  # "drive-v3" would read as version 3 of "drive"
+        name = f"{match['name']}_v{match['version']}"
+    return validate_name(name or "import")
 
 
 def import_dataset(source: Path, config: ImportConfig, root: Path | None, name: str | None,

@@ -1,0 +1,183 @@
+"""Open-loop planning metrics (DESIGN.md section 6): pure functions, JSON-ready results.
+
+A prediction of ``None`` means the model gave no usable action for that head (no answer,
+no action, or several actions hedged): it is always wrong, a false negative for the true
+class and a false positive for no class. Every ratio with a zero denominator is 0.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from alphadrive_cli.actions import (
+    DEFAULT_VOCABULARY,
+    ActionVocabulary,
+    matches_answer_format,
+    parse_answer,
+)
+
+Plan = tuple[str, str]
+INVALID_COLUMN = "invalid"
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def _check_labels(
+    truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]
+) -> None:
+    if len(truth) != len(predicted):
+        raise ValueError(f"{len(truth)} truths but {len(predicted)} predictions")
+    if len(set(classes)) != len(classes):
+        raise ValueError("classes must be distinct")
+    known = set(classes)
+    for label in truth:
+        if label not in known:
+            raise ValueError(f"true label {label!r} is not one of the classes {list(classes)}")
+    for label in predicted:
+        if label is not None and label not in known:
+            raise ValueError(f"predicted label {label!r} is not one of the classes {list(classes)}")
+
+
+def per_class_prf(
+    truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support (number of true examples) of every class."""
+    _check_labels(truth, predicted, classes)
+    result: dict[str, dict[str, float]] = {}
+    for cls in classes:
+        tp = sum(1 for t, p in zip(truth, predicted) if t == cls and p == cls)
+        fp = sum(1 for t, p in zip(truth, predicted) if t != cls and p == cls)
+        fn = sum(1 for t, p in zip(truth, predicted) if t == cls and p != cls)
+        result[cls] = {
+            "precision": _ratio(tp, tp + fp),
+            "recall": _ratio(tp, tp + fn),
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            "support": tp + fn,
+        }
+    return result
+
+
+def macro_f1(
+    truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]
+) -> float:
+    """Mean F1 over the *active* classes: those that occur in ``truth`` or in ``predicted``.
+
+    A class that is neither true nor predicted anywhere has no defined F1; counting it as 0
+    would punish the model for the data set's class coverage, counting it as 1 would reward
+    it for nothing, so it is left out. A class predicted but never true is kept (F1 0): its
+    false positives are errors. No active class (empty input) gives 0.0.
+    """
+    scores = per_class_prf(truth, predicted, classes)
+    active = set(truth) | {p for p in predicted if p is not None}
+    f1s = [scores[cls]["f1"] for cls in classes if cls in active]
+    return _ratio(sum(f1s), len(f1s))
+
+
+def confusion_matrix(
+    truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]
+) -> list[list[int]]:
+    """Counts, row = true class, column = predicted class, in ``classes`` order, plus a
+    final column ``"invalid"`` for ``None`` predictions."""
+    _check_labels(truth, predicted, classes)
+    index = {cls: i for i, cls in enumerate(classes)}
+    matrix = [[0] * (len(classes) + 1) for _ in classes]
+    for t, p in zip(truth, predicted):
+        matrix[index[t]][len(classes) if p is None else index[p]] += 1
+    return matrix
+
+
+def planning_accuracy(truth_pairs: Sequence[Plan], predicted_pairs: Sequence[Plan | None]) -> float:
+    """Fraction of frames whose predicted (speed, path) plan is exactly the true one."""
+    if len(truth_pairs) != len(predicted_pairs):
+        raise ValueError(f"{len(truth_pairs)} truths but {len(predicted_pairs)} predictions")
+    correct = sum(1 for t, p in zip(truth_pairs, predicted_pairs) if p is not None and tuple(p) == tuple(t))
+    return _ratio(correct, len(truth_pairs))
+
+
+def format_valid_rate(texts: Sequence[str]) -> float:
+    """Fraction of texts in the exact ``<think>…</think><answer>…</answer>`` format."""
+    return _ratio(sum(1 for text in texts if matches_answer_format(text)), len(texts))
+
+
+def multimodality(
+    samples_per_frame: Sequence[Sequence[Plan | None]], truths: Sequence[Plan]
+) -> dict[str, float | int]:
+    """Multimodality over K samples per frame (DESIGN.md section 6).
+
+    ``mean_distinct_plans``: mean number of distinct valid (non-``None``) plans per frame;
+    ``truth_covered_rate``: fraction of frames whose true plan is among its samples.
+    """
+    if len(samples_per_frame) != len(truths):
+        raise ValueError(f"{len(samples_per_frame)} frames of samples but {len(truths)} truths")
+    distinct = [{tuple(p) for p in samples if p is not None} for samples in samples_per_frame]
+    return {
+        "frames": len(truths),
+        "samples": sum(len(samples) for samples in samples_per_frame),
+        "mean_distinct_plans": _ratio(sum(len(plans) for plans in distinct), len(truths)),
+        "truth_covered_rate": _ratio(
+            sum(1 for plans, truth in zip(distinct, truths) if tuple(truth) in plans), len(truths)
+        ),
+    }
+
+
+def single_action(actions: frozenset[str]) -> str | None:
+    """A head's prediction: its one action, or None when the answer gave none or hedged with several."""
+    return next(iter(actions)) if len(actions) == 1 else None
+
+
+def _head_metrics(
+    truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]
+) -> dict[str, Any]:
+    return {
+        "classes": list(classes),
+        "per_class": per_class_prf(truth, predicted, classes),
+        "macro_f1": macro_f1(truth, predicted, classes),
+        "confusion_matrix": confusion_matrix(truth, predicted, classes),
+        "confusion_columns": [*classes, INVALID_COLUMN],
+    }
+
+
+def open_loop_metrics(
+    truths: Sequence[Plan],
+    completions: Sequence[str],
+    vocabulary: ActionVocabulary = DEFAULT_VOCABULARY,
+) -> dict[str, Any]:
+    """Every open-loop metric of ``completions`` against their true (speed, path) plans.
+
+    Each completion is read with :func:`actions.parse_answer`. Per head, the prediction is the
+    one action found for that head; none or several (hedging) is ``None``, i.e. wrong. The
+    plan is ``parsed.plan`` (both heads single), else ``None``. Answers are scored whether or
+    not the completion has the exact reward format; ``format_valid_rate`` reports that apart.
+    """
+    if len(truths) != len(completions):
+        raise ValueError(f"{len(truths)} truths but {len(completions)} completions")
+    for speed, path in truths:
+        if speed not in vocabulary.speed:
+            raise ValueError(f"true speed action {speed!r} is not in the vocabulary")
+        if path not in vocabulary.path:
+            raise ValueError(f"true path action {path!r} is not in the vocabulary")
+    parsed = [parse_answer(text, vocabulary) for text in completions]
+    plans = [answer.plan for answer in parsed]
+    speed_truth = [speed for speed, _ in truths]
+    path_truth = [path for _, path in truths]
+    format_valid = sum(1 for text in completions if matches_answer_format(text))
+    correct = sum(1 for t, p in zip(truths, plans) if p is not None and p == tuple(t))
+    return {
+        "planning_accuracy": planning_accuracy(truths, plans),
+        "format_valid_rate": format_valid_rate(completions),
+        "parse_failures": sum(1 for p in plans if p is None),
+        "speed": _head_metrics(speed_truth, [single_action(a.speed) for a in parsed], vocabulary.speed),
+        "path": _head_metrics(path_truth, [single_action(a.path) for a in parsed], vocabulary.path),
+        "counts": {
+            "frames": len(truths),
+            "planning_correct": correct,
+            "format_valid": format_valid,
+            "parse_failures": sum(1 for p in plans if p is None),
+            "no_answer_tag": sum(1 for a in parsed if not a.has_answer),
+            "hedged": sum(1 for a in parsed if len(a.speed) > 1 or len(a.path) > 1),
+            "incomplete": sum(1 for a in parsed if a.has_answer and (not a.speed or not a.path)),
+        },
+    }

@@ -1,0 +1,45 @@
+"""Batched generation for a Qwen-VL student: left padding, greedy or K samples per prompt."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from transformers import PreTrainedModel, ProcessorMixin
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Greedy decoding when ``samples`` is 1, else ``samples`` completions sampled at ``temperature``."""
+
+    max_new_tokens: int
+    samples: int = 1
+    temperature: float = 1.0
+
+
+def generate(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    prompts: Sequence[str],
+    images: Sequence[Sequence[Image.Image]],
+    settings: GenerationSettings,
+) -> list[list[str]]:
+    """Complete a batch of chat-formatted prompts (with their images); ``samples`` texts per prompt."""
+    processor.tokenizer.padding_side = "left"  # generation continues every row from its real last token
+    flat_images = [image for row in images for image in row]
+    inputs = processor(text=list(prompts), images=flat_images or None, padding=True, return_tensors="pt").to(model.device)
+    sampling = settings.samples > 1
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=sampling,
+            temperature=settings.temperature if sampling else None,
+            top_p=None, top_k=None,
+            num_return_sequences=settings.samples,
+            pad_token_id=processor.tokenizer.pad_token_id,
+        )
+    texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    return [texts[i * settings.samples:(i + 1) * settings.samples] for i in range(len(prompts))]

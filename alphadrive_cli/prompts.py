@@ -1,0 +1,49 @@
+"""Versioned prompt templates in ``prompts/``: loaded by id, identified in manifests by their sha256."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from alphadrive_cli.actions import ActionVocabulary
+from alphadrive_cli.data.schema import Record
+from alphadrive_cli.errors import BadInput
+from alphadrive_cli.resources import PROMPT_DIR
+
+STUDENT_PROMPT = "student-v1"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A template's id (file stem), text and content hash."""
+
+    id: str
+    text: str
+    sha256: str
+
+    def render(self, **values: Any) -> str:
+        """Fill the template's ``{placeholders}``."""
+        return self.text.format(**values).strip()
+
+
+def load_prompt(template_id: str) -> PromptTemplate:
+    """Read ``prompts/<template_id>.txt``."""
+    path = PROMPT_DIR / f"{template_id}.txt"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROMPT_DIR.glob("*.txt")))
+        raise BadInput(f"unknown prompt template {template_id!r} (known: {known})")
+    text = path.read_text(encoding="utf-8")
+    return PromptTemplate(template_id, text, hashlib.sha256(text.encode()).hexdigest())
+
+
+def student_messages(template: PromptTemplate, record: Record, vocabulary: ActionVocabulary) -> list[dict[str, Any]]:
+    """The chat messages the student model sees for a frame: its images, then the instruction."""
+    text = template.render(
+        navigation=record.navigation,
+        ego_speed_mps=record.ego_speed_mps,
+        speed_actions=", ".join(vocabulary.speed),
+        path_actions=", ".join(vocabulary.path),
+    )
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in record.images]
+    return [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]

@@ -1,0 +1,219 @@
+"""AlphaDrive's four GRPO planning rewards (DESIGN.md section 5; paper section 3.2.2, Alg. 1).
+
+Pure functions of completion text and labels; the formulas, defaults and their sources are in
+``docs/rewards.md``. Per completion and per head (speed, path)::
+
+    accuracy  = F1(set of actions answered for the head, true action)   (0 if format is 0)
+    weight    = action_weights[true action]
+    diversity = max(floor, 1 - share of the group giving the same answer for the head)
+    quality   = sum over heads of accuracy * weight * diversity
+    total     = quality_coef * quality + format_coef * format
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Mapping, Sequence, Set
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from alphadrive_cli.actions import (
+    DEFAULT_VOCABULARY,
+    ActionVocabulary,
+    matches_answer_format,
+    parse_answer,
+)
+from alphadrive_cli.config import load_yaml_mapping
+from alphadrive_cli.resources import CONFIG_DIR
+from alphadrive_cli.schemas import Strict
+
+REWARDS_YAML = CONFIG_DIR / "rewards.yaml"
+# A hedge of k >= 2 actions that includes the truth has F1 = 2 / (k + 1) <= 2/3. With a
+# diversity floor of at least this, an exact answer (F1 1, factor >= floor) always earns at
+# least as much on a head as any hedged or wrong answer (F1 <= 2/3, factor <= 1).
+MIN_DIVERSITY_FLOOR = 2 / 3
+
+
+class RewardConfig(Strict):
+    """Coefficients, diversity floor and action weights of the planning rewards."""
+
+    format_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="format reward's weight in the total")
+    quality_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="planning quality's weight in the total")
+    diversity_floor: float = Field(
+        0.8,
+        ge=MIN_DIVERSITY_FLOOR,
+        le=1.0,
+        description="lowest diversity factor (paper: at most a 20% cut, 0.8); 1.0 turns diversity off",
+    )
+    action_weights: dict[str, float] = Field(description="weight of each true action (all of the vocabulary)")
+
+    @field_validator("action_weights")
+    @classmethod
+    def _positive_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        for action, weight in weights.items():
+            if not math.isfinite(weight) or weight <= 0:
+                raise ValueError(f"action weight of {action!r} must be a positive number, got {weight}")
+        return weights
+
+    def check_vocabulary(self, vocabulary: ActionVocabulary) -> None:
+        """Raise ValueError naming the first action of ``vocabulary`` that has no weight."""
+        for action in vocabulary.speed + vocabulary.path:
+            if action not in self.action_weights:
+                raise ValueError(
+                    f"no action weight for {action!r}: action_weights must cover every action of "
+                    f"the vocabulary ({', '.join(vocabulary.speed + vocabulary.path)})"
+                )
+
+    @classmethod
+    def from_yaml(cls, path: Path | str = REWARDS_YAML) -> RewardConfig:
+        """Read and validate a rewards config file (``configs/rewards.yaml`` by default)."""
+        return cls.model_validate(load_yaml_mapping(Path(path)))
+
+    @classmethod
+    def default(cls) -> RewardConfig:
+        """The defaults of ``configs/rewards.yaml``."""
+        return cls.from_yaml(REWARDS_YAML)
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """Every reward component of one completion (each is logged during training)."""
+
+    format: float
+    speed_accuracy: float
+    path_accuracy: float
+    speed_weight: float
+    path_weight: float
+    speed_diversity: float
+    path_diversity: float
+    quality: float
+    total: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The components as a plain mapping (for logs and JSON)."""
+        return asdict(self)
+
+
+def format_reward(completion: str) -> float:
+    """1.0 if ``completion`` is exactly ``<think>…</think><answer>…</answer>``, else 0.0."""
+    return 1.0 if matches_answer_format(completion) else 0.0
+
+
+def set_f1(predicted: Set[str], truth: str) -> float:
+    """F1 of a set of answered actions against one true action: 2 / (k + 1) if the truth is
+    among the k answered actions, else 0 (an empty set is 0)."""
+    return 2.0 / (len(predicted) + 1) if truth in predicted else 0.0
+
+
+def _check_truth(truth_speed: str, truth_path: str, vocabulary: ActionVocabulary) -> None:
+    if truth_speed not in vocabulary.speed:
+        raise ValueError(f"true speed action {truth_speed!r} is not in the vocabulary")
+    if truth_path not in vocabulary.path:
+        raise ValueError(f"true path action {truth_path!r} is not in the vocabulary")
+
+
+def planning_accuracy(
+    completion: str,
+    truth_speed: str,
+    truth_path: str,
+    vocabulary: ActionVocabulary = DEFAULT_VOCABULARY,
+) -> tuple[float, float]:
+    """(speed F1, path F1) of the answer against the true actions.
+
+    Format 0 means no planning reward: a completion that fails the format reward scores
+    (0.0, 0.0) whatever its answer says.
+    """
+    _check_truth(truth_speed, truth_path, vocabulary)
+    if not format_reward(completion):
+        return 0.0, 0.0
+    parsed = parse_answer(completion, vocabulary)
+    return set_f1(parsed.speed, truth_speed), set_f1(parsed.path, truth_path)
+
+
+def action_weight(action: str, weights: Mapping[str, float] | None = None) -> float:
+    """The weight of a true action (``weights`` default: ``configs/rewards.yaml``)."""
+    table = RewardConfig.default().action_weights if weights is None else weights
+    if action not in table:
+        raise ValueError(f"no action weight for {action!r}")
+    return float(table[action])
+
+
+def diversity_factors(answers_in_group: Sequence[Hashable | None], floor: float) -> list[float]:
+    """Diversity factor of each answer among the G completions of one prompt.
+
+    ``factor = max(floor, 1 - n / G)`` where n is the number of completions of the group giving
+    the same answer (itself included); an answer shared by a larger fraction earns less. With
+    ``floor = 0.8`` this is the paper's ``1 - min(0.2, n / G)`` (Alg. 1 lines 19-22). Answers
+    are compared by equality: a (speed set, path set) pair, or one head's action set as
+    :func:`group_rewards` uses. ``None`` (no valid answer) is 1.0 and counts only in G.
+    """
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"the diversity floor must lie in [0, 1], got {floor}")
+    size = len(answers_in_group)
+    counts = Counter(answer for answer in answers_in_group if answer is not None)
+    return [1.0 if answer is None else max(floor, 1.0 - counts[answer] / size) for answer in answers_in_group]
+
+
+def group_rewards(
+    completions: Sequence[str],
+    truths: Sequence[tuple[str, str]],
+    group_ids: Sequence[Hashable],
+    config: RewardConfig | None = None,
+    vocabulary: ActionVocabulary = DEFAULT_VOCABULARY,
+) -> list[RewardBreakdown]:
+    """Every reward component of each completion; ``truths[i]`` is (speed, path) of its prompt.
+
+    Diversity is computed within each group (completions sharing a group id, wherever they
+    sit in the batch) and per head, on the set of actions answered for that head, so the
+    result of a completion does not depend on the order of the batch.
+    """
+    config = RewardConfig.default() if config is None else config
+    if not len(completions) == len(truths) == len(group_ids):
+        raise ValueError(
+            f"{len(completions)} completions, {len(truths)} truths and {len(group_ids)} group ids: "
+            "the lengths must match"
+        )
+    config.check_vocabulary(vocabulary)
+    for speed, path in truths:
+        _check_truth(speed, path, vocabulary)
+
+    formats = [format_reward(text) for text in completions]
+    parsed = [parse_answer(text, vocabulary) for text in completions]
+    speed_keys = [p.speed if ok else None for p, ok in zip(parsed, formats)]
+    path_keys = [p.path if ok else None for p, ok in zip(parsed, formats)]
+
+    members: dict[Hashable, list[int]] = defaultdict(list)
+    for index, group in enumerate(group_ids):
+        members[group].append(index)
+    speed_div = [1.0] * len(completions)
+    path_div = [1.0] * len(completions)
+    for indices in members.values():
+        for keys, out in ((speed_keys, speed_div), (path_keys, path_div)):
+            factors = diversity_factors([keys[i] for i in indices], config.diversity_floor)
+            for index, factor in zip(indices, factors):
+                out[index] = factor
+
+    results = []
+    for i, (speed_truth, path_truth) in enumerate(truths):
+        speed_acc = set_f1(parsed[i].speed, speed_truth) if formats[i] else 0.0
+        path_acc = set_f1(parsed[i].path, path_truth) if formats[i] else 0.0
+        speed_w = action_weight(speed_truth, config.action_weights)
+        path_w = action_weight(path_truth, config.action_weights)
+        quality = speed_acc * speed_w * speed_div[i] + path_acc * path_w * path_div[i]
+        results.append(
+            RewardBreakdown(
+                format=formats[i],
+                speed_accuracy=speed_acc,
+                path_accuracy=path_acc,
+                speed_weight=speed_w,
+                path_weight=path_w,
+                speed_diversity=speed_div[i],
+                path_diversity=path_div[i],
+                quality=quality,
+                total=config.quality_coef * quality + config.format_coef * formats[i],
+            )
+        )
+    return results

@@ -1,0 +1,208 @@
+"""``alphadrive eval``: open-loop planning metrics of a model, or of predictions made elsewhere.
+
+Either way the result is an ``eval`` artifact: ``metrics.json`` (DESIGN.md section 6),
+``predictions.jsonl`` (raw text, parsed plan, correctness), confusion matrices and per-class F1 as
+PNG, and a table laid out like the paper's Table 1 on stderr. Generated completions are cached in
+the unfinished artifact batch by batch, so an interrupted evaluation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich import box
+from rich.table import Table
+
+from alphadrive_cli.actions import ActionVocabulary, parse_answer
+from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, open_artifact, sha256_file
+from alphadrive_cli.data.schema import Record, dataset_vocabulary, iter_split
+from alphadrive_cli.errors import BadInput
+from alphadrive_cli.eval_plots import confusion_png, f1_bars_png
+from alphadrive_cli.metrics import multimodality, open_loop_metrics, single_action
+from alphadrive_cli.models.generation import GenerationSettings, generate
+from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, resolve_model_source
+from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
+from alphadrive_cli.schemas import EvalConfig
+from alphadrive_cli.ui import console
+
+DATA_STAGES = ("data", "distill")
+CACHE_NAME = ".completions.jsonl"
+
+
+def _records(data: Artifact, split: str) -> tuple[list[Record], ActionVocabulary]:
+    vocabulary = dataset_vocabulary(data)
+    records = list(iter_split(data, split, vocabulary))
+    if not records:
+        raise BadInput(f"{data.path} has no records in its {split} split")
+    return records, vocabulary
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+def _cached_completions(writer: ArtifactWriter) -> dict[str, list[str]]:
+    cache = writer.dir / CACHE_NAME
+    if not cache.is_file():
+        return {}
+    done: dict[str, list[str]] = {}
+    for line in cache.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a crash: that batch is generated again
+            continue
+        done[entry["id"]] = entry["texts"]
+    return done
+
+
+def generate_completions(writer: ArtifactWriter, source: ModelSource, data: Artifact, records: Sequence[Record],
+                         vocabulary: ActionVocabulary, config: EvalConfig) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Completions for every record (cached ones reused), and throughput figures."""
+
+    done = _cached_completions(writer)
+    todo = [record for record in records if record.id not in done]
+    template = load_prompt(STUDENT_PROMPT)
+    writer.add_prompt(template.id, template.sha256)
+    stats: dict[str, Any] = {"generated_frames": len(todo), "cached_frames": len(records) - len(todo)}
+    if not todo:
+        return done, stats
+    model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
+    model.eval()
+    settings = GenerationSettings(config.max_new_tokens, config.samples, config.temperature)
+    started = time.perf_counter()
+    with _progress() as progress, (writer.dir / CACHE_NAME).open("a", encoding="utf-8") as cache:
+        task = progress.add_task("generating", total=len(todo), rate="")
+        for start in range(0, len(todo), config.batch_size):
+            batch = todo[start:start + config.batch_size]
+            prompts = [processor.apply_chat_template(student_messages(template, record, vocabulary),
+                                                     add_generation_prompt=True, tokenize=False) for record in batch]
+            images = [[Image.open(data.path / image).convert("RGB") for image in record.images] for record in batch]
+            for record, texts in zip(batch, generate(model, processor, prompts, images, settings)):
+                done[record.id] = texts
+                cache.write(json.dumps({"id": record.id, "texts": texts}) + "\n")
+            cache.flush()
+            elapsed = time.perf_counter() - started
+            progress.update(task, advance=len(batch), rate=f"{(start + len(batch)) / elapsed:.2f} frames/s")
+    seconds = time.perf_counter() - started
+    stats.update(generation_s=round(seconds, 2), frames_per_s=round(len(todo) / seconds, 3),
+                 model={"reference": source.reference, **source.describe()}, device=str(model.device))
+    return done, stats
+
+
+def read_predictions(path: Path, records: Sequence[Record]) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Completions from a JSONL file of ``{"id", "text"}`` (or ``"texts"``: K samples); id problems are reported."""
+    wanted = {record.id for record in records}
+    found: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    duplicate: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            identifier = str(entry["id"])
+            texts = entry["texts"] if "texts" in entry else [entry["text"]]
+            if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts) or not texts:
+                raise TypeError("text must be a string (texts: a non-empty list of strings)")
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise BadInput(f"{path} line {number}: expected {{\"id\": ..., \"text\": ...}} ({exc})") from None
+        if identifier not in wanted:
+            unknown.append(identifier)
+        elif identifier in found:
+            duplicate.append(identifier)
+        else:
+            found[identifier] = texts
+    missing = [record.id for record in records if record.id not in found]
+    for label, ids in (("unknown ids (not in the split, ignored)", unknown),
+                       ("duplicate ids (first kept)", duplicate),
+                       ("missing ids (scored as no answer)", missing)):
+        if ids:
+            console.print(f"[yellow]warning:[/] {len(ids)} {label}: {', '.join(ids[:5])}{' …' if len(ids) > 5 else ''}")
+    report = {"unknown_ids": unknown, "duplicate_ids": duplicate, "missing_ids": missing}
+    return found, report
+
+
+def _prediction_rows(records: Sequence[Record], completions: dict[str, list[str]], vocabulary: ActionVocabulary) -> list[dict[str, Any]]:
+    rows = []
+    for record in records:
+        texts = completions.get(record.id, [""])
+        parsed = parse_answer(texts[0], vocabulary)
+        speed, path = single_action(parsed.speed), single_action(parsed.path)
+        rows.append({
+            "id": record.id,
+            "text": texts[0],
+            **({"samples": texts} if len(texts) > 1 else {}),
+            "parsed": {"speed": sorted(parsed.speed), "path": sorted(parsed.path), "unrecognized": list(parsed.unrecognized)},
+            "truth": [record.speed_action, record.path_action],
+            "speed_correct": speed == record.speed_action,
+            "path_correct": path == record.path_action,
+            "plan_correct": parsed.plan == (record.speed_action, record.path_action),
+        })
+    return rows
+
+
+def metrics_table(metrics: dict[str, Any], vocabulary: ActionVocabulary, title: str) -> Table:
+    """The paper's Table 1 numbers (per-class F1 for speed and path, planning accuracy), one class per row
+    so it fits a terminal; ``eval compare --markdown`` gives the paper's wide layout."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for column in ("head", "meta-action", "precision", "recall", "F1", "frames"):
+        table.add_column(column, justify="left" if column in ("head", "meta-action") else "right")
+    for head, actions in (("speed", vocabulary.speed), ("path", vocabulary.path)):
+        for position, action in enumerate(actions):
+            scores = metrics[head]["per_class"][action]
+            table.add_row(head if position == 0 else "", action, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}",
+                          f"{scores['f1']:.3f}", str(scores["support"]))
+        table.add_row("", "macro F1", "", "", f"{metrics[head]['macro_f1']:.3f}", "", end_section=True)
+    table.add_row("plan", "planning accuracy", "", "", f"{metrics['planning_accuracy']:.3f}", str(metrics["counts"]["frames"]))
+    table.add_row("", "format valid", "", "", f"{metrics['format_valid_rate']:.3f}", "")
+    return table
+
+
+def publish_evaluation(writer: ArtifactWriter, records: Sequence[Record], completions: dict[str, list[str]],
+                       vocabulary: ActionVocabulary, extra: dict[str, Any]) -> Artifact:
+    """Score the completions and write metrics, predictions, plots and the manifest."""
+    truths = [(record.speed_action, record.path_action) for record in records]
+    metrics = open_loop_metrics(truths, [completions.get(record.id, [""])[0] for record in records], vocabulary)
+    if any(len(texts) > 1 for texts in completions.values()):
+        metrics["multimodality"] = multimodality(
+            [[parse_answer(text, vocabulary).plan for text in completions.get(record.id, [""])] for record in records], truths)
+    writer.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with writer.path("predictions.jsonl").open("w", encoding="utf-8") as handle:
+        for row in _prediction_rows(records, completions, vocabulary):
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    for head, actions in (("speed", vocabulary.speed), ("path", vocabulary.path)):
+        confusion_png(metrics[head]["confusion_matrix"], actions, f"{head} meta-action", writer.path(f"confusion_{head}.png"))
+    f1_bars_png({head: metrics[head]["per_class"] for head in ("speed", "path")}, "per-class F1", writer.path("f1_per_class.png"))
+    (writer.dir / CACHE_NAME).unlink(missing_ok=True)
+    console.print(metrics_table(metrics, vocabulary, f"eval {writer.name}: {len(records)} frames"))
+    headline = {key: metrics[key] for key in ("planning_accuracy", "format_valid_rate")}
+    headline.update(speed_macro_f1=metrics["speed"]["macro_f1"], path_macro_f1=metrics["path"]["macro_f1"])
+    return writer.publish(counts={"frames": len(records)}, metrics=headline, extra=extra)
+
+
+def evaluate(data_path: Path, config: EvalConfig, root: Path | None, name: str | None, resume: ResumePolicy,
+             model: str | None = None, predictions: Path | None = None) -> Artifact:
+    """Evaluate ``model`` (generating) or ``predictions`` (a file) on a data split."""
+    data = open_artifact(data_path, stage=DATA_STAGES)
+    records, vocabulary = _records(data, config.split)
+    if model is None and (predictions is None or not predictions.is_file()):
+        raise BadInput(f"no such predictions file: {predictions}")
+    source = resolve_model_source(model) if model is not None else None  # checked before any heavy loading
+    inputs = {"data": data, **({"model": source.artifact} if source and source.artifact else {})}
+    scored = {"model": model} if model is not None else {"predictions_sha256": sha256_file(predictions)}
+    with begin("eval", name or "eval", config.model_dump(mode="json"), root=root, resume=resume,
+               inputs=inputs, identity={"config": config.model_dump(mode="json"), **scored}) as writer:
+        if source is not None:
+            completions, report = generate_completions(writer, source, data, records, vocabulary, config)
+        else:
+            completions, report = read_predictions(predictions, records)
+        return publish_evaluation(writer, records, completions, vocabulary,
+                                  extra={"split": config.split, "scored": scored, "report": report,
+                                         "vocabulary": vocabulary.to_dict()})

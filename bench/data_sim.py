@@ -1,0 +1,68 @@
+"""Benchmark `alphadrive data sim`: labelled frames per second, by number of worker processes.
+
+Usage: python bench/data_sim.py --frames 5000 --workers 1 2 [--image-size 448] [--out docs/bench/data_sim.json]
+Each run builds a full data artifact (simulation, rendering, PNG encoding, JSONL, contact sheet) in a
+temporary directory and is timed end to end, process start-up of the workers included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from alphadrive_cli.artifacts import ResumePolicy
+from alphadrive_cli.schemas import DataConfig
+from alphadrive_cli.stages.data_sim import build_sim_dataset
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--image-size", type=int, default=448)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    args = parser.parse_args()
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
+    rows = []
+    for workers in args.workers:
+        config = DataConfig(frames=args.frames, workers=workers, image_size=args.image_size, seed=args.seed)
+        with tempfile.TemporaryDirectory() as root:
+            started = time.perf_counter()
+            artifact = build_sim_dataset(config, Path(root), f"bench-w{workers}", ResumePolicy.RESTART)
+            seconds = time.perf_counter() - started
+        rows.append({"frames": artifact.manifest["counts"]["frames"], "workers": workers, "seconds": round(seconds, 1),
+                     "frames_per_s": round(artifact.manifest["counts"]["frames"] / seconds, 2),
+                     "frames_per_s_per_worker": round(artifact.manifest["counts"]["frames"] / seconds / workers, 2),
+                     "episodes": artifact.manifest["counts"]["episodes"],
+                     "expert_crashes": artifact.manifest["counts"]["expert_crashes"],
+                     "classes_train": artifact.manifest["classes"]["train"],
+                     "image_size": args.image_size, "seed": args.seed})
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
+    print("| frames | workers | seconds | frames/s | frames/s per worker | episodes | expert crashes |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['frames']} | {row['workers']} | {row['seconds']} | {row['frames_per_s']} | "
+              f"{row['frames_per_s_per_worker']} | {row['episodes']} | {row['expert_crashes']} |")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"machine": machine, "runs": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
