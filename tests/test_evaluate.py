@@ -1,0 +1,184 @@
+"""``alphadrive eval``: scoring predictions, evaluating the tiny model end to end, comparing runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.artifacts import ResumePolicy, begin, open_artifact
+from alphadrive_cli.data.publish import publish_dataset
+from alphadrive_cli.data.schema import Record
+from alphadrive_cli.schemas import EvalConfig, TinyModelConfig
+from alphadrive_cli.stages import evaluate as evaluate_stage
+from alphadrive_cli.stages.models import build_tiny_model_artifact
+
+# Six test frames with hand-chosen truths.
+TRUTHS = [("KEEP", "STRAIGHT"), ("KEEP", "LEFT_TURN"), ("DECELERATE", "STRAIGHT"),
+          ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE"), ("KEEP", "STRAIGHT")]
+
+
+def make_data(root: Path) -> Path:
+    """A data artifact whose test split holds the six frames above (tiny solid-colour images)."""
+    with begin("data", "hand", {}, root=root) as writer:
+        records = []
+        for index, (speed, path) in enumerate(TRUTHS):
+            image = f"images/{index}.png"
+            Image.fromarray(np.full((56, 56, 3), 40 * index, dtype=np.uint8)).save(writer.path(image))
+            records.append(Record(id=f"f{index}", images=[image], navigation="follow the road", ego_speed_mps=10.0,
+                                  speed_action=speed, path_action=path, source={"origin": "test"}))
+        return publish_dataset(writer, {"train": records[:1], "val": [], "test": records}, DEFAULT_VOCABULARY, seed=0).path
+
+
+def answer(speed: str, path: str) -> str:
+    return f"<think>because</think><answer>{speed}, {path}</answer>"
+
+
+def write_predictions(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return make_data(tmp_path / "runs")
+
+
+def test_scoring_a_hand_made_predictions_file_gives_the_hand_computed_numbers(cli, data: Path, tmp_path: Path) -> None:
+    predictions = write_predictions(tmp_path / "pred.jsonl", [
+        {"id": "f0", "text": answer("KEEP", "STRAIGHT")},          # both right
+        {"id": "f1", "text": answer("KEEP", "RIGHT_TURN")},        # speed right, path wrong
+        {"id": "f2", "text": answer("KEEP", "STRAIGHT")},          # speed wrong, path right
+        {"id": "f3", "text": "<answer>STOP, STRAIGHT</answer>"},   # right, but no <think>: format invalid
+        {"id": "f4", "text": "I would speed up."},                 # no answer at all
+        {"id": "f5", "text": answer("KEEP", "STRAIGHT")},          # both right
+    ])
+    result = cli("eval", "--predictions", predictions, "--data", data, "--name", "hand")
+    assert result.exit_code == 0, result.stderr
+    artifact = open_artifact(Path(result.stdout.strip()), stage="eval")
+    metrics = json.loads((artifact.path / "metrics.json").read_text())
+    # planning: f0, f3, f5 right -> 3/6; format: f0, f1, f2, f5 -> 4/6
+    assert metrics["planning_accuracy"] == pytest.approx(0.5)
+    assert metrics["format_valid_rate"] == pytest.approx(4 / 6)
+    keep = metrics["speed"]["per_class"]["KEEP"]
+    # KEEP predicted for f0 f1 f2 f5 (f2 wrong) -> precision 3/4; truth KEEP f0 f1 f5 all found -> recall 1
+    assert keep["precision"] == pytest.approx(0.75) and keep["recall"] == pytest.approx(1.0)
+    assert keep["f1"] == pytest.approx(2 * 0.75 / 1.75)
+    # DECELERATE never predicted -> 0; STOP predicted once correctly -> 1; ACCELERATE: f4 invalid -> 0
+    assert metrics["speed"]["per_class"]["DECELERATE"]["f1"] == 0.0
+    assert metrics["speed"]["per_class"]["STOP"]["f1"] == pytest.approx(1.0)
+    assert metrics["speed"]["per_class"]["ACCELERATE"]["recall"] == 0.0
+    straight = metrics["path"]["per_class"]["STRAIGHT"]
+    # STRAIGHT predicted f0 f2 f3 f5, all right (precision 1); truth STRAIGHT f0 f2 f3 f5 -> recall 1
+    assert straight["precision"] == pytest.approx(1.0) and straight["recall"] == pytest.approx(1.0)
+    # confusion: the invalid answer f4 (truth ACCELERATE) lands in the last column
+    assert metrics["speed"]["confusion_matrix"][DEFAULT_VOCABULARY.speed.index("ACCELERATE")][-1] == 1
+    rows = [json.loads(line) for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
+    assert [row["plan_correct"] for row in rows] == [True, False, False, True, False, True]
+    assert [row["speed_correct"] for row in rows] == [True, True, False, True, False, True]
+    assert artifact.manifest["inputs"][0]["role"] == "data"
+    for picture in ("confusion_speed.png", "confusion_path.png", "f1_per_class.png"):
+        with Image.open(artifact.path / picture) as image:
+            assert image.width > 400 and np.asarray(image.convert("L")).std() > 10
+    assert "planning accuracy" in result.stderr
+
+
+def test_unknown_duplicate_and_missing_ids_are_reported(cli, data: Path, tmp_path: Path) -> None:
+    predictions = write_predictions(tmp_path / "pred.jsonl", [
+        {"id": "f0", "text": answer("KEEP", "STRAIGHT")},
+        {"id": "f0", "text": answer("STOP", "STRAIGHT")},
+        {"id": "nope", "text": answer("KEEP", "STRAIGHT")},
+    ] + [{"id": f"f{i}", "text": answer(*TRUTHS[i])} for i in (1, 2, 3)])
+    result = cli("eval", "--predictions", predictions, "--data", data)
+    assert result.exit_code == 0, result.stderr
+    assert "1 unknown ids" in result.stderr and "1 duplicate ids" in result.stderr and "2 missing ids" in result.stderr
+    report = open_artifact(Path(result.stdout.strip())).manifest["report"]
+    assert report == {"unknown_ids": ["nope"], "duplicate_ids": ["f0"], "missing_ids": ["f4", "f5"]}
+    metrics = json.loads((Path(result.stdout.strip()) / "metrics.json").read_text())
+    assert metrics["planning_accuracy"] == pytest.approx(4 / 6)  # the first f0 is kept; f4, f5 count as no answer
+
+
+@pytest.mark.parametrize("line", ['{"id": "f0"}', "not json", '{"id": "f0", "text": 3}'])
+def test_malformed_predictions_are_one_line_exit_2(cli, data: Path, tmp_path: Path, line: str) -> None:
+    (tmp_path / "bad.jsonl").write_text(line + "\n")
+    result = cli("eval", "--predictions", tmp_path / "bad.jsonl", "--data", data)
+    assert result.exit_code == 2 and "line 1" in result.stderr and result.stdout == ""
+
+
+def test_bad_eval_arguments(cli, data: Path, tmp_path: Path) -> None:
+    assert cli("eval", "--data", data).exit_code == 2
+    assert cli("eval", "--data", data, "--predictions", tmp_path / "missing.jsonl").exit_code == 2
+    assert cli("eval", "--data", data, "--model", "./no/such/model").exit_code == 2
+    assert cli("eval", "--data", data, "--model", "x", "--split", "dev").exit_code == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model_artifact(TinyModelConfig(), tmp_path_factory.mktemp("models"), None, ResumePolicy.AUTO).path
+
+
+def test_tiny_model_end_to_end_with_samples(cli, data: Path, tiny_model: Path) -> None:
+    result = cli("eval", "--model", tiny_model, "--data", data, "--samples", "3", "--set", "max_new_tokens=6",
+                 "--set", "batch_size=4")
+    assert result.exit_code == 0, result.stderr
+    artifact = open_artifact(Path(result.stdout.strip()), stage="eval")
+    rows = [json.loads(line) for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(len(row["samples"]) == 3 for row in rows)
+    metrics = json.loads((artifact.path / "metrics.json").read_text())
+    assert metrics["multimodality"]["frames"] == 6
+    assert {ref["role"] for ref in artifact.manifest["inputs"]} == {"data", "model"}
+    assert artifact.manifest["report"]["frames_per_s"] > 0
+    assert artifact.manifest["prompts"][0]["id"] == "student-v1"
+    assert "frames/s" in result.stderr
+
+
+def test_batched_and_single_generation_agree_greedily(data: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """Left padding must not change greedy outputs: batch of 6 == six batches of 1."""
+    outputs = {}
+    for batch_size in (6, 1):
+        config = EvalConfig(batch_size=batch_size, max_new_tokens=8)
+        artifact = evaluate_stage.evaluate(data, config, tmp_path, f"b{batch_size}", ResumePolicy.AUTO, model=str(tiny_model))
+        outputs[batch_size] = [json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
+    assert outputs[6] == outputs[1]
+
+
+def test_interrupted_generation_resumes_from_the_cache(data: Path, tiny_model: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    real = evaluate_stage.generate
+    calls: list[int] = []
+
+    def flaky(model, processor, prompts, images, settings):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(len(prompts))
+        return real(model, processor, prompts, images, settings)
+
+    monkeypatch.setattr(evaluate_stage, "generate", flaky)
+    config = EvalConfig(batch_size=2, max_new_tokens=4)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_stage.evaluate(data, config, tmp_path, "r", ResumePolicy.AUTO, model=str(tiny_model))
+    monkeypatch.setattr(evaluate_stage, "generate", real)
+    artifact = evaluate_stage.evaluate(data, config, tmp_path, "r", ResumePolicy.AUTO, model=str(tiny_model))
+    assert artifact.manifest["resumed"] and artifact.manifest["report"]["cached_frames"] == 2
+    assert artifact.manifest["report"]["generated_frames"] == 4
+    assert ".completions.jsonl" not in artifact.manifest["outputs"]
+
+
+def test_compare_shows_deltas_against_the_first(cli, data: Path, tmp_path: Path) -> None:
+    perfect = write_predictions(tmp_path / "perfect.jsonl", [{"id": f"f{i}", "text": answer(*t)} for i, t in enumerate(TRUTHS)])
+    half = write_predictions(tmp_path / "half.jsonl", [{"id": f"f{i}", "text": answer(*t) if i < 3 else "no"}
+                                                       for i, t in enumerate(TRUTHS)])
+    first = cli("eval", "--predictions", perfect, "--data", data, "--name", "perfect").stdout.strip()
+    second = cli("eval", "--predictions", half, "--data", data, "--name", "half").stdout.strip()
+    table = cli("eval", "compare", first, second, "--markdown")
+    assert table.exit_code == 0
+    lines = table.stdout.strip().splitlines()
+    assert lines[0].startswith("| artifact | frames |") and len(lines) == 4
+    assert "| eval/perfect-v1 | 6 |" in lines[2] and "1.000 |" in lines[2]
+    assert "0.500 (-0.500)" in lines[3]  # planning accuracy
+    assert cli("eval", "compare", first).exit_code == 2
+    assert cli("eval", "compare", first, str(data)).exit_code == 2  # not an eval artifact
