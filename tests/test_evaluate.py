@@ -182,3 +182,28 @@ def test_compare_shows_deltas_against_the_first(cli, data: Path, tmp_path: Path)
     assert "0.500 (-0.500)" in lines[3]  # planning accuracy
     assert cli("eval", "compare", first).exit_code == 2
     assert cli("eval", "compare", first, str(data)).exit_code == 2  # not an eval artifact
+
+
+def test_a_peft_adapter_is_applied_on_its_base_model(cli, data: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """An adapter directory (adapter_config.json naming the base) is evaluated with the adapter applied."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
+
+    model, _ = load_model_and_processor(resolve_model_source(str(tiny_model)))
+    adapted = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    for name, weight in adapted.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(weight, std=1.0)  # a trained-looking adapter that changes the outputs
+    adapted.save_pretrained(tmp_path / "adapter")
+    texts = {}
+    for label, reference in (("base", tiny_model), ("adapter", tmp_path / "adapter")):
+        result = cli("eval", "--model", reference, "--data", data, "--name", label, "--set", "max_new_tokens=8")
+        assert result.exit_code == 0, result.stderr
+        artifact = open_artifact(Path(result.stdout.strip()))
+        texts[label] = [json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
+    assert texts["base"] != texts["adapter"]
+    assert {ref["role"] for ref in artifact.manifest["inputs"]} == {"data", "base_model"}
+    assert artifact.manifest["report"]["model"]["adapter_on"]["kind"] == "artifact"

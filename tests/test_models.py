@@ -393,7 +393,7 @@ def test_artifact_of_wrong_stage_is_bad_input(tmp_path: Path) -> None:
     with begin("data", "x", {}, root=tmp_path) as writer:
         writer.path("a.txt").write_text("not a model")
         artifact = writer.publish()
-    with pytest.raises(BadInput, match=r"'data' artifact; this needs a 'model' artifact"):
+    with pytest.raises(BadInput, match=r"'data' artifact; this needs a 'model' or 'sft' or 'grpo' artifact"):
         resolve_model_source(str(artifact.path))
 
 
@@ -507,3 +507,15 @@ def test_processor_files_cross_between_machines_with_and_without_torchvision(tmp
     text = prompt("Plan.")
     ids = [p(text=[text], images=[image()], return_tensors="pt")["input_ids"] for p in (full, loaded, reloaded)]
     assert torch.equal(ids[0], ids[1]) and torch.equal(ids[0], ids[2])
+
+
+def test_adapter_config_without_a_base_is_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": None}))
+    with pytest.raises(BadInput, match="does not name its base model"):
+        resolve_model_source(str(tmp_path))
+    (tmp_path / "adapter_config.json").write_text("{oops")
+    with pytest.raises(BadInput, match="not a readable PEFT adapter config"):
+        resolve_model_source(str(tmp_path))
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone")}))
+    with pytest.raises(BadInput, match="no such model"):
+        resolve_model_source(str(tmp_path))

@@ -1,4 +1,8 @@
-"""Find and load a model + processor: from a model artifact, a local directory or a hub id."""
+"""Find and load a model + processor: from a model artifact, a local directory or a hub id.
+
+A directory (or artifact) holding a PEFT adapter (``adapter_config.json``) is loaded on top of the
+base model its config names, so the same ``--model`` flag takes base models and trained adapters.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from peft import PeftModel
 from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConfig, PreTrainedModel, ProcessorMixin
 
 from alphadrive_cli.artifacts import MANIFEST_NAME, Artifact, open_artifact
@@ -16,7 +21,8 @@ from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.models.processor import SUPPORTED_FAMILIES, load_processor
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-MODEL_STAGES = ("model",)
+MODEL_STAGES = ("model", "sft", "grpo")
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass(frozen=True)
@@ -27,22 +33,43 @@ class ModelSource:
     kind: Literal["artifact", "directory", "hub"]
     location: str
     artifact: Artifact | None = None
+    base: ModelSource | None = None  # for a PEFT adapter: the model it adapts
+
+    @property
+    def weights(self) -> ModelSource:
+        """The source holding the full model's config and weights (the base, for an adapter)."""
+        return self.base.weights if self.base is not None else self
 
     def describe(self) -> dict[str, Any]:
         """A manifest-ready description (for hub ids and plain directories, which have no lineage)."""
-        return {"kind": self.kind, "location": self.location}
+        described: dict[str, Any] = {"kind": self.kind, "location": self.location}
+        if self.base is not None:
+            described["adapter_on"] = self.base.describe()
+        return described
+
+
+def _adapter_base(path: Path) -> ModelSource | None:
+    config_path = path / ADAPTER_CONFIG
+    if not config_path.is_file():
+        return None
+    try:
+        base = json.loads(config_path.read_text())["base_model_name_or_path"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BadInput(f"{config_path} is not a readable PEFT adapter config: {exc}") from None
+    if not base:
+        raise BadInput(f"{config_path} does not name its base model (base_model_name_or_path)")
+    return resolve_model_source(str(base))
 
 
 def resolve_model_source(reference: str) -> ModelSource:
     """Classify a ``--model`` argument, failing with one clear line if it names nothing usable."""
     path = Path(reference)
     if path.exists():
-        if (path / MANIFEST_NAME).is_file():
-            artifact = open_artifact(path, stage=MODEL_STAGES)
-            return ModelSource(reference, "artifact", str(path), artifact)
-        if (path / "config.json").is_file():
-            return ModelSource(reference, "directory", str(path))
-        raise BadInput(f"{path} is neither a model artifact nor a model directory (no config.json)")
+        artifact = open_artifact(path, stage=MODEL_STAGES) if (path / MANIFEST_NAME).is_file() else None
+        base = _adapter_base(path)
+        if artifact is None and base is None and not (path / "config.json").is_file():
+            raise BadInput(f"{path} is neither a model artifact nor a model directory (no config.json or {ADAPTER_CONFIG})")
+        return ModelSource(reference, "artifact" if artifact else "directory", str(path), artifact, base)
     if _HUB_ID.match(reference) and not reference.startswith("."):
         return ModelSource(reference, "hub", reference)
     raise BadInput(f"no such model: {reference!r} is not a local path, and hub ids look like 'Qwen/Qwen2-VL-2B-Instruct'")
@@ -51,7 +78,7 @@ def resolve_model_source(reference: str) -> ModelSource:
 def model_config(source: ModelSource) -> PretrainedConfig:
     """The model's config, checked to be a supported family."""
     try:
-        config = AutoConfig.from_pretrained(source.location)
+        config = AutoConfig.from_pretrained(source.weights.location)
     except (OSError, ValueError) as exc:
         raise StageFailure(f"could not read the config of model {source.reference!r}: {exc}".splitlines()[0]) from None
     if config.model_type not in SUPPORTED_FAMILIES:
@@ -62,19 +89,24 @@ def model_config(source: ModelSource) -> PretrainedConfig:
 
 
 def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", **kwargs: Any) -> PreTrainedModel:
-    """Load the vision-language model (extra keyword arguments go to ``from_pretrained``)."""
+    """Load the vision-language model (extra keyword arguments go to ``from_pretrained``), adapter applied."""
     model_config(source)
     try:
-        return AutoModelForImageTextToText.from_pretrained(source.location, dtype=dtype, **kwargs)
-    except OSError as exc:
+        model = AutoModelForImageTextToText.from_pretrained(source.weights.location, dtype=dtype, **kwargs)
+        if source.base is not None:
+            model = PeftModel.from_pretrained(model, source.location)
+    except (OSError, ValueError) as exc:
         raise StageFailure(f"could not load model {source.reference!r}: {exc}".splitlines()[0]) from None
+    return model
 
 
 def load_model_and_processor(source: ModelSource, dtype: torch.dtype | str = "auto", **kwargs: Any) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Load a model and its processor from the same source."""
     model = load_model(source, dtype=dtype, **kwargs)
+    # an adapter saved with its processor (as trainers do) uses that one, else the base model's
+    processor_source = source if (Path(source.location) / "processor_config.json").is_file() else source.weights
     try:
-        processor = load_processor(source.location, family=model.config.model_type)
+        processor = load_processor(processor_source.location, family=model.config.model_type)
     except OSError as exc:
         raise StageFailure(f"could not load the processor of {source.reference!r}: {exc}".splitlines()[0]) from None
     return model, processor

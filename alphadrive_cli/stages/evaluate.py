@@ -195,7 +195,11 @@ def evaluate(data_path: Path, config: EvalConfig, root: Path | None, name: str |
     if model is None and (predictions is None or not predictions.is_file()):
         raise BadInput(f"no such predictions file: {predictions}")
     source = resolve_model_source(model) if model is not None else None  # checked before any heavy loading
-    inputs = {"data": data, **({"model": source.artifact} if source and source.artifact else {})}
+    inputs = {"data": data}
+    if source is not None and source.artifact is not None:
+        inputs["model"] = source.artifact
+    if source is not None and source.base is not None and source.base.artifact is not None:
+        inputs["base_model"] = source.base.artifact
     scored = {"model": model} if model is not None else {"predictions_sha256": sha256_file(predictions)}
     with begin("eval", name or "eval", config.model_dump(mode="json"), root=root, resume=resume,
                inputs=inputs, identity={"config": config.model_dump(mode="json"), **scored}) as writer:
