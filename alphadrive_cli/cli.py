@@ -207,23 +207,34 @@ def data_import(
 @reported
 def distill(
     data: Annotated[Path, typer.Option("--data", help="A `data` artifact.")],
-    teacher: Annotated[Optional[str], typer.Option(help="grounded (offline) or openai (any OpenAI-compatible API).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Teacher model name (with --teacher openai).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint, e.g. a local vLLM server.")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="grounded (offline template writer) or openai (any OpenAI-compatible API) [default: grounded].")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Teacher model name (with --teacher openai), e.g. gpt-4o.")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, Ollama).")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding the API key [default: OPENAI_API_KEY].")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight.")] = None,
+    samples_per_frame: Annotated[Optional[int], typer.Option(help="Traces collected per frame.")] = None,
+    verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Ask again without the label; keep traces whose plan agrees.")] = None,
+    max_requests: Annotated[Optional[int], typer.Option(help="Stop cleanly (resumable) after this many requests.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="Stop cleanly (resumable) once the estimated cost in USD reaches this.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print how many requests and tokens a run would send; write nothing.")] = False,
     out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
     as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
 ) -> None:
-    """Have a teacher write the reasoning that leads to each frame's ground-truth plan.
+    """Have a teacher write the reasoning that leads to each frame's ground-truth plan (stage 1 of AlphaDrive).
 
-    Input: a `data` artifact. Output: a `distill` artifact (same schema plus `reasoning`, `teacher`).
+    Input: a `data` artifact. Output: a `distill` artifact: the same schema plus `reasoning` and
+    `teacher`, only traces that are well formed and agree with the label, and `requests.jsonl` with
+    every request's outcome. Answers are stored as they arrive: re-running after a crash, Ctrl-C or a
+    budget stop never pays for an answer twice. The API key is read from the environment only.
     """
-    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+    from alphadrive_cli.stages.distill import distill as run_distill  # noqa: PLC0415 - keeps --help fast
 
-    open_artifact(data, stage="data")
-    resolve_config("distill", DistillConfig, config_file=config, overrides=overrides or [],
-                   options={"teacher": teacher, "model": model, "base_url": base_url})
-    _resume_policy(resume, restart)
-    not_built_yet("distill", 5)
+    cfg = resolve_config("distill", DistillConfig, config_file=config, overrides=overrides or [], options={
+        "teacher": teacher, "model": model, "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
+        "samples_per_frame": samples_per_frame, "verify": verify, "max_requests": max_requests, "max_cost_usd": max_cost})
+    artifact = run_distill(data, cfg, out_root, name, _resume_policy(resume, restart), dry_run=dry_run)
+    if artifact is not None:
+        emit_artifact(artifact, as_json)
 
 
 @app.command("sft", epilog=PIPELINE)

@@ -95,6 +95,13 @@ class ImportConfig(Strict):
     labels: LabelRules = LabelRules()
 
 
+class TokenPrices(Strict):
+    """USD per million tokens, for the cost estimate (defaults: OpenAI's list price of gpt-4o)."""
+
+    input_per_mtok: float = Field(2.5, ge=0)
+    output_per_mtok: float = Field(10.0, ge=0)
+
+
 class DistillConfig(Strict):
     """``alphadrive distill``: reasoning traces from a teacher."""
 
@@ -102,13 +109,23 @@ class DistillConfig(Strict):
     model: str | None = None
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
+    splits: list[Literal["train", "val", "test"]] = Field(["train", "val"], min_length=1,
+                                                          description="splits to distill; the others are left out")
     concurrency: int = Field(8, ge=1)
     max_retries: int = Field(5, ge=0)
     timeout_s: float = Field(60.0, gt=0)
     temperature: float = Field(0.7, ge=0)
+    max_tokens: int = Field(400, ge=16)
     samples_per_frame: int = Field(1, ge=1)
+    verify: bool = Field(False, description="ask again without the label; keep traces whose plan agrees")
     max_requests: int | None = Field(None, ge=1)
     max_cost_usd: float | None = Field(None, gt=0)
+    prices: TokenPrices = TokenPrices()
+    image_tokens: int = Field(765, ge=0, description="estimated prompt tokens per image for --dry-run and the budget")
+    teacher_prompt: str = "teacher-v1"
+    verify_prompt: str = "verify-v1"
+    grounded_templates: str = "grounded-v1"
+    seed: int = 0
 
 
 class LoraConfig(Strict):

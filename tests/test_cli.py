@@ -118,13 +118,12 @@ def test_resume_flags(cli) -> None:
 
 def test_wrong_input_stage_is_exit_2(cli, runs: Path) -> None:
     model = make_artifact(runs, "model")
-    assert_one_line_error(cli("distill", "--data", str(model)), 2, "'model' artifact", "'data'")
+    assert_one_line_error(cli("sft", "--data", str(model)), 2, "'model' artifact", "'distill'")
 
 
 @pytest.mark.parametrize(
     ("stage", "args", "issue"),
     [
-        ("distill", ["distill", "--data", "{data}"], 5),
         ("sft", ["sft", "--data", "{data}"], 6),
         ("grpo", ["grpo", "--data", "{data}", "--init", "x"], 7),
     ],
