@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 Fault = Literal[
-    "ok", "429", "500", "503", "timeout", "malformed", "no_choices", "empty", "refusal", "content_filter", "400"
+    "ok", "429", "500", "503", "timeout", "malformed", "no_choices", "empty", "refusal", "content_filter", "400", "401"
 ]
 CHAT_PATH = "/v1/chat/completions"
 MAX_PAUSE_S = 5.0  # no handler sleeps longer, whatever a test asks
@@ -181,6 +181,8 @@ class FaultServer:
         if fault == "429":
             status, extra_headers, payload = _error(429, "rate limited")
             return status, {**extra_headers, **self.retry_after_headers}, payload
+        if fault == "401":
+            return _error(401, "invalid api key")
         if fault in ("500", "503"):
             return _error(int(fault), "server trouble")
         if fault == "400":  # like a careless proxy, echo the credentials so a test can check they're redacted

@@ -185,3 +185,11 @@ def test_several_samples_per_frame(cli, data: Path, monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 0, result.stderr
     assert [r.id for r in records(Path(result.stdout.strip()), "val")] == ["f6-s0", "f6-s1", "f7-s0", "f7-s1"]
     assert len(server.requests) == 4
+
+
+def test_a_rejected_key_stops_the_run_at_the_first_reply(cli, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with FaultServer(default="401") as server:
+        result = cli("distill", "--data", data, *openai_args(server))
+    assert result.exit_code == 2 and "401" in result.stderr and "OPENAI_API_KEY" in result.stderr
+    assert len(server.requests) == 1  # not one failed request per sample

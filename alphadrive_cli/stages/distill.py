@@ -37,6 +37,7 @@ from alphadrive_cli.ui import console
 
 STORE_NAME = "requests.jsonl"
 CHARS_PER_TOKEN = 4  # rough text-token estimate for --dry-run and the cost budget
+FATAL_STATUSES = ("401", "403", "404")  # wrong key, no access, wrong model or URL: every request would fail
 
 
 class BudgetReached(StageFailure):
@@ -145,6 +146,9 @@ def _ask(jobs: Sequence[Job], store: AnswerStore, config: DistillConfig, budget:
 
         def on_reply(reply: TeacherReply) -> None:
             store.add(reply)
+            if reply.outcome == "failed" and reply.attempt_log and reply.attempt_log[-1].split()[0] in FATAL_STATUSES:
+                raise BadInput(f"the teacher endpoint answered {reply.attempt_log[-1]} ({reply.error}); check the key in "
+                               f"${config.api_key_env}, the model name and --base-url (answers so far are kept)")
             budget.charge(reply)
             progress.update(task, advance=1, note=f"${budget.spent:.4f}" if config.teacher == "openai" else "")
 
