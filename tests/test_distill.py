@@ -7,15 +7,13 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import begin, open_artifact
-from alphadrive_cli.data.publish import publish_dataset
+from alphadrive_cli.artifacts import open_artifact
 from alphadrive_cli.data.schema import Record, iter_split
 from alphadrive_cli.teacher import store as store_module
+from labelled_data import make_labelled_data
 from fault_server import FaultServer, last_user_text
 
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE"),
@@ -26,15 +24,7 @@ PLAN = re.compile(r"The correct plan for this frame is: (\w+), (\w+)\.")
 
 def make_data(root: Path) -> Path:
     """Eight labelled frames (6 train, 2 val), each with a unique navigation text used as a marker."""
-    with begin("data", "hand", {}, root=root) as writer:
-        records = []
-        for index, (speed, path) in enumerate(LABELS):
-            image = f"images/{index}.png"
-            Image.fromarray(np.full((32, 32, 3), 30 * index, dtype=np.uint8)).save(writer.path(image))
-            records.append(Record(id=f"f{index}", images=[image], navigation=f"follow the road (frame {index})",
-                                  ego_speed_mps=float(index), speed_action=speed, path_action=path, source={"origin": "test"},
-                                  scene={"lane": 0, "lanes": 2, "lead_vehicle": None, "left_lane": "free", "right_lane": "none"}))
-        return publish_dataset(writer, {"train": records[:6], "val": records[6:], "test": []}, DEFAULT_VOCABULARY, seed=0).path
+    return make_labelled_data(root, LABELS, {"train": range(6), "val": range(6, 8)})
 
 
 def teacher_answer(body) -> str:

@@ -10,12 +10,11 @@ import pytest
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import ResumePolicy, begin, open_artifact
-from alphadrive_cli.data.publish import publish_dataset
-from alphadrive_cli.data.schema import Record
+from alphadrive_cli.artifacts import ResumePolicy, open_artifact
 from alphadrive_cli.schemas import EvalConfig, TinyModelConfig
 from alphadrive_cli.stages import evaluate as evaluate_stage
 from alphadrive_cli.stages.models import build_tiny_model_artifact
+from labelled_data import make_labelled_data
 
 # Six test frames with hand-chosen truths.
 TRUTHS = [("KEEP", "STRAIGHT"), ("KEEP", "LEFT_TURN"), ("DECELERATE", "STRAIGHT"),
@@ -23,15 +22,8 @@ TRUTHS = [("KEEP", "STRAIGHT"), ("KEEP", "LEFT_TURN"), ("DECELERATE", "STRAIGHT"
 
 
 def make_data(root: Path) -> Path:
-    """A data artifact whose test split holds the six frames above (tiny solid-colour images)."""
-    with begin("data", "hand", {}, root=root) as writer:
-        records = []
-        for index, (speed, path) in enumerate(TRUTHS):
-            image = f"images/{index}.png"
-            Image.fromarray(np.full((56, 56, 3), 40 * index, dtype=np.uint8)).save(writer.path(image))
-            records.append(Record(id=f"f{index}", images=[image], navigation="follow the road", ego_speed_mps=10.0,
-                                  speed_action=speed, path_action=path, source={"origin": "test"}))
-        return publish_dataset(writer, {"train": records[:1], "val": [], "test": records}, DEFAULT_VOCABULARY, seed=0).path
+    """A data artifact whose test split holds the six frames above (and whose train split the first)."""
+    return make_labelled_data(root, TRUTHS, {"train": [0], "test": range(6)})
 
 
 def answer(speed: str, path: str) -> str:

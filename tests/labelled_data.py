@@ -1,0 +1,31 @@
+"""Small hand-labelled data artifacts for tests (solid-colour images, a unique navigation per frame)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.artifacts import begin
+from alphadrive_cli.data.publish import publish_dataset
+from alphadrive_cli.data.schema import SPLITS, Record
+
+SCENE = {"lane": 0, "lanes": 2, "lead_vehicle": None, "left_lane": "free", "right_lane": "none"}
+
+
+def make_labelled_data(root: Path, frames: Sequence[tuple[str, str]], splits: Mapping[str, Sequence[int]]) -> Path:
+    """A data artifact with frame ``i`` labelled ``frames[i]`` (id ``f<i>``, navigation "... (frame i)"),
+    placed in the splits that list its index; returns the artifact's path."""
+    with begin("data", "hand", {}, root=root) as writer:
+        records = []
+        for index, (speed, path) in enumerate(frames):
+            image = f"images/{index}.png"
+            Image.fromarray(np.full((32, 32, 3), 30 * index % 256, dtype=np.uint8)).save(writer.path(image))
+            records.append(Record(id=f"f{index}", images=[image], navigation=f"follow the road (frame {index})",
+                                  ego_speed_mps=float(index), speed_action=speed, path_action=path,
+                                  source={"origin": "test"}, scene=SCENE))
+        by_split = {split: [records[i] for i in splits.get(split, ())] for split in SPLITS}
+        return publish_dataset(writer, by_split, DEFAULT_VOCABULARY, seed=0).path
