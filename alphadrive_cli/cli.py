@@ -104,10 +104,14 @@ def _root(
 def models_tiny(
     family: Annotated[Optional[str], typer.Option(help="Model family: qwen2_vl or qwen2_5_vl [default: from configs/models.yaml].")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the random weights.")] = None,
+    dimensions: Annotated[Optional[Path], typer.Option(help="Model dimensions JSON, e.g. configs/models/qwen2-vl-2b.json for the real architecture [default: tiny].")] = None,
     out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
     as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
 ) -> None:
     """Build a tiny random-weight Qwen-VL model with a real processor, fully offline.
+
+    With `--dimensions configs/models/qwen2-vl-2b.json` (and `--set dtype=bfloat16`) it builds the real
+    Qwen2-VL-2B architecture with random weights, for speed and memory benchmarks at real scale.
 
     Output: a `model` artifact in `save_pretrained` layout (config, safetensors weights, tokenizer,
     image processor, chat template) that `from_pretrained` and every stage accept as `--model`.
@@ -116,7 +120,8 @@ def models_tiny(
     from alphadrive_cli.stages.models import build_tiny_model_artifact  # noqa: PLC0415 - keeps --help fast
 
     cfg = resolve_config("models", TinyModelConfig, config_file=config, overrides=overrides or [],
-                         options={"family": family, "seed": seed})
+                         options={"family": family, "seed": seed,
+                                  "dimensions": None if dimensions is None else str(dimensions)})
     artifact = build_tiny_model_artifact(cfg, out_root, name, _resume_policy(resume, restart))
     emit_artifact(artifact, as_json)
 

@@ -21,6 +21,9 @@ class TinyModelConfig(Strict):
     vocab_size: int = Field(1024, ge=300, le=65536, description="target size of the offline BPE vocabulary")
     min_pixels: int = Field(56 * 56, ge=28 * 28, description="images are resized to at least this many pixels")
     max_pixels: int = Field(112 * 112, ge=28 * 28, description="and at most this many (28x28 pixels = 1 visual token)")
+    dimensions: str | None = Field(None, description="model dimensions JSON (default: the family's tiny one), e.g. "
+                                                     "configs/models/qwen2-vl-2b.json for the real architecture")
+    dtype: Literal["float32", "bfloat16"] = "float32"
 
     @model_validator(mode="after")
     def _pixels_ordered(self) -> TinyModelConfig:

@@ -519,3 +519,19 @@ def test_adapter_config_without_a_base_is_bad_input(tmp_path: Path) -> None:
     (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone")}))
     with pytest.raises(BadInput, match="no such model"):
         resolve_model_source(str(tmp_path))
+
+
+def test_other_dimensions_keep_their_vocabulary_and_take_the_offline_token_ids(tmp_path: Path) -> None:
+    dims = json.loads((CONFIG_DIR / "models" / "tiny-qwen2-vl.json").read_text())
+    dims["text_config"]["vocab_size"] = 5000
+    dims["image_token_id"] = 4999  # a real config's ids are replaced by the offline tokenizer's
+    (tmp_path / "wide.json").write_text(json.dumps(dims))
+    model, processor = build_tiny_model("qwen2_vl", 0, VOCAB, MIN_PIXELS, MAX_PIXELS, dimensions=tmp_path / "wide.json",
+                                        dtype=torch.bfloat16)
+    assert model.config.text_config.vocab_size == 5000 and next(model.parameters()).dtype == torch.bfloat16
+    assert model.config.image_token_id == processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    with pytest.raises(BadInput, match="describes a qwen2_vl model, not qwen2_5_vl"):
+        build_tiny_model("qwen2_5_vl", 0, VOCAB, MIN_PIXELS, MAX_PIXELS, dimensions=tmp_path / "wide.json")
+    artifact = build_tiny_model_artifact(TinyModelConfig(dimensions=str(tmp_path / "wide.json")), tmp_path / "runs", None,
+                                         ResumePolicy.AUTO)
+    assert artifact.path.name == "wide-v1" and artifact.manifest["model"]["dimensions"] == "wide.json"

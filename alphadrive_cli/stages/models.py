@@ -1,32 +1,40 @@
-"""``alphadrive models tiny``: a tiny random-weight model artifact, built offline."""
+"""``alphadrive models tiny``: a random-weight model artifact with a real processor, built offline."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import torch
 
 from alphadrive_cli.artifacts import Artifact, ResumePolicy, begin
 from alphadrive_cli.models.tiny import TINY_CONFIG_FILES, build_tiny_model
 from alphadrive_cli.schemas import TinyModelConfig
 
 
+def dimensions_file(config: TinyModelConfig) -> Path:
+    """The JSON of model dimensions the artifact is built from."""
+    return Path(config.dimensions) if config.dimensions else TINY_CONFIG_FILES[config.family]
+
+
 def default_tiny_name(config: TinyModelConfig) -> str:
-    """``tiny-qwen2-vl`` or ``tiny-qwen2.5-vl``: the artifact name when ``--name`` is not given."""
-    return TINY_CONFIG_FILES[config.family].stem
+    """The dimensions file's stem (``tiny-qwen2-vl``, ``qwen2-vl-2b``…): the name when ``--name`` is not given."""
+    return dimensions_file(config).stem
 
 
 def build_tiny_model_artifact(
     config: TinyModelConfig, root: Path | None, name: str | None, resume: ResumePolicy
 ) -> Artifact:
-    """Build the tiny model and publish it (``save_pretrained`` layout) as a ``model`` artifact."""
+    """Build the model (tiny by default) and publish it (``save_pretrained`` layout) as a ``model`` artifact."""
     with begin("model", name or default_tiny_name(config), config.model_dump(), root=root, resume=resume) as writer:
         model, processor = build_tiny_model(
-            config.family, config.seed, config.vocab_size, config.min_pixels, config.max_pixels
+            config.family, config.seed, config.vocab_size, config.min_pixels, config.max_pixels,
+            dimensions=Path(config.dimensions) if config.dimensions else None, dtype=getattr(torch, config.dtype),
         )
         model.save_pretrained(writer.dir)
         processor.save_pretrained(writer.dir)
         parameters = sum(parameter.numel() for parameter in model.parameters())
         return writer.publish(
             counts={"parameters": parameters, "vocab_size": len(processor.tokenizer)},
-            extra={"model": {"family": config.family, "source": "tiny-offline-random-weights",
-                             "dimensions": TINY_CONFIG_FILES[config.family].name}},
+            extra={"model": {"family": config.family, "source": "offline-random-weights",
+                             "dimensions": dimensions_file(config).name}},
         )
