@@ -252,17 +252,20 @@ def sft(
     out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
     as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
 ) -> None:
-    """Supervised warm-up (LoRA, QLoRA on CUDA) on reasoning traces.
+    """Supervised warm-up (LoRA, QLoRA on CUDA) on reasoning traces, on TRL's SFTTrainer.
 
-    Input: a `distill` artifact and a base model. Output: an `sft` artifact with the LoRA adapter.
+    Input: a `distill` artifact (or a `data` artifact with `--no-reasoning`) and a base model. The loss
+    covers the assistant's `<think>…</think><answer>…</answer>` only. QLoRA (4-bit NF4, double
+    quantisation, bf16 compute) needs CUDA; without it the stage says so and trains plain LoRA.
+    Output: an `sft` artifact with the LoRA adapter (loadable by `eval --model`), the processor,
+    training curves (PNG, TensorBoard) and lineage to the traces and the base model.
+    An interrupted run resumes from its last checkpoint.
     """
-    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+    from alphadrive_cli.stages.sft import train_sft  # noqa: PLC0415 - keeps --help fast
 
-    open_artifact(data, stage=("distill", "data"))
-    resolve_config("sft", SftConfig, scale=scale, config_file=config, overrides=overrides or [],
-                   options={"model": model, "reasoning": False if no_reasoning else None})
-    _resume_policy(resume, restart)
-    not_built_yet("sft", 6)
+    cfg = resolve_config("sft", SftConfig, scale=scale, config_file=config, overrides=overrides or [],
+                         options={"model": model, "reasoning": False if no_reasoning else None})
+    emit_artifact(train_sft(data, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
 
 
 @app.command("grpo", epilog=PIPELINE)

@@ -124,7 +124,6 @@ def test_wrong_input_stage_is_exit_2(cli, runs: Path) -> None:
 @pytest.mark.parametrize(
     ("stage", "args", "issue"),
     [
-        ("sft", ["sft", "--data", "{data}"], 6),
         ("grpo", ["grpo", "--data", "{data}", "--init", "x"], 7),
     ],
 )

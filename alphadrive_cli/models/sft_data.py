@@ -58,7 +58,8 @@ def _record(example: dict[str, Any]) -> Record:
 
 
 class VisionSFTCollator:
-    """Batches SFT examples into ``input_ids``, ``attention_mask``, ``pixel_values``, ``image_grid_thw``, ``labels``."""
+    """Batches SFT examples into ``input_ids``, ``attention_mask``, ``pixel_values``, ``image_grid_thw``,
+    ``labels`` (and ``mm_token_type_ids`` where the processor gives them, as transformers 5 does)."""
 
     def __init__(self, processor: ProcessorMixin, template: PromptTemplate, vocabulary: ActionVocabulary,
                  data_root: Path, max_length: int) -> None:
@@ -77,6 +78,7 @@ class VisionSFTCollator:
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows: list[tuple[list[int], list[int]]] = []
+        token_types: list[list[int] | None] = []
         pixel_values, grids = [], []
         for example in examples:
             images = [Image.open(self.data_root / image).convert("RGB") for image in example["images"]]
@@ -88,6 +90,8 @@ class VisionSFTCollator:
             target_ids = self.tokenizer(example["target"] + END_OF_TURN, add_special_tokens=False)["input_ids"]
             target_ids = target_ids[:self.max_length - len(prompt_ids)]
             rows.append((prompt_ids, target_ids))
+            # transformers 5 computes M-RoPE positions from which tokens are image tokens
+            token_types.append(prompt["mm_token_type_ids"][0].tolist() if "mm_token_type_ids" in prompt else None)
             if "pixel_values" in prompt:
                 pixel_values.append(prompt["pixel_values"])
                 grids.append(prompt["image_grid_thw"])
@@ -95,12 +99,17 @@ class VisionSFTCollator:
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        types = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (prompt_ids, target_ids) in enumerate(rows):  # right padding: training needs no left alignment
             length = len(prompt_ids) + len(target_ids)
             input_ids[i, :length] = torch.tensor(prompt_ids + target_ids)
             attention[i, :length] = 1
             labels[i, len(prompt_ids):length] = torch.tensor(target_ids)
+            if token_types[i] is not None:
+                types[i, :len(prompt_ids)] = torch.tensor(token_types[i])
         batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        if any(row is not None for row in token_types):
+            batch["mm_token_type_ids"] = types
         if pixel_values:
             batch["pixel_values"] = torch.cat(pixel_values)
             batch["image_grid_thw"] = torch.cat(grids)

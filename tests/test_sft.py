@@ -1,0 +1,179 @@
+"""``alphadrive sft``: the vision-language collator's masking, LoRA targets, and short CPU runs on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import TrainerCallback
+
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.artifacts import ResumePolicy, open_artifact
+from alphadrive_cli.data.schema import iter_split
+from alphadrive_cli.errors import BadInput
+from alphadrive_cli.models import loading
+from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
+from alphadrive_cli.models.lora import apply_lora, lora_target_regex, quantization_config
+from alphadrive_cli.models.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
+from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
+from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
+from alphadrive_cli.stages import sft as sft_stage
+from alphadrive_cli.stages.distill import distill
+from alphadrive_cli.stages.models import build_tiny_model_artifact
+from alphadrive_cli.stages.sft import train_sft
+from labelled_data import make_labelled_data
+
+LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE"),
+          ("KEEP", "STRAIGHT"), ("KEEP", "RIGHT_TURN"), ("DECELERATE", "STRAIGHT"), ("KEEP", "LEFT_CHANGE")]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A data artifact (6 train frames), its grounded distillation, and the tiny model artifact."""
+    root = tmp_path_factory.mktemp("sft-inputs") / "runs"
+    data = make_labelled_data(root, LABELS, {"train": range(6), "val": range(6, 8)})
+    distilled = distill(data, DistillConfig(), root, None, ResumePolicy.AUTO)
+    model = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO)
+    return {"data": data, "distill": distilled.path, "model": model.path}
+
+
+def config(inputs: dict[str, Path], **overrides) -> SftConfig:
+    values = {"model": str(inputs["model"]), "max_steps": 3, "per_device_batch_size": 2, "save_steps": 50,
+              "lora": {"r": 8, "alpha": 16}, "max_length": 1024}
+    return SftConfig(**{**values, **overrides})
+
+
+def train_records(path: Path):
+    return list(iter_split(open_artifact(path), "train", DEFAULT_VOCABULARY))
+
+
+def test_collator_masks_prompt_tokens(inputs) -> None:
+    _, processor = load_model_and_processor(resolve_model_source(str(inputs["model"])))
+    records = train_records(inputs["distill"])[:2]
+    examples = sft_examples(records, DEFAULT_VOCABULARY, reasoning=True)
+    collator = VisionSFTCollator(processor, load_prompt(STUDENT_PROMPT), DEFAULT_VOCABULARY, inputs["distill"], 1024)
+    batch = collator(examples)
+    assert {"input_ids", "attention_mask", "labels", "pixel_values", "image_grid_thw"} <= set(batch)
+    for row, (example, record) in enumerate(zip(examples, records)):
+        image = Image.open(inputs["distill"] / record.images[0]).convert("RGB")
+        prompt_ids = processor(text=[collator.prompt_text(example)], images=[image], return_tensors="pt")["input_ids"][0]
+        labels, ids = batch["labels"][row], batch["input_ids"][row]
+        assert torch.equal(ids[:len(prompt_ids)], prompt_ids)
+        assert (labels[:len(prompt_ids)] == -100).all()
+        supervised = labels[labels != -100]
+        assert len(supervised) == int(batch["attention_mask"][row].sum()) - len(prompt_ids)
+        assert labels[len(prompt_ids)] != -100  # the answer starts right after the prompt
+        text = processor.tokenizer.decode(supervised)
+        assert text == example["target"] + END_OF_TURN
+        assert text.startswith(f"<think>{record.reasoning}</think><answer>{record.speed_action}, {record.path_action}</answer>")
+        assert (labels[batch["attention_mask"][row] == 0] == -100).all()  # padding is never supervised
+
+
+def test_no_reasoning_targets_are_answers_only(inputs) -> None:
+    examples = sft_examples(train_records(inputs["distill"]), DEFAULT_VOCABULARY, reasoning=False)
+    assert all("<think>" not in example["target"] for example in examples)
+    assert examples[0]["target"] == f"<answer>{LABELS[0][0]}, {LABELS[0][1]}</answer>"
+
+
+def test_lora_targets_the_language_model_only(inputs) -> None:
+    model, _ = load_model_and_processor(resolve_model_source(str(inputs["model"])), dtype=torch.float32)
+    cfg = config(inputs)
+    regex = lora_target_regex(model, cfg)
+    matched = [name for name, _ in model.named_modules() if re.fullmatch(regex, name)]
+    assert matched and all(name.startswith("model.language_model.") for name in matched)
+    assert {name.rsplit(".", 1)[1] for name in matched} == set(cfg.lora.target_modules)
+    peft_model = apply_lora(model, cfg)
+    trainable = [name for name, parameter in peft_model.named_parameters() if parameter.requires_grad]
+    assert trainable and all("lora_" in name and "visual" not in name for name in trainable)
+    if not torch.cuda.is_available():
+        assert quantization_config(config(inputs, quantization="4bit")) is None
+    assert quantization_config(cfg) is None
+
+
+def test_sft_publishes_an_adapter_that_loads_for_eval(inputs, tmp_path: Path, capsys) -> None:
+    with sft_stage.console.capture() as captured:
+        artifact = train_sft(inputs["distill"], config(inputs, quantization="4bit"), tmp_path / "runs", None, ResumePolicy.AUTO)
+    assert capsys.readouterr().out == ""  # stdout is left to the CLI (the artifact path)
+    messages = captured.get().replace("\n", " ")
+    assert "step 3/3: loss" in messages
+    if not torch.cuda.is_available():
+        assert "4-bit quantization (QLoRA) needs CUDA" in messages
+    assert artifact.stage == "sft"
+    files = {path.name for path in artifact.path.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "training_curves.png", "log_history.json",
+            "processor_config.json"} <= files
+    assert "checkpoints" not in files
+    adapter = json.loads((artifact.path / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(inputs["model"].resolve())
+    manifest = artifact.manifest
+    assert manifest["metrics"]["steps"] == 3 and manifest["metrics"]["train_loss"] > 0
+    assert manifest["metrics"]["train_samples_per_second"] > 0
+    assert {entry["role"]: entry["stage"] for entry in manifest["inputs"]} == {"data": "distill", "model": "model"}
+    assert manifest["training"]["quantization"] == ("4bit" if torch.cuda.is_available() else "none")
+    assert (artifact.path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    source = resolve_model_source(str(artifact.path))
+    assert source.base is not None and source.base.location == str(inputs["model"].resolve())
+    model, processor = load_model_and_processor(source, dtype=torch.float32)
+    assert type(model).__name__ == "PeftModel" or "lora" in json.dumps([n for n, _ in model.named_modules()])
+
+
+def test_loss_decreases_when_overfitting(inputs, tmp_path: Path) -> None:
+    artifact = train_sft(inputs["distill"], config(inputs, max_steps=30, learning_rate=5e-2, lora={"r": 16, "alpha": 32, "dropout": 0.0}),
+                         tmp_path / "runs", None, ResumePolicy.AUTO)
+    losses = [entry["loss"] for entry in json.loads((artifact.path / "log_history.json").read_text()) if "loss" in entry]
+    assert len(losses) == 30
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < first - 0.1 and min(losses[-5:]) < min(losses[:5]), losses  # a random 200k-parameter model learns slowly
+
+
+def test_no_reasoning_trains_on_plain_data(inputs, tmp_path: Path) -> None:
+    artifact = train_sft(inputs["data"], config(inputs, reasoning=False, max_steps=2), tmp_path / "runs", None, ResumePolicy.AUTO)
+    assert artifact.manifest["training"]["reasoning"] is False
+    assert artifact.manifest["inputs"][0]["stage"] == "data"
+
+
+def test_undistilled_data_is_refused_before_loading(inputs, tmp_path: Path, monkeypatch) -> None:
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(loading, "load_model", forbidden)
+    with pytest.raises(BadInput, match="without reasoning traces.*--no-reasoning"):
+        train_sft(inputs["data"], config(inputs), tmp_path / "runs", None, ResumePolicy.AUTO)
+    with pytest.raises(BadInput, match="no such model"):
+        train_sft(inputs["distill"], config(inputs, model=str(tmp_path / "missing")), tmp_path / "runs", None, ResumePolicy.AUTO)
+    with pytest.raises(BadInput, match="--model"):
+        train_sft(inputs["distill"], config(inputs, model="tiny"), tmp_path / "runs", None, ResumePolicy.AUTO)
+    assert not (tmp_path / "runs" / "sft").exists() or not any((tmp_path / "runs" / "sft").glob(".sft*"))
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAfterSave(TrainerCallback):
+    """Simulates a crash right after the first checkpoint is written."""
+
+    def on_save(self, args, state, control, **kwargs):
+        raise Interrupted(state.global_step)
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(inputs, tmp_path: Path, monkeypatch) -> None:
+    cfg = config(inputs, max_steps=4, save_steps=2)
+    monkeypatch.setattr(sft_stage, "EXTRA_CALLBACKS", [InterruptAfterSave()])
+    with pytest.raises(Interrupted):
+        train_sft(inputs["distill"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
+    partial = tmp_path / "runs" / "sft" / ".sft.partial"
+    assert (partial / "checkpoints" / "checkpoint-2").is_dir(), list(partial.rglob("*"))
+    monkeypatch.setattr(sft_stage, "EXTRA_CALLBACKS", [])
+    artifact = train_sft(inputs["distill"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
+    manifest = artifact.manifest
+    assert manifest["resumed"] is True
+    assert manifest["training"]["resumed_from_step"] == 2
+    assert manifest["metrics"]["steps"] == 4
+    steps = [entry["step"] for entry in json.loads((artifact.path / "log_history.json").read_text()) if "loss" in entry]
+    assert steps == [1, 2, 3, 4]
+    assert not (artifact.path / "checkpoints").exists()
