@@ -248,6 +248,7 @@ def sft(
     data: Annotated[Path, typer.Option("--data", help="A `distill` artifact (reasoning traces).")],
     model: Annotated[Optional[str], typer.Option("--model", help="Base model: model artifact, local directory or hub id.")] = None,
     no_reasoning: Annotated[bool, typer.Option("--no-reasoning", help="Train on answers only (the paper's ablation).")] = False,
+    merge: Annotated[bool, typer.Option("--merge", help="Also save the base model with the adapter merged in (merged/).")] = False,
     scale: Scale = "tiny",
     out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
     as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
@@ -264,7 +265,7 @@ def sft(
     from alphadrive_cli.stages.sft import train_sft  # noqa: PLC0415 - keeps --help fast
 
     cfg = resolve_config("sft", SftConfig, scale=scale, config_file=config, overrides=overrides or [],
-                         options={"model": model, "reasoning": False if no_reasoning else None})
+                         options={"model": model, "reasoning": False if no_reasoning else None, "merge": merge or None})
     emit_artifact(train_sft(data, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
 
 

@@ -160,6 +160,7 @@ class SftConfig(TrainingConfig):
 
     reasoning: bool = True
     max_length: int = Field(2048, ge=16)
+    merge: bool = Field(False, description="also save the base model with the adapter merged in, under merged/")
 
 
 class GrpoConfig(TrainingConfig):

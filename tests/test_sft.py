@@ -19,7 +19,7 @@ from alphadrive_cli.models import loading
 from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
 from alphadrive_cli.models.lora import apply_lora, lora_target_regex, quantization_config
 from alphadrive_cli.models.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
-from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
+from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.stages.distill import distill
@@ -177,3 +177,21 @@ def test_interrupted_run_resumes_from_its_checkpoint(inputs, tmp_path: Path, mon
     steps = [entry["step"] for entry in json.loads((artifact.path / "log_history.json").read_text()) if "loss" in entry]
     assert steps == [1, 2, 3, 4]
     assert not (artifact.path / "checkpoints").exists()
+
+
+def test_merge_saves_full_weights_equal_to_base_plus_adapter(cli, inputs, tmp_path: Path) -> None:
+    result = cli("sft", "--data", inputs["distill"], "--model", inputs["model"], "--merge", "--out-root", tmp_path,
+                 "--set", "max_steps=2", "--set", "learning_rate=0.05")
+    assert result.exit_code == 0, result.stderr
+    artifact = open_artifact(Path(result.stdout.strip()), stage="sft")
+    assert artifact.manifest["model"]["merged"] == "merged" and len(artifact.manifest["model"]["config_sha256"]) == 64
+    adapted, processor = load_model_and_processor(resolve_model_source(str(artifact.path)))
+    merged, _ = load_model_and_processor(resolve_model_source(str(artifact.path / "merged")))
+    record = train_records(inputs["distill"])[0]
+    prompt = processor.apply_chat_template(student_messages(load_prompt(STUDENT_PROMPT), record, DEFAULT_VOCABULARY),
+                                           add_generation_prompt=True, tokenize=False)
+    batch = processor(text=[prompt], images=[Image.open(inputs["distill"] / record.images[0]).convert("RGB")], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(adapted(**batch).logits, merged(**batch).logits, atol=1e-4)
+        base, _ = load_model_and_processor(resolve_model_source(str(inputs["model"])))
+        assert not torch.allclose(base(**batch).logits, merged(**batch).logits, atol=1e-4)  # the adapter did change it

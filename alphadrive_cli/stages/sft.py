@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, open_artifact
+from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, canonical_hash, open_artifact
 from alphadrive_cli.data.schema import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, model_config, resolve_model_source
@@ -30,6 +30,7 @@ CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 CURVES_PNG = "training_curves.png"
 LOG_HISTORY = "log_history.json"
+MERGED_DIR = "merged"
 # Extra transformers TrainerCallbacks for every run (tests use it to interrupt a run after a checkpoint).
 EXTRA_CALLBACKS: list[Any] = []
 
@@ -102,18 +103,19 @@ def train_sft(data_path: Path, config: SftConfig, root: Path | None, name: str |
     """Fine-tune LoRA adapters on a distilled (or, with ``reasoning: false``, any labelled) data set and publish them."""
     data, records, vocabulary = _training_records(data_path, config)
     source = _model_source(config.model)
-    family = model_config(source).model_type  # config only: fails early on unsupported models
+    base_config = model_config(source)  # config only: fails early on unsupported models
+    family = base_config.model_type
     inputs: dict[str, Artifact] = {"data": data}
     if source.artifact is not None:
         inputs["model"] = source.artifact
     settings = config.model_dump(mode="json")
     identity = {key: value for key, value in settings.items() if key != "save_steps"}
     with begin("sft", name or "sft", settings, root=root, resume=resume, inputs=inputs, identity=identity) as writer:
-        return _train(writer, data, records, vocabulary, source, family, config)
+        return _train(writer, data, records, vocabulary, source, family, config, canonical_hash(base_config.to_dict()))
 
 
 def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabulary: Any, source: ModelSource,
-           family: str, config: SftConfig) -> Artifact:
+           family: str, config: SftConfig, base_config_hash: str) -> Artifact:
     import torch  # noqa: PLC0415 - heavy imports only once the inputs are known good
     from datasets import Dataset  # noqa: PLC0415
     from trl import SFTConfig as TrlSftConfig  # noqa: PLC0415
@@ -207,6 +209,9 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     }
     if cuda:
         metrics["peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    if config.merge:
+        del trainer, model  # free the training copy before loading the base unquantised
+        _save_merged(writer, source, processor, torch.bfloat16 if bf16 else torch.float32)
     console.print(f"sft {writer.name}: {metrics['steps']} steps, train loss {metrics['train_loss']}"
                   + (f" (resumed from step {resumed_from})" if resumed_from is not None else ""))
     return writer.publish(
@@ -214,7 +219,8 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
         metrics=metrics,
         extra={
             "model": {"reference": source.reference, **source.describe(), "family": family,
-                      "base_model_name_or_path": base_model_location(source)},
+                      "base_model_name_or_path": base_model_location(source), "config_sha256": base_config_hash,
+                      "merged": MERGED_DIR if config.merge else None},
             "training": {"quantization": "4bit" if quantization is not None else "none",
                          "requested_quantization": config.quantization, "dtype": str(dtype).removeprefix("torch."),
                          "device": "cuda" if cuda else "cpu", "reasoning": config.reasoning,
@@ -222,6 +228,19 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
             "curves": {"png": CURVES_PNG, "plotted": curves, "log_history": LOG_HISTORY, "tensorboard": tensorboard},
         },
     )
+
+
+def _save_merged(writer: ArtifactWriter, source: ModelSource, processor: Any, dtype: Any) -> None:
+    """Reload the base unquantised, merge the saved adapter into it and save the full model under merged/."""
+    from peft import PeftModel  # noqa: PLC0415
+
+    from alphadrive_cli.models.loading import load_model  # noqa: PLC0415
+
+    base = load_model(source, dtype=dtype)
+    merged = PeftModel.from_pretrained(base, str(writer.dir)).merge_and_unload()
+    merged.save_pretrained(str(writer.dir / MERGED_DIR))
+    processor.save_pretrained(str(writer.dir / MERGED_DIR))
+    console.print(f"merged weights saved under {MERGED_DIR}/")
 
 
 def _round(value: Any, digits: int = 6) -> Any:
