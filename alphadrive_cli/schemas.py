@@ -141,7 +141,7 @@ class LoraConfig(Strict):
 class TrainingConfig(Strict):
     """What SFT and GRPO share: the model, LoRA/QLoRA and the optimiser schedule."""
 
-    model: str = "tiny"
+    model: str | None = Field(None, description="base model: model artifact, local directory or hub id")
     quantization: Literal["none", "4bit"] = "none"
     lora: LoraConfig = LoraConfig()
     freeze_vision: bool = True

@@ -146,7 +146,7 @@ def test_undistilled_data_is_refused_before_loading(inputs, tmp_path: Path, monk
     with pytest.raises(BadInput, match="no such model"):
         train_sft(inputs["distill"], config(inputs, model=str(tmp_path / "missing")), tmp_path / "runs", None, ResumePolicy.AUTO)
     with pytest.raises(BadInput, match="--model"):
-        train_sft(inputs["distill"], config(inputs, model="tiny"), tmp_path / "runs", None, ResumePolicy.AUTO)
+        train_sft(inputs["distill"], config(inputs, model=None), tmp_path / "runs", None, ResumePolicy.AUTO)
     assert not (tmp_path / "runs" / "sft").exists() or not any((tmp_path / "runs" / "sft").glob(".sft*"))
 
 

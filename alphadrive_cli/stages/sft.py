@@ -50,8 +50,8 @@ def _training_records(data_path: Path, config: SftConfig) -> tuple[Artifact, lis
     return data, records, vocabulary
 
 
-def _model_source(reference: str) -> ModelSource:
-    if reference == "tiny":
+def _model_source(reference: str | None) -> ModelSource:
+    if reference is None:
         raise BadInput("sft needs a base model: pass --model (a model artifact such as one from "
                        "`alphadrive models tiny`, a local directory or a hub id)")
     source = resolve_model_source(reference)
