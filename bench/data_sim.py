@@ -17,6 +17,7 @@ from pathlib import Path
 
 from alphadrive_cli.artifacts import ResumePolicy
 from alphadrive_cli.schemas import DataConfig
+from alphadrive_cli.stages.compare import markdown_table
 from alphadrive_cli.stages.data_sim import build_sim_dataset
 
 
@@ -54,11 +55,8 @@ def main() -> None:
                      "classes_train": artifact.manifest["classes"]["train"],
                      "image_size": args.image_size, "seed": args.seed})
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
-    print("| frames | workers | seconds | frames/s | frames/s per worker | episodes | expert crashes |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['frames']} | {row['workers']} | {row['seconds']} | {row['frames_per_s']} | "
-              f"{row['frames_per_s_per_worker']} | {row['episodes']} | {row['expert_crashes']} |")
+    columns = ("frames", "workers", "seconds", "frames_per_s", "frames_per_s_per_worker", "episodes", "expert_crashes")
+    print(markdown_table(columns, [[str(row[column]) for column in columns] for row in rows]))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"machine": machine, "runs": rows}, indent=2) + "\n")

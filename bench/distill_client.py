@@ -24,6 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fault_server import FaultServer  # noqa: E402
 
+from alphadrive_cli.stages.compare import markdown_table  # noqa: E402
 from alphadrive_cli.teacher.base import TeacherRequest  # noqa: E402
 from alphadrive_cli.teacher.openai_teacher import OpenAITeacher  # noqa: E402
 
@@ -59,11 +60,8 @@ def main() -> None:
                          "mean_latency_ms": round(1000 * sum(r.latency_s for r in replies) / len(replies), 2)})
     facts = {"cores": os.cpu_count(), "python": platform.python_version(), "image_bytes_base64": len(url)}
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
-    print("| concurrency | requests | ok | seconds | requests/s | wall ms per request | mean latency ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['concurrency']} | {row['requests']} | {row['ok']} | {row['seconds']} | {row['requests_per_s']} | "
-              f"{row['ms_per_request']} | {row['mean_latency_ms']} |")
+    columns = ("concurrency", "requests", "ok", "seconds", "requests_per_s", "ms_per_request", "mean_latency_ms")
+    print(markdown_table(columns, [[str(row[column]) for column in columns] for row in rows]))
     if args.out:
         args.out.write_text(json.dumps({"facts": facts, "runs": rows}, indent=2) + "\n")
 

@@ -29,6 +29,7 @@ from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import build_random_model, config_from_file, load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import TinyModelConfig
+from alphadrive_cli.stages.compare import markdown_table
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 
 
@@ -108,10 +109,8 @@ def main() -> None:
     facts.update(frames=args.frames, max_new_tokens=args.max_new_tokens, torch=torch.__version__,
                  python=platform.python_version(), device="cuda" if args.architecture else "cpu")
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
-    print("| batch size | seconds | frames/s | new tokens/s | speed-up vs batch " f"{rows[0]['batch_size']} |")
-    print("|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['batch_size']} | {row['seconds']} | {row['frames_per_s']} | {row['tokens_per_s']} | {row['speedup_vs_first']}x |")
+    columns = ("batch_size", "seconds", "frames_per_s", "tokens_per_s", "speedup_vs_first")
+    print(markdown_table(columns, [[str(row[column]) for column in columns] for row in rows]))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"facts": facts, "runs": rows}, indent=2) + "\n")
