@@ -115,8 +115,8 @@ def _episodes(writer: ArtifactWriter, config: DataConfig, raw_target: int, progr
                 if produced >= raw_target:
                     break
     finally:
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)  # don't wait for episodes nobody needs
+        if executor is not None:  # queued episodes nobody needs are cancelled; running ones end, leaving no orphans
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _record(config: DataConfig, plan: EpisodePlan, frame: SimFrame) -> Record:
