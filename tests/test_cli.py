@@ -166,3 +166,13 @@ def test_long_artifact_paths_are_printed_on_one_line(cli, tmp_path: Path) -> Non
     result = cli("models", "tiny", "--out-root", str(root))
     assert result.exit_code == 0
     assert result.stdout == f"{root / 'model' / 'tiny-qwen2-vl-v1'}\n"
+
+
+def test_training_stage_errors_are_one_line_in_a_real_process(tmp_path: Path) -> None:
+    """Importing the training stack (peft, bitsandbytes) must not add warnings to a one-line error."""
+    data = make_artifact(tmp_path / "runs", "data")
+    done = subprocess.run([sys.executable, "-m", "alphadrive_cli.cli", "sft", "--data", str(data), "--model", "./nope"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "ALPHADRIVE_HOME": str(tmp_path)})
+    assert done.returncode == 2 and done.stdout == ""
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [done.stderr.strip()]
+    assert done.stderr.startswith("error: ")
