@@ -31,7 +31,8 @@ Example pipeline (each stage prints only the path of the artifact it wrote):
 ```
 D=$(alphadrive data sim --frames 200 --seed 0)
 T=$(alphadrive distill --data "$D" --teacher grounded)
-S=$(alphadrive sft --data "$T")
+M=$(alphadrive models tiny)
+S=$(alphadrive sft --data "$T" --model "$M")
 G=$(alphadrive grpo --data "$D" --init "$S")
 alphadrive eval --model "$G" --data "$D"
 ```
