@@ -58,6 +58,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def partial_dir(stage_dir: Path, name: str) -> Path:
+    """Where the unfinished run of ``name`` is built inside a stage directory."""
+    return stage_dir / f".{name}{PARTIAL_SUFFIX}"
+
+
 def canonical_hash(value: Any) -> str:
     """Hex sha256 of a JSON-serialisable value in canonical form (sorted keys, no spaces)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
@@ -221,7 +226,7 @@ class ArtifactWriter:
     @property
     def dir(self) -> Path:
         """The partial directory that files are written into."""
-        return self.stage_dir / f".{self.name}{PARTIAL_SUFFIX}"
+        return partial_dir(self.stage_dir, self.name)
 
     def path(self, relative: str) -> Path:
         """Path of a file inside the artifact, its parent directories created."""

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from alphadrive_cli.artifacts import Artifact
 from alphadrive_cli.errors import AlphaDriveError
@@ -58,6 +59,15 @@ def reported(command: CommandT) -> CommandT:
             raise fail(f"{type(exc).__name__}: {exc}".splitlines()[0] + hint, 1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def progress_bar(unit: str) -> Progress:
+    """A progress bar on stderr: description, bar, done/total ``unit``, a free ``note`` field, times.
+
+    Tasks must be added with ``note=""`` (and may update it, e.g. with a rate or a cost).
+    """
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
 
 
 def emit_artifact(artifact: Artifact, as_json: bool) -> None:

@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin
@@ -30,7 +30,7 @@ from alphadrive_cli.data.schema import IMAGE_DIR, SPLITS, Record
 from alphadrive_cli.data.sim.episode import EpisodePlan, EpisodeResult, SimFrame, run_episode
 from alphadrive_cli.data.sim.scenarios import SCENARIOS
 from alphadrive_cli.schemas import DataConfig
-from alphadrive_cli.ui import console
+from alphadrive_cli.ui import progress_bar
 
 CACHE_DIR = ".episodes"
 SPLIT_CYCLE = 20  # episodes are assigned to splits in shuffled cycles of this length
@@ -93,7 +93,7 @@ def _cached_episode(writer: ArtifactWriter, plan: EpisodePlan) -> EpisodeResult 
 def _episodes(writer: ArtifactWriter, config: DataConfig, raw_target: int, progress: Progress) -> Iterator[EpisodeResult]:
     """Episode results in index order until ``raw_target`` labelled frames were produced."""
     cycle = split_cycle(config)
-    task = progress.add_task("simulating", total=raw_target)
+    task = progress.add_task("simulating", total=raw_target, note="")
     produced, index = 0, 0
     # a worker that dies raises BrokenProcessPool here instead of hanging the run
     executor = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")) if config.workers > 1 else None
@@ -140,9 +140,7 @@ def build_sim_dataset(config: DataConfig, root: Path | None, name: str | None, r
         raw_target = math.ceil(config.frames * config.balance_oversample) if config.balance else config.frames
         frames: list[tuple[EpisodePlan, SimFrame]] = []
         crashed = unlabelled = episodes = 0
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                   TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
+        with progress_bar("frames") as progress:
             for result in _episodes(writer, config, raw_target, progress):
                 episodes += 1
                 crashed += result.crashed

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.artifacts import PARTIAL_SUFFIX, Artifact, ArtifactWriter, ResumePolicy, begin, default_root, open_artifact
+from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, default_root, open_artifact, partial_dir
 from alphadrive_cli.data.publish import publish_dataset
 from alphadrive_cli.data.schema import SPLITS, Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput, StageFailure
@@ -33,7 +32,7 @@ from alphadrive_cli.teacher.base import TeacherReply, TeacherRequest
 from alphadrive_cli.teacher.filtering import KEPT, judge_trace, reasoning_of, verify_agrees
 from alphadrive_cli.teacher.grounded import GroundedTemplates, grounded_trace
 from alphadrive_cli.teacher.store import AnswerStore
-from alphadrive_cli.ui import console
+from alphadrive_cli.ui import console, progress_bar
 
 STORE_NAME = "requests.jsonl"
 CHARS_PER_TOKEN = 4  # rough text-token estimate for --dry-run and the cost budget
@@ -140,8 +139,7 @@ def _ask(jobs: Sequence[Job], store: AnswerStore, config: DistillConfig, budget:
     pending = [job for job in jobs if not store.answered(job.request.key)]
     if not pending:
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    with progress_bar("requests") as progress:
         task = progress.add_task(description, total=len(pending), note="")
 
         def on_reply(reply: TeacherReply) -> None:
@@ -286,7 +284,7 @@ def _publish(writer: ArtifactWriter, data: Artifact, jobs: Sequence[Job], kept: 
 
 def _report_dry_run(jobs: Sequence[Job], config: DistillConfig, root: Path | None, name: str | None) -> None:
     """Print what a run would send (requests already stored in an unfinished run are not counted)."""
-    store_path = Path(root or default_root()) / "distill" / f".{name or 'distill'}{PARTIAL_SUFFIX}" / STORE_NAME
+    store_path = partial_dir(Path(root or default_root()) / "distill", name or "distill") / STORE_NAME
     store = AnswerStore(store_path) if store_path.is_file() else None
     pending = [job for job in jobs if store is None or not store.answered(job.request.key)]
     prompt_tokens = sum(estimate_tokens(job, config)[0] for job in pending)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich import box
 from rich.table import Table
 
@@ -29,7 +28,7 @@ from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import EvalConfig
-from alphadrive_cli.ui import console
+from alphadrive_cli.ui import console, progress_bar
 
 DATA_STAGES = ("data", "distill")
 CACHE_NAME = ".completions.jsonl"
@@ -41,11 +40,6 @@ def _records(data: Artifact, split: str) -> tuple[list[Record], ActionVocabulary
     if not records:
         raise BadInput(f"{data.path} has no records in its {split} split")
     return records, vocabulary
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
 
 
 def _cached_completions(writer: ArtifactWriter) -> dict[str, list[str]]:
@@ -77,8 +71,8 @@ def generate_completions(writer: ArtifactWriter, source: ModelSource, data: Arti
     model.eval()
     settings = GenerationSettings(config.max_new_tokens, config.samples, config.temperature)
     started = time.perf_counter()
-    with _progress() as progress, (writer.dir / CACHE_NAME).open("a", encoding="utf-8") as cache:
-        task = progress.add_task("generating", total=len(todo), rate="")
+    with progress_bar("frames") as progress, (writer.dir / CACHE_NAME).open("a", encoding="utf-8") as cache:
+        task = progress.add_task("generating", total=len(todo), note="")
         for start in range(0, len(todo), config.batch_size):
             batch = todo[start:start + config.batch_size]
             prompts = [processor.apply_chat_template(student_messages(template, record, vocabulary),
@@ -89,7 +83,7 @@ def generate_completions(writer: ArtifactWriter, source: ModelSource, data: Arti
                 cache.write(json.dumps({"id": record.id, "texts": texts}) + "\n")
             cache.flush()
             elapsed = time.perf_counter() - started
-            progress.update(task, advance=len(batch), rate=f"{(start + len(batch)) / elapsed:.2f} frames/s")
+            progress.update(task, advance=len(batch), note=f"{(start + len(batch)) / elapsed:.2f} frames/s")
     seconds = time.perf_counter() - started
     stats.update(generation_s=round(seconds, 2), frames_per_s=round(len(todo) / seconds, 3),
                  model={"reference": source.reference, **source.describe()}, device=str(model.device))
