@@ -165,17 +165,18 @@ def open_loop_metrics(
     path_truth = [path for _, path in truths]
     format_valid = sum(1 for text in completions if matches_answer_format(text))
     correct = sum(1 for t, p in zip(truths, plans) if p is not None and p == tuple(t))
+    failures = sum(1 for p in plans if p is None)
     return {
-        "planning_accuracy": planning_accuracy(truths, plans),
-        "format_valid_rate": format_valid_rate(completions),
-        "parse_failures": sum(1 for p in plans if p is None),
+        "planning_accuracy": _ratio(correct, len(truths)),
+        "format_valid_rate": _ratio(format_valid, len(completions)),
+        "parse_failures": failures,
         "speed": _head_metrics(speed_truth, [single_action(a.speed) for a in parsed], vocabulary.speed),
         "path": _head_metrics(path_truth, [single_action(a.path) for a in parsed], vocabulary.path),
         "counts": {
             "frames": len(truths),
             "planning_correct": correct,
             "format_valid": format_valid,
-            "parse_failures": sum(1 for p in plans if p is None),
+            "parse_failures": failures,
             "no_answer_tag": sum(1 for a in parsed if not a.has_answer),
             "hedged": sum(1 for a in parsed if len(a.speed) > 1 or len(a.path) > 1),
             "incomplete": sum(1 for a in parsed if a.has_answer and (not a.speed or not a.path)),
