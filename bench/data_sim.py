@@ -8,7 +8,6 @@ temporary directory and is timed end to end, process start-up of the workers inc
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -17,8 +16,8 @@ from pathlib import Path
 
 from alphadrive_cli.artifacts import ResumePolicy
 from alphadrive_cli.schemas import DataConfig
-from alphadrive_cli.stages.compare import markdown_table
 from alphadrive_cli.stages.data_sim import build_sim_dataset
+from report import report  # bench/report.py
 
 
 def cpu_model() -> str:
@@ -55,11 +54,8 @@ def main() -> None:
                      "classes_train": artifact.manifest["classes"]["train"],
                      "image_size": args.image_size, "seed": args.seed})
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
-    columns = ("frames", "workers", "seconds", "frames_per_s", "frames_per_s_per_worker", "episodes", "expert_crashes")
-    print(markdown_table(columns, [[str(row[column]) for column in columns] for row in rows]))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"machine": machine, "runs": rows}, indent=2) + "\n")
+    report(("frames", "workers", "seconds", "frames_per_s", "frames_per_s_per_worker", "episodes", "expert_crashes"),
+           rows, args.out, machine=machine)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import json
 import os
 import platform
 import sys
@@ -24,9 +23,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fault_server import FaultServer  # noqa: E402
 
-from alphadrive_cli.stages.compare import markdown_table  # noqa: E402
 from alphadrive_cli.teacher.base import TeacherRequest  # noqa: E402
 from alphadrive_cli.teacher.openai_teacher import OpenAITeacher  # noqa: E402
+from report import report  # noqa: E402 - bench/report.py
 
 
 def image_url() -> str:
@@ -60,10 +59,8 @@ def main() -> None:
                          "mean_latency_ms": round(1000 * sum(r.latency_s for r in replies) / len(replies), 2)})
     facts = {"cores": os.cpu_count(), "python": platform.python_version(), "image_bytes_base64": len(url)}
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
-    columns = ("concurrency", "requests", "ok", "seconds", "requests_per_s", "ms_per_request", "mean_latency_ms")
-    print(markdown_table(columns, [[str(row[column]) for column in columns] for row in rows]))
-    if args.out:
-        args.out.write_text(json.dumps({"facts": facts, "runs": rows}, indent=2) + "\n")
+    report(("concurrency", "requests", "ok", "seconds", "requests_per_s", "ms_per_request", "mean_latency_ms"),
+           rows, args.out, facts=facts)
 
 
 if __name__ == "__main__":

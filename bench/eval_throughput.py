@@ -12,7 +12,6 @@ same work. Prints a Markdown table; --out writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -29,8 +28,8 @@ from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import build_random_model, config_from_file, load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import TinyModelConfig
-from alphadrive_cli.stages.compare import markdown_table
 from alphadrive_cli.stages.models import build_tiny_model_artifact
+from report import report  # bench/report.py
 
 
 def tiny_runner(frames: int, max_new_tokens: int):
@@ -109,11 +108,7 @@ def main() -> None:
     facts.update(frames=args.frames, max_new_tokens=args.max_new_tokens, torch=torch.__version__,
                  python=platform.python_version(), device="cuda" if args.architecture else "cpu")
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
-    columns = ("batch_size", "seconds", "frames_per_s", "tokens_per_s", "speedup_vs_first")
-    print(markdown_table(columns, [[str(row[column]) for column in columns] for row in rows]))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"facts": facts, "runs": rows}, indent=2) + "\n")
+    report(("batch_size", "seconds", "frames_per_s", "tokens_per_s", "speedup_vs_first"), rows, args.out, facts=facts)
 
 
 if __name__ == "__main__":

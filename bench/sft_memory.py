@@ -10,7 +10,6 @@ GPU memory and samples/s from the artifacts' manifests.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.stages.distill import distill
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
+from report import report  # bench/report.py
 
 PLANS = [("KEEP", "STRAIGHT"), ("DECELERATE", "STRAIGHT"), ("ACCELERATE", "LEFT_CHANGE"), ("STOP", "STRAIGHT"),
          ("KEEP", "LEFT_TURN"), ("DECELERATE", "RIGHT_TURN")]
@@ -71,10 +71,8 @@ def main() -> None:
                      "quantization": quantization, **metrics})
     print(f"model: Qwen2-VL-2B architecture, random weights, {model.manifest['counts']['parameters']:,} parameters; "
           f"GPU {torch.cuda.get_device_name(0)}; batch {args.batch}; {args.steps} steps; 448x448 frames (256 visual tokens)")
-    print(json.dumps(rows, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps({"gpu": torch.cuda.get_device_name(0), "batch": args.batch, "steps": args.steps,
-                                        "runs": rows}, indent=2) + "\n")
+    report(("setup", "peak_memory_gb", "train_samples_per_second", "train_loss", "first_loss", "final_loss", "steps"),
+           rows, args.out, gpu=torch.cuda.get_device_name(0), batch=args.batch, steps=args.steps)
 
 
 if __name__ == "__main__":
