@@ -1,4 +1,4 @@
-"""Training curves of a trainer's ``log_history``: loss, learning rate and gradient norm (matplotlib, PNG)."""
+"""Curves of a trainer's ``log_history`` as a PNG (matplotlib): one panel per quantity group."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-CURVES = (("loss", "training loss"), ("learning_rate", "learning rate"), ("grad_norm", "gradient norm"))
+# (panel title, log keys drawn in it)
+Panels = Sequence[tuple[str, Sequence[str]]]
 
 
 def curve(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -21,13 +22,20 @@ def curve(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int]
     return [step for step, _ in points], [value for _, value in points]
 
 
-def training_curves_png(log_history: Sequence[Mapping[str, Any]], title: str, path: Path) -> list[str]:
-    """One panel per logged curve (loss, learning rate, grad norm); returns the curves drawn."""
-    drawn = [(key, label) for key, label in CURVES if curve(log_history, key)[0]]
-    figure, axes = plt.subplots(1, max(len(drawn), 1), figsize=(4.5 * max(len(drawn), 1), 3.6), squeeze=False)
-    for axis, (key, label) in zip(axes[0], drawn):
-        steps, values = curve(log_history, key)
-        axis.plot(steps, values, marker="." if len(steps) < 50 else None, color="#3b7dd8")
+def curves_png(log_history: Sequence[Mapping[str, Any]], panels: Panels, title: str, path: Path) -> list[str]:
+    """One panel per entry of ``panels`` that has anything logged (a legend where it has several
+    curves); returns the keys drawn."""
+    drawn = [(label, [key for key in keys if curve(log_history, key)[0]]) for label, keys in panels]
+    drawn = [(label, keys) for label, keys in drawn if keys]
+    columns = max(len(drawn), 1)
+    figure, axes = plt.subplots(1, columns, figsize=(4.5 * columns, 3.6), squeeze=False)
+    for axis, (label, keys) in zip(axes[0], drawn):
+        for key in keys:
+            steps, values = curve(log_history, key)
+            axis.plot(steps, values, marker="." if len(steps) < 50 else None,
+                      label=key.split("/")[-2] if key.count("/") >= 2 else key)
+        if len(keys) > 1:
+            axis.legend(fontsize=7)
         axis.set_xlabel("step")
         axis.set_title(label)
         axis.grid(alpha=0.3)
@@ -37,4 +45,4 @@ def training_curves_png(log_history: Sequence[Mapping[str, Any]], title: str, pa
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-    return [key for key, _ in drawn]
+    return [key for _, keys in drawn for key in keys]

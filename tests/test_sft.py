@@ -21,7 +21,8 @@ from alphadrive_cli.models.lora import apply_lora, lora_target_regex, quantizati
 from alphadrive_cli.models.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
-from alphadrive_cli.stages import sft as sft_stage
+from alphadrive_cli import training
+from alphadrive_cli.ui import console
 from alphadrive_cli.stages.distill import distill
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
@@ -95,7 +96,7 @@ def test_lora_targets_the_language_model_only(inputs) -> None:
 
 
 def test_sft_publishes_an_adapter_that_loads_for_eval(inputs, tmp_path: Path, capsys) -> None:
-    with sft_stage.console.capture() as captured:
+    with console.capture() as captured:
         artifact = train_sft(inputs["distill"], config(inputs, quantization="4bit"), tmp_path / "runs", None, ResumePolicy.AUTO)
     assert capsys.readouterr().out == ""  # stdout is left to the CLI (the artifact path)
     messages = captured.get().replace("\n", " ")
@@ -163,12 +164,12 @@ class InterruptAfterSave(TrainerCallback):
 
 def test_interrupted_run_resumes_from_its_checkpoint(inputs, tmp_path: Path, monkeypatch) -> None:
     cfg = config(inputs, max_steps=4, save_steps=2)
-    monkeypatch.setattr(sft_stage, "EXTRA_CALLBACKS", [InterruptAfterSave()])
+    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [InterruptAfterSave()])
     with pytest.raises(Interrupted):
         train_sft(inputs["distill"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
     partial = tmp_path / "runs" / "sft" / ".sft.partial"
     assert (partial / "checkpoints" / "checkpoint-2").is_dir(), list(partial.rglob("*"))
-    monkeypatch.setattr(sft_stage, "EXTRA_CALLBACKS", [])
+    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [])
     artifact = train_sft(inputs["distill"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
     manifest = artifact.manifest
     assert manifest["resumed"] is True

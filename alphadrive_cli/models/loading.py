@@ -88,13 +88,15 @@ def model_config(source: ModelSource) -> PretrainedConfig:
     return config
 
 
-def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", **kwargs: Any) -> PreTrainedModel:
-    """Load the vision-language model (extra keyword arguments go to ``from_pretrained``), adapter applied."""
+def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", trainable_adapter: bool = False,
+               **kwargs: Any) -> PreTrainedModel:
+    """Load the vision-language model (extra keyword arguments go to ``from_pretrained``), adapter applied
+    (frozen, or trainable with ``trainable_adapter``)."""
     model_config(source)
     try:
         model = AutoModelForImageTextToText.from_pretrained(source.weights.location, dtype=dtype, **kwargs)
         if source.base is not None:
-            model = PeftModel.from_pretrained(model, source.location)
+            model = PeftModel.from_pretrained(model, source.location, is_trainable=trainable_adapter)
     except (OSError, ValueError) as exc:
         raise StageFailure(f"could not load model {source.reference!r}: {exc}".splitlines()[0]) from None
     return model

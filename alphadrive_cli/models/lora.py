@@ -81,8 +81,8 @@ def is_quantized(model: Any) -> bool:
                 or getattr(model, "quantization_method", None))
 
 
-def apply_lora(model: PreTrainedModel, config: TrainingConfig) -> PeftModel:
-    """Wrap ``model`` with fresh LoRA adapters (vision freezing and checkpointing as configured).
+def prepare_for_training(model: PreTrainedModel | PeftModel, config: TrainingConfig) -> None:
+    """Gradient checkpointing and vision freezing as configured (for fresh and for continued adapters).
 
     A 4-bit model is not passed through PEFT's ``prepare_model_for_kbit_training``: it upcasts every
     weight that is not quantized to fp32, which for Qwen2-VL-2B is the 233 M-parameter embedding
@@ -95,6 +95,11 @@ def apply_lora(model: PreTrainedModel, config: TrainingConfig) -> PeftModel:
     tower = vision_tower(model)
     if config.freeze_vision and tower is not None:
         tower.requires_grad_(False)
+
+
+def apply_lora(model: PreTrainedModel, config: TrainingConfig) -> PeftModel:
+    """Wrap ``model`` with fresh LoRA adapters (vision freezing and checkpointing as configured)."""
+    prepare_for_training(model, config)
     regex = lora_target_regex(model, config)
     matched = [name for name, _ in model.named_modules() if re.fullmatch(regex, name)]
     if not matched:

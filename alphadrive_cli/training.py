@@ -1,0 +1,196 @@
+"""What the SFT and GRPO stages share around a transformers ``Trainer``.
+
+Device and precision, the trainable policy (a base model with fresh LoRA adapters, or a trained
+adapter continued), console and TensorBoard callbacks (stdout stays reserved for the artifact path),
+and the checkpoint an interrupted run continues from.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alphadrive_cli.artifacts import ArtifactWriter
+from alphadrive_cli.models.loading import ModelSource, load_model
+from alphadrive_cli.schemas import TrainingConfig
+from alphadrive_cli.ui import console
+
+CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+LOG_HISTORY = "log_history.json"
+# Extra transformers TrainerCallbacks for every run (tests use it to interrupt a run after a checkpoint).
+EXTRA_CALLBACKS: list[Any] = []
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Where training runs and in which floating-point type."""
+
+    cuda: bool
+    bf16: bool
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.bf16 else torch.float32
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.cuda else "cpu"
+
+
+def training_precision() -> Precision:
+    """bf16 on a CUDA device that supports it, else fp32 (CPU)."""
+    cuda = torch.cuda.is_available()
+    return Precision(cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported())
+
+
+def base_model_location(source: ModelSource) -> str:
+    """What an adapter's ``base_model_name_or_path`` records: an absolute path, or the hub id."""
+    weights = source.weights
+    return weights.location if weights.kind == "hub" else str(Path(weights.location).resolve())
+
+
+def load_policy(source: ModelSource, config: TrainingConfig, precision: Precision) -> tuple[Any, bool]:
+    """The trainable model and whether its base is 4-bit quantised.
+
+    A base model gets fresh LoRA adapters; a trained adapter (an ``sft`` or ``grpo`` artifact) is
+    loaded trainable on its base and continued, its LoRA shape taken from the adapter. Without CUDA
+    a 4-bit request falls back to full-precision LoRA, and the console says so.
+    """
+    from alphadrive_cli.models.lora import apply_lora, prepare_for_training, quantization_config  # noqa: PLC0415
+
+    quantization = quantization_config(config)
+    if config.quantization == "4bit" and quantization is None:
+        console.print("[yellow]note:[/] 4-bit quantization (QLoRA) needs CUDA; training plain LoRA in fp32 on the CPU")
+    load_kwargs: dict[str, Any] = {"quantization_config": quantization} if quantization is not None else {}
+    if precision.cuda:
+        load_kwargs["device_map"] = {"": torch.cuda.current_device()}
+    if source.base is None:
+        model = apply_lora(load_model(source, dtype=precision.dtype, **load_kwargs), config)
+        model.peft_config["default"].base_model_name_or_path = base_model_location(source)
+    else:
+        model = load_model(source, dtype=precision.dtype, trainable_adapter=True, **load_kwargs)
+        prepare_for_training(model, config)
+    return model, quantization is not None
+
+
+def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints: Path) -> dict[str, Any]:
+    """The ``TrainingArguments`` both trainers take from a training config: schedule, checkpoints every
+    ``save_steps`` (the last two kept), a log entry per step, no stdout progress, no external reporting."""
+    return {
+        "output_dir": str(checkpoints),
+        "per_device_train_batch_size": config.per_device_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "learning_rate": config.learning_rate,
+        "max_steps": config.max_steps,
+        "num_train_epochs": config.epochs,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": 1,
+        "report_to": "none",
+        "seed": config.seed,
+        "bf16": precision.bf16,
+        "use_cpu": not precision.cuda,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
+
+
+def run_metrics(trainer: Any, result: Any, precision: Precision) -> dict[str, Any]:
+    """Steps, epochs, throughput, wall time and (on CUDA) peak memory of a finished ``trainer.train()``."""
+    metrics: dict[str, Any] = {
+        "steps": trainer.state.global_step,
+        "epochs": finite_round(trainer.state.epoch),
+        "train_samples_per_second": finite_round(result.metrics.get("train_samples_per_second")),
+        "train_runtime_s": finite_round(result.metrics.get("train_runtime")),
+    }
+    if precision.cuda:
+        metrics["peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return metrics
+
+
+def training_summary(config: TrainingConfig, precision: Precision, quantized: bool, resumed_from: int | None) -> dict[str, Any]:
+    """The manifest's ``training`` section: what precision and device the run actually used."""
+    return {"quantization": "4bit" if quantized else "none", "requested_quantization": config.quantization,
+            "dtype": str(precision.dtype).removeprefix("torch."), "device": precision.device,
+            "resumed_from_step": resumed_from}
+
+
+def console_logger(fields: Sequence[tuple[str, str]]) -> Any:
+    """A callback printing each training step's ``fields`` ((log key, label) pairs) to the console (stderr)."""
+    from transformers import TrainerCallback  # noqa: PLC0415
+
+    class ConsoleLogger(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if not logs or "loss" not in logs:
+                return
+            parts = [f"{label} {logs[key]:.4g}" for key, label in fields if isinstance(logs.get(key), (int, float))]
+            console.print(f"step {state.global_step}/{state.max_steps}: " + ", ".join(parts), highlight=False)
+
+    return ConsoleLogger()
+
+
+def trainer_callbacks(writer: ArtifactWriter, fields: Sequence[tuple[str, str]]) -> tuple[list[Any], str]:
+    """The console logger, :data:`EXTRA_CALLBACKS` and TensorBoard (where installed); and what the
+    manifest says about TensorBoard."""
+    callbacks = [console_logger(fields), *EXTRA_CALLBACKS]
+    if importlib.util.find_spec("tensorboard") is None:
+        return callbacks, "skipped: the tensorboard package is not installed (pip install tensorboard)"
+    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+    from transformers.integrations import TensorBoardCallback  # noqa: PLC0415
+
+    callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(writer.dir / TENSORBOARD_DIR))))
+    return callbacks, f"{TENSORBOARD_DIR}/"
+
+
+def silence_stdout_callbacks(trainer: Any) -> None:
+    """Remove the trainer's printers: they write to stdout, which carries only the artifact path."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback  # noqa: PLC0415
+
+    for callback in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(callback)
+
+
+def close_tensorboard(callbacks: Sequence[Any]) -> None:
+    """Flush and close TensorBoard event files (before the artifact's files are hashed)."""
+    for callback in callbacks:
+        tb_writer = getattr(callback, "tb_writer", None)
+        if tb_writer is not None:
+            tb_writer.close()
+
+
+def last_checkpoint(directory: Path) -> tuple[str | None, int | None]:
+    """The newest checkpoint under ``directory`` and its step, or (None, None); the console says so."""
+    if not directory.is_dir():
+        return None, None
+    from transformers.trainer_utils import get_last_checkpoint  # noqa: PLC0415 - heavy import
+
+    last = get_last_checkpoint(str(directory))
+    if last is None:
+        return None, None
+    step = int(json.loads((Path(last) / "trainer_state.json").read_text()).get("global_step", 0))
+    console.print(f"resuming from checkpoint {Path(last).name} (step {step})")
+    return last, step
+
+
+def write_log_history(writer: ArtifactWriter, history: list[dict[str, Any]]) -> None:
+    """The trainer's log history as JSON in the artifact."""
+    writer.path(LOG_HISTORY).write_text(json.dumps(history, indent=1) + "\n")
+
+
+def finite_round(value: Any, digits: int = 6) -> Any:
+    """``value`` rounded if it is a finite number; anything else unchanged."""
+    if value is None or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+        return value
+    return round(float(value), digits)
