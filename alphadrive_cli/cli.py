@@ -273,22 +273,27 @@ def sft(
 @app.command("grpo", epilog=PIPELINE)
 @reported
 def grpo(
-    data: Annotated[Path, typer.Option("--data", help="A `data` (or `distill`) artifact.")],
-    init: Annotated[str, typer.Option("--init", help="An `sft` artifact to continue, or a base model (RL-only ablation).")],
+    data: Annotated[Path, typer.Option("--data", help="A `data` (or `distill`) artifact: its train split's frames and labels.")],
+    init: Annotated[Optional[str], typer.Option("--init", help="Policy to start from: an `sft` artifact (its adapter is continued), or a base model for RL only.")] = None,
     scale: Scale = "tiny",
     out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
     as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
 ) -> None:
-    """Reinforcement learning with GRPO and AlphaDrive's four planning rewards.
+    """Reinforcement learning with GRPO and AlphaDrive's four planning rewards, on TRL's GRPOTrainer (stage 2).
 
-    Input: a data artifact and an SFT artifact (or base model). Output: a `grpo` artifact.
+    Each frame's image and navigation go into the prompt; `num_generations` completions are sampled
+    and scored by the format, planning-accuracy, action-weight and planning-diversity rewards
+    (diversity within each frame's group; coefficients and action weights under `rewards.` in the
+    config, e.g. `--set rewards.action_weights.STOP=2`). LoRA, or QLoRA on CUDA, as in `sft`.
+    Output: a `grpo` artifact with the adapter (loadable by `eval --model`), `samples.jsonl`
+    (completions with every reward component), `reward_curves.png`, TensorBoard logs and lineage.
+    An interrupted run resumes from its last checkpoint.
     """
-    from alphadrive_cli.stages.pending import not_built_yet  # noqa: PLC0415
+    from alphadrive_cli.stages.grpo import train_grpo  # noqa: PLC0415 - keeps --help fast
 
-    open_artifact(data, stage=("data", "distill"))
-    resolve_config("grpo", GrpoConfig, scale=scale, config_file=config, overrides=overrides or [])
-    _resume_policy(resume, restart)
-    not_built_yet("grpo", 7)
+    cfg = resolve_config("grpo", GrpoConfig, scale=scale, config_file=config, overrides=overrides or [],
+                         options={"model": init})
+    emit_artifact(train_grpo(data, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
 
 
 @eval_app.callback()

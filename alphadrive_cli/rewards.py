@@ -12,13 +12,9 @@ Pure functions of completion text and labels; the formulas, defaults and their s
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass
-from pathlib import Path
-
-from pydantic import Field, field_validator
 
 from alphadrive_cli.actions import (
     DEFAULT_VOCABULARY,
@@ -26,57 +22,10 @@ from alphadrive_cli.actions import (
     matches_answer_format,
     parse_answer,
 )
-from alphadrive_cli.config import load_yaml_mapping
-from alphadrive_cli.resources import CONFIG_DIR
-from alphadrive_cli.schemas import Strict
+from alphadrive_cli.schemas import MIN_DIVERSITY_FLOOR, RewardConfig
 
-REWARDS_YAML = CONFIG_DIR / "rewards.yaml"
-# A hedge of k >= 2 actions that includes the truth has F1 = 2 / (k + 1) <= 2/3. With a
-# diversity floor of at least this, an exact answer (F1 1, factor >= floor) always earns at
-# least as much on a head as any hedged or wrong answer (F1 <= 2/3, factor <= 1).
-MIN_DIVERSITY_FLOOR = 2 / 3
-
-
-class RewardConfig(Strict):
-    """Coefficients, diversity floor and action weights of the planning rewards."""
-
-    format_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="format reward's weight in the total")
-    quality_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="planning quality's weight in the total")
-    diversity_floor: float = Field(
-        0.8,
-        ge=MIN_DIVERSITY_FLOOR,
-        le=1.0,
-        description="lowest diversity factor (paper: at most a 20% cut, 0.8); 1.0 turns diversity off",
-    )
-    action_weights: dict[str, float] = Field(description="weight of each true action (all of the vocabulary)")
-
-    @field_validator("action_weights")
-    @classmethod
-    def _positive_weights(cls, weights: dict[str, float]) -> dict[str, float]:
-        for action, weight in weights.items():
-            if not math.isfinite(weight) or weight <= 0:
-                raise ValueError(f"action weight of {action!r} must be a positive number, got {weight}")
-        return weights
-
-    def check_vocabulary(self, vocabulary: ActionVocabulary) -> None:
-        """Raise ValueError naming the first action of ``vocabulary`` that has no weight."""
-        for action in vocabulary.speed + vocabulary.path:
-            if action not in self.action_weights:
-                raise ValueError(
-                    f"no action weight for {action!r}: action_weights must cover every action of "
-                    f"the vocabulary ({', '.join(vocabulary.speed + vocabulary.path)})"
-                )
-
-    @classmethod
-    def from_yaml(cls, path: Path | str = REWARDS_YAML) -> RewardConfig:
-        """Read and validate a rewards config file (``configs/rewards.yaml`` by default)."""
-        return cls.model_validate(load_yaml_mapping(Path(path)))
-
-    @classmethod
-    def default(cls) -> RewardConfig:
-        """The defaults of ``configs/rewards.yaml``."""
-        return cls.from_yaml(REWARDS_YAML)
-
+__all__ = ["MIN_DIVERSITY_FLOOR", "RewardBreakdown", "RewardConfig", "action_weight", "diversity_factors",
+           "format_reward", "group_rewards", "planning_accuracy", "set_f1"]
 
 @dataclass(frozen=True)
 class RewardBreakdown:

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from alphadrive_cli.config import deep_merge, load_yaml_mapping
+from alphadrive_cli.resources import CONFIG_DIR
+
+if TYPE_CHECKING:
+    from alphadrive_cli.actions import ActionVocabulary
+
+REWARDS_YAML = CONFIG_DIR / "rewards.yaml"
+# A hedge of k >= 2 actions that includes the truth has F1 = 2 / (k + 1) <= 2/3. With a
+# diversity floor of at least this, an exact answer (F1 1, factor >= floor) always earns at
+# least as much on a head as any hedged or wrong answer (F1 <= 2/3, factor <= 1).
+MIN_DIVERSITY_FLOOR = 2 / 3
 
 
 class Strict(BaseModel):
@@ -142,6 +156,8 @@ class TrainingConfig(Strict):
     """What SFT and GRPO share: the model, LoRA/QLoRA and the optimiser schedule."""
 
     model: str | None = Field(None, description="base model: model artifact, local directory or hub id")
+    finetune: Literal["lora", "full"] = Field("lora", description="train LoRA adapters, or every weight (full: for "
+                                                                    "models trained from scratch, e.g. the tiny one)")
     quantization: Literal["none", "4bit"] = "none"
     lora: LoraConfig = LoraConfig()
     freeze_vision: bool = True
@@ -154,6 +170,12 @@ class TrainingConfig(Strict):
     save_steps: int = Field(50, ge=1)
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _quantized_needs_lora(self) -> TrainingConfig:
+        if self.finetune == "full" and self.quantization != "none":
+            raise ValueError("4-bit quantization trains adapters only: use finetune: lora (QLoRA) or quantization: none")
+        return self
+
 
 class SftConfig(TrainingConfig):
     """``alphadrive sft``: supervised warm-up on reasoning traces."""
@@ -161,6 +183,53 @@ class SftConfig(TrainingConfig):
     reasoning: bool = True
     max_length: int = Field(2048, ge=16)
     merge: bool = Field(False, description="also save the base model with the adapter merged in, under merged/")
+
+    @model_validator(mode="after")
+    def _merge_needs_adapter(self) -> SftConfig:
+        if self.merge and self.finetune == "full":
+            raise ValueError("merge applies to LoRA adapters; finetune: full already saves the full model")
+        return self
+
+
+class RewardConfig(Strict):
+    """Coefficients, diversity floor and action weights of the planning rewards (``configs/rewards.yaml``)."""
+
+    format_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="format reward's weight in the total")
+    quality_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="planning quality's weight in the total")
+    diversity_floor: float = Field(
+        0.8,
+        ge=MIN_DIVERSITY_FLOOR,
+        le=1.0,
+        description="lowest diversity factor (paper: at most a 20% cut, 0.8); 1.0 turns diversity off",
+    )
+    action_weights: dict[str, float] = Field(description="weight of each true action (all of the vocabulary)")
+
+    @field_validator("action_weights")
+    @classmethod
+    def _positive_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        for action, weight in weights.items():
+            if not math.isfinite(weight) or weight <= 0:
+                raise ValueError(f"action weight of {action!r} must be a positive number, got {weight}")
+        return weights
+
+    def check_vocabulary(self, vocabulary: ActionVocabulary) -> None:
+        """Raise ValueError naming the first action of ``vocabulary`` that has no weight."""
+        for action in vocabulary.speed + vocabulary.path:
+            if action not in self.action_weights:
+                raise ValueError(
+                    f"no action weight for {action!r}: action_weights must cover every action of "
+                    f"the vocabulary ({', '.join(vocabulary.speed + vocabulary.path)})"
+                )
+
+    @classmethod
+    def from_yaml(cls, path: Path | str = REWARDS_YAML) -> RewardConfig:
+        """Read and validate a rewards config file (``configs/rewards.yaml`` by default)."""
+        return cls.model_validate(load_yaml_mapping(Path(path)))
+
+    @classmethod
+    def default(cls) -> RewardConfig:
+        """The defaults of ``configs/rewards.yaml``."""
+        return cls.from_yaml(REWARDS_YAML)
 
 
 class GrpoConfig(TrainingConfig):
@@ -172,6 +241,20 @@ class GrpoConfig(TrainingConfig):
     max_completion_length: int = Field(256, ge=1)
     beta: float = Field(0.04, ge=0, description="KL coefficient")
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "grpo"
+    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="divide advantages by the group's "
+                                                             "reward std (GRPO), the batch's, or not at all (Dr. GRPO)")
+    rewards: RewardConfig = Field(default_factory=RewardConfig.default,
+                                  description="reward coefficients and action weights; keys given here are merged "
+                                              "over configs/rewards.yaml")
+    sample_every: int = Field(10, ge=1, description="write completions with their rewards to samples.jsonl every N steps")
+    sample_groups: int = Field(2, ge=1, description="prompt groups written each time")
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _merge_reward_defaults(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return deep_merge(load_yaml_mapping(REWARDS_YAML), value)
+        return value
 
 
 class EvalConfig(Strict):

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from alphadrive_cli.artifacts import ArtifactWriter
+from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, load_model
 from alphadrive_cli.schemas import TrainingConfig
 from alphadrive_cli.ui import console
@@ -60,25 +61,42 @@ def base_model_location(source: ModelSource) -> str:
 def load_policy(source: ModelSource, config: TrainingConfig, precision: Precision) -> tuple[Any, bool]:
     """The trainable model and whether its base is 4-bit quantised.
 
-    A base model gets fresh LoRA adapters; a trained adapter (an ``sft`` or ``grpo`` artifact) is
-    loaded trainable on its base and continued, its LoRA shape taken from the adapter. Without CUDA
-    a 4-bit request falls back to full-precision LoRA, and the console says so.
+    ``finetune: lora`` puts fresh LoRA adapters on a full model, or continues a trained adapter (an
+    ``sft`` or ``grpo`` artifact holding one), its LoRA shape taken from the adapter; ``finetune: full``
+    trains every weight of a full model (the vision tower stays frozen with ``freeze_vision``).
+    Without CUDA a 4-bit request falls back to full-precision LoRA, and the console says so.
     """
     from alphadrive_cli.models.lora import apply_lora, prepare_for_training, quantization_config  # noqa: PLC0415
 
+    if config.finetune == "full" and source.base is not None:
+        raise BadInput(f"{source.reference} is a LoRA adapter: full fine-tuning needs a full model "
+                       f"(merge it with `sft --merge`, or use finetune: lora to continue the adapter)")
     quantization = quantization_config(config)
     if config.quantization == "4bit" and quantization is None:
         console.print("[yellow]note:[/] 4-bit quantization (QLoRA) needs CUDA; training plain LoRA in fp32 on the CPU")
     load_kwargs: dict[str, Any] = {"quantization_config": quantization} if quantization is not None else {}
     if precision.cuda:
         load_kwargs["device_map"] = {"": torch.cuda.current_device()}
-    if source.base is None:
+    if source.base is not None:
+        model = load_model(source, dtype=precision.dtype, trainable_adapter=True, **load_kwargs)
+        prepare_for_training(model, config)
+    elif config.finetune == "lora":
         model = apply_lora(load_model(source, dtype=precision.dtype, **load_kwargs), config)
         model.peft_config["default"].base_model_name_or_path = base_model_location(source)
     else:
-        model = load_model(source, dtype=precision.dtype, trainable_adapter=True, **load_kwargs)
+        model = load_model(source, dtype=precision.dtype, **load_kwargs)
         prepare_for_training(model, config)
     return model, quantization is not None
+
+
+def save_policy(model: Any, directory: Path) -> None:
+    """Save the trained adapter (only the policy's: not TRL's frozen KL reference copy) or the full model."""
+    from peft import PeftModel  # noqa: PLC0415
+
+    if isinstance(model, PeftModel):
+        model.save_pretrained(str(directory), selected_adapters=["default"])
+    else:
+        model.save_pretrained(str(directory))
 
 
 def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints: Path) -> dict[str, Any]:
@@ -122,7 +140,7 @@ def run_metrics(trainer: Any, result: Any, precision: Precision) -> dict[str, An
 
 def training_summary(config: TrainingConfig, precision: Precision, quantized: bool, resumed_from: int | None) -> dict[str, Any]:
     """The manifest's ``training`` section: what precision and device the run actually used."""
-    return {"quantization": "4bit" if quantized else "none", "requested_quantization": config.quantization,
+    return {"finetune": config.finetune, "quantization": "4bit" if quantized else "none", "requested_quantization": config.quantization,
             "dtype": str(precision.dtype).removeprefix("torch."), "device": precision.device,
             "resumed_from_step": resumed_from}
 
@@ -136,7 +154,7 @@ def console_logger(fields: Sequence[tuple[str, str]]) -> Any:
             if not logs or "loss" not in logs:
                 return
             parts = [f"{label} {logs[key]:.4g}" for key, label in fields if isinstance(logs.get(key), (int, float))]
-            console.print(f"step {state.global_step}/{state.max_steps}: " + ", ".join(parts), highlight=False)
+            console.print(f"step {state.global_step}/{state.max_steps}: " + ", ".join(parts), highlight=False, soft_wrap=True)
 
     return ConsoleLogger()
 

@@ -16,9 +16,11 @@ from alphadrive_cli.data.schema import SPLITS, Record
 SCENE = {"lane": 0, "lanes": 2, "lead_vehicle": None, "left_lane": "free", "right_lane": "none"}
 
 
-def make_labelled_data(root: Path, frames: Sequence[tuple[str, str]], splits: Mapping[str, Sequence[int]]) -> Path:
+def make_labelled_data(root: Path, frames: Sequence[tuple[str, str]], splits: Mapping[str, Sequence[int]],
+                       reasoning: str | None = None) -> Path:
     """A data artifact with frame ``i`` labelled ``frames[i]`` (id ``f<i>``, navigation "... (frame i)"),
-    placed in the splits that list its index; returns the artifact's path."""
+    placed in the splits that list its index (with ``reasoning``, every record carries that trace);
+    returns the artifact's path."""
     with begin("data", "hand", {}, root=root) as writer:
         records = []
         for index, (speed, path) in enumerate(frames):
@@ -26,6 +28,6 @@ def make_labelled_data(root: Path, frames: Sequence[tuple[str, str]], splits: Ma
             Image.fromarray(np.full((32, 32, 3), 30 * index % 256, dtype=np.uint8)).save(writer.path(image))
             records.append(Record(id=f"f{index}", images=[image], navigation=f"follow the road (frame {index})",
                                   ego_speed_mps=float(index), speed_action=speed, path_action=path,
-                                  source={"origin": "test"}, scene=SCENE))
+                                  source={"origin": "test"}, scene=SCENE, reasoning=reasoning))
         by_split = {split: [records[i] for i in splits.get(split, ())] for split in SPLITS}
         return publish_dataset(writer, by_split, DEFAULT_VOCABULARY, seed=0).path

@@ -102,13 +102,16 @@ def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", trainable
     return model
 
 
+def processor_location(source: ModelSource) -> str:
+    """Where the processor is: an adapter saved with its processor (as trainers do) has its own, else the base's."""
+    return source.location if (Path(source.location) / "processor_config.json").is_file() else source.weights.location
+
+
 def load_model_and_processor(source: ModelSource, dtype: torch.dtype | str = "auto", **kwargs: Any) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Load a model and its processor from the same source."""
     model = load_model(source, dtype=dtype, **kwargs)
-    # an adapter saved with its processor (as trainers do) uses that one, else the base model's
-    processor_source = source if (Path(source.location) / "processor_config.json").is_file() else source.weights
     try:
-        processor = load_processor(processor_source.location, family=model.config.model_type)
+        processor = load_processor(processor_location(source), family=model.config.model_type)
     except OSError as exc:
         raise StageFailure(f"could not load the processor of {source.reference!r}: {exc}".splitlines()[0]) from None
     return model, processor

@@ -29,6 +29,7 @@ from alphadrive_cli.training import (
     last_checkpoint,
     load_policy,
     run_metrics,
+    save_policy,
     silence_stdout_callbacks,
     trainer_arguments,
     trainer_callbacks,
@@ -122,7 +123,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     last, resumed_from = last_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=last)
 
-    model.save_pretrained(str(writer.dir))
+    save_policy(model, writer.dir)
     processor.save_pretrained(str(writer.dir))
     history = trainer.state.log_history
     write_log_history(writer, history)

@@ -1,0 +1,222 @@
+"""``alphadrive grpo``: the reward functions as TRL sees them, and real GRPO steps on the tiny model.
+
+The policy for the real steps is the tiny model after a short full SFT on one-line reasoning
+(``<think>Check the road.</think><answer>…</answer>``, about 20 tokens), so sampled completions are a
+mix of right, wrong and malformed answers: every reward component takes more than one value.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from transformers import TrainerCallback
+
+from alphadrive_cli import training
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
+from alphadrive_cli.grpo_rewards import COMPONENTS, PlanningRewards, SampleLog, completion_text
+from alphadrive_cli.rewards import RewardConfig, group_rewards
+from alphadrive_cli.schemas import GrpoConfig, SftConfig, TinyModelConfig
+from alphadrive_cli.stages.grpo import train_grpo
+from alphadrive_cli.stages.models import build_tiny_model_artifact
+from alphadrive_cli.stages.sft import train_sft
+from alphadrive_cli.ui import console
+from labelled_data import make_labelled_data
+
+LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE")] * 2
+TRUTH = {f"f{i}": label for i, label in enumerate(LABELS)}
+
+
+def answer(speed: str, path: str) -> str:
+    return f"<think>Check the road.</think><answer>{speed}, {path}</answer>"
+
+
+def batch(rng: random.Random) -> tuple[list, list[str]]:
+    """Three groups of four completions (conversational, as TRL passes them), shuffled."""
+    texts = {
+        "f0": [answer("KEEP", "STRAIGHT"), answer("KEEP", "STRAIGHT"), answer("STOP", "STRAIGHT"), "KEEP"],
+        "f1": [answer("DECELERATE", "LEFT_TURN"), answer("KEEP", "LEFT_TURN"), answer("DECELERATE, KEEP", "LEFT_TURN"),
+               answer("DECELERATE", "LEFT_TURN")],
+        "f2": [answer("STOP", "STRAIGHT")] * 4,
+    }
+    rows = [(frame, [{"role": "assistant", "content": text}]) for frame, group in texts.items() for text in group]
+    rng.shuffle(rows)
+    return [completion for _, completion in rows], [frame for frame, _ in rows]
+
+
+def call(functions, completions, frames, **extra) -> list[list[float]]:
+    columns = {"frame_id": frames, "speed_action": [TRUTH[f][0] for f in frames],
+               "path_action": [TRUTH[f][1] for f in frames], **extra}
+    return [function(completions=completions, **columns) for function in functions]
+
+
+def test_weighted_reward_functions_sum_to_the_total_and_ignore_batch_order() -> None:
+    config = RewardConfig.default().model_copy(update={"format_coef": 0.5, "quality_coef": 2.0})
+    rewards = PlanningRewards(config, DEFAULT_VOCABULARY)
+    by_completion: dict[tuple[str, str], list[float]] = {}
+    for seed in range(5):
+        completions, frames = batch(random.Random(seed))
+        outputs = call(rewards.reward_functions(), completions, frames)
+        totals = [sum(w * out[i] for w, out in zip(rewards.reward_weights(), outputs)) for i in range(len(frames))]
+        texts = [completion_text(c) for c in completions]
+        expected = group_rewards(texts, [TRUTH[f] for f in frames], frames, config)
+        assert totals == pytest.approx([b.total for b in expected])
+        for i, frame in enumerate(frames):  # identical completions of a group score the same, whatever the order
+            key = (frame, texts[i])
+            by_completion.setdefault(key, [totals[i]])
+            assert totals[i] == pytest.approx(by_completion[key][0])
+    exact = by_completion[("f1", answer("DECELERATE", "LEFT_TURN"))][0]
+    hedge = by_completion[("f1", answer("DECELERATE, KEEP", "LEFT_TURN"))][0]
+    assert exact > hedge > 0
+
+
+def test_diversity_is_computed_within_each_frame_group() -> None:
+    config = RewardConfig.default().model_copy(update={"diversity_floor": 0.7})
+    rewards = PlanningRewards(config, DEFAULT_VOCABULARY)
+    completions, frames = batch(random.Random(0))
+    scored = rewards.score(completions, frame_id=frames, speed_action=[TRUTH[f][0] for f in frames],
+                           path_action=[TRUTH[f][1] for f in frames])
+    by_text = {(frame, completion_text(c)): b for b, frame, c in zip(scored, frames, completions)}
+    assert by_text[("f2", answer("STOP", "STRAIGHT"))].speed_diversity == 0.7  # 4 of 4 alike: the floor
+    # 2 of f1's 4 answer exactly DECELERATE (1 - 2/4, floored at 0.7); across the batch it would be 2 of 12
+    assert by_text[("f1", answer("DECELERATE", "LEFT_TURN"))].speed_diversity == 0.7
+    assert by_text[("f1", answer("KEEP", "LEFT_TURN"))].speed_diversity == 0.75  # 1 of 4
+    assert by_text[("f0", answer("STOP", "STRAIGHT"))].speed_diversity == 0.75  # f2's four STOPs do not count
+
+
+def test_a_batch_is_scored_once_and_every_component_is_logged() -> None:
+    rewards = PlanningRewards(RewardConfig.default(), DEFAULT_VOCABULARY)
+    completions, frames = batch(random.Random(1))
+    logged: dict[str, float] = {}
+    call(rewards.reward_functions(), completions, frames, log_metric=logged.__setitem__)
+    assert set(logged) == {f"planning/{c}/{s}" for c in COMPONENTS for s in ("mean", "std", "zero_std_groups")}
+    assert logged["planning/format/mean"] == pytest.approx(11 / 12)
+    assert logged["planning/speed_weight/zero_std_groups"] == 1.0  # the weight is the truth's: constant per group
+    assert logged["planning/format/zero_std_groups"] == pytest.approx(2 / 3)  # only f0 has a malformed answer
+
+
+def test_sample_log_writes_every_n_steps_and_drops_steps_that_rerun(tmp_path: Path) -> None:
+    path = tmp_path / "samples.jsonl"
+    log = SampleLog(path, every=2, groups=1)
+    for step in range(6):
+        log.maybe_write(step, [{"frame_id": "f0"}])
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 2, 4]
+    with path.open("a") as handle:
+        handle.write('{"step": 6, "frame')  # a line cut by a crash
+    resumed = SampleLog(path, every=2, groups=1, resume_step=4)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 2]
+    resumed.maybe_write(3, [{}])
+    resumed.maybe_write(4, [{}])
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 2, 4]
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Data (8 frames with a one-line reasoning trace), the tiny model, and that model after a short full SFT."""
+    root = tmp_path_factory.mktemp("grpo-inputs") / "runs"
+    data = make_labelled_data(root, LABELS, {"train": range(8)}, reasoning="Check the road.")
+    model = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path
+    sft = train_sft(data, SftConfig(model=str(model), finetune="full", learning_rate=1e-2, max_steps=120,
+                                    per_device_batch_size=4, max_length=1024), root, None, ResumePolicy.AUTO)
+    return {"data": data, "model": model, "sft": sft.path}
+
+
+def grpo_config(init: Path, **overrides) -> GrpoConfig:
+    values = {"model": str(init), "max_steps": 4, "per_device_batch_size": 8, "num_generations": 4,
+              "max_completion_length": 32, "learning_rate": 1e-3, "sample_every": 2, "sample_groups": 1,
+              "lora": {"r": 8, "alpha": 16}}
+    return GrpoConfig(**{**values, **overrides})
+
+
+def test_real_grpo_steps_exercise_every_reward(policy, tmp_path: Path) -> None:
+    with console.capture() as captured:
+        artifact = train_grpo(policy["data"], grpo_config(policy["sft"]), tmp_path / "runs", None, ResumePolicy.AUTO)
+    assert "step 4/4: reward" in captured.get()
+    manifest = artifact.manifest
+    assert manifest["stage"] == "grpo" and manifest["metrics"]["steps"] == 4
+    assert [i["role"] for i in manifest["inputs"]] == ["data", "init"]
+    assert manifest["training"]["finetune"] == "lora"
+    history = json.loads((artifact.path / "log_history.json").read_text())
+    steps = [entry for entry in history if "reward" in entry]
+    assert len(steps) == 4
+    for entry in steps:  # every component, every step
+        for component in COMPONENTS:
+            for stat in ("mean", "std", "zero_std_groups"):
+                assert f"planning/{component}/{stat}" in entry
+        for function in ("format", "speed_planning", "path_planning"):
+            assert f"rewards/{function}/mean" in entry
+        weighted = entry["rewards/format/mean"] + entry["rewards/speed_planning/mean"] + entry["rewards/path_planning/mean"]
+        assert entry["reward"] == pytest.approx(weighted, abs=1e-5)
+        assert entry["planning/total/mean"] == pytest.approx(entry["reward"], abs=1e-5)
+    # the SFT policy answers in format mostly, but not always right: real, varying rewards
+    assert max(entry["planning/format/mean"] for entry in steps) > 0.5
+    assert max(entry["planning/speed_accuracy/mean"] for entry in steps) > 0
+    assert min(entry["frac_reward_zero_std"] for entry in steps) < 1
+    samples = [json.loads(line) for line in (artifact.path / "samples.jsonl").read_text().splitlines()]
+    assert {row["step"] for row in samples} == {0, 2}
+    assert all(len([r for r in samples if r["step"] == step]) == 4 for step in (0, 2))  # one group of 4
+    for row in samples:
+        assert tuple(row["truth"].values()) == TRUTH[row["frame_id"]]
+        assert set(row["rewards"]) == set(COMPONENTS)
+    assert (artifact.path / "reward_curves.png").stat().st_size > 10_000
+    assert any((artifact.path / "tensorboard").rglob("events.out.tfevents*"))
+    assert (artifact.path / "adapter_config.json").is_file() and not (artifact.path / "ref").exists()
+    assert not (artifact.path / "checkpoints").exists()
+
+
+def test_grpo_artifact_evaluates_and_traces_back_to_the_data(policy, cli, tmp_path: Path) -> None:
+    result = cli("grpo", "--data", policy["data"], "--init", policy["sft"], "--out-root", tmp_path,
+                 "--set", "max_steps=1", "--set", "max_completion_length=24")
+    assert result.exit_code == 0, result.stderr
+    grpo = Path(result.stdout.strip())
+    evaluated = cli("eval", "--model", grpo, "--data", policy["data"], "--split", "train", "--out-root", tmp_path,
+                    "--set", "max_new_tokens=24")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    tree = lineage(open_artifact(Path(evaluated.stdout.strip())))
+    assert walk(tree) == {("eval", None), ("grpo", "model"), ("sft", "base_model"), ("data", "data"), ("sft", "init"),
+                          ("model", "model")}
+
+
+def walk(node) -> set[tuple[str, str | None]]:
+    """(stage, role) of every artifact in a lineage tree; every recorded input must be found."""
+    assert node.problem is None, node.problem
+    found = {(node.artifact.stage, None if node.role == "artifact" else node.role)}
+    for parent in node.parents:
+        found |= walk(parent)
+    return found
+
+
+def test_rl_only_from_the_base_model_trains_fresh_adapters(policy, tmp_path: Path) -> None:
+    artifact = train_grpo(policy["data"], grpo_config(policy["model"], max_steps=1), tmp_path / "runs", None,
+                          ResumePolicy.AUTO)
+    assert artifact.manifest["model"]["init"] == "fresh LoRA on the base model"
+    config = json.loads((artifact.path / "adapter_config.json").read_text())
+    assert config["r"] == 8 and Path(config["base_model_name_or_path"]) == policy["model"].resolve()
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAfterSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        raise Interrupted(state.global_step)
+
+
+def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Path, monkeypatch) -> None:
+    cfg = grpo_config(policy["sft"], save_steps=2, sample_every=1, finetune="full")
+    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [InterruptAfterSave()])
+    with pytest.raises(Interrupted):
+        train_grpo(policy["data"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
+    partial = tmp_path / "runs" / "grpo" / ".grpo.partial"
+    assert (partial / "checkpoints" / "checkpoint-2").is_dir()
+    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [])
+    artifact = train_grpo(policy["data"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
+    assert artifact.manifest["training"]["resumed_from_step"] == 2
+    assert artifact.manifest["metrics"]["steps"] == 4
+    samples = [json.loads(line)["step"] for line in (artifact.path / "samples.jsonl").read_text().splitlines()]
+    assert sorted(set(samples)) == [0, 1, 2, 3] and len(samples) == 16  # each step once, 4 completions each
+    assert (artifact.path / "model.safetensors").is_file()  # finetune: full saves the whole model
