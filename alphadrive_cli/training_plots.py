@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 # (panel title, log keys drawn in it)
 Panels = Sequence[tuple[str, Sequence[str]]]
+MAX_COLUMNS = 3
 
 
 def curve(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -27,9 +29,12 @@ def curves_png(log_history: Sequence[Mapping[str, Any]], panels: Panels, title: 
     curves); returns the keys drawn."""
     drawn = [(label, [key for key in keys if curve(log_history, key)[0]]) for label, keys in panels]
     drawn = [(label, keys) for label, keys in drawn if keys]
-    columns = max(len(drawn), 1)
-    figure, axes = plt.subplots(1, columns, figsize=(4.5 * columns, 3.6), squeeze=False)
-    for axis, (label, keys) in zip(axes[0], drawn):
+    columns = min(max(len(drawn), 1), MAX_COLUMNS)
+    rows = max(math.ceil(len(drawn) / columns), 1)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.4 * rows), squeeze=False)
+    for axis in axes.flat[len(drawn):]:
+        axis.axis("off")
+    for axis, (label, keys) in zip(axes.flat, drawn):
         for key in keys:
             steps, values = curve(log_history, key)
             axis.plot(steps, values, marker="." if len(steps) < 50 else None,
@@ -40,6 +45,7 @@ def curves_png(log_history: Sequence[Mapping[str, Any]], panels: Panels, title: 
         axis.set_title(label)
         axis.grid(alpha=0.3)
     if not drawn:
+        axes[0][0].axis("on")
         axes[0][0].text(0.5, 0.5, "nothing logged", ha="center", va="center")
     figure.suptitle(title)
     figure.tight_layout()

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The embedded default pipeline on CPU. It grows with every stage that is built:
-# data -> distill -> sft -> grpo -> eval. Today: simulator data, grounded distillation, SFT of the tiny
-# offline model (LoRA on CPU), eval.
+# The embedded default pipeline on CPU, every stage: simulator data -> grounded distillation ->
+# SFT of the tiny offline model -> GRPO with the planning rewards -> eval.
 set -euo pipefail
 : "${ALPHADRIVE_HOME:=runs/demo}"
 export ALPHADRIVE_HOME
@@ -10,14 +9,17 @@ data=$(alphadrive data sim --frames 200 --seed 0 --workers 2)
 traces=$(alphadrive distill --data "$data" --teacher grounded)
 model=$(alphadrive models tiny)
 student=$(alphadrive sft --data "$traces" --model "$model")
-# grpo is not built yet: until it is, the demo scores the SFT student
-report=$(alphadrive eval --model "$student" --data "$data" --set max_new_tokens=64)
+policy=$(alphadrive grpo --data "$data" --init "$student")
+report=$(alphadrive eval --model "$policy" --data "$data")
 alphadrive show "$report"
 
 echo >&2
 echo "demo artifacts are under $ALPHADRIVE_HOME/:" >&2
-echo "  data:  $data (look at $data/contact_sheet.png)" >&2
+echo "  data:   $data (look at $data/contact_sheet.png)" >&2
 echo "  traces: $traces (reasoning from the offline grounded teacher)" >&2
-echo "  model: $model (random weights)" >&2
-echo "  sft:   $student (LoRA adapter, training_curves.png; a 0.2 M-parameter model learns little in one epoch)" >&2
-echo "  eval:  $report (metrics.json, predictions.jsonl, confusion_*.png, f1_per_class.png)" >&2
+echo "  model:  $model (random weights, 0.2 M parameters)" >&2
+echo "  sft:    $student (all weights trained on the traces; training_curves.png)" >&2
+echo "  grpo:   $policy (reward_curves.png, samples.jsonl: what the policy wrote and what it earned)" >&2
+echo "  eval:   $report (metrics.json, predictions.jsonl, confusion_*.png, f1_per_class.png)" >&2
+echo "A random 0.2 M-parameter model does not learn to plan in a minute on a CPU: expect low rewards and" >&2
+echo "accuracy here; docs/grpo.md says what the tiny model does learn and where real numbers come from." >&2
