@@ -64,3 +64,15 @@ def test_qlora_sft_on_cuda_trains_a_4bit_model(tmp_path) -> None:
                          tmp_path, None, ResumePolicy.AUTO)
     assert artifact.manifest["training"]["quantization"] == "4bit" and artifact.manifest["training"]["device"] == "cuda"
     assert artifact.manifest["metrics"]["peak_memory_gb"] > 0
+
+    # GRPO continues the QLoRA adapter on the 4-bit base, with the SFT adapter as the KL reference
+    from alphadrive_cli.schemas import GrpoConfig
+    from alphadrive_cli.stages.grpo import train_grpo
+
+    policy = train_grpo(data, GrpoConfig(model=str(artifact.path), quantization="4bit", max_steps=2,
+                                         per_device_batch_size=4, num_generations=4, max_completion_length=16,
+                                         gradient_checkpointing=True), tmp_path, None, ResumePolicy.AUTO)
+    manifest = policy.manifest
+    assert manifest["training"]["quantization"] == "4bit" and manifest["training"]["device"] == "cuda"
+    assert manifest["model"]["init"] == "continued adapter" and manifest["metrics"]["steps"] == 2
+    assert (policy.path / "adapter_config.json").is_file() and not (policy.path / "ref").exists()
