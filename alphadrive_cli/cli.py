@@ -305,19 +305,34 @@ def evaluate(
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="JSONL of `id` + raw text from another system.")] = None,
     split: Annotated[Optional[str], typer.Option(help="train, val or test [default: test].")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Completions per frame; K > 1 samples with temperature (multimodality).")] = None,
+    closed_loop: Annotated[bool, typer.Option("--closed-loop", help="Let the model drive simulator episodes (the expert drives the same seeds); --data then only sets the rendering.")] = False,
+    scenarios: Annotated[Optional[str], typer.Option(help="With --closed-loop: comma-separated scenarios [default: all five].")] = None,
+    episodes: Annotated[Optional[int], typer.Option(help="With --closed-loop: episodes per scenario (seeds 0..N-1).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="With --closed-loop: comma-separated simulator seeds, e.g. 3,7.")] = None,
     scale: Scale = "tiny",
     out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
     as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
 ) -> None:
-    """Open-loop planning metrics: per-class F1 for speed and path, planning accuracy.
+    """Open-loop planning metrics (per-class F1 for speed and path, planning accuracy), or closed-loop driving.
 
     Batched generation (left padding, greedy; `--samples K` samples with temperature for the
     multimodality analysis) or scoring of `--predictions` made by any other system (JSONL of `id` +
     `text`). Output: an `eval` artifact with metrics.json, predictions.jsonl, confusion matrices and
     per-class F1 as PNG; a table like the paper's Table 1 on stderr.
+
+    `--closed-loop --model M`: the model drives highway-env episodes (a plan every second, its
+    queries batched across episodes; no parseable plan keeps the last one) and the data set's expert
+    drives the same seeds. Output: an `eval` artifact with closed_loop.json (collision, off-road and
+    route-completion rates, speed, distance, parse failures per scenario), decisions.jsonl, drive.gif.
     """
     if ctx.invoked_subcommand is not None:
         return
+    if closed_loop:
+        _evaluate_closed_loop(model, data, predictions, scenarios, episodes, seeds, scale, out_root, name, config,
+                              overrides, as_json, _resume_policy(resume, restart))
+        return
+    if scenarios is not None or episodes is not None or seeds is not None:
+        raise BadInput("--scenarios, --episodes and --seeds go with --closed-loop")
     from alphadrive_cli.stages.evaluate import evaluate as run_evaluation  # noqa: PLC0415 - keeps --help fast
 
     if data is None:
@@ -328,6 +343,34 @@ def evaluate(
                          options={"split": split, "samples": samples})
     artifact = run_evaluation(data, cfg, out_root, name, _resume_policy(resume, restart), model=model, predictions=predictions)
     emit_artifact(artifact, as_json)
+
+
+def _comma_list(text: str | None, option: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise BadInput(f"{option} needs at least one value")
+    return items
+
+
+def _evaluate_closed_loop(model: str | None, data: Path | None, predictions: Path | None, scenarios: str | None,
+                          episodes: int | None, seeds: str | None, scale: str, out_root: Path | None, name: str | None,
+                          config: Path | None, overrides: list[str] | None, as_json: bool, resume: ResumePolicy) -> None:
+    from alphadrive_cli.stages.closed_loop import evaluate_closed_loop  # noqa: PLC0415 - keeps --help fast
+
+    if model is None or predictions is not None:
+        raise BadInput("--closed-loop needs --model MODEL (a model drives; predictions cannot)")
+    seed_values = _comma_list(seeds, "--seeds")
+    try:
+        seed_list = None if seed_values is None else [int(value) for value in seed_values]
+    except ValueError:
+        raise BadInput(f"--seeds takes whole numbers separated by commas, got {seeds!r}") from None
+    cfg = resolve_config("eval", EvalConfig, scale=scale, config_file=config, overrides=overrides or [],
+                         options={"closed_loop": {key: value for key, value in {
+                             "scenarios": _comma_list(scenarios, "--scenarios"), "episodes": episodes,
+                             "seeds": seed_list}.items() if value is not None} or None})
+    emit_artifact(evaluate_closed_loop(model, cfg, data, out_root, name, resume), as_json)
 
 
 @eval_app.command("compare", epilog=PIPELINE)

@@ -7,7 +7,7 @@ class and a false positive for no class. Every ratio with a zero denominator is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alphadrive_cli.actions import (
@@ -182,3 +182,40 @@ def open_loop_metrics(
             "incomplete": sum(1 for a in parsed if a.has_answer and (not a.speed or not a.path)),
         },
     }
+
+
+CLOSED_LOOP_METRICS = ("collision_rate", "off_road_rate", "route_completion_rate", "mean_speed_mps",
+                       "distance_m", "parse_failure_rate")
+
+
+def _closed_loop_summary(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    count = len(episodes)
+    decisions = sum(int(e["decisions"]) for e in episodes)
+    return {
+        "episodes": count,
+        "collision_rate": _ratio(sum(1 for e in episodes if e["collided"]), count),
+        "off_road_rate": _ratio(sum(1 for e in episodes if e["off_road"]), count),
+        "route_completion_rate": _ratio(sum(1 for e in episodes if e["route_completed"]), count),
+        "mean_speed_mps": round(sum(float(e["mean_speed_mps"]) for e in episodes) / count, 3) if count else 0.0,
+        "distance_m": round(sum(float(e["distance_m"]) for e in episodes) / count, 2) if count else 0.0,
+        "decisions": decisions,
+        "parse_failures": sum(int(e["parse_failures"]) for e in episodes),
+        "parse_failure_rate": _ratio(sum(int(e["parse_failures"]) for e in episodes), decisions),
+    }
+
+
+def closed_loop_metrics(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per driver: the summary over all its episodes (``overall``) and per scenario.
+
+    Each episode is a mapping with ``driver``, ``scenario``, ``collided``, ``off_road``,
+    ``route_completed``, ``mean_speed_mps``, ``distance_m`` (per episode), ``decisions`` and
+    ``parse_failures``; rates are fractions of episodes (parse failures: of decisions), speed and
+    distance are means over episodes.
+    """
+    result: dict[str, Any] = {}
+    for driver in dict.fromkeys(e["driver"] for e in episodes):
+        mine = [e for e in episodes if e["driver"] == driver]
+        scenarios = dict.fromkeys(e["scenario"] for e in mine)
+        result[driver] = {"overall": _closed_loop_summary(mine),
+                          "scenarios": {s: _closed_loop_summary([e for e in mine if e["scenario"] == s]) for s in scenarios}}
+    return result

@@ -39,11 +39,17 @@ def load_prompt(template_id: str) -> PromptTemplate:
 
 def student_messages(template: PromptTemplate, record: Record, vocabulary: ActionVocabulary) -> list[dict[str, Any]]:
     """The chat messages the student model sees for a frame: its images, then the instruction."""
+    return driving_messages(template, record.navigation, record.ego_speed_mps, len(record.images), vocabulary)
+
+
+def driving_messages(template: PromptTemplate, navigation: str, ego_speed_mps: float, image_count: int,
+                     vocabulary: ActionVocabulary) -> list[dict[str, Any]]:
+    """The student's chat messages for any view (a data set frame, or the simulator's live view)."""
     text = template.render(
-        navigation=record.navigation,
-        ego_speed_mps=record.ego_speed_mps,
+        navigation=navigation,
+        ego_speed_mps=ego_speed_mps,
         speed_actions=", ".join(vocabulary.speed),
         path_actions=", ".join(vocabulary.path),
     )
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in record.images]
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(image_count)]
     return [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]

@@ -257,14 +257,34 @@ class GrpoConfig(TrainingConfig):
         return value
 
 
+SCENARIO_NAMES = ("highway", "blocked", "merge", "roundabout", "intersection")
+
+
+class ClosedLoopConfig(Strict):
+    """``alphadrive eval --closed-loop``: the model drives highway-env episodes, the expert the same seeds."""
+
+    scenarios: list[Literal["highway", "blocked", "merge", "roundabout", "intersection"]] = Field(
+        default_factory=lambda: list(SCENARIO_NAMES), min_length=1)
+    episodes: int = Field(2, ge=1, description="episodes per scenario (seeds 0..episodes-1 unless seeds is given)")
+    seeds: list[int] | None = Field(None, min_length=1, description="simulator seeds, the same for every scenario")
+    seconds: float = Field(20.0, gt=0, description="simulated seconds per episode")
+    decision_interval_s: float = Field(1.0, gt=0, description="the model plans again every this many seconds")
+    gif_episodes: int = Field(2, ge=0, description="episodes of the model drawn into drive.gif")
+
+    def seed_list(self) -> list[int]:
+        """The simulator seeds every scenario is driven with."""
+        return list(self.seeds) if self.seeds is not None else list(range(self.episodes))
+
+
 class EvalConfig(Strict):
-    """``alphadrive eval``: open-loop metrics."""
+    """``alphadrive eval``: open-loop metrics, or closed-loop driving with ``--closed-loop``."""
 
     split: Literal["train", "val", "test"] = "test"
     batch_size: int = Field(8, ge=1)
     max_new_tokens: int = Field(256, ge=1)
     samples: int = Field(1, ge=1)
     temperature: float = Field(1.0, gt=0)
+    closed_loop: ClosedLoopConfig = ClosedLoopConfig()
 
 
 STAGE_SCHEMAS: dict[str, type[Strict]] = {

@@ -180,9 +180,14 @@ def test_interrupted_run_resumes_from_its_checkpoint(inputs, tmp_path: Path, mon
     assert not (artifact.path / "checkpoints").exists()
 
 
+def test_merge_needs_an_adapter(cli, inputs) -> None:
+    result = cli("sft", "--data", inputs["distill"], "--model", inputs["model"], "--merge")  # tiny preset: finetune full
+    assert result.exit_code == 2 and "merge applies to LoRA adapters" in result.stderr
+
+
 def test_merge_saves_full_weights_equal_to_base_plus_adapter(cli, inputs, tmp_path: Path) -> None:
     result = cli("sft", "--data", inputs["distill"], "--model", inputs["model"], "--merge", "--out-root", tmp_path,
-                 "--set", "max_steps=2", "--set", "learning_rate=0.05")
+                 "--set", "finetune=lora", "--set", "max_steps=2", "--set", "learning_rate=0.05")
     assert result.exit_code == 0, result.stderr
     artifact = open_artifact(Path(result.stdout.strip()), stage="sft")
     assert artifact.manifest["model"]["merged"] == "merged" and len(artifact.manifest["model"]["config_sha256"]) == 64

@@ -81,8 +81,10 @@ def isolated_vehicle_defaults() -> Iterator[None]:
             setattr(IDMVehicle, key, value)
 
 
-def make_env(scenario: Scenario, canvas_px: int, scaling: float, duration_s: float) -> AbstractEnv:
-    """An off-screen environment whose renders are ``canvas_px`` square, centred on the ego vehicle."""
+def make_env(scenario: Scenario, canvas_px: int, scaling: float, duration_s: float,
+             action: dict[str, Any] | None = None) -> AbstractEnv:
+    """An off-screen environment whose renders are ``canvas_px`` square, centred on the ego vehicle
+    (``action``: the environment's action config, for an ego that takes meta-actions)."""
     config = {
         **scenario.config,
         "screen_width": canvas_px,
@@ -95,6 +97,7 @@ def make_env(scenario: Scenario, canvas_px: int, scaling: float, duration_s: flo
         "duration": duration_s + 10,
         "show_trajectories": False,
         "render_agent": True,
+        **({"action": action} if action is not None else {}),
     }
     return scenario.env_class(config=config, render_mode="rgb_array")
 

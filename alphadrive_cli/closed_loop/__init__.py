@@ -1,0 +1,1 @@
+"""Closed-loop evaluation: a model (or the expert) drives highway-env episodes."""

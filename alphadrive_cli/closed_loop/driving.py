@@ -1,0 +1,176 @@
+"""One closed-loop episode in highway-env, driven by plans (a model's) or by the expert that labels the data.
+
+A plan ``(speed, path)`` becomes the simulator's meta-actions for highway-env's ``MDPVehicle``:
+ACCELERATE is FASTER and DECELERATE is SLOWER (one step on the scenario's ladder of target speeds),
+STOP is SLOWER at every decision (so the car keeps slowing down to 0), KEEP changes nothing;
+LEFT_CHANGE / RIGHT_CHANGE are LANE_LEFT / LANE_RIGHT, while STRAIGHT and the turns follow the
+episode's route (the vehicle steers along it by itself). The expert is the IDM/MOBIL driver of
+``alphadrive data sim``, on the same scenario, seed and route. The view given to the model is rendered
+exactly as the data set renders its frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from alphadrive_cli.data.sim.render import canvas_size, heading_up_view, render_world
+from alphadrive_cli.data.sim.scenarios import (
+    POLICY_HZ,
+    SCENARIOS,
+    install_expert,
+    make_env,
+    navigation,
+    route_turn,
+)
+from alphadrive_cli.schemas import DataConfig
+
+# The speeds FASTER / SLOWER step between (m/s), from standstill to the scenario's usual top speed.
+TARGET_SPEEDS: dict[str, tuple[float, ...]] = {
+    "highway": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0),
+    "blocked": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0),
+    "merge": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0),
+    "roundabout": (0.0, 4.0, 8.0, 12.0, 16.0),
+    "intersection": (0.0, 3.0, 6.0, 9.0, 12.0),
+}
+SPEED_META = {"ACCELERATE": "FASTER", "DECELERATE": "SLOWER", "STOP": "SLOWER"}  # KEEP: no change
+PATH_META = {"LEFT_CHANGE": "LANE_LEFT", "RIGHT_CHANGE": "LANE_RIGHT"}  # STRAIGHT and turns: follow the route
+IDLE = "IDLE"
+EXPERT = "expert"
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """Which episode: the scenario, the simulator seed and (at junctions) the route's destination."""
+
+    scenario: str
+    seed: int
+    destination: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.scenario}-s{self.seed}"
+
+
+def episode_specs(scenarios: list[str], seeds: list[int]) -> list[EpisodeSpec]:
+    """Every scenario with every seed; a junction's destination is drawn from the seed."""
+    specs = []
+    for scenario in scenarios:
+        destinations = SCENARIOS[scenario].destinations
+        for seed in seeds:
+            destination = str(np.random.default_rng([seed, 7]).choice(destinations)) if destinations else None
+            specs.append(EpisodeSpec(scenario, seed, destination))
+    return specs
+
+
+@dataclass
+class Observation:
+    """What the driver sees at a decision: the rendered view, the navigation instruction and the speed."""
+
+    image: Image.Image
+    navigation: str
+    ego_speed_mps: float
+
+
+@dataclass
+class EpisodeOutcome:
+    """How an episode went (one row of ``closed_loop.json``'s ``episodes``)."""
+
+    episode: str
+    scenario: str
+    seed: int
+    driver: str
+    collided: bool = False
+    off_road: bool = False
+    route_completed: bool = False
+    distance_m: float = 0.0
+    duration_s: float = 0.0
+    decisions: int = 0
+    parse_failures: int = 0
+    plans: list[str] = field(default_factory=list)
+
+    @property
+    def mean_speed_mps(self) -> float:
+        return self.distance_m / self.duration_s if self.duration_s else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in vars(self).items() if key != "plans"} | {
+            "mean_speed_mps": round(self.mean_speed_mps, 3), "distance_m": round(self.distance_m, 2)}
+
+
+class DrivingEpisode:
+    """A running episode: observe, apply a plan, advance; ``done`` after a collision, leaving the road,
+    or ``seconds`` of driving."""
+
+    def __init__(self, spec: EpisodeSpec, driver: str, render: DataConfig, seconds: float) -> None:
+        scenario = SCENARIOS[spec.scenario]
+        self.spec, self.render, self.seconds = spec, render, seconds
+        action = {"type": "DiscreteMetaAction", "longitudinal": True, "lateral": True,
+                  "target_speeds": list(TARGET_SPEEDS[spec.scenario])}
+        self.env = make_env(scenario, canvas_size(render.image_size, render.ego_row),
+                            render.image_size / render.view_m, seconds, action=action)
+        self.env.reset(seed=spec.seed)
+        if driver == EXPERT:
+            self.ego = install_expert(self.env, scenario, spec.destination)
+        else:
+            self.ego = self.env.vehicle
+            if spec.destination is not None:
+                self.ego.plan_route_to(spec.destination)
+        if scenario.setup is not None:
+            scenario.setup(self.env, self.ego)
+        self.route = list(self.ego.route or [])
+        self.turn = route_turn(self.env, self.route)
+        self.passed_junction = False
+        self.steps = 0
+        self.outcome = EpisodeOutcome(spec.id, spec.scenario, spec.seed, driver)
+
+    @property
+    def done(self) -> bool:
+        o = self.outcome
+        return o.collided or o.off_road or self.steps >= round(self.seconds * POLICY_HZ)
+
+    def observe(self) -> Observation:
+        """The view in the data set's rendering, the navigation instruction and the speed, as a frame of the data set."""
+        view = heading_up_view(render_world(self.env), self.ego.heading, self.render.image_size, self.render.ego_row)
+        scenario = SCENARIOS[self.spec.scenario]
+        return Observation(view.convert("RGB"), navigation(scenario, self.turn, self.passed_junction),
+                           round(max(0.0, float(self.ego.speed)), 2))
+
+    def apply(self, speed: str, path: str) -> None:
+        """Turn a plan into the ego's meta-actions (the expert ignores plans)."""
+        if self.outcome.driver == EXPERT:
+            return
+        for meta in (SPEED_META.get(speed), PATH_META.get(path)):
+            if meta is not None:
+                self.ego.act(meta)
+        self.outcome.plans.append(f"{speed}, {path}")
+
+    def advance(self, seconds: float) -> None:
+        """Simulate up to ``seconds`` (stopping early if the episode ends)."""
+        idle = self.env.unwrapped.action_type.actions_indexes[IDLE]
+        for _ in range(max(1, round(seconds * POLICY_HZ))):
+            if self.done:
+                return
+            self.env.step(idle)
+            self.steps += 1
+            self.outcome.distance_m += max(0.0, float(self.ego.speed)) / POLICY_HZ
+            self.outcome.duration_s = self.steps / POLICY_HZ
+            self.outcome.collided = self.outcome.collided or bool(self.ego.crashed)
+            self.outcome.off_road = self.outcome.off_road or not self.ego.on_road
+            if self.route and tuple(self.ego.lane_index[:2]) == tuple(self.route[-1][:2]):
+                self.passed_junction = True
+        self._update_completion()
+
+    def _update_completion(self) -> None:
+        o = self.outcome
+        safe = not (o.collided or o.off_road)
+        if SCENARIOS[self.spec.scenario].destinations:
+            o.route_completed = safe and self.passed_junction
+        else:  # roads without a junction: complete when the whole episode was driven safely
+            o.route_completed = safe and self.steps >= round(self.seconds * POLICY_HZ)
+
+    def close(self) -> None:
+        self.env.close()
