@@ -8,17 +8,24 @@ from pathlib import Path
 
 from rich.table import Table
 
-from alphadrive_cli.actions import ActionVocabulary
+from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
 from alphadrive_cli.artifacts import Artifact, open_artifact
 from alphadrive_cli.errors import BadInput
 
 
+CLOSED_LOOP_COLUMNS = (("closed-loop collision rate", "collision_rate"), ("closed-loop off-road rate", "off_road_rate"),
+                       ("closed-loop route completion", "route_completion_rate"),
+                       ("closed-loop mean speed m/s", "mean_speed_mps"), ("closed-loop distance m", "distance_m"),
+                       ("closed-loop unparsed plans", "parse_failure_rate"))
+
+
 def _columns(vocabulary: ActionVocabulary) -> list[tuple[str, tuple[str, ...]]]:
-    """(column title, path into metrics.json) for every compared number."""
-    columns = [(f"{head} {action} F1", (head, "per_class", action, "f1"))
+    """(column title, path into the artifact's open-loop and closed-loop results) for every compared number."""
+    columns = [(f"{head} {action} F1", ("open", head, "per_class", action, "f1"))
                for head, actions in (("speed", vocabulary.speed), ("path", vocabulary.path)) for action in actions]
-    return columns + [("speed macro F1", ("speed", "macro_f1")), ("path macro F1", ("path", "macro_f1")),
-                      ("planning accuracy", ("planning_accuracy",)), ("format valid", ("format_valid_rate",))]
+    columns += [("speed macro F1", ("open", "speed", "macro_f1")), ("path macro F1", ("open", "path", "macro_f1")),
+                ("planning accuracy", ("open", "planning_accuracy")), ("format valid", ("open", "format_valid_rate"))]
+    return columns + [(title, ("closed", "model", "overall", key)) for title, key in CLOSED_LOOP_COLUMNS]
 
 
 def _value(metrics: dict, path: tuple[str, ...]) -> float | None:
@@ -29,20 +36,33 @@ def _value(metrics: dict, path: tuple[str, ...]) -> float | None:
     return float(metrics)
 
 
+def _results(artifact: Artifact) -> dict:
+    """The open-loop metrics (metrics.json) and closed-loop results (closed_loop.json) an eval artifact holds."""
+    results = {}
+    for key, file, section in (("open", "metrics.json", None), ("closed", "closed_loop.json", "drivers")):
+        path = artifact.path / file
+        if path.is_file():
+            loaded = json.loads(path.read_text())
+            results[key] = loaded[section] if section else loaded
+    return results
+
+
 def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (one per artifact, first one absolute, the others with deltas)."""
+    """Header and rows (one per artifact, first one absolute, the others with deltas); open-loop and
+    closed-loop numbers side by side, "–" where an artifact has none."""
     if len(paths) < 2:
         raise BadInput("compare needs at least two eval artifacts")
     artifacts: list[Artifact] = [open_artifact(path, stage="eval") for path in paths]
-    vocabulary = ActionVocabulary.from_dict(artifacts[0].manifest["vocabulary"])
+    vocabularies = [artifact.manifest["vocabulary"] for artifact in artifacts if "vocabulary" in artifact.manifest]
+    vocabulary = ActionVocabulary.from_dict(vocabularies[0]) if vocabularies else DEFAULT_VOCABULARY
     columns = _columns(vocabulary)
-    metrics = [json.loads((artifact.path / "metrics.json").read_text()) for artifact in artifacts]
+    results = [_results(artifact) for artifact in artifacts]
     header = ["artifact", "frames", *(title for title, _ in columns)]
     rows = []
-    for index, (artifact, values) in enumerate(zip(artifacts, metrics)):
-        cells = [artifact.label, str(artifact.manifest["counts"]["frames"])]
+    for index, (artifact, values) in enumerate(zip(artifacts, results)):
+        cells = [artifact.label, str(artifact.manifest["counts"].get("frames", "–"))]
         for _, path in columns:
-            value, base = _value(values, path), _value(metrics[0], path)
+            value, base = _value(values, path), _value(results[0], path)
             if value is None:
                 cells.append("–")
             elif index == 0 or base is None:
