@@ -10,7 +10,7 @@ from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts import ResumePolicy, open_artifact
-from alphadrive_cli.closed_loop.driving import EXPERT, EpisodeSpec, episode_specs
+from alphadrive_cli.closed_loop.driving import EXPERT, DrivingEpisode, EpisodeSpec, episode_specs
 from alphadrive_cli.closed_loop.runner import DriveLog, drive
 from alphadrive_cli.metrics import closed_loop_metrics
 from alphadrive_cli.schemas import DataConfig, TinyModelConfig
@@ -67,6 +67,18 @@ def test_queries_are_batched_across_episodes_and_the_expert_is_reproducible() ->
     first = [o.as_dict() for o in drive(specs, EXPERT, None, RENDER, 3.0, 1.0, DEFAULT_VOCABULARY)]
     again = [o.as_dict() for o in drive(specs, EXPERT, None, RENDER, 3.0, 1.0, DEFAULT_VOCABULARY)]
     assert first == again and [o["episode"] for o in first] == [o.episode for o in model]
+
+
+def test_a_collision_ends_the_episode_and_the_route_is_not_completed() -> None:
+    episode = DrivingEpisode(EpisodeSpec("intersection", 0, "o1"), "model", RENDER, 10.0)
+    try:
+        episode.advance(1.0)
+        episode.outcome.collided = True  # as if the ego had just hit something
+        episode.passed_junction = True
+        episode.advance(1.0)
+        assert episode.done and episode.steps == 5 and not episode.outcome.route_completed
+    finally:
+        episode.close()
 
 
 def test_closed_loop_metrics_per_driver_and_scenario() -> None:

@@ -153,7 +153,7 @@ class DrivingEpisode:
         idle = self.env.unwrapped.action_type.actions_indexes[IDLE]
         for _ in range(max(1, round(seconds * POLICY_HZ))):
             if self.done:
-                return
+                break
             self.env.step(idle)
             self.steps += 1
             self.outcome.distance_m += max(0.0, float(self.ego.speed)) / POLICY_HZ
