@@ -72,9 +72,10 @@ def test_queries_are_batched_across_episodes_and_the_expert_is_reproducible() ->
 def test_a_collision_ends_the_episode_and_the_route_is_not_completed() -> None:
     episode = DrivingEpisode(EpisodeSpec("intersection", 0, "o1"), "model", RENDER, 10.0)
     try:
+        episode.passed_junction = True  # as if it had reached its exit ...
         episode.advance(1.0)
-        episode.outcome.collided = True  # as if the ego had just hit something
-        episode.passed_junction = True
+        assert episode.outcome.route_completed
+        episode.outcome.collided = True  # ... and then hit something
         episode.advance(1.0)
         assert episode.done and episode.steps == 5 and not episode.outcome.route_completed
     finally:
