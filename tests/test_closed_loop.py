@@ -12,6 +12,7 @@ from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts import ResumePolicy, open_artifact
 from alphadrive_cli.closed_loop.driving import EXPERT, DrivingEpisode, EpisodeSpec, episode_specs
 from alphadrive_cli.closed_loop.runner import DriveLog, drive
+from alphadrive_cli.data.sim.scenarios import isolated_vehicle_defaults
 from alphadrive_cli.metrics import closed_loop_metrics
 from alphadrive_cli.schemas import DataConfig, TinyModelConfig
 from alphadrive_cli.stages.models import build_tiny_model_artifact
@@ -70,6 +71,11 @@ def test_queries_are_batched_across_episodes_and_the_expert_is_reproducible() ->
 
 
 def test_a_collision_ends_the_episode_and_the_route_is_not_completed() -> None:
+    with isolated_vehicle_defaults():  # the intersection changes IDMVehicle's constants for the whole process
+        _collide_after_the_exit()
+
+
+def _collide_after_the_exit() -> None:
     episode = DrivingEpisode(EpisodeSpec("intersection", 0, "o1"), "model", RENDER, 10.0)
     try:
         episode.passed_junction = True  # as if it had reached its exit ...
