@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,17 +190,22 @@ def close_tensorboard(callbacks: Sequence[Any]) -> None:
 
 
 def last_checkpoint(directory: Path) -> tuple[str | None, int | None]:
-    """The newest checkpoint under ``directory`` and its step, or (None, None); the console says so."""
-    if not directory.is_dir():
-        return None, None
-    from transformers.trainer_utils import get_last_checkpoint  # noqa: PLC0415 - heavy import
+    """The newest complete checkpoint under ``directory`` and its step, or (None, None); the console says so.
 
-    last = get_last_checkpoint(str(directory))
-    if last is None:
-        return None, None
-    step = int(json.loads((Path(last) / "trainer_state.json").read_text()).get("global_step", 0))
-    console.print(f"resuming from checkpoint {Path(last).name} (step {step})")
-    return last, step
+    The trainer writes ``trainer_state.json`` last, so a checkpoint without a readable one was cut off
+    mid-write (Ctrl-C, a kill): it is removed, and the one before it is used.
+    """
+    checkpoints = [path for path in directory.glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()]
+    for path in sorted(checkpoints, key=lambda path: int(path.name[11:]), reverse=True):
+        try:
+            step = int(json.loads((path / "trainer_state.json").read_text())["global_step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            console.print(f"removing {path.name}: it was cut off while being written")
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        console.print(f"resuming from checkpoint {path.name} (step {step})")
+        return str(path), step
+    return None, None
 
 
 def write_log_history(writer: ArtifactWriter, history: list[dict[str, Any]]) -> None:

@@ -1,0 +1,70 @@
+"""Ctrl-C (SIGINT) or SIGTERM during `alphadrive grpo` leaves an unfinished artifact that the same command resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from alphadrive_cli.artifacts import ResumePolicy, open_artifact
+from alphadrive_cli.schemas import TinyModelConfig
+from alphadrive_cli.stages.models import build_tiny_model_artifact
+from labelled_data import make_labelled_data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_grpo_process_resumes_from_its_checkpoint(tmp_path: Path, sig: signal.Signals) -> None:
+    root = tmp_path / "runs"
+    data = make_labelled_data(root, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")] * 2, {"train": range(4)})
+    model = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path
+    command = [sys.executable, "-m", "alphadrive_cli.cli", "grpo", "--data", str(data), "--init", str(model),
+               "--out-root", str(root), "--set", "max_steps=30", "--set", "save_steps=2",
+               "--set", "max_completion_length=8", "--set", "sample_every=1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    checkpoint = root / "grpo" / ".grpo.partial" / "checkpoints" / "checkpoint-2"
+    try:
+        deadline = time.monotonic() + 240
+        while not checkpoint.is_dir() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert checkpoint.is_dir(), "no checkpoint appeared"
+        process.send_signal(sig)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert stdout == ""  # no artifact path: nothing was published
+    assert "interrupted" in stderr.lower() and "Traceback" not in stderr
+    assert not any(path.name.startswith("grpo-v") for path in (root / "grpo").iterdir())
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    artifact = open_artifact(Path(done.stdout.strip()), stage="grpo")
+    assert artifact.manifest["training"]["resumed_from_step"] >= 2
+    assert artifact.manifest["metrics"]["steps"] == 30
+    steps = [json.loads(line)["step"] for line in (artifact.path / "samples.jsonl").read_text().splitlines()]
+    assert sorted(set(steps)) == list(range(30)) and len(steps) == 30 * 8  # every step once (2 frames x 4)
+
+
+def test_a_checkpoint_cut_off_mid_write_is_removed_and_the_previous_one_used(tmp_path: Path) -> None:
+    from alphadrive_cli.training import last_checkpoint
+
+    for step, complete in ((2, True), (4, True), (6, False)):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        checkpoint.mkdir()
+        (checkpoint / "model.safetensors").write_bytes(b"x")
+        if complete:
+            (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (tmp_path / "checkpoint-8").mkdir()
+    (tmp_path / "checkpoint-8" / "trainer_state.json").write_text('{"global_st')  # cut off inside the file
+    assert last_checkpoint(tmp_path) == (str(tmp_path / "checkpoint-4"), 4)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert last_checkpoint(tmp_path / "missing") == (None, None)
