@@ -63,7 +63,8 @@ def scores(root: Path, model: Path, data: Path, args: argparse.Namespace) -> dic
 
 
 def run_seed(root: Path, data: Path, traces: Path, seed: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """The four rows for one seed (model initialisation and training order)."""
+    """The four rows for one seed (model initialisation and training order); each row's scores are also
+    appended to ``<root>/rows.jsonl`` as soon as they exist, so a run cut short keeps what it finished."""
     dims = ["--dimensions", str(args.dimensions)] if args.dimensions else []
     model = alphadrive(root, "models", "tiny", "--seed", str(seed), *dims, "--name", f"scratch-s{seed}")
     sft = ["--scale", args.scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}"]
@@ -77,8 +78,12 @@ def run_seed(root: Path, data: Path, traces: Path, seed: int, args: argparse.Nam
     policy, seconds = timed(root, "grpo", "--data", str(data), "--init", str(trained["sft_reasoning"][0]), *grpo,
                             "--name", f"sft-rl-s{seed}")
     trained["sft_rl"] = (policy, seconds + trained["sft_reasoning"][1])
-    return {row: {"train_wall_s": round(wall, 1), "artifact": str(path), **scores(root, path, data, args)}
-            for row, (path, wall) in trained.items()}
+    rows = {}
+    for row, (path, wall) in trained.items():
+        rows[row] = {"train_wall_s": round(wall, 1), "artifact": str(path), **scores(root, path, data, args)}
+        with (root / "rows.jsonl").open("a") as handle:
+            handle.write(json.dumps({"seed": seed, "row": row, **rows[row]}) + "\n")
+    return rows
 
 
 def summary_rows(results: dict[int, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
