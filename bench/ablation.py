@@ -9,7 +9,7 @@ then per seed a model trained from scratch (random weights of the dimensions giv
 (RL only), 4. `grpo` from row 2 (the AlphaDrive recipe). Every row is scored open loop on the test
 split and closed loop (`eval --closed-loop`, all scenarios, the same seeds for every row); the expert's
 closed-loop row comes with each. Prints a Markdown table; --out writes every number as JSON.
-Rows 1-2 train every weight for --sft-epochs; rows 3-4 add --grpo-steps GRPO steps (row 4 therefore
+Artifact paths in the output are relative to --root. Rows 1-2 train every weight for --sft-epochs; rows 3-4 add --grpo-steps GRPO steps (row 4 therefore
 has more compute than row 2: its SFT plus the RL steps; the table states each row's wall time).
 """
 
@@ -59,7 +59,7 @@ def scores(root: Path, model: Path, data: Path, args: argparse.Namespace) -> dic
             "speed_f1": {a: v["f1"] for a, v in metrics["speed"]["per_class"].items()},
             "path_f1": {a: v["f1"] for a, v in metrics["path"]["per_class"].items()},
             "closed_loop": drivers["model"]["overall"], "expert_closed_loop": drivers["expert"]["overall"],
-            "eval_artifacts": [str(opened), str(closed)]}
+            "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))]}
 
 
 def run_seed(root: Path, data: Path, traces: Path, seed: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -80,7 +80,7 @@ def run_seed(root: Path, data: Path, traces: Path, seed: int, args: argparse.Nam
     trained["sft_rl"] = (policy, seconds + trained["sft_reasoning"][1])
     rows = {}
     for row, (path, wall) in trained.items():
-        rows[row] = {"train_wall_s": round(wall, 1), "artifact": str(path), **scores(root, path, data, args)}
+        rows[row] = {"train_wall_s": round(wall, 1), "artifact": str(path.relative_to(root)), **scores(root, path, data, args)}
         with (root / "rows.jsonl").open("a") as handle:
             handle.write(json.dumps({"seed": seed, "row": row, **rows[row]}) + "\n")
     return rows
