@@ -12,7 +12,7 @@ TORCH_CPU := torch==2.13.0
 DEMO_HOME ?= runs/demo
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install demo test bench bench-data clean
+.PHONY: install demo test bench bench-data bench-gpu clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ bench: bench-data
 
 bench-data: install  # frames/s of `data sim` by worker count; results in docs/bench/, summary in docs/benchmarks.md
 	$(BIN)/python bench/data_sim.py --frames 5000 --workers 1 2 --out docs/bench/data_sim.json
+
+bench-gpu: install  # one CUDA GPU, not run by CI (~12 min on an H100): decoding vs its floor, grpo speed rows; docs/bench/
+	W=$$(mktemp -d) && $(BIN)/python bench/decode_floor.py --batch 64 --new-tokens 128 --workdir $$W --out docs/bench/decode_h100.json \
+		&& $(BIN)/python bench/grpo_speed.py --workdir $$W --out docs/bench/grpo_h100.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

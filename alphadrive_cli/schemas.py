@@ -248,6 +248,14 @@ class GrpoConfig(TrainingConfig):
                                               "over configs/rewards.yaml")
     sample_every: int = Field(10, ge=1, description="write completions with their rewards to samples.jsonl every N steps")
     sample_groups: int = Field(2, ge=1, description="prompt groups written each time")
+    generation_batch_size: int | None = Field(
+        None, ge=1, description="completions generated in one batched rollout (null: one optimiser step's, "
+                                "per_device_batch_size x gradient_accumulation_steps x processes); a multiple of that "
+                                "feeds several optimiser steps from one rollout (TRL's generation_batch_size)")
+    compile_generation: bool = Field(
+        True, description="on CUDA, decode rollouts with a static KV cache and a compiled, CUDA-graphed decoding "
+                          "step; skipped with gradient_checkpointing (TRL toggles it around every rollout, which "
+                          "would recompile) and with 4-bit weights (not compilable)")
 
     @field_validator("rewards", mode="before")
     @classmethod

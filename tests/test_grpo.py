@@ -12,11 +12,13 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import TrainerCallback
 
 from alphadrive_cli import training
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
+from alphadrive_cli.errors import BadInput
 from alphadrive_cli.grpo_rewards import COMPONENTS, PlanningRewards, SampleLog, completion_text
 from alphadrive_cli.rewards import RewardConfig, group_rewards
 from alphadrive_cli.schemas import GrpoConfig, SftConfig, TinyModelConfig
@@ -220,3 +222,17 @@ def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Pat
     samples = [json.loads(line)["step"] for line in (artifact.path / "samples.jsonl").read_text().splitlines()]
     assert sorted(set(samples)) == [0, 1, 2, 3] and len(samples) == 16  # each step once, 4 completions each
     assert (artifact.path / "model.safetensors").is_file()  # finetune: full saves the whole model
+
+
+def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Path) -> None:
+    """generation_batch_size reaches TRL: 16 completions generated at once serve two steps of 8; compiled
+    decoding is CUDA-only, so on the CPU the rollout uses the dynamic cache."""
+    artifact = train_grpo(policy["data"], grpo_config(policy["sft"], generation_batch_size=16), tmp_path / "runs", None,
+                          ResumePolicy.AUTO)
+    assert artifact.manifest["generation"] == {"batch_size": 16, "steps_per_generation": 2,
+                                               "compiled": torch.cuda.is_available(),
+                                               "cache": "static" if torch.cuda.is_available() else "dynamic"}
+    assert artifact.manifest["metrics"]["steps"] == 4
+    with pytest.raises(BadInput, match="generation_batch_size = 12 is not a multiple"):
+        train_grpo(policy["data"], grpo_config(policy["sft"], generation_batch_size=12), tmp_path / "runs", None,
+                   ResumePolicy.AUTO)

@@ -76,6 +76,20 @@ def _check_batch(config: GrpoConfig) -> None:
         raise BadInput(f"per_device_batch_size x gradient_accumulation_steps x processes = {per_step} completions per "
                        f"step is not a multiple of num_generations = {config.num_generations}: each frame's group of "
                        f"completions must fit in one step (e.g. --set per_device_batch_size={config.num_generations})")
+    if config.generation_batch_size is not None and config.generation_batch_size % (config.per_device_batch_size * world):
+        raise BadInput(f"generation_batch_size = {config.generation_batch_size} is not a multiple of per_device_batch_size x "
+                       f"processes = {config.per_device_batch_size * world}: a rollout must fill whole optimiser steps")
+
+
+def _compiled_generation(config: GrpoConfig, cuda: bool, quantized: bool) -> bool:
+    """Whether rollouts decode with a static KV cache and a compiled step; the console says why not, where asked."""
+    if not (config.compile_generation and cuda):
+        return False
+    reason = ("gradient checkpointing is on (TRL toggles it around every rollout, which would recompile the decoder)"
+              if config.gradient_checkpointing else "4-bit weights cannot be compiled" if quantized else None)
+    if reason:
+        console.print(f"[yellow]note:[/] compiled generation is off: {reason}")
+    return reason is None
 
 
 def train_grpo(data_path: Path, config: GrpoConfig, root: Path | None, name: str | None, resume: ResumePolicy) -> Artifact:
@@ -142,8 +156,11 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     rewards = PlanningRewards(config.rewards, vocabulary,
                               SampleLog(writer.path(SAMPLES), config.sample_every, config.sample_groups, resumed_from))
     callbacks, tensorboard = trainer_callbacks(writer, CONSOLE_FIELDS)
+    compiled = _compiled_generation(config, precision.cuda, quantized)
     args = TrlGrpoConfig(
         **trainer_arguments(config, precision, checkpoints),
+        generation_batch_size=config.generation_batch_size,
+        cache_implementation="static" if compiled else None,
         num_generations=config.num_generations,
         temperature=config.temperature,
         max_completion_length=config.max_completion_length,
@@ -156,6 +173,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     trainer = GRPOTrainer(model=model, reward_funcs=rewards.reward_functions(), args=args,
                           train_dataset=prompt_rows(records, data.path, template, vocabulary),
                           processing_class=processor, callbacks=callbacks)
+    trainer.generation_config.disable_compile = not compiled  # TRL always turns generate's compilation off
     silence_stdout_callbacks(trainer)
     result = trainer.train(resume_from_checkpoint=last)
 
@@ -178,6 +196,8 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
                       "base_model_name_or_path": base_model_location(source), "config_sha256": base_config_hash,
                       "init": "continued adapter" if source.base is not None else "fresh LoRA on the base model"},
             "training": training_summary(config, precision, quantized, resumed_from),
+            "generation": {"batch_size": args.generation_batch_size, "steps_per_generation": args.steps_per_generation,
+                           "compiled": compiled, "cache": "static" if compiled else "dynamic"},
             "rewards": {"functions": list(REWARD_FUNCTIONS), "weights": rewards.reward_weights(),
                         "components_logged": list(COMPONENTS)},
             "curves": {"png": CURVES_PNG, "plotted": curves, "log_history": LOG_HISTORY, "tensorboard": tensorboard,
