@@ -222,6 +222,7 @@ def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Pat
     samples = [json.loads(line)["step"] for line in (artifact.path / "samples.jsonl").read_text().splitlines()]
     assert sorted(set(samples)) == [0, 1, 2, 3] and len(samples) == 16  # each step once, 4 completions each
     assert (artifact.path / "model.safetensors").is_file()  # finetune: full saves the whole model
+    assert artifact.manifest["model"]["init"] == "every weight trained"
 
 
 def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Path) -> None:

@@ -194,7 +194,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
         extra={
             "model": {"reference": source.reference, **source.describe(), "family": family,
                       "base_model_name_or_path": base_model_location(source), "config_sha256": base_config_hash,
-                      "init": "continued adapter" if source.base is not None else "fresh LoRA on the base model"},
+                      "init": _init_kind(source, config)},
             "training": training_summary(config, precision, quantized, resumed_from),
             "generation": {"batch_size": args.generation_batch_size, "steps_per_generation": args.steps_per_generation,
                            "compiled": compiled, "cache": "static" if compiled else "dynamic"},
@@ -204,6 +204,12 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
                        "samples": SAMPLES},
         },
     )
+
+
+def _init_kind(source: ModelSource, config: GrpoConfig) -> str:
+    if source.base is not None:
+        return "continued adapter"
+    return "every weight trained" if config.finetune == "full" else "fresh LoRA on the base model"
 
 
 def reward_summary(history: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
