@@ -65,10 +65,12 @@ def load_policy(source: ModelSource, config: TrainingConfig, precision: Precisio
     ``finetune: lora`` puts fresh LoRA adapters on a full model, or continues a trained adapter (an
     ``sft`` or ``grpo`` artifact holding one), its LoRA shape taken from the adapter; ``finetune: full``
     trains every weight of a full model (the vision tower stays frozen with ``freeze_vision``).
-    Without CUDA a 4-bit request falls back to full-precision LoRA, and the console says so.
+    Peak GPU memory is counted from here. Without CUDA a 4-bit request falls back to full-precision LoRA, and the console says so.
     """
     from alphadrive_cli.models.lora import apply_lora, prepare_for_training, quantization_config  # noqa: PLC0415
 
+    if precision.cuda:
+        torch.cuda.reset_peak_memory_stats()  # run_metrics' peak memory counts from the load on
     if config.finetune == "full" and source.base is not None:
         raise BadInput(f"{source.reference} is a LoRA adapter: full fine-tuning needs a full model "
                        f"(merge it with `sft --merge`, or use finetune: lora to continue the adapter)")
@@ -98,6 +100,28 @@ def save_policy(model: Any, directory: Path) -> None:
         model.save_pretrained(str(directory), selected_adapters=["default"])
     else:
         model.save_pretrained(str(directory))
+
+
+def model_summary(source: ModelSource, family: str, config_sha256: str) -> dict[str, Any]:
+    """The manifest's ``model`` section: where the trained model came from."""
+    return {"reference": source.reference, **source.describe(), "family": family,
+            "base_model_name_or_path": base_model_location(source), "config_sha256": config_sha256}
+
+
+def save_run(writer: ArtifactWriter, trainer: Any, model: Any, processor: Any, callbacks: Sequence[Any],
+             panels: Sequence[tuple[str, Sequence[str]]], title: str, png: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Write a finished run into the artifact: the policy, the processor, the log history, the curves
+    PNG and flushed TensorBoard files; drop the checkpoints. Returns the log history and the curves drawn."""
+    from alphadrive_cli.training_plots import curves_png  # noqa: PLC0415 - matplotlib only when needed
+
+    save_policy(model, writer.dir)
+    processor.save_pretrained(str(writer.dir))
+    history = trainer.state.log_history
+    write_log_history(writer, history)
+    plotted = curves_png(history, panels, title, writer.path(png))
+    close_tensorboard(callbacks)
+    shutil.rmtree(writer.dir / CHECKPOINT_DIR, ignore_errors=True)
+    return history, plotted
 
 
 def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints: Path) -> dict[str, Any]:

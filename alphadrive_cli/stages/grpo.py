@@ -12,7 +12,6 @@ adapter, the processor, ``samples.jsonl``, ``reward_curves.png``, the log histor
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -28,19 +27,17 @@ from alphadrive_cli.schemas import GrpoConfig
 from alphadrive_cli.training import (
     CHECKPOINT_DIR,
     LOG_HISTORY,
-    base_model_location,
-    close_tensorboard,
     finite_round,
     last_checkpoint,
     load_policy,
+    model_summary,
     run_metrics,
-    save_policy,
+    save_run,
     silence_stdout_callbacks,
     trainer_arguments,
     trainer_callbacks,
     training_precision,
     training_summary,
-    write_log_history,
 )
 from alphadrive_cli.ui import console
 
@@ -134,19 +131,15 @@ def prompt_rows(records: list[Record], data_root: Path, template: PromptTemplate
 
 def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabulary: ActionVocabulary,
            source: ModelSource, family: str, config: GrpoConfig, base_config_hash: str) -> Artifact:
-    import torch  # noqa: PLC0415 - heavy imports only once the inputs are known good
     from trl import GRPOConfig as TrlGrpoConfig  # noqa: PLC0415
     from trl import GRPOTrainer  # noqa: PLC0415
 
     from alphadrive_cli.models.lora import trainable_parameters  # noqa: PLC0415
     from alphadrive_cli.models.processor import load_processor  # noqa: PLC0415
-    from alphadrive_cli.training_plots import curves_png  # noqa: PLC0415
 
     template = load_prompt(STUDENT_PROMPT)
     writer.add_prompt(template.id, template.sha256)
     precision = training_precision()
-    if precision.cuda:
-        torch.cuda.reset_peak_memory_stats()
     model, quantized = load_policy(source, config, precision)
     processor = load_processor(processor_location(source), family=family)
     trainable, total = trainable_parameters(model)
@@ -177,13 +170,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     silence_stdout_callbacks(trainer)
     result = trainer.train(resume_from_checkpoint=last)
 
-    save_policy(model, writer.dir)
-    processor.save_pretrained(str(writer.dir))
-    history = trainer.state.log_history
-    write_log_history(writer, history)
-    curves = curves_png(history, CURVES, f"grpo {writer.name}", writer.path(CURVES_PNG))
-    close_tensorboard(callbacks)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    history, curves = save_run(writer, trainer, model, processor, callbacks, CURVES, f"grpo {writer.name}", CURVES_PNG)
 
     metrics = {**reward_summary(history), **run_metrics(trainer, result, precision)}
     console.print(f"grpo {writer.name}: {metrics['steps']} steps, reward {metrics['first_reward']} -> {metrics['final_reward']}"
@@ -192,9 +179,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
         counts={"prompts": len(records), "trainable_parameters": trainable, "parameters": total},
         metrics=metrics,
         extra={
-            "model": {"reference": source.reference, **source.describe(), "family": family,
-                      "base_model_name_or_path": base_model_location(source), "config_sha256": base_config_hash,
-                      "init": _init_kind(source, config)},
+            "model": {**model_summary(source, family, base_config_hash), "init": _init_kind(source, config)},
             "training": training_summary(config, precision, quantized, resumed_from),
             "generation": {"batch_size": args.generation_batch_size, "steps_per_generation": args.steps_per_generation,
                            "compiled": compiled, "cache": "static" if compiled else "dynamic"},

@@ -10,7 +10,6 @@ and, where the ``tensorboard`` package is installed, TensorBoard event files.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +22,17 @@ from alphadrive_cli.schemas import SftConfig
 from alphadrive_cli.training import (
     CHECKPOINT_DIR,
     LOG_HISTORY,
-    base_model_location,
-    close_tensorboard,
     finite_round,
     last_checkpoint,
     load_policy,
+    model_summary,
     run_metrics,
-    save_policy,
+    save_run,
     silence_stdout_callbacks,
     trainer_arguments,
     trainer_callbacks,
     training_precision,
     training_summary,
-    write_log_history,
 )
 from alphadrive_cli.ui import console
 
@@ -89,7 +86,6 @@ def train_sft(data_path: Path, config: SftConfig, root: Path | None, name: str |
 
 def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabulary: Any, source: ModelSource,
            family: str, config: SftConfig, base_config_hash: str) -> Artifact:
-    import torch  # noqa: PLC0415 - heavy imports only once the inputs are known good
     from datasets import Dataset  # noqa: PLC0415
     from trl import SFTConfig as TrlSftConfig  # noqa: PLC0415
     from trl import SFTTrainer  # noqa: PLC0415
@@ -97,13 +93,10 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     from alphadrive_cli.models.lora import trainable_parameters  # noqa: PLC0415
     from alphadrive_cli.models.processor import load_processor  # noqa: PLC0415
     from alphadrive_cli.models.sft_data import VisionSFTCollator, sft_examples  # noqa: PLC0415
-    from alphadrive_cli.training_plots import curves_png  # noqa: PLC0415
 
     template = load_prompt(STUDENT_PROMPT)
     writer.add_prompt(template.id, template.sha256)
     precision = training_precision()
-    if precision.cuda:
-        torch.cuda.reset_peak_memory_stats()
     model, quantized = load_policy(source, config, precision)
     processor = load_processor(source.location, family=family)
     trainable, total = trainable_parameters(model)
@@ -123,13 +116,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     last, resumed_from = last_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=last)
 
-    save_policy(model, writer.dir)
-    processor.save_pretrained(str(writer.dir))
-    history = trainer.state.log_history
-    write_log_history(writer, history)
-    curves = curves_png(history, CURVES, f"sft {writer.name}", writer.path(CURVES_PNG))
-    close_tensorboard(callbacks)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    history, curves = save_run(writer, trainer, model, processor, callbacks, CURVES, f"sft {writer.name}", CURVES_PNG)
 
     losses = [entry["loss"] for entry in history if "loss" in entry]
     metrics: dict[str, Any] = {
@@ -147,9 +134,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
         counts={"examples": len(records), "trainable_parameters": trainable, "parameters": total},
         metrics=metrics,
         extra={
-            "model": {"reference": source.reference, **source.describe(), "family": family,
-                      "base_model_name_or_path": base_model_location(source), "config_sha256": base_config_hash,
-                      "merged": MERGED_DIR if config.merge else None},
+            "model": {**model_summary(source, family, base_config_hash), "merged": MERGED_DIR if config.merge else None},
             "training": {**training_summary(config, precision, quantized, resumed_from), "reasoning": config.reasoning},
             "curves": {"png": CURVES_PNG, "plotted": curves, "log_history": LOG_HISTORY, "tensorboard": tensorboard},
         },
