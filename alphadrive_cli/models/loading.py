@@ -75,6 +75,17 @@ def resolve_model_source(reference: str) -> ModelSource:
     raise BadInput(f"no such model: {reference!r} is not a local path, and hub ids look like 'Qwen/Qwen2-VL-2B-Instruct'")
 
 
+def model_inputs(source: ModelSource | None) -> dict[str, Artifact]:
+    """The lineage inputs of a model that is scored: its artifact (``model``) and, for an adapter, its
+    base's (``base_model``); plain directories and hub ids have none."""
+    inputs: dict[str, Artifact] = {}
+    if source is not None and source.artifact is not None:
+        inputs["model"] = source.artifact
+    if source is not None and source.base is not None and source.base.artifact is not None:
+        inputs["base_model"] = source.base.artifact
+    return inputs
+
+
 def model_config(source: ModelSource) -> PretrainedConfig:
     """The model's config, checked to be a supported family."""
     try:

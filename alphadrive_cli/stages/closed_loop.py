@@ -26,7 +26,7 @@ from alphadrive_cli.closed_loop.runner import FALLBACK_PLAN, DriveLog, Planner, 
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.metrics import closed_loop_metrics
 from alphadrive_cli.models.generation import GenerationSettings, generate
-from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, resolve_model_source
+from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, driving_messages, load_prompt
 from alphadrive_cli.schemas import DataConfig, EvalConfig
 from alphadrive_cli.ui import console, progress_bar
@@ -78,11 +78,7 @@ def evaluate_closed_loop(model: str, config: EvalConfig, data_path: Path | None,
     source = resolve_model_source(model)
     render, data = render_settings(data_path)
     specs = episode_specs(list(config.closed_loop.scenarios), config.closed_loop.seed_list())
-    inputs: dict[str, Artifact] = {}
-    if source.artifact is not None:
-        inputs["model"] = source.artifact
-    if source.base is not None and source.base.artifact is not None:
-        inputs["base_model"] = source.base.artifact
+    inputs = model_inputs(source)
     if data is not None:
         inputs["data"] = data
     settings = {**config.model_dump(mode="json"), "render": render.model_dump(mode="json", include={"image_size", "view_m", "ego_row"})}

@@ -25,7 +25,7 @@ from alphadrive_cli.errors import BadInput
 from alphadrive_cli.eval_plots import confusion_png, f1_bars_png
 from alphadrive_cli.metrics import multimodality, open_loop_metrics, single_action
 from alphadrive_cli.models.generation import GenerationSettings, generate
-from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, resolve_model_source
+from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import EvalConfig
 from alphadrive_cli.ui import console, progress_bar
@@ -189,11 +189,7 @@ def evaluate(data_path: Path, config: EvalConfig, root: Path | None, name: str |
     if model is None and (predictions is None or not predictions.is_file()):
         raise BadInput(f"no such predictions file: {predictions}")
     source = resolve_model_source(model) if model is not None else None  # checked before any heavy loading
-    inputs = {"data": data}
-    if source is not None and source.artifact is not None:
-        inputs["model"] = source.artifact
-    if source is not None and source.base is not None and source.base.artifact is not None:
-        inputs["base_model"] = source.base.artifact
+    inputs = {"data": data, **model_inputs(source)}
     scored = {"model": model} if model is not None else {"predictions_sha256": sha256_file(predictions)}
     with begin("eval", name or "eval", config.model_dump(mode="json"), root=root, resume=resume,
                inputs=inputs, identity={"config": config.model_dump(mode="json"), **scored}) as writer:
