@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import TrainerCallback
 
 from alphadrive_cli import training
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
@@ -26,6 +25,7 @@ from alphadrive_cli.stages.grpo import train_grpo
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
 from alphadrive_cli.ui import console
+from interrupts import InterruptAfterSave, Interrupted
 from labelled_data import make_labelled_data
 
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE")] * 2
@@ -197,15 +197,6 @@ def test_rl_only_from_the_base_model_trains_fresh_adapters(policy, tmp_path: Pat
     assert artifact.manifest["model"]["init"] == "fresh LoRA on the base model"
     config = json.loads((artifact.path / "adapter_config.json").read_text())
     assert config["r"] == 8 and Path(config["base_model_name_or_path"]) == policy["model"].resolve()
-
-
-class Interrupted(Exception):
-    pass
-
-
-class InterruptAfterSave(TrainerCallback):
-    def on_save(self, args, state, control, **kwargs):
-        raise Interrupted(state.global_step)
 
 
 def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Path, monkeypatch) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from transformers import TrainerCallback
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts import ResumePolicy, open_artifact
@@ -26,6 +25,7 @@ from alphadrive_cli.ui import console
 from alphadrive_cli.stages.distill import distill
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
+from interrupts import InterruptAfterSave, Interrupted
 from labelled_data import make_labelled_data
 
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE"),
@@ -149,17 +149,6 @@ def test_undistilled_data_is_refused_before_loading(inputs, tmp_path: Path, monk
     with pytest.raises(BadInput, match="--model"):
         train_sft(inputs["distill"], config(inputs, model=None), tmp_path / "runs", None, ResumePolicy.AUTO)
     assert not (tmp_path / "runs" / "sft").exists() or not any((tmp_path / "runs" / "sft").glob(".sft*"))
-
-
-class Interrupted(Exception):
-    pass
-
-
-class InterruptAfterSave(TrainerCallback):
-    """Simulates a crash right after the first checkpoint is written."""
-
-    def on_save(self, args, state, control, **kwargs):
-        raise Interrupted(state.global_step)
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(inputs, tmp_path: Path, monkeypatch) -> None:
