@@ -168,6 +168,8 @@ class TrainingConfig(Strict):
     max_steps: int = Field(-1, ge=-1, description="-1: run the whole number of epochs")
     epochs: float = Field(1.0, gt=0)
     save_steps: int = Field(50, ge=1)
+    dataloader_workers: int = Field(0, ge=0, description="processes decoding and batching frames beside training "
+                                                         "(0: the training process itself)")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -53,6 +53,12 @@ def training_precision() -> Precision:
     return Precision(cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported())
 
 
+def weight_dtype(config: TrainingConfig, precision: Precision) -> torch.dtype:
+    """The dtype the policy's weights are loaded in: fp32 master weights for ``finetune: full`` (bf16 runs
+    as autocast, so small updates are not rounded away), else the precision's dtype under frozen bases."""
+    return torch.float32 if config.finetune == "full" else precision.dtype
+
+
 def base_model_location(source: ModelSource) -> str:
     """What an adapter's ``base_model_name_or_path`` records: an absolute path, or the hub id."""
     weights = source.weights
@@ -87,7 +93,7 @@ def load_policy(source: ModelSource, config: TrainingConfig, precision: Precisio
         model = apply_lora(load_model(source, dtype=precision.dtype, **load_kwargs), config)
         model.peft_config["default"].base_model_name_or_path = base_model_location(source)
     else:
-        model = load_model(source, dtype=precision.dtype, **load_kwargs)
+        model = load_model(source, dtype=weight_dtype(config, precision), **load_kwargs)
         prepare_for_training(model, config)
     return model, quantization is not None
 
@@ -145,7 +151,7 @@ def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints:
         "gradient_checkpointing": config.gradient_checkpointing,
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
         "remove_unused_columns": False,
-        "dataloader_num_workers": 0,
+        "dataloader_num_workers": config.dataloader_workers,
         "disable_tqdm": True,
     }
 
@@ -166,7 +172,8 @@ def run_metrics(trainer: Any, result: Any, precision: Precision) -> dict[str, An
 def training_summary(config: TrainingConfig, precision: Precision, quantized: bool, resumed_from: int | None) -> dict[str, Any]:
     """The manifest's ``training`` section: what precision and device the run actually used."""
     return {"finetune": config.finetune, "quantization": "4bit" if quantized else "none", "requested_quantization": config.quantization,
-            "dtype": str(precision.dtype).removeprefix("torch."), "device": precision.device,
+            "dtype": str(weight_dtype(config, precision)).removeprefix("torch."),
+            "autocast": "bfloat16" if precision.bf16 else None, "device": precision.device,
             "resumed_from_step": resumed_from}
 
 
