@@ -1,0 +1,262 @@
+"""Rollout decoding with the whole decoding step (model, logits processors, sampling, stop bookkeeping) in
+one CUDA graph.
+
+:func:`graph_sample` is a transformers ``custom_generate`` decoding method, a drop-in for
+``GenerationMixin._sample``: ``generate`` still prepares the inputs, the static KV cache, the logits
+processors and the stopping criteria. The prefill and the first token run as in ``_sample``; every later
+step is one ``torch.compile``'d call that reads and writes only tensors allocated before it (the last token,
+its positions, an attention mask over the whole static cache, the output columns, the finished flags), so
+on CUDA it is captured in a CUDA graph once per ``generate`` call and replayed, and the host asks whether
+every sequence has finished only every ``CHECK_EVERY`` steps. Sampling draws ``argmax(p / E)`` with
+``E ~ Exp(1)`` per token (the exponential race: exactly ``torch.multinomial``'s distribution, but capturable);
+greedy decoding is ``_sample``'s argmax. Tokens after a sequence's EOS are padding and the result is cut
+where ``_sample`` stops. Anything else ``_sample`` supports (a dynamic cache, logits processors that read the
+tokens so far, other stopping criteria, returned attentions or hidden states) falls back to ``_sample``.
+:func:`use_graph_decoding` makes a model's ``generate`` use it, with :mod:`~alphadrive_cli.models.decode_attention`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MethodType
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
+from transformers.generation import (
+    EosTokenCriteria,
+    LogitsProcessorList,
+    MaxLengthCriteria,
+    MinLengthLogitsProcessor,
+    MinNewTokensLengthLogitsProcessor,
+    MinPLogitsWarper,
+    StoppingCriteriaList,
+    SuppressTokensLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+from alphadrive_cli.models.decode_attention import use_folded_gqa
+
+CHECK_EVERY = 8  # decoding steps between the host's checks whether every sequence has finished
+WARMUP_STEPS = 2  # steps run (and compiled) outside the graph before it is captured
+# logits processors whose result does not depend on the tokens so far: they run inside the graph as they are
+SEQUENCE_FREE = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper, SuppressTokensLogitsProcessor)
+
+
+@dataclass(frozen=True)
+class EosBan:
+    """``min_length`` / ``min_new_tokens`` inside the graph: EOS scores -inf while fewer than ``new_tokens``
+    tokens are generated (``mask`` marks the EOS ids in the vocabulary)."""
+
+    new_tokens: int
+    mask: torch.Tensor
+
+
+@dataclass
+class DecodeState:
+    """What one decoding step reads and updates in place (fixed addresses, so the step can be graph-captured)."""
+
+    inputs: dict[str, Any]  # model inputs that are the same every step: the cache, logits_to_keep, ...
+    token: torch.Tensor  # (batch, 1): the last token
+    positions: torch.Tensor | None  # its position ids, (batch, 1) or (rope sections, batch, 1)
+    attention_mask: torch.Tensor | None  # (batch, cache length); causality hides the slots not written yet
+    tokens: torch.Tensor  # (batch, max new tokens): column 0 is the first token, chosen after the prefill
+    column: torch.Tensor  # (1,): the column this step writes
+    unfinished: torch.Tensor  # (batch,) bool
+    processors: tuple[Any, ...]
+    pad: torch.Tensor | None
+    eos: torch.Tensor | None
+    sample: bool
+    scores: torch.Tensor | None = None  # (batch, vocabulary): this step's processed scores, where asked for
+    logits: torch.Tensor | None = None
+
+
+def choose(scores: torch.Tensor, sample: bool) -> torch.Tensor:
+    """The next token of every row: argmax, or a draw from ``softmax(scores)`` by the exponential race."""
+    if not sample:
+        return scores.argmax(dim=-1)
+    probs = scores.softmax(dim=-1)
+    race = torch.empty_like(probs).exponential_().clamp_min_(torch.finfo(probs.dtype).tiny)
+    return (probs / race).argmax(dim=-1)
+
+
+def decode_step(model: PreTrainedModel, state: DecodeState) -> None:
+    """One decoding step: the model on the last token, the processors, the choice, the bookkeeping."""
+    inputs = dict(state.inputs, input_ids=state.token, attention_mask=state.attention_mask)
+    if state.positions is not None:
+        inputs["position_ids"] = state.positions
+    logits = model(**inputs).logits[:, -1].float()
+    scores = logits
+    for processor in state.processors:
+        if isinstance(processor, EosBan):
+            scores = scores.masked_fill(processor.mask & (state.column < processor.new_tokens), -math.inf)
+        else:
+            scores = processor(state.token, scores)
+    token = choose(scores, state.sample)
+    if state.eos is not None:  # a finished sequence gets padding, as in _sample
+        token = torch.where(state.unfinished, token, state.pad)
+        state.unfinished.logical_and_(~torch.isin(token, state.eos))
+    state.tokens.index_copy_(1, state.column, token[:, None])
+    state.token.copy_(token[:, None])
+    if state.positions is not None:
+        state.positions.add_(1)
+    state.column.add_(1)
+    if state.scores is not None:
+        state.scores.copy_(scores)
+    if state.logits is not None:
+        state.logits.copy_(logits)
+
+
+compiled_decode_step = torch.compile(decode_step, fullgraph=True)
+
+
+class Replay:
+    """Runs a decoding step; on CUDA the first ``WARMUP_STEPS`` calls run it (compiling it) on a side stream,
+    the next captures it in a CUDA graph and replays it, and every later call replays that graph."""
+
+    def __init__(self, step: Callable[[], None], cuda: bool) -> None:
+        self.step, self.cuda, self.calls = step, cuda, 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.stream = torch.cuda.Stream() if cuda else None
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.stream is None:
+            self.step()
+        elif self.calls <= WARMUP_STEPS:
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                self.step()
+            torch.cuda.current_stream().wait_stream(self.stream)
+        else:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, stream=self.stream):
+                self.step()  # recorded, not run
+            self.graph.replay()
+
+
+def unsupported(model: PreTrainedModel, logits_processor: LogitsProcessorList, stopping_criteria: StoppingCriteriaList,
+                generation_config: GenerationConfig, model_kwargs: dict[str, Any]) -> str | None:
+    """Why :func:`graph_sample` cannot decode this call (it then falls back to ``_sample``), or None."""
+    cache = model_kwargs.get("past_key_values")
+    if model.config.is_encoder_decoder or not getattr(cache, "is_compileable", False) or type(cache).__name__ == "DynamicCache":
+        return "it needs a decoder-only model and a static KV cache (cache_implementation='static')"
+    if generation_config.output_attentions or generation_config.output_hidden_states:
+        return "it returns no attentions or hidden states"
+    for processor in logits_processor:
+        if not isinstance(processor, (*SEQUENCE_FREE, MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor)):
+            return f"{type(processor).__name__} reads the tokens so far"
+    for criterion in stopping_criteria:
+        if not isinstance(criterion, (MaxLengthCriteria, EosTokenCriteria)):
+            return f"no {type(criterion).__name__}"
+    return None
+
+
+def graph_processors(logits_processor: LogitsProcessorList, prompt_length: int, vocabulary: int,
+                     device: torch.device) -> tuple[Any, ...]:
+    """The processors as the graph runs them: minimum lengths become :class:`EosBan`, the rest as they are."""
+    processors: list[Any] = []
+    vocab = torch.arange(vocabulary, device=device)
+    for processor in logits_processor:
+        if isinstance(processor, MinLengthLogitsProcessor):
+            processors.append(EosBan(processor.min_length - prompt_length, torch.isin(vocab, processor.eos_token_id)))
+        elif isinstance(processor, MinNewTokensLengthLogitsProcessor):
+            processors.append(EosBan(processor.prompt_length_to_skip + processor.min_new_tokens - prompt_length,
+                                     torch.isin(vocab, processor.eos_token_id)))
+        else:
+            processors.append(processor)
+    return tuple(processors)
+
+
+def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_processor: LogitsProcessorList,
+                 stopping_criteria: StoppingCriteriaList, generation_config: GenerationConfig,
+                 **model_kwargs: Any) -> GenerateDecoderOnlyOutput | torch.LongTensor:
+    """``GenerationMixin._sample`` with every step after the first in one CUDA graph (see the module's doc);
+    ``generate(..., custom_generate=graph_sample)`` calls it."""
+    reason = unsupported(model, logits_processor, stopping_criteria, generation_config, model_kwargs)
+    if reason is not None:
+        warnings.warn(f"graph decoding falls back to transformers' _sample: {reason}", stacklevel=2)
+        return GenerationMixin._sample(model, input_ids, logits_processor, stopping_criteria, generation_config,
+                                       **model_kwargs)
+    max_length = next(c.max_length for c in stopping_criteria if isinstance(c, MaxLengthCriteria))
+    eos = next((c.eos_token_id for c in stopping_criteria if isinstance(c, EosTokenCriteria)), None)
+    keep_scores = generation_config.return_dict_in_generate and generation_config.output_scores
+    keep_logits = generation_config.return_dict_in_generate and generation_config.output_logits
+    batch, prompt = input_ids.shape
+    new_tokens = max_length - prompt
+
+    outputs = model._prefill(input_ids, generation_config, model_kwargs)
+    model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs)
+    logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=input_ids.device)
+    del outputs
+    scores = logits_processor(input_ids, logits)
+    first = choose(scores, generation_config.do_sample)
+    cache = model_kwargs["past_key_values"]
+    inputs = model.prepare_inputs_for_generation(torch.cat([input_ids, first[:, None]], dim=-1), next_sequence_length=1,
+                                                 **model_kwargs)
+    positions = inputs.pop("position_ids", None)
+    mask = None
+    if model_kwargs.get("attention_mask") is not None:
+        mask = torch.ones(batch, cache.get_mask_sizes(1, 0)[0], dtype=torch.long, device=input_ids.device)
+        mask[:, :prompt] = model_kwargs["attention_mask"][:, :prompt]
+    state = DecodeState(
+        inputs={key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")},
+        token=inputs["input_ids"].clone(), positions=None if positions is None else positions.clone(),
+        attention_mask=mask, tokens=torch.empty(batch, new_tokens, dtype=torch.long, device=input_ids.device),
+        column=torch.ones(1, dtype=torch.long, device=input_ids.device),
+        unfinished=torch.ones(batch, dtype=torch.bool, device=input_ids.device),
+        processors=graph_processors(logits_processor, prompt, scores.shape[-1], input_ids.device),
+        pad=generation_config._pad_token_tensor, eos=eos, sample=generation_config.do_sample,
+        scores=torch.empty_like(scores) if keep_scores else None, logits=torch.empty_like(logits) if keep_logits else None)
+    state.tokens[:, 0] = first
+    if eos is not None:
+        state.unfinished &= ~torch.isin(first, eos)
+    kept_scores, kept_logits = [scores], [logits]
+
+    cuda = input_ids.device.type == "cuda"
+    step = Replay(lambda: (compiled_decode_step if cuda else decode_step)(model, state), cuda)
+    filled = 1
+    while filled < new_tokens and (filled % CHECK_EVERY or state.unfinished.any()):
+        step()
+        filled += 1
+        if keep_scores:
+            kept_scores.append(state.scores.clone())
+        if keep_logits:
+            kept_logits.append(state.logits.clone())
+
+    generated = state.tokens[:, :filled]
+    if eos is not None:  # _sample stops once every sequence has emitted EOS
+        is_eos = torch.isin(generated, eos)
+        ends = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), filled - 1)
+        generated = generated[:, :int(ends.max()) + 1]
+    sequences = torch.cat([input_ids, generated], dim=-1)
+    if not generation_config.return_dict_in_generate:
+        return sequences
+    columns = generated.shape[1]
+    return GenerateDecoderOnlyOutput(sequences=sequences, scores=tuple(kept_scores[:columns]) if keep_scores else None,
+                                     logits=tuple(kept_logits[:columns]) if keep_logits else None,
+                                     past_key_values=cache)
+
+
+def generate_with_graphs(model: PreTrainedModel, *args: Any, **kwargs: Any) -> Any:
+    """``model.generate`` with :func:`graph_sample` as its decoding method."""
+    return type(model).generate(model, *args, custom_generate=graph_sample, **kwargs)
+
+
+def use_graph_decoding(model: PreTrainedModel) -> None:
+    """Make ``model.generate`` decode with :func:`graph_sample` and folded-GQA decode attention.
+
+    An instance attribute shadows the class's ``generate`` (what transformers itself does for a model loaded
+    with a ``custom_generate`` repository), so callers that cannot pass ``custom_generate``, such as TRL's
+    GRPOTrainer, get it too. Generation still needs ``cache_implementation='static'`` to take the graph.
+    """
+    use_folded_gqa(model)
+    model.generate = MethodType(generate_with_graphs, model)
