@@ -1,4 +1,4 @@
-"""Rollout decoding against its physical floor: plain `generate`, static KV cache with compiled decoding, folded GQA.
+"""Rollout decoding against its physical floor: plain `generate`, static KV cache with compiled decoding, folded GQA, graph decoding.
 
 Usage (one CUDA GPU): python bench/decode_floor.py --batch 64 --new-tokens 128 --out docs/bench/decode_h100.json
 CPU smoke test (tiny model, nothing compiles): python bench/decode_floor.py --tiny --batch 4 --new-tokens 8
@@ -8,7 +8,10 @@ template, one 448x448 frame each, the frames of the synthetic data set in bench/
 as TRL's GRPOTrainer sets it (temperature 1, no top-k/top-p, image token suppressed). Each route is timed
 for 1 and for N+1 new tokens; decode time per step = the difference / N (prefill, vision tower included,
 cancels). Every completion is forced to N tokens. The third route also decodes with
-:func:`folded_gqa_attention` (not yet in the grpo stage; grpo_speed.py measures it there). The floor is the fewest bytes a decode step must read
+:func:`~alphadrive_cli.models.decode_attention.folded_gqa_attention`; the fourth is what the grpo stage runs
+with `compile_generation`: that attention and :func:`~alphadrive_cli.models.graph_decoding.graph_sample`, the
+model step, sampling and stop bookkeeping of every step after the first in one CUDA graph (on the CPU it runs
+eagerly: the smoke test checks its tokens and logits). The floor is the fewest bytes a decode step must read
 (the language model's weights once, plus the KV cache of every sequence at its mean context length) over
 the device-to-device copy bandwidth measured here.
 """
@@ -19,27 +22,30 @@ import argparse
 import copy
 import statistics
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
-from transformers import AttentionInterface, GenerationConfig, PretrainedConfig
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from torch._dynamo.utils import counters
+from transformers import GenerationConfig, PretrainedConfig
 
 from alphadrive_cli.artifacts import open_artifact
 from alphadrive_cli.data.schema import dataset_vocabulary, iter_split
+from alphadrive_cli.models.decode_attention import use_folded_gqa
+from alphadrive_cli.models.graph_decoding import use_graph_decoding
 from alphadrive_cli.models.loading import build_random_model, load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from grpo_speed import bench_inputs, device_facts  # bench/grpo_speed.py
 from report import report  # bench/report.py
 
 
-ROUTES = (  # (route, static cache + compiled decoding, folded-GQA attention)
-    ("plain generate (dynamic cache, eager)", False, False),
-    ("static KV cache + compiled decoding (CUDA graphs)", True, False),
-    ("+ folded-GQA decode attention", True, True),
+ROUTES = (  # (route, static cache + compiled decoding, folded-GQA attention, graph decoding)
+    ("plain generate (dynamic cache, eager)", False, False, False),
+    ("static KV cache + compiled decoding (CUDA graphs)", True, False, False),
+    ("+ folded-GQA decode attention", True, True, False),
+    ("+ graph decoding: step, sampling and stop checks in one CUDA graph (compile_generation)", True, True, True),
 )
 
 
@@ -103,37 +109,6 @@ def rollout_inputs(model_path: Path, data_path: Path, batch: int, device: str) -
     return model, processor, dict(inputs)
 
 
-FOLDED_GQA = "sdpa_folded_gqa"
-
-
-def folded_gqa_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                         attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                         **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """SDPA that decodes (one query token) without copying the KV cache once per query head.
-
-    transformers' SDPA path expands grouped keys and values to every query head whenever there is a mask
-    (always, with a static cache), which for Qwen2-VL-2B (12 heads, 2 KV heads) moves 6x the cache per step.
-    Here the 6 query heads of a KV head become 6 query positions of one head: same result, no copy.
-    Prefill and training (several query tokens) take transformers' SDPA path unchanged.
-    """
-    batch, heads, length, dim = query.shape
-    groups = key.shape[1]
-    if length != 1 or groups == heads:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    out = torch.nn.functional.scaled_dot_product_attention(
-        query.reshape(batch, groups, heads // groups, dim), key, value, attn_mask=attention_mask, scale=scaling,
-        dropout_p=dropout if module.training else 0.0)
-    return out.reshape(batch, 1, heads, dim), None
-
-
-def use_folded_gqa(model: Any) -> None:
-    """Switch the language model's attention to :func:`folded_gqa_attention` (with SDPA's masks: a name
-    without a registered mask function silently gets no mask, and a static cache then attends to empty slots)."""
-    AttentionInterface.register(FOLDED_GQA, folded_gqa_attention)
-    AttentionMaskInterface.register(FOLDED_GQA, sdpa_mask)
-    model.set_attn_implementation({"text_config": FOLDED_GQA})
-
-
 def sampling_config(model: Any, processor: Any, compiled: bool) -> GenerationConfig:
     """TRL GRPOTrainer's sampling settings; ``compiled``: static KV cache and a compiled decoding step."""
     return GenerationConfig(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, repetition_penalty=1.0,
@@ -165,6 +140,13 @@ def first_decode_logits(model: Any, inputs: dict[str, torch.Tensor], config: Gen
     return out.logits[1].float()
 
 
+def graph_vs_uncaptured(model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int) -> float:
+    """Share of greedy tokens the graph route gives as its compiled step run without a CUDA graph does (the same
+    kernels: 1.0 unless capture or replay changes something)."""
+    graph, plain = (generate(model, inputs, config, new_tokens, do_sample=False, cuda_graph=captured) for captured in (True, False))
+    return (graph == plain).float().mean().item()
+
+
 def measure(model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int, repeats: int) -> dict[str, Any]:
     """Warm-up (compilation included), then median prefill-only and full times; decode per step from their difference."""
     warmup = seconds(model, inputs, config, new_tokens + 1)
@@ -194,18 +176,29 @@ def main() -> None:
     prompt = inputs["attention_mask"].sum(dim=1).float().mean().item()
     floor = floor_tokens_per_s(model.config, args.batch, prompt, args.new_tokens, bandwidth)
     rows, logits = [], []
-    for route, compiled, folded in ROUTES:
+    for route, compiled, folded, graphs in ROUTES:
         if folded:
             use_folded_gqa(model)
+        if graphs:
+            use_graph_decoding(model)
         config = sampling_config(model, processor, compiled)
         torch.manual_seed(0)
-        row = {"route": route, **measure(model, inputs, config, args.new_tokens, args.repeats)}
-        row["compiled"] = hasattr(model, "_compiled_call")
-        row["floor_tokens_per_s"] = round(floor, 1)
-        row["ratio_to_floor"] = round(row["decode_tokens_per_s"] / floor, 4)
-        row["speedup"] = round(row["decode_tokens_per_s"] / rows[0]["decode_tokens_per_s"], 2) if rows else 1.0
-        logits.append(first_decode_logits(model, inputs, config))
-        row["logits_vs_plain"] = round(((logits[-1] - logits[0]).norm() / logits[0].norm()).item(), 5)
+        try:
+            row = {"route": route, **measure(model, inputs, config, args.new_tokens, args.repeats)}
+            row["compiled"] = hasattr(model, "_compiled_call")
+            row["compiled_graphs"] = counters["stats"]["unique_graphs"]
+            row["floor_tokens_per_s"] = round(floor, 1)
+            row["ratio_to_floor"] = round(row["decode_tokens_per_s"] / floor, 4)
+            row["speedup"] = round(row["decode_tokens_per_s"] / rows[0]["decode_tokens_per_s"], 2) if rows else 1.0
+            step_logits = first_decode_logits(model, inputs, config)
+            plain_logits = logits[0] if logits else step_logits
+            row["logits_vs_plain"] = round(((step_logits - plain_logits).norm() / plain_logits.norm()).item(), 5)
+            logits.append(step_logits)
+            if graphs:
+                row["greedy_tokens_vs_uncaptured"] = round(graph_vs_uncaptured(model, inputs, config, args.new_tokens), 4)
+        except Exception as error:  # noqa: BLE001 - a failing route is reported, the others are still measured
+            traceback.print_exc()
+            row = {"route": route, "error": f"{type(error).__name__}: {error}"[:300]}
         rows.append(row)
     facts = {**device_facts(), "parameters": sum(p.numel() for p in model.parameters()), "batch": args.batch,
              "new_tokens": args.new_tokens, "prompt_tokens_mean": round(prompt, 1), "repeats": args.repeats,
@@ -214,7 +207,7 @@ def main() -> None:
              "seed": 0}
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
     report(("route", "decode_tokens_per_s", "decode_ms_per_step", "floor_tokens_per_s", "ratio_to_floor", "speedup",
-            "prefill_s", "warmup_s", "logits_vs_plain"), rows, args.out, **facts)
+            "prefill_s", "warmup_s", "logits_vs_plain", "greedy_tokens_vs_uncaptured", "error"), rows, args.out, **facts)
 
 
 if __name__ == "__main__":

@@ -228,3 +228,24 @@ def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Pat
     with pytest.raises(BadInput, match="generation_batch_size = 12 is not a multiple"):
         train_grpo(policy["data"], grpo_config(policy["sft"], generation_batch_size=12), tmp_path / "runs", None,
                    ResumePolicy.AUTO)
+
+
+def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_path: Path, monkeypatch) -> None:
+    """The compile_generation route, forced on the CPU (eager steps, no CUDA graph): TRL's generate call on the
+    PEFT-wrapped policy reaches graph_sample with the static cache, and the rollouts train."""
+    from alphadrive_cli.models import graph_decoding  # noqa: PLC0415
+    from alphadrive_cli.stages import grpo  # noqa: PLC0415
+
+    calls = []
+
+    def spy(model, input_ids, *args, **kwargs):
+        calls.append(type(kwargs["past_key_values"]).__name__)
+        return sample(model, input_ids, *args, **kwargs)
+
+    sample = graph_decoding.graph_sample
+    monkeypatch.setattr(grpo, "_compiled_generation", lambda *args: True)
+    monkeypatch.setattr(graph_decoding, "graph_sample", spy)
+    artifact = train_grpo(policy["data"], grpo_config(policy["model"], max_steps=1), tmp_path / "runs", None,
+                          ResumePolicy.AUTO)
+    assert calls == ["StaticCache"]
+    assert artifact.manifest["generation"]["compiled"] and artifact.manifest["metrics"]["steps"] == 1

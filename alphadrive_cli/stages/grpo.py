@@ -79,7 +79,8 @@ def _check_batch(config: GrpoConfig) -> None:
 
 
 def _compiled_generation(config: GrpoConfig, cuda: bool, quantized: bool) -> bool:
-    """Whether rollouts decode with a static KV cache and a compiled step; the console says why not, where asked."""
+    """Whether rollouts decode with a static KV cache and graph decoding (folded-GQA attention, every step after
+    the first compiled and replayed as one CUDA graph); the console says why not, where asked."""
     if not (config.compile_generation and cuda):
         return False
     reason = ("gradient checkpointing is on (TRL toggles it around every rollout, which would recompile the decoder)"
@@ -131,9 +132,11 @@ def prompt_rows(records: list[Record], data_root: Path, template: PromptTemplate
 
 def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabulary: ActionVocabulary,
            source: ModelSource, family: str, config: GrpoConfig, base_config_hash: str) -> Artifact:
+    from peft import PeftModel  # noqa: PLC0415
     from trl import GRPOConfig as TrlGrpoConfig  # noqa: PLC0415
     from trl import GRPOTrainer  # noqa: PLC0415
 
+    from alphadrive_cli.models.graph_decoding import use_graph_decoding  # noqa: PLC0415
     from alphadrive_cli.models.lora import trainable_parameters  # noqa: PLC0415
     from alphadrive_cli.models.processor import load_processor  # noqa: PLC0415
 
@@ -167,6 +170,8 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
                           train_dataset=prompt_rows(records, data.path, template, vocabulary),
                           processing_class=processor, callbacks=callbacks)
     trainer.generation_config.disable_compile = not compiled  # TRL always turns generate's compilation off
+    if compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
+        use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
     silence_stdout_callbacks(trainer)
     result = trainer.train(resume_from_checkpoint=last)
 
