@@ -255,9 +255,10 @@ class GrpoConfig(TrainingConfig):
                                 "per_device_batch_size x gradient_accumulation_steps x processes); a multiple of that "
                                 "feeds several optimiser steps from one rollout (TRL's generation_batch_size)")
     compile_generation: bool = Field(
-        True, description="on CUDA, decode rollouts with a static KV cache and a compiled, CUDA-graphed decoding "
-                          "step; skipped with gradient_checkpointing (TRL toggles it around every rollout, which "
-                          "would recompile) and with 4-bit weights (not compilable)")
+        True, description="on CUDA, decode rollouts with a static KV cache, folded-GQA decode attention and every "
+                          "decoding step (model, sampling, stop bookkeeping) compiled and replayed as one CUDA graph; "
+                          "skipped with gradient_checkpointing (TRL toggles it around every rollout, which would "
+                          "recompile) and with 4-bit weights (not compilable)")
 
     @field_validator("rewards", mode="before")
     @classmethod

@@ -33,7 +33,8 @@ ROWS: list[tuple[str, int | None, dict[str, Any]]] = [  # (change, row it is add
      {"gradient_checkpointing": True, "compile_generation": False}),
     ("+ no gradient checkpointing", 0, {"gradient_checkpointing": False}),
     ("+ generation_batch_size {rollout} (one rollout for several steps)", 1, {"generation_batch_size": "rollout"}),
-    ("+ static KV cache, compiled decoding (CUDA graphs)", 2, {"compile_generation": True}),
+    ("+ compile_generation: static KV cache, folded-GQA attention, every decoding step one CUDA graph", 2,
+     {"compile_generation": True}),
 ]
 PER_STEP = 8  # completions per optimiser step: one frame's group of 8
 

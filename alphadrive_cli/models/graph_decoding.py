@@ -52,9 +52,10 @@ SEQUENCE_FREE = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, Mi
 @dataclass(frozen=True)
 class EosBan:
     """``min_length`` / ``min_new_tokens`` inside the graph: EOS scores -inf while fewer than ``new_tokens``
-    tokens are generated (``mask`` marks the EOS ids in the vocabulary)."""
+    tokens are generated (``mask`` marks the EOS ids in the vocabulary; both tensors, so that another length
+    compiles nothing new)."""
 
-    new_tokens: int
+    new_tokens: torch.Tensor
     mask: torch.Tensor
 
 
@@ -66,7 +67,7 @@ class DecodeState:
     token: torch.Tensor  # (batch, 1): the last token
     positions: torch.Tensor | None  # its position ids, (batch, 1) or (rope sections, batch, 1)
     attention_mask: torch.Tensor | None  # (batch, cache length); causality hides the slots not written yet
-    tokens: torch.Tensor  # (batch, max new tokens): column 0 is the first token, chosen after the prefill
+    tokens: torch.Tensor  # (batch, cache length - prompt + 1 >= new tokens): column 0 is the token chosen after the prefill
     column: torch.Tensor  # (1,): the column this step writes
     unfinished: torch.Tensor  # (batch,) bool
     processors: tuple[Any, ...]
@@ -117,13 +118,13 @@ compiled_decode_step = torch.compile(decode_step, fullgraph=True)
 
 
 class Replay:
-    """Runs a decoding step; on CUDA the first ``WARMUP_STEPS`` calls run it (compiling it) on a side stream,
-    the next captures it in a CUDA graph and replays it, and every later call replays that graph."""
+    """Runs a decoding step; with ``capture`` (CUDA) the first ``WARMUP_STEPS`` calls run it (compiling it) on a
+    side stream, the next captures it in a CUDA graph and replays it, and every later call replays that graph."""
 
-    def __init__(self, step: Callable[[], None], cuda: bool) -> None:
-        self.step, self.cuda, self.calls = step, cuda, 0
+    def __init__(self, step: Callable[[], None], capture: bool) -> None:
+        self.step, self.calls = step, 0
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.stream = torch.cuda.Stream() if cuda else None
+        self.stream = torch.cuda.Stream() if capture else None
 
     def __call__(self) -> None:
         self.calls += 1
@@ -166,10 +167,10 @@ def graph_processors(logits_processor: LogitsProcessorList, prompt_length: int, 
     processors: list[Any] = []
     vocab = torch.arange(vocabulary, device=device)
     for processor in logits_processor:
-        if isinstance(processor, MinLengthLogitsProcessor):
-            processors.append(EosBan(processor.min_length - prompt_length, torch.isin(vocab, processor.eos_token_id)))
-        elif isinstance(processor, MinNewTokensLengthLogitsProcessor):
-            processors.append(EosBan(processor.prompt_length_to_skip + processor.min_new_tokens - prompt_length,
+        if isinstance(processor, (MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor)):
+            length = (processor.min_length if isinstance(processor, MinLengthLogitsProcessor)
+                      else processor.prompt_length_to_skip + processor.min_new_tokens)
+            processors.append(EosBan(torch.tensor(length - prompt_length, device=device),
                                      torch.isin(vocab, processor.eos_token_id)))
         else:
             processors.append(processor)
@@ -177,10 +178,11 @@ def graph_processors(logits_processor: LogitsProcessorList, prompt_length: int, 
 
 
 def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_processor: LogitsProcessorList,
-                 stopping_criteria: StoppingCriteriaList, generation_config: GenerationConfig,
+                 stopping_criteria: StoppingCriteriaList, generation_config: GenerationConfig, cuda_graph: bool = True,
                  **model_kwargs: Any) -> GenerateDecoderOnlyOutput | torch.LongTensor:
     """``GenerationMixin._sample`` with every step after the first in one CUDA graph (see the module's doc);
-    ``generate(..., custom_generate=graph_sample)`` calls it."""
+    ``generate(..., custom_generate=graph_sample)`` calls it. ``cuda_graph=False`` (a ``generate`` keyword too)
+    runs the same compiled step on CUDA without capturing it, to check the graph against."""
     reason = unsupported(model, logits_processor, stopping_criteria, generation_config, model_kwargs)
     if reason is not None:
         warnings.warn(f"graph decoding falls back to transformers' _sample: {reason}", stacklevel=2)
@@ -203,14 +205,15 @@ def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_pro
     inputs = model.prepare_inputs_for_generation(torch.cat([input_ids, first[:, None]], dim=-1), next_sequence_length=1,
                                                  **model_kwargs)
     positions = inputs.pop("position_ids", None)
+    cache_length = cache.get_mask_sizes(1, 0)[0]
     mask = None
     if model_kwargs.get("attention_mask") is not None:
-        mask = torch.ones(batch, cache.get_mask_sizes(1, 0)[0], dtype=torch.long, device=input_ids.device)
+        mask = torch.ones(batch, cache_length, dtype=torch.long, device=input_ids.device)
         mask[:, :prompt] = model_kwargs["attention_mask"][:, :prompt]
     state = DecodeState(
         inputs={key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")},
         token=inputs["input_ids"].clone(), positions=None if positions is None else positions.clone(),
-        attention_mask=mask, tokens=torch.empty(batch, new_tokens, dtype=torch.long, device=input_ids.device),
+        attention_mask=mask, tokens=torch.empty(batch, cache_length - prompt + 1, dtype=torch.long, device=input_ids.device),
         column=torch.ones(1, dtype=torch.long, device=input_ids.device),
         unfinished=torch.ones(batch, dtype=torch.bool, device=input_ids.device),
         processors=graph_processors(logits_processor, prompt, scores.shape[-1], input_ids.device),
@@ -222,7 +225,7 @@ def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_pro
     kept_scores, kept_logits = [scores], [logits]
 
     cuda = input_ids.device.type == "cuda"
-    step = Replay(lambda: (compiled_decode_step if cuda else decode_step)(model, state), cuda)
+    step = Replay(lambda: (compiled_decode_step if cuda else decode_step)(model, state), cuda and cuda_graph)
     filled = 1
     while filled < new_tokens and (filled % CHECK_EVERY or state.unfinished.any()):
         step()
