@@ -1,60 +1,195 @@
-"""The paper's ablation on simulator data: SFT without / with reasoning, RL only, SFT + RL.
+"""The paper's ablation on simulator data: SFT without / with reasoning, RL only, SFT + RL, reward ablations.
 
 Usage: python bench/ablation.py --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json
-       [--dimensions configs/models/small-qwen2-vl.json] [--sft-epochs 3] [--grpo-steps 40] [--episodes 2]
+       [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
+       [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--jobs 8] [--budget-s 540]
 
 Runs the real CLI stage by stage, as a user would: one simulator data set and its grounded traces,
-then per seed a model trained from scratch (random weights of the dimensions given) in four rows:
+then per seed a model built from random weights of the dimensions given, trained in four rows:
 1. `sft --no-reasoning` (answers only), 2. `sft` on the traces, 3. `grpo` from the untrained model
-(RL only), 4. `grpo` from row 2 (the AlphaDrive recipe). Every row is scored open loop on the test
-split and closed loop (`eval --closed-loop`, all scenarios, the same seeds for every row); the expert's
-closed-loop row comes with each. Prints a Markdown table; --out writes every number as JSON.
-Artifact paths in the output are relative to --root. Rows 1-2 train every weight for --sft-epochs; rows 3-4 add --grpo-steps GRPO steps (row 4 therefore
-has more compute than row 2: its SFT plus the RL steps; the table states each row's wall time).
+(RL only), 4. `grpo` from row 2 (the AlphaDrive recipe); with --reward-ablation, row 4 again (first
+seed only) without each of the four rewards in turn. Every row is scored open loop on the test split
+and closed loop (`eval --closed-loop`, all scenarios, the same seeds for every row, the expert beside).
+
+Commands run as a dependency graph, --jobs at a time (independent rows train concurrently). Every
+artifact has a fixed name, so a second invocation with the same --root skips what is published and
+lets an interrupted stage resume its own checkpoint: a run cut by --budget-s (its stages get SIGTERM)
+or by a machine's time limit continues where it stopped. Row 4's train time includes its SFT. Prints
+Markdown tables from everything finished so far; --out writes every number as JSON. Artifact paths
+in the output are relative to --root.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from report import report  # bench/report.py
 
 ROWS = ("sft_no_reasoning", "sft_reasoning", "rl_only", "sft_rl")
 ROW_TITLES = {"sft_no_reasoning": "SFT, no reasoning", "sft_reasoning": "SFT with reasoning",
-              "rl_only": "RL only", "sft_rl": "SFT + RL (AlphaDrive)"}
+              "rl_only": "RL only", "sft_rl": "SFT + RL (AlphaDrive)",
+              "no_accuracy": "SFT + RL without the accuracy reward", "no_action_weights": "SFT + RL without action weights",
+              "no_diversity": "SFT + RL without the diversity reward", "no_format": "SFT + RL without the format reward"}
+ACTION_NAMES = tuple(yaml.safe_load((Path(__file__).parents[1] / "configs" / "rewards.yaml").read_text())["action_weights"])
+# Each reward of the paper dropped through its config; accuracy scales the weights and diversity, so
+# without it only the format reward is left.
+REWARD_ABLATIONS: dict[str, tuple[str, ...]] = {
+    "no_accuracy": ("rewards.quality_coef=0",),
+    "no_action_weights": tuple(f"rewards.action_weights.{action}=1.0" for action in ACTION_NAMES),
+    "no_diversity": ("rewards.diversity_floor=1.0",),
+    "no_format": ("rewards.format_coef=0",),
+}
 
 
-def alphadrive(root: Path, *args: str) -> Path:
-    """Run one CLI command with its artifacts under ``root``; the artifact path it printed."""
-    command = [sys.executable, "-m", "alphadrive_cli.cli", *args, "--out-root", str(root)]
-    print("$ alphadrive " + " ".join(args), file=sys.stderr, flush=True)
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"alphadrive {args[0]} failed with exit code {done.returncode}")
-    return Path(done.stdout.strip())
+@dataclass(frozen=True)
+class Job:
+    """One CLI command whose artifact is published as ``<name>-v1``; ``@key`` arguments become the path
+    of job ``key``'s artifact."""
+
+    key: str
+    args: tuple[str, ...]
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return tuple(arg[1:] for arg in self.args if arg.startswith("@"))
 
 
-def timed(root: Path, *args: str) -> tuple[Path, float]:
-    started = time.perf_counter()
-    path = alphadrive(root, *args)
-    return path, time.perf_counter() - started
+def published(root: Path, name: str) -> Path | None:
+    """The published artifact of ``name`` under ``root``, if any."""
+    found = sorted(root.glob(f"*/{name}-v*/manifest.json"))
+    return found[0].parent if found else None
 
 
-def scores(root: Path, model: Path, data: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Open-loop metrics on the test split and closed-loop metrics (model and expert) of one trained model."""
-    opened = alphadrive(root, "eval", "--model", str(model), "--data", str(data), "--scale", args.scale)
+def with_sets(sets: list[str]) -> list[str]:
+    return [part for item in sets for part in ("--set", item)]
+
+
+def plan(args: argparse.Namespace) -> list[Job]:
+    """Every command of the ablation, in priority order (training before scoring, first seed first)."""
+    jobs = [Job("data", ("data", "sim", "--frames", str(args.frames), "--seed", "0", "--workers", str(args.workers))),
+            Job("traces", ("distill", "--data", "@data", "--teacher", "grounded"))]
+    dims = ("--dimensions", str(args.dimensions)) if args.dimensions else ()
+    scale = ("--scale", args.scale)
+    trained: list[tuple[str, int]] = []
+    for seed in args.seeds:
+        sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
+        grpo = (*scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
+        jobs += [Job(f"model-s{seed}", ("models", "tiny", "--seed", str(seed), *dims, *with_sets(args.model_set))),
+                 Job(f"sft_no_reasoning-s{seed}", ("sft", "--data", "@data", "--model", f"@model-s{seed}", "--no-reasoning", *sft)),
+                 Job(f"sft_reasoning-s{seed}", ("sft", "--data", "@traces", "--model", f"@model-s{seed}", *sft)),
+                 Job(f"rl_only-s{seed}", ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo)),
+                 Job(f"sft_rl-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo))]
+        trained += [(row, seed) for row in ROWS]
+        if args.reward_ablation and seed == args.seeds[0]:
+            jobs += [Job(f"{row}-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo,
+                                            *with_sets(list(sets)))) for row, sets in REWARD_ABLATIONS.items()]
+            trained += [(row, seed) for row in REWARD_ABLATIONS]
+    for row, seed in trained:
+        model = f"@{row}-s{seed}"
+        jobs += [Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", "@data", *scale)),
+                 Job(f"closed-{row}-s{seed}", ("eval", "--closed-loop", "--model", model, "--data", "@data", *scale,
+                                               "--episodes", str(args.episodes), "--set", f"closed_loop.seconds={args.seconds}"))]
+    return jobs
+
+
+class Runner:
+    """Runs jobs as subprocesses of the CLI, logging each to ``<root>/logs/<key>.log`` and its wall time to
+    ``<root>/jobs.jsonl``; ``stop()`` sends SIGTERM to every running stage (which then keeps its checkpoint)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.running: dict[str, subprocess.Popen[str]] = {}
+        self.stopped: set[str] = set()
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, job: Job, paths: dict[str, Path]) -> Path:
+        args = [str(paths[arg[1:]]) if arg.startswith("@") else arg for arg in job.args]
+        print(f"$ alphadrive {' '.join(args)} --name {job.key}", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        with (self.root / "logs" / f"{job.key}.log").open("a") as log:
+            process = subprocess.Popen([sys.executable, "-m", "alphadrive_cli.cli", *args, "--name", job.key,
+                                        "--out-root", str(self.root)], stdout=subprocess.PIPE, stderr=log, text=True)
+            self.running[job.key] = process
+            stdout, _ = process.communicate()
+            del self.running[job.key]
+        seconds = time.perf_counter() - started
+        with (self.root / "jobs.jsonl").open("a") as handle:
+            handle.write(json.dumps({"key": job.key, "seconds": round(seconds, 1), "exit_code": process.returncode}) + "\n")
+        if process.returncode != 0:
+            raise RuntimeError(f"{job.key} exited with {process.returncode} after {seconds:.0f} s (logs/{job.key}.log)")
+        return Path(stdout.strip())
+
+    def stop(self) -> None:
+        for key, process in list(self.running.items()):
+            if key not in self.stopped:
+                self.stopped.add(key)
+                process.send_signal(signal.SIGTERM)
+
+
+def execute(jobs: list[Job], root: Path, workers: int, budget_s: float) -> dict[str, Path]:
+    """Run ``jobs`` in dependency order, ``workers`` at a time; after ``budget_s`` seconds start nothing new and
+    stop what runs. The artifact path of every job that is done."""
+    paths = {job.key: path for job in jobs if (path := published(root, job.key)) is not None}
+    failed: set[str] = set()
+    runner = Runner(root)
+    deadline = time.monotonic() + budget_s
+    futures: dict[Future[Path], Job] = {}
+    with ThreadPoolExecutor(workers) as pool:
+        while True:
+            open_jobs = [job for job in jobs if job.key not in paths and job.key not in failed
+                         and job not in futures.values()]
+            for job in open_jobs:
+                if any(need in failed for need in job.needs):
+                    failed.add(job.key)
+                elif (time.monotonic() < deadline and len(futures) < workers
+                      and all(need in paths for need in job.needs)):
+                    futures[pool.submit(runner, job, paths)] = job
+            if not futures:
+                return paths
+            remaining = deadline - time.monotonic()
+            finished, _ = wait(futures, timeout=max(1.0, remaining) if remaining < 1e6 else None,
+                               return_when=FIRST_COMPLETED)
+            if time.monotonic() >= deadline:
+                runner.stop()
+            for future in finished:
+                job = futures.pop(future)
+                try:
+                    paths[job.key] = future.result()
+                except RuntimeError as error:
+                    print(f"failed: {error}", file=sys.stderr, flush=True)
+                    if time.monotonic() < deadline:
+                        failed.add(job.key)
+
+
+def train_seconds(root: Path, keys: list[str]) -> float:
+    """Wall seconds of the given jobs over every invocation (a resumed stage counts each part)."""
+    log = root / "jobs.jsonl"
+    entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return sum(entry["seconds"] for entry in entries if entry["key"] in keys)
+
+
+def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str, Any] | None:
+    """One trained row's open-loop metrics (test split) and closed-loop metrics (model and expert), or None
+    while its evaluations are not both done."""
+    opened, closed = paths.get(f"open-{row}-s{seed}"), paths.get(f"closed-{row}-s{seed}")
+    if opened is None or closed is None:
+        return None
     metrics = json.loads((opened / "metrics.json").read_text())
-    closed = alphadrive(root, "eval", "--closed-loop", "--model", str(model), "--data", str(data), "--scale", args.scale,
-                        "--episodes", str(args.episodes), "--set", f"closed_loop.seconds={args.seconds}")
     drivers = json.loads((closed / "closed_loop.json").read_text())["drivers"]
-    return {"planning_accuracy": metrics["planning_accuracy"], "format_valid_rate": metrics["format_valid_rate"],
+    chain = [f"{row}-s{seed}"] + ([f"sft_reasoning-s{seed}"] if row not in ("sft_no_reasoning", "sft_reasoning", "rl_only") else [])
+    return {"train_wall_s": round(train_seconds(root, chain), 1), "artifact": str(paths[f"{row}-s{seed}"].relative_to(root)),
+            "planning_accuracy": metrics["planning_accuracy"], "format_valid_rate": metrics["format_valid_rate"],
             "speed_macro_f1": metrics["speed"]["macro_f1"], "path_macro_f1": metrics["path"]["macro_f1"],
             "speed_f1": {a: v["f1"] for a, v in metrics["speed"]["per_class"].items()},
             "path_f1": {a: v["f1"] for a, v in metrics["path"]["per_class"].items()},
@@ -62,56 +197,44 @@ def scores(root: Path, model: Path, data: Path, args: argparse.Namespace) -> dic
             "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))]}
 
 
-def run_seed(root: Path, data: Path, traces: Path, seed: int, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """The four rows for one seed (model initialisation and training order); each row's scores are also
-    appended to ``<root>/rows.jsonl`` as soon as they exist, so a run cut short keeps what it finished."""
-    dims = ["--dimensions", str(args.dimensions)] if args.dimensions else []
-    model = alphadrive(root, "models", "tiny", "--seed", str(seed), *dims, "--name", f"scratch-s{seed}")
-    sft = ["--scale", args.scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}"]
-    grpo = ["--scale", args.scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}"]
-    trained: dict[str, tuple[Path, float]] = {}
-    trained["sft_no_reasoning"] = timed(root, "sft", "--data", str(data), "--model", str(model), "--no-reasoning", *sft,
-                                        "--name", f"sft-noreason-s{seed}")
-    trained["sft_reasoning"] = timed(root, "sft", "--data", str(traces), "--model", str(model), *sft,
-                                     "--name", f"sft-reason-s{seed}")
-    trained["rl_only"] = timed(root, "grpo", "--data", str(data), "--init", str(model), *grpo, "--name", f"rl-only-s{seed}")
-    policy, seconds = timed(root, "grpo", "--data", str(data), "--init", str(trained["sft_reasoning"][0]), *grpo,
-                            "--name", f"sft-rl-s{seed}")
-    trained["sft_rl"] = (policy, seconds + trained["sft_reasoning"][1])
-    rows = {}
-    for row, (path, wall) in trained.items():
-        rows[row] = {"train_wall_s": round(wall, 1), "artifact": str(path.relative_to(root)), **scores(root, path, data, args)}
-        with (root / "rows.jsonl").open("a") as handle:
-            handle.write(json.dumps({"seed": seed, "row": row, **rows[row]}) + "\n")
+def cell(values: list[float], fmt: str = "{:.3f}") -> str:
+    """The mean, with the spread (min-max) where there are several values."""
+    text = fmt.format(statistics.fmean(values))
+    return text + (f" ({fmt.format(min(values))}–{fmt.format(max(values))})" if len(values) > 1 else "")
+
+
+def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One table row per configuration: the mean over its seeds, with the spread where there are several."""
+    rows = []
+    for row, by_seed in results.items():
+        runs = [by_seed[seed] for seed in sorted(by_seed)]
+        rows.append({"configuration": ROW_TITLES[row], "seeds": ", ".join(str(seed) for seed in sorted(by_seed)),
+                     "planning accuracy": cell([r["planning_accuracy"] for r in runs]),
+                     "speed macro F1": cell([r["speed_macro_f1"] for r in runs]),
+                     "path macro F1": cell([r["path_macro_f1"] for r in runs]),
+                     "format valid": cell([r["format_valid_rate"] for r in runs]),
+                     "collisions": cell([r["closed_loop"]["collision_rate"] for r in runs], "{:.2f}"),
+                     "route completion": cell([r["closed_loop"]["route_completion_rate"] for r in runs], "{:.2f}"),
+                     "speed m/s": cell([r["closed_loop"]["mean_speed_mps"] for r in runs], "{:.1f}"),
+                     "unparsed plans": cell([r["closed_loop"]["parse_failure_rate"] for r in runs], "{:.2f}"),
+                     "train s": cell([r["train_wall_s"] for r in runs], "{:.0f}")})
+    expert = next((by_seed[seed]["expert_closed_loop"] for by_seed in results.values() for seed in by_seed), None)
+    if expert is not None:
+        rows.append({"configuration": "expert driver (labels)", "seeds": "–", "planning accuracy": "–",
+                     "speed macro F1": "–", "path macro F1": "–", "format valid": "–",
+                     "collisions": f"{expert['collision_rate']:.2f}", "route completion": f"{expert['route_completion_rate']:.2f}",
+                     "speed m/s": f"{expert['mean_speed_mps']:.1f}", "unparsed plans": "–", "train s": "–"})
     return rows
 
 
-def summary_rows(results: dict[int, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One table row per configuration: the mean over seeds, with the spread (min-max) where there are several."""
+def per_class_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per-class F1 of every configuration (mean over its seeds)."""
     rows = []
-    for row in ROWS:
-        runs = [results[seed][row] for seed in sorted(results)]
-
-        def cell(get: Any, fmt: str = "{:.3f}") -> str:
-            values = [get(run) for run in runs]
-            text = fmt.format(statistics.fmean(values))
-            return text + (f" ({fmt.format(min(values))}–{fmt.format(max(values))})" if len(values) > 1 else "")
-
-        rows.append({"configuration": ROW_TITLES[row], "seeds": len(runs),
-                     "planning accuracy": cell(lambda r: r["planning_accuracy"]),
-                     "speed macro F1": cell(lambda r: r["speed_macro_f1"]),
-                     "path macro F1": cell(lambda r: r["path_macro_f1"]),
-                     "format valid": cell(lambda r: r["format_valid_rate"]),
-                     "collisions": cell(lambda r: r["closed_loop"]["collision_rate"], "{:.2f}"),
-                     "route completion": cell(lambda r: r["closed_loop"]["route_completion_rate"], "{:.2f}"),
-                     "speed m/s": cell(lambda r: r["closed_loop"]["mean_speed_mps"], "{:.1f}"),
-                     "unparsed plans": cell(lambda r: r["closed_loop"]["parse_failure_rate"], "{:.2f}"),
-                     "train s": cell(lambda r: r["train_wall_s"], "{:.0f}")})
-    expert = next(iter(results.values()))["sft_rl"]["expert_closed_loop"]
-    rows.append({"configuration": "expert driver (labels)", "seeds": "–", "planning accuracy": "–", "speed macro F1": "–",
-                 "path macro F1": "–", "format valid": "–", "collisions": f"{expert['collision_rate']:.2f}",
-                 "route completion": f"{expert['route_completion_rate']:.2f}", "speed m/s": f"{expert['mean_speed_mps']:.1f}",
-                 "unparsed plans": "–", "train s": "–"})
+    for row, by_seed in results.items():
+        runs = list(by_seed.values())
+        f1 = {action: statistics.fmean(run[head][action] for run in runs)
+              for head in ("speed_f1", "path_f1") for action in runs[0][head]}
+        rows.append({"configuration": ROW_TITLES[row], **{action: f"{value:.2f}" for action, value in f1.items()}})
     return rows
 
 
@@ -119,28 +242,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("runs/ablation"), help="artifact root")
     parser.add_argument("--frames", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="simulator worker processes of `data sim`")
     parser.add_argument("--dimensions", type=Path, default=None, help="model dimensions JSON [default: the tiny model]")
-    parser.add_argument("--scale", default="tiny", help="scale preset of the training stages")
+    parser.add_argument("--model-set", action="append", default=[], help="`models tiny --set` (repeatable), e.g. max_pixels=50176")
+    parser.add_argument("--scale", default="tiny", help="scale preset of the training and eval stages")
     parser.add_argument("--sft-epochs", type=float, default=3)
     parser.add_argument("--grpo-steps", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--reward-ablation", action="store_true", help="also SFT + RL without each reward (first seed)")
     parser.add_argument("--episodes", type=int, default=2, help="closed-loop episodes per scenario")
     parser.add_argument("--seconds", type=float, default=15, help="closed-loop seconds per episode")
+    parser.add_argument("--jobs", type=int, default=1, help="commands run at the same time")
+    parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop (resumably) after this many seconds")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
-    data = alphadrive(args.root, "data", "sim", "--frames", str(args.frames), "--seed", "0", "--workers", str(args.workers))
-    traces = alphadrive(args.root, "distill", "--data", str(data), "--teacher", "grounded")
-    results = {seed: run_seed(args.root, data, traces, seed, args) for seed in args.seeds}
+    started = time.perf_counter()
+    paths = execute(plan(args), args.root, args.jobs, args.budget_s)
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+    for row in (*ROWS, *REWARD_ABLATIONS):
+        for seed in args.seeds:
+            if (scored := scores(args.root, paths, row, seed)) is not None:
+                results.setdefault(row, {})[seed] = scored
     columns = ("configuration", "seeds", "planning accuracy", "speed macro F1", "path macro F1", "format valid",
                "collisions", "route completion", "speed m/s", "unparsed plans", "train s")
     print(f"data: {args.frames} simulator frames (seed 0), grounded traces; model: {args.dimensions or 'tiny'} "
-          f"from random weights; scale preset {args.scale}; SFT {args.sft_epochs} epochs, GRPO {args.grpo_steps} steps; "
-          f"closed loop: 5 scenarios x {args.episodes} seeds x {args.seconds} s; seeds {args.seeds}")
+          f"{' '.join(args.model_set)} from random weights; scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
+          f"GRPO {args.grpo_steps} steps; closed loop: 5 scenarios x {args.episodes} seeds x {args.seconds} s; "
+          f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s")
     report(columns, summary_rows(results), args.out, frames=args.frames, dimensions=str(args.dimensions or "tiny"),
-           scale=args.scale, sft_epochs=args.sft_epochs, grpo_steps=args.grpo_steps, seeds=args.seeds,
-           episodes=args.episodes, seconds=args.seconds, results={str(seed): rows for seed, rows in results.items()})
+           model_set=args.model_set, scale=args.scale, sft_epochs=args.sft_epochs, grpo_steps=args.grpo_steps,
+           seeds=args.seeds, episodes=args.episodes, seconds=args.seconds,
+           results={row: {str(seed): run for seed, run in by_seed.items()} for row, by_seed in results.items()})
+    if results:
+        per_class = per_class_rows(results)
+        report(list(per_class[0]), per_class, None)
 
 
 if __name__ == "__main__":
