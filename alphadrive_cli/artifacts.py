@@ -291,6 +291,10 @@ class ArtifactWriter:
         self.release()
         return Artifact(path=final, manifest=manifest)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy sent to another process (the other ranks of a multi-process run) does not hold the lock.
+        return {**self.__dict__, "_lock_handle": None}
+
     def __enter__(self) -> ArtifactWriter:
         return self
 

@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from alphadrive_cli import __version__
 from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
 from alphadrive_cli.config import resolve_config
+from alphadrive_cli.distributed import launch_world_size
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.schemas import (
     DataConfig,
@@ -22,7 +23,7 @@ from alphadrive_cli.schemas import (
     SftConfig,
     TinyModelConfig,
 )
-from alphadrive_cli.ui import emit_artifact, emit_json, raise_on_sigterm, reported, stdout
+from alphadrive_cli.ui import emit_artifact, emit_json, fail, quiet_other_processes, raise_on_sigterm, reported, stdout
 
 PIPELINE = """
 
@@ -38,6 +39,7 @@ alphadrive eval --model "$G" --data "$D"
 ```
 """
 COMMAND_ORDER = ("data", "distill", "sft", "grpo", "eval", "models", "show")
+MULTI_PROCESS_COMMANDS = ("sft", "grpo")  # the commands that run under accelerate launch / torchrun
 
 
 class PipelineOrderGroup(TyperGroup):
@@ -95,9 +97,14 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     raise_on_sigterm()
+    quiet_other_processes()
+    if launch_world_size() > 1 and ctx.invoked_subcommand not in MULTI_PROCESS_COMMANDS:
+        raise fail(f"{ctx.invoked_subcommand} runs in one process: of the stages, only "
+                   f"{' and '.join(MULTI_PROCESS_COMMANDS)} train with several (accelerate launch, torchrun)", 2)
 
 
 @models_app.command("tiny", epilog=PIPELINE)

@@ -12,7 +12,9 @@ serves three reward functions whose weighted sum (TRL's ``reward_weights``) is t
 
 Every component of :class:`~alphadrive_cli.rewards.RewardBreakdown` is logged each step through TRL's
 ``log_metric`` as ``planning/<component>/{mean,std,zero_std_groups}`` (the last: the fraction of groups
-in which the component is the same for every completion, so it gives that group no advantage).
+in which the component is the same for every completion, so it gives that group no advantage). Several
+processes (``accelerate launch``) each score their own rollouts, whole groups, and TRL averages what they
+log: means and ``zero_std_groups`` are the whole batch's, ``std`` is the mean of the processes' values.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.actions import ActionVocabulary, parse_answer
+from alphadrive_cli.distributed import gather
 from alphadrive_cli.rewards import RewardBreakdown, RewardConfig, group_rewards
 
 COMPONENTS = ("format", "speed_accuracy", "path_accuracy", "speed_weight", "path_weight",
@@ -62,28 +65,35 @@ class SampleLog:
     the batch with their answer and every reward component, for a person to read.
 
     Opened on a resumed run, lines from the step it resumes at onwards are dropped (those steps run again).
+    Without a ``path`` it writes nothing: the other processes of a multi-process run only send their rows
+    to the main one, whose log holds the first groups of the whole batch.
     """
 
-    def __init__(self, path: Path, every: int, groups: int, resume_step: int | None = None) -> None:
+    def __init__(self, path: Path | None, every: int, groups: int, resume_step: int | None = None) -> None:
         self.path, self.every, self.groups = path, every, groups
         kept: list[str] = []
-        if resume_step is not None and path.is_file():
+        if path is not None and resume_step is not None and path.is_file():
             kept = [line for line in path.read_text().splitlines()
                     if line.strip() and _step_of(line) is not None and _step_of(line) < resume_step]
             path.write_text("".join(line + "\n" for line in kept))
-        elif path.exists():
+        elif path is not None and path.exists():
             path.unlink()
         steps = [_step_of(line) for line in kept]
         self.next_step = max(steps) + every if steps else 0
 
     def maybe_write(self, step: int, rows: Sequence[dict[str, Any]]) -> None:
         """Append ``rows`` (already limited to the sampled groups) if ``step`` is due."""
-        if step < self.next_step:
+        if self.path is None or step < self.next_step:
             return
         with self.path.open("a", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps({"step": step, **row}) + "\n")
         self.next_step = step + self.every
+
+
+def first_groups(group_ids: Sequence[Hashable], count: int) -> list[Hashable]:
+    """The first ``count`` distinct group ids, in order."""
+    return list(dict.fromkeys(group_ids))[:count]
 
 
 def _step_of(line: str) -> int | None:
@@ -131,14 +141,16 @@ class PlanningRewards:
             for name, value in component_statistics(breakdowns, frame_id).items():
                 log_metric(name, value)
         if self.samples is not None and trainer_state is not None:
-            self.samples.maybe_write(int(trainer_state.global_step),
-                                     self._sample_rows(texts, breakdowns, frame_id, speed_action, path_action))
+            # every process's first groups, in process order: the batch's first groups are among them
+            rows = gather(self._sample_rows(texts, breakdowns, frame_id, speed_action, path_action))
+            chosen = first_groups([row["frame_id"] for row in rows], self.samples.groups)
+            self.samples.maybe_write(int(trainer_state.global_step), [row for row in rows if row["frame_id"] in chosen])
         return breakdowns
 
     def _sample_rows(self, texts: Sequence[str], breakdowns: Sequence[RewardBreakdown], frame_id: Sequence[Hashable],
                      speed_action: Sequence[str], path_action: Sequence[str]) -> list[dict[str, Any]]:
         assert self.samples is not None
-        chosen = list(dict.fromkeys(frame_id))[:self.samples.groups]
+        chosen = first_groups(frame_id, self.samples.groups)
         totals: dict[Hashable, list[float]] = defaultdict(list)
         for group, breakdown in zip(frame_id, breakdowns):
             totals[group].append(breakdown.total)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from alphadrive_cli.artifacts import ArtifactWriter
+from alphadrive_cli.distributed import is_main_process, on_main
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, load_model
 from alphadrive_cli.schemas import TrainingConfig
@@ -98,14 +99,39 @@ def load_policy(source: ModelSource, config: TrainingConfig, precision: Precisio
     return model, quantization is not None
 
 
-def save_policy(model: Any, directory: Path) -> None:
-    """Save the trained adapter (only the policy's: not TRL's frozen KL reference copy) or the full model."""
+def restore_full_weights(model: Any, checkpoint: str | None) -> None:
+    """Load a fully fine-tuned model's weights from the checkpoint a run resumes from (adapters need nothing).
+
+    transformers 5.17 saves checkpoints with Qwen-VL's original key names and its resume reloads them
+    without mapping the names back, so it restores no weight (huggingface/transformers#43701); its
+    warnings about missing and unexpected keys that follow are about that and are harmless here.
+    """
+    from peft import PeftModel  # noqa: PLC0415
+
+    if checkpoint is None or isinstance(model, PeftModel):
+        return
+    model.load_state_dict(type(model).from_pretrained(checkpoint, dtype=model.dtype).state_dict())
+    console.print(f"restored the model's weights from {Path(checkpoint).name} (transformers' warnings about its keys "
+                  f"that may follow are expected)")
+
+
+def save_policy(model: Any, directory: Path, weights: dict[str, Any] | None = None) -> None:
+    """Save the trained adapter (only the policy's: not TRL's frozen KL reference copy) or the full model;
+    ``weights``: the full state dict where training sharded it (see :func:`gathered_weights`)."""
     from peft import PeftModel  # noqa: PLC0415
 
     if isinstance(model, PeftModel):
-        model.save_pretrained(str(directory), selected_adapters=["default"])
+        model.save_pretrained(str(directory), selected_adapters=["default"], state_dict=weights)
     else:
-        model.save_pretrained(str(directory))
+        model.save_pretrained(str(directory), state_dict=weights)
+
+
+def gathered_weights(trainer: Any) -> dict[str, Any] | None:
+    """The policy's full state dict where several processes each hold a shard of it (DeepSpeed ZeRO-3, FSDP),
+    else None (every process holds it whole: one process, DDP, ZeRO-1/2). Every process must call it."""
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        return trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    return None
 
 
 def model_summary(source: ModelSource, family: str, config_sha256: str) -> dict[str, Any]:
@@ -114,13 +140,15 @@ def model_summary(source: ModelSource, family: str, config_sha256: str) -> dict[
             "base_model_name_or_path": base_model_location(source), "config_sha256": config_sha256}
 
 
-def save_run(writer: ArtifactWriter, trainer: Any, model: Any, processor: Any, callbacks: Sequence[Any],
-             panels: Sequence[tuple[str, Sequence[str]]], title: str, png: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Write a finished run into the artifact: the policy, the processor, the log history, the curves
-    PNG and flushed TensorBoard files; drop the checkpoints. Returns the log history and the curves drawn."""
+def save_run(writer: ArtifactWriter, trainer: Any, model: Any, weights: dict[str, Any] | None, processor: Any,
+             callbacks: Sequence[Any], panels: Sequence[tuple[str, Sequence[str]]], title: str,
+             png: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Write a finished run into the artifact (the main process's job): the policy, the processor, the log
+    history, the curves PNG and flushed TensorBoard files; drop the checkpoints. Returns the log history and
+    the curves drawn."""
     from alphadrive_cli.training_plots import curves_png  # noqa: PLC0415 - matplotlib only when needed
 
-    save_policy(model, writer.dir)
+    save_policy(model, writer.dir, weights)
     processor.save_pretrained(str(writer.dir))
     history = trainer.state.log_history
     write_log_history(writer, history)
@@ -145,6 +173,7 @@ def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints:
         "save_total_limit": 2,
         "logging_steps": 1,
         "report_to": "none",
+        "log_level_replica": "error",  # the other processes of a multi-process run stay quiet
         "seed": config.seed,
         "bf16": precision.bf16,
         "use_cpu": not precision.cuda,
@@ -192,11 +221,13 @@ def console_logger(fields: Sequence[tuple[str, str]]) -> Any:
 
 
 def trainer_callbacks(writer: ArtifactWriter, fields: Sequence[tuple[str, str]]) -> tuple[list[Any], str]:
-    """The console logger, :data:`EXTRA_CALLBACKS` and TensorBoard (where installed); and what the
-    manifest says about TensorBoard."""
+    """The console logger, :data:`EXTRA_CALLBACKS` and TensorBoard (where installed; written by the main
+    process only); and what the manifest says about TensorBoard."""
     callbacks = [console_logger(fields), *EXTRA_CALLBACKS]
     if importlib.util.find_spec("tensorboard") is None:
         return callbacks, "skipped: the tensorboard package is not installed (pip install tensorboard)"
+    if not is_main_process():
+        return callbacks, f"{TENSORBOARD_DIR}/"
     from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
     from transformers.integrations import TensorBoardCallback  # noqa: PLC0415
 
@@ -224,8 +255,13 @@ def last_checkpoint(directory: Path) -> tuple[str | None, int | None]:
     """The newest complete checkpoint under ``directory`` and its step, or (None, None); the console says so.
 
     The trainer writes ``trainer_state.json`` last, so a checkpoint without a readable one was cut off
-    mid-write (Ctrl-C, a kill): it is removed, and the one before it is used.
+    mid-write (Ctrl-C, a kill): it is removed, and the one before it is used. The main process decides
+    for every process of a multi-process run.
     """
+    return on_main(lambda: _last_complete_checkpoint(directory))
+
+
+def _last_complete_checkpoint(directory: Path) -> tuple[str | None, int | None]:
     checkpoints = [path for path in directory.glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()]
     for path in sorted(checkpoints, key=lambda path: int(path.name[11:]), reverse=True):
         try:

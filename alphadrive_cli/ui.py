@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from alphadrive_cli.artifacts import Artifact
+from alphadrive_cli.distributed import is_main_process, launch_rank
 from alphadrive_cli.errors import AlphaDriveError
 from alphadrive_cli.redaction import redact, redact_text
 
@@ -33,9 +35,33 @@ CommandT = TypeVar("CommandT", bound=Callable[..., Any])
 
 
 def fail(message: str, exit_code: int) -> typer.Exit:
-    """Print ``error: message`` (secrets redacted) on stderr and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {redact_text(message)}", highlight=False, markup=True, soft_wrap=True)
+    """Print ``error: message`` (secrets redacted) on stderr and return the Exit to raise.
+
+    The other processes of a multi-process launch print only runtime failures (exit 1), which may be theirs
+    alone, tagged with their rank; the main process reports bad input and interruptions for all of them.
+    """
+    if is_main_process():
+        label, out = "error:", console
+    elif exit_code == 1:
+        label, out = f"error (rank {launch_rank()}):", Console(stderr=True)
+    else:
+        return typer.Exit(exit_code)
+    out.print(f"[bold red]{label}[/] {redact_text(message)}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(exit_code)
+
+
+def quiet_other_processes() -> None:
+    """In a multi-process launch (``accelerate launch``, ``torchrun``) only the main process speaks: the
+    others' stdout goes nowhere and their console is quiet, so the launcher's output reads as one run's."""
+    if is_main_process():
+        return
+    from transformers.utils import logging as transformers_logging  # noqa: PLC0415
+
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+    console.quiet = True
+    warnings.filterwarnings("ignore")
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
 
 
 def reported(command: CommandT) -> CommandT:

@@ -7,11 +7,12 @@ adapter is continued, and with ``beta > 0`` TRL keeps a frozen copy of it as the
 policy) or a base model (fresh LoRA adapters: the RL-only ablation). Checkpoints are written into the
 unfinished artifact, so an interrupted run continues from the last one. The artifact holds the
 adapter, the processor, ``samples.jsonl``, ``reward_curves.png``, the log history and TensorBoard files.
+Under ``accelerate launch`` or ``torchrun`` every process generates and scores its own share of the frames
+and the main one writes the artifact (:mod:`alphadrive_cli.distributed`).
 """
 
 from __future__ import annotations
 
-import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from alphadrive_cli.actions import ActionVocabulary
 from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, canonical_hash, open_artifact
 from alphadrive_cli.data.schema import Record, dataset_vocabulary, iter_split
+from alphadrive_cli.distributed import after_everyone, is_main_process, launch_world_size, on_main
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.grpo_rewards import COMPONENTS, REWARD_FUNCTIONS, PlanningRewards, SampleLog
 from alphadrive_cli.models.loading import ModelSource, model_config, processor_location, resolve_model_source
@@ -28,9 +30,11 @@ from alphadrive_cli.training import (
     CHECKPOINT_DIR,
     LOG_HISTORY,
     finite_round,
+    gathered_weights,
     last_checkpoint,
     load_policy,
     model_summary,
+    restore_full_weights,
     run_metrics,
     save_run,
     silence_stdout_callbacks,
@@ -66,16 +70,19 @@ def _policy_source(reference: str | None) -> ModelSource:
 
 
 def _check_batch(config: GrpoConfig) -> None:
-    """TRL samples whole groups: the completions generated per step must be a multiple of the group size."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_step = config.per_device_batch_size * config.gradient_accumulation_steps * world
-    if per_step % config.num_generations:
-        raise BadInput(f"per_device_batch_size x gradient_accumulation_steps x processes = {per_step} completions per "
-                       f"step is not a multiple of num_generations = {config.num_generations}: each frame's group of "
-                       f"completions must fit in one step (e.g. --set per_device_batch_size={config.num_generations})")
+    """Each process scores the rollouts it generated, and the diversity reward compares a frame's completions
+    with each other: every process's rollout must hold whole groups of ``num_generations`` completions."""
+    world = launch_world_size()
     if config.generation_batch_size is not None and config.generation_batch_size % (config.per_device_batch_size * world):
         raise BadInput(f"generation_batch_size = {config.generation_batch_size} is not a multiple of per_device_batch_size x "
                        f"processes = {config.per_device_batch_size * world}: a rollout must fill whole optimiser steps")
+    rollout = (config.generation_batch_size // world if config.generation_batch_size is not None
+               else config.per_device_batch_size * config.gradient_accumulation_steps)
+    if rollout % config.num_generations:
+        raise BadInput(f"each process generates {rollout} completions per rollout (per_device_batch_size x "
+                       f"gradient_accumulation_steps, or generation_batch_size / processes), not a multiple of "
+                       f"num_generations = {config.num_generations}: each frame's group of completions must be scored "
+                       f"together (e.g. --set per_device_batch_size={config.num_generations})")
 
 
 def _compiled_generation(config: GrpoConfig, cuda: bool, quantized: bool) -> bool:
@@ -109,7 +116,8 @@ def train_grpo(data_path: Path, config: GrpoConfig, root: Path | None, name: str
         inputs["init"] = source.artifact
     settings = config.model_dump(mode="json")
     identity = {key: value for key, value in settings.items() if key not in ("save_steps", "sample_every", "sample_groups")}
-    with begin("grpo", name or "grpo", settings, root=root, resume=resume, inputs=inputs, identity=identity) as writer:
+    with on_main(lambda: begin("grpo", name or "grpo", settings, root=root, resume=resume, inputs=inputs,
+                               identity=identity)) as writer:
         return _train(writer, data, records, vocabulary, source, base_config.model_type, config,
                       canonical_hash(base_config.to_dict()))
 
@@ -149,8 +157,9 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
 
     checkpoints = writer.dir / CHECKPOINT_DIR
     last, resumed_from = last_checkpoint(checkpoints)
+    samples = writer.dir / SAMPLES if is_main_process() else None  # the main process writes every process's samples
     rewards = PlanningRewards(config.rewards, vocabulary,
-                              SampleLog(writer.path(SAMPLES), config.sample_every, config.sample_groups, resumed_from))
+                              SampleLog(samples, config.sample_every, config.sample_groups, resumed_from))
     callbacks, tensorboard = trainer_callbacks(writer, CONSOLE_FIELDS)
     compiled = _compiled_generation(config, precision.cuda, quantized)
     args = TrlGrpoConfig(
@@ -173,14 +182,17 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     if compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
         use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
     silence_stdout_callbacks(trainer)
+    restore_full_weights(model, last)
     result = trainer.train(resume_from_checkpoint=last)
 
-    history, curves = save_run(writer, trainer, model, processor, callbacks, CURVES, f"grpo {writer.name}", CURVES_PNG)
+    weights = gathered_weights(trainer)
+    history, curves = after_everyone(lambda: save_run(writer, trainer, model, weights, processor, callbacks, CURVES,
+                                                      f"grpo {writer.name}", CURVES_PNG))
 
     metrics = {**reward_summary(history), **run_metrics(trainer, result, precision)}
     console.print(f"grpo {writer.name}: {metrics['steps']} steps, reward {metrics['first_reward']} -> {metrics['final_reward']}"
                   + (f" (resumed from step {resumed_from})" if resumed_from is not None else ""))
-    return writer.publish(
+    return on_main(lambda: writer.publish(
         counts={"prompts": len(records), "trainable_parameters": trainable, "parameters": total},
         metrics=metrics,
         extra={
@@ -193,7 +205,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
             "curves": {"png": CURVES_PNG, "plotted": curves, "log_history": LOG_HISTORY, "tensorboard": tensorboard,
                        "samples": SAMPLES},
         },
-    )
+    ))
 
 
 def _init_kind(source: ModelSource, config: GrpoConfig) -> str:

@@ -5,7 +5,8 @@ the assistant turn only). Checkpoints are written into the unfinished artifact, 
 run continues from its last checkpoint when the same command is run again; they are removed before
 publishing. The artifact holds the LoRA adapter (``adapter_config.json`` names the base model's
 absolute location, or its hub id), the processor, training curves as PNG, the trainer's log history
-and, where the ``tensorboard`` package is installed, TensorBoard event files.
+and, where the ``tensorboard`` package is installed, TensorBoard event files. Under ``accelerate launch``
+or ``torchrun`` every process trains and the main one writes the artifact (:mod:`alphadrive_cli.distributed`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, canonical_hash, open_artifact
 from alphadrive_cli.data.schema import Record, dataset_vocabulary, iter_split
+from alphadrive_cli.distributed import after_everyone, on_main
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, model_config, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
@@ -23,9 +25,11 @@ from alphadrive_cli.training import (
     CHECKPOINT_DIR,
     LOG_HISTORY,
     finite_round,
+    gathered_weights,
     last_checkpoint,
     load_policy,
     model_summary,
+    restore_full_weights,
     run_metrics,
     save_run,
     silence_stdout_callbacks,
@@ -80,7 +84,8 @@ def train_sft(data_path: Path, config: SftConfig, root: Path | None, name: str |
         inputs["model"] = source.artifact
     settings = config.model_dump(mode="json")
     identity = {key: value for key, value in settings.items() if key != "save_steps"}
-    with begin("sft", name or "sft", settings, root=root, resume=resume, inputs=inputs, identity=identity) as writer:
+    with on_main(lambda: begin("sft", name or "sft", settings, root=root, resume=resume, inputs=inputs,
+                               identity=identity)) as writer:
         return _train(writer, data, records, vocabulary, source, family, config, canonical_hash(base_config.to_dict()))
 
 
@@ -114,9 +119,12 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
                          processing_class=processor, callbacks=callbacks)
     silence_stdout_callbacks(trainer)
     last, resumed_from = last_checkpoint(checkpoints)
+    restore_full_weights(model, last)
     result = trainer.train(resume_from_checkpoint=last)
 
-    history, curves = save_run(writer, trainer, model, processor, callbacks, CURVES, f"sft {writer.name}", CURVES_PNG)
+    weights = gathered_weights(trainer)
+    history, curves = after_everyone(lambda: save_run(writer, trainer, model, weights, processor, callbacks, CURVES,
+                                                      f"sft {writer.name}", CURVES_PNG))
 
     losses = [entry["loss"] for entry in history if "loss" in entry]
     metrics: dict[str, Any] = {
@@ -126,11 +134,11 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
         **run_metrics(trainer, result, precision),
     }
     if config.merge:
-        del trainer, model  # free the training copy before loading the base unquantised
-        _save_merged(writer, source, processor, precision.dtype)
+        del trainer, model, weights  # free the training copy before loading the base unquantised
+        on_main(lambda: _save_merged(writer, source, processor, precision.dtype))
     console.print(f"sft {writer.name}: {metrics['steps']} steps, train loss {metrics['train_loss']}"
                   + (f" (resumed from step {resumed_from})" if resumed_from is not None else ""))
-    return writer.publish(
+    return on_main(lambda: writer.publish(
         counts={"examples": len(records), "trainable_parameters": trainable, "parameters": total},
         metrics=metrics,
         extra={
@@ -138,7 +146,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
             "training": {**training_summary(config, precision, quantized, resumed_from), "reasoning": config.reasoning},
             "curves": {"png": CURVES_PNG, "plotted": curves, "log_history": LOG_HISTORY, "tensorboard": tensorboard},
         },
-    )
+    ))
 
 
 def _save_merged(writer: ArtifactWriter, source: ModelSource, processor: Any, dtype: Any) -> None:
