@@ -230,9 +230,10 @@ def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Pat
                    ResumePolicy.AUTO)
 
 
-def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_path: Path, monkeypatch) -> None:
+def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_path: Path, monkeypatch, recwarn) -> None:
     """The compile_generation route, forced on the CPU (eager steps, no CUDA graph): TRL's generate call on the
-    PEFT-wrapped policy reaches graph_sample with the static cache, and the rollouts train."""
+    PEFT-wrapped policy reaches graph_sample with the static cache and TRL's sampling settings (no fallback to
+    transformers' loop), and the rollouts train."""
     from alphadrive_cli.models import graph_decoding  # noqa: PLC0415
     from alphadrive_cli.stages import grpo  # noqa: PLC0415
 
@@ -248,4 +249,5 @@ def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_p
     artifact = train_grpo(policy["data"], grpo_config(policy["model"], max_steps=1), tmp_path / "runs", None,
                           ResumePolicy.AUTO)
     assert calls == ["StaticCache"]
+    assert not [warning for warning in recwarn if "falls back" in str(warning.message)]
     assert artifact.manifest["generation"]["compiled"] and artifact.manifest["metrics"]["steps"] == 1
