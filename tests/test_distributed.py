@@ -104,6 +104,11 @@ def test_stages_other_than_training_refuse_several_processes(cli, tmp_path: Path
     monkeypatch.setenv("RANK", "0")
     result = cli("show", tmp_path)
     assert result.exit_code == 2 and "show runs in one process" in result.stderr and result.stdout == ""
+
+
+def test_grpo_refuses_groups_split_across_processes(tmp_path: Path, monkeypatch) -> None:
+    """2 processes x 2 completions would score each frame's group of 4 in two halves (diversity is per group)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(BadInput, match="each process generates 2 completions per rollout.*num_generations = 4"):
         train_grpo(tmp_path, GrpoConfig(model="m", per_device_batch_size=2, num_generations=4), tmp_path, None,
                    ResumePolicy.AUTO)
