@@ -251,3 +251,13 @@ def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_p
     assert calls == ["StaticCache"]
     assert not [warning for warning in recwarn if "falls back" in str(warning.message)]
     assert artifact.manifest["generation"]["compiled"] and artifact.manifest["metrics"]["steps"] == 1
+
+
+@pytest.mark.parametrize(("settings", "expected"), [({}, True), ({"finetune": "full"}, False),
+                                                    ({"gradient_checkpointing": True}, False)])
+def test_compiled_generation_only_where_the_static_cache_works(settings: dict, expected: bool) -> None:
+    from alphadrive_cli.stages import grpo  # noqa: PLC0415
+
+    config = GrpoConfig(compile_generation=True, **settings)
+    assert grpo._compiled_generation(config, cuda=True, quantized=False) is expected
+    assert grpo._compiled_generation(config, cuda=False, quantized=False) is False
