@@ -10,6 +10,7 @@ frame ids each process's batches held (SFT, through ``tests/rank_probe.py``) and
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pickle
 import re
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from alphadrive_cli.artifacts import ResumePolicy, begin, open_artifact
 from alphadrive_cli.config import resolve_config
@@ -35,7 +37,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
 PROBE = Path(__file__).resolve().parent / "rank_probe.py"
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE")] * 3
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-ACCELERATE = [str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file", str(CONFIGS / "ddp.yaml")]
+ACCELERATE = [str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file"]  # + a config file
 
 
 def launch_settings(path: Path):
@@ -203,8 +205,8 @@ def test_grpo_under_accelerate_launch_scores_the_same_groups_as_one_process(inpu
 
     root = tmp_path / "runs"
     overrides = [argument for setting in [*settings, "per_device_batch_size=4"] for argument in ("--set", setting)]
-    result = launch([*ACCELERATE, "-m", "alphadrive_cli.cli", "grpo", "--data", str(inputs["data"]),
-                     "--init", str(inputs["model"]), "--out-root", str(root), *overrides])
+    result = launch([*ACCELERATE, str(CONFIGS / "ddp.yaml"), "-m", "alphadrive_cli.cli", "grpo",
+                     "--data", str(inputs["data"]), "--init", str(inputs["model"]), "--out-root", str(root), *overrides])
     assert result.returncode == 0, result.stderr
     two = published(root, "grpo")
     assert result.stdout == f"{two}\n"
@@ -220,3 +222,23 @@ def test_grpo_under_accelerate_launch_scores_the_same_groups_as_one_process(inpu
     assert all(groups(two)[i][1] != groups(two)[i + 4][1] for i in (0, 8))  # the two processes had different frames
     history = json.loads((two / "log_history.json").read_text())
     assert [entry["step"] for entry in history if "planning/total/mean" in entry] == [1, 2]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["ddp", "zero2", "zero3", "fsdp"])
+def test_sft_then_grpo_on_two_gpus(name: str, inputs, tmp_path: Path) -> None:
+    """Each launch config on two GPUs: a few SFT steps, then GRPO continuing them (never run yet: no GPUs here)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA GPUs")
+    if name.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("needs deepspeed (pip install deepspeed)")
+    launcher = [*ACCELERATE, str(CONFIGS / f"{name}.yaml"), "-m", "alphadrive_cli.cli"]
+    common = ["--data", str(inputs["data"]), "--out-root", str(tmp_path), "--set", "max_steps=2"]
+    sft = launch([*launcher, "sft", "--model", str(inputs["model"]), *common, "--set", "per_device_batch_size=2"])
+    assert sft.returncode == 0, sft.stderr
+    grpo = launch([*launcher, "grpo", "--init", sft.stdout.strip(), *common, "--set", "per_device_batch_size=4",
+                   "--set", "max_completion_length=8"])
+    assert grpo.returncode == 0, grpo.stderr
+    for result, stage in ((sft, "sft"), (grpo, "grpo")):
+        assert result.stdout == f"{published(tmp_path, stage)}\n"
+        assert open_artifact(published(tmp_path, stage)).manifest["metrics"]["steps"] == 2
