@@ -25,7 +25,7 @@ from types import MethodType
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
+from transformers import DynamicCache, GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers.generation import (
     EosTokenCriteria,
     LogitsProcessorList,
@@ -46,7 +46,8 @@ from alphadrive_cli.models.decode_attention import use_folded_gqa
 CHECK_EVERY = 8  # decoding steps between the host's checks whether every sequence has finished
 WARMUP_STEPS = 2  # steps run (and compiled) outside the graph before it is captured
 # logits processors whose result does not depend on the tokens so far: they run inside the graph as they are
-SEQUENCE_FREE = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper, SuppressTokensLogitsProcessor)
+SEQUENCE_FREE = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper,
+                 SuppressTokensLogitsProcessor)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class DecodeState:
     token: torch.Tensor  # (batch, 1): the last token
     positions: torch.Tensor | None  # its position ids, (batch, 1) or (rope sections, batch, 1)
     attention_mask: torch.Tensor | None  # (batch, cache length); causality hides the slots not written yet
-    tokens: torch.Tensor  # (batch, cache length - prompt + 1 >= new tokens): column 0 is the token chosen after the prefill
+    tokens: torch.Tensor  # (batch, cache length, whatever the prompt's): column 0 holds the token chosen after the prefill
     column: torch.Tensor  # (1,): the column this step writes
     unfinished: torch.Tensor  # (batch,) bool
     processors: tuple[Any, ...]
@@ -148,7 +149,7 @@ def unsupported(model: PreTrainedModel, logits_processor: LogitsProcessorList, s
                 generation_config: GenerationConfig, model_kwargs: dict[str, Any]) -> str | None:
     """Why :func:`graph_sample` cannot decode this call (it then falls back to ``_sample``), or None."""
     cache = model_kwargs.get("past_key_values")
-    if model.config.is_encoder_decoder or not getattr(cache, "is_compileable", False) or type(cache).__name__ == "DynamicCache":
+    if model.config.is_encoder_decoder or not getattr(cache, "is_compileable", False) or isinstance(cache, DynamicCache):
         return "it needs a decoder-only model and a static KV cache (cache_implementation='static')"
     if generation_config.output_attentions or generation_config.output_hidden_states:
         return "it returns no attentions or hidden states"
@@ -213,7 +214,7 @@ def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_pro
     state = DecodeState(
         inputs={key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")},
         token=inputs["input_ids"].clone(), positions=None if positions is None else positions.clone(),
-        attention_mask=mask, tokens=torch.empty(batch, cache_length - prompt + 1, dtype=torch.long, device=input_ids.device),
+        attention_mask=mask, tokens=torch.empty(batch, cache_length, dtype=torch.long, device=input_ids.device),
         column=torch.ones(1, dtype=torch.long, device=input_ids.device),
         unfinished=torch.ones(batch, dtype=torch.bool, device=input_ids.device),
         processors=graph_processors(logits_processor, prompt, scores.shape[-1], input_ids.device),
