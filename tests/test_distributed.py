@@ -26,9 +26,12 @@ from alphadrive_cli.config import resolve_config
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.models.sft_data import VisionSFTCollator
 from alphadrive_cli.schemas import GrpoConfig, SftConfig, TinyModelConfig
+from alphadrive_cli.stages import grpo as grpo_stage
+from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.stages.grpo import train_grpo
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
+from alphadrive_cli.training import Precision
 from alphadrive_cli.ui import fail
 from labelled_data import make_labelled_data
 from rank_probe import record_batches, recorded_batches
@@ -125,6 +128,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"data": data, "model": model}
 
 
+@pytest.fixture
+def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train on the CPU on any machine: launched processes see no GPU, and in-process stages train as without one."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    for stage in (sft_stage, grpo_stage):
+        monkeypatch.setattr(stage, "training_precision", lambda: Precision(cuda=False, bf16=False))
+
+
 def launch(command: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
@@ -150,7 +161,8 @@ def said_once(stderr: str, *messages: str) -> None:
 
 
 @pytest.mark.slow
-def test_sft_on_two_processes_trains_the_same_batches_as_one_and_resumes(inputs, tmp_path: Path, monkeypatch) -> None:
+def test_sft_on_two_processes_trains_the_same_batches_as_one_and_resumes(inputs, cpu_only, tmp_path: Path,
+                                                                         monkeypatch) -> None:
     settings = ["--set", "max_steps=4", "--set", "save_steps=2"]  # 12 frames, 4 a step: step 4 opens epoch 2
     single = tmp_path / "single"
     single.mkdir()
@@ -197,7 +209,7 @@ def test_sft_on_two_processes_trains_the_same_batches_as_one_and_resumes(inputs,
 
 
 @pytest.mark.slow
-def test_grpo_under_accelerate_launch_scores_the_same_groups_as_one_process(inputs, tmp_path: Path) -> None:
+def test_grpo_under_accelerate_launch_scores_the_same_groups_as_one_process(inputs, cpu_only, tmp_path: Path) -> None:
     settings = ["max_steps=2", "max_completion_length=8", "sample_every=1", "sample_groups=2"]  # 2 frames x 4 a step
     config = resolve_config("grpo", GrpoConfig, scale="tiny", overrides=[*settings, "per_device_batch_size=8"],
                             options={"model": str(inputs["model"])})
