@@ -205,7 +205,7 @@ def test_sft_on_two_processes_trains_the_same_batches_as_one_and_resumes(inputs,
     def losses(artifact: Path) -> list[float]:
         return [entry["loss"] for entry in json.loads((artifact / "log_history.json").read_text()) if "loss" in entry]
 
-    assert losses(two) == pytest.approx(losses(one), rel=1e-4)  # same batches, averaged over both processes
+    assert losses(two) == pytest.approx(losses(one), rel=1e-3)  # same batches, averaged over both processes
 
 
 @pytest.mark.slow
