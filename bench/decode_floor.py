@@ -152,6 +152,21 @@ def graph_vs_uncaptured(model: Any, inputs: dict[str, torch.Tensor], config: Gen
             "max_logit_difference_vs_uncaptured": difference}
 
 
+def sampled_spread(model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int = 32) -> float:
+    """Share of distinct tokens among those sampled when every logit is equal (the final norm zeroed for the
+    call): about 1 when every step draws fresh noise, far less if graph replays repeated the first's."""
+    norm = model.model.language_model.norm.weight
+    saved = norm.detach().clone()
+    with torch.no_grad():
+        norm.zero_()
+    try:
+        new = generate(model, inputs, config, new_tokens)[:, inputs["input_ids"].shape[1]:]
+    finally:
+        with torch.no_grad():
+            norm.copy_(saved)
+    return new.unique().numel() / new.numel()
+
+
 def measure(model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int, repeats: int) -> dict[str, Any]:
     """Warm-up (compilation included), then median prefill-only and full times; decode per step from their difference."""
     warmup = seconds(model, inputs, config, new_tokens + 1)
@@ -202,6 +217,7 @@ def main() -> None:
             logits.append(step_logits)
             if graphs:
                 row.update(graph_vs_uncaptured(model, inputs, config))
+                row["sampled_distinct_share_uniform"] = round(sampled_spread(model, inputs, config), 4)
         except Exception as error:  # noqa: BLE001 - a failing route is reported, the others are still measured
             traceback.print_exc()
             row = {"route": route, "error": f"{type(error).__name__}: {error}"[:300]}
@@ -214,7 +230,7 @@ def main() -> None:
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
     report(("route", "decode_tokens_per_s", "decode_ms_per_step", "floor_tokens_per_s", "ratio_to_floor", "speedup",
             "prefill_s", "warmup_s", "logits_vs_plain", "greedy_tokens_vs_uncaptured", "max_logit_difference_vs_uncaptured",
-            "error"), rows, args.out, **facts)
+            "sampled_distinct_share_uniform", "error"), rows, args.out, **facts)
 
 
 if __name__ == "__main__":
