@@ -196,7 +196,14 @@ def main() -> None:
     bandwidth = copy_bandwidth(0.25 if args.tiny else 2.0)
     prompt = inputs["attention_mask"].sum(dim=1).float().mean().item()
     floor = floor_tokens_per_s(model.config, args.batch, prompt, args.new_tokens, bandwidth)
-    rows, logits = [], []
+    facts = {**device_facts(), "parameters": sum(p.numel() for p in model.parameters()), "batch": args.batch,
+             "new_tokens": args.new_tokens, "prompt_tokens_mean": round(prompt, 1), "repeats": args.repeats,
+             "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1), "weight_bytes_per_step": weight_bytes(model.config),
+             "kv_bytes_per_token": kv_bytes_per_token(model.config),
+             "seed": 0}
+    print(" ".join(f"{key}={value}" for key, value in facts.items()))
+    rows: list[dict[str, Any]] = []
+    logits: list[torch.Tensor] = []
     for route, compiled, folded, graphs in (ROUTES[index] for index in args.routes):
         if folded:
             use_folded_gqa(model)
@@ -204,13 +211,15 @@ def main() -> None:
             use_graph_decoding(model)
         config = sampling_config(model, processor, compiled)
         torch.manual_seed(0)
+        row: dict[str, Any] = {"route": route}
+        rows.append(row)
         try:
-            row = {"route": route, **measure(model, inputs, config, args.new_tokens, args.repeats)}
+            row.update(measure(model, inputs, config, args.new_tokens, args.repeats))
             row["compiled"] = hasattr(model, "_compiled_call")
             row["compiled_graphs"] = counters["stats"]["unique_graphs"]
             row["floor_tokens_per_s"] = round(floor, 1)
             row["ratio_to_floor"] = round(row["decode_tokens_per_s"] / floor, 4)
-            row["speedup"] = round(row["decode_tokens_per_s"] / rows[0]["decode_tokens_per_s"], 2) if rows else 1.0
+            row["speedup"] = round(row["decode_tokens_per_s"] / rows[0]["decode_tokens_per_s"], 2)
             step_logits = first_decode_logits(model, inputs, config)
             plain_logits = logits[0] if logits else step_logits
             row["logits_vs_plain"] = round(((step_logits - plain_logits).norm() / plain_logits.norm()).item(), 5)
@@ -220,18 +229,11 @@ def main() -> None:
                 row["sampled_distinct_share_uniform"] = round(sampled_spread(model, inputs, config), 4)
         except Exception as error:  # noqa: BLE001 - a failing route is reported, the others are still measured
             traceback.print_exc()
-            row = {"route": route, "error": f"{type(error).__name__}: {error}"[:300]}
-        rows.append(row)
-    facts = {**device_facts(), "parameters": sum(p.numel() for p in model.parameters()), "batch": args.batch,
-             "new_tokens": args.new_tokens, "prompt_tokens_mean": round(prompt, 1), "repeats": args.repeats,
-             "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1), "weight_bytes_per_step": weight_bytes(model.config),
-             "kv_bytes_per_token": kv_bytes_per_token(model.config),
-             "seed": 0}
-    print(" ".join(f"{key}={value}" for key, value in facts.items()))
-    report(("route", "decode_tokens_per_s", "decode_ms_per_step", "floor_tokens_per_s", "ratio_to_floor", "speedup",
-            "prefill_s", "warmup_s", "logits_vs_plain", "greedy_tokens_vs_uncaptured", "max_logit_difference_vs_uncaptured",
-            "sampled_distinct_share_uniform", "error"), rows, args.out, **facts)
-
+            row["error"] = f"{type(error).__name__}: {error}"[:300]
+        # after every route, so that a run cut short keeps the routes it finished
+        report(("route", "decode_tokens_per_s", "decode_ms_per_step", "floor_tokens_per_s", "ratio_to_floor", "speedup",
+                "prefill_s", "warmup_s", "logits_vs_plain", "greedy_tokens_vs_uncaptured",
+                "max_logit_difference_vs_uncaptured", "sampled_distinct_share_uniform", "error"), rows, args.out, **facts)
 
 if __name__ == "__main__":
     main()
