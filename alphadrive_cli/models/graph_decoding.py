@@ -140,7 +140,8 @@ class Replay:
             torch.cuda.current_stream().wait_stream(self.stream)
         else:
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, stream=self.stream):
+            # thread_local: CUDA calls of other threads (a logger asking for memory stats) do not break the capture
+            with torch.cuda.graph(self.graph, stream=self.stream, capture_error_mode="thread_local"):
                 self.step()  # recorded, not run
             self.graph.replay()
 
