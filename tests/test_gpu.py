@@ -76,3 +76,25 @@ def test_qlora_sft_on_cuda_trains_a_4bit_model(tmp_path) -> None:
     assert manifest["training"]["quantization"] == "4bit" and manifest["training"]["device"] == "cuda"
     assert manifest["model"]["init"] == "continued adapter" and manifest["metrics"]["steps"] == 2
     assert (policy.path / "adapter_config.json").is_file() and not (policy.path / "ref").exists()
+
+
+def test_graph_decoding_replays_its_compiled_step_on_cuda() -> None:
+    """graph_sample on CUDA (tiny model, bf16): the replayed CUDA graph gives the greedy tokens of the same
+    compiled step run without capture, and sampling draws fresh noise at every replay (equal logits: the final
+    norm zeroed, so a repeated draw would repeat each row's token)."""
+    from alphadrive_cli.models.graph_decoding import use_graph_decoding
+    from test_models import image, prompt, tiny
+
+    model, processor = tiny()
+    model = model.to("cuda", torch.bfloat16).eval()
+    use_graph_decoding(model)
+    texts = [prompt("Go?"), prompt("The lead vehicle is close and slower; what should the ego vehicle do now?")]
+    batch = processor(text=texts, images=[image(), image((5, 90, 200))], return_tensors="pt", padding=True).to("cuda")
+    settings = {"max_new_tokens": 24, "min_new_tokens": 24, "cache_implementation": "static",
+                "pad_token_id": processor.tokenizer.pad_token_id}
+    with torch.no_grad():
+        graph, eager = (model.generate(**batch, **settings, do_sample=False, cuda_graph=captured) for captured in (True, False))
+        assert torch.equal(graph, eager)
+        model.model.language_model.norm.weight.zero_()
+        sampled = model.generate(**batch, **settings, do_sample=True)[:, batch["input_ids"].shape[1]:]
+    assert sampled.unique().numel() > 0.8 * sampled.numel()
