@@ -112,7 +112,14 @@ def test_the_exponential_race_draws_from_the_softmax() -> None:
 
 def test_a_dynamic_cache_falls_back_to_generate(setup) -> None:
     model, processor, batch = setup
-    plain = generate(model, batch, **settings(processor, cache_implementation=None))
+    dynamic = settings(processor, cache_implementation=None, max_new_tokens=4)
+    plain = generate(model, batch, **dynamic)
     with pytest.warns(UserWarning, match="falls back"):
-        graph = generate(model, batch, **settings(processor, cache_implementation=None), custom_generate=graph_sample)
+        graph = generate(model, batch, **dynamic, custom_generate=graph_sample)
     assert torch.equal(graph, plain)
+
+
+def test_beam_search_is_refused(setup) -> None:
+    model, processor, batch = setup
+    with pytest.raises(ValueError, match="beam_search needs transformers' own generate"):
+        generate(model, batch, **settings(processor, num_beams=2), custom_generate=graph_sample)

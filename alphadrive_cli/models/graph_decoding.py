@@ -28,6 +28,7 @@ import torch
 from transformers import DynamicCache, GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers.generation import (
     EosTokenCriteria,
+    GenerationMode,
     LogitsProcessorList,
     MaxLengthCriteria,
     MinLengthLogitsProcessor,
@@ -185,6 +186,9 @@ def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_pro
     """``GenerationMixin._sample`` with every step after the first in one CUDA graph (see the module's doc);
     ``generate(..., custom_generate=graph_sample)`` calls it. ``cuda_graph=False`` (a ``generate`` keyword too)
     runs the same compiled step on CUDA without capturing it, to check the graph against."""
+    mode = generation_config.get_generation_mode()
+    if mode not in (GenerationMode.SAMPLE, GenerationMode.GREEDY_SEARCH):
+        raise ValueError(f"graph decoding samples or decodes greedily; {mode.value} needs transformers' own generate")
     reason = unsupported(model, logits_processor, stopping_criteria, generation_config, model_kwargs)
     if reason is not None:
         warnings.warn(f"graph decoding falls back to transformers' _sample: {reason}", stacklevel=2)
