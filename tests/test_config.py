@@ -98,7 +98,7 @@ def test_bad_config_files(tmp_path: Path) -> None:
 
 
 def test_unknown_scale_lists_the_known_ones() -> None:
-    with pytest.raises(BadInput, match="unknown scale 'huge'.*qwen2vl-2b, tiny"):
+    with pytest.raises(BadInput, match="unknown scale 'huge'.*qwen2vl-2b, small, tiny"):
         resolve_config("sft", SftConfig, scale="huge")
 
 
