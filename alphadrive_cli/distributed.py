@@ -8,6 +8,7 @@ single process every function here is a plain call.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 from collections.abc import Callable
@@ -45,7 +46,22 @@ def _state() -> Any:
     cpu = not torch.cuda.is_available()
     if cpu:
         _load_onto_indexed_cpu()
-    return PartialState(cpu=cpu)
+    state = PartialState(cpu=cpu)
+    _leave_at_exit()
+    return state
+
+
+@functools.cache
+def _leave_at_exit() -> None:
+    """Leave the process group when the process ends: left up, its threads (gloo's) outlive the interpreter
+    and abort the process after its work is done ("terminate called without an active exception")."""
+    import torch.distributed as dist  # noqa: PLC0415
+
+    def leave() -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    atexit.register(leave)
 
 
 @functools.cache

@@ -61,6 +61,7 @@ def launch_settings(path: Path):
 def test_accelerate_configs_load_as_accelerate_launch_reads_them(name: str, monkeypatch) -> None:
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin
+    from transformers import AutoModelForImageTextToText
 
     config = load_config_from_file(str(CONFIGS / f"{name}.yaml"))  # unknown keys are an error here
     assert config.num_processes == 2 and config.mixed_precision == "no"  # alphadrive picks bf16 itself on GPUs
@@ -74,8 +75,6 @@ def test_accelerate_configs_load_as_accelerate_launch_reads_them(name: str, monk
         plugin = FullyShardedDataParallelPlugin()
         assert plugin.fsdp_version == 2 and "FULL_STATE_DICT" in str(plugin.state_dict_type)
         model = build_tiny_model_artifact(TinyModelConfig(), None, None, ResumePolicy.AUTO).path
-        from transformers import AutoModelForImageTextToText
-
         plugin.set_auto_wrap_policy(AutoModelForImageTextToText.from_pretrained(model))
         wrapped = {cls.__name__ for cls in plugin.auto_wrap_policy.keywords["transformer_layer_cls"]}
         assert wrapped == {"Qwen2VLDecoderLayer", "Qwen2VLVisionBlock"}
