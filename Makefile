@@ -39,7 +39,7 @@ bench-data: install  # frames/s of `data sim` by worker count; results in docs/b
 	$(BIN)/python bench/data_sim.py --frames 5000 --workers 1 2 --out docs/bench/data_sim.json
 
 bench-gpu: install  # one CUDA GPU, not run by CI (~12 min on an H100): decoding vs its floor, grpo speed rows; docs/bench/
-	W=$$(mktemp -d) && $(BIN)/python bench/decode_floor.py --batch 64 --new-tokens 128 --workdir $$W --out docs/bench/decode_h100.json \
+	W=$$(mktemp -d) && $(BIN)/python bench/decode_floor.py --batch 64 --new-tokens 128 --routes 0 1 3 --workdir $$W --out docs/bench/decode_h100.json \
 		&& $(BIN)/python bench/grpo_speed.py --workdir $$W --out docs/bench/grpo_h100.json
 
 clean:
