@@ -230,12 +230,16 @@ def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Pat
                    ResumePolicy.AUTO)
 
 
-def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_path: Path, monkeypatch, recwarn) -> None:
+@pytest.mark.parametrize("full_under_autocast", [False, True], ids=["lora", "full-fp32-weights-bf16-autocast"])
+def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_path: Path, monkeypatch, recwarn,
+                                                                   full_under_autocast: bool) -> None:
     """The compile_generation route, forced on the CPU (eager steps, no CUDA graph): TRL's generate call on the
     PEFT-wrapped policy reaches graph_sample with the static cache and TRL's sampling settings (no fallback to
-    transformers' loop), and the rollouts train."""
+    transformers' loop), and the rollouts train. Also for finetune: full under bf16 autocast (as on a GPU),
+    whose fp32 weights once put fp32 keys and bf16 values into one static cache."""
     from alphadrive_cli.models import graph_decoding  # noqa: PLC0415
     from alphadrive_cli.stages import grpo  # noqa: PLC0415
+    from alphadrive_cli.training import Precision  # noqa: PLC0415
 
     calls = []
 
@@ -246,14 +250,17 @@ def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_p
     sample = graph_decoding.graph_sample
     monkeypatch.setattr(grpo, "_compiled_generation", lambda *args: True)
     monkeypatch.setattr(graph_decoding, "graph_sample", spy)
-    artifact = train_grpo(policy["data"], grpo_config(policy["model"], max_steps=1), tmp_path / "runs", None,
+    settings = {"finetune": "full"} if full_under_autocast else {}
+    if full_under_autocast:
+        monkeypatch.setattr(grpo, "training_precision", lambda: Precision(cuda=False, bf16=True))
+    artifact = train_grpo(policy["data"], grpo_config(policy["model"], max_steps=1, **settings), tmp_path / "runs", None,
                           ResumePolicy.AUTO)
     assert calls == ["StaticCache"]
     assert not [warning for warning in recwarn if "falls back" in str(warning.message)]
     assert artifact.manifest["generation"]["compiled"] and artifact.manifest["metrics"]["steps"] == 1
 
 
-@pytest.mark.parametrize(("settings", "expected"), [({}, True), ({"finetune": "full"}, False),
+@pytest.mark.parametrize(("settings", "expected"), [({}, True), ({"finetune": "full"}, True),
                                                     ({"gradient_checkpointing": True}, False)])
 def test_compiled_generation_only_where_the_static_cache_works(settings: dict, expected: bool) -> None:
     from alphadrive_cli.stages import grpo  # noqa: PLC0415

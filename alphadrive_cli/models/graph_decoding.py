@@ -256,8 +256,19 @@ def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_pro
 
 
 def generate_with_graphs(model: PreTrainedModel, *args: Any, **kwargs: Any) -> Any:
-    """``model.generate`` with :func:`graph_sample` as its decoding method."""
-    return type(model).generate(model, *args, custom_generate=graph_sample, **kwargs)
+    """``model.generate`` with :func:`graph_sample` as its decoding method, through the class's own ``forward``.
+
+    accelerate's mixed precision replaces a prepared model's ``forward`` on the instance by one that runs under
+    autocast; with fp32 weights (``finetune: full``) that writes fp32 keys (rotary embeddings upcast them) and
+    bf16 values, which one static cache cannot hold. Decoding without that wrapper keeps the cache in the
+    weights' dtype; a bf16 model decodes in bf16 either way.
+    """
+    wrapped = model.__dict__.pop("forward", None)
+    try:
+        return type(model).generate(model, *args, custom_generate=graph_sample, **kwargs)
+    finally:
+        if wrapped is not None:
+            model.forward = wrapped
 
 
 def use_graph_decoding(model: PreTrainedModel) -> None:

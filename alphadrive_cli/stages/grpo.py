@@ -91,9 +91,7 @@ def _compiled_generation(config: GrpoConfig, cuda: bool, quantized: bool) -> boo
     if not (config.compile_generation and cuda):
         return False
     reason = ("gradient checkpointing is on (TRL toggles it around every rollout, which would recompile the decoder)"
-              if config.gradient_checkpointing else "4-bit weights cannot be compiled" if quantized
-              else "finetune: full keeps fp32 weights under bf16 autocast, which writes fp32 keys and bf16 values "
-                   "into one static cache" if config.finetune == "full" else None)
+              if config.gradient_checkpointing else "4-bit weights cannot be compiled" if quantized else None)
     if reason:
         console.print(f"[yellow]note:[/] compiled generation is off: {reason}")
     return reason is None
