@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 from alphadrive_cli import __version__
 from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
 from alphadrive_cli.config import resolve_config
-from alphadrive_cli.distributed import launch_world_size
+from alphadrive_cli.distributed import end_process, launch_world_size
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.schemas import (
     DataConfig,
@@ -397,8 +397,15 @@ def evaluate_compare(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point; a process of a multi-process launch ends through :func:`end_process`."""
+    if launch_world_size() == 1:
+        app()
+        return
+    try:
+        app()
+    except SystemExit as done:
+        end_process(done.code)
+    end_process(0)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ single process every function here is a plain call.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,22 +46,23 @@ def _state() -> Any:
     cpu = not torch.cuda.is_available()
     if cpu:
         _load_onto_indexed_cpu()
-    state = PartialState(cpu=cpu)
-    _leave_at_exit()
-    return state
+    return PartialState(cpu=cpu)
 
 
-@functools.cache
-def _leave_at_exit() -> None:
-    """Leave the process group when the process ends: left up, its threads (gloo's) outlive the interpreter
-    and abort the process after its work is done ("terminate called without an active exception")."""
+def end_process(code: object) -> None:
+    """End a launched process with ``code`` (a ``SystemExit`` code): leave the process group, flush the
+    standard streams and exit at once, without the interpreter's teardown. Left to that teardown, the process
+    group's threads (gloo's) outlive it and abort a process whose work is done ("terminate called without
+    an active exception", exit -6), now and then."""
     import torch.distributed as dist  # noqa: PLC0415
 
-    def leave() -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-    atexit.register(leave)
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 @functools.cache
