@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from alphadrive_cli.artifacts import ArtifactWriter
-from alphadrive_cli.distributed import is_main_process, on_main
+from alphadrive_cli.distributed import after_everyone, is_main_process, on_main
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, load_model
 from alphadrive_cli.schemas import TrainingConfig
@@ -156,6 +156,20 @@ def save_run(writer: ArtifactWriter, trainer: Any, model: Any, weights: dict[str
     close_tensorboard(callbacks)
     shutil.rmtree(writer.dir / CHECKPOINT_DIR, ignore_errors=True)
     return history, plotted
+
+
+def train_and_save(writer: ArtifactWriter, trainer: Any, model: Any, processor: Any, callbacks: Sequence[Any],
+                   checkpoint: str | None, panels: Sequence[tuple[str, Sequence[str]]], title: str,
+                   png: str) -> tuple[Any, list[dict[str, Any]], list[str]]:
+    """Train (resuming from ``checkpoint``, if any), then, once every process has finished, save the run on the
+    main process (:func:`save_run`). Returns the train result, the log history and the curves drawn."""
+    silence_stdout_callbacks(trainer)
+    restore_full_weights(model, checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    weights = gathered_weights(trainer)
+    history, plotted = after_everyone(lambda: save_run(writer, trainer, model, weights, processor, callbacks, panels,
+                                                       title, png))
+    return result, history, plotted
 
 
 def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints: Path) -> dict[str, Any]:

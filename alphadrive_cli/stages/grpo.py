@@ -20,7 +20,7 @@ from typing import Any
 from alphadrive_cli.actions import ActionVocabulary
 from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, canonical_hash, open_artifact
 from alphadrive_cli.data.schema import Record, dataset_vocabulary, iter_split
-from alphadrive_cli.distributed import after_everyone, is_main_process, launch_world_size, on_main
+from alphadrive_cli.distributed import is_main_process, launch_world_size, on_main
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.grpo_rewards import COMPONENTS, REWARD_FUNCTIONS, PlanningRewards, SampleLog
 from alphadrive_cli.models.loading import ModelSource, model_config, processor_location, resolve_model_source
@@ -30,14 +30,11 @@ from alphadrive_cli.training import (
     CHECKPOINT_DIR,
     LOG_HISTORY,
     finite_round,
-    gathered_weights,
     last_checkpoint,
     load_policy,
     model_summary,
-    restore_full_weights,
     run_metrics,
-    save_run,
-    silence_stdout_callbacks,
+    train_and_save,
     trainer_arguments,
     trainer_callbacks,
     training_precision,
@@ -181,13 +178,8 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     trainer.generation_config.disable_compile = not compiled  # TRL always turns generate's compilation off
     if compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
         use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
-    silence_stdout_callbacks(trainer)
-    restore_full_weights(model, last)
-    result = trainer.train(resume_from_checkpoint=last)
-
-    weights = gathered_weights(trainer)
-    history, curves = after_everyone(lambda: save_run(writer, trainer, model, weights, processor, callbacks, CURVES,
-                                                      f"grpo {writer.name}", CURVES_PNG))
+    result, history, curves = train_and_save(writer, trainer, model, processor, callbacks, last, CURVES,
+                                             f"grpo {writer.name}", CURVES_PNG)
 
     metrics = {**reward_summary(history), **run_metrics(trainer, result, precision)}
     console.print(f"grpo {writer.name}: {metrics['steps']} steps, reward {metrics['first_reward']} -> {metrics['final_reward']}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, canonical_hash, open_artifact
 from alphadrive_cli.data.schema import Record, dataset_vocabulary, iter_split
-from alphadrive_cli.distributed import after_everyone, on_main
+from alphadrive_cli.distributed import on_main
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, model_config, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
@@ -25,14 +25,11 @@ from alphadrive_cli.training import (
     CHECKPOINT_DIR,
     LOG_HISTORY,
     finite_round,
-    gathered_weights,
     last_checkpoint,
     load_policy,
     model_summary,
-    restore_full_weights,
     run_metrics,
-    save_run,
-    silence_stdout_callbacks,
+    train_and_save,
     trainer_arguments,
     trainer_callbacks,
     training_precision,
@@ -117,14 +114,9 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                          processing_class=processor, callbacks=callbacks)
-    silence_stdout_callbacks(trainer)
     last, resumed_from = last_checkpoint(checkpoints)
-    restore_full_weights(model, last)
-    result = trainer.train(resume_from_checkpoint=last)
-
-    weights = gathered_weights(trainer)
-    history, curves = after_everyone(lambda: save_run(writer, trainer, model, weights, processor, callbacks, CURVES,
-                                                      f"sft {writer.name}", CURVES_PNG))
+    result, history, curves = train_and_save(writer, trainer, model, processor, callbacks, last, CURVES,
+                                             f"sft {writer.name}", CURVES_PNG)
 
     losses = [entry["loss"] for entry in history if "loss" in entry]
     metrics: dict[str, Any] = {
@@ -134,7 +126,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
         **run_metrics(trainer, result, precision),
     }
     if config.merge:
-        del trainer, model, weights  # free the training copy before loading the base unquantised
+        del trainer, model  # free the training copy before loading the base unquantised
         on_main(lambda: _save_merged(writer, source, processor, precision.dtype))
     console.print(f"sft {writer.name}: {metrics['steps']} steps, train loss {metrics['train_loss']}"
                   + (f" (resumed from step {resumed_from})" if resumed_from is not None else ""))
