@@ -187,7 +187,8 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
         return None
     metrics = json.loads((opened / "metrics.json").read_text())
     drivers = json.loads((closed / "closed_loop.json").read_text())["drivers"]
-    chain = [f"{row}-s{seed}"] + ([f"sft_reasoning-s{seed}"] if row not in ("sft_no_reasoning", "sft_reasoning", "rl_only") else [])
+    after_sft = row == "sft_rl" or row in REWARD_ABLATIONS  # GRPO from the reasoning SFT model: its SFT counts too
+    chain = [f"{row}-s{seed}"] + ([f"sft_reasoning-s{seed}"] if after_sft else [])
     return {"train_wall_s": round(train_seconds(root, chain), 1), "artifact": str(paths[f"{row}-s{seed}"].relative_to(root)),
             "planning_accuracy": metrics["planning_accuracy"], "format_valid_rate": metrics["format_valid_rate"],
             "speed_macro_f1": metrics["speed"]["macro_f1"], "path_macro_f1": metrics["path"]["macro_f1"],
