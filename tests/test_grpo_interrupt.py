@@ -30,12 +30,14 @@ def test_interrupted_grpo_process_resumes_from_its_checkpoint(tmp_path: Path) ->
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                start_new_session=True)
-    checkpoint = root / "grpo" / ".grpo.partial" / "checkpoints" / "checkpoint-2"
+    # a complete checkpoint: its directory appears before the save finishes, and a checkpoint cut off
+    # mid-write is discarded on resume (the next test)
+    state = root / "grpo" / ".grpo.partial" / "checkpoints" / "checkpoint-2" / "trainer_state.json"
     try:
         deadline = time.monotonic() + 240
-        while not checkpoint.is_dir() and process.poll() is None and time.monotonic() < deadline:
+        while not state.is_file() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert checkpoint.is_dir(), "no checkpoint appeared"
+        assert state.is_file(), "no complete checkpoint appeared"
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     finally:
