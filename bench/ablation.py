@@ -11,7 +11,9 @@ then per seed a model built from random weights of the dimensions given, trained
 seed only) without each of the four rewards in turn. Every row is scored open loop on the test split
 and closed loop (`eval --closed-loop`, all scenarios, the same seeds for every row, the expert beside).
 
-Commands run as a dependency graph, --jobs at a time (independent rows train concurrently). Every
+Commands run as a dependency graph, --jobs at a time (independent rows train concurrently), each with
+its share of the cores as its thread count, in priority order: the four rows and their scores seed by
+seed, then the reward ablations. A GRPO stage that fails runs once more without graph decoding. Every
 artifact has a fixed name, so a second invocation with the same --root skips what is published and
 lets an interrupted stage resume its own checkpoint: a run cut by --budget-s (its stages get SIGTERM)
 or by a machine's time limit continues where it stopped. Row 4's train time includes its SFT. Prints
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -44,12 +47,20 @@ ROW_TITLES = {"sft_no_reasoning": "SFT, no reasoning", "sft_reasoning": "SFT wit
 ACTION_NAMES = tuple(yaml.safe_load((Path(__file__).parents[1] / "configs" / "rewards.yaml").read_text())["action_weights"])
 # Each reward of the paper dropped through its config; accuracy scales the weights and diversity, so
 # without it only the format reward is left.
+# A GRPO stage that fails is run once more, from the start, without graph decoding (CUDA graphs of a compiled
+# step), so that a decoding fault costs that row its speed, not its result; jobs.jsonl records the arguments
+# each attempt ran with.
+GRPO_FALLBACK = ("--set", "compile_generation=false", "--restart")
 REWARD_ABLATIONS: dict[str, tuple[str, ...]] = {
     "no_accuracy": ("rewards.quality_coef=0",),
     "no_action_weights": tuple(f"rewards.action_weights.{action}=1.0" for action in ACTION_NAMES),
     "no_diversity": ("rewards.diversity_floor=1.0",),
     "no_format": ("rewards.format_coef=0",),
 }
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS",
+                    "TORCHINDUCTOR_COMPILE_THREADS")
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,11 @@ class Job:
 
     key: str
     args: tuple[str, ...]
+    fallback: tuple[str, ...] = ()  # appended to ``args`` for one retry if the command fails
+
+    def retried(self) -> Job:
+        """This command with its fallback arguments, retried no further."""
+        return Job(self.key, self.args + self.fallback)
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -75,31 +91,37 @@ def with_sets(sets: list[str]) -> list[str]:
     return [part for item in sets for part in ("--set", item)]
 
 
+def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
+    """Open-loop (test split) and closed-loop scoring of one trained row."""
+    model, scale = f"@{row}-s{seed}", ("--scale", args.scale)
+    return [Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", "@data", *scale)),
+            Job(f"closed-{row}-s{seed}", ("eval", "--closed-loop", "--model", model, "--data", "@data", *scale,
+                                          "--episodes", str(args.episodes), "--set", f"closed_loop.seconds={args.seconds}"))]
+
+
 def plan(args: argparse.Namespace) -> list[Job]:
-    """Every command of the ablation, in priority order (training before scoring, first seed first)."""
-    jobs = [Job("data", ("data", "sim", "--frames", str(args.frames), "--seed", "0", "--workers", str(args.workers))),
+    """Every command of the ablation, in priority order: the four rows and their scores seed by seed, then the
+    reward ablations (first seed only) and theirs, so that a run cut short has finished the headline first."""
+    jobs = [Job("data", ("data", "sim", "--frames", str(args.frames), "--seed", "0", "--workers", str(args.workers),
+                         *with_sets(args.data_set))),
             Job("traces", ("distill", "--data", "@data", "--teacher", "grounded"))]
     dims = ("--dimensions", str(args.dimensions)) if args.dimensions else ()
     scale = ("--scale", args.scale)
-    trained: list[tuple[str, int]] = []
     for seed in args.seeds:
         sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
         grpo = (*scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
         jobs += [Job(f"model-s{seed}", ("models", "tiny", "--seed", str(seed), *dims, *with_sets(args.model_set))),
                  Job(f"sft_no_reasoning-s{seed}", ("sft", "--data", "@data", "--model", f"@model-s{seed}", "--no-reasoning", *sft)),
                  Job(f"sft_reasoning-s{seed}", ("sft", "--data", "@traces", "--model", f"@model-s{seed}", *sft)),
-                 Job(f"rl_only-s{seed}", ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo)),
-                 Job(f"sft_rl-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo))]
-        trained += [(row, seed) for row in ROWS]
-        if args.reward_ablation and seed == args.seeds[0]:
-            jobs += [Job(f"{row}-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo,
-                                            *with_sets(list(sets)))) for row, sets in REWARD_ABLATIONS.items()]
-            trained += [(row, seed) for row in REWARD_ABLATIONS]
-    for row, seed in trained:
-        model = f"@{row}-s{seed}"
-        jobs += [Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", "@data", *scale)),
-                 Job(f"closed-{row}-s{seed}", ("eval", "--closed-loop", "--model", model, "--data", "@data", *scale,
-                                               "--episodes", str(args.episodes), "--set", f"closed_loop.seconds={args.seconds}"))]
+                 Job(f"rl_only-s{seed}", ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo), GRPO_FALLBACK),
+                 Job(f"sft_rl-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo), GRPO_FALLBACK)]
+        jobs += [job for row in ROWS for job in _evaluations(row, seed, args)]
+    if args.reward_ablation:
+        seed = args.seeds[0]
+        grpo = (*scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
+        jobs += [Job(f"{row}-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo,
+                                        *with_sets(list(sets))), GRPO_FALLBACK) for row, sets in REWARD_ABLATIONS.items()]
+        jobs += [job for row in REWARD_ABLATIONS for job in _evaluations(row, seed, args)]
     return jobs
 
 
@@ -107,8 +129,11 @@ class Runner:
     """Runs jobs as subprocesses of the CLI, logging each to ``<root>/logs/<key>.log`` and its wall time to
     ``<root>/jobs.jsonl``; ``stop()`` sends SIGTERM to every running stage (which then keeps its checkpoint)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, threads: int) -> None:
         self.root = root
+        # every stage gets its share of the cores: left at their default, N concurrent stages each start a
+        # thread per core (torch, OpenMP) and oversubscribe the machine N times
+        self.env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
         self.running: dict[str, subprocess.Popen[str]] = {}
         self.stopped: set[str] = set()
         (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -119,13 +144,15 @@ class Runner:
         started = time.perf_counter()
         with (self.root / "logs" / f"{job.key}.log").open("a") as log:
             process = subprocess.Popen([sys.executable, "-m", "alphadrive_cli.cli", *args, "--name", job.key,
-                                        "--out-root", str(self.root)], stdout=subprocess.PIPE, stderr=log, text=True)
+                                        "--out-root", str(self.root)], stdout=subprocess.PIPE, stderr=log, text=True,
+                                       env=self.env)
             self.running[job.key] = process
             stdout, _ = process.communicate()
             del self.running[job.key]
         seconds = time.perf_counter() - started
         with (self.root / "jobs.jsonl").open("a") as handle:
-            handle.write(json.dumps({"key": job.key, "seconds": round(seconds, 1), "exit_code": process.returncode}) + "\n")
+            handle.write(json.dumps({"key": job.key, "seconds": round(seconds, 1), "exit_code": process.returncode,
+                                     "args": args}) + "\n")
         if process.returncode != 0:
             raise RuntimeError(f"{job.key} exited with {process.returncode} after {seconds:.0f} s (logs/{job.key}.log)")
         return Path(stdout.strip())
@@ -142,7 +169,7 @@ def execute(jobs: list[Job], root: Path, workers: int, budget_s: float) -> dict[
     stop what runs. The artifact path of every job that is done."""
     paths = {job.key: path for job in jobs if (path := published(root, job.key)) is not None}
     failed: set[str] = set()
-    runner = Runner(root)
+    runner = Runner(root, max(1, (os.cpu_count() or 1) // workers))
     deadline = time.monotonic() + budget_s
     futures: dict[Future[Path], Job] = {}
     with ThreadPoolExecutor(workers) as pool:
@@ -168,7 +195,12 @@ def execute(jobs: list[Job], root: Path, workers: int, budget_s: float) -> dict[
                     paths[job.key] = future.result()
                 except RuntimeError as error:
                     print(f"failed: {error}", file=sys.stderr, flush=True)
-                    if time.monotonic() < deadline:
+                    if time.monotonic() >= deadline:
+                        continue  # stopped by the budget: the next invocation resumes it
+                    if job.fallback:
+                        print(f"retrying {job.key} with {' '.join(job.fallback)}", file=sys.stderr, flush=True)
+                        jobs[jobs.index(job)] = job.retried()
+                    else:
                         failed.add(job.key)
 
 
@@ -244,6 +276,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("runs/ablation"), help="artifact root")
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes of `data sim`")
+    parser.add_argument("--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. image_size=224")
     parser.add_argument("--dimensions", type=Path, default=None, help="model dimensions JSON [default: the tiny model]")
     parser.add_argument("--model-set", action="append", default=[], help="`models tiny --set` (repeatable), e.g. max_pixels=50176")
     parser.add_argument("--scale", default="tiny", help="scale preset of the training and eval stages")
@@ -254,7 +287,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2, help="closed-loop episodes per scenario")
     parser.add_argument("--seconds", type=float, default=15, help="closed-loop seconds per episode")
     parser.add_argument("--jobs", type=int, default=1, help="commands run at the same time")
-    parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop (resumably) after this many seconds")
+    parser.add_argument("--budget-s", type=float, default=float("inf"),
+                        help="stop (resumably) after this many seconds; 0 runs nothing and reports what is published")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)

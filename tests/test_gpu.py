@@ -98,3 +98,20 @@ def test_graph_decoding_replays_its_compiled_step_on_cuda() -> None:
         model.model.language_model.norm.weight.zero_()
         sampled = model.generate(**batch, **settings, do_sample=True)[:, batch["input_ids"].shape[1]:]
     assert sampled.unique().numel() > 0.8 * sampled.numel()
+
+
+def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> None:
+    """GRPO training every weight (fp32 master weights under bf16 autocast, as the GPU ablation runs) decodes
+    its rollouts with graph decoding on CUDA: two steps train and the manifest says the rollouts were compiled."""
+    from alphadrive_cli.schemas import GrpoConfig
+    from alphadrive_cli.stages.grpo import train_grpo
+    from labelled_data import make_labelled_data
+
+    data = make_labelled_data(tmp_path, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")], {"train": range(2)})
+    model = build_tiny_model_artifact(TinyModelConfig(), tmp_path, None, ResumePolicy.AUTO)
+    policy = train_grpo(data, GrpoConfig(model=str(model.path), finetune="full", freeze_vision=False, max_steps=2,
+                                         per_device_batch_size=4, num_generations=4, max_completion_length=16),
+                        tmp_path, None, ResumePolicy.AUTO)
+    manifest = policy.manifest
+    assert manifest["generation"]["compiled"] is True and manifest["generation"]["cache"] == "static"
+    assert manifest["training"]["device"] == "cuda" and manifest["metrics"]["steps"] == 2

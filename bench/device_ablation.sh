@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The GPU-scale ablation (docs/results.md) on a lent machine whose lease outlives no single command: `start`
+# launches bench/ablation.py in its own process session, so it runs on between the calls that watch it;
+# `poll S` waits S seconds and prints its progress; `collect` waits for it to end and packs every result but
+# the weights and frames into $OUT. Run from the repository root, with the wheels the image lacks in .whl/
+# (or in $ABLATION_WHEELS; an empty folder where every package is installed).
+#   bash bench/device_ablation.sh start [ablation.py arguments ...]
+#   bash bench/device_ablation.sh poll 540
+#   bash bench/device_ablation.sh collect
+set -euo pipefail
+WORK=${ABLATION_WORK:-/root/ablation}    # outside the working tree, which each call replaces
+SRC=$WORK/src
+ROOT=$WORK/runs
+OUT=${OUT:-$WORK/out}
+WHEELS=${ABLATION_WHEELS:-.whl}
+
+environment() {
+    export PYTHONPATH=$SRC:$WORK/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+}
+
+progress() {
+    echo "== $(date -u +%H:%M:%S), running for $(( $(date +%s) - $(cat "$WORK/started") )) s"
+    if [ -f "$ROOT/jobs.jsonl" ]; then
+        echo "-- finished stages (key, seconds, exit code):"
+        python3 -c 'import json,sys; [print(e["key"], e["seconds"], e["exit_code"]) for e in map(json.loads, open(sys.argv[1]))]' "$ROOT/jobs.jsonl"
+    fi
+    echo "-- last line of each stage's log:"
+    for log in "$ROOT"/logs/*.log; do
+        [ -f "$log" ] && printf '%s: %s\n' "$(basename "$log" .log)" "$(tr '\r' '\n' < "$log" | grep -v '^\s*$' | tail -1 | cut -c1-200)"
+    done
+    echo "-- driver:"; tail -5 "$WORK/driver.log"
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
+}
+
+case "${1:-}" in
+start)
+    shift
+    mkdir -p "$WORK"
+    if compgen -G "$WHEELS/*.whl" >/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$WHEELS"/*.whl
+    fi
+    rm -rf "$SRC" && mkdir -p "$SRC" && cp -r alphadrive_cli bench configs prompts pyproject.toml "$SRC"/
+    environment
+    date +%s > "$WORK/started"
+    (cd "$SRC/bench" && setsid python3 ablation.py --root "$ROOT" --out "$ROOT/ablation.json" "$@" \
+        > "$WORK/driver.log" 2>&1 < /dev/null & echo $! > "$WORK/pid")
+    echo "ablation started (pid $(cat "$WORK/pid")), results under $ROOT"
+    ;;
+poll)
+    sleep "${2:-60}"
+    progress
+    ;;
+collect)
+    while kill -0 "$(cat "$WORK/pid")" 2>/dev/null; do sleep 5; done
+    progress
+    mkdir -p "$OUT"
+    cp "$WORK/driver.log" "$OUT/"
+    [ -f "$ROOT/ablation.json" ] && cp "$ROOT/ablation.json" "$OUT/"
+    (cd "$ROOT" && find . -type f -size -4M ! -name '*.safetensors' ! -name '*.bin' ! -name '*.pt' ! -path '*/images/*' \
+        ! -path '*/checkpoint-*' -print0 | tar --null -czf "$OUT/results.tar.gz" -T -)
+    ls -la "$OUT"
+    ;;
+*)
+    echo "usage: $0 start [ablation.py arguments] | poll SECONDS | collect" >&2
+    exit 2
+    ;;
+esac
