@@ -170,6 +170,8 @@ class TrainingConfig(Strict):
     save_steps: int = Field(50, ge=1)
     dataloader_workers: int = Field(0, ge=0, description="processes decoding and batching frames beside training "
                                                          "(0: the training process itself)")
+    max_nonfinite_steps: int = Field(5, ge=1, description="an update with NaN or infinite gradients is skipped; this "
+                                                          "many in a row stop the run as diverged")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from alphadrive_cli.artifacts import ArtifactWriter
 from alphadrive_cli.distributed import after_everyone, is_main_process, on_main
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, load_model
+from alphadrive_cli.numerics import NonFiniteGradientGuard, check_finite, nonfinite_steps
 from alphadrive_cli.schemas import TrainingConfig
 from alphadrive_cli.ui import console
 
@@ -148,6 +149,8 @@ def save_run(writer: ArtifactWriter, trainer: Any, model: Any, weights: dict[str
     the curves drawn."""
     from alphadrive_cli.training_plots import curves_png  # noqa: PLC0415 - matplotlib only when needed
 
+    check_finite(weights if weights is not None else {name: parameter for name, parameter in model.named_parameters()
+                                                      if parameter.requires_grad}, f"{title}: the trained weights")
     save_policy(model, writer.dir, weights)
     processor.save_pretrained(str(writer.dir))
     history = trainer.state.log_history
@@ -200,9 +203,11 @@ def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints:
 
 
 def run_metrics(trainer: Any, result: Any, precision: Precision) -> dict[str, Any]:
-    """Steps, epochs, throughput, wall time and (on CUDA) peak memory of a finished ``trainer.train()``."""
+    """Steps, the steps whose update was skipped for non-finite gradients, epochs, throughput, wall time and
+    (on CUDA) peak memory of a finished ``trainer.train()``."""
     metrics: dict[str, Any] = {
         "steps": trainer.state.global_step,
+        "nonfinite_steps_skipped": nonfinite_steps(trainer.state.log_history),
         "epochs": finite_round(trainer.state.epoch),
         "train_samples_per_second": finite_round(result.metrics.get("train_samples_per_second")),
         "train_runtime_s": finite_round(result.metrics.get("train_runtime")),
@@ -234,10 +239,11 @@ def console_logger(fields: Sequence[tuple[str, str]]) -> Any:
     return ConsoleLogger()
 
 
-def trainer_callbacks(writer: ArtifactWriter, fields: Sequence[tuple[str, str]]) -> tuple[list[Any], str]:
-    """The console logger, :data:`EXTRA_CALLBACKS` and TensorBoard (where installed; written by the main
-    process only); and what the manifest says about TensorBoard."""
-    callbacks = [console_logger(fields), *EXTRA_CALLBACKS]
+def trainer_callbacks(writer: ArtifactWriter, fields: Sequence[tuple[str, str]],
+                      config: TrainingConfig) -> tuple[list[Any], str]:
+    """The non-finite gradient guard, the console logger, :data:`EXTRA_CALLBACKS` and TensorBoard (where
+    installed; written by the main process only); and what the manifest says about TensorBoard."""
+    callbacks = [NonFiniteGradientGuard(config.max_nonfinite_steps), console_logger(fields), *EXTRA_CALLBACKS]
     if importlib.util.find_spec("tensorboard") is None:
         return callbacks, "skipped: the tensorboard package is not installed (pip install tensorboard)"
     if not is_main_process():

@@ -157,7 +157,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     samples = writer.dir / SAMPLES if is_main_process() else None  # the main process writes every process's samples
     rewards = PlanningRewards(config.rewards, vocabulary,
                               SampleLog(samples, config.sample_every, config.sample_groups, resumed_from))
-    callbacks, tensorboard = trainer_callbacks(writer, CONSOLE_FIELDS)
+    callbacks, tensorboard = trainer_callbacks(writer, CONSOLE_FIELDS, config)
     compiled = _compiled_generation(config, precision.cuda, quantized)
     args = TrlGrpoConfig(
         **trainer_arguments(config, precision, checkpoints),

@@ -106,7 +106,7 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     dataset = Dataset.from_list(sft_examples(records, vocabulary, config.reasoning))
     collator = VisionSFTCollator(processor, template, vocabulary, data.path, config.max_length)
     checkpoints = writer.dir / CHECKPOINT_DIR
-    callbacks, tensorboard = trainer_callbacks(writer, CONSOLE_FIELDS)
+    callbacks, tensorboard = trainer_callbacks(writer, CONSOLE_FIELDS, config)
     args = TrlSftConfig(
         **trainer_arguments(config, precision, checkpoints),
         dataset_kwargs={"skip_prepare_dataset": True},

@@ -1,0 +1,77 @@
+"""Keeping NaN and infinity out of trained weights.
+
+bf16 autocast has no loss scaler to catch an overflow, and one optimiser step on a non-finite gradient turns
+every weight into NaN: the run then goes on, rollouts decode garbage, and the artifact looks finished. The
+guard below skips such an update instead (the gradients are dropped, so the optimiser leaves every weight and
+its moments as they were) and stops a run whose gradients stay non-finite; :func:`check_finite` refuses to
+save weights that are not finite all the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from alphadrive_cli.errors import StageFailure
+from alphadrive_cli.ui import console
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """A sharded (DTensor) gradient's local part; any other tensor as it is."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether every element of ``tensors`` is finite, in every process of a multi-process run (each may hold
+    other shards, so all of them take the same decision)."""
+    local = [_local(tensor).detach() for tensor in tensors]
+    device = local[0].device if local else torch.device("cpu")
+    finite = torch.stack([torch.isfinite(tensor).all() for tensor in local]).all() if local else torch.tensor(True)
+    flag = finite.to(device=device, dtype=torch.int32)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+class NonFiniteGradientGuard(TrainerCallback):
+    """Skips every optimiser update whose gradients hold NaN or infinity, and stops the run as diverged after
+    ``limit`` such steps in a row. The trainer's log history still records each skipped step's non-finite
+    ``grad_norm`` (see :func:`nonfinite_steps`). Gradients that an engine keeps out of ``param.grad``
+    (DeepSpeed ZeRO) are not seen here."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.streak: list[int] = []
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        parameters = [parameter for parameter in model.parameters() if parameter.grad is not None]
+        if all_finite(parameter.grad for parameter in parameters):
+            self.streak = []
+            return
+        step = state.global_step + 1
+        for parameter in parameters:
+            parameter.grad = None  # the optimiser passes over parameters without a gradient
+        self.streak.append(step)
+        console.print(f"[yellow]warning:[/] step {step}: non-finite gradients (NaN or infinity); this update was skipped")
+        if len(self.streak) >= self.limit:
+            raise StageFailure(f"training diverged: the gradients were non-finite in {self.limit} consecutive steps "
+                               f"({self.streak[0]}-{step}); try a lower learning_rate (the last checkpoint is kept)")
+
+
+def nonfinite_steps(history: Iterable[Mapping[str, Any]]) -> list[int]:
+    """The steps of a trainer's log history whose gradient norm was NaN or infinite (updates the guard skipped)."""
+    return [int(entry["step"]) for entry in history
+            if isinstance(entry.get("grad_norm"), float) and not math.isfinite(entry["grad_norm"])]
+
+
+def check_finite(weights: Mapping[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`StageFailure` naming the first tensors of ``weights`` that hold NaN or infinity."""
+    bad = [name for name, tensor in weights.items()
+           if tensor.is_floating_point() and not torch.isfinite(_local(tensor)).all()]
+    if bad:
+        raise StageFailure(f"{what}: {len(bad)} of {len(weights)} weight tensors hold NaN or infinity "
+                           f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); nothing was saved")
