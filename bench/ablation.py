@@ -1,6 +1,6 @@
 """The paper's ablation on simulator data: SFT without / with reasoning, RL only, SFT + RL, reward ablations.
 
-Usage: python bench/ablation.py --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json
+Usage: python bench/ablation.py --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json [--data-set image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
        [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--jobs 8] [--budget-s 540]
 
