@@ -45,12 +45,12 @@ ROW_TITLES = {"sft_no_reasoning": "SFT, no reasoning", "sft_reasoning": "SFT wit
               "no_accuracy": "SFT + RL without the accuracy reward", "no_action_weights": "SFT + RL without action weights",
               "no_diversity": "SFT + RL without the diversity reward", "no_format": "SFT + RL without the format reward"}
 ACTION_NAMES = tuple(yaml.safe_load((Path(__file__).parents[1] / "configs" / "rewards.yaml").read_text())["action_weights"])
-# Each reward of the paper dropped through its config; accuracy scales the weights and diversity, so
-# without it only the format reward is left.
 # A GRPO stage that fails is run once more, from the start, without graph decoding (CUDA graphs of a compiled
 # step), so that a decoding fault costs that row its speed, not its result; jobs.jsonl records the arguments
 # each attempt ran with.
 GRPO_FALLBACK = ("--set", "compile_generation=false", "--restart")
+# Each reward of the paper dropped through its config; accuracy scales the weights and diversity, so
+# without it only the format reward is left.
 REWARD_ABLATIONS: dict[str, tuple[str, ...]] = {
     "no_accuracy": ("rewards.quality_coef=0",),
     "no_action_weights": tuple(f"rewards.action_weights.{action}=1.0" for action in ACTION_NAMES),
@@ -91,6 +91,11 @@ def with_sets(sets: list[str]) -> list[str]:
     return [part for item in sets for part in ("--set", item)]
 
 
+def _grpo_settings(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
+    """The scale preset, step count and seed every GRPO row of ``seed`` trains with."""
+    return ("--scale", args.scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
+
+
 def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     """Open-loop (test split) and closed-loop scoring of one trained row."""
     model, scale = f"@{row}-s{seed}", ("--scale", args.scale)
@@ -109,7 +114,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
     scale = ("--scale", args.scale)
     for seed in args.seeds:
         sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
-        grpo = (*scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
+        grpo = _grpo_settings(seed, args)
         jobs += [Job(f"model-s{seed}", ("models", "tiny", "--seed", str(seed), *dims, *with_sets(args.model_set))),
                  Job(f"sft_no_reasoning-s{seed}", ("sft", "--data", "@data", "--model", f"@model-s{seed}", "--no-reasoning", *sft)),
                  Job(f"sft_reasoning-s{seed}", ("sft", "--data", "@traces", "--model", f"@model-s{seed}", *sft)),
@@ -118,8 +123,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         jobs += [job for row in ROWS for job in _evaluations(row, seed, args)]
     if args.reward_ablation:
         seed = args.seeds[0]
-        grpo = (*scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
-        jobs += [Job(f"{row}-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo,
+        jobs += [Job(f"{row}-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *_grpo_settings(seed, args),
                                         *with_sets(list(sets))), GRPO_FALLBACK) for row, sets in REWARD_ABLATIONS.items()]
         jobs += [job for row in REWARD_ABLATIONS for job in _evaluations(row, seed, args)]
     return jobs
