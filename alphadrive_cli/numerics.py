@@ -27,11 +27,12 @@ def _local(tensor: torch.Tensor) -> torch.Tensor:
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     """Whether every element of ``tensors`` is finite, in every process of a multi-process run (each may hold
-    other shards, so all of them take the same decision)."""
+    other shards, so all of them take the same decision). No tensors at all (an engine that keeps gradients
+    elsewhere, the same in every process) is finite, with nothing to exchange."""
     local = [_local(tensor).detach() for tensor in tensors]
-    device = local[0].device if local else torch.device("cpu")
-    finite = torch.stack([torch.isfinite(tensor).all() for tensor in local]).all() if local else torch.tensor(True)
-    flag = finite.to(device=device, dtype=torch.int32)
+    if not local:
+        return True
+    flag = torch.stack([torch.isfinite(tensor).all() for tensor in local]).all().to(torch.int32)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
     return bool(flag.item())

@@ -14,10 +14,6 @@ ROOT=$WORK/runs
 OUT=${OUT:-$WORK/out}
 WHEELS=${ABLATION_WHEELS:-.whl}
 
-environment() {
-    export PYTHONPATH=$SRC:$WORK/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
-}
-
 progress() {
     echo "== $(date -u +%H:%M:%S), running for $(( $(date +%s) - $(cat "$WORK/started") )) s"
     if [ -f "$ROOT/jobs.jsonl" ]; then
@@ -40,7 +36,7 @@ start)
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$WHEELS"/*.whl
     fi
     rm -rf "$SRC" && mkdir -p "$SRC" && cp -r alphadrive_cli bench configs prompts pyproject.toml "$SRC"/
-    environment
+    export PYTHONPATH=$SRC:$WORK/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
     date +%s > "$WORK/started"
     (cd "$SRC/bench" && setsid python3 ablation.py --root "$ROOT" --out "$ROOT/ablation.json" "$@" \
         > "$WORK/driver.log" 2>&1 < /dev/null & echo $! > "$WORK/pid")

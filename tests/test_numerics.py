@@ -117,3 +117,11 @@ def test_sft_whose_gradients_stay_nonfinite_stops_as_diverged(traces, tmp_path, 
     with pytest.raises(StageFailure, match="training diverged"):
         _sft(traces, tmp_path, max_nonfinite_steps=2)
     assert not list((tmp_path / "sft").glob("*-v1"))  # nothing published
+
+
+def test_no_gradients_at_all_count_as_finite() -> None:
+    """An engine that keeps gradients out of ``param.grad`` (DeepSpeed ZeRO) leaves the guard nothing to check."""
+    model = torch.nn.Linear(2, 2)
+    guard = NonFiniteGradientGuard(limit=1)
+    guard.on_pre_optimizer_step(None, SimpleNamespace(global_step=0), None, model=model)
+    assert guard.streak == []
