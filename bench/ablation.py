@@ -44,6 +44,7 @@ ROW_TITLES = {"sft_no_reasoning": "SFT, no reasoning", "sft_reasoning": "SFT wit
               "rl_only": "RL only", "sft_rl": "SFT + RL (AlphaDrive)",
               "no_accuracy": "SFT + RL without the accuracy reward", "no_action_weights": "SFT + RL without action weights",
               "no_diversity": "SFT + RL without the diversity reward", "no_format": "SFT + RL without the format reward"}
+BRAKING = ("DECELERATE", "STOP")  # the speed plans that slow the car down
 ACTION_NAMES = tuple(yaml.safe_load((Path(__file__).parents[1] / "configs" / "rewards.yaml").read_text())["action_weights"])
 # A GRPO stage that fails is run once more, from the start, without graph decoding (CUDA graphs of a compiled
 # step), so that a decoding fault costs that row its speed, not its result; jobs.jsonl records the arguments
@@ -215,9 +216,21 @@ def train_seconds(root: Path, keys: list[str]) -> float:
     return sum(entry["seconds"] for entry in entries if entry["key"] in keys)
 
 
+def speed_confusion(speed: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """An eval's speed confusion matrix as {true action: {answer: frames}} (answers include "invalid")."""
+    return {truth: dict(zip(speed["confusion_columns"], counts))
+            for truth, counts in zip(speed["classes"], speed["confusion_matrix"])}
+
+
+def braking_share(closed: Path) -> float:
+    """The share of a closed-loop eval's decisions whose plan slows down (DECELERATE or STOP)."""
+    decisions = [json.loads(line) for line in (closed / "decisions.jsonl").read_text().splitlines() if line]
+    return sum(decision["plan"][0] in BRAKING for decision in decisions) / max(1, len(decisions))
+
+
 def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str, Any] | None:
-    """One trained row's open-loop metrics (test split) and closed-loop metrics (model and expert), or None
-    while its evaluations are not both done."""
+    """One trained row's training metrics, open-loop metrics (test split) and closed-loop metrics (model and
+    expert), or None while its evaluations are not both done."""
     opened, closed = paths.get(f"open-{row}-s{seed}"), paths.get(f"closed-{row}-s{seed}")
     if opened is None or closed is None:
         return None
@@ -230,7 +243,10 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
             "speed_macro_f1": metrics["speed"]["macro_f1"], "path_macro_f1": metrics["path"]["macro_f1"],
             "speed_f1": {a: v["f1"] for a, v in metrics["speed"]["per_class"].items()},
             "path_f1": {a: v["f1"] for a, v in metrics["path"]["per_class"].items()},
-            "closed_loop": drivers["model"]["overall"], "expert_closed_loop": drivers["expert"]["overall"],
+            "speed_confusion": speed_confusion(metrics["speed"]),
+            "closed_loop": drivers["model"]["overall"], "closed_loop_braking_share": round(braking_share(closed), 4),
+            "expert_closed_loop": drivers["expert"]["overall"],
+            "train_metrics": json.loads((paths[f"{row}-s{seed}"] / "manifest.json").read_text())["metrics"],
             "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))]}
 
 

@@ -1,0 +1,49 @@
+"""bench/ablation.py's per-row scores: the speed confusion, the closed-loop braking share, training metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from alphadrive_cli.metrics import open_loop_metrics
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+import ablation  # noqa: E402  (bench/ablation.py)
+
+
+def _write(path: Path, name: str, content: object) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    lines = "\n".join(map(json.dumps, content)) + "\n" if isinstance(content, list) else json.dumps(content)
+    (path / name).write_text(lines)
+
+
+def test_scores_count_what_the_model_answered_and_how_often_it_braked(tmp_path: Path) -> None:
+    truths = [("DECELERATE", "STRAIGHT"), ("DECELERATE", "STRAIGHT"), ("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")]
+    answers = ["KEEP, STRAIGHT", "DECELERATE, STRAIGHT", "KEEP, STRAIGHT", "none"]
+    metrics = open_loop_metrics(truths, [f"<think>t</think><answer>{answer}</answer>" for answer in answers])
+    overall = {"collision_rate": 0.5, "route_completion_rate": 0.5, "mean_speed_mps": 10.0, "parse_failure_rate": 0.0}
+    paths = {"sft_rl-s0": tmp_path / "grpo/sft_rl-s0-v1", "open-sft_rl-s0": tmp_path / "eval/open-sft_rl-s0-v1",
+             "closed-sft_rl-s0": tmp_path / "eval/closed-sft_rl-s0-v1"}
+    _write(paths["sft_rl-s0"], "manifest.json", {"metrics": {"first_reward": 1.5, "nonfinite_steps_skipped": []}})
+    _write(paths["open-sft_rl-s0"], "metrics.json", metrics)
+    _write(paths["closed-sft_rl-s0"], "closed_loop.json", {"drivers": {"model": {"overall": overall},
+                                                                       "expert": {"overall": overall}}})
+    _write(paths["closed-sft_rl-s0"], "decisions.jsonl",
+           [{"plan": plan} for plan in (["KEEP", "STRAIGHT"], ["STOP", "STRAIGHT"], ["KEEP", "LEFT_TURN"],
+                                        ["DECELERATE", "STRAIGHT"])])
+
+    scored = ablation.scores(tmp_path, paths, "sft_rl", 0)
+
+    assert scored is not None
+    assert scored["speed_confusion"]["DECELERATE"] == {"KEEP": 1, "ACCELERATE": 0, "DECELERATE": 1, "STOP": 0, "invalid": 0}
+    assert scored["speed_confusion"]["STOP"]["invalid"] == 1
+    assert scored["closed_loop_braking_share"] == pytest.approx(0.5)
+    assert scored["train_metrics"] == {"first_reward": 1.5, "nonfinite_steps_skipped": []}
+    assert scored["planning_accuracy"] == pytest.approx(0.5)
+
+
+def test_scores_wait_for_both_evaluations(tmp_path: Path) -> None:
+    assert ablation.scores(tmp_path, {"sft_rl-s0": tmp_path, "open-sft_rl-s0": tmp_path}, "sft_rl", 0) is None
