@@ -4,7 +4,7 @@ bf16 autocast has no loss scaler to catch an overflow, and one optimiser step on
 every weight into NaN: the run then goes on, rollouts decode garbage, and the artifact looks finished. The
 guard below skips such an update instead (the gradients are dropped, so the optimiser leaves every weight and
 its moments as they were) and stops a run whose gradients stay non-finite; :func:`check_finite` refuses to
-save weights that are not finite all the same.
+save weights that are not finite all the same, and to load them.
 """
 
 from __future__ import annotations
@@ -69,10 +69,11 @@ def nonfinite_steps(history: Iterable[Mapping[str, Any]]) -> list[int]:
             if isinstance(entry.get("grad_norm"), float) and not math.isfinite(entry["grad_norm"])]
 
 
-def check_finite(weights: Mapping[str, torch.Tensor], what: str) -> None:
-    """Raise :class:`StageFailure` naming the first tensors of ``weights`` that hold NaN or infinity."""
+def check_finite(weights: Mapping[str, torch.Tensor], what: str, outcome: str = "nothing was saved") -> None:
+    """Raise :class:`StageFailure` naming the first tensors of ``weights`` that hold NaN or infinity, then
+    ``outcome``. Integer (quantised) tensors and tensors without data (offloaded, on ``meta``) are not read."""
     bad = [name for name, tensor in weights.items()
-           if tensor.is_floating_point() and not torch.isfinite(_local(tensor)).all()]
+           if tensor.is_floating_point() and not tensor.is_meta and not torch.isfinite(_local(tensor)).all()]
     if bad:
         raise StageFailure(f"{what}: {len(bad)} of {len(weights)} weight tensors hold NaN or infinity "
-                           f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); nothing was saved")
+                           f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); {outcome}")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
@@ -111,6 +114,24 @@ def test_bad_eval_arguments(cli, data: Path, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model_artifact(TinyModelConfig(), tmp_path_factory.mktemp("models"), None, ResumePolicy.AUTO).path
+
+
+def test_a_model_whose_weights_hold_nan_is_refused_in_one_line(cli, data: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """What a diverged run publishes (every weight NaN) would decode only garbage and score 0: eval says so instead."""
+    from safetensors.torch import load_file, save_file  # noqa: PLC0415
+
+    broken = tmp_path / "diverged"
+    shutil.copytree(tiny_model, broken, ignore=shutil.ignore_patterns("manifest.json"))  # a plain model directory
+    [weights_file] = broken.glob("*.safetensors")
+    weights = load_file(weights_file)
+    name = sorted(weights)[-1]
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, weights_file, metadata={"format": "pt"})
+    result = cli("eval", "--model", broken, "--data", data)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert re.search(rf"1 of \d+ weight tensors hold NaN or infinity \((\w+\.)?{re.escape(name)}\); it was not used",
+                     " ".join(result.stderr.split()))
+    assert "Traceback" not in result.stderr
 
 
 def test_tiny_model_end_to_end_with_samples(cli, data: Path, tiny_model: Path) -> None:

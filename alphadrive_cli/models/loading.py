@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConf
 from alphadrive_cli.artifacts import MANIFEST_NAME, Artifact, open_artifact
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.models.processor import SUPPORTED_FAMILIES, load_processor
+from alphadrive_cli.numerics import check_finite
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MODEL_STAGES = ("model", "sft", "grpo")
@@ -102,7 +103,7 @@ def model_config(source: ModelSource) -> PretrainedConfig:
 def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", trainable_adapter: bool = False,
                **kwargs: Any) -> PreTrainedModel:
     """Load the vision-language model (extra keyword arguments go to ``from_pretrained``), adapter applied
-    (frozen, or trainable with ``trainable_adapter``)."""
+    (frozen, or trainable with ``trainable_adapter``); weights holding NaN or infinity are an error."""
     model_config(source)
     try:
         model = AutoModelForImageTextToText.from_pretrained(source.weights.location, dtype=dtype, **kwargs)
@@ -110,6 +111,8 @@ def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", trainable
             model = PeftModel.from_pretrained(model, source.location, is_trainable=trainable_adapter)
     except (OSError, ValueError) as exc:
         raise StageFailure(f"could not load model {source.reference!r}: {exc}".splitlines()[0]) from None
+    check_finite(dict(model.named_parameters()), f"model {source.reference!r}",
+                 "it was not used (a diverged run's weights decode only garbage)")
     return model
 
 
