@@ -69,11 +69,12 @@ def nonfinite_steps(history: Iterable[Mapping[str, Any]]) -> list[int]:
             if isinstance(entry.get("grad_norm"), float) and not math.isfinite(entry["grad_norm"])]
 
 
-def check_finite(weights: Mapping[str, torch.Tensor], what: str, outcome: str = "nothing was saved") -> None:
-    """Raise :class:`StageFailure` naming the first tensors of ``weights`` that hold NaN or infinity, then
-    ``outcome``. Integer (quantised) tensors and tensors without data (offloaded, on ``meta``) are not read."""
+def check_finite(weights: Mapping[str, torch.Tensor], what: str, outcome: str = "nothing was saved",
+                 error: type[Exception] = StageFailure) -> None:
+    """Raise ``error`` naming the first tensors of ``weights`` that hold NaN or infinity, then ``outcome``.
+    Integer (quantised) tensors and tensors without data (offloaded, on ``meta``) are not read."""
     bad = [name for name, tensor in weights.items()
            if tensor.is_floating_point() and not tensor.is_meta and not torch.isfinite(_local(tensor)).all()]
     if bad:
-        raise StageFailure(f"{what}: {len(bad)} of {len(weights)} weight tensors hold NaN or infinity "
+        raise error(f"{what}: {len(bad)} of {len(weights)} weight tensors hold NaN or infinity "
                            f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); {outcome}")

@@ -128,7 +128,7 @@ def test_a_model_whose_weights_hold_nan_is_refused_in_one_line(cli, data: Path, 
     weights[name] = torch.full_like(weights[name], float("nan"))
     save_file(weights, weights_file, metadata={"format": "pt"})
     result = cli("eval", "--model", broken, "--data", data)
-    assert result.exit_code == 1 and result.stdout == ""
+    assert result.exit_code == 2 and result.stdout == ""
     assert re.search(rf"1 of \d+ weight tensors hold NaN or infinity \((\w+\.)?{re.escape(name)}\); it was not used",
                      " ".join(result.stderr.split()))
     assert "Traceback" not in result.stderr

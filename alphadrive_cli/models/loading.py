@@ -112,7 +112,7 @@ def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", trainable
     except (OSError, ValueError) as exc:
         raise StageFailure(f"could not load model {source.reference!r}: {exc}".splitlines()[0]) from None
     check_finite(dict(model.named_parameters()), f"model {source.reference!r}",
-                 "it was not used (a diverged run's weights decode only garbage)")
+                 "it was not used (a diverged run's weights decode only garbage)", BadInput)
     return model
 
 
