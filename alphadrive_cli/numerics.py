@@ -77,4 +77,4 @@ def check_finite(weights: Mapping[str, torch.Tensor], what: str, outcome: str = 
            if tensor.is_floating_point() and not tensor.is_meta and not torch.isfinite(_local(tensor)).all()]
     if bad:
         raise error(f"{what}: {len(bad)} of {len(weights)} weight tensors hold NaN or infinity "
-                           f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); {outcome}")
+                    f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); {outcome}")
