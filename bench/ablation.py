@@ -17,7 +17,7 @@ seed, then the reward ablations. A GRPO stage that fails runs once more without 
 artifact has a fixed name, so a second invocation with the same --root skips what is published and
 lets an interrupted stage resume its own checkpoint: a run cut by --budget-s (its stages get SIGTERM)
 or by a machine's time limit continues where it stopped. Row 4's train time includes its SFT. Prints
-Markdown tables from everything finished so far; --out writes every number as JSON. Artifact paths
+Markdown tables from everything finished so far; --out writes every number as JSON, --plot the per-class F1. Artifact paths
 in the output are relative to --root.
 """
 
@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 from report import report  # bench/report.py
+
+from alphadrive_cli.eval_plots import f1_comparison_png
 
 ROWS = ("sft_no_reasoning", "sft_reasoning", "rl_only", "sft_rl")
 ROW_TITLES = {"sft_no_reasoning": "SFT, no reasoning", "sft_reasoning": "SFT with reasoning",
@@ -280,15 +282,18 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
     return rows
 
 
+def mean_f1(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-class F1 of every configuration, mean over its seeds: ``{title: {head: {action: F1}}}``."""
+    return {ROW_TITLES[row]: {head: {action: statistics.fmean(run[f"{head}_f1"][action] for run in by_seed.values())
+                                     for action in next(iter(by_seed.values()))[f"{head}_f1"]}
+                              for head in ("speed", "path")}
+            for row, by_seed in results.items()}
+
+
 def per_class_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per-class F1 of every configuration (mean over its seeds)."""
-    rows = []
-    for row, by_seed in results.items():
-        runs = list(by_seed.values())
-        f1 = {action: statistics.fmean(run[head][action] for run in runs)
-              for head in ("speed_f1", "path_f1") for action in runs[0][head]}
-        rows.append({"configuration": ROW_TITLES[row], **{action: f"{value:.2f}" for action, value in f1.items()}})
-    return rows
+    """Per-class F1 of every configuration (mean over its seeds), as table rows."""
+    return [{"configuration": title, **{action: f"{value:.2f}" for head in f1.values() for action, value in head.items()}}
+            for title, f1 in mean_f1(results).items()]
 
 
 def main() -> None:
@@ -310,6 +315,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=float("inf"),
                         help="stop (resumably) after this many seconds; 0 runs nothing and reports what is published")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="write the per-class F1 of every row as a PNG")
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -332,6 +338,8 @@ def main() -> None:
     if results:
         per_class = per_class_rows(results)
         report(list(per_class[0]), per_class, None)
+    if results and args.plot is not None:
+        f1_comparison_png(mean_f1(results), "per-class F1 on the test split (mean over each row's seeds)", args.plot)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""bench/ablation.py's per-row scores: the speed confusion, the closed-loop braking share, training metrics."""
+"""bench/ablation.py's per-row scores (speed confusion, closed-loop braking share, training metrics) and F1 summary."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from alphadrive_cli.eval_plots import f1_comparison_png
 from alphadrive_cli.metrics import open_loop_metrics
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
@@ -47,3 +48,15 @@ def test_scores_count_what_the_model_answered_and_how_often_it_braked(tmp_path: 
 
 def test_scores_wait_for_both_evaluations(tmp_path: Path) -> None:
     assert ablation.scores(tmp_path, {"sft_rl-s0": tmp_path, "open-sft_rl-s0": tmp_path}, "sft_rl", 0) is None
+
+
+def test_mean_f1_averages_each_rows_seeds_and_draws_them(tmp_path: Path) -> None:
+    results = {"sft_rl": {0: {"speed_f1": {"KEEP": 0.2}, "path_f1": {"STRAIGHT": 1.0}},
+                          1: {"speed_f1": {"KEEP": 0.4}, "path_f1": {"STRAIGHT": 0.0}}},
+               "no_format": {0: {"speed_f1": {"KEEP": 0.9}, "path_f1": {"STRAIGHT": 0.7}}}}
+    f1 = ablation.mean_f1(results)
+    assert f1 == {"SFT + RL (AlphaDrive)": {"speed": {"KEEP": pytest.approx(0.3)}, "path": {"STRAIGHT": pytest.approx(0.5)}},
+                  "SFT + RL without the format reward": {"speed": {"KEEP": 0.9}, "path": {"STRAIGHT": 0.7}}}
+    assert ablation.per_class_rows(results)[0] == {"configuration": "SFT + RL (AlphaDrive)", "KEEP": "0.30", "STRAIGHT": "0.50"}
+    f1_comparison_png(f1, "per-class F1", tmp_path / "f1.png")
+    assert (tmp_path / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
