@@ -3,6 +3,7 @@
 Usage: python bench/ablation.py --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json [--data-set image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
        [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--jobs 8] [--budget-s 540]
+       [--plot f1.png]
 
 Runs the real CLI stage by stage, as a user would: one simulator data set and its grounded traces,
 then per seed a model built from random weights of the dimensions given, trained in four rows:
@@ -17,8 +18,8 @@ seed, then the reward ablations. A GRPO stage that fails runs once more without 
 artifact has a fixed name, so a second invocation with the same --root skips what is published and
 lets an interrupted stage resume its own checkpoint: a run cut by --budget-s (its stages get SIGTERM)
 or by a machine's time limit continues where it stopped. Row 4's train time includes its SFT. Prints
-Markdown tables from everything finished so far; --out writes every number as JSON, --plot the per-class F1. Artifact paths
-in the output are relative to --root.
+Markdown tables from everything finished so far; --out writes every number as JSON, --plot the per-class
+F1 as a PNG. Artifact paths in the output are relative to --root.
 """
 
 from __future__ import annotations
