@@ -239,9 +239,10 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
         return None
     metrics = json.loads((opened / "metrics.json").read_text())
     drivers = json.loads((closed / "closed_loop.json").read_text())["drivers"]
+    trained = paths[f"{row}-s{seed}"]
     after_sft = row == "sft_rl" or row in REWARD_ABLATIONS  # GRPO from the reasoning SFT model: its SFT counts too
     chain = [f"{row}-s{seed}"] + ([f"sft_reasoning-s{seed}"] if after_sft else [])
-    return {"train_wall_s": round(train_seconds(root, chain), 1), "artifact": str(paths[f"{row}-s{seed}"].relative_to(root)),
+    return {"train_wall_s": round(train_seconds(root, chain), 1), "artifact": str(trained.relative_to(root)),
             "planning_accuracy": metrics["planning_accuracy"], "format_valid_rate": metrics["format_valid_rate"],
             "speed_macro_f1": metrics["speed"]["macro_f1"], "path_macro_f1": metrics["path"]["macro_f1"],
             "speed_f1": {a: v["f1"] for a, v in metrics["speed"]["per_class"].items()},
@@ -249,7 +250,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
             "speed_confusion": speed_confusion(metrics["speed"]),
             "closed_loop": drivers["model"]["overall"], "closed_loop_braking_share": round(braking_share(closed), 4),
             "expert_closed_loop": drivers["expert"]["overall"],
-            "train_metrics": json.loads((paths[f"{row}-s{seed}"] / "manifest.json").read_text())["metrics"],
+            "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
             "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))]}
 
 
