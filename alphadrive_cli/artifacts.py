@@ -23,11 +23,15 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from alphadrive_cli.errors import BadInput
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+
+from alphadrive_cli.errors import BadInput, brief
 from alphadrive_cli.provenance import device_info, tool_info
 from alphadrive_cli.redaction import redact
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the manifest is covered by its own hash (manifest_sha256)
+MANIFEST_HASH_SINCE = 2
+MANIFEST_HASH_KEY = "manifest_sha256"
 MANIFEST_NAME = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 RUN_STATE_NAME = ".alphadrive-run.json"
@@ -72,6 +76,13 @@ def canonical_hash(value: Any) -> str:
 def content_hash(outputs: Mapping[str, str]) -> str:
     """The identity of an artifact's content: a hash over its (file, sha256) pairs."""
     return canonical_hash(sorted(outputs.items()))
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    """The hash that covers a manifest: every key but ``manifest_sha256`` itself, as JSON reads it back."""
+    as_read = json.loads(json.dumps({key: value for key, value in manifest.items() if key != MANIFEST_HASH_KEY},
+                                    default=str))
+    return canonical_hash(as_read)
 
 
 def validate_name(name: str) -> str:
@@ -142,6 +153,30 @@ class Artifact:
         }
 
 
+class _InputRef(BaseModel):
+    """The shape of one ``inputs`` entry of a manifest."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: StrictStr
+    path: StrictStr
+    content_hash: StrictStr
+
+
+class _ManifestShape(BaseModel):
+    """The keys of a manifest that the tool relies on, with their types (others are free)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: StrictInt
+    stage: StrictStr
+    name: StrictStr
+    version: StrictInt
+    outputs: dict[StrictStr, StrictStr]
+    content_hash: StrictStr
+    inputs: list[_InputRef] = []
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """Load ``manifest.json`` of an artifact directory, or raise BadInput naming what is wrong."""
     path = Path(path)
@@ -158,15 +193,26 @@ def read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"{manifest_path} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise BadInput(f"{manifest_path} is not an alphadrive manifest (a JSON {type(manifest).__name__}, not an object)")
     required = ("schema_version", "stage", "name", "version", "outputs", "content_hash")
-    missing = [key for key in required if not isinstance(manifest, dict) or key not in manifest]
+    missing = [key for key in required if key not in manifest]
     if missing:
         raise BadInput(f"{manifest_path} is not an alphadrive manifest (missing {', '.join(missing)})")
+    try:
+        _ManifestShape.model_validate(manifest)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BadInput(f"{manifest_path} is not an alphadrive manifest ({where}: {first['msg']}, "
+                       f"got {brief(first.get('input'))})") from None
     if manifest["schema_version"] > SCHEMA_VERSION:
         raise BadInput(
             f"{path} was written by a newer alphadrive (manifest schema {manifest['schema_version']}, "
             f"this tool reads up to {SCHEMA_VERSION}): upgrade alphadrive"
         )
+    if manifest["schema_version"] >= MANIFEST_HASH_SINCE and manifest.get(MANIFEST_HASH_KEY) != manifest_hash(manifest):
+        raise BadInput(f"{manifest_path} was edited after it was written: it does not match its {MANIFEST_HASH_KEY}")
     return manifest
 
 
@@ -278,6 +324,7 @@ class ArtifactWriter:
             })
             # File names and hashes are never rewritten by redaction.
             manifest.update(outputs=outputs, content_hash=content_hash(outputs))
+            manifest[MANIFEST_HASH_KEY] = manifest_hash(manifest)
             _write_json_atomically(self.dir / MANIFEST_NAME, manifest)
             final = self.stage_dir / f"{self.name}-v{version}"
             try:
@@ -361,23 +408,34 @@ def begin(
     return writer
 
 
+def _holds_no_work(partial: Path) -> bool:
+    """True when an unfinished run holds nothing but its run state and empty files or folders."""
+    return all(file.name == RUN_STATE_NAME or file.stat().st_size == 0 for file in partial.rglob("*") if file.is_file())
+
+
+def _recorded_identity(state_path: Path) -> Any:
+    try:
+        return json.loads(state_path.read_text()).get("identity")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _prepare_partial_dir(writer: ArtifactWriter, resume: ResumePolicy) -> None:
     partial = writer.dir
     state_path = partial / RUN_STATE_NAME
-    if partial.exists() and resume is ResumePolicy.RESTART:
-        shutil.rmtree(partial)
     if partial.exists():
-        try:
-            state = json.loads(state_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            state = {}
-        if state.get("identity") != writer.identity:
+        matches = _recorded_identity(state_path) == writer.identity
+        # discarded when asked, or when a run with other settings failed before computing anything (bad input found late)
+        if resume is ResumePolicy.RESTART or (not matches and _holds_no_work(partial)):
+            shutil.rmtree(partial)
+        elif not matches:
             raise BadInput(
                 f"an unfinished {writer.stage} run named {writer.name!r} with other settings or inputs is at "
                 f"{partial}; re-run with the same settings to resume it, or pass --restart to discard it"
             )
-        writer.resumed = True
-        return
+        else:
+            writer.resumed = True
+            return
     if resume is ResumePolicy.REQUIRE:
         raise BadInput(f"nothing to resume: no unfinished {writer.stage} run named {writer.name!r} in {writer.stage_dir}")
     partial.mkdir()
@@ -399,8 +457,10 @@ class LineageNode:
     parents: tuple[LineageNode, ...]
 
 
-def lineage(artifact: Artifact, role: str = "artifact", _seen: frozenset[str] = frozenset()) -> LineageNode:
-    """The tree of an artifact's inputs, recursively; missing or changed inputs are marked, not fatal."""
+def lineage(artifact: Artifact, role: str = "artifact", check: bool = False,
+            _seen: frozenset[str] = frozenset()) -> LineageNode:
+    """The tree of an artifact's inputs, recursively; missing, replaced or (with ``check``: every file's sha256
+    verified) modified inputs are marked, not fatal."""
     parents = []
     for ref in artifact.manifest.get("inputs", []):
         parent_path = (artifact.path / ref["path"]).resolve()
@@ -412,10 +472,15 @@ def lineage(artifact: Artifact, role: str = "artifact", _seen: frozenset[str] = 
         problem = None
         if parent.content_hash != ref.get("content_hash"):
             problem = "content differs from the recorded input (replaced or rebuilt)"
+        elif check:
+            try:
+                verify(parent.path, parent.manifest)
+            except BadInput as exc:
+                problem = f"changed since it was used: {exc}"
         if parent.content_hash in _seen:
             parents.append(LineageNode(ref["role"], ref, parent, "cycle in lineage", ()))
             continue
-        node = lineage(parent, ref["role"], _seen | {artifact.content_hash})
+        node = lineage(parent, ref["role"], check, _seen | {artifact.content_hash})
         parents.append(LineageNode(node.role, ref, parent, problem, node.parents))
     ref = {"stage": artifact.stage, "name": artifact.name, "version": artifact.version, "path": str(artifact.path)}
     return LineageNode(role, ref, artifact, None, tuple(parents))

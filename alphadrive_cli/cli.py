@@ -159,12 +159,12 @@ def show(
 ) -> None:
     """Print an artifact's manifest summary and its lineage as a tree (inputs, their inputs, …).
 
-    A file changed since it was written is an error naming the file (exit 2); inputs that moved
-    or were rebuilt are marked in the tree.
+    A file (or the manifest) changed since it was written is an error naming the file (exit 2); inputs
+    that moved, were rebuilt or whose files changed after they were used are marked in the tree.
     """
     from alphadrive_cli.lineage_view import lineage_json, lineage_tree  # noqa: PLC0415
 
-    node = lineage(open_artifact(path, check=check))
+    node = lineage(open_artifact(path, check=check), check=check)
     if as_json:
         emit_json(lineage_json(node))
     else:

@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from alphadrive_cli.errors import BadInput
+from alphadrive_cli.errors import BadInput, brief
+from alphadrive_cli.redaction import note_secret_variables
 from alphadrive_cli.resources import CONFIG_DIR
+from alphadrive_cli.textfiles import read_text_file
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
 SCALE_DIR = CONFIG_DIR / "scale"
@@ -29,14 +31,29 @@ def available_scales() -> list[str]:
     return sorted(path.stem for path in SCALE_DIR.glob("*.yaml"))
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases (``*name``): nested aliases expand exponentially (a few hundred
+    bytes can stand for gigabytes), and no alphadrive config needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed in configs",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str) -> Any:
+    """The value of a YAML document (safe types only, aliases refused with ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_yaml_mapping(path: Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping (an empty file is an empty mapping)."""
+    text = read_text_file(path, "config")
     try:
-        value = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise BadInput(f"cannot read config {path}: {exc.strerror or exc}") from None
+        value = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise BadInput(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise BadInput(f"config {path} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -60,9 +77,11 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     parts = key.strip().split(".")
     if not sep or not all(part.strip() for part in parts):
-        raise BadInput(f"--set {text!r}: expected KEY=VALUE, e.g. --set lora.r=16")
+        raise BadInput(f"--set {brief(text)}: expected KEY=VALUE, e.g. --set lora.r=16")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
+    except yaml.composer.ComposerError as exc:
+        raise BadInput(f"--set {brief(key)}: {exc.problem}") from None
     except yaml.YAMLError:
         value = raw
     for part in reversed(parts):
@@ -91,10 +110,10 @@ def describe_validation_error(error: ValidationError, schema: type[BaseModel], s
         known = _known_keys(schema, location[:-1])
         close = difflib.get_close_matches(str(location[-1]), known, n=1)
         hint = f" (did you mean {_key_path((*location[:-1], close[0]))!r}?)" if close else f" (known here: {', '.join(known)})"
-        message = f"unknown config key {key!r}{hint}"
+        message = f"unknown config key {brief(key)}{hint}"
     else:
-        got = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else ""
-        message = f"config key {key!r}: {first['msg']}{got}" if key else f"config: {first['msg']}"
+        got = f" (got {brief(first['input'])})" if "input" in first and not isinstance(first["input"], dict) else ""
+        message = f"config key {brief(key)}: {first['msg']}{got}" if key else f"config: {first['msg']}"
     more = len(error.errors()) - 1
     return f"{message} [{source}]" + (f"; {more} more problem(s)" if more else "")
 
@@ -132,6 +151,7 @@ def resolve_config(
     merged: dict[str, Any] = {}
     for source, layer in layers:
         merged = deep_merge(merged, layer)
+        note_secret_variables(merged)  # from here on, the key an `api_key_env` names is redacted everywhere
         try:  # validate after every layer so the message can name the layer that broke it
             schema.model_validate(merged)
         except ValidationError as exc:

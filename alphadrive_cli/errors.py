@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+
 
 class AlphaDriveError(Exception):
     """Base class: a failure reported to the user as one line, never as a traceback."""
@@ -19,3 +21,15 @@ class StageFailure(AlphaDriveError):
     """A stage could not finish for a reason outside the user's input: exit code 1."""
 
     exit_code = 1
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxstring = _BRIEF.maxother = 60
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = 4
+_BRIEF.maxlevel = 2
+
+
+def brief(value: object) -> str:
+    """A bounded ``repr`` of a user-supplied value for a one-line message: long text and deep or large
+    containers are cut (``...``) without ever building the whole repr."""
+    return _BRIEF.repr(value)

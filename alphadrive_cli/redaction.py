@@ -13,6 +13,9 @@ _SECRET_NAME = re.compile(
     r"(^|[_.-])(api[_-]?key|apikey|token|secret|password|passwd|authorization|credentials?)$", re.IGNORECASE
 )
 _MIN_SECRET_LENGTH = 8
+# Variables named by a config's pointer keys (``api_key_env: TEACHER_KEY``): their values are secrets too.
+_NAMED_SECRET_VARIABLES: set[str] = set()
+_POINTER_SUFFIX = "_env"
 
 
 def _secret_values_from_environment() -> list[str]:
@@ -20,9 +23,19 @@ def _secret_values_from_environment() -> list[str]:
     values = {
         value
         for name, value in os.environ.items()
-        if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_LENGTH
+        if (_SECRET_NAME.search(name) or name in _NAMED_SECRET_VARIABLES) and len(value) >= _MIN_SECRET_LENGTH
     }
     return sorted(values, key=len, reverse=True)
+
+
+def note_secret_variables(config: Any) -> None:
+    """Treat the environment variables that ``config``'s pointer keys name (``api_key_env: TEACHER_KEY``, at any
+    depth) as secrets from now on: their values are redacted wherever they appear, whatever they are called."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if isinstance(value, str) and str(key).endswith(_POINTER_SUFFIX) and is_secret_key(str(key).removesuffix(_POINTER_SUFFIX)):
+                _NAMED_SECRET_VARIABLES.add(value)
+            note_secret_variables(value)
 
 
 def is_secret_key(key: str) -> bool:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alphadrive_cli.config import deep_merge, load_yaml_mapping
+from alphadrive_cli.errors import brief
 from alphadrive_cli.resources import CONFIG_DIR
 
 if TYPE_CHECKING:
@@ -19,22 +20,29 @@ REWARDS_YAML = CONFIG_DIR / "rewards.yaml"
 # diversity floor of at least this, an exact answer (F1 1, factor >= floor) always earns at
 # least as much on a head as any hedged or wrong answer (F1 <= 2/3, factor <= 1).
 MIN_DIVERSITY_FLOOR = 2 / 3
+# Upper bounds are sanity limits: far beyond any real run, they turn a typo (epochs: 1e9) into one clear line
+# instead of a run that never ends or a crash deep inside a library.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="random seed (0 to 2^32 - 1)")]
+TemplateId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                                  description="a file stem in prompts/ (letters, digits, '.', '_', '-')")]
+MAX_COUNT = 10**9  # frames, steps, requests
+MAX_BATCH = 65536
 
 
 class Strict(BaseModel):
     """A config section: unknown keys are errors, values are type-checked."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TinyModelConfig(Strict):
     """``alphadrive models tiny``: a random-weight model of a supported family, built offline."""
 
     family: Literal["qwen2_vl", "qwen2_5_vl"] = "qwen2_vl"
-    seed: int = 0
+    seed: Seed = 0
     vocab_size: int = Field(1024, ge=300, le=65536, description="target size of the offline BPE vocabulary")
-    min_pixels: int = Field(56 * 56, ge=28 * 28, description="images are resized to at least this many pixels")
-    max_pixels: int = Field(112 * 112, ge=28 * 28, description="and at most this many (28x28 pixels = 1 visual token)")
+    min_pixels: int = Field(56 * 56, ge=28 * 28, le=4096 * 4096, description="images are resized to at least this many pixels")
+    max_pixels: int = Field(112 * 112, ge=28 * 28, le=4096 * 4096, description="and at most this many (28x28 pixels = 1 visual token)")
     dimensions: str | None = Field(None, description="model dimensions JSON (default: the family's tiny one), e.g. "
                                                      "configs/models/qwen2-vl-2b.json for the real architecture")
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -47,11 +55,11 @@ class TinyModelConfig(Strict):
 
 
 class ScenarioWeights(Strict):
-    highway: float = Field(0.4, ge=0)
-    blocked: float = Field(0.1, ge=0, description="highway with the road blocked ahead: queues and stops")
-    merge: float = Field(0.1, ge=0)
-    roundabout: float = Field(0.2, ge=0)
-    intersection: float = Field(0.2, ge=0)
+    highway: float = Field(0.4, ge=0, le=1e6)
+    blocked: float = Field(0.1, ge=0, le=1e6, description="highway with the road blocked ahead: queues and stops")
+    merge: float = Field(0.1, ge=0, le=1e6)
+    roundabout: float = Field(0.2, ge=0, le=1e6)
+    intersection: float = Field(0.2, ge=0, le=1e6)
 
 
 class SplitFractions(Strict):
@@ -69,30 +77,30 @@ class SplitFractions(Strict):
 class LabelRules(Strict):
     """How speed and path meta-actions are derived from future motion (``data/labels.py``)."""
 
-    horizon_s: float = Field(3.0, gt=0, description="look this far into the future")
-    stop_speed_mps: float = Field(0.5, ge=0, description="STOP when the speed at the horizon is below this")
-    accelerate_mps: float = Field(1.0, gt=0, description="ACCELERATE when the speed rises by more than this")
-    decelerate_mps: float = Field(1.0, gt=0, description="DECELERATE when the speed falls by more than this")
+    horizon_s: float = Field(3.0, gt=0, le=60, description="look this far into the future")
+    stop_speed_mps: float = Field(0.5, ge=0, le=10, description="STOP when the speed at the horizon is below this")
+    accelerate_mps: float = Field(1.0, gt=0, le=50, description="ACCELERATE when the speed rises by more than this")
+    decelerate_mps: float = Field(1.0, gt=0, le=50, description="DECELERATE when the speed falls by more than this")
     turn_deg: float = Field(30.0, gt=0, lt=180, description="a heading change above this is a turn")
-    lane_change_m: float = Field(2.0, gt=0, description="a sideways offset above this (no turn) is a lane change")
+    lane_change_m: float = Field(2.0, gt=0, le=20, description="a sideways offset above this (no turn) is a lane change")
 
 
 class DataConfig(Strict):
     """``alphadrive data sim``: the simulator data set."""
 
-    seed: int = 0
-    frames: int = Field(200, ge=1)
+    seed: Seed = 0
+    frames: int = Field(200, ge=1, le=MAX_COUNT)
     image_size: int = Field(448, ge=56, le=2048, description="square PNG side in pixels")
-    view_m: float = Field(64.0, gt=10, description="metres of road shown across the image")
+    view_m: float = Field(64.0, gt=10, le=1000, description="metres of road shown across the image")
     ego_row: float = Field(0.75, gt=0.5, lt=1, description="height of the ego vehicle in the image (0 top, 1 bottom)")
-    frames_per_episode: int = Field(10, ge=1)
-    frame_interval_s: float = Field(1.0, gt=0)
+    frames_per_episode: int = Field(10, ge=1, le=10000)
+    frame_interval_s: float = Field(1.0, gt=0, le=60)
     labels: LabelRules = LabelRules()
     scenarios: ScenarioWeights = ScenarioWeights()
     split: SplitFractions = SplitFractions()
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, le=1024)
     balance: bool = False
-    balance_oversample: float = Field(3.0, ge=1, description="with balance: simulate this many times the frames, then sub-sample")
+    balance_oversample: float = Field(3.0, ge=1, le=100, description="with balance: simulate this many times the frames, then sub-sample")
 
     @model_validator(mode="after")
     def _some_scenario(self) -> DataConfig:
@@ -107,7 +115,9 @@ class ImportConfig(Strict):
     kind: Literal["frames", "poses"] = "frames"
     images_root: str | None = Field(None, description="image paths are relative to this (default: the source file's folder)")
     strict: bool = Field(False, description="fail on the first bad record instead of skipping and counting it")
-    seed: int = 0
+    max_image_megapixels: float = Field(40.0, gt=0, le=1000, description="an image with more pixels is a bad record "
+                                                                         "(an 8K frame is 33 MP)")
+    seed: Seed = 0
     split: SplitFractions = SplitFractions()
     labels: LabelRules = LabelRules()
 
@@ -115,8 +125,8 @@ class ImportConfig(Strict):
 class TokenPrices(Strict):
     """USD per million tokens, for the cost estimate (defaults: OpenAI's list price of gpt-4o)."""
 
-    input_per_mtok: float = Field(2.5, ge=0)
-    output_per_mtok: float = Field(10.0, ge=0)
+    input_per_mtok: float = Field(2.5, ge=0, le=1e4)
+    output_per_mtok: float = Field(10.0, ge=0, le=1e4)
 
 
 class DistillConfig(Strict):
@@ -128,26 +138,28 @@ class DistillConfig(Strict):
     api_key_env: str = "OPENAI_API_KEY"
     splits: list[Literal["train", "val", "test"]] = Field(["train", "val"], min_length=1,
                                                           description="splits to distill; the others are left out")
-    concurrency: int = Field(8, ge=1)
-    max_retries: int = Field(5, ge=0)
-    timeout_s: float = Field(60.0, gt=0)
-    temperature: float = Field(0.7, ge=0)
-    max_tokens: int = Field(400, ge=16)
-    samples_per_frame: int = Field(1, ge=1)
+    concurrency: int = Field(8, ge=1, le=1024)
+    max_retries: int = Field(5, ge=0, le=100)
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(400, ge=16, le=MAX_BATCH)
+    samples_per_frame: int = Field(1, ge=1, le=100)
     verify: bool = Field(False, description="ask again without the label; keep traces whose plan agrees")
-    max_requests: int | None = Field(None, ge=1)
-    max_cost_usd: float | None = Field(None, gt=0)
+    max_requests: int | None = Field(None, ge=1, le=MAX_COUNT)
+    max_cost_usd: float | None = Field(None, gt=0, le=1e6)
     prices: TokenPrices = TokenPrices()
-    image_tokens: int = Field(765, ge=0, description="estimated prompt tokens per image for --dry-run and the budget")
-    teacher_prompt: str = "teacher-v1"
-    verify_prompt: str = "verify-v1"
-    grounded_templates: str = "grounded-v1"
-    seed: int = 0
+    image_tokens: int = Field(765, ge=0, le=MAX_BATCH, description="estimated prompt tokens per image for --dry-run and the budget")
+    min_answered_share: float = Field(0.5, ge=0, le=1, description="fail (nothing published, the run kept to "
+                                      "resume) when fewer of the requests than this share end with an answer")
+    teacher_prompt: TemplateId = "teacher-v1"
+    verify_prompt: TemplateId = "verify-v1"
+    grounded_templates: TemplateId = "grounded-v1"
+    seed: Seed = 0
 
 
 class LoraConfig(Strict):
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
+    r: int = Field(16, ge=1, le=4096)
+    alpha: int = Field(32, ge=1, le=MAX_BATCH)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -162,17 +174,17 @@ class TrainingConfig(Strict):
     lora: LoraConfig = LoraConfig()
     freeze_vision: bool = True
     gradient_checkpointing: bool = False
-    learning_rate: float = Field(2e-4, gt=0)
-    per_device_batch_size: int = Field(2, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    max_steps: int = Field(-1, ge=-1, description="-1: run the whole number of epochs")
-    epochs: float = Field(1.0, gt=0)
-    save_steps: int = Field(50, ge=1)
-    dataloader_workers: int = Field(0, ge=0, description="processes decoding and batching frames beside training "
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    per_device_batch_size: int = Field(2, ge=1, le=MAX_BATCH)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=MAX_BATCH)
+    max_steps: int = Field(-1, ge=-1, le=10**7, description="-1: run the whole number of epochs")
+    epochs: float = Field(1.0, gt=0, le=1000)
+    save_steps: int = Field(50, ge=1, le=10**7)
+    dataloader_workers: int = Field(0, ge=0, le=256, description="processes decoding and batching frames beside training "
                                                          "(0: the training process itself)")
-    max_nonfinite_steps: int = Field(5, ge=1, description="an update with NaN or infinite gradients is skipped; this "
+    max_nonfinite_steps: int = Field(5, ge=1, le=10**7, description="an update with NaN or infinite gradients is skipped; this "
                                                           "many in a row stop the run as diverged")
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _quantized_needs_lora(self) -> TrainingConfig:
@@ -185,7 +197,7 @@ class SftConfig(TrainingConfig):
     """``alphadrive sft``: supervised warm-up on reasoning traces."""
 
     reasoning: bool = True
-    max_length: int = Field(2048, ge=16)
+    max_length: int = Field(2048, ge=16, le=10**6)
     merge: bool = Field(False, description="also save the base model with the adapter merged in, under merged/")
 
     @model_validator(mode="after")
@@ -198,8 +210,8 @@ class SftConfig(TrainingConfig):
 class RewardConfig(Strict):
     """Coefficients, diversity floor and action weights of the planning rewards (``configs/rewards.yaml``)."""
 
-    format_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="format reward's weight in the total")
-    quality_coef: float = Field(1.0, ge=0, allow_inf_nan=False, description="planning quality's weight in the total")
+    format_coef: float = Field(1.0, ge=0, le=1e3, description="format reward's weight in the total")
+    quality_coef: float = Field(1.0, ge=0, le=1e3, description="planning quality's weight in the total")
     diversity_floor: float = Field(
         0.8,
         ge=MIN_DIVERSITY_FLOOR,
@@ -212,8 +224,9 @@ class RewardConfig(Strict):
     @classmethod
     def _positive_weights(cls, weights: dict[str, float]) -> dict[str, float]:
         for action, weight in weights.items():
-            if not math.isfinite(weight) or weight <= 0:
-                raise ValueError(f"action weight of {action!r} must be a positive number, got {weight}")
+            if not math.isfinite(weight) or not 0 < weight <= 1e3:
+                raise ValueError(f"action weight of {brief(action)} must be a positive number up to 1000, "
+                                 f"got {brief(weight)}")
         return weights
 
     def check_vocabulary(self, vocabulary: ActionVocabulary) -> None:
@@ -239,21 +252,21 @@ class RewardConfig(Strict):
 class GrpoConfig(TrainingConfig):
     """``alphadrive grpo``: GRPO with the planning rewards."""
 
-    learning_rate: float = Field(1e-5, gt=0)
-    num_generations: int = Field(8, ge=2)
-    temperature: float = Field(1.0, gt=0)
-    max_completion_length: int = Field(256, ge=1)
-    beta: float = Field(0.04, ge=0, description="KL coefficient")
+    learning_rate: float = Field(1e-5, gt=0, le=1)
+    num_generations: int = Field(8, ge=2, le=1024)
+    temperature: float = Field(1.0, gt=0, le=100)
+    max_completion_length: int = Field(256, ge=1, le=MAX_BATCH)
+    beta: float = Field(0.04, ge=0, le=1e3, description="KL coefficient")
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "grpo"
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="divide advantages by the group's "
                                                              "reward std (GRPO), the batch's, or not at all (Dr. GRPO)")
     rewards: RewardConfig = Field(default_factory=RewardConfig.default,
                                   description="reward coefficients and action weights; keys given here are merged "
                                               "over configs/rewards.yaml")
-    sample_every: int = Field(10, ge=1, description="write completions with their rewards to samples.jsonl every N steps")
-    sample_groups: int = Field(2, ge=1, description="prompt groups written each time")
+    sample_every: int = Field(10, ge=1, le=10**7, description="write completions with their rewards to samples.jsonl every N steps")
+    sample_groups: int = Field(2, ge=1, le=MAX_BATCH, description="prompt groups written each time")
     generation_batch_size: int | None = Field(
-        None, ge=1, description="completions generated in one batched rollout (null: one optimiser step's, "
+        None, ge=1, le=MAX_BATCH, description="completions generated in one batched rollout (null: one optimiser step's, "
                                 "per_device_batch_size x gradient_accumulation_steps x processes); a multiple of that "
                                 "feeds several optimiser steps from one rollout (TRL's generation_batch_size)")
     compile_generation: bool = Field(
@@ -278,11 +291,11 @@ class ClosedLoopConfig(Strict):
 
     scenarios: list[Literal["highway", "blocked", "merge", "roundabout", "intersection"]] = Field(
         default_factory=lambda: list(SCENARIO_NAMES), min_length=1)
-    episodes: int = Field(2, ge=1, description="episodes per scenario (seeds 0..episodes-1 unless seeds is given)")
-    seeds: list[int] | None = Field(None, min_length=1, description="simulator seeds, the same for every scenario")
-    seconds: float = Field(20.0, gt=0, description="simulated seconds per episode")
-    decision_interval_s: float = Field(1.0, gt=0, description="the model plans again every this many seconds")
-    gif_episodes: int = Field(2, ge=0, description="episodes of the model drawn into drive.gif")
+    episodes: int = Field(2, ge=1, le=10**5, description="episodes per scenario (seeds 0..episodes-1 unless seeds is given)")
+    seeds: list[Seed] | None = Field(None, min_length=1, max_length=10**5, description="simulator seeds, the same for every scenario")
+    seconds: float = Field(20.0, gt=0, le=3600, description="simulated seconds per episode")
+    decision_interval_s: float = Field(1.0, gt=0, le=60, description="the model plans again every this many seconds")
+    gif_episodes: int = Field(2, ge=0, le=1000, description="episodes of the model drawn into drive.gif")
 
     def seed_list(self) -> list[int]:
         """The simulator seeds every scenario is driven with."""
@@ -293,10 +306,10 @@ class EvalConfig(Strict):
     """``alphadrive eval``: open-loop metrics, or closed-loop driving with ``--closed-loop``."""
 
     split: Literal["train", "val", "test"] = "test"
-    batch_size: int = Field(8, ge=1)
-    max_new_tokens: int = Field(256, ge=1)
-    samples: int = Field(1, ge=1)
-    temperature: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH)
+    max_new_tokens: int = Field(256, ge=1, le=MAX_BATCH)
+    samples: int = Field(1, ge=1, le=1024)
+    temperature: float = Field(1.0, gt=0, le=100)
     closed_loop: ClosedLoopConfig = ClosedLoopConfig()
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from alphadrive_cli.artifacts import Artifact
@@ -34,8 +35,13 @@ EXIT_INTERRUPTED = 130
 CommandT = TypeVar("CommandT", bound=Callable[..., Any])
 
 
+def user_text(value: object) -> str:
+    """``value`` as text to put inside console markup: secrets redacted and ``[...]`` never read as markup."""
+    return escape(redact_text(str(value)))
+
+
 def fail(message: str, exit_code: int) -> typer.Exit:
-    """Print ``error: message`` (secrets redacted) on stderr and return the Exit to raise.
+    """Print ``error: message`` (secrets redacted, never read as markup) on stderr and return the Exit to raise.
 
     The other processes of a multi-process launch print only runtime failures (exit 1), which may be theirs
     alone, tagged with their rank; the main process reports bad input and interruptions for all of them.
@@ -46,7 +52,7 @@ def fail(message: str, exit_code: int) -> typer.Exit:
         label, out = f"error (rank {launch_rank()}):", Console(stderr=True)
     else:
         return typer.Exit(exit_code)
-    out.print(f"[bold red]{label}[/] {redact_text(message)}", highlight=False, markup=True, soft_wrap=True)
+    out.print(f"[bold red]{label}[/] {user_text(message)}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(exit_code)
 
 

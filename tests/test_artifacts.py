@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,7 +97,8 @@ def test_rerun_with_same_identity_resumes_the_unfinished_directory(tmp_path: Pat
 
 
 def test_unfinished_run_with_other_settings_is_an_error_not_a_silent_restart(tmp_path: Path) -> None:
-    begin("sft", "run", {"lr": 1}, root=tmp_path).release()
+    with begin("sft", "run", {"lr": 1}, root=tmp_path) as writer:
+        writer.path("checkpoints/step-1.bin").write_text("work done")
     with pytest.raises(BadInput, match="--restart"):
         begin("sft", "run", {"lr": 2}, root=tmp_path)
     with begin("sft", "run", {"lr": 2}, root=tmp_path, resume=ResumePolicy.RESTART) as writer:
@@ -112,7 +114,8 @@ def test_resume_required_but_nothing_to_resume(tmp_path: Path) -> None:
 def test_resume_identity_includes_input_content(tmp_path: Path) -> None:
     data_a = publish_simple(tmp_path, text="a")
     data_b = publish_simple(tmp_path, text="b")
-    begin("sft", "run", {}, root=tmp_path, inputs={"data": data_a}).release()
+    with begin("sft", "run", {}, root=tmp_path, inputs={"data": data_a}) as writer:
+        writer.path("checkpoints/step-1.bin").write_text("work done")
     with pytest.raises(BadInput, match="other settings or inputs"):
         begin("sft", "run", {}, root=tmp_path, inputs={"data": data_b})
 
@@ -217,9 +220,11 @@ def test_lineage_marks_missing_and_replaced_inputs(tmp_path: Path) -> None:
     data = publish_simple(tmp_path)
     with begin("sft", "run", {}, root=tmp_path, inputs={"data": data}) as writer:
         trained = writer.publish()
-    manifest = json.loads((data.path / MANIFEST_NAME).read_text())
-    manifest["content_hash"] = canonical_hash("something else")
-    (data.path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with begin("data", "other", {}, root=tmp_path) as writer:  # rebuilt in its place: other content
+        writer.path("records/train.jsonl").write_text("rebuilt")
+        rebuilt = writer.publish()
+    shutil.rmtree(data.path)
+    os.rename(rebuilt.path, data.path)
     assert "content differs" in lineage(trained).parents[0].problem
     os.rename(data.path, tmp_path / "gone")
     missing = lineage(trained).parents[0]

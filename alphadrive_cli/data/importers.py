@@ -7,11 +7,13 @@ Pose rows are grouped by scene and labelled with ``labels.label_at``: the simula
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
 import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,8 +25,10 @@ from PIL import Image
 
 from alphadrive_cli.actions import ActionVocabulary
 from alphadrive_cli.data.labels import Track, label_at
-from alphadrive_cli.data.schema import IMAGE_DIR, SPLITS, Record, check_labels
-from alphadrive_cli.errors import BadInput
+from pydantic import ValidationError
+
+from alphadrive_cli.data.schema import IMAGE_DIR, MAX_SPEED_MPS, SPLITS, Record, check_labels, describe_error
+from alphadrive_cli.errors import BadInput, brief
 from alphadrive_cli.schemas import LabelRules, SplitFractions
 
 UNPARSABLE = "unparsable row"
@@ -36,11 +40,13 @@ UNKNOWN_ACTION = "unknown action"
 OUTSIDE_ROOT = "path outside the root"
 MISSING_IMAGE = "missing image file"
 UNREADABLE_IMAGE = "unreadable image"
+IMAGE_TOO_LARGE = "image too large"
 DUPLICATE_ID = "duplicate id"
 DUPLICATE_TIME = "duplicate timestamp"
 BEYOND_HORIZON = "horizon beyond the end of the scene"
 
 PROBLEMS_KEPT = 50
+MAX_LINE_BYTES = 1 << 20  # a longer line is a bad row: no frame needs a megabyte of text
 FRAME_FIELDS = frozenset({"id", "image", "images", "navigation", "ego_speed_mps", "speed_action", "path_action"})
 POSE_FIELDS = frozenset({"id", "image", "images", "navigation", "scene", "timestamp", "timestamp_us", "x", "y", "yaw"})
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -108,8 +114,39 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _jsonl_rows(handle: IO[str]) -> Iterator[Row]:
-    for line, text in enumerate(handle, start=1):
+@dataclass
+class _Lines:
+    """A binary file's lines as text; a line that is not UTF-8 or too long reads as an empty line and is
+    remembered in ``bad`` (line number -> why), so one bad line costs that row only."""
+
+    handle: IO[bytes]
+    bad: dict[int, str] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[str]:
+        for number, raw in enumerate(self.handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if len(raw) > MAX_LINE_BYTES:
+                self.bad[number] = f"a line of {len(raw):,} bytes (at most {MAX_LINE_BYTES:,})"
+                yield "\n"
+                continue
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.bad[number] = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                yield "\n"
+
+    def problem(self, first: int, last: int) -> str | None:
+        """Why a row spanning lines ``first`` to ``last`` cannot be read, if one of them is bad."""
+        return next((self.bad[line] for line in range(first, last + 1) if line in self.bad), None)
+
+
+def _jsonl_rows(lines: _Lines) -> Iterator[Row]:
+    for line, text in enumerate(lines, start=1):
+        problem = lines.problem(line, line)
+        if problem is not None:
+            yield Row(line, {}, problem)
+            continue
         if not text.strip():
             continue
         try:
@@ -123,10 +160,12 @@ def _jsonl_rows(handle: IO[str]) -> Iterator[Row]:
             yield Row(line, {}, f"expected a JSON object, got {type(value).__name__}")
 
 
-def _csv_rows(handle: IO[str]) -> Iterator[Row]:
-    reader = csv.reader(handle)
+def _csv_rows(lines: _Lines) -> Iterator[Row]:
+    reader = csv.reader(lines)
     header = [name.strip() for name in next(reader, [])]
     last = reader.line_num
+    if lines.problem(1, last):
+        raise BadRow(UNPARSABLE, f"the header: {lines.problem(1, last)}")
     while True:
         start = last + 1  # a quoted field may span lines: report where the row starts
         try:
@@ -138,6 +177,10 @@ def _csv_rows(handle: IO[str]) -> Iterator[Row]:
             yield Row(start, {}, f"invalid CSV: {exc}")
             continue
         last = reader.line_num
+        problem = lines.problem(start, last)
+        if problem is not None:
+            yield Row(start, {}, problem)
+            continue
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) != len(header):
@@ -146,7 +189,7 @@ def _csv_rows(handle: IO[str]) -> Iterator[Row]:
             yield Row(start, _present(dict(zip(header, cells))))
 
 
-_READERS: dict[str, Callable[[IO[str]], Iterator[Row]]] = {".jsonl": _jsonl_rows, ".csv": _csv_rows}
+_READERS: dict[str, Callable[[_Lines], Iterator[Row]]] = {".jsonl": _jsonl_rows, ".csv": _csv_rows}
 SUPPORTED_EXTENSIONS = tuple(_READERS)
 
 
@@ -159,13 +202,14 @@ def check_source(path: Path) -> None:
 
 
 def read_rows(path: Path) -> Iterator[Row]:
-    """The rows of a ``.jsonl`` file (line = physical line) or ``.csv`` file (the header is line 1)."""
+    """The rows of a ``.jsonl`` file (line = physical line) or ``.csv`` file (the header is line 1); a line that
+    is not UTF-8 (or longer than 1 MiB) is a bad row, an unreadable CSV header is BadInput."""
     reader = _READERS[path.suffix.lower()]
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            yield from reader(handle)
-    except UnicodeDecodeError:
-        raise BadInput(f"{path} is not UTF-8 text") from None
+        with path.open("rb") as handle:
+            yield from reader(_Lines(handle))
+    except BadRow as exc:
+        raise BadInput(f"{path} line 1: {exc}") from None
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -175,9 +219,11 @@ class ImageRoot:
     """The folder that image paths are relative to (resolved); no image may lie outside it."""
 
     path: Path
+    max_pixels: int = 40_000_000
 
     def resolve(self, raw: str) -> Path:
-        """The image file ``raw`` names; BadRow if it leaves the root, is missing or PIL cannot read it."""
+        """The image file ``raw`` names; BadRow if it leaves the root, is missing, has more than ``max_pixels``
+        or does not decode (every pixel is decoded: a valid header can hide broken image data)."""
         try:
             candidate = (self.path / raw).resolve()
         except (OSError, ValueError) as exc:  # e.g. a NUL byte or a symlink loop
@@ -187,10 +233,21 @@ class ImageRoot:
         if not candidate.is_file():
             raise BadRow(MISSING_IMAGE, raw)
         try:
-            with Image.open(candidate) as image:
-                image.verify()
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(candidate) as image:
+                    pixels = image.width * image.height
+                    image.verify()  # the file's structure (chunks, checksums) ...
+                if pixels <= self.max_pixels:
+                    with Image.open(candidate) as image:
+                        image.load()  # ... and its pixels: verify() never decodes them
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise BadRow(IMAGE_TOO_LARGE, f"{raw}: {exc}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise BadRow(UNREADABLE_IMAGE, f"{raw}: {exc}") from None
+        if pixels > self.max_pixels:
+            raise BadRow(IMAGE_TOO_LARGE, f"{raw}: {pixels / 1e6:.1f} megapixels (at most {self.max_pixels / 1e6:g}; "
+                                          f"see max_image_megapixels)")
         return candidate
 
 
@@ -233,7 +290,7 @@ def _required(fields: dict[str, Any], name: str) -> Any:
 def _text(fields: dict[str, Any], name: str) -> str:
     value = _required(fields, name)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise BadRow(INVALID_VALUE, f"{name} must be text, not {json.dumps(value)}")
+        raise BadRow(INVALID_VALUE, f"{name} must be text, not {brief(value)}")
     return str(value).strip()
 
 
@@ -244,7 +301,7 @@ def _number(fields: dict[str, Any], name: str) -> float:
     except (TypeError, ValueError):
         number = math.nan
     if not math.isfinite(number):
-        raise BadRow(NON_NUMERIC, f"{name} = {json.dumps(value)}")
+        raise BadRow(NON_NUMERIC, f"{name} = {brief(value)}")
     return number
 
 
@@ -252,6 +309,8 @@ def _speed(fields: dict[str, Any]) -> float:
     speed = _number(fields, "ego_speed_mps")
     if speed < 0:
         raise BadRow(NEGATIVE_SPEED, f"ego_speed_mps = {speed:g}")
+    if speed > MAX_SPEED_MPS:
+        raise BadRow(INVALID_VALUE, f"ego_speed_mps = {speed:g} (at most {MAX_SPEED_MPS:g} m/s)")
     return speed
 
 
@@ -270,6 +329,14 @@ def _split(fields: dict[str, Any]) -> str | None:
     if split not in SPLITS:
         raise BadRow(INVALID_VALUE, f"split {split!r} (expected {', '.join(SPLITS)})")
     return split
+
+
+def _record(**fields: Any) -> Record:
+    """A Record from checked fields; BadRow when one is out of the schema's range (a 30 MB navigation)."""
+    try:
+        return Record(**fields)
+    except ValidationError as exc:
+        raise BadRow(INVALID_VALUE, describe_error(exc)) from None
 
 
 def _key_text(value: Any) -> str:
@@ -362,7 +429,7 @@ def frame_from_row(row: Row, source: Source) -> Imported:
     speed_action, path_action = _text(fields, "speed_action"), _text(fields, "path_action")
     split = _split(fields)
     files = source.image_files(fields)
-    record = Record(
+    record = _record(
         id=record_id, images=image_targets(record_id, files), navigation=navigation, ego_speed_mps=speed,
         speed_action=speed_action, path_action=path_action,
         source=source.provenance(row.line, fields, FRAME_FIELDS),
@@ -417,11 +484,15 @@ def _label_scene(poses: list[Pose], rules: LabelRules, log: ProblemLog) -> Itera
             log.drop(BEYOND_HORIZON)
             continue
         navigation = pose.navigation or heading_navigation(float(heading[-1] - heading[index]), rules.turn_deg)
-        record = Record(
-            id=pose.id, images=image_targets(pose.id, pose.files), navigation=navigation,
-            ego_speed_mps=float(track.speed[index]), speed_action=labels[0], path_action=labels[1],
-            scene={"derived_from": "poses"}, source=pose.source,
-        )
+        try:
+            record = _record(
+                id=pose.id, images=image_targets(pose.id, pose.files), navigation=navigation,
+                ego_speed_mps=float(track.speed[index]), speed_action=labels[0], path_action=labels[1],
+                scene={"derived_from": "poses"}, source=pose.source,
+            )
+        except BadRow as exc:
+            log.add(pose.line, exc.reason, exc.detail)
+            continue
         yield Imported(record, pose.files, pose.scene, pose.split)
 
 

@@ -15,6 +15,8 @@ from alphadrive_cli.errors import BadInput
 
 SPLITS = ("train", "val", "test")
 IMAGE_DIR = "images"
+MAX_SPEED_MPS = 100.0  # 360 km/h: a larger ego speed is a unit mistake or garbage
+MAX_TEXT = 1000  # characters of a navigation instruction
 
 
 class Record(BaseModel):
@@ -22,10 +24,10 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1)
-    images: list[str] = Field(min_length=1, description="paths relative to the artifact, front camera first")
-    navigation: str = Field(min_length=1)
-    ego_speed_mps: float = Field(ge=0)
+    id: str = Field(min_length=1, max_length=256)
+    images: list[str] = Field(min_length=1, max_length=16, description="paths relative to the artifact, front camera first")
+    navigation: str = Field(min_length=1, max_length=MAX_TEXT)
+    ego_speed_mps: float = Field(ge=0, le=MAX_SPEED_MPS, allow_inf_nan=False)
     speed_action: str
     path_action: str
     scene: dict[str, Any] | None = None

@@ -69,7 +69,7 @@ def _images_root(source: Path, config: ImportConfig) -> ImageRoot:
     folder = Path(config.images_root) if config.images_root else source.parent
     if not folder.is_dir():
         raise BadInput(f"images_root {folder} is not a folder")
-    return ImageRoot(folder.resolve())
+    return ImageRoot(folder.resolve(), max_pixels=round(config.max_image_megapixels * 1e6))
 
 
 def _read(source: Path, config: ImportConfig, log: ProblemLog) -> list[Imported]:

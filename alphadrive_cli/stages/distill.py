@@ -32,7 +32,7 @@ from alphadrive_cli.teacher.base import TeacherReply, TeacherRequest
 from alphadrive_cli.teacher.filtering import KEPT, judge_trace, reasoning_of, verify_agrees
 from alphadrive_cli.teacher.grounded import GroundedTemplates, grounded_trace
 from alphadrive_cli.teacher.store import AnswerStore
-from alphadrive_cli.ui import console, progress_bar
+from alphadrive_cli.ui import console, progress_bar, user_text
 
 STORE_NAME = "requests.jsonl"
 CHARS_PER_TOKEN = 4  # rough text-token estimate for --dry-run and the cost budget
@@ -292,7 +292,7 @@ def _report_dry_run(jobs: Sequence[Job], config: DistillConfig, root: Path | Non
     if config.teacher == "grounded":
         console.print(f"dry run: {len(pending)} traces to write with the offline grounded teacher (no requests, no cost)")
         return
-    console.print(f"dry run: {len(pending)} requests to {config.model} ({len(jobs) - len(pending)} already answered), "
+    console.print(f"dry run: {len(pending)} requests to {user_text(config.model)} ({len(jobs) - len(pending)} already answered), "
                   f"about {prompt_tokens:,} prompt tokens and at most {completion_tokens:,} completion tokens, "
                   f"at most ${cost_usd(prompt_tokens, completion_tokens, config):.2f} at the configured prices"
                   + (" (plus verification requests)" if config.verify else ""))

@@ -28,7 +28,7 @@ from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import EvalConfig
-from alphadrive_cli.ui import console, progress_bar
+from alphadrive_cli.ui import console, progress_bar, user_text
 
 DATA_STAGES = ("data", "distill")
 CACHE_NAME = ".completions.jsonl"
@@ -96,7 +96,7 @@ def read_predictions(path: Path, records: Sequence[Record]) -> tuple[dict[str, l
     found: dict[str, list[str]] = {}
     unknown: list[str] = []
     duplicate: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text_file(path, "predictions file").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -118,7 +118,7 @@ def read_predictions(path: Path, records: Sequence[Record]) -> tuple[dict[str, l
                        ("duplicate ids (first kept)", duplicate),
                        ("missing ids (scored as no answer)", missing)):
         if ids:
-            console.print(f"[yellow]warning:[/] {len(ids)} {label}: {', '.join(ids[:5])}{' …' if len(ids) > 5 else ''}")
+            console.print(f"[yellow]warning:[/] {len(ids)} {label}: {user_text(', '.join(ids[:5]))}{' …' if len(ids) > 5 else ''}")
     report = {"unknown_ids": unknown, "duplicate_ids": duplicate, "missing_ids": missing}
     return found, report
 
