@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from alphadrive_cli.errors import BadInput, brief
+from alphadrive_cli.errors import BadInput, brief, clip
 from alphadrive_cli.redaction import note_secret_variables
 from alphadrive_cli.resources import CONFIG_DIR
 from alphadrive_cli.textfiles import read_text_file
@@ -143,7 +143,7 @@ def resolve_config(
         layers.append((f"--scale {scale}", section))
     if config_file is not None:
         layers.append((str(config_file), load_yaml_mapping(config_file)))
-    layers.extend((f"--set {text}", parse_override(text)) for text in overrides)
+    layers.extend((f"--set {clip(text)}", parse_override(text)) for text in overrides)
     given = {key: value for key, value in (options or {}).items() if value is not None}
     if given:
         layers.append(("command-line options", given))

@@ -33,3 +33,8 @@ def brief(value: object) -> str:
     """A bounded ``repr`` of a user-supplied value for a one-line message: long text and deep or large
     containers are cut (``...``) without ever building the whole repr."""
     return _BRIEF.repr(value)
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to at most ``limit`` characters (``...`` marks the cut), for labels inside a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

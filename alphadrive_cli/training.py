@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from alphadrive_cli.ui import console
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 LOG_HISTORY = "log_history.json"
+CLOCK_KEY = "train_elapsed_s"  # stamped on every log entry: training seconds so far, over all sessions of a run
 # Extra transformers TrainerCallbacks for every run (tests use it to interrupt a run after a checkpoint).
 EXTRA_CALLBACKS: list[Any] = []
 
@@ -163,16 +165,14 @@ def save_run(writer: ArtifactWriter, trainer: Any, model: Any, weights: dict[str
 
 def train_and_save(writer: ArtifactWriter, trainer: Any, model: Any, processor: Any, callbacks: Sequence[Any],
                    checkpoint: str | None, panels: Sequence[tuple[str, Sequence[str]]], title: str,
-                   png: str) -> tuple[Any, list[dict[str, Any]], list[str]]:
+                   png: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Train (resuming from ``checkpoint``, if any), then, once every process has finished, save the run on the
-    main process (:func:`save_run`). Returns the train result, the log history and the curves drawn."""
+    main process (:func:`save_run`). Returns the log history and the curves drawn."""
     silence_stdout_callbacks(trainer)
     restore_full_weights(model, checkpoint)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     weights = gathered_weights(trainer)
-    history, plotted = after_everyone(lambda: save_run(writer, trainer, model, weights, processor, callbacks, panels,
-                                                       title, png))
-    return result, history, plotted
+    return after_everyone(lambda: save_run(writer, trainer, model, weights, processor, callbacks, panels, title, png))
 
 
 def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints: Path) -> dict[str, Any]:
@@ -202,15 +202,25 @@ def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints:
     }
 
 
-def run_metrics(trainer: Any, result: Any, precision: Precision) -> dict[str, Any]:
-    """Steps, the steps whose update was skipped for non-finite gradients, epochs, throughput, wall time and
-    (on CUDA) peak memory of a finished ``trainer.train()``."""
+def run_metrics(trainer: Any, precision: Precision) -> dict[str, Any]:
+    """Steps, the mean training loss, the steps whose update was skipped for non-finite gradients, epochs,
+    throughput, training time and (on CUDA) peak memory of a finished ``trainer.train()``.
+
+    All but peak memory come from the log history, which a resumed run restores from its checkpoint, so a
+    resumed run reports the whole run's numbers (the trainer's own train result covers only its last session):
+    the loss is the mean over every step's logged loss, and samples/s is steps x batch x accumulation x
+    processes over the training time that :func:`training_clock` stamped up to the last step."""
+    history, args, steps = trainer.state.log_history, trainer.args, trainer.state.global_step
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    runtime = max((entry[CLOCK_KEY] for entry in history if CLOCK_KEY in entry), default=None)
+    samples = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     metrics: dict[str, Any] = {
-        "steps": trainer.state.global_step,
-        "nonfinite_steps_skipped": nonfinite_steps(trainer.state.log_history),
+        "steps": steps,
+        "train_loss": finite_round(sum(losses) / len(losses)) if losses else None,
+        "nonfinite_steps_skipped": nonfinite_steps(history),
         "epochs": finite_round(trainer.state.epoch),
-        "train_samples_per_second": finite_round(result.metrics.get("train_samples_per_second")),
-        "train_runtime_s": finite_round(result.metrics.get("train_runtime")),
+        "train_samples_per_second": finite_round(samples / runtime) if runtime else None,
+        "train_runtime_s": finite_round(runtime),
     }
     if precision.cuda:
         metrics["peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
@@ -239,11 +249,30 @@ def console_logger(fields: Sequence[tuple[str, str]]) -> Any:
     return ConsoleLogger()
 
 
+def training_clock() -> Any:
+    """A callback stamping each new log entry with ``train_elapsed_s``: training seconds so far, counted on from
+    the last stamp of the restored history when a run resumes (time lost after the checkpoint is not counted,
+    like the steps redone)."""
+    from transformers import TrainerCallback  # noqa: PLC0415
+
+    class TrainingClock(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.before = max((entry.get(CLOCK_KEY, 0.0) for entry in state.log_history), default=0.0)
+            self.started = time.perf_counter()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if state.log_history:
+                state.log_history[-1][CLOCK_KEY] = round(self.before + time.perf_counter() - self.started, 3)
+
+    return TrainingClock()
+
+
 def trainer_callbacks(writer: ArtifactWriter, fields: Sequence[tuple[str, str]],
                       config: TrainingConfig) -> tuple[list[Any], str]:
-    """The non-finite gradient guard, the console logger, :data:`EXTRA_CALLBACKS` and TensorBoard (where
+    """The training clock, the non-finite gradient guard, the console logger, :data:`EXTRA_CALLBACKS` and TensorBoard (where
     installed; written by the main process only); and what the manifest says about TensorBoard."""
-    callbacks = [NonFiniteGradientGuard(config.max_nonfinite_steps), console_logger(fields), *EXTRA_CALLBACKS]
+    callbacks = [training_clock(), NonFiniteGradientGuard(config.max_nonfinite_steps), console_logger(fields),
+                 *EXTRA_CALLBACKS]
     if importlib.util.find_spec("tensorboard") is None:
         return callbacks, "skipped: the tensorboard package is not installed (pip install tensorboard)"
     if not is_main_process():

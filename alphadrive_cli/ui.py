@@ -96,10 +96,12 @@ def reported(command: CommandT) -> CommandT:
 def progress_bar(unit: str) -> Progress:
     """A progress bar on stderr: description, bar, done/total ``unit``, a free ``note`` field, times.
 
-    Tasks must be added with ``note=""`` (and may update it, e.g. with a rate or a cost).
+    Tasks must be added with ``note=""`` (and may update it, e.g. with a rate or a cost). The bar is gone once
+    done: each stage prints its own summary after it, and a failure's one line stands alone.
     """
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                    transient=True)
 
 
 def emit_artifact(artifact: Artifact, as_json: bool) -> None:

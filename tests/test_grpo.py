@@ -209,7 +209,14 @@ def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Pat
     monkeypatch.setattr(training, "EXTRA_CALLBACKS", [])
     artifact = train_grpo(policy["data"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
     assert artifact.manifest["training"]["resumed_from_step"] == 2
-    assert artifact.manifest["metrics"]["steps"] == 4
+    metrics = artifact.manifest["metrics"]
+    assert metrics["steps"] == 4
+    # samples/s over both sessions' training time: the clock goes on from checkpoint-2's stamp
+    clock = [entry["train_elapsed_s"] for entry in json.loads((artifact.path / "log_history.json").read_text())
+             if "loss" in entry]
+    assert len(clock) == 4 and clock == sorted(clock) and metrics["train_runtime_s"] >= clock[-1] > clock[1] > 0
+    completions = 4 * cfg.per_device_batch_size * cfg.gradient_accumulation_steps
+    assert metrics["train_samples_per_second"] == pytest.approx(completions / metrics["train_runtime_s"], rel=1e-3)
     samples = [json.loads(line)["step"] for line in (artifact.path / "samples.jsonl").read_text().splitlines()]
     assert sorted(set(samples)) == [0, 1, 2, 3] and len(samples) == 16  # each step once, 4 completions each
     assert (artifact.path / "model.safetensors").is_file()  # finetune: full saves the whole model

@@ -164,9 +164,19 @@ def test_interrupted_run_resumes_from_its_checkpoint(inputs, tmp_path: Path, mon
     assert manifest["resumed"] is True
     assert manifest["training"]["resumed_from_step"] == 2
     assert manifest["metrics"]["steps"] == 4
-    steps = [entry["step"] for entry in json.loads((artifact.path / "log_history.json").read_text()) if "loss" in entry]
-    assert steps == [1, 2, 3, 4]
+    history = [entry for entry in json.loads((artifact.path / "log_history.json").read_text()) if "loss" in entry]
+    assert [entry["step"] for entry in history] == [1, 2, 3, 4]
     assert not (artifact.path / "checkpoints").exists()
+    # the metrics cover the whole run, not only the resumed session: the same loss as an uninterrupted run,
+    # and the training time of both sessions (the clock goes on from the checkpoint's stamp)
+    whole = train_sft(inputs["distill"], cfg, tmp_path / "runs", "whole", ResumePolicy.AUTO).manifest["metrics"]
+    metrics = manifest["metrics"]
+    assert metrics["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-4)
+    assert metrics["train_loss"] == pytest.approx(sum(entry["loss"] for entry in history) / 4, rel=1e-5)
+    clock = [entry["train_elapsed_s"] for entry in history]
+    assert clock == sorted(clock) and metrics["train_runtime_s"] >= clock[-1] > clock[1] > 0
+    batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps
+    assert metrics["train_samples_per_second"] == pytest.approx(4 * batch / metrics["train_runtime_s"], rel=1e-3)
 
 
 def test_merge_needs_an_adapter(cli, inputs) -> None:

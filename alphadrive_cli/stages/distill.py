@@ -27,6 +27,7 @@ from alphadrive_cli.data.publish import publish_dataset
 from alphadrive_cli.data.schema import SPLITS, Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.prompts import PromptTemplate, load_prompt
+from alphadrive_cli.redaction import redact_text
 from alphadrive_cli.schemas import DistillConfig
 from alphadrive_cli.teacher.base import TeacherReply, TeacherRequest
 from alphadrive_cli.teacher.filtering import KEPT, judge_trace, reasoning_of, verify_agrees
@@ -37,10 +38,27 @@ from alphadrive_cli.ui import console, progress_bar, user_text
 STORE_NAME = "requests.jsonl"
 CHARS_PER_TOKEN = 4  # rough text-token estimate for --dry-run and the cost budget
 FATAL_STATUSES = ("401", "403", "404")  # wrong key, no access, wrong model or URL: every request would fail
+# How to reach the teacher, not what it answers: changing them keeps an unfinished run resumable.
+TRANSPORT_SETTINGS = ("max_requests", "max_cost_usd", "concurrency", "base_url", "api_key_env", "timeout_s",
+                      "max_retries", "min_answered_share")
 
 
 class BudgetReached(StageFailure):
     """``--max-requests`` / ``--max-cost`` stopped the run; the unfinished artifact resumes."""
+
+
+def check_answered(jobs: Sequence[Job], store: AnswerStore, config: DistillConfig, partial: Path) -> None:
+    """StageFailure (nothing published, the run kept for a resume) when fewer of ``jobs`` than
+    ``min_answered_share`` got an answer: an unreachable or broken teacher is a failure, not an empty data set."""
+    replies = [store.replies.get(job.request.key) for job in jobs]
+    answered = sum(1 for reply in replies if reply is not None and reply.outcome == "ok")
+    if jobs and answered >= config.min_answered_share * len(jobs) and answered > 0:
+        return
+    errors = Counter(reply.error or reply.outcome for reply in replies if reply is not None and reply.outcome != "ok")
+    cause = f"; most often: {errors.most_common(1)[0][0]}" if errors else ""
+    raise StageFailure(f"the teacher answered {answered} of {len(jobs)} requests, below min_answered_share "
+                       f"{config.min_answered_share:g}{cause}; nothing was published, and re-running the same command "
+                       f"(e.g. with a corrected --base-url) asks the unanswered ones again (kept in {partial})")
 
 
 @dataclass(frozen=True)
@@ -202,7 +220,7 @@ def distill(data_path: Path, config: DistillConfig, root: Path | None, name: str
         _report_dry_run(jobs, config, root, name)
         return None
     settings = config.model_dump(mode="json")
-    identity = {key: value for key, value in settings.items() if key not in ("max_requests", "max_cost_usd", "concurrency")}
+    identity = {key: value for key, value in settings.items() if key not in TRANSPORT_SETTINGS}
     with begin("distill", name or "distill", settings, root=root, resume=resume, inputs={"data": data}, identity=identity) as writer:
         writer.add_prompt(prompt.id, prompt.sha256)
         store = AnswerStore(writer.path(STORE_NAME))
@@ -223,7 +241,8 @@ def distill(data_path: Path, config: DistillConfig, root: Path | None, name: str
             missing = sum(1 for job in jobs if not store.answered(job.request.key))
             raise BudgetReached(f"stopped at {budget.reason} after {budget.sent} requests; {missing} still to ask: "
                                 f"re-run the same command to continue (answers so far are kept)")
-        return _publish(writer, data, jobs, kept, store, verdicts, vocabulary, config, teacher_name)
+        check_answered(jobs, store, config, writer.dir)
+        return _publish(writer, data, jobs, kept, store, verdicts, vocabulary, config, redact_text(teacher_name))
 
 
 def _judge(jobs: Sequence[Job], store: AnswerStore, vocabulary: ActionVocabulary) -> tuple[list[Job], Counter]:

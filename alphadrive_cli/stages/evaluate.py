@@ -28,6 +28,7 @@ from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import EvalConfig
+from alphadrive_cli.textfiles import read_text_file
 from alphadrive_cli.ui import console, progress_bar, user_text
 
 DATA_STAGES = ("data", "distill")

@@ -178,10 +178,10 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     trainer.generation_config.disable_compile = not compiled  # TRL always turns generate's compilation off
     if compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
         use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
-    result, history, curves = train_and_save(writer, trainer, model, processor, callbacks, last, CURVES,
-                                             f"grpo {writer.name}", CURVES_PNG)
+    history, curves = train_and_save(writer, trainer, model, processor, callbacks, last, CURVES,
+                                     f"grpo {writer.name}", CURVES_PNG)
 
-    metrics = {**reward_summary(history), **run_metrics(trainer, result, precision)}
+    metrics = {**reward_summary(history), **run_metrics(trainer, precision)}
     console.print(f"grpo {writer.name}: {metrics['steps']} steps, reward {metrics['first_reward']} -> {metrics['final_reward']}"
                   + (f" (resumed from step {resumed_from})" if resumed_from is not None else ""))
     return on_main(lambda: writer.publish(

@@ -115,15 +115,14 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                          processing_class=processor, callbacks=callbacks)
     last, resumed_from = last_checkpoint(checkpoints)
-    result, history, curves = train_and_save(writer, trainer, model, processor, callbacks, last, CURVES,
-                                             f"sft {writer.name}", CURVES_PNG)
+    history, curves = train_and_save(writer, trainer, model, processor, callbacks, last, CURVES,
+                                     f"sft {writer.name}", CURVES_PNG)
 
     losses = [entry["loss"] for entry in history if "loss" in entry]
     metrics: dict[str, Any] = {
-        "train_loss": finite_round(result.training_loss),
         "first_loss": finite_round(losses[0]) if losses else None,
         "final_loss": finite_round(losses[-1]) if losses else None,
-        **run_metrics(trainer, result, precision),
+        **run_metrics(trainer, precision),
     }
     if config.merge:
         del trainer, model  # free the training copy before loading the base unquantised
