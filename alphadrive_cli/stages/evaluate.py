@@ -88,6 +88,7 @@ def generate_completions(writer: ArtifactWriter, source: ModelSource, data: Arti
     seconds = time.perf_counter() - started
     stats.update(generation_s=round(seconds, 2), frames_per_s=round(len(todo) / seconds, 3),
                  model={"reference": source.reference, **source.describe()}, device=str(model.device))
+    console.print(f"generated {len(todo)} frames in {seconds:.1f} s ({stats['frames_per_s']} frames/s)")
     return done, stats
 
 
