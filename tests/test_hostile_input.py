@@ -250,8 +250,8 @@ def test_a_corrected_rerun_replaces_a_failed_run_that_holds_no_work(cli, data: P
 
 @pytest.mark.parametrize(("command", "setting", "key"), [
     ("sft", "epochs=1e9", "epochs"), ("sft", "learning_rate=.inf", "learning_rate"),
-    ("grpo", "rewards.action_weights.STOP=1e308", "action_weights"), ("sim", "frames=1e12", "frames"),
-    ("eval", "temperature=.nan", "temperature"), ("sim", "seed=-1", "seed"), ("sim", "workers=100000", "workers"),
+    ("grpo", "rewards.action_weights.STOP=1e308", "action_weights"), ("sim", "frames=1.0e+12", "frames"),
+    ("eval", "temperature=.inf", "temperature"), ("sim", "seed=-1", "seed"), ("sim", "workers=100000", "workers"),
 ])
 def test_absurd_config_values_are_refused(cli, data: Path, command: str, setting: str, key: str) -> None:
     args = {"sft": ["sft", "--data", data], "grpo": ["grpo", "--data", data], "sim": ["data", "sim"],
