@@ -1,4 +1,4 @@
-"""Versioned artifact directories: the pipeline's currency (DESIGN.md section 2).
+"""Versioned artifact directories: the pipeline's currency (docs/spec.md#artifact-layout).
 
 Every stage writes ``<root>/<stage>/<name>-v<N>/``. The directory is built as a hidden sibling
 ``.<name>.partial`` and renamed into place only once ``manifest.json`` (config, lineage, file

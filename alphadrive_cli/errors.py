@@ -1,4 +1,4 @@
-"""The two kinds of failure the CLI reports, each mapped to its exit code (DESIGN.md section 2)."""
+"""The two kinds of failure the CLI reports, each mapped to its exit code (docs/spec.md#command-line-contract)."""
 
 from __future__ import annotations
 

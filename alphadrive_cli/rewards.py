@@ -1,4 +1,4 @@
-"""AlphaDrive's four GRPO planning rewards (DESIGN.md section 5; paper section 3.2.2, Alg. 1).
+"""AlphaDrive's four GRPO planning rewards (docs/spec.md#rewards; paper section 3.2.2, Alg. 1).
 
 Pure functions of completion text and labels; the formulas, defaults and their sources are in
 ``docs/rewards.md``. Per completion and per head (speed, path)::

@@ -1,4 +1,4 @@
-"""Terminal conventions shared by every command (DESIGN.md section 2).
+"""Terminal conventions shared by every command (docs/spec.md#command-line-contract).
 
 stdout carries only the written artifact's path (or JSON with ``--json``); everything for people
 goes to stderr. Failures are one line: exit 2 for bad input, 1 for runtime failures, 130 when

@@ -1,4 +1,4 @@
-"""The data set schema (DESIGN.md section 3): one JSONL file per split, images inside the artifact."""
+"""The data set schema (docs/spec.md#data-schema): one JSONL file per split, images inside the artifact."""
 
 from __future__ import annotations
 

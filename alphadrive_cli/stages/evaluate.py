@@ -1,6 +1,6 @@
 """``alphadrive eval``: open-loop planning metrics of a model, or of predictions made elsewhere.
 
-Either way the result is an ``eval`` artifact: ``metrics.json`` (DESIGN.md section 6),
+Either way the result is an ``eval`` artifact: ``metrics.json`` (docs/spec.md#metrics),
 ``predictions.jsonl`` (raw text, parsed plan, correctness), confusion matrices and per-class F1 as
 PNG, and a table laid out like the paper's Table 1 on stderr. Generated completions are cached in
 the unfinished artifact batch by batch, so an interrupted evaluation resumes where it stopped.
