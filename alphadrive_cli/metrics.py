@@ -1,4 +1,4 @@
-"""Open-loop planning metrics (DESIGN.md section 6): pure functions, JSON-ready results.
+"""Open-loop planning metrics (docs/spec.md#metrics): pure functions, JSON-ready results.
 
 A prediction of ``None`` means the model gave no usable action for that head (no answer,
 no action, or several actions hedged): it is always wrong, a false negative for the true
@@ -105,7 +105,7 @@ def format_valid_rate(texts: Sequence[str]) -> float:
 def multimodality(
     samples_per_frame: Sequence[Sequence[Plan | None]], truths: Sequence[Plan]
 ) -> dict[str, float | int]:
-    """Multimodality over K samples per frame (DESIGN.md section 6).
+    """Multimodality over K samples per frame (docs/spec.md#metrics).
 
     ``mean_distinct_plans``: mean number of distinct valid (non-``None``) plans per frame;
     ``truth_covered_rate``: fraction of frames whose true plan is among its samples.

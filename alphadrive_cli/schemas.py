@@ -253,6 +253,8 @@ class GrpoConfig(TrainingConfig):
     """``alphadrive grpo``: GRPO with the planning rewards."""
 
     learning_rate: float = Field(1e-5, gt=0, le=1)
+    per_device_batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="completions per device and step: a multiple "
+                                                                        "of num_generations (whole groups)")
     num_generations: int = Field(8, ge=2, le=1024)
     temperature: float = Field(1.0, gt=0, le=100)
     max_completion_length: int = Field(256, ge=1, le=MAX_BATCH)
