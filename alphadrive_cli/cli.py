@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,13 +14,15 @@ from alphadrive_cli import __version__
 from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
 from alphadrive_cli.config import resolve_config
 from alphadrive_cli.distributed import end_process, launch_world_size
-from alphadrive_cli.errors import BadInput
+from alphadrive_cli.errors import BadInput, brief, clip
+from alphadrive_cli.textfiles import write_new_text_file
 from alphadrive_cli.schemas import (
     DataConfig,
     DistillConfig,
     EvalConfig,
     GrpoConfig,
     ImportConfig,
+    STAGE_SCHEMAS,
     SftConfig,
     TinyModelConfig,
 )
@@ -38,7 +41,8 @@ G=$(alphadrive grpo --data "$D" --init "$S")
 alphadrive eval --model "$G" --data "$D"
 ```
 """
-COMMAND_ORDER = ("data", "distill", "sft", "grpo", "eval", "models", "show")
+COMMAND_ORDER = ("data", "distill", "sft", "grpo", "eval", "models", "show", "config")
+SCALED_STAGES = ("sft", "grpo", "eval")  # the stages whose command takes --scale (default tiny)
 MULTI_PROCESS_COMMANDS = ("sft", "grpo")  # the commands that run under accelerate launch / torchrun
 
 
@@ -169,6 +173,38 @@ def show(
         emit_json(lineage_json(node))
     else:
         stdout.print(lineage_tree(node))
+
+
+@app.command("config", epilog=PIPELINE)
+@reported
+def show_config(
+    stage: Annotated[str, typer.Argument(help=f"One of {', '.join(STAGE_SCHEMAS)} (data: `data sim`, data-import: "
+                                              "`data import`, models: `models tiny`).")],
+    scale: Annotated[Optional[str], typer.Option("--scale", help="Preset from configs/scale/ [default: tiny for sft, "
+                                                                 "grpo and eval, none for the others].")] = None,
+    config: ConfigFile = None, overrides: Overrides = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write it to this new file (a starting --config) "
+                                                              "and print its path, instead of printing it.")] = None,
+) -> None:
+    """Print a stage's resolved config (defaults < --scale < --config < --set) with each key's description.
+
+    Nothing runs. `--out FILE` writes the same text as a file to edit and pass back as `--config FILE`.
+    Example: `alphadrive config grpo --scale small --set beta=0`.
+    """
+    from alphadrive_cli.config_view import render_config  # noqa: PLC0415
+
+    if stage not in STAGE_SCHEMAS:
+        raise BadInput(f"unknown stage {brief(stage)}: choose one of {', '.join(STAGE_SCHEMAS)}")
+    scale = scale if scale is not None else "tiny" if stage in SCALED_STAGES else None
+    resolved = resolve_config(stage, STAGE_SCHEMAS[stage], scale=scale, config_file=config, overrides=overrides or [])
+    layers = [f"configs/{stage}.yaml", *([f"--scale {scale}"] if scale else []), *([str(config)] if config else []),
+              *(f"--set {clip(text)}" for text in overrides or [])]
+    text = render_config(stage, resolved, " < ".join(layers))
+    if out is None:
+        sys.stdout.write(text)
+        return
+    write_new_text_file(out, text)
+    sys.stdout.write(f"{out}\n")
 
 
 @data_app.command("sim", epilog=PIPELINE)
