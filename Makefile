@@ -1,6 +1,6 @@
 # Two entry points, each installs what it needs into .venv/ first:
 #   make demo   run the pipeline's stages that exist on the embedded default (CPU, tiny offline model)
-#   make test   the whole test suite
+#   make test   lint (ruff) and the whole test suite
 # Without CUDA, torch==2.13.0 (a CPU build) is installed before anything else so pip never pulls
 # CUDA wheels; with CUDA present, the venv sees the machine's installed torch and keeps it.
 
@@ -30,7 +30,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	@ALPHADRIVE_HOME=$(DEMO_HOME) PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-test: install
+test: install  # lint (ruff, configured in pyproject.toml), then the whole suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 bench: bench-data

@@ -53,9 +53,7 @@ class ActionVocabulary:
                 raise ValueError(f"the {head} head needs at least one action")
             for action in actions:
                 if not isinstance(action, str) or not _ACTION_NAME.fullmatch(action):
-                    raise ValueError(
-                        f"invalid {head} action {action!r}: names must match [A-Z][A-Z0-9_]*"
-                    )
+                    raise ValueError(f"invalid {head} action {action!r}: names must match [A-Z][A-Z0-9_]*")
         seen: set[str] = set()
         for action in self.speed + self.path:
             if action in seen:
@@ -67,9 +65,7 @@ class ActionVocabulary:
                 raise ValueError(f"action {action!r} clashes with the separator word 'and'")
             for other, other_words in phrases.items():
                 if other != action and _contains_phrase(other_words, words):
-                    raise ValueError(
-                        f"ambiguous vocabulary: {action!r} is a whole-word part of {other!r}"
-                    )
+                    raise ValueError(f"ambiguous vocabulary: {action!r} is a whole-word part of {other!r}")
 
     def head_of(self, action: str) -> Head:
         """Return ``"speed"`` or ``"path"`` for a vocabulary action; ValueError otherwise."""
@@ -87,9 +83,7 @@ class ActionVocabulary:
     def from_dict(cls, data: dict[str, list[str]]) -> ActionVocabulary:
         """Build a vocabulary from the mapping written by :meth:`to_dict`."""
         if set(data) != {"speed", "path"}:
-            raise ValueError(
-                f"vocabulary needs exactly the keys 'speed' and 'path', got {sorted(data)}"
-            )
+            raise ValueError(f"vocabulary needs exactly the keys 'speed' and 'path', got {sorted(data)}")
         return cls(speed=tuple(data["speed"]), path=tuple(data["path"]))
 
 
@@ -178,8 +172,6 @@ def format_answer(speed: str, path: str, vocabulary: ActionVocabulary = DEFAULT_
     return f"{speed}, {path}"
 
 
-def format_completion(
-    reasoning: str, speed: str, path: str, vocabulary: ActionVocabulary = DEFAULT_VOCABULARY
-) -> str:
+def format_completion(reasoning: str, speed: str, path: str, vocabulary: ActionVocabulary = DEFAULT_VOCABULARY) -> str:
     """Return ``<think>{reasoning}</think><answer>{SPEED, PATH}</answer>``."""
     return f"<think>{reasoning}</think><answer>{format_answer(speed, path, vocabulary)}</answer>"

@@ -80,8 +80,9 @@ def content_hash(outputs: Mapping[str, str]) -> str:
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:
     """The hash that covers a manifest: every key but ``manifest_sha256`` itself, as JSON reads it back."""
-    as_read = json.loads(json.dumps({key: value for key, value in manifest.items() if key != MANIFEST_HASH_KEY},
-                                    default=str))
+    as_read = json.loads(
+        json.dumps({key: value for key, value in manifest.items() if key != MANIFEST_HASH_KEY}, default=str)
+    )
     return canonical_hash(as_read)
 
 
@@ -194,7 +195,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"{manifest_path} is unreadable: {exc}") from None
     if not isinstance(manifest, dict):
-        raise BadInput(f"{manifest_path} is not an alphadrive manifest (a JSON {type(manifest).__name__}, not an object)")
+        raise BadInput(
+            f"{manifest_path} is not an alphadrive manifest (a JSON {type(manifest).__name__}, not an object)"
+        )
     required = ("schema_version", "stage", "name", "version", "outputs", "content_hash")
     missing = [key for key in required if key not in manifest]
     if missing:
@@ -204,8 +207,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise BadInput(f"{manifest_path} is not an alphadrive manifest ({where}: {first['msg']}, "
-                       f"got {brief(first.get('input'))})") from None
+        raise BadInput(
+            f"{manifest_path} is not an alphadrive manifest ({where}: {first['msg']}, got {brief(first.get('input'))})"
+        ) from None
     if manifest["schema_version"] > SCHEMA_VERSION:
         raise BadInput(
             f"{path} was written by a newer alphadrive (manifest schema {manifest['schema_version']}, "
@@ -305,23 +309,25 @@ class ArtifactWriter:
         }
         while True:
             version = max(list_versions(self.stage_dir, self.name), default=0) + 1
-            manifest = redact({
-                "schema_version": SCHEMA_VERSION,
-                "stage": self.stage,
-                "name": self.name,
-                "version": version,
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "tool": tool_info(),
-                "config": self.config,
-                "prompts": self.prompts,
-                "inputs": self.inputs,
-                "counts": dict(counts or {}),
-                "metrics": dict(metrics or {}),
-                "wall_time_s": round(time.monotonic() - self.started, 3),
-                "device": device_info(),
-                "resumed": self.resumed,
-                **dict(extra or {}),
-            })
+            manifest = redact(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "stage": self.stage,
+                    "name": self.name,
+                    "version": version,
+                    "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "tool": tool_info(),
+                    "config": self.config,
+                    "prompts": self.prompts,
+                    "inputs": self.inputs,
+                    "counts": dict(counts or {}),
+                    "metrics": dict(metrics or {}),
+                    "wall_time_s": round(time.monotonic() - self.started, 3),
+                    "device": device_info(),
+                    "resumed": self.resumed,
+                    **dict(extra or {}),
+                }
+            )
             # File names and hashes are never rewritten by redaction.
             manifest.update(outputs=outputs, content_hash=content_hash(outputs))
             manifest[MANIFEST_HASH_KEY] = manifest_hash(manifest)
@@ -396,8 +402,13 @@ def begin(
     lock = _acquire_lock(stage_dir, name)
     try:
         writer = ArtifactWriter(
-            stage=stage, name=name, stage_dir=stage_dir, config=redact(dict(config)),
-            identity=identity_hash, resumed=False, _lock_handle=lock,
+            stage=stage,
+            name=name,
+            stage_dir=stage_dir,
+            config=redact(dict(config)),
+            identity=identity_hash,
+            resumed=False,
+            _lock_handle=lock,
         )
         _prepare_partial_dir(writer, resume)
     except BaseException:
@@ -425,7 +436,8 @@ def _prepare_partial_dir(writer: ArtifactWriter, resume: ResumePolicy) -> None:
     state_path = partial / RUN_STATE_NAME
     if partial.exists():
         matches = _recorded_identity(state_path) == writer.identity
-        # discarded when asked, or when a run with other settings failed before computing anything (bad input found late)
+        # discarded when asked, or when a run with other settings failed before computing anything
+        # (bad input found late)
         if resume is ResumePolicy.RESTART or (not matches and _holds_no_work(partial)):
             shutil.rmtree(partial)
         elif not matches:
@@ -437,12 +449,18 @@ def _prepare_partial_dir(writer: ArtifactWriter, resume: ResumePolicy) -> None:
             writer.resumed = True
             return
     if resume is ResumePolicy.REQUIRE:
-        raise BadInput(f"nothing to resume: no unfinished {writer.stage} run named {writer.name!r} in {writer.stage_dir}")
+        raise BadInput(
+            f"nothing to resume: no unfinished {writer.stage} run named {writer.name!r} in {writer.stage_dir}"
+        )
     partial.mkdir()
     _write_json_atomically(
         state_path,
-        {"stage": writer.stage, "name": writer.name, "identity": writer.identity,
-         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+        {
+            "stage": writer.stage,
+            "name": writer.name,
+            "identity": writer.identity,
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
     )
 
 
@@ -457,8 +475,9 @@ class LineageNode:
     parents: tuple[LineageNode, ...]
 
 
-def lineage(artifact: Artifact, role: str = "artifact", check: bool = False,
-            _seen: frozenset[str] = frozenset()) -> LineageNode:
+def lineage(
+    artifact: Artifact, role: str = "artifact", check: bool = False, _seen: frozenset[str] = frozenset()
+) -> LineageNode:
     """The tree of an artifact's inputs, recursively; missing, replaced or (with ``check``: every file's sha256
     verified) modified inputs are marked, not fatal."""
     parents = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import typer
@@ -15,17 +15,17 @@ from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
 from alphadrive_cli.config import resolve_config
 from alphadrive_cli.distributed import end_process, launch_world_size
 from alphadrive_cli.errors import BadInput, brief, clip
-from alphadrive_cli.textfiles import write_new_text_file
 from alphadrive_cli.schemas import (
+    STAGE_SCHEMAS,
     DataConfig,
     DistillConfig,
     EvalConfig,
     GrpoConfig,
     ImportConfig,
-    STAGE_SCHEMAS,
     SftConfig,
     TinyModelConfig,
 )
+from alphadrive_cli.textfiles import write_new_text_file
 from alphadrive_cli.ui import emit_artifact, emit_json, fail, quiet_other_processes, raise_on_sigterm, reported, stdout
 
 PIPELINE = """
@@ -51,7 +51,10 @@ class PipelineOrderGroup(TyperGroup):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = super().list_commands(ctx)
-        return sorted(names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER))
+        return sorted(
+            names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER)
+        )
+
 
 app = typer.Typer(
     name="alphadrive",
@@ -64,8 +67,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-data_app = typer.Typer(help="Build data sets: from the highway-env simulator or from your own frames.", no_args_is_help=True)
-models_app = typer.Typer(help="Create and inspect models: tiny offline models for tests and the CPU demo.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Build data sets: from the highway-env simulator or from your own frames.", no_args_is_help=True
+)
+models_app = typer.Typer(
+    help="Create and inspect models: tiny offline models for tests and the CPU demo.", no_args_is_help=True
+)
 eval_app = typer.Typer(
     help="Score a model (or a file of predictions) on a data set; compare eval artifacts.\n\n"
     "Inputs: --model (base model, SFT or GRPO artifact) or --predictions JSONL, and --data. "
@@ -77,13 +84,28 @@ app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 
 # Options every artifact-writing command shares.
-OutRoot = Annotated[Optional[Path], typer.Option("--out-root", help="Root of the artifact tree [default: $ALPHADRIVE_HOME or ./runs].", show_default=False)]
-Name = Annotated[Optional[str], typer.Option("--name", help="Artifact name; versions -v1, -v2 … are added per name.")]
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="YAML file overriding the stage's defaults in configs/.")]
-Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override one config key, e.g. --set lora.r=16 (repeatable).")]
+OutRoot = Annotated[
+    Path | None,
+    typer.Option(
+        "--out-root", help="Root of the artifact tree [default: $ALPHADRIVE_HOME or ./runs].", show_default=False
+    ),
+]
+Name = Annotated[str | None, typer.Option("--name", help="Artifact name; versions -v1, -v2 … are added per name.")]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="YAML file overriding the stage's defaults in configs/.")
+]
+Overrides = Annotated[
+    list[str] | None, typer.Option("--set", help="Override one config key, e.g. --set lora.r=16 (repeatable).")
+]
 Scale = Annotated[str, typer.Option("--scale", help="Preset from configs/scale/: tiny (CPU) or qwen2vl-2b (GPU).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the bare path.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Require an unfinished run of this name to continue (default: continue one if its settings match).")]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Require an unfinished run of this name to continue (default: continue one if its settings match).",
+    ),
+]
 Restart = Annotated[bool, typer.Option("--restart", help="Discard an unfinished run of this name and start over.")]
 
 
@@ -102,23 +124,41 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     raise_on_sigterm()
     quiet_other_processes()
     if launch_world_size() > 1 and ctx.invoked_subcommand not in MULTI_PROCESS_COMMANDS:
-        raise fail(f"{ctx.invoked_subcommand} runs in one process: of the stages, only "
-                   f"{' and '.join(MULTI_PROCESS_COMMANDS)} train with several (accelerate launch, torchrun)", 2)
+        raise fail(
+            f"{ctx.invoked_subcommand} runs in one process: of the stages, only "
+            f"{' and '.join(MULTI_PROCESS_COMMANDS)} train with several (accelerate launch, torchrun)",
+            2,
+        )
 
 
 @models_app.command("tiny", epilog=PIPELINE)
 @reported
 def models_tiny(
-    family: Annotated[Optional[str], typer.Option(help="Model family: qwen2_vl or qwen2_5_vl [default: from configs/models.yaml].")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the random weights.")] = None,
-    dimensions: Annotated[Optional[Path], typer.Option(help="Model dimensions JSON, e.g. configs/models/qwen2-vl-2b.json for the real architecture [default: tiny].")] = None,
-    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
-    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+    family: Annotated[
+        str | None, typer.Option(help="Model family: qwen2_vl or qwen2_5_vl [default: from configs/models.yaml].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the random weights.")] = None,
+    dimensions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Model dimensions JSON, e.g. configs/models/qwen2-vl-2b.json for the real architecture "
+            "[default: tiny]."
+        ),
+    ] = None,
+    out_root: OutRoot = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    as_json: AsJson = False,
+    resume: Resume = False,
+    restart: Restart = False,
 ) -> None:
     """Build a tiny random-weight Qwen-VL model with a real processor, fully offline.
 
@@ -129,11 +169,15 @@ def models_tiny(
     image processor, chat template) that `from_pretrained` and every stage accept as `--model`.
     Nothing is downloaded. Example: `M=$(alphadrive models tiny)`.
     """
-    from alphadrive_cli.stages.models import build_tiny_model_artifact  # noqa: PLC0415 - keeps --help fast
+    from alphadrive_cli.stages.models import build_tiny_model_artifact  # keeps --help fast
 
-    cfg = resolve_config("models", TinyModelConfig, config_file=config, overrides=overrides or [],
-                         options={"family": family, "seed": seed,
-                                  "dimensions": None if dimensions is None else str(dimensions)})
+    cfg = resolve_config(
+        "models",
+        TinyModelConfig,
+        config_file=config,
+        overrides=overrides or [],
+        options={"family": family, "seed": seed, "dimensions": None if dimensions is None else str(dimensions)},
+    )
     artifact = build_tiny_model_artifact(cfg, out_root, name, _resume_policy(resume, restart))
     emit_artifact(artifact, as_json)
 
@@ -145,7 +189,7 @@ def models_inspect(
     as_json: AsJson = False,
 ) -> None:
     """Describe a model without loading its weights: family, parameters, vocabulary, source."""
-    from alphadrive_cli.stages.inspect_model import describe_model, render_model_description  # noqa: PLC0415
+    from alphadrive_cli.stages.inspect_model import describe_model, render_model_description
 
     description = describe_model(model)
     if as_json:
@@ -166,7 +210,7 @@ def show(
     A file (or the manifest) changed since it was written is an error naming the file (exit 2); inputs
     that moved, were rebuilt or whose files changed after they were used are marked in the tree.
     """
-    from alphadrive_cli.lineage_view import lineage_json, lineage_tree  # noqa: PLC0415
+    from alphadrive_cli.lineage_view import lineage_json, lineage_tree
 
     node = lineage(open_artifact(path, check=check), check=check)
     if as_json:
@@ -178,27 +222,45 @@ def show(
 @app.command("config", epilog=PIPELINE)
 @reported
 def show_config(
-    stage: Annotated[str, typer.Argument(help=f"One of {', '.join(STAGE_SCHEMAS)} (data: `data sim`, data-import: "
-                                              "`data import`, models: `models tiny`).")],
-    scale: Annotated[Optional[str], typer.Option("--scale", help="Preset from configs/scale/ [default: tiny for sft, "
-                                                                 "grpo and eval, none for the others].")] = None,
-    config: ConfigFile = None, overrides: Overrides = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write it to this new file (a starting --config) "
-                                                              "and print its path, instead of printing it.")] = None,
+    stage: Annotated[
+        str,
+        typer.Argument(
+            help=f"One of {', '.join(STAGE_SCHEMAS)} (data: `data sim`, data-import: "
+            "`data import`, models: `models tiny`)."
+        ),
+    ],
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            "--scale", help="Preset from configs/scale/ [default: tiny for sft, grpo and eval, none for the others]."
+        ),
+    ] = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write it to this new file (a starting --config) and print its path, instead of printing it."
+        ),
+    ] = None,
 ) -> None:
     """Print a stage's resolved config (defaults < --scale < --config < --set) with each key's description.
 
     Nothing runs. `--out FILE` writes the same text as a file to edit and pass back as `--config FILE`.
     Example: `alphadrive config grpo --scale small --set beta=0`.
     """
-    from alphadrive_cli.config_view import render_config  # noqa: PLC0415
+    from alphadrive_cli.config_view import render_config
 
     if stage not in STAGE_SCHEMAS:
         raise BadInput(f"unknown stage {brief(stage)}: choose one of {', '.join(STAGE_SCHEMAS)}")
     scale = scale if scale is not None else "tiny" if stage in SCALED_STAGES else None
     resolved = resolve_config(stage, STAGE_SCHEMAS[stage], scale=scale, config_file=config, overrides=overrides or [])
-    layers = [f"configs/{stage}.yaml", *([f"--scale {scale}"] if scale else []), *([str(config)] if config else []),
-              *(f"--set {clip(text)}" for text in overrides or [])]
+    layers = [
+        f"configs/{stage}.yaml",
+        *([f"--scale {scale}"] if scale else []),
+        *([str(config)] if config else []),
+        *(f"--set {clip(text)}" for text in overrides or []),
+    ]
     text = render_config(stage, resolved, " < ".join(layers))
     if out is None:
         sys.stdout.write(text)
@@ -210,11 +272,16 @@ def show_config(
 @data_app.command("sim", epilog=PIPELINE)
 @reported
 def data_sim(
-    frames: Annotated[Optional[int], typer.Option(help="Number of labelled frames.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed: the same seed gives byte-identical JSONL.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Simulator processes.")] = None,
-    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
-    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+    frames: Annotated[int | None, typer.Option(help="Number of labelled frames.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed: the same seed gives byte-identical JSONL.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Simulator processes.")] = None,
+    out_root: OutRoot = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    as_json: AsJson = False,
+    resume: Resume = False,
+    restart: Restart = False,
 ) -> None:
     """Render and label driving frames in highway-env (highway, blocked road, merge, roundabout, intersection).
 
@@ -222,10 +289,15 @@ def data_sim(
     next 3 s. Output: a `data` artifact with train/val/test JSONL (split by episode), PNG frames,
     `contact_sheet.png` and per-class counts. The same seed gives byte-identical JSONL.
     """
-    from alphadrive_cli.stages.data_sim import build_sim_dataset  # noqa: PLC0415 - keeps --help fast
+    from alphadrive_cli.stages.data_sim import build_sim_dataset  # keeps --help fast
 
-    cfg = resolve_config("data", DataConfig, config_file=config, overrides=overrides or [],
-                         options={"frames": frames, "seed": seed, "workers": workers})
+    cfg = resolve_config(
+        "data",
+        DataConfig,
+        config_file=config,
+        overrides=overrides or [],
+        options={"frames": frames, "seed": seed, "workers": workers},
+    )
     emit_artifact(build_sim_dataset(cfg, out_root, name, _resume_policy(resume, restart)), as_json)
 
 
@@ -233,11 +305,26 @@ def data_sim(
 @reported
 def data_import(
     source: Annotated[Path, typer.Argument(help="JSONL or CSV: your frames (image paths + labels) or ego poses.")],
-    kind: Annotated[Optional[str], typer.Option(help="frames (labels given) or poses (labels derived from motion) [default: frames].")] = None,
-    images_root: Annotated[Optional[Path], typer.Option(help="Image paths are relative to this folder [default: the source file's].")] = None,
-    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Fail at the first bad record, or skip and count bad records [default: lenient].")] = None,
-    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
-    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="frames (labels given) or poses (labels derived from motion) [default: frames]."),
+    ] = None,
+    images_root: Annotated[
+        Path | None, typer.Option(help="Image paths are relative to this folder [default: the source file's].")
+    ] = None,
+    strict: Annotated[
+        bool | None,
+        typer.Option(
+            "--strict/--lenient", help="Fail at the first bad record, or skip and count bad records [default: lenient]."
+        ),
+    ] = None,
+    out_root: OutRoot = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    as_json: AsJson = False,
+    resume: Resume = False,
+    restart: Restart = False,
 ) -> None:
     """Import your own frames, or nuScenes-style ego poses (timestamps, positions, yaw), as a `data` artifact.
 
@@ -245,10 +332,15 @@ def data_import(
     the simulator's rules. Images are copied into the artifact. Bad records (missing or unreadable
     image, unknown action, path outside the root, …) are reported with their line numbers.
     """
-    from alphadrive_cli.stages.data_import import import_dataset  # noqa: PLC0415 - keeps --help fast
+    from alphadrive_cli.stages.data_import import import_dataset  # keeps --help fast
 
-    cfg = resolve_config("data-import", ImportConfig, config_file=config, overrides=overrides or [],
-                         options={"kind": kind, "images_root": None if images_root is None else str(images_root), "strict": strict})
+    cfg = resolve_config(
+        "data-import",
+        ImportConfig,
+        config_file=config,
+        overrides=overrides or [],
+        options={"kind": kind, "images_root": None if images_root is None else str(images_root), "strict": strict},
+    )
     emit_artifact(import_dataset(source, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
 
 
@@ -256,18 +348,42 @@ def data_import(
 @reported
 def distill(
     data: Annotated[Path, typer.Option("--data", help="A `data` artifact.")],
-    teacher: Annotated[Optional[str], typer.Option(help="grounded (offline template writer) or openai (any OpenAI-compatible API) [default: grounded].")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Teacher model name (with --teacher openai), e.g. gpt-4o.")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, Ollama).")] = None,
-    api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding the API key [default: OPENAI_API_KEY].")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight.")] = None,
-    samples_per_frame: Annotated[Optional[int], typer.Option(help="Traces collected per frame.")] = None,
-    verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Ask again without the label; keep traces whose plan agrees.")] = None,
-    max_requests: Annotated[Optional[int], typer.Option(help="Stop cleanly (resumable) after this many requests.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="Stop cleanly (resumable) once the estimated cost in USD reaches this.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print how many requests and tokens a run would send; write nothing.")] = False,
-    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
-    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="grounded (offline template writer) or openai (any OpenAI-compatible API) [default: grounded]."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Teacher model name (with --teacher openai), e.g. gpt-4o.")
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, Ollama)."),
+    ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key [default: OPENAI_API_KEY].")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
+    samples_per_frame: Annotated[int | None, typer.Option(help="Traces collected per frame.")] = None,
+    verify: Annotated[
+        bool | None,
+        typer.Option("--verify/--no-verify", help="Ask again without the label; keep traces whose plan agrees."),
+    ] = None,
+    max_requests: Annotated[int | None, typer.Option(help="Stop cleanly (resumable) after this many requests.")] = None,
+    max_cost: Annotated[
+        float | None, typer.Option(help="Stop cleanly (resumable) once the estimated cost in USD reaches this.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print how many requests and tokens a run would send; write nothing.")
+    ] = False,
+    out_root: OutRoot = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    as_json: AsJson = False,
+    resume: Resume = False,
+    restart: Restart = False,
 ) -> None:
     """Have a teacher write the reasoning that leads to each frame's ground-truth plan (stage 1 of AlphaDrive).
 
@@ -276,11 +392,25 @@ def distill(
     every request's outcome. Answers are stored as they arrive: re-running after a crash, Ctrl-C or a
     budget stop never pays for an answer twice. The API key is read from the environment only.
     """
-    from alphadrive_cli.stages.distill import distill as run_distill  # noqa: PLC0415 - keeps --help fast
+    from alphadrive_cli.stages.distill import distill as run_distill  # keeps --help fast
 
-    cfg = resolve_config("distill", DistillConfig, config_file=config, overrides=overrides or [], options={
-        "teacher": teacher, "model": model, "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
-        "samples_per_frame": samples_per_frame, "verify": verify, "max_requests": max_requests, "max_cost_usd": max_cost})
+    cfg = resolve_config(
+        "distill",
+        DistillConfig,
+        config_file=config,
+        overrides=overrides or [],
+        options={
+            "teacher": teacher,
+            "model": model,
+            "base_url": base_url,
+            "api_key_env": api_key_env,
+            "concurrency": concurrency,
+            "samples_per_frame": samples_per_frame,
+            "verify": verify,
+            "max_requests": max_requests,
+            "max_cost_usd": max_cost,
+        },
+    )
     artifact = run_distill(data, cfg, out_root, name, _resume_policy(resume, restart), dry_run=dry_run)
     if artifact is not None:
         emit_artifact(artifact, as_json)
@@ -290,12 +420,23 @@ def distill(
 @reported
 def sft(
     data: Annotated[Path, typer.Option("--data", help="A `distill` artifact (reasoning traces).")],
-    model: Annotated[Optional[str], typer.Option("--model", help="Base model: model artifact, local directory or hub id.")] = None,
-    no_reasoning: Annotated[bool, typer.Option("--no-reasoning", help="Train on answers only (the paper's ablation).")] = False,
-    merge: Annotated[bool, typer.Option("--merge", help="Also save the base model with the adapter merged in (merged/).")] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Base model: model artifact, local directory or hub id.")
+    ] = None,
+    no_reasoning: Annotated[
+        bool, typer.Option("--no-reasoning", help="Train on answers only (the paper's ablation).")
+    ] = False,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Also save the base model with the adapter merged in (merged/).")
+    ] = False,
     scale: Scale = "tiny",
-    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
-    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+    out_root: OutRoot = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    as_json: AsJson = False,
+    resume: Resume = False,
+    restart: Restart = False,
 ) -> None:
     """Supervised warm-up (LoRA, QLoRA on CUDA) on reasoning traces, on TRL's SFTTrainer.
 
@@ -306,21 +447,40 @@ def sft(
     training curves (PNG, TensorBoard) and lineage to the traces and the base model.
     An interrupted run resumes from its last checkpoint.
     """
-    from alphadrive_cli.stages.sft import train_sft  # noqa: PLC0415 - keeps --help fast
+    from alphadrive_cli.stages.sft import train_sft  # keeps --help fast
 
-    cfg = resolve_config("sft", SftConfig, scale=scale, config_file=config, overrides=overrides or [],
-                         options={"model": model, "reasoning": False if no_reasoning else None, "merge": merge or None})
+    cfg = resolve_config(
+        "sft",
+        SftConfig,
+        scale=scale,
+        config_file=config,
+        overrides=overrides or [],
+        options={"model": model, "reasoning": False if no_reasoning else None, "merge": merge or None},
+    )
     emit_artifact(train_sft(data, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
 
 
 @app.command("grpo", epilog=PIPELINE)
 @reported
 def grpo(
-    data: Annotated[Path, typer.Option("--data", help="A `data` (or `distill`) artifact: its train split's frames and labels.")],
-    init: Annotated[Optional[str], typer.Option("--init", help="Policy to start from: an `sft` artifact (its adapter is continued), or a base model for RL only.")] = None,
+    data: Annotated[
+        Path, typer.Option("--data", help="A `data` (or `distill`) artifact: its train split's frames and labels.")
+    ],
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="Policy to start from: an `sft` artifact (its adapter is continued), or a base model for RL only.",
+        ),
+    ] = None,
     scale: Scale = "tiny",
-    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
-    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+    out_root: OutRoot = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    as_json: AsJson = False,
+    resume: Resume = False,
+    restart: Restart = False,
 ) -> None:
     """Reinforcement learning with GRPO and AlphaDrive's four planning rewards, on TRL's GRPOTrainer (stage 2).
 
@@ -332,10 +492,11 @@ def grpo(
     (completions with every reward component), `reward_curves.png`, TensorBoard logs and lineage.
     An interrupted run resumes from its last checkpoint.
     """
-    from alphadrive_cli.stages.grpo import train_grpo  # noqa: PLC0415 - keeps --help fast
+    from alphadrive_cli.stages.grpo import train_grpo  # keeps --help fast
 
-    cfg = resolve_config("grpo", GrpoConfig, scale=scale, config_file=config, overrides=overrides or [],
-                         options={"model": init})
+    cfg = resolve_config(
+        "grpo", GrpoConfig, scale=scale, config_file=config, overrides=overrides or [], options={"model": init}
+    )
     emit_artifact(train_grpo(data, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
 
 
@@ -343,18 +504,42 @@ def grpo(
 @reported
 def evaluate(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model to score: base model, `sft` or `grpo` artifact.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="A `data` artifact.")] = None,
-    predictions: Annotated[Optional[Path], typer.Option("--predictions", help="JSONL of `id` + raw text from another system.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="train, val or test [default: test].")] = None,
-    samples: Annotated[Optional[int], typer.Option(help="Completions per frame; K > 1 samples with temperature (multimodality).")] = None,
-    closed_loop: Annotated[bool, typer.Option("--closed-loop", help="Let the model drive simulator episodes (the expert drives the same seeds); --data then only sets the rendering.")] = False,
-    scenarios: Annotated[Optional[str], typer.Option(help="With --closed-loop: comma-separated scenarios [default: all five].")] = None,
-    episodes: Annotated[Optional[int], typer.Option(help="With --closed-loop: episodes per scenario (seeds 0..N-1).")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="With --closed-loop: comma-separated simulator seeds, e.g. 3,7.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model to score: base model, `sft` or `grpo` artifact.")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="A `data` artifact.")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option("--predictions", help="JSONL of `id` + raw text from another system.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="train, val or test [default: test].")] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="Completions per frame; K > 1 samples with temperature (multimodality).")
+    ] = None,
+    closed_loop: Annotated[
+        bool,
+        typer.Option(
+            "--closed-loop",
+            help="Let the model drive simulator episodes (the expert drives the same seeds); "
+            "--data then only sets the rendering.",
+        ),
+    ] = False,
+    scenarios: Annotated[
+        str | None, typer.Option(help="With --closed-loop: comma-separated scenarios [default: all five].")
+    ] = None,
+    episodes: Annotated[
+        int | None, typer.Option(help="With --closed-loop: episodes per scenario (seeds 0..N-1).")
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="With --closed-loop: comma-separated simulator seeds, e.g. 3,7.")
+    ] = None,
     scale: Scale = "tiny",
-    out_root: OutRoot = None, name: Name = None, config: ConfigFile = None, overrides: Overrides = None,
-    as_json: AsJson = False, resume: Resume = False, restart: Restart = False,
+    out_root: OutRoot = None,
+    name: Name = None,
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    as_json: AsJson = False,
+    resume: Resume = False,
+    restart: Restart = False,
 ) -> None:
     """Open-loop planning metrics (per-class F1 for speed and path, planning accuracy), or closed-loop driving.
 
@@ -371,20 +556,41 @@ def evaluate(
     if ctx.invoked_subcommand is not None:
         return
     if closed_loop:
-        _evaluate_closed_loop(model, data, predictions, scenarios, episodes, seeds, scale, out_root, name, config,
-                              overrides, as_json, _resume_policy(resume, restart))
+        _evaluate_closed_loop(
+            model,
+            data,
+            predictions,
+            scenarios,
+            episodes,
+            seeds,
+            scale,
+            out_root,
+            name,
+            config,
+            overrides,
+            as_json,
+            _resume_policy(resume, restart),
+        )
         return
     if scenarios is not None or episodes is not None or seeds is not None:
         raise BadInput("--scenarios, --episodes and --seeds go with --closed-loop")
-    from alphadrive_cli.stages.evaluate import evaluate as run_evaluation  # noqa: PLC0415 - keeps --help fast
+    from alphadrive_cli.stages.evaluate import evaluate as run_evaluation  # keeps --help fast
 
     if data is None:
         raise BadInput("eval needs --data DATA (and --model MODEL or --predictions FILE); see alphadrive eval --help")
     if (model is None) == (predictions is None):
         raise BadInput("eval needs exactly one of --model MODEL or --predictions FILE")
-    cfg = resolve_config("eval", EvalConfig, scale=scale, config_file=config, overrides=overrides or [],
-                         options={"split": split, "samples": samples})
-    artifact = run_evaluation(data, cfg, out_root, name, _resume_policy(resume, restart), model=model, predictions=predictions)
+    cfg = resolve_config(
+        "eval",
+        EvalConfig,
+        scale=scale,
+        config_file=config,
+        overrides=overrides or [],
+        options={"split": split, "samples": samples},
+    )
+    artifact = run_evaluation(
+        data, cfg, out_root, name, _resume_policy(resume, restart), model=model, predictions=predictions
+    )
     emit_artifact(artifact, as_json)
 
 
@@ -397,10 +603,22 @@ def _comma_list(text: str | None, option: str) -> list[str] | None:
     return items
 
 
-def _evaluate_closed_loop(model: str | None, data: Path | None, predictions: Path | None, scenarios: str | None,
-                          episodes: int | None, seeds: str | None, scale: str, out_root: Path | None, name: str | None,
-                          config: Path | None, overrides: list[str] | None, as_json: bool, resume: ResumePolicy) -> None:
-    from alphadrive_cli.stages.closed_loop import evaluate_closed_loop  # noqa: PLC0415 - keeps --help fast
+def _evaluate_closed_loop(
+    model: str | None,
+    data: Path | None,
+    predictions: Path | None,
+    scenarios: str | None,
+    episodes: int | None,
+    seeds: str | None,
+    scale: str,
+    out_root: Path | None,
+    name: str | None,
+    config: Path | None,
+    overrides: list[str] | None,
+    as_json: bool,
+    resume: ResumePolicy,
+) -> None:
+    from alphadrive_cli.stages.closed_loop import evaluate_closed_loop  # keeps --help fast
 
     if model is None or predictions is not None:
         raise BadInput("--closed-loop needs --model MODEL (a model drives; predictions cannot)")
@@ -409,10 +627,25 @@ def _evaluate_closed_loop(model: str | None, data: Path | None, predictions: Pat
         seed_list = None if seed_values is None else [int(value) for value in seed_values]
     except ValueError:
         raise BadInput(f"--seeds takes whole numbers separated by commas, got {seeds!r}") from None
-    cfg = resolve_config("eval", EvalConfig, scale=scale, config_file=config, overrides=overrides or [],
-                         options={"closed_loop": {key: value for key, value in {
-                             "scenarios": _comma_list(scenarios, "--scenarios"), "episodes": episodes,
-                             "seeds": seed_list}.items() if value is not None} or None})
+    cfg = resolve_config(
+        "eval",
+        EvalConfig,
+        scale=scale,
+        config_file=config,
+        overrides=overrides or [],
+        options={
+            "closed_loop": {
+                key: value
+                for key, value in {
+                    "scenarios": _comma_list(scenarios, "--scenarios"),
+                    "episodes": episodes,
+                    "seeds": seed_list,
+                }.items()
+                if value is not None
+            }
+            or None
+        },
+    )
     emit_artifact(evaluate_closed_loop(model, cfg, data, out_root, name, resume), as_json)
 
 
@@ -423,7 +656,7 @@ def evaluate_compare(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
 ) -> None:
     """Side-by-side table of eval artifacts, with deltas against the first; `--markdown` to paste into docs."""
-    from alphadrive_cli.stages.compare import comparison, markdown_table, rich_table  # noqa: PLC0415
+    from alphadrive_cli.stages.compare import comparison, markdown_table, rich_table
 
     header, rows = comparison(artifacts)
     if markdown:

@@ -2,8 +2,8 @@
 
 Layers, later wins: ``configs/<stage>.yaml`` < the ``<stage>:`` section of ``configs/scale/<scale>.yaml``
 < ``--config FILE`` < each ``--set key.path=value`` (the value is read as YAML, so numbers, booleans
-and lists work) < the command's own flags. The merged mapping is validated by the stage's pydantic schema; any problem is one
-line naming the key.
+and lists work) < the command's own flags. The merged mapping is validated by the stage's pydantic schema; any
+problem is one line naming the key.
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed in configs",
-                                              self.peek_event().start_mark)
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in configs", self.peek_event().start_mark
+            )
         return super().compose_node(parent, index)
 
 
 def parse_yaml(text: str) -> Any:
     """The value of a YAML document (safe types only, aliases refused with ``yaml.YAMLError``)."""
-    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
 
 
 def load_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -109,7 +110,11 @@ def describe_validation_error(error: ValidationError, schema: type[BaseModel], s
     if first["type"] == "extra_forbidden":
         known = _known_keys(schema, location[:-1])
         close = difflib.get_close_matches(str(location[-1]), known, n=1)
-        hint = f" (did you mean {_key_path((*location[:-1], close[0]))!r}?)" if close else f" (known here: {', '.join(known)})"
+        hint = (
+            f" (did you mean {_key_path((*location[:-1], close[0]))!r}?)"
+            if close
+            else f" (known here: {', '.join(known)})"
+        )
         message = f"unknown config key {brief(key)}{hint}"
     else:
         got = f" (got {brief(first['input'])})" if "input" in first and not isinstance(first["input"], dict) else ""

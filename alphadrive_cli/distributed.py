@@ -40,8 +40,8 @@ def _state() -> Any:
 
     The first call joins the launcher's process group; the ``Trainer`` later reuses it.
     """
-    import torch  # noqa: PLC0415
-    from accelerate import PartialState  # noqa: PLC0415
+    import torch
+    from accelerate import PartialState
 
     cpu = not torch.cuda.is_available()
     if cpu:
@@ -54,7 +54,7 @@ def end_process(code: object) -> None:
     standard streams and exit at once, without the interpreter's teardown. Left to that teardown, the process
     group's threads (gloo's) outlive it and abort a process whose work is done ("terminate called without
     an active exception", exit -6), now and then."""
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch.distributed as dist
 
     if isinstance(code, str):
         print(code, file=sys.stderr)
@@ -69,10 +69,11 @@ def end_process(code: object) -> None:
 def _load_onto_indexed_cpu() -> None:
     """Let ``torch.load`` map tensors to ``cpu:0``: accelerate gives each CPU process that device, the
     ``Trainer`` loads a resumed optimizer state onto it, and torch only knows the location ``cpu``."""
-    import torch.serialization  # noqa: PLC0415
+    import torch.serialization
 
-    torch.serialization.register_package(11, lambda storage: None,
-                                         lambda storage, location: storage if location.startswith("cpu:") else None)
+    torch.serialization.register_package(
+        11, lambda storage: None, lambda storage, location: storage if location.startswith("cpu:") else None
+    )
 
 
 def on_main(task: Callable[[], T]) -> T:
@@ -83,7 +84,7 @@ def on_main(task: Callable[[], T]) -> T:
     """
     if launch_world_size() == 1:
         return task()
-    from accelerate.utils import broadcast_object_list  # noqa: PLC0415
+    from accelerate.utils import broadcast_object_list
 
     _state()
     outcome: list[Any] = [None]
@@ -110,7 +111,7 @@ def gather(items: list[ITEM]) -> list[ITEM]:
     """Every process's ``items``, concatenated in process order; every process must call it."""
     if launch_world_size() == 1:
         return items
-    from accelerate.utils import gather_object  # noqa: PLC0415
+    from accelerate.utils import gather_object
 
     _state()
     return gather_object(items)

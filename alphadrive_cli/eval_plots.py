@@ -33,8 +33,11 @@ def confusion_png(matrix: Sequence[Sequence[int]], classes: Sequence[str], title
 
 def f1_bars_png(per_head: Mapping[str, Mapping[str, Mapping[str, float]]], title: str, path: Path) -> None:
     """Per-class F1 for every head side by side (``per_head[head][class]["f1"]``)."""
-    f1_comparison_png({"": {head: {name: scores["f1"] for name, scores in classes.items()}
-                            for head, classes in per_head.items()}}, title, path)
+    f1_comparison_png(
+        {"": {head: {name: scores["f1"] for name, scores in classes.items()} for head, classes in per_head.items()}},
+        title,
+        path,
+    )
 
 
 def f1_comparison_png(runs: Mapping[str, Mapping[str, Mapping[str, float]]], title: str, path: Path) -> None:
@@ -44,15 +47,21 @@ def f1_comparison_png(runs: Mapping[str, Mapping[str, Mapping[str, float]]], tit
     heads = list(runs[labels[0]])
     width = 0.8 / len(labels)
     widest = max(len(runs[labels[0]][head]) for head in heads)
-    figure, axes = plt.subplots(1, len(heads), figsize=(max(5.0, 0.15 * widest * len(labels) + 2) * len(heads), 4.5),
-                                squeeze=False)
-    for axis, head in zip(axes[0], heads):
+    figure, axes = plt.subplots(
+        1, len(heads), figsize=(max(5.0, 0.15 * widest * len(labels) + 2) * len(heads), 4.5), squeeze=False
+    )
+    for axis, head in zip(axes[0], heads, strict=False):
         classes = list(runs[labels[0]][head])
         for index, label in enumerate(labels):
             values = [runs[label][head][name] for name in classes]
             offset = (index - (len(labels) - 1) / 2) * width
-            bars = axis.bar([position + offset for position in range(len(classes))], values, width,
-                            label=label or None, color="#3b7dd8" if len(labels) == 1 else None)
+            bars = axis.bar(
+                [position + offset for position in range(len(classes))],
+                values,
+                width,
+                label=label or None,
+                color="#3b7dd8" if len(labels) == 1 else None,
+            )
             if len(labels) == 1:
                 axis.bar_label(bars, labels=[f"{value:.2f}" for value in values], fontsize=8)
         axis.set_xticks(range(len(classes)), classes, rotation=30, ha="right")

@@ -30,8 +30,17 @@ from alphadrive_cli.actions import ActionVocabulary, parse_answer
 from alphadrive_cli.distributed import gather
 from alphadrive_cli.rewards import RewardBreakdown, RewardConfig, group_rewards
 
-COMPONENTS = ("format", "speed_accuracy", "path_accuracy", "speed_weight", "path_weight",
-              "speed_diversity", "path_diversity", "quality", "total")
+COMPONENTS = (
+    "format",
+    "speed_accuracy",
+    "path_accuracy",
+    "speed_weight",
+    "path_weight",
+    "speed_diversity",
+    "path_diversity",
+    "quality",
+    "total",
+)
 REWARD_FUNCTIONS = ("format", "speed_planning", "path_planning")
 
 
@@ -53,7 +62,9 @@ def component_statistics(breakdowns: Sequence[RewardBreakdown], group_ids: Seque
     stats: dict[str, float] = {}
     for component in COMPONENTS:
         values = [getattr(breakdown, component) for breakdown in breakdowns]
-        flat = sum(1 for members in groups.values() if max(values[i] for i in members) - min(values[i] for i in members) < 1e-9)
+        flat = sum(
+            1 for members in groups.values() if max(values[i] for i in members) - min(values[i] for i in members) < 1e-9
+        )
         stats[f"planning/{component}/mean"] = statistics.fmean(values)
         stats[f"planning/{component}/std"] = statistics.pstdev(values)
         stats[f"planning/{component}/zero_std_groups"] = flat / len(groups)
@@ -73,8 +84,11 @@ class SampleLog:
         self.path, self.every, self.groups = path, every, groups
         kept: list[str] = []
         if path is not None and resume_step is not None and path.is_file():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and _step_of(line) is not None and _step_of(line) < resume_step]
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip() and _step_of(line) is not None and _step_of(line) < resume_step
+            ]
             path.write_text("".join(line + "\n" for line in kept))
         elif path is not None and path.exists():
             path.unlink()
@@ -113,7 +127,8 @@ class PlanningRewards:
 
     def reward_functions(self) -> list[Callable[..., list[float]]]:
         """``format``, ``speed_planning``, ``path_planning``: pass with :meth:`reward_weights` to GRPO."""
-        def format(completions: Sequence[Any], **columns: Any) -> list[float]:  # noqa: A001 - TRL logs the function's name
+
+        def format(completions: Sequence[Any], **columns: Any) -> list[float]:  # TRL logs the function's name
             return [breakdown.format for breakdown in self.score(completions, **columns)]
 
         def speed_planning(completions: Sequence[Any], **columns: Any) -> list[float]:
@@ -128,14 +143,24 @@ class PlanningRewards:
         """Weights of :meth:`reward_functions`: their weighted sum is ``RewardBreakdown.total``."""
         return [self.config.format_coef, self.config.quality_coef, self.config.quality_coef]
 
-    def score(self, completions: Sequence[Any], *, frame_id: Sequence[Hashable], speed_action: Sequence[str],
-              path_action: Sequence[str], trainer_state: Any = None,
-              log_metric: Callable[[str, float], None] | None = None, **_: Any) -> list[RewardBreakdown]:
+    def score(
+        self,
+        completions: Sequence[Any],
+        *,
+        frame_id: Sequence[Hashable],
+        speed_action: Sequence[str],
+        path_action: Sequence[str],
+        trainer_state: Any = None,
+        log_metric: Callable[[str, float], None] | None = None,
+        **_: Any,
+    ) -> list[RewardBreakdown]:
         """Every reward component of each completion; computed (and logged) once per batch."""
         if self._scored is not None and self._scored[0] is completions:
             return self._scored[1]
         texts = [completion_text(completion) for completion in completions]
-        breakdowns = group_rewards(texts, list(zip(speed_action, path_action)), frame_id, self.config, self.vocabulary)
+        breakdowns = group_rewards(
+            texts, list(zip(speed_action, path_action, strict=False)), frame_id, self.config, self.vocabulary
+        )
         self._scored = (completions, breakdowns)
         if log_metric is not None:
             for name, value in component_statistics(breakdowns, frame_id).items():
@@ -147,24 +172,32 @@ class PlanningRewards:
             self.samples.maybe_write(int(trainer_state.global_step), [row for row in rows if row["frame_id"] in chosen])
         return breakdowns
 
-    def _sample_rows(self, texts: Sequence[str], breakdowns: Sequence[RewardBreakdown], frame_id: Sequence[Hashable],
-                     speed_action: Sequence[str], path_action: Sequence[str]) -> list[dict[str, Any]]:
+    def _sample_rows(
+        self,
+        texts: Sequence[str],
+        breakdowns: Sequence[RewardBreakdown],
+        frame_id: Sequence[Hashable],
+        speed_action: Sequence[str],
+        path_action: Sequence[str],
+    ) -> list[dict[str, Any]]:
         assert self.samples is not None
         chosen = first_groups(frame_id, self.samples.groups)
         totals: dict[Hashable, list[float]] = defaultdict(list)
-        for group, breakdown in zip(frame_id, breakdowns):
+        for group, breakdown in zip(frame_id, breakdowns, strict=False):
             totals[group].append(breakdown.total)
         rows = []
         for i, group in enumerate(frame_id):
             if group not in chosen:
                 continue
             parsed = parse_answer(texts[i], self.vocabulary)
-            rows.append({
-                "frame_id": group,
-                "truth": {"speed": speed_action[i], "path": path_action[i]},
-                "completion": texts[i],
-                "answer": {"speed": sorted(parsed.speed), "path": sorted(parsed.path)},
-                "rewards": {name: round(value, 6) for name, value in breakdowns[i].as_dict().items()},
-                "group_mean_total": round(statistics.fmean(totals[group]), 6),
-            })
+            rows.append(
+                {
+                    "frame_id": group,
+                    "truth": {"speed": speed_action[i], "path": path_action[i]},
+                    "completion": texts[i],
+                    "answer": {"speed": sorted(parsed.speed), "path": sorted(parsed.path)},
+                    "rewards": {name: round(value, 6) for name, value in breakdowns[i].as_dict().items()},
+                    "group_mean_total": round(statistics.fmean(totals[group]), 6),
+                }
+            )
         return rows

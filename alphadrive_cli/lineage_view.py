@@ -13,7 +13,9 @@ from alphadrive_cli.artifacts import LineageNode
 
 def _summary(values: dict[str, Any], limit: int = 6) -> str:
     items = list(values.items())
-    text = ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in items[:limit])
+    text = ", ".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in items[:limit]
+    )
     return text + (", …" if len(items) > limit else "")
 
 
@@ -29,16 +31,22 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _label(node: LineageNode, detailed: bool = False) -> str:
     ref = node.ref
-    head = f"[bold]{escape(node.role)}[/]: {escape(str(ref.get('stage')))}/{escape(str(ref.get('name')))}-v{ref.get('version')}"
+    artifact = f"{escape(str(ref.get('stage')))}/{escape(str(ref.get('name')))}-v{ref.get('version')}"
+    head = f"[bold]{escape(node.role)}[/]: {artifact}"
     if node.artifact is None:
         return f"{head}  [red]{escape(node.problem or 'missing')}[/]\n[dim]{escape(str(ref.get('path')))}[/]"
     manifest = node.artifact.manifest
-    lines = [head, f"[dim]{escape(str(node.artifact.path))}[/]",
-             f"created {manifest.get('created', '?')}  hash {node.artifact.content_hash[:12]}"]
+    lines = [
+        head,
+        f"[dim]{escape(str(node.artifact.path))}[/]",
+        f"created {manifest.get('created', '?')}  hash {node.artifact.content_hash[:12]}",
+    ]
     if detailed:
         tool = manifest.get("tool", {})
-        lines.append(f"tool {tool.get('name')} {tool.get('version')} (commit {tool.get('git_commit') or 'unknown'}), "
-                     f"{len(manifest.get('outputs', {}))} files, {manifest.get('wall_time_s', '?')} s")
+        lines.append(
+            f"tool {tool.get('name')} {tool.get('version')} (commit {tool.get('git_commit') or 'unknown'}), "
+            f"{len(manifest.get('outputs', {}))} files, {manifest.get('wall_time_s', '?')} s"
+        )
         if manifest.get("config"):
             lines.append(f"config: {escape(_summary(_flatten(manifest['config']), limit=12))}")
     for key in ("counts", "metrics"):

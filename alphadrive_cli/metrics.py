@@ -25,9 +25,7 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def _check_labels(
-    truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]
-) -> None:
+def _check_labels(truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]) -> None:
     if len(truth) != len(predicted):
         raise ValueError(f"{len(truth)} truths but {len(predicted)} predictions")
     if len(set(classes)) != len(classes):
@@ -48,9 +46,9 @@ def per_class_prf(
     _check_labels(truth, predicted, classes)
     result: dict[str, dict[str, float]] = {}
     for cls in classes:
-        tp = sum(1 for t, p in zip(truth, predicted) if t == cls and p == cls)
-        fp = sum(1 for t, p in zip(truth, predicted) if t != cls and p == cls)
-        fn = sum(1 for t, p in zip(truth, predicted) if t == cls and p != cls)
+        tp = sum(1 for t, p in zip(truth, predicted, strict=False) if t == cls and p == cls)
+        fp = sum(1 for t, p in zip(truth, predicted, strict=False) if t != cls and p == cls)
+        fn = sum(1 for t, p in zip(truth, predicted, strict=False) if t == cls and p != cls)
         result[cls] = {
             "precision": _ratio(tp, tp + fp),
             "recall": _ratio(tp, tp + fn),
@@ -60,9 +58,7 @@ def per_class_prf(
     return result
 
 
-def macro_f1(
-    truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]
-) -> float:
+def macro_f1(truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]) -> float:
     """Mean F1 over the *active* classes: those that occur in ``truth`` or in ``predicted``.
 
     A class that is neither true nor predicted anywhere has no defined F1; counting it as 0
@@ -76,15 +72,13 @@ def macro_f1(
     return _ratio(sum(f1s), len(f1s))
 
 
-def confusion_matrix(
-    truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]
-) -> list[list[int]]:
+def confusion_matrix(truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]) -> list[list[int]]:
     """Counts, row = true class, column = predicted class, in ``classes`` order, plus a
     final column ``"invalid"`` for ``None`` predictions."""
     _check_labels(truth, predicted, classes)
     index = {cls: i for i, cls in enumerate(classes)}
     matrix = [[0] * (len(classes) + 1) for _ in classes]
-    for t, p in zip(truth, predicted):
+    for t, p in zip(truth, predicted, strict=False):
         matrix[index[t]][len(classes) if p is None else index[p]] += 1
     return matrix
 
@@ -93,7 +87,9 @@ def planning_accuracy(truth_pairs: Sequence[Plan], predicted_pairs: Sequence[Pla
     """Fraction of frames whose predicted (speed, path) plan is exactly the true one."""
     if len(truth_pairs) != len(predicted_pairs):
         raise ValueError(f"{len(truth_pairs)} truths but {len(predicted_pairs)} predictions")
-    correct = sum(1 for t, p in zip(truth_pairs, predicted_pairs) if p is not None and tuple(p) == tuple(t))
+    correct = sum(
+        1 for t, p in zip(truth_pairs, predicted_pairs, strict=False) if p is not None and tuple(p) == tuple(t)
+    )
     return _ratio(correct, len(truth_pairs))
 
 
@@ -102,9 +98,7 @@ def format_valid_rate(texts: Sequence[str]) -> float:
     return _ratio(sum(1 for text in texts if matches_answer_format(text)), len(texts))
 
 
-def multimodality(
-    samples_per_frame: Sequence[Sequence[Plan | None]], truths: Sequence[Plan]
-) -> dict[str, float | int]:
+def multimodality(samples_per_frame: Sequence[Sequence[Plan | None]], truths: Sequence[Plan]) -> dict[str, float | int]:
     """Multimodality over K samples per frame (docs/spec.md#metrics).
 
     ``mean_distinct_plans``: mean number of distinct valid (non-``None``) plans per frame;
@@ -118,7 +112,7 @@ def multimodality(
         "samples": sum(len(samples) for samples in samples_per_frame),
         "mean_distinct_plans": _ratio(sum(len(plans) for plans in distinct), len(truths)),
         "truth_covered_rate": _ratio(
-            sum(1 for plans, truth in zip(distinct, truths) if tuple(truth) in plans), len(truths)
+            sum(1 for plans, truth in zip(distinct, truths, strict=False) if tuple(truth) in plans), len(truths)
         ),
     }
 
@@ -128,9 +122,7 @@ def single_action(actions: frozenset[str]) -> str | None:
     return next(iter(actions)) if len(actions) == 1 else None
 
 
-def _head_metrics(
-    truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]
-) -> dict[str, Any]:
+def _head_metrics(truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]) -> dict[str, Any]:
     return {
         "classes": list(classes),
         "per_class": per_class_prf(truth, predicted, classes),
@@ -164,7 +156,7 @@ def open_loop_metrics(
     speed_truth = [speed for speed, _ in truths]
     path_truth = [path for _, path in truths]
     format_valid = sum(1 for text in completions if matches_answer_format(text))
-    correct = sum(1 for t, p in zip(truths, plans) if p is not None and p == tuple(t))
+    correct = sum(1 for t, p in zip(truths, plans, strict=False) if p is not None and p == tuple(t))
     failures = sum(1 for p in plans if p is None)
     return {
         "planning_accuracy": _ratio(correct, len(truths)),
@@ -184,8 +176,14 @@ def open_loop_metrics(
     }
 
 
-CLOSED_LOOP_METRICS = ("collision_rate", "off_road_rate", "route_completion_rate", "mean_speed_mps",
-                       "distance_m", "parse_failure_rate")
+CLOSED_LOOP_METRICS = (
+    "collision_rate",
+    "off_road_rate",
+    "route_completion_rate",
+    "mean_speed_mps",
+    "distance_m",
+    "parse_failure_rate",
+)
 
 
 def _closed_loop_summary(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -216,6 +214,8 @@ def closed_loop_metrics(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     for driver in dict.fromkeys(e["driver"] for e in episodes):
         mine = [e for e in episodes if e["driver"] == driver]
         scenarios = dict.fromkeys(e["scenario"] for e in mine)
-        result[driver] = {"overall": _closed_loop_summary(mine),
-                          "scenarios": {s: _closed_loop_summary([e for e in mine if e["scenario"] == s]) for s in scenarios}}
+        result[driver] = {
+            "overall": _closed_loop_summary(mine),
+            "scenarios": {s: _closed_loop_summary([e for e in mine if e["scenario"] == s]) for s in scenarios},
+        }
     return result

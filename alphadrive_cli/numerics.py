@@ -57,24 +57,40 @@ class NonFiniteGradientGuard(TrainerCallback):
         for parameter in parameters:
             parameter.grad = None  # the optimiser passes over parameters without a gradient
         self.streak.append(step)
-        console.print(f"[yellow]warning:[/] step {step}: non-finite gradients (NaN or infinity); this update was skipped")
+        console.print(
+            f"[yellow]warning:[/] step {step}: non-finite gradients (NaN or infinity); this update was skipped"
+        )
         if len(self.streak) >= self.limit:
-            raise StageFailure(f"training diverged: the gradients were non-finite in {self.limit} consecutive steps "
-                               f"({self.streak[0]}-{step}); try a lower learning_rate (the last checkpoint is kept)")
+            raise StageFailure(
+                f"training diverged: the gradients were non-finite in {self.limit} consecutive steps "
+                f"({self.streak[0]}-{step}); try a lower learning_rate (the last checkpoint is kept)"
+            )
 
 
 def nonfinite_steps(history: Iterable[Mapping[str, Any]]) -> list[int]:
     """The steps of a trainer's log history whose gradient norm was NaN or infinite (updates the guard skipped)."""
-    return [int(entry["step"]) for entry in history
-            if isinstance(entry.get("grad_norm"), float) and not math.isfinite(entry["grad_norm"])]
+    return [
+        int(entry["step"])
+        for entry in history
+        if isinstance(entry.get("grad_norm"), float) and not math.isfinite(entry["grad_norm"])
+    ]
 
 
-def check_finite(weights: Mapping[str, torch.Tensor], what: str, outcome: str = "nothing was saved",
-                 error: type[Exception] = StageFailure) -> None:
+def check_finite(
+    weights: Mapping[str, torch.Tensor],
+    what: str,
+    outcome: str = "nothing was saved",
+    error: type[Exception] = StageFailure,
+) -> None:
     """Raise ``error`` naming the first tensors of ``weights`` that hold NaN or infinity, then ``outcome``.
     Integer (quantised) tensors and tensors without data (offloaded, on ``meta``) are not read."""
-    bad = [name for name, tensor in weights.items()
-           if tensor.is_floating_point() and not tensor.is_meta and not torch.isfinite(_local(tensor)).all()]
+    bad = [
+        name
+        for name, tensor in weights.items()
+        if tensor.is_floating_point() and not tensor.is_meta and not torch.isfinite(_local(tensor)).all()
+    ]
     if bad:
-        raise error(f"{what}: {len(bad)} of {len(weights)} weight tensors hold NaN or infinity "
-                    f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); {outcome}")
+        raise error(
+            f"{what}: {len(bad)} of {len(weights)} weight tensors hold NaN or infinity "
+            f"({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}); {outcome}"
+        )

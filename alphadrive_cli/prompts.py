@@ -42,8 +42,9 @@ def student_messages(template: PromptTemplate, record: Record, vocabulary: Actio
     return driving_messages(template, record.navigation, record.ego_speed_mps, len(record.images), vocabulary)
 
 
-def driving_messages(template: PromptTemplate, navigation: str, ego_speed_mps: float, image_count: int,
-                     vocabulary: ActionVocabulary) -> list[dict[str, Any]]:
+def driving_messages(
+    template: PromptTemplate, navigation: str, ego_speed_mps: float, image_count: int, vocabulary: ActionVocabulary
+) -> list[dict[str, Any]]:
     """The student's chat messages for any view (a data set frame, or the simulator's live view)."""
     text = template.render(
         navigation=navigation,

@@ -33,7 +33,11 @@ def note_secret_variables(config: Any) -> None:
     depth) as secrets from now on: their values are redacted wherever they appear, whatever they are called."""
     if isinstance(config, dict):
         for key, value in config.items():
-            if isinstance(value, str) and str(key).endswith(_POINTER_SUFFIX) and is_secret_key(str(key).removesuffix(_POINTER_SUFFIX)):
+            if (
+                isinstance(value, str)
+                and str(key).endswith(_POINTER_SUFFIX)
+                and is_secret_key(str(key).removesuffix(_POINTER_SUFFIX))
+            ):
                 _NAMED_SECRET_VARIABLES.add(value)
             note_secret_variables(value)
 

@@ -24,8 +24,18 @@ from alphadrive_cli.actions import (
 )
 from alphadrive_cli.schemas import MIN_DIVERSITY_FLOOR, RewardConfig
 
-__all__ = ["MIN_DIVERSITY_FLOOR", "RewardBreakdown", "RewardConfig", "action_weight", "diversity_factors",
-           "format_reward", "group_rewards", "planning_accuracy", "set_f1"]
+__all__ = [
+    "MIN_DIVERSITY_FLOOR",
+    "RewardBreakdown",
+    "RewardConfig",
+    "action_weight",
+    "diversity_factors",
+    "format_reward",
+    "group_rewards",
+    "planning_accuracy",
+    "set_f1",
+]
+
 
 @dataclass(frozen=True)
 class RewardBreakdown:
@@ -131,8 +141,8 @@ def group_rewards(
 
     formats = [format_reward(text) for text in completions]
     parsed = [parse_answer(text, vocabulary) for text in completions]
-    speed_keys = [p.speed if ok else None for p, ok in zip(parsed, formats)]
-    path_keys = [p.path if ok else None for p, ok in zip(parsed, formats)]
+    speed_keys = [p.speed if ok else None for p, ok in zip(parsed, formats, strict=False)]
+    path_keys = [p.path if ok else None for p, ok in zip(parsed, formats, strict=False)]
 
     members: dict[Hashable, list[int]] = defaultdict(list)
     for index, group in enumerate(group_ids):
@@ -142,7 +152,7 @@ def group_rewards(
     for indices in members.values():
         for keys, out in ((speed_keys, speed_div), (path_keys, path_div)):
             factors = diversity_factors([keys[i] for i in indices], config.diversity_floor)
-            for index, factor in zip(indices, factors):
+            for index, factor in zip(indices, factors, strict=False):
                 out[index] = factor
 
     results = []

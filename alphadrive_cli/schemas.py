@@ -23,8 +23,13 @@ MIN_DIVERSITY_FLOOR = 2 / 3
 # Upper bounds are sanity limits: far beyond any real run, they turn a typo (epochs: 1e9) into one clear line
 # instead of a run that never ends or a crash deep inside a library.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="random seed (0 to 2^32 - 1)")]
-TemplateId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-                                  description="a file stem in prompts/ (letters, digits, '.', '_', '-')")]
+TemplateId = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="a file stem in prompts/ (letters, digits, '.', '_', '-')",
+    ),
+]
 MAX_COUNT = 10**9  # frames, steps, requests
 MAX_BATCH = 65536
 
@@ -41,10 +46,17 @@ class TinyModelConfig(Strict):
     family: Literal["qwen2_vl", "qwen2_5_vl"] = "qwen2_vl"
     seed: Seed = 0
     vocab_size: int = Field(1024, ge=300, le=65536, description="target size of the offline BPE vocabulary")
-    min_pixels: int = Field(56 * 56, ge=28 * 28, le=4096 * 4096, description="images are resized to at least this many pixels")
-    max_pixels: int = Field(112 * 112, ge=28 * 28, le=4096 * 4096, description="and at most this many (28x28 pixels = 1 visual token)")
-    dimensions: str | None = Field(None, description="model dimensions JSON (default: the family's tiny one), e.g. "
-                                                     "configs/models/qwen2-vl-2b.json for the real architecture")
+    min_pixels: int = Field(
+        56 * 56, ge=28 * 28, le=4096 * 4096, description="images are resized to at least this many pixels"
+    )
+    max_pixels: int = Field(
+        112 * 112, ge=28 * 28, le=4096 * 4096, description="and at most this many (28x28 pixels = 1 visual token)"
+    )
+    dimensions: str | None = Field(
+        None,
+        description="model dimensions JSON (default: the family's tiny one), e.g. "
+        "configs/models/qwen2-vl-2b.json for the real architecture",
+    )
     dtype: Literal["float32", "bfloat16"] = "float32"
 
     @model_validator(mode="after")
@@ -82,7 +94,9 @@ class LabelRules(Strict):
     accelerate_mps: float = Field(1.0, gt=0, le=50, description="ACCELERATE when the speed rises by more than this")
     decelerate_mps: float = Field(1.0, gt=0, le=50, description="DECELERATE when the speed falls by more than this")
     turn_deg: float = Field(30.0, gt=0, lt=180, description="a heading change above this is a turn")
-    lane_change_m: float = Field(2.0, gt=0, le=20, description="a sideways offset above this (no turn) is a lane change")
+    lane_change_m: float = Field(
+        2.0, gt=0, le=20, description="a sideways offset above this (no turn) is a lane change"
+    )
 
 
 class DataConfig(Strict):
@@ -100,7 +114,9 @@ class DataConfig(Strict):
     split: SplitFractions = SplitFractions()
     workers: int = Field(1, ge=1, le=1024)
     balance: bool = False
-    balance_oversample: float = Field(3.0, ge=1, le=100, description="with balance: simulate this many times the frames, then sub-sample")
+    balance_oversample: float = Field(
+        3.0, ge=1, le=100, description="with balance: simulate this many times the frames, then sub-sample"
+    )
 
     @model_validator(mode="after")
     def _some_scenario(self) -> DataConfig:
@@ -113,10 +129,13 @@ class ImportConfig(Strict):
     """``alphadrive data import``: a data set from the user's own frames or ego poses."""
 
     kind: Literal["frames", "poses"] = "frames"
-    images_root: str | None = Field(None, description="image paths are relative to this (default: the source file's folder)")
+    images_root: str | None = Field(
+        None, description="image paths are relative to this (default: the source file's folder)"
+    )
     strict: bool = Field(False, description="fail on the first bad record instead of skipping and counting it")
-    max_image_megapixels: float = Field(40.0, gt=0, le=1000, description="an image with more pixels is a bad record "
-                                                                         "(an 8K frame is 33 MP)")
+    max_image_megapixels: float = Field(
+        40.0, gt=0, le=1000, description="an image with more pixels is a bad record (an 8K frame is 33 MP)"
+    )
     seed: Seed = 0
     split: SplitFractions = SplitFractions()
     labels: LabelRules = LabelRules()
@@ -136,8 +155,9 @@ class DistillConfig(Strict):
     model: str | None = None
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    splits: list[Literal["train", "val", "test"]] = Field(["train", "val"], min_length=1,
-                                                          description="splits to distill; the others are left out")
+    splits: list[Literal["train", "val", "test"]] = Field(
+        ["train", "val"], min_length=1, description="splits to distill; the others are left out"
+    )
     concurrency: int = Field(8, ge=1, le=1024)
     max_retries: int = Field(5, ge=0, le=100)
     timeout_s: float = Field(60.0, gt=0, le=3600)
@@ -148,9 +168,16 @@ class DistillConfig(Strict):
     max_requests: int | None = Field(None, ge=1, le=MAX_COUNT)
     max_cost_usd: float | None = Field(None, gt=0, le=1e6)
     prices: TokenPrices = TokenPrices()
-    image_tokens: int = Field(765, ge=0, le=MAX_BATCH, description="estimated prompt tokens per image for --dry-run and the budget")
-    min_answered_share: float = Field(0.5, ge=0, le=1, description="fail (nothing published, the run kept to "
-                                      "resume) when fewer of the requests than this share end with an answer")
+    image_tokens: int = Field(
+        765, ge=0, le=MAX_BATCH, description="estimated prompt tokens per image for --dry-run and the budget"
+    )
+    min_answered_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="fail (nothing published, the run kept to "
+        "resume) when fewer of the requests than this share end with an answer",
+    )
     teacher_prompt: TemplateId = "teacher-v1"
     verify_prompt: TemplateId = "verify-v1"
     grounded_templates: TemplateId = "grounded-v1"
@@ -168,8 +195,10 @@ class TrainingConfig(Strict):
     """What SFT and GRPO share: the model, LoRA/QLoRA and the optimiser schedule."""
 
     model: str | None = Field(None, description="base model: model artifact, local directory or hub id")
-    finetune: Literal["lora", "full"] = Field("lora", description="train LoRA adapters, or every weight (full: for "
-                                                                    "models trained from scratch, e.g. the tiny one)")
+    finetune: Literal["lora", "full"] = Field(
+        "lora",
+        description="train LoRA adapters, or every weight (full: for models trained from scratch, e.g. the tiny one)",
+    )
     quantization: Literal["none", "4bit"] = "none"
     lora: LoraConfig = LoraConfig()
     freeze_vision: bool = True
@@ -180,16 +209,26 @@ class TrainingConfig(Strict):
     max_steps: int = Field(-1, ge=-1, le=10**7, description="-1: run the whole number of epochs")
     epochs: float = Field(1.0, gt=0, le=1000)
     save_steps: int = Field(50, ge=1, le=10**7)
-    dataloader_workers: int = Field(0, ge=0, le=256, description="processes decoding and batching frames beside training "
-                                                         "(0: the training process itself)")
-    max_nonfinite_steps: int = Field(5, ge=1, le=10**7, description="an update with NaN or infinite gradients is skipped; this "
-                                                          "many in a row stop the run as diverged")
+    dataloader_workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="processes decoding and batching frames beside training (0: the training process itself)",
+    )
+    max_nonfinite_steps: int = Field(
+        5,
+        ge=1,
+        le=10**7,
+        description="an update with NaN or infinite gradients is skipped; this many in a row stop the run as diverged",
+    )
     seed: Seed = 0
 
     @model_validator(mode="after")
     def _quantized_needs_lora(self) -> TrainingConfig:
         if self.finetune == "full" and self.quantization != "none":
-            raise ValueError("4-bit quantization trains adapters only: use finetune: lora (QLoRA) or quantization: none")
+            raise ValueError(
+                "4-bit quantization trains adapters only: use finetune: lora (QLoRA) or quantization: none"
+            )
         return self
 
 
@@ -225,8 +264,9 @@ class RewardConfig(Strict):
     def _positive_weights(cls, weights: dict[str, float]) -> dict[str, float]:
         for action, weight in weights.items():
             if not math.isfinite(weight) or not 0 < weight <= 1e3:
-                raise ValueError(f"action weight of {brief(action)} must be a positive number up to 1000, "
-                                 f"got {brief(weight)}")
+                raise ValueError(
+                    f"action weight of {brief(action)} must be a positive number up to 1000, got {brief(weight)}"
+                )
         return weights
 
     def check_vocabulary(self, vocabulary: ActionVocabulary) -> None:
@@ -253,29 +293,43 @@ class GrpoConfig(TrainingConfig):
     """``alphadrive grpo``: GRPO with the planning rewards."""
 
     learning_rate: float = Field(1e-5, gt=0, le=1)
-    per_device_batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="completions per device and step: a multiple "
-                                                                        "of num_generations (whole groups)")
+    per_device_batch_size: int = Field(
+        8,
+        ge=1,
+        le=MAX_BATCH,
+        description="completions per device and step: a multiple of num_generations (whole groups)",
+    )
     num_generations: int = Field(8, ge=2, le=1024)
     temperature: float = Field(1.0, gt=0, le=100)
     max_completion_length: int = Field(256, ge=1, le=MAX_BATCH)
     beta: float = Field(0.04, ge=0, le=1e3, description="KL coefficient")
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "grpo"
-    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="divide advantages by the group's "
-                                                             "reward std (GRPO), the batch's, or not at all (Dr. GRPO)")
-    rewards: RewardConfig = Field(default_factory=RewardConfig.default,
-                                  description="reward coefficients and action weights; keys given here are merged "
-                                              "over configs/rewards.yaml")
-    sample_every: int = Field(10, ge=1, le=10**7, description="write completions with their rewards to samples.jsonl every N steps")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide advantages by the group's reward std (GRPO), the batch's, or not at all (Dr. GRPO)"
+    )
+    rewards: RewardConfig = Field(
+        default_factory=RewardConfig.default,
+        description="reward coefficients and action weights; keys given here are merged over configs/rewards.yaml",
+    )
+    sample_every: int = Field(
+        10, ge=1, le=10**7, description="write completions with their rewards to samples.jsonl every N steps"
+    )
     sample_groups: int = Field(2, ge=1, le=MAX_BATCH, description="prompt groups written each time")
     generation_batch_size: int | None = Field(
-        None, ge=1, le=MAX_BATCH, description="completions generated in one batched rollout (null: one optimiser step's, "
-                                "per_device_batch_size x gradient_accumulation_steps x processes); a multiple of that "
-                                "feeds several optimiser steps from one rollout (TRL's generation_batch_size)")
+        None,
+        ge=1,
+        le=MAX_BATCH,
+        description="completions generated in one batched rollout (null: one optimiser step's, "
+        "per_device_batch_size x gradient_accumulation_steps x processes); a multiple of that "
+        "feeds several optimiser steps from one rollout (TRL's generation_batch_size)",
+    )
     compile_generation: bool = Field(
-        True, description="on CUDA, decode rollouts with a static KV cache, folded-GQA decode attention and every "
-                          "decoding step (model, sampling, stop bookkeeping) compiled and replayed as one CUDA graph; "
-                          "skipped with gradient_checkpointing (TRL toggles it around every rollout, which would "
-                          "recompile) and with 4-bit weights (not compilable)")
+        True,
+        description="on CUDA, decode rollouts with a static KV cache, folded-GQA decode attention and every "
+        "decoding step (model, sampling, stop bookkeeping) compiled and replayed as one CUDA graph; "
+        "skipped with gradient_checkpointing (TRL toggles it around every rollout, which would "
+        "recompile) and with 4-bit weights (not compilable)",
+    )
 
     @field_validator("rewards", mode="before")
     @classmethod
@@ -292,9 +346,14 @@ class ClosedLoopConfig(Strict):
     """``alphadrive eval --closed-loop``: the model drives highway-env episodes, the expert the same seeds."""
 
     scenarios: list[Literal["highway", "blocked", "merge", "roundabout", "intersection"]] = Field(
-        default_factory=lambda: list(SCENARIO_NAMES), min_length=1)
-    episodes: int = Field(2, ge=1, le=10**5, description="episodes per scenario (seeds 0..episodes-1 unless seeds is given)")
-    seeds: list[Seed] | None = Field(None, min_length=1, max_length=10**5, description="simulator seeds, the same for every scenario")
+        default_factory=lambda: list(SCENARIO_NAMES), min_length=1
+    )
+    episodes: int = Field(
+        2, ge=1, le=10**5, description="episodes per scenario (seeds 0..episodes-1 unless seeds is given)"
+    )
+    seeds: list[Seed] | None = Field(
+        None, min_length=1, max_length=10**5, description="simulator seeds, the same for every scenario"
+    )
     seconds: float = Field(20.0, gt=0, le=3600, description="simulated seconds per episode")
     decision_interval_s: float = Field(1.0, gt=0, le=60, description="the model plans again every this many seconds")
     gif_episodes: int = Field(2, ge=0, le=1000, description="episodes of the model drawn into drive.gif")

@@ -75,15 +75,18 @@ def load_policy(source: ModelSource, config: TrainingConfig, precision: Precisio
     ``finetune: lora`` puts fresh LoRA adapters on a full model, or continues a trained adapter (an
     ``sft`` or ``grpo`` artifact holding one), its LoRA shape taken from the adapter; ``finetune: full``
     trains every weight of a full model (the vision tower stays frozen with ``freeze_vision``).
-    Peak GPU memory is counted from here. Without CUDA a 4-bit request falls back to full-precision LoRA, and the console says so.
+    Peak GPU memory is counted from here. Without CUDA a 4-bit request falls back to full-precision LoRA, and the
+    console says so.
     """
-    from alphadrive_cli.models.lora import apply_lora, prepare_for_training, quantization_config  # noqa: PLC0415
+    from alphadrive_cli.models.lora import apply_lora, prepare_for_training, quantization_config
 
     if precision.cuda:
         torch.cuda.reset_peak_memory_stats()  # run_metrics' peak memory counts from the load on
     if config.finetune == "full" and source.base is not None:
-        raise BadInput(f"{source.reference} is a LoRA adapter: full fine-tuning needs a full model "
-                       f"(merge it with `sft --merge`, or use finetune: lora to continue the adapter)")
+        raise BadInput(
+            f"{source.reference} is a LoRA adapter: full fine-tuning needs a full model "
+            f"(merge it with `sft --merge`, or use finetune: lora to continue the adapter)"
+        )
     quantization = quantization_config(config)
     if config.quantization == "4bit" and quantization is None:
         console.print("[yellow]note:[/] 4-bit quantization (QLoRA) needs CUDA; training plain LoRA in fp32 on the CPU")
@@ -109,19 +112,21 @@ def restore_full_weights(model: Any, checkpoint: str | None) -> None:
     without mapping the names back, so it restores no weight (huggingface/transformers#43701); its
     warnings about missing and unexpected keys that follow are about that and are harmless here.
     """
-    from peft import PeftModel  # noqa: PLC0415
+    from peft import PeftModel
 
     if checkpoint is None or isinstance(model, PeftModel):
         return
     model.load_state_dict(type(model).from_pretrained(checkpoint, dtype=model.dtype).state_dict())
-    console.print(f"restored the model's weights from {Path(checkpoint).name} (transformers' warnings about its keys "
-                  f"that may follow are expected)")
+    console.print(
+        f"restored the model's weights from {Path(checkpoint).name} (transformers' warnings about its keys "
+        f"that may follow are expected)"
+    )
 
 
 def save_policy(model: Any, directory: Path, weights: dict[str, Any] | None = None) -> None:
     """Save the trained adapter (only the policy's: not TRL's frozen KL reference copy) or the full model;
     ``weights``: the full state dict where training sharded it (see :func:`gathered_weights`)."""
-    from peft import PeftModel  # noqa: PLC0415
+    from peft import PeftModel
 
     if isinstance(model, PeftModel):
         model.save_pretrained(str(directory), selected_adapters=["default"], state_dict=weights)
@@ -139,20 +144,37 @@ def gathered_weights(trainer: Any) -> dict[str, Any] | None:
 
 def model_summary(source: ModelSource, family: str, config_sha256: str) -> dict[str, Any]:
     """The manifest's ``model`` section: where the trained model came from."""
-    return {"reference": source.reference, **source.describe(), "family": family,
-            "base_model_name_or_path": base_model_location(source), "config_sha256": config_sha256}
+    return {
+        "reference": source.reference,
+        **source.describe(),
+        "family": family,
+        "base_model_name_or_path": base_model_location(source),
+        "config_sha256": config_sha256,
+    }
 
 
-def save_run(writer: ArtifactWriter, trainer: Any, model: Any, weights: dict[str, Any] | None, processor: Any,
-             callbacks: Sequence[Any], panels: Sequence[tuple[str, Sequence[str]]], title: str,
-             png: str) -> tuple[list[dict[str, Any]], list[str]]:
+def save_run(
+    writer: ArtifactWriter,
+    trainer: Any,
+    model: Any,
+    weights: dict[str, Any] | None,
+    processor: Any,
+    callbacks: Sequence[Any],
+    panels: Sequence[tuple[str, Sequence[str]]],
+    title: str,
+    png: str,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Write a finished run into the artifact (the main process's job): the policy, the processor, the log
     history, the curves PNG and flushed TensorBoard files; drop the checkpoints. Returns the log history and
     the curves drawn."""
-    from alphadrive_cli.training_plots import curves_png  # noqa: PLC0415 - matplotlib only when needed
+    from alphadrive_cli.training_plots import curves_png  # matplotlib only when needed
 
-    check_finite(weights if weights is not None else {name: parameter for name, parameter in model.named_parameters()
-                                                      if parameter.requires_grad}, f"{title}: the trained weights")
+    check_finite(
+        weights
+        if weights is not None
+        else {name: parameter for name, parameter in model.named_parameters() if parameter.requires_grad},
+        f"{title}: the trained weights",
+    )
     save_policy(model, writer.dir, weights)
     processor.save_pretrained(str(writer.dir))
     history = trainer.state.log_history
@@ -163,9 +185,17 @@ def save_run(writer: ArtifactWriter, trainer: Any, model: Any, weights: dict[str
     return history, plotted
 
 
-def train_and_save(writer: ArtifactWriter, trainer: Any, model: Any, processor: Any, callbacks: Sequence[Any],
-                   checkpoint: str | None, panels: Sequence[tuple[str, Sequence[str]]], title: str,
-                   png: str) -> tuple[list[dict[str, Any]], list[str]]:
+def train_and_save(
+    writer: ArtifactWriter,
+    trainer: Any,
+    model: Any,
+    processor: Any,
+    callbacks: Sequence[Any],
+    checkpoint: str | None,
+    panels: Sequence[tuple[str, Sequence[str]]],
+    title: str,
+    png: str,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Train (resuming from ``checkpoint``, if any), then, once every process has finished, save the run on the
     main process (:func:`save_run`). Returns the log history and the curves drawn."""
     silence_stdout_callbacks(trainer)
@@ -227,24 +257,35 @@ def run_metrics(trainer: Any, precision: Precision) -> dict[str, Any]:
     return metrics
 
 
-def training_summary(config: TrainingConfig, precision: Precision, quantized: bool, resumed_from: int | None) -> dict[str, Any]:
+def training_summary(
+    config: TrainingConfig, precision: Precision, quantized: bool, resumed_from: int | None
+) -> dict[str, Any]:
     """The manifest's ``training`` section: what precision and device the run actually used."""
-    return {"finetune": config.finetune, "quantization": "4bit" if quantized else "none", "requested_quantization": config.quantization,
-            "dtype": str(weight_dtype(config, precision)).removeprefix("torch."),
-            "autocast": "bfloat16" if precision.bf16 else None, "device": precision.device,
-            "resumed_from_step": resumed_from}
+    return {
+        "finetune": config.finetune,
+        "quantization": "4bit" if quantized else "none",
+        "requested_quantization": config.quantization,
+        "dtype": str(weight_dtype(config, precision)).removeprefix("torch."),
+        "autocast": "bfloat16" if precision.bf16 else None,
+        "device": precision.device,
+        "resumed_from_step": resumed_from,
+    }
 
 
 def console_logger(fields: Sequence[tuple[str, str]]) -> Any:
     """A callback printing each training step's ``fields`` ((log key, label) pairs) to the console (stderr)."""
-    from transformers import TrainerCallback  # noqa: PLC0415
+    from transformers import TrainerCallback
 
     class ConsoleLogger(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+        ) -> None:
             if not logs or "loss" not in logs:
                 return
             parts = [f"{label} {logs[key]:.4g}" for key, label in fields if isinstance(logs.get(key), (int, float))]
-            console.print(f"step {state.global_step}/{state.max_steps}: " + ", ".join(parts), highlight=False, soft_wrap=True)
+            console.print(
+                f"step {state.global_step}/{state.max_steps}: " + ", ".join(parts), highlight=False, soft_wrap=True
+            )
 
     return ConsoleLogger()
 
@@ -253,32 +294,39 @@ def training_clock() -> Any:
     """A callback stamping each new log entry with ``train_elapsed_s``: training seconds so far, counted on from
     the last stamp of the restored history when a run resumes (time lost after the checkpoint is not counted,
     like the steps redone)."""
-    from transformers import TrainerCallback  # noqa: PLC0415
+    from transformers import TrainerCallback
 
     class TrainingClock(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.before = max((entry.get(CLOCK_KEY, 0.0) for entry in state.log_history), default=0.0)
             self.started = time.perf_counter()
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+        ) -> None:
             if state.log_history:
                 state.log_history[-1][CLOCK_KEY] = round(self.before + time.perf_counter() - self.started, 3)
 
     return TrainingClock()
 
 
-def trainer_callbacks(writer: ArtifactWriter, fields: Sequence[tuple[str, str]],
-                      config: TrainingConfig) -> tuple[list[Any], str]:
-    """The training clock, the non-finite gradient guard, the console logger, :data:`EXTRA_CALLBACKS` and TensorBoard (where
-    installed; written by the main process only); and what the manifest says about TensorBoard."""
-    callbacks = [training_clock(), NonFiniteGradientGuard(config.max_nonfinite_steps), console_logger(fields),
-                 *EXTRA_CALLBACKS]
+def trainer_callbacks(
+    writer: ArtifactWriter, fields: Sequence[tuple[str, str]], config: TrainingConfig
+) -> tuple[list[Any], str]:
+    """The training clock, the non-finite gradient guard, the console logger, :data:`EXTRA_CALLBACKS` and TensorBoard
+    (where installed; written by the main process only); and what the manifest says about TensorBoard."""
+    callbacks = [
+        training_clock(),
+        NonFiniteGradientGuard(config.max_nonfinite_steps),
+        console_logger(fields),
+        *EXTRA_CALLBACKS,
+    ]
     if importlib.util.find_spec("tensorboard") is None:
         return callbacks, "skipped: the tensorboard package is not installed (pip install tensorboard)"
     if not is_main_process():
         return callbacks, f"{TENSORBOARD_DIR}/"
-    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
-    from transformers.integrations import TensorBoardCallback  # noqa: PLC0415
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
 
     callbacks.append(TensorBoardCallback(SummaryWriter(log_dir=str(writer.dir / TENSORBOARD_DIR))))
     return callbacks, f"{TENSORBOARD_DIR}/"
@@ -286,7 +334,7 @@ def trainer_callbacks(writer: ArtifactWriter, fields: Sequence[tuple[str, str]],
 
 def silence_stdout_callbacks(trainer: Any) -> None:
     """Remove the trainer's printers: they write to stdout, which carries only the artifact path."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback  # noqa: PLC0415
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     for callback in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(callback)

@@ -19,8 +19,11 @@ MAX_COLUMNS = 3
 
 def curve(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of one logged quantity."""
-    points = [(int(entry["step"]), float(entry[key])) for entry in log_history
-              if key in entry and "step" in entry and entry[key] is not None]
+    points = [
+        (int(entry["step"]), float(entry[key]))
+        for entry in log_history
+        if key in entry and "step" in entry and entry[key] is not None
+    ]
     return [step for step, _ in points], [value for _, value in points]
 
 
@@ -32,13 +35,17 @@ def curves_png(log_history: Sequence[Mapping[str, Any]], panels: Panels, title: 
     columns = min(max(len(drawn), 1), MAX_COLUMNS)
     rows = max(math.ceil(len(drawn) / columns), 1)
     figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.4 * rows), squeeze=False)
-    for axis in axes.flat[len(drawn):]:
+    for axis in axes.flat[len(drawn) :]:
         axis.axis("off")
-    for axis, (label, keys) in zip(axes.flat, drawn):
+    for axis, (label, keys) in zip(axes.flat, drawn, strict=False):
         for key in keys:
             steps, values = curve(log_history, key)
-            axis.plot(steps, values, marker="." if len(steps) < 50 else None,
-                      label=key.split("/")[-2] if key.count("/") >= 2 else key)
+            axis.plot(
+                steps,
+                values,
+                marker="." if len(steps) < 50 else None,
+                label=key.split("/")[-2] if key.count("/") >= 2 else key,
+            )
         if len(keys) > 1:
             axis.legend(fontsize=7)
         axis.set_xlabel("step")

@@ -61,9 +61,9 @@ def quiet_other_processes() -> None:
     others' stdout goes nowhere and their console is quiet, so the launcher's output reads as one run's."""
     if is_main_process():
         return
-    from transformers.utils import logging as transformers_logging  # noqa: PLC0415
+    from transformers.utils import logging as transformers_logging
 
-    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+    sys.stdout = open(os.devnull, "w")  # for the rest of the process
     console.quiet = True
     warnings.filterwarnings("ignore")
     transformers_logging.set_verbosity_error()
@@ -80,11 +80,12 @@ def reported(command: CommandT) -> CommandT:
         except AlphaDriveError as exc:
             raise fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
-            raise fail("interrupted; any unfinished run was kept, and re-running the same command resumes it",
-                       EXIT_INTERRUPTED) from None
+            raise fail(
+                "interrupted; any unfinished run was kept, and re-running the same command resumes it", EXIT_INTERRUPTED
+            ) from None
         except typer.Exit:
             raise
-        except Exception as exc:  # noqa: BLE001 - the contract is one line, not a traceback
+        except Exception as exc:  # the contract is one line, not a traceback
             if os.environ.get(DEBUG_ENV):
                 traceback.print_exc()
             hint = "" if os.environ.get(DEBUG_ENV) else f" (set {DEBUG_ENV}=1 for the traceback)"
@@ -99,15 +100,25 @@ def progress_bar(unit: str) -> Progress:
     Tasks must be added with ``note=""`` (and may update it, e.g. with a rate or a cost). The bar is gone once
     done: each stage prints its own summary after it, and a failure's one line stands alone.
     """
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                    transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def emit_artifact(artifact: Artifact, as_json: bool) -> None:
     """Write the artifact's path (or a JSON summary) to stdout: the only thing a stage prints there."""
     if as_json:
-        summary = {key: artifact.manifest.get(key) for key in ("stage", "name", "version", "content_hash", "counts", "metrics")}
+        summary = {
+            key: artifact.manifest.get(key) for key in ("stage", "name", "version", "content_hash", "counts", "metrics")
+        }
         emit_json({"path": str(artifact.path), **summary})
     else:
         sys.stdout.write(f"{artifact.path}\n")

@@ -43,12 +43,20 @@ from report import report  # bench/report.py
 from alphadrive_cli.eval_plots import f1_comparison_png
 
 ROWS = ("sft_no_reasoning", "sft_reasoning", "rl_only", "sft_rl")
-ROW_TITLES = {"sft_no_reasoning": "SFT, no reasoning", "sft_reasoning": "SFT with reasoning",
-              "rl_only": "RL only", "sft_rl": "SFT + RL (AlphaDrive)",
-              "no_accuracy": "SFT + RL without the accuracy reward", "no_action_weights": "SFT + RL without action weights",
-              "no_diversity": "SFT + RL without the diversity reward", "no_format": "SFT + RL without the format reward"}
+ROW_TITLES = {
+    "sft_no_reasoning": "SFT, no reasoning",
+    "sft_reasoning": "SFT with reasoning",
+    "rl_only": "RL only",
+    "sft_rl": "SFT + RL (AlphaDrive)",
+    "no_accuracy": "SFT + RL without the accuracy reward",
+    "no_action_weights": "SFT + RL without action weights",
+    "no_diversity": "SFT + RL without the diversity reward",
+    "no_format": "SFT + RL without the format reward",
+}
 BRAKING = ("DECELERATE", "STOP")  # the speed plans that slow the car down
-ACTION_NAMES = tuple(yaml.safe_load((Path(__file__).parents[1] / "configs" / "rewards.yaml").read_text())["action_weights"])
+ACTION_NAMES = tuple(
+    yaml.safe_load((Path(__file__).parents[1] / "configs" / "rewards.yaml").read_text())["action_weights"]
+)
 # A GRPO stage that fails is run once more, from the start, without graph decoding (CUDA graphs of a compiled
 # step), so that a decoding fault costs that row its speed, not its result; jobs.jsonl records the arguments
 # each attempt ran with.
@@ -63,8 +71,13 @@ REWARD_ABLATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS",
-                    "TORCHINDUCTOR_COMPILE_THREADS")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+    "TORCHINDUCTOR_COMPILE_THREADS",
+)
 
 
 @dataclass(frozen=True)
@@ -103,32 +116,85 @@ def _grpo_settings(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
 def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     """Open-loop (test split) and closed-loop scoring of one trained row."""
     model, scale = f"@{row}-s{seed}", ("--scale", args.scale)
-    return [Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", "@data", *scale)),
-            Job(f"closed-{row}-s{seed}", ("eval", "--closed-loop", "--model", model, "--data", "@data", *scale,
-                                          "--episodes", str(args.episodes), "--set", f"closed_loop.seconds={args.seconds}"))]
+    return [
+        Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", "@data", *scale)),
+        Job(
+            f"closed-{row}-s{seed}",
+            (
+                "eval",
+                "--closed-loop",
+                "--model",
+                model,
+                "--data",
+                "@data",
+                *scale,
+                "--episodes",
+                str(args.episodes),
+                "--set",
+                f"closed_loop.seconds={args.seconds}",
+            ),
+        ),
+    ]
 
 
 def plan(args: argparse.Namespace) -> list[Job]:
     """Every command of the ablation, in priority order: the four rows and their scores seed by seed, then the
     reward ablations (first seed only) and theirs, so that a run cut short has finished the headline first."""
-    jobs = [Job("data", ("data", "sim", "--frames", str(args.frames), "--seed", "0", "--workers", str(args.workers),
-                         *with_sets(args.data_set))),
-            Job("traces", ("distill", "--data", "@data", "--teacher", "grounded"))]
+    jobs = [
+        Job(
+            "data",
+            (
+                "data",
+                "sim",
+                "--frames",
+                str(args.frames),
+                "--seed",
+                "0",
+                "--workers",
+                str(args.workers),
+                *with_sets(args.data_set),
+            ),
+        ),
+        Job("traces", ("distill", "--data", "@data", "--teacher", "grounded")),
+    ]
     dims = ("--dimensions", str(args.dimensions)) if args.dimensions else ()
     scale = ("--scale", args.scale)
     for seed in args.seeds:
         sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
         grpo = _grpo_settings(seed, args)
-        jobs += [Job(f"model-s{seed}", ("models", "tiny", "--seed", str(seed), *dims, *with_sets(args.model_set))),
-                 Job(f"sft_no_reasoning-s{seed}", ("sft", "--data", "@data", "--model", f"@model-s{seed}", "--no-reasoning", *sft)),
-                 Job(f"sft_reasoning-s{seed}", ("sft", "--data", "@traces", "--model", f"@model-s{seed}", *sft)),
-                 Job(f"rl_only-s{seed}", ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo), GRPO_FALLBACK),
-                 Job(f"sft_rl-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo), GRPO_FALLBACK)]
+        jobs += [
+            Job(f"model-s{seed}", ("models", "tiny", "--seed", str(seed), *dims, *with_sets(args.model_set))),
+            Job(
+                f"sft_no_reasoning-s{seed}",
+                ("sft", "--data", "@data", "--model", f"@model-s{seed}", "--no-reasoning", *sft),
+            ),
+            Job(f"sft_reasoning-s{seed}", ("sft", "--data", "@traces", "--model", f"@model-s{seed}", *sft)),
+            Job(f"rl_only-s{seed}", ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo), GRPO_FALLBACK),
+            Job(
+                f"sft_rl-s{seed}",
+                ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo),
+                GRPO_FALLBACK,
+            ),
+        ]
         jobs += [job for row in ROWS for job in _evaluations(row, seed, args)]
     if args.reward_ablation:
         seed = args.seeds[0]
-        jobs += [Job(f"{row}-s{seed}", ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *_grpo_settings(seed, args),
-                                        *with_sets(list(sets))), GRPO_FALLBACK) for row, sets in REWARD_ABLATIONS.items()]
+        jobs += [
+            Job(
+                f"{row}-s{seed}",
+                (
+                    "grpo",
+                    "--data",
+                    "@data",
+                    "--init",
+                    f"@sft_reasoning-s{seed}",
+                    *_grpo_settings(seed, args),
+                    *with_sets(list(sets)),
+                ),
+                GRPO_FALLBACK,
+            )
+            for row, sets in REWARD_ABLATIONS.items()
+        ]
         jobs += [job for row in REWARD_ABLATIONS for job in _evaluations(row, seed, args)]
     return jobs
 
@@ -151,16 +217,24 @@ class Runner:
         print(f"$ alphadrive {' '.join(args)} --name {job.key}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         with (self.root / "logs" / f"{job.key}.log").open("a") as log:
-            process = subprocess.Popen([sys.executable, "-m", "alphadrive_cli.cli", *args, "--name", job.key,
-                                        "--out-root", str(self.root)], stdout=subprocess.PIPE, stderr=log, text=True,
-                                       env=self.env)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "alphadrive_cli.cli", *args, "--name", job.key, "--out-root", str(self.root)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=self.env,
+            )
             self.running[job.key] = process
             stdout, _ = process.communicate()
             del self.running[job.key]
         seconds = time.perf_counter() - started
         with (self.root / "jobs.jsonl").open("a") as handle:
-            handle.write(json.dumps({"key": job.key, "seconds": round(seconds, 1), "exit_code": process.returncode,
-                                     "args": args}) + "\n")
+            handle.write(
+                json.dumps(
+                    {"key": job.key, "seconds": round(seconds, 1), "exit_code": process.returncode, "args": args}
+                )
+                + "\n"
+            )
         if process.returncode != 0:
             raise RuntimeError(f"{job.key} exited with {process.returncode} after {seconds:.0f} s (logs/{job.key}.log)")
         return Path(stdout.strip())
@@ -182,19 +256,22 @@ def execute(jobs: list[Job], root: Path, workers: int, budget_s: float) -> dict[
     futures: dict[Future[Path], Job] = {}
     with ThreadPoolExecutor(workers) as pool:
         while True:
-            open_jobs = [job for job in jobs if job.key not in paths and job.key not in failed
-                         and job not in futures.values()]
+            open_jobs = [
+                job for job in jobs if job.key not in paths and job.key not in failed and job not in futures.values()
+            ]
             for job in open_jobs:
                 if any(need in failed for need in job.needs):
                     failed.add(job.key)
-                elif (time.monotonic() < deadline and len(futures) < workers
-                      and all(need in paths for need in job.needs)):
+                elif (
+                    time.monotonic() < deadline and len(futures) < workers and all(need in paths for need in job.needs)
+                ):
                     futures[pool.submit(runner, job, paths)] = job
             if not futures:
                 return paths
             remaining = deadline - time.monotonic()
-            finished, _ = wait(futures, timeout=max(1.0, remaining) if remaining < 1e6 else None,
-                               return_when=FIRST_COMPLETED)
+            finished, _ = wait(
+                futures, timeout=max(1.0, remaining) if remaining < 1e6 else None, return_when=FIRST_COMPLETED
+            )
             if time.monotonic() >= deadline:
                 runner.stop()
             for future in finished:
@@ -221,8 +298,10 @@ def train_seconds(root: Path, keys: list[str]) -> float:
 
 def speed_confusion(speed: dict[str, Any]) -> dict[str, dict[str, int]]:
     """An eval's speed confusion matrix as {true action: {answer: frames}} (answers include "invalid")."""
-    return {truth: dict(zip(speed["confusion_columns"], counts))
-            for truth, counts in zip(speed["classes"], speed["confusion_matrix"])}
+    return {
+        truth: dict(zip(speed["confusion_columns"], counts, strict=False))
+        for truth, counts in zip(speed["classes"], speed["confusion_matrix"], strict=False)
+    }
 
 
 def braking_share(closed: Path) -> float:
@@ -242,16 +321,22 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
     trained = paths[f"{row}-s{seed}"]
     after_sft = row == "sft_rl" or row in REWARD_ABLATIONS  # GRPO from the reasoning SFT model: its SFT counts too
     chain = [f"{row}-s{seed}"] + ([f"sft_reasoning-s{seed}"] if after_sft else [])
-    return {"train_wall_s": round(train_seconds(root, chain), 1), "artifact": str(trained.relative_to(root)),
-            "planning_accuracy": metrics["planning_accuracy"], "format_valid_rate": metrics["format_valid_rate"],
-            "speed_macro_f1": metrics["speed"]["macro_f1"], "path_macro_f1": metrics["path"]["macro_f1"],
-            "speed_f1": {a: v["f1"] for a, v in metrics["speed"]["per_class"].items()},
-            "path_f1": {a: v["f1"] for a, v in metrics["path"]["per_class"].items()},
-            "speed_confusion": speed_confusion(metrics["speed"]),
-            "closed_loop": drivers["model"]["overall"], "closed_loop_braking_share": round(braking_share(closed), 4),
-            "expert_closed_loop": drivers["expert"]["overall"],
-            "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
-            "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))]}
+    return {
+        "train_wall_s": round(train_seconds(root, chain), 1),
+        "artifact": str(trained.relative_to(root)),
+        "planning_accuracy": metrics["planning_accuracy"],
+        "format_valid_rate": metrics["format_valid_rate"],
+        "speed_macro_f1": metrics["speed"]["macro_f1"],
+        "path_macro_f1": metrics["path"]["macro_f1"],
+        "speed_f1": {a: v["f1"] for a, v in metrics["speed"]["per_class"].items()},
+        "path_f1": {a: v["f1"] for a, v in metrics["path"]["per_class"].items()},
+        "speed_confusion": speed_confusion(metrics["speed"]),
+        "closed_loop": drivers["model"]["overall"],
+        "closed_loop_braking_share": round(braking_share(closed), 4),
+        "expert_closed_loop": drivers["expert"]["overall"],
+        "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
+        "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))],
+    }
 
 
 def cell(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -265,37 +350,61 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
     rows = []
     for row, by_seed in results.items():
         runs = [by_seed[seed] for seed in sorted(by_seed)]
-        rows.append({"configuration": ROW_TITLES[row], "seeds": ", ".join(str(seed) for seed in sorted(by_seed)),
-                     "planning accuracy": cell([r["planning_accuracy"] for r in runs]),
-                     "speed macro F1": cell([r["speed_macro_f1"] for r in runs]),
-                     "path macro F1": cell([r["path_macro_f1"] for r in runs]),
-                     "format valid": cell([r["format_valid_rate"] for r in runs]),
-                     "collisions": cell([r["closed_loop"]["collision_rate"] for r in runs], "{:.2f}"),
-                     "route completion": cell([r["closed_loop"]["route_completion_rate"] for r in runs], "{:.2f}"),
-                     "speed m/s": cell([r["closed_loop"]["mean_speed_mps"] for r in runs], "{:.1f}"),
-                     "unparsed plans": cell([r["closed_loop"]["parse_failure_rate"] for r in runs], "{:.2f}"),
-                     "train s": cell([r["train_wall_s"] for r in runs], "{:.0f}")})
+        rows.append(
+            {
+                "configuration": ROW_TITLES[row],
+                "seeds": ", ".join(str(seed) for seed in sorted(by_seed)),
+                "planning accuracy": cell([r["planning_accuracy"] for r in runs]),
+                "speed macro F1": cell([r["speed_macro_f1"] for r in runs]),
+                "path macro F1": cell([r["path_macro_f1"] for r in runs]),
+                "format valid": cell([r["format_valid_rate"] for r in runs]),
+                "collisions": cell([r["closed_loop"]["collision_rate"] for r in runs], "{:.2f}"),
+                "route completion": cell([r["closed_loop"]["route_completion_rate"] for r in runs], "{:.2f}"),
+                "speed m/s": cell([r["closed_loop"]["mean_speed_mps"] for r in runs], "{:.1f}"),
+                "unparsed plans": cell([r["closed_loop"]["parse_failure_rate"] for r in runs], "{:.2f}"),
+                "train s": cell([r["train_wall_s"] for r in runs], "{:.0f}"),
+            }
+        )
     expert = next((by_seed[seed]["expert_closed_loop"] for by_seed in results.values() for seed in by_seed), None)
     if expert is not None:
-        rows.append({"configuration": "expert driver (labels)", "seeds": "–", "planning accuracy": "–",
-                     "speed macro F1": "–", "path macro F1": "–", "format valid": "–",
-                     "collisions": f"{expert['collision_rate']:.2f}", "route completion": f"{expert['route_completion_rate']:.2f}",
-                     "speed m/s": f"{expert['mean_speed_mps']:.1f}", "unparsed plans": "–", "train s": "–"})
+        rows.append(
+            {
+                "configuration": "expert driver (labels)",
+                "seeds": "–",
+                "planning accuracy": "–",
+                "speed macro F1": "–",
+                "path macro F1": "–",
+                "format valid": "–",
+                "collisions": f"{expert['collision_rate']:.2f}",
+                "route completion": f"{expert['route_completion_rate']:.2f}",
+                "speed m/s": f"{expert['mean_speed_mps']:.1f}",
+                "unparsed plans": "–",
+                "train s": "–",
+            }
+        )
     return rows
 
 
 def mean_f1(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per-class F1 of every configuration, mean over its seeds: ``{title: {head: {action: F1}}}``."""
-    return {ROW_TITLES[row]: {head: {action: statistics.fmean(run[f"{head}_f1"][action] for run in by_seed.values())
-                                     for action in next(iter(by_seed.values()))[f"{head}_f1"]}
-                              for head in ("speed", "path")}
-            for row, by_seed in results.items()}
+    return {
+        ROW_TITLES[row]: {
+            head: {
+                action: statistics.fmean(run[f"{head}_f1"][action] for run in by_seed.values())
+                for action in next(iter(by_seed.values()))[f"{head}_f1"]
+            }
+            for head in ("speed", "path")
+        }
+        for row, by_seed in results.items()
+    }
 
 
 def per_class_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per-class F1 of every configuration (mean over its seeds), as table rows."""
-    return [{"configuration": title, **{action: f"{value:.2f}" for head in f1.values() for action, value in head.items()}}
-            for title, f1 in mean_f1(results).items()]
+    return [
+        {"configuration": title, **{action: f"{value:.2f}" for head in f1.values() for action, value in head.items()}}
+        for title, f1 in mean_f1(results).items()
+    ]
 
 
 def main() -> None:
@@ -303,9 +412,13 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("runs/ablation"), help="artifact root")
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes of `data sim`")
-    parser.add_argument("--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. image_size=224")
+    parser.add_argument(
+        "--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. image_size=224"
+    )
     parser.add_argument("--dimensions", type=Path, default=None, help="model dimensions JSON [default: the tiny model]")
-    parser.add_argument("--model-set", action="append", default=[], help="`models tiny --set` (repeatable), e.g. max_pixels=50176")
+    parser.add_argument(
+        "--model-set", action="append", default=[], help="`models tiny --set` (repeatable), e.g. max_pixels=50176"
+    )
     parser.add_argument("--scale", default="tiny", help="scale preset of the training and eval stages")
     parser.add_argument("--sft-epochs", type=float, default=3)
     parser.add_argument("--grpo-steps", type=int, default=40)
@@ -314,8 +427,12 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2, help="closed-loop episodes per scenario")
     parser.add_argument("--seconds", type=float, default=15, help="closed-loop seconds per episode")
     parser.add_argument("--jobs", type=int, default=1, help="commands run at the same time")
-    parser.add_argument("--budget-s", type=float, default=float("inf"),
-                        help="stop (resumably) after this many seconds; 0 runs nothing and reports what is published")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=float("inf"),
+        help="stop (resumably) after this many seconds; 0 runs nothing and reports what is published",
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="write the per-class F1 of every row as a PNG")
     args = parser.parse_args()
@@ -327,16 +444,40 @@ def main() -> None:
         for seed in args.seeds:
             if (scored := scores(args.root, paths, row, seed)) is not None:
                 results.setdefault(row, {})[seed] = scored
-    columns = ("configuration", "seeds", "planning accuracy", "speed macro F1", "path macro F1", "format valid",
-               "collisions", "route completion", "speed m/s", "unparsed plans", "train s")
-    print(f"data: {args.frames} simulator frames (seed 0), grounded traces; model: {args.dimensions or 'tiny'} "
-          f"{' '.join(args.model_set)} from random weights; scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
-          f"GRPO {args.grpo_steps} steps; closed loop: 5 scenarios x {args.episodes} seeds x {args.seconds} s; "
-          f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s")
-    report(columns, summary_rows(results), args.out, frames=args.frames, dimensions=str(args.dimensions or "tiny"),
-           model_set=args.model_set, scale=args.scale, sft_epochs=args.sft_epochs, grpo_steps=args.grpo_steps,
-           seeds=args.seeds, episodes=args.episodes, seconds=args.seconds,
-           results={row: {str(seed): run for seed, run in by_seed.items()} for row, by_seed in results.items()})
+    columns = (
+        "configuration",
+        "seeds",
+        "planning accuracy",
+        "speed macro F1",
+        "path macro F1",
+        "format valid",
+        "collisions",
+        "route completion",
+        "speed m/s",
+        "unparsed plans",
+        "train s",
+    )
+    print(
+        f"data: {args.frames} simulator frames (seed 0), grounded traces; model: {args.dimensions or 'tiny'} "
+        f"{' '.join(args.model_set)} from random weights; scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
+        f"GRPO {args.grpo_steps} steps; closed loop: 5 scenarios x {args.episodes} seeds x {args.seconds} s; "
+        f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s"
+    )
+    report(
+        columns,
+        summary_rows(results),
+        args.out,
+        frames=args.frames,
+        dimensions=str(args.dimensions or "tiny"),
+        model_set=args.model_set,
+        scale=args.scale,
+        sft_epochs=args.sft_epochs,
+        grpo_steps=args.grpo_steps,
+        seeds=args.seeds,
+        episodes=args.episodes,
+        seconds=args.seconds,
+        results={row: {str(seed): run for seed, run in by_seed.items()} for row, by_seed in results.items()},
+    )
     if results:
         per_class = per_class_rows(results)
         report(list(per_class[0]), per_class, None)

@@ -14,10 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import report  # bench/report.py
+
 from alphadrive_cli.artifacts import ResumePolicy
 from alphadrive_cli.schemas import DataConfig
 from alphadrive_cli.stages.data_sim import build_sim_dataset
-from report import report  # bench/report.py
 
 
 def cpu_model() -> str:
@@ -46,16 +47,27 @@ def main() -> None:
             started = time.perf_counter()
             artifact = build_sim_dataset(config, Path(root), f"bench-w{workers}", ResumePolicy.RESTART)
             seconds = time.perf_counter() - started
-        rows.append({"frames": artifact.manifest["counts"]["frames"], "workers": workers, "seconds": round(seconds, 1),
-                     "frames_per_s": round(artifact.manifest["counts"]["frames"] / seconds, 2),
-                     "frames_per_s_per_worker": round(artifact.manifest["counts"]["frames"] / seconds / workers, 2),
-                     "episodes": artifact.manifest["counts"]["episodes"],
-                     "expert_crashes": artifact.manifest["counts"]["expert_crashes"],
-                     "classes_train": artifact.manifest["classes"]["train"],
-                     "image_size": args.image_size, "seed": args.seed})
+        rows.append(
+            {
+                "frames": artifact.manifest["counts"]["frames"],
+                "workers": workers,
+                "seconds": round(seconds, 1),
+                "frames_per_s": round(artifact.manifest["counts"]["frames"] / seconds, 2),
+                "frames_per_s_per_worker": round(artifact.manifest["counts"]["frames"] / seconds / workers, 2),
+                "episodes": artifact.manifest["counts"]["episodes"],
+                "expert_crashes": artifact.manifest["counts"]["expert_crashes"],
+                "classes_train": artifact.manifest["classes"]["train"],
+                "image_size": args.image_size,
+                "seed": args.seed,
+            }
+        )
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
-    report(("frames", "workers", "seconds", "frames_per_s", "frames_per_s_per_worker", "episodes", "expert_crashes"),
-           rows, args.out, machine=machine)
+    report(
+        ("frames", "workers", "seconds", "frames_per_s", "frames_per_s_per_worker", "episodes", "expert_crashes"),
+        rows,
+        args.out,
+        machine=machine,
+    )
 
 
 if __name__ == "__main__":

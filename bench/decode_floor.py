@@ -1,4 +1,5 @@
-"""Rollout decoding against its physical floor: plain `generate`, static KV cache with compiled decoding, folded GQA, graph decoding.
+"""Rollout decoding against its physical floor: plain `generate`, static KV cache with compiled decoding, folded GQA,
+graph decoding.
 
 Usage (one CUDA GPU): python bench/decode_floor.py --batch 64 --new-tokens 128 --out docs/bench/decode_h100.json
 CPU smoke test (tiny model, nothing compiles): python bench/decode_floor.py --tiny --batch 4 --new-tokens 8
@@ -27,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from grpo_speed import bench_inputs, device_facts  # bench/grpo_speed.py
 from PIL import Image
+from report import report  # bench/report.py
 from torch._dynamo.utils import counters
 from transformers import GenerationConfig, PretrainedConfig
 
@@ -37,9 +40,6 @@ from alphadrive_cli.models.decode_attention import use_folded_gqa
 from alphadrive_cli.models.graph_decoding import use_graph_decoding
 from alphadrive_cli.models.loading import build_random_model, load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
-from grpo_speed import bench_inputs, device_facts  # bench/grpo_speed.py
-from report import report  # bench/report.py
-
 
 ROUTES = (  # (route, static cache + compiled decoding, folded-GQA attention, graph decoding)
     ("plain generate (dynamic cache, eager)", False, False, False),
@@ -92,7 +92,9 @@ def floor_tokens_per_s(config: PretrainedConfig, batch: int, prompt: float, new_
     return batch * bandwidth / step_bytes
 
 
-def rollout_inputs(model_path: Path, data_path: Path, batch: int, device: str) -> tuple[Any, Any, dict[str, torch.Tensor]]:
+def rollout_inputs(
+    model_path: Path, data_path: Path, batch: int, device: str
+) -> tuple[Any, Any, dict[str, torch.Tensor]]:
     """The model (eval mode), its processor and a left-padded batch of GRPO prompts with their frames."""
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model, processor = load_model_and_processor(resolve_model_source(str(model_path)), dtype=dtype, device_map=device)
@@ -101,8 +103,12 @@ def rollout_inputs(model_path: Path, data_path: Path, batch: int, device: str) -
     vocabulary = dataset_vocabulary(data)
     records = list(iter_split(data, "train", vocabulary))[:batch]
     template = load_prompt(STUDENT_PROMPT)
-    texts = [processor.apply_chat_template(student_messages(template, record, vocabulary), add_generation_prompt=True,
-                                           tokenize=False) for record in records]
+    texts = [
+        processor.apply_chat_template(
+            student_messages(template, record, vocabulary), add_generation_prompt=True, tokenize=False
+        )
+        for record in records
+    ]
     images = [[Image.open(data.path / image).convert("RGB") for image in record.images] for record in records]
     processor.tokenizer.padding_side = "left"
     inputs = processor(text=texts, images=images, return_tensors="pt", padding=True).to(device)
@@ -111,13 +117,23 @@ def rollout_inputs(model_path: Path, data_path: Path, batch: int, device: str) -
 
 def sampling_config(model: Any, processor: Any, compiled: bool) -> GenerationConfig:
     """TRL GRPOTrainer's sampling settings; ``compiled``: static KV cache and a compiled decoding step."""
-    return GenerationConfig(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, repetition_penalty=1.0,
-                            pad_token_id=processor.tokenizer.pad_token_id, eos_token_id=processor.tokenizer.eos_token_id,
-                            suppress_tokens=[model.config.image_token_id],
-                            cache_implementation="static" if compiled else None, disable_compile=not compiled)
+    return GenerationConfig(
+        do_sample=True,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        repetition_penalty=1.0,
+        pad_token_id=processor.tokenizer.pad_token_id,
+        eos_token_id=processor.tokenizer.eos_token_id,
+        suppress_tokens=[model.config.image_token_id],
+        cache_implementation="static" if compiled else None,
+        disable_compile=not compiled,
+    )
 
 
-def generate(model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int, **settings: Any) -> Any:
+def generate(
+    model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int, **settings: Any
+) -> Any:
     """``new_tokens`` exactly, with ``config`` updated by ``settings``."""
     config = copy.deepcopy(config)
     config.update(max_new_tokens=new_tokens, min_new_tokens=new_tokens, **settings)
@@ -140,19 +156,37 @@ def first_decode_logits(model: Any, inputs: dict[str, torch.Tensor], config: Gen
     return out.logits[1].float()
 
 
-def graph_vs_uncaptured(model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig,
-                        new_tokens: int = 32) -> dict[str, float]:
+def graph_vs_uncaptured(
+    model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int = 32
+) -> dict[str, float]:
     """The graph route's greedy tokens and logits against its own compiled step run without a CUDA graph (the
     same kernels: equal unless capture or replay changes something); settings as :func:`first_decode_logits`'s,
     so nothing new compiles."""
-    graph, eager = (generate(model, inputs, config, new_tokens, do_sample=False, output_logits=True,
-                             return_dict_in_generate=True, cuda_graph=captured) for captured in (True, False))
-    difference = max((a.float() - b.float()).abs().max().item() for a, b in zip(graph.logits, eager.logits))
-    return {"greedy_tokens_vs_uncaptured": round((graph.sequences == eager.sequences).float().mean().item(), 4),
-            "max_logit_difference_vs_uncaptured": difference}
+    graph, eager = (
+        generate(
+            model,
+            inputs,
+            config,
+            new_tokens,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+            cuda_graph=captured,
+        )
+        for captured in (True, False)
+    )
+    difference = max(
+        (a.float() - b.float()).abs().max().item() for a, b in zip(graph.logits, eager.logits, strict=False)
+    )
+    return {
+        "greedy_tokens_vs_uncaptured": round((graph.sequences == eager.sequences).float().mean().item(), 4),
+        "max_logit_difference_vs_uncaptured": difference,
+    }
 
 
-def sampled_spread(model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int = 32) -> float:
+def sampled_spread(
+    model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int = 32
+) -> float:
     """Share of distinct tokens among those sampled when every logit is equal (the final norm zeroed for the
     call): about 1 when every step draws fresh noise, far less if graph replays repeated the first's."""
     norm = model.model.language_model.norm.weight
@@ -160,22 +194,29 @@ def sampled_spread(model: Any, inputs: dict[str, torch.Tensor], config: Generati
     with torch.no_grad():
         norm.zero_()
     try:
-        new = generate(model, inputs, config, new_tokens)[:, inputs["input_ids"].shape[1]:]
+        new = generate(model, inputs, config, new_tokens)[:, inputs["input_ids"].shape[1] :]
     finally:
         with torch.no_grad():
             norm.copy_(saved)
     return new.unique().numel() / new.numel()
 
 
-def measure(model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int, repeats: int) -> dict[str, Any]:
-    """Warm-up (compilation included), then median prefill-only and full times; decode per step from their difference."""
+def measure(
+    model: Any, inputs: dict[str, torch.Tensor], config: GenerationConfig, new_tokens: int, repeats: int
+) -> dict[str, Any]:
+    """Warm-up (compilation included), then median prefill-only and full times; decode per step from the difference."""
     warmup = seconds(model, inputs, config, new_tokens + 1)
     prefill = statistics.median(seconds(model, inputs, config, 1) for _ in range(repeats))
     full = statistics.median(seconds(model, inputs, config, new_tokens + 1) for _ in range(repeats))
     step = (full - prefill) / new_tokens
     batch = inputs["input_ids"].shape[0]
-    return {"warmup_s": round(warmup, 2), "prefill_s": round(prefill, 3), "decode_ms_per_step": round(step * 1e3, 3),
-            "decode_tokens_per_s": round(batch / step, 1), "end_to_end_tokens_per_s": round(batch * new_tokens / full, 1)}
+    return {
+        "warmup_s": round(warmup, 2),
+        "prefill_s": round(prefill, 3),
+        "decode_ms_per_step": round(step * 1e3, 3),
+        "decode_tokens_per_s": round(batch / step, 1),
+        "end_to_end_tokens_per_s": round(batch * new_tokens / full, 1),
+    }
 
 
 def main() -> None:
@@ -183,8 +224,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--routes", type=int, nargs="+", default=list(range(len(ROUTES))), help="which routes to run (0: plain)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the model and data are built (reused if there)")
+    parser.add_argument(
+        "--routes", type=int, nargs="+", default=list(range(len(ROUTES))), help="which routes to run (0: plain)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where the model and data are built (reused if there)"
+    )
     parser.add_argument("--tiny", action="store_true", help="the tiny model on the CPU: a smoke test of this script")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -196,11 +241,18 @@ def main() -> None:
     bandwidth = copy_bandwidth(0.25 if args.tiny else 2.0)
     prompt = inputs["attention_mask"].sum(dim=1).float().mean().item()
     floor = floor_tokens_per_s(model.config, args.batch, prompt, args.new_tokens, bandwidth)
-    facts = {**device_facts(), "parameters": sum(p.numel() for p in model.parameters()), "batch": args.batch,
-             "new_tokens": args.new_tokens, "prompt_tokens_mean": round(prompt, 1), "repeats": args.repeats,
-             "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1), "weight_bytes_per_step": weight_bytes(model.config),
-             "kv_bytes_per_token": kv_bytes_per_token(model.config),
-             "seed": 0}
+    facts = {
+        **device_facts(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "batch": args.batch,
+        "new_tokens": args.new_tokens,
+        "prompt_tokens_mean": round(prompt, 1),
+        "repeats": args.repeats,
+        "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1),
+        "weight_bytes_per_step": weight_bytes(model.config),
+        "kv_bytes_per_token": kv_bytes_per_token(model.config),
+        "seed": 0,
+    }
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
     rows: list[dict[str, Any]] = []
     logits: list[torch.Tensor] = []
@@ -227,13 +279,31 @@ def main() -> None:
             if graphs:
                 row.update(graph_vs_uncaptured(model, inputs, config))
                 row["sampled_distinct_share_uniform"] = round(sampled_spread(model, inputs, config), 4)
-        except Exception as error:  # noqa: BLE001 - a failing route is reported, the others are still measured
+        except Exception as error:  # a failing route is reported, the others are still measured
             traceback.print_exc()
             row["error"] = f"{type(error).__name__}: {error}"[:300]
         # after every route, so that a run cut short keeps the routes it finished
-        report(("route", "decode_tokens_per_s", "decode_ms_per_step", "floor_tokens_per_s", "ratio_to_floor", "speedup",
-                "prefill_s", "warmup_s", "logits_vs_plain", "greedy_tokens_vs_uncaptured",
-                "max_logit_difference_vs_uncaptured", "sampled_distinct_share_uniform", "error"), rows, args.out, **facts)
+        report(
+            (
+                "route",
+                "decode_tokens_per_s",
+                "decode_ms_per_step",
+                "floor_tokens_per_s",
+                "ratio_to_floor",
+                "speedup",
+                "prefill_s",
+                "warmup_s",
+                "logits_vs_plain",
+                "greedy_tokens_vs_uncaptured",
+                "max_logit_difference_vs_uncaptured",
+                "sampled_distinct_share_uniform",
+                "error",
+            ),
+            rows,
+            args.out,
+            **facts,
+        )
+
 
 if __name__ == "__main__":
     main()

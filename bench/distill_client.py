@@ -22,10 +22,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fault_server import FaultServer  # noqa: E402
+from report import report  # noqa: E402 - bench/report.py
 
 from alphadrive_cli.teacher.base import TeacherRequest  # noqa: E402
 from alphadrive_cli.teacher.openai_teacher import OpenAITeacher  # noqa: E402
-from report import report  # noqa: E402 - bench/report.py
 
 
 def image_url() -> str:
@@ -44,23 +44,51 @@ def main() -> None:
     rows = []
     with FaultServer() as server:
         for concurrency in args.concurrency:
-            teacher = OpenAITeacher("bench", server.base_url, "EMPTY", timeout_s=30, max_retries=0, concurrency=concurrency)
-            requests = [TeacherRequest(f"k{concurrency}-{i}", f"s{i}", [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": f"frame {i}"}]}], 0.7, 64)
-                for i in range(args.requests)]
+            teacher = OpenAITeacher(
+                "bench", server.base_url, "EMPTY", timeout_s=30, max_retries=0, concurrency=concurrency
+            )
+            requests = [
+                TeacherRequest(
+                    f"k{concurrency}-{i}",
+                    f"s{i}",
+                    [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "image_url", "image_url": {"url": url}},
+                                {"type": "text", "text": f"frame {i}"},
+                            ],
+                        }
+                    ],
+                    0.7,
+                    64,
+                )
+                for i in range(args.requests)
+            ]
             replies = []
             started = time.perf_counter()
             teacher.run_sync(requests, replies.append)
             seconds = time.perf_counter() - started
             ok = sum(reply.outcome == "ok" for reply in replies)
-            rows.append({"concurrency": concurrency, "requests": len(replies), "ok": ok, "seconds": round(seconds, 3),
-                         "requests_per_s": round(len(replies) / seconds, 1),
-                         "ms_per_request": round(1000 * seconds / len(replies), 2),
-                         "mean_latency_ms": round(1000 * sum(r.latency_s for r in replies) / len(replies), 2)})
+            rows.append(
+                {
+                    "concurrency": concurrency,
+                    "requests": len(replies),
+                    "ok": ok,
+                    "seconds": round(seconds, 3),
+                    "requests_per_s": round(len(replies) / seconds, 1),
+                    "ms_per_request": round(1000 * seconds / len(replies), 2),
+                    "mean_latency_ms": round(1000 * sum(r.latency_s for r in replies) / len(replies), 2),
+                }
+            )
     facts = {"cores": os.cpu_count(), "python": platform.python_version(), "image_bytes_base64": len(url)}
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
-    report(("concurrency", "requests", "ok", "seconds", "requests_per_s", "ms_per_request", "mean_latency_ms"),
-           rows, args.out, facts=facts)
+    report(
+        ("concurrency", "requests", "ok", "seconds", "requests_per_s", "ms_per_request", "mean_latency_ms"),
+        rows,
+        args.out,
+        facts=facts,
+    )
 
 
 if __name__ == "__main__":

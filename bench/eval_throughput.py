@@ -20,16 +20,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from report import report  # bench/report.py
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts import ResumePolicy
 from alphadrive_cli.data.schema import Record
 from alphadrive_cli.models.generation import GenerationSettings, generate
-from alphadrive_cli.models.loading import build_random_model, config_from_file, load_model_and_processor, resolve_model_source
+from alphadrive_cli.models.loading import (
+    build_random_model,
+    config_from_file,
+    load_model_and_processor,
+    resolve_model_source,
+)
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import TinyModelConfig
 from alphadrive_cli.stages.models import build_tiny_model_artifact
-from report import report  # bench/report.py
 
 
 def tiny_runner(frames: int, max_new_tokens: int):
@@ -40,10 +45,24 @@ def tiny_runner(frames: int, max_new_tokens: int):
     model.eval()
     template = load_prompt(STUDENT_PROMPT)
     rng = np.random.default_rng(0)
-    records = [Record(id=str(i), images=["x.png"], navigation="follow the road", ego_speed_mps=float(i % 20),
-                      speed_action="KEEP", path_action="STRAIGHT", source={}) for i in range(frames)]
-    prompts = [processor.apply_chat_template(student_messages(template, r, DEFAULT_VOCABULARY), add_generation_prompt=True,
-                                             tokenize=False) for r in records]
+    records = [
+        Record(
+            id=str(i),
+            images=["x.png"],
+            navigation="follow the road",
+            ego_speed_mps=float(i % 20),
+            speed_action="KEEP",
+            path_action="STRAIGHT",
+            source={},
+        )
+        for i in range(frames)
+    ]
+    prompts = [
+        processor.apply_chat_template(
+            student_messages(template, r, DEFAULT_VOCABULARY), add_generation_prompt=True, tokenize=False
+        )
+        for r in records
+    ]
     images = [[Image.fromarray(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8))] for _ in records]
     model.generation_config.min_new_tokens = max_new_tokens
     settings = GenerationSettings(max_new_tokens)
@@ -51,10 +70,15 @@ def tiny_runner(frames: int, max_new_tokens: int):
     def run(batch_size: int) -> float:
         started = time.perf_counter()
         for start in range(0, frames, batch_size):
-            generate(model, processor, prompts[start:start + batch_size], images[start:start + batch_size], settings)
+            generate(
+                model, processor, prompts[start : start + batch_size], images[start : start + batch_size], settings
+            )
         return time.perf_counter() - started
 
-    return run, {"model": "tiny offline qwen2_vl (random weights)", "parameters": sum(p.numel() for p in model.parameters())}
+    return run, {
+        "model": "tiny offline qwen2_vl (random weights)",
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def architecture_runner(config_path: Path, frames: int, max_new_tokens: int):
@@ -73,15 +97,23 @@ def architecture_runner(config_path: Path, frames: int, max_new_tokens: int):
             n = min(batch_size, frames - start)
             input_ids = torch.tensor([prompt] * n, device="cuda")
             with torch.inference_mode():
-                model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                               pixel_values=torch.randn(n * patches, 3 * 2 * 14 * 14, device="cuda", dtype=torch.bfloat16),
-                               image_grid_thw=torch.tensor([[1, 32, 32]] * n, device="cuda"),
-                               max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
+                model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    pixel_values=torch.randn(n * patches, 3 * 2 * 14 * 14, device="cuda", dtype=torch.bfloat16),
+                    image_grid_thw=torch.tensor([[1, 32, 32]] * n, device="cuda"),
+                    max_new_tokens=max_new_tokens,
+                    min_new_tokens=max_new_tokens,
+                    do_sample=False,
+                )
         torch.cuda.synchronize()
         return time.perf_counter() - started
 
-    return run, {"model": f"{config_path.name} architecture (random weights, bf16)",
-                 "parameters": sum(p.numel() for p in model.parameters()), "gpu": torch.cuda.get_device_name(0)}
+    return run, {
+        "model": f"{config_path.name} architecture (random weights, bf16)",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "gpu": torch.cuda.get_device_name(0),
+    }
 
 
 def main() -> None:
@@ -100,13 +132,24 @@ def main() -> None:
     rows = []
     for batch_size in args.batch_sizes:
         seconds = run(batch_size)
-        rows.append({"batch_size": batch_size, "seconds": round(seconds, 3), "frames_per_s": round(args.frames / seconds, 2),
-                     "tokens_per_s": round(args.frames * args.max_new_tokens / seconds, 1)})
+        rows.append(
+            {
+                "batch_size": batch_size,
+                "seconds": round(seconds, 3),
+                "frames_per_s": round(args.frames / seconds, 2),
+                "tokens_per_s": round(args.frames * args.max_new_tokens / seconds, 1),
+            }
+        )
     base = rows[0]["frames_per_s"]
     for row in rows:
         row["speedup_vs_first"] = round(row["frames_per_s"] / base, 2)
-    facts.update(frames=args.frames, max_new_tokens=args.max_new_tokens, torch=torch.__version__,
-                 python=platform.python_version(), device="cuda" if args.architecture else "cpu")
+    facts.update(
+        frames=args.frames,
+        max_new_tokens=args.max_new_tokens,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        device="cuda" if args.architecture else "cpu",
+    )
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
     report(("batch_size", "seconds", "frames_per_s", "tokens_per_s", "speedup_vs_first"), rows, args.out, facts=facts)
 

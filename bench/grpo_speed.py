@@ -29,24 +29,34 @@ from typing import Any
 import torch
 
 ROWS: list[tuple[str, int | None, dict[str, Any]]] = [  # (change, row it is added to, settings it changes)
-    ("baseline: TRL defaults (gradient checkpointing, one step's rollout, dynamic cache, eager decoding)", None,
-     {"gradient_checkpointing": True, "compile_generation": False}),
+    (
+        "baseline: TRL defaults (gradient checkpointing, one step's rollout, dynamic cache, eager decoding)",
+        None,
+        {"gradient_checkpointing": True, "compile_generation": False},
+    ),
     ("+ no gradient checkpointing", 0, {"gradient_checkpointing": False}),
     ("+ generation_batch_size {rollout} (one rollout for several steps)", 1, {"generation_batch_size": "rollout"}),
-    ("+ compile_generation: static KV cache, folded-GQA attention, every decoding step one CUDA graph", 2,
-     {"compile_generation": True}),
+    (
+        "+ compile_generation: static KV cache, folded-GQA attention, every decoding step one CUDA graph",
+        2,
+        {"compile_generation": True},
+    ),
 ]
 PER_STEP = 8  # completions per optimiser step: one frame's group of 8
 
 
 def device_facts() -> dict[str, Any]:
     """Device and library versions of this run."""
-    import transformers  # noqa: PLC0415
+    import transformers
 
-    facts = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor()})",
-             "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}
+    facts = {
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor()})",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
     try:
-        import trl  # noqa: PLC0415
+        import trl
 
         facts["trl"] = trl.__version__
     except ImportError:
@@ -57,20 +67,28 @@ def device_facts() -> dict[str, Any]:
 def bench_inputs(workdir: Path | None, tiny: bool, frames: int) -> tuple[Path, Path]:
     """The model artifact (Qwen2-VL-2B architecture with random bf16 weights, or the tiny model) and a data
     artifact of ``frames`` synthetic 448x448 frames; built once per ``workdir`` and reused."""
-    from alphadrive_cli.artifacts import ResumePolicy  # noqa: PLC0415
-    from alphadrive_cli.resources import CONFIG_DIR  # noqa: PLC0415
-    from alphadrive_cli.schemas import TinyModelConfig  # noqa: PLC0415
-    from alphadrive_cli.stages.models import build_tiny_model_artifact  # noqa: PLC0415
-    from sft_memory import synthetic_data  # noqa: PLC0415 - bench/sft_memory.py
+    from sft_memory import synthetic_data  # bench/sft_memory.py
+
+    from alphadrive_cli.artifacts import ResumePolicy
+    from alphadrive_cli.resources import CONFIG_DIR
+    from alphadrive_cli.schemas import TinyModelConfig
+    from alphadrive_cli.stages.models import build_tiny_model_artifact
 
     root = workdir or Path(tempfile.mkdtemp())
     index = root / f"bench-inputs-{'tiny' if tiny else '2b'}-{frames}.json"
     if index.is_file():
         paths = json.loads(index.read_text())
         return Path(paths["model"]), Path(paths["data"])
-    config = TinyModelConfig() if tiny else TinyModelConfig(
-        dimensions=str(CONFIG_DIR / "models" / "qwen2-vl-2b.json"), dtype="bfloat16", min_pixels=448 * 448,
-        max_pixels=448 * 448)
+    config = (
+        TinyModelConfig()
+        if tiny
+        else TinyModelConfig(
+            dimensions=str(CONFIG_DIR / "models" / "qwen2-vl-2b.json"),
+            dtype="bfloat16",
+            min_pixels=448 * 448,
+            max_pixels=448 * 448,
+        )
+    )
     model = build_tiny_model_artifact(config, root, None, ResumePolicy.AUTO).path
     data = synthetic_data(root, frames)
     index.write_text(json.dumps({"model": str(model), "data": str(data)}))
@@ -94,10 +112,10 @@ class Timer:
 
     def install(self) -> None:
         """Wrap GRPOTrainer's generation and rollout methods, and time every optimiser step."""
-        from transformers import TrainerCallback  # noqa: PLC0415
-        from trl import GRPOTrainer  # noqa: PLC0415
+        from transformers import TrainerCallback
+        from trl import GRPOTrainer
 
-        from alphadrive_cli import training  # noqa: PLC0415
+        from alphadrive_cli import training
 
         generate, rollout = GRPOTrainer._generate_single_turn, GRPOTrainer._generate_and_score_completions
         timer = self
@@ -136,14 +154,19 @@ class Timer:
         gen_s = sum(g[1] - g[0] for g in generation)
         rollout_s = sum(r[1] - r[0] for r in self.rollouts if r[0] >= start)
         steps = len(self.steps) - 1 - warmup_steps
-        return {"steps_measured": steps, "samples_per_s": round(steps * PER_STEP / window, 3),
-                "gen_tokens_per_s": round(sum(g[2] for g in generation) / gen_s, 1),
-                "generation_share": round(gen_s / window, 3), "scoring_share": round((rollout_s - gen_s) / window, 3),
-                "optimisation_share": round((window - rollout_s) / window, 3),
-                "first_rollout_s": round(self.generation[0][1] - self.generation[0][0], 1),
-                "prompt_tokens_mean": round(self.generation[0][3], 1), "rollouts_measured": len(generation),
-                "allocated_gb_at_rollouts": self.allocated_gb,
-                "step_seconds": [round(b - a, 3) for a, b in zip(self.steps, self.steps[1:])]}
+        return {
+            "steps_measured": steps,
+            "samples_per_s": round(steps * PER_STEP / window, 3),
+            "gen_tokens_per_s": round(sum(g[2] for g in generation) / gen_s, 1),
+            "generation_share": round(gen_s / window, 3),
+            "scoring_share": round((rollout_s - gen_s) / window, 3),
+            "optimisation_share": round((window - rollout_s) / window, 3),
+            "first_rollout_s": round(self.generation[0][1] - self.generation[0][0], 1),
+            "prompt_tokens_mean": round(self.generation[0][3], 1),
+            "rollouts_measured": len(generation),
+            "allocated_gb_at_rollouts": self.allocated_gb,
+            "step_seconds": [round(b - a, 3) for a, b in zip(self.steps, self.steps[1:], strict=False)],
+        }
 
 
 def row_settings(index: int) -> dict[str, Any]:
@@ -161,9 +184,9 @@ def warmup_rollouts(settings: dict[str, Any]) -> int:
 
 def run_row(index: int, args: argparse.Namespace) -> dict[str, Any]:
     """One row in this process: the real grpo stage with that row's settings, timed."""
-    from alphadrive_cli.artifacts import ResumePolicy  # noqa: PLC0415
-    from alphadrive_cli.schemas import GrpoConfig  # noqa: PLC0415
-    from alphadrive_cli.stages.grpo import train_grpo  # noqa: PLC0415
+    from alphadrive_cli.artifacts import ResumePolicy
+    from alphadrive_cli.schemas import GrpoConfig
+    from alphadrive_cli.stages.grpo import train_grpo
 
     settings = row_settings(index)
     if settings.get("generation_batch_size") == "rollout":
@@ -172,29 +195,48 @@ def run_row(index: int, args: argparse.Namespace) -> dict[str, Any]:
     warmup = warmup_rollouts(settings)
     timer = Timer()
     timer.install()
-    config = GrpoConfig(model=str(args.model), per_device_batch_size=PER_STEP, num_generations=8,
-                        max_completion_length=args.completion, max_steps=steps_per_rollout * (warmup + args.measured),
-                        save_steps=100_000, sample_every=100_000, seed=0, **settings)
+    config = GrpoConfig(
+        model=str(args.model),
+        per_device_batch_size=PER_STEP,
+        num_generations=8,
+        max_completion_length=args.completion,
+        max_steps=steps_per_rollout * (warmup + args.measured),
+        save_steps=100_000,
+        sample_every=100_000,
+        seed=0,
+        **settings,
+    )
     artifact = train_grpo(args.data, config, args.root, f"bench-{index}", ResumePolicy.RESTART)
     manifest = artifact.manifest
     history = json.loads((artifact.path / "log_history.json").read_text())
     lengths = [entry["completions/mean_length"] for entry in history if "completions/mean_length" in entry]
-    from torch._dynamo.utils import counters  # noqa: PLC0415
+    from torch._dynamo.utils import counters
 
-    return {"change": ROWS[index][0].format(rollout=args.rollout), "settings": settings, **timer.summary(steps_per_rollout * warmup),
-            "peak_memory_gb": manifest["metrics"].get("peak_memory_gb"), "generation": manifest["generation"],
-            "compiled_graphs": counters["stats"]["unique_graphs"], "completion_length_mean": round(sum(lengths) / len(lengths), 1),
-            "train_runtime_s": manifest["metrics"]["train_runtime_s"], "steps": manifest["metrics"]["steps"]}
+    return {
+        "change": ROWS[index][0].format(rollout=args.rollout),
+        "settings": settings,
+        **timer.summary(steps_per_rollout * warmup),
+        "peak_memory_gb": manifest["metrics"].get("peak_memory_gb"),
+        "generation": manifest["generation"],
+        "compiled_graphs": counters["stats"]["unique_graphs"],
+        "completion_length_mean": round(sum(lengths) / len(lengths), 1),
+        "train_runtime_s": manifest["metrics"]["train_runtime_s"],
+        "steps": manifest["metrics"]["steps"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--completion", type=int, default=128, help="max_completion_length (every completion reaches it)")
+    parser.add_argument(
+        "--completion", type=int, default=128, help="max_completion_length (every completion reaches it)"
+    )
     parser.add_argument("--rollout", type=int, default=64, help="generation_batch_size of the batched rows")
     parser.add_argument("--measured", type=int, default=1, help="rollouts measured per row, after the warm-up ones")
     parser.add_argument("--resume", action="store_true", help="reuse rows already measured in --workdir")
     parser.add_argument("--rows", type=int, nargs="+", default=list(range(len(ROWS))), help="which rows to run")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the model and data are built (reused if there)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where the model and data are built (reused if there)"
+    )
     parser.add_argument("--tiny", action="store_true", help="the tiny model on the CPU: a smoke test of this script")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--row", type=int, default=None, help=argparse.SUPPRESS)  # internal: run one row here
@@ -208,9 +250,9 @@ def main() -> None:
         return
     if not args.tiny and not torch.cuda.is_available():
         raise SystemExit("this benchmark needs a CUDA GPU (or --tiny)")
-    from decode_floor import copy_bandwidth, floor_tokens_per_s  # noqa: PLC0415 - bench/decode_floor.py
-    from report import report  # noqa: PLC0415 - bench/report.py
-    from transformers import AutoConfig  # noqa: PLC0415
+    from decode_floor import copy_bandwidth, floor_tokens_per_s  # bench/decode_floor.py
+    from report import report  # bench/report.py
+    from transformers import AutoConfig
 
     workdir = args.workdir or Path(tempfile.mkdtemp())
     model, data = bench_inputs(workdir, args.tiny, frames=64)
@@ -219,9 +261,26 @@ def main() -> None:
     rows = []
     for index in args.rows:
         row_out = workdir / f"grpo-row-{index}.json"
-        command = [sys.executable, __file__, "--row", str(index), "--model", str(model), "--data", str(data),
-                   "--root", str(workdir / "runs"), "--row-out", str(row_out), "--completion", str(args.completion),
-                   "--rollout", str(args.rollout), "--measured", str(args.measured)]
+        command = [
+            sys.executable,
+            __file__,
+            "--row",
+            str(index),
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--root",
+            str(workdir / "runs"),
+            "--row-out",
+            str(row_out),
+            "--completion",
+            str(args.completion),
+            "--rollout",
+            str(args.rollout),
+            "--measured",
+            str(args.measured),
+        ]
         log = workdir / f"grpo-row-{index}.log"
         if args.resume and row_out.is_file():
             done = subprocess.CompletedProcess(command, 0)
@@ -243,13 +302,36 @@ def main() -> None:
     for row in rows:
         if base and "samples_per_s" in row:
             row["speedup"] = round(row["samples_per_s"] / base, 2)
-    facts = {**device_facts(), "model": "tiny offline qwen2_vl" if args.tiny else "Qwen2-VL-2B architecture, random bf16 weights",
-             "completions_per_step": PER_STEP, "num_generations": 8, "max_completion_length": args.completion,
-             "rollout_batch": args.rollout, "measured_rollouts": args.measured, "seed": 0,
-             "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1)}
+    facts = {
+        **device_facts(),
+        "model": "tiny offline qwen2_vl" if args.tiny else "Qwen2-VL-2B architecture, random bf16 weights",
+        "completions_per_step": PER_STEP,
+        "num_generations": 8,
+        "max_completion_length": args.completion,
+        "rollout_batch": args.rollout,
+        "measured_rollouts": args.measured,
+        "seed": 0,
+        "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1),
+    }
     print(" ".join(f"{key}={value}" for key, value in facts.items()))
-    report(("change", "samples_per_s", "speedup", "gen_tokens_per_s", "gen_vs_decode_floor", "generation_share",
-            "scoring_share", "optimisation_share", "first_rollout_s", "peak_memory_gb", "error"), rows, args.out, **facts)
+    report(
+        (
+            "change",
+            "samples_per_s",
+            "speedup",
+            "gen_tokens_per_s",
+            "gen_vs_decode_floor",
+            "generation_share",
+            "scoring_share",
+            "optimisation_share",
+            "first_rollout_s",
+            "peak_memory_gb",
+            "error",
+        ),
+        rows,
+        args.out,
+        **facts,
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from report import report  # bench/report.py
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts import ResumePolicy, begin
@@ -26,10 +27,15 @@ from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.stages.distill import distill
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
-from report import report  # bench/report.py
 
-PLANS = [("KEEP", "STRAIGHT"), ("DECELERATE", "STRAIGHT"), ("ACCELERATE", "LEFT_CHANGE"), ("STOP", "STRAIGHT"),
-         ("KEEP", "LEFT_TURN"), ("DECELERATE", "RIGHT_TURN")]
+PLANS = [
+    ("KEEP", "STRAIGHT"),
+    ("DECELERATE", "STRAIGHT"),
+    ("ACCELERATE", "LEFT_CHANGE"),
+    ("STOP", "STRAIGHT"),
+    ("KEEP", "LEFT_TURN"),
+    ("DECELERATE", "RIGHT_TURN"),
+]
 
 
 def synthetic_data(root: Path, frames: int) -> Path:
@@ -41,10 +47,24 @@ def synthetic_data(root: Path, frames: int) -> Path:
             image = f"images/{index}.png"
             Image.fromarray(rng.integers(0, 255, (448, 448, 3), dtype=np.uint8)).save(writer.path(image))
             speed, path = PLANS[index % len(PLANS)]
-            records.append(Record(id=f"b{index}", images=[image], navigation="follow the road", ego_speed_mps=12.0,
-                                  speed_action=speed, path_action=path, source={"origin": "bench"},
-                                  scene={"lane": 1, "lanes": 3, "lead_vehicle": {"gap_m": 30.0, "relative_speed_mps": -2.0, "kind": "vehicle"},
-                                         "left_lane": "free", "right_lane": "occupied"}))
+            records.append(
+                Record(
+                    id=f"b{index}",
+                    images=[image],
+                    navigation="follow the road",
+                    ego_speed_mps=12.0,
+                    speed_action=speed,
+                    path_action=path,
+                    source={"origin": "bench"},
+                    scene={
+                        "lane": 1,
+                        "lanes": 3,
+                        "lead_vehicle": {"gap_m": 30.0, "relative_speed_mps": -2.0, "kind": "vehicle"},
+                        "left_lane": "free",
+                        "right_lane": "occupied",
+                    },
+                )
+            )
         return publish_dataset(writer, {"train": records}, DEFAULT_VOCABULARY, seed=0).path
 
 
@@ -58,21 +78,52 @@ def main() -> None:
         raise SystemExit("this benchmark needs a CUDA GPU")
     root = Path(tempfile.mkdtemp())
     model = build_tiny_model_artifact(
-        TinyModelConfig(dimensions=str(CONFIG_DIR / "models" / "qwen2-vl-2b.json"), dtype="bfloat16",
-                        min_pixels=448 * 448, max_pixels=448 * 448), root, None, ResumePolicy.AUTO)
-    traces = distill(synthetic_data(root, args.steps * args.batch), DistillConfig(splits=["train"]), root, None, ResumePolicy.AUTO)
+        TinyModelConfig(
+            dimensions=str(CONFIG_DIR / "models" / "qwen2-vl-2b.json"),
+            dtype="bfloat16",
+            min_pixels=448 * 448,
+            max_pixels=448 * 448,
+        ),
+        root,
+        None,
+        ResumePolicy.AUTO,
+    )
+    traces = distill(
+        synthetic_data(root, args.steps * args.batch), DistillConfig(splits=["train"]), root, None, ResumePolicy.AUTO
+    )
     rows = []
     for quantization in ("4bit", "none"):
-        config = SftConfig(model=str(model.path), quantization=quantization, per_device_batch_size=args.batch,
-                           max_steps=args.steps, gradient_checkpointing=True, save_steps=10_000, max_length=1024)
+        config = SftConfig(
+            model=str(model.path),
+            quantization=quantization,
+            per_device_batch_size=args.batch,
+            max_steps=args.steps,
+            gradient_checkpointing=True,
+            save_steps=10_000,
+            max_length=1024,
+        )
         artifact = train_sft(traces.path, config, root, f"bench-{quantization}", ResumePolicy.RESTART)
         metrics = artifact.manifest["metrics"]
-        rows.append({"setup": "QLoRA (NF4, double quant, bf16 compute)" if quantization == "4bit" else "LoRA, bf16 weights",
-                     "quantization": quantization, **metrics})
-    print(f"model: Qwen2-VL-2B architecture, random weights, {model.manifest['counts']['parameters']:,} parameters; "
-          f"GPU {torch.cuda.get_device_name(0)}; batch {args.batch}; {args.steps} steps; 448x448 frames (256 visual tokens)")
-    report(("setup", "peak_memory_gb", "train_samples_per_second", "train_loss", "first_loss", "final_loss", "steps"),
-           rows, args.out, gpu=torch.cuda.get_device_name(0), batch=args.batch, steps=args.steps)
+        rows.append(
+            {
+                "setup": "QLoRA (NF4, double quant, bf16 compute)" if quantization == "4bit" else "LoRA, bf16 weights",
+                "quantization": quantization,
+                **metrics,
+            }
+        )
+    print(
+        f"model: Qwen2-VL-2B architecture, random weights, {model.manifest['counts']['parameters']:,} parameters; "
+        f"GPU {torch.cuda.get_device_name(0)}; batch {args.batch}; {args.steps} steps; "
+        "448x448 frames (256 visual tokens)"
+    )
+    report(
+        ("setup", "peak_memory_gb", "train_samples_per_second", "train_loss", "first_loss", "final_loss", "steps"),
+        rows,
+        args.out,
+        gpu=torch.cuda.get_device_name(0),
+        batch=args.batch,
+        steps=args.steps,
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def cli():
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip tests marked ``gpu`` cleanly when CUDA is not available."""
-    import torch  # noqa: PLC0415 - only needed when collecting
+    import torch  # only needed when collecting
 
     if torch.cuda.is_available():
         return

@@ -1,10 +1,10 @@
 """A loopback OpenAI chat-completions server whose answers a test scripts, fault by fault.
 
-    with FaultServer() as server:
-        server.script_sample("sample-A", ["429", "429"])  # the first two calls for sample-A get 429
-        server.script_call(3, "timeout")                 # the third call overall hangs
-        ... OpenAITeacher(base_url=server.base_url, ...) ...
-        server.requests, server.max_in_flight
+with FaultServer() as server:
+    server.script_sample("sample-A", ["429", "429"])  # the first two calls for sample-A get 429
+    server.script_call(3, "timeout")                 # the third call overall hangs
+    ... OpenAITeacher(base_url=server.base_url, ...) ...
+    server.requests, server.max_in_flight
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stall
     server: _Server
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         """Answer one POST."""
         raw_body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -253,5 +253,5 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a "timeout" fault)
             self.close_connection = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:  # http.server's signature
         """Keep test output quiet."""

@@ -16,8 +16,9 @@ from alphadrive_cli.data.schema import SPLITS, Record
 SCENE = {"lane": 0, "lanes": 2, "lead_vehicle": None, "left_lane": "free", "right_lane": "none"}
 
 
-def make_labelled_data(root: Path, frames: Sequence[tuple[str, str]], splits: Mapping[str, Sequence[int]],
-                       reasoning: str | None = None) -> Path:
+def make_labelled_data(
+    root: Path, frames: Sequence[tuple[str, str]], splits: Mapping[str, Sequence[int]], reasoning: str | None = None
+) -> Path:
     """A data artifact with frame ``i`` labelled ``frames[i]`` (id ``f<i>``, navigation "... (frame i)"),
     placed in the splits that list its index (with ``reasoning``, every record carries that trace);
     returns the artifact's path."""
@@ -26,8 +27,18 @@ def make_labelled_data(root: Path, frames: Sequence[tuple[str, str]], splits: Ma
         for index, (speed, path) in enumerate(frames):
             image = f"images/{index}.png"
             Image.fromarray(np.full((32, 32, 3), 30 * index % 256, dtype=np.uint8)).save(writer.path(image))
-            records.append(Record(id=f"f{index}", images=[image], navigation=f"follow the road (frame {index})",
-                                  ego_speed_mps=float(index), speed_action=speed, path_action=path,
-                                  source={"origin": "test"}, scene=SCENE, reasoning=reasoning))
+            records.append(
+                Record(
+                    id=f"f{index}",
+                    images=[image],
+                    navigation=f"follow the road (frame {index})",
+                    ego_speed_mps=float(index),
+                    speed_action=speed,
+                    path_action=path,
+                    source={"origin": "test"},
+                    scene=SCENE,
+                    reasoning=reasoning,
+                )
+            )
         by_split = {split: [records[i] for i in splits.get(split, ())] for split in SPLITS}
         return publish_dataset(writer, by_split, DEFAULT_VOCABULARY, seed=0).path

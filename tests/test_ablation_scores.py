@@ -26,20 +26,37 @@ def test_scores_count_what_the_model_answered_and_how_often_it_braked(tmp_path: 
     answers = ["KEEP, STRAIGHT", "DECELERATE, STRAIGHT", "KEEP, STRAIGHT", "none"]
     metrics = open_loop_metrics(truths, [f"<think>t</think><answer>{answer}</answer>" for answer in answers])
     overall = {"collision_rate": 0.5, "route_completion_rate": 0.5, "mean_speed_mps": 10.0, "parse_failure_rate": 0.0}
-    paths = {"sft_rl-s0": tmp_path / "grpo/sft_rl-s0-v1", "open-sft_rl-s0": tmp_path / "eval/open-sft_rl-s0-v1",
-             "closed-sft_rl-s0": tmp_path / "eval/closed-sft_rl-s0-v1"}
+    paths = {
+        "sft_rl-s0": tmp_path / "grpo/sft_rl-s0-v1",
+        "open-sft_rl-s0": tmp_path / "eval/open-sft_rl-s0-v1",
+        "closed-sft_rl-s0": tmp_path / "eval/closed-sft_rl-s0-v1",
+    }
     _write(paths["sft_rl-s0"], "manifest.json", {"metrics": {"first_reward": 1.5, "nonfinite_steps_skipped": []}})
     _write(paths["open-sft_rl-s0"], "metrics.json", metrics)
-    _write(paths["closed-sft_rl-s0"], "closed_loop.json", {"drivers": {"model": {"overall": overall},
-                                                                       "expert": {"overall": overall}}})
-    _write(paths["closed-sft_rl-s0"], "decisions.jsonl",
-           [{"plan": plan} for plan in (["KEEP", "STRAIGHT"], ["STOP", "STRAIGHT"], ["KEEP", "LEFT_TURN"],
-                                        ["DECELERATE", "STRAIGHT"])])
+    _write(
+        paths["closed-sft_rl-s0"],
+        "closed_loop.json",
+        {"drivers": {"model": {"overall": overall}, "expert": {"overall": overall}}},
+    )
+    _write(
+        paths["closed-sft_rl-s0"],
+        "decisions.jsonl",
+        [
+            {"plan": plan}
+            for plan in (["KEEP", "STRAIGHT"], ["STOP", "STRAIGHT"], ["KEEP", "LEFT_TURN"], ["DECELERATE", "STRAIGHT"])
+        ],
+    )
 
     scored = ablation.scores(tmp_path, paths, "sft_rl", 0)
 
     assert scored is not None
-    assert scored["speed_confusion"]["DECELERATE"] == {"KEEP": 1, "ACCELERATE": 0, "DECELERATE": 1, "STOP": 0, "invalid": 0}
+    assert scored["speed_confusion"]["DECELERATE"] == {
+        "KEEP": 1,
+        "ACCELERATE": 0,
+        "DECELERATE": 1,
+        "STOP": 0,
+        "invalid": 0,
+    }
     assert scored["speed_confusion"]["STOP"]["invalid"] == 1
     assert scored["closed_loop_braking_share"] == pytest.approx(0.5)
     assert scored["train_metrics"] == {"first_reward": 1.5, "nonfinite_steps_skipped": []}
@@ -51,12 +68,22 @@ def test_scores_wait_for_both_evaluations(tmp_path: Path) -> None:
 
 
 def test_mean_f1_averages_each_rows_seeds_and_draws_them(tmp_path: Path) -> None:
-    results = {"sft_rl": {0: {"speed_f1": {"KEEP": 0.2}, "path_f1": {"STRAIGHT": 1.0}},
-                          1: {"speed_f1": {"KEEP": 0.4}, "path_f1": {"STRAIGHT": 0.0}}},
-               "no_format": {0: {"speed_f1": {"KEEP": 0.9}, "path_f1": {"STRAIGHT": 0.7}}}}
+    results = {
+        "sft_rl": {
+            0: {"speed_f1": {"KEEP": 0.2}, "path_f1": {"STRAIGHT": 1.0}},
+            1: {"speed_f1": {"KEEP": 0.4}, "path_f1": {"STRAIGHT": 0.0}},
+        },
+        "no_format": {0: {"speed_f1": {"KEEP": 0.9}, "path_f1": {"STRAIGHT": 0.7}}},
+    }
     f1 = ablation.mean_f1(results)
-    assert f1 == {"SFT + RL (AlphaDrive)": {"speed": {"KEEP": pytest.approx(0.3)}, "path": {"STRAIGHT": pytest.approx(0.5)}},
-                  "SFT + RL without the format reward": {"speed": {"KEEP": 0.9}, "path": {"STRAIGHT": 0.7}}}
-    assert ablation.per_class_rows(results)[0] == {"configuration": "SFT + RL (AlphaDrive)", "KEEP": "0.30", "STRAIGHT": "0.50"}
+    assert f1 == {
+        "SFT + RL (AlphaDrive)": {"speed": {"KEEP": pytest.approx(0.3)}, "path": {"STRAIGHT": pytest.approx(0.5)}},
+        "SFT + RL without the format reward": {"speed": {"KEEP": 0.9}, "path": {"STRAIGHT": 0.7}},
+    }
+    assert ablation.per_class_rows(results)[0] == {
+        "configuration": "SFT + RL (AlphaDrive)",
+        "KEEP": "0.30",
+        "STRAIGHT": "0.50",
+    }
     f1_comparison_png(f1, "per-class F1", tmp_path / "f1.png")
     assert (tmp_path / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -64,10 +64,7 @@ def open_tag(draw: st.DrawFn) -> str:
 
 @st.composite
 def close_tag(draw: st.DrawFn) -> str:
-    return (
-        "<" + draw(whitespace) + "/" + draw(whitespace)
-        + draw(random_case("answer")) + draw(whitespace) + ">"
-    )
+    return "<" + draw(whitespace) + "/" + draw(whitespace) + draw(random_case("answer")) + draw(whitespace) + ">"
 
 
 @st.composite
@@ -75,8 +72,7 @@ def styled_answer(draw: st.DrawFn, speed: str, path: str) -> str:
     """Both actions, styled, in either order, padded with whitespace."""
     first, second = draw(st.permutations([speed, path]))
     return (
-        draw(whitespace) + draw(styled_action(first)) + draw(between())
-        + draw(styled_action(second)) + draw(whitespace)
+        draw(whitespace) + draw(styled_action(first)) + draw(between()) + draw(styled_action(second)) + draw(whitespace)
     )
 
 
@@ -86,7 +82,11 @@ def styled_answer(draw: st.DrawFn, speed: str, path: str) -> str:
 def test_default_vocabulary_is_the_papers():
     assert DEFAULT_VOCABULARY.speed == ("KEEP", "ACCELERATE", "DECELERATE", "STOP")
     assert DEFAULT_VOCABULARY.path == (
-        "STRAIGHT", "LEFT_TURN", "RIGHT_TURN", "LEFT_CHANGE", "RIGHT_CHANGE",
+        "STRAIGHT",
+        "LEFT_TURN",
+        "RIGHT_TURN",
+        "LEFT_CHANGE",
+        "RIGHT_CHANGE",
     )
 
 
@@ -156,9 +156,7 @@ def test_invalid_vocabulary_is_refused(speed, path, message):
 def test_overlapping_but_unambiguous_actions_are_accepted():
     vocabulary = ActionVocabulary(speed=("GO_ON", "STOP_AND_GO"), path=("LEFT_TURN", "TURN_LEFT"))
     assert parse_answer("<answer>turn left</answer>", vocabulary).path == {"TURN_LEFT"}
-    assert parse_answer("<answer>stop and go</answer>", vocabulary).speed == {
-        "STOP_AND_GO"
-    }
+    assert parse_answer("<answer>stop and go</answer>", vocabulary).speed == {"STOP_AND_GO"}
 
 
 names = st.from_regex(r"[A-Z][A-Z0-9]{0,5}", fullmatch=True).filter(lambda w: w != "AND")
@@ -335,8 +333,11 @@ def test_styled_answers_parse(speed, path, data):
 def test_text_around_the_answer_is_ignored(speed, path, before, after, data):
     decoy = data.draw(st.sampled_from(SPEEDS)) + ", " + data.draw(st.sampled_from(PATHS))
     text = (
-        f"{before}<think>{decoy}</think>{decoy}" + data.draw(open_tag())
-        + data.draw(styled_answer(speed, path)) + data.draw(close_tag()) + f"{after}{decoy}"
+        f"{before}<think>{decoy}</think>{decoy}"
+        + data.draw(open_tag())
+        + data.draw(styled_answer(speed, path))
+        + data.draw(close_tag())
+        + f"{after}{decoy}"
     )
     parsed = parse_answer(text)
     assert parsed.plan == (speed, path)
@@ -352,8 +353,7 @@ def test_text_around_the_answer_is_ignored(speed, path, before, after, data):
 )
 def test_junk_inside_the_answer_is_unrecognized(speed, path, junk, data):
     first, second = data.draw(st.permutations([speed, path]))
-    tokens = [*junk[0], data.draw(styled_action(first)), *junk[1],
-              data.draw(styled_action(second)), *junk[2]]
+    tokens = [*junk[0], data.draw(styled_action(first)), *junk[1], data.draw(styled_action(second)), *junk[2]]
     body = tokens[0]
     for token in tokens[1:]:
         body += data.draw(between()) + token
@@ -373,15 +373,13 @@ def test_junk_alone_never_produces_an_action(junk, data):
 
 @COMPOSITE
 @given(
-    answers=st.lists(
-        st.tuples(st.sampled_from(SPEEDS), st.sampled_from(PATHS)), min_size=2, max_size=4
-    ),
+    answers=st.lists(st.tuples(st.sampled_from(SPEEDS), st.sampled_from(PATHS)), min_size=2, max_size=4),
     fillers=st.lists(tagless_text, min_size=4, max_size=4),
     data=st.data(),
 )
 def test_last_of_several_answers_wins(answers, fillers, data):
     text = ""
-    for (speed, path), filler in zip(answers, fillers):
+    for (speed, path), filler in zip(answers, fillers, strict=False):
         text += filler + data.draw(open_tag()) + data.draw(styled_answer(speed, path))
         text += data.draw(close_tag())
     assert parse_answer(text).plan == answers[-1]
@@ -395,9 +393,7 @@ def test_last_of_several_answers_wins(answers, fillers, data):
     data=st.data(),
 )
 def test_missing_closing_tag_reads_to_the_end(speed, path, reasoning, data):
-    text = f"<think>{reasoning}</think>" + data.draw(open_tag()) + data.draw(
-        styled_answer(speed, path)
-    )
+    text = f"<think>{reasoning}</think>" + data.draw(open_tag()) + data.draw(styled_answer(speed, path))
     parsed = parse_answer(text)
     assert parsed.has_answer
     assert parsed.plan == (speed, path)
@@ -435,8 +431,26 @@ def test_hedged_answers_keep_every_action(speeds, paths, data):
 fragments = st.one_of(
     st.text(),
     st.sampled_from(
-        ["<answer>", "</answer>", "< ANSWER >", "</ answer", "<", ">", "/", "_", " and ",
-         "KEEP", "left turn", "Right_Change", "stop", "\x00", "\ud800", "ſ", "İ", "ß"]
+        [
+            "<answer>",
+            "</answer>",
+            "< ANSWER >",
+            "</ answer",
+            "<",
+            ">",
+            "/",
+            "_",
+            " and ",
+            "KEEP",
+            "left turn",
+            "Right_Change",
+            "stop",
+            "\x00",
+            "\ud800",
+            "ſ",
+            "İ",
+            "ß",
+        ]
     ),
 )
 

@@ -19,7 +19,6 @@ from alphadrive_cli.artifacts import (
     SCHEMA_VERSION,
     ResumePolicy,
     begin,
-    canonical_hash,
     content_hash,
     lineage,
     open_artifact,
@@ -233,8 +232,11 @@ def test_lineage_marks_missing_and_replaced_inputs(tmp_path: Path) -> None:
 
 def test_secrets_never_reach_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
-    config = {"api_key": "sk-inline-secret-value", "api_key_env": "OPENAI_API_KEY",
-              "base_url": "http://127.0.0.1:1/v1?key=sk-test-0123456789abcdef"}
+    config = {
+        "api_key": "sk-inline-secret-value",
+        "api_key_env": "OPENAI_API_KEY",
+        "base_url": "http://127.0.0.1:1/v1?key=sk-test-0123456789abcdef",
+    }
     with begin("distill", "run", config, root=tmp_path) as writer:
         writer.path("tokenizer.json").write_text("{}")
         artifact = writer.publish(extra={"teacher": {"note": "used sk-test-0123456789abcdef"}})

@@ -39,8 +39,21 @@ def test_help_lists_every_stage(cli) -> None:
     assert "Example pipeline" in result.stdout
 
 
-@pytest.mark.parametrize("command", [["data", "sim"], ["data", "import"], ["distill"], ["sft"], ["grpo"], ["eval"],
-                                     ["eval", "compare"], ["models", "tiny"], ["models", "inspect"], ["show"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["data", "sim"],
+        ["data", "import"],
+        ["distill"],
+        ["sft"],
+        ["grpo"],
+        ["eval"],
+        ["eval", "compare"],
+        ["models", "tiny"],
+        ["models", "inspect"],
+        ["show"],
+    ],
+)
 def test_every_command_has_help(cli, command: list[str]) -> None:
     result = cli(*command, "--help")
     assert result.exit_code == 0
@@ -126,14 +139,28 @@ def test_grpo_bad_inputs_are_one_line_and_write_nothing(cli, runs: Path) -> None
     before = sorted(runs.rglob("*"))
     assert_one_line_error(cli("grpo", "--data", str(data)), 2, "--init")
     assert_one_line_error(cli("grpo", "--data", str(data), "--init", "./nope"), 2, "no such model")
-    assert_one_line_error(cli("grpo", "--data", str(data), "--init", "x/y", "--set", "rewards.action_weights.STOP=-1"),
-                          2, "STOP", "positive")
-    assert_one_line_error(cli("grpo", "--data", str(data), "--init", "x/y", "--set", "rewards.format_coeff=1"),
-                          2, "format_coeff", "format_coef")
-    assert_one_line_error(cli("grpo", "--data", str(data), "--init", "x/y", "--set", "per_device_batch_size=3"),
-                          2, "multiple of num_generations")
-    assert_one_line_error(cli("grpo", "--data", str(data), "--init", "x/y", "--set", "finetune=full",
-                              "--set", "quantization=4bit"), 2, "finetune")
+    assert_one_line_error(
+        cli("grpo", "--data", str(data), "--init", "x/y", "--set", "rewards.action_weights.STOP=-1"),
+        2,
+        "STOP",
+        "positive",
+    )
+    assert_one_line_error(
+        cli("grpo", "--data", str(data), "--init", "x/y", "--set", "rewards.format_coeff=1"),
+        2,
+        "format_coeff",
+        "format_coef",
+    )
+    assert_one_line_error(
+        cli("grpo", "--data", str(data), "--init", "x/y", "--set", "per_device_batch_size=3"),
+        2,
+        "multiple of num_generations",
+    )
+    assert_one_line_error(
+        cli("grpo", "--data", str(data), "--init", "x/y", "--set", "finetune=full", "--set", "quantization=4bit"),
+        2,
+        "finetune",
+    )
     assert sorted(runs.rglob("*")) == before
 
 
@@ -153,12 +180,22 @@ def test_missing_required_option_is_a_usage_error(cli) -> None:
 def test_real_process_keeps_stdout_clean_and_secrets_out(tmp_path: Path) -> None:
     """Through a real process: stdout is exactly the path; a secret in the environment is not printed."""
     env = {**os.environ, "ALPHADRIVE_HOME": str(tmp_path / "runs"), "OPENAI_API_KEY": "sk-never-print-me-123456"}
-    done = subprocess.run([sys.executable, "-m", "alphadrive_cli.cli", "models", "tiny"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "alphadrive_cli.cli", "models", "tiny"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{tmp_path / 'runs' / 'model' / 'tiny-qwen2-vl-v1'}\n"
-    failed = subprocess.run([sys.executable, "-m", "alphadrive_cli.cli", "sft", "--data", "sk-never-print-me-123456"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    failed = subprocess.run(
+        [sys.executable, "-m", "alphadrive_cli.cli", "sft", "--data", "sk-never-print-me-123456"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert failed.returncode == 2 and failed.stdout == ""
     assert "sk-never-print-me-123456" not in failed.stderr and "<redacted>" in failed.stderr
 
@@ -173,8 +210,13 @@ def test_long_artifact_paths_are_printed_on_one_line(cli, tmp_path: Path) -> Non
 def test_training_stage_errors_are_one_line_in_a_real_process(tmp_path: Path) -> None:
     """Importing the training stack (peft, bitsandbytes) must not add warnings to a one-line error."""
     data = make_artifact(tmp_path / "runs", "data")
-    done = subprocess.run([sys.executable, "-m", "alphadrive_cli.cli", "sft", "--data", str(data), "--model", "./nope"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "ALPHADRIVE_HOME": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-m", "alphadrive_cli.cli", "sft", "--data", str(data), "--model", "./nope"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ALPHADRIVE_HOME": str(tmp_path)},
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert [line for line in done.stderr.splitlines() if line.strip()] == [done.stderr.strip()]
     assert done.stderr.startswith("error: ")

@@ -48,12 +48,21 @@ def test_stop_keeps_slowing_down_to_a_standstill() -> None:
 
 def test_unparseable_plans_keep_the_last_plan_and_are_counted() -> None:
     spec = EpisodeSpec("highway", 1, None)
-    planner = scripted(answer("DECELERATE", "STRAIGHT"), "no plan here", answer("KEEP, STOP", "STRAIGHT"),
-                       answer("ACCELERATE", "STRAIGHT"))
+    planner = scripted(
+        answer("DECELERATE", "STRAIGHT"),
+        "no plan here",
+        answer("KEEP, STOP", "STRAIGHT"),
+        answer("ACCELERATE", "STRAIGHT"),
+    )
     log = DriveLog(record_episodes={spec.id})
     [outcome] = drive([spec], "model", planner, RENDER, 4.0, 1.0, DEFAULT_VOCABULARY, log)
     assert outcome.parse_failures == 2  # no answer at all, and a hedge of two speed actions
-    assert outcome.plans == ["DECELERATE, STRAIGHT", "DECELERATE, STRAIGHT", "DECELERATE, STRAIGHT", "ACCELERATE, STRAIGHT"]
+    assert outcome.plans == [
+        "DECELERATE, STRAIGHT",
+        "DECELERATE, STRAIGHT",
+        "DECELERATE, STRAIGHT",
+        "ACCELERATE, STRAIGHT",
+    ]
     assert [row["fallback"] for row in log.decisions] == [False, True, True, False]
     assert len(log.frames[spec.id]) == 4 and "kept: no valid plan" in log.frames[spec.id][1][1]
 
@@ -90,13 +99,26 @@ def _collide_after_the_exit() -> None:
 
 def test_closed_loop_metrics_per_driver_and_scenario() -> None:
     def episode(driver, scenario, collided=False, completed=True, speed=10.0, failures=0):
-        return {"driver": driver, "scenario": scenario, "collided": collided, "off_road": False,
-                "route_completed": completed, "mean_speed_mps": speed, "distance_m": speed * 10,
-                "decisions": 10, "parse_failures": failures}
+        return {
+            "driver": driver,
+            "scenario": scenario,
+            "collided": collided,
+            "off_road": False,
+            "route_completed": completed,
+            "mean_speed_mps": speed,
+            "distance_m": speed * 10,
+            "decisions": 10,
+            "parse_failures": failures,
+        }
 
-    metrics = closed_loop_metrics([episode("expert", "highway"), episode("expert", "merge", speed=20.0),
-                                   episode("model", "highway", collided=True, completed=False, failures=5),
-                                   episode("model", "merge", failures=1)])
+    metrics = closed_loop_metrics(
+        [
+            episode("expert", "highway"),
+            episode("expert", "merge", speed=20.0),
+            episode("model", "highway", collided=True, completed=False, failures=5),
+            episode("model", "merge", failures=1),
+        ]
+    )
     assert metrics["expert"]["overall"]["mean_speed_mps"] == 15.0
     assert metrics["model"]["overall"]["collision_rate"] == 0.5
     assert metrics["model"]["overall"]["route_completion_rate"] == 0.5
@@ -106,18 +128,36 @@ def test_closed_loop_metrics_per_driver_and_scenario() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model_artifact(TinyModelConfig(), tmp_path_factory.mktemp("cl") / "runs", None, ResumePolicy.AUTO).path
+    return build_tiny_model_artifact(
+        TinyModelConfig(), tmp_path_factory.mktemp("cl") / "runs", None, ResumePolicy.AUTO
+    ).path
 
 
 def test_one_command_gives_expert_and_model_rows_and_a_gif(cli, tiny_model: Path, tmp_path: Path) -> None:
-    result = cli("eval", "--closed-loop", "--model", tiny_model, "--scenarios", "highway,roundabout", "--seeds", "3",
-                 "--out-root", tmp_path, "--set", "closed_loop.seconds=3", "--set", "max_new_tokens=8")
+    result = cli(
+        "eval",
+        "--closed-loop",
+        "--model",
+        tiny_model,
+        "--scenarios",
+        "highway,roundabout",
+        "--seeds",
+        "3",
+        "--out-root",
+        tmp_path,
+        "--set",
+        "closed_loop.seconds=3",
+        "--set",
+        "max_new_tokens=8",
+    )
     assert result.exit_code == 0, result.stderr
     assert "expert" in result.stderr and "model" in result.stderr  # the table
     artifact = open_artifact(Path(result.stdout.strip()), stage="eval")
     loop = json.loads((artifact.path / "closed_loop.json").read_text())
     assert set(loop["drivers"]) == {"expert", "model"}
-    by_driver = {driver: [e["episode"] for e in loop["episodes"] if e["driver"] == driver] for driver in loop["drivers"]}
+    by_driver = {
+        driver: [e["episode"] for e in loop["episodes"] if e["driver"] == driver] for driver in loop["drivers"]
+    }
     assert by_driver["expert"] == by_driver["model"] == ["highway-s3", "roundabout-s3"]
     model = loop["drivers"]["model"]["overall"]
     assert model["decisions"] == 6 and 0 <= model["parse_failure_rate"] <= 1  # random weights: mostly unparsed
@@ -133,12 +173,15 @@ def test_one_command_gives_expert_and_model_rows_and_a_gif(cli, tiny_model: Path
     assert compared.exit_code == 0 and "closed-loop collision rate" in compared.stdout
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--closed-loop"], "--closed-loop needs --model"),
-    (["--closed-loop", "--model", "x/y", "--scenarios", "highway,moon"], "closed_loop.scenarios"),
-    (["--closed-loop", "--model", "x/y", "--seeds", "1,b"], "--seeds takes whole numbers"),
-    (["--model", "x/y", "--episodes", "3"], "go with --closed-loop"),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--closed-loop"], "--closed-loop needs --model"),
+        (["--closed-loop", "--model", "x/y", "--scenarios", "highway,moon"], "closed_loop.scenarios"),
+        (["--closed-loop", "--model", "x/y", "--seeds", "1,b"], "--seeds takes whole numbers"),
+        (["--model", "x/y", "--episodes", "3"], "go with --closed-loop"),
+    ],
+)
 def test_closed_loop_usage_errors_are_one_line(cli, args: list[str], fragment: str) -> None:
     result = cli("eval", *args)
     assert result.exit_code == 2 and result.stdout == ""

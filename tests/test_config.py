@@ -60,16 +60,23 @@ def test_layers_apply_in_order(tmp_path: Path) -> None:
     assert gpu.quantization == "4bit" and gpu.model == "Qwen/Qwen2-VL-2B-Instruct"
     user = tmp_path / "mine.yaml"
     user.write_text("lora: {r: 4}\nlearning_rate: 1.0e-3\n")
-    cfg = resolve_config("sft", SftConfig, scale="tiny", config_file=user,
-                         overrides=["lora.r=32", "reasoning=false", "lora.target_modules=[q_proj, v_proj]"],
-                         options={"reasoning": None, "seed": 7})
+    cfg = resolve_config(
+        "sft",
+        SftConfig,
+        scale="tiny",
+        config_file=user,
+        overrides=["lora.r=32", "reasoning=false", "lora.target_modules=[q_proj, v_proj]"],
+        options={"reasoning": None, "seed": 7},
+    )
     assert cfg.lora.r == 32 and cfg.learning_rate == 1e-3 and cfg.reasoning is False
     assert cfg.lora.target_modules == ["q_proj", "v_proj"] and cfg.seed == 7
     assert resolve_config("sft", SftConfig, overrides=["seed=1"], options={"seed": 2}).seed == 2
 
 
 def test_unknown_key_names_the_key_and_suggests_a_fix() -> None:
-    with pytest.raises(BadInput, match=r"unknown config key 'lora\.rr' \(did you mean 'lora\.r'\?\) \[--set lora\.rr=3\]"):
+    with pytest.raises(
+        BadInput, match=r"unknown config key 'lora\.rr' \(did you mean 'lora\.r'\?\) \[--set lora\.rr=3\]"
+    ):
         resolve_config("sft", SftConfig, overrides=["lora.rr=3"])
     with pytest.raises(BadInput, match=r"unknown config key 'lerning_rate' \(did you mean 'learning_rate'\?\)"):
         resolve_config("sft", SftConfig, overrides=["lerning_rate=3"])

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_cli import assert_one_line_error
 
 from alphadrive_cli.config import resolve_config
 from alphadrive_cli.schemas import STAGE_SCHEMAS, GrpoConfig
-from test_cli import assert_one_line_error
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_SCHEMAS))

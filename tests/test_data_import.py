@@ -58,8 +58,16 @@ def src(tmp_path: Path) -> Path:
 
 def frame_row(i: int, **changes: Any) -> dict[str, Any]:
     """A good frame row; a change to None leaves the field out."""
-    row = {"id": f"f{i}", "image": "img/f.png", "navigation": "go straight", "ego_speed_mps": 5.0,
-           "speed_action": "KEEP", "path_action": "STRAIGHT", "episode": f"e{i // 3}", **changes}
+    row = {
+        "id": f"f{i}",
+        "image": "img/f.png",
+        "navigation": "go straight",
+        "ego_speed_mps": 5.0,
+        "speed_action": "KEEP",
+        "path_action": "STRAIGHT",
+        "episode": f"e{i // 3}",
+        **changes,
+    }
     return {key: value for key, value in row.items() if value is not None}
 
 
@@ -87,7 +95,10 @@ def do_import(source: Path, root: Path | None = None, **config: Any) -> Artifact
 
 def records_of(artifact: Artifact) -> dict[str, list[Record]]:
     return {
-        split: [parse_record(line, DEFAULT_VOCABULARY) for line in (artifact.path / f"{split}.jsonl").read_text().splitlines()]
+        split: [
+            parse_record(line, DEFAULT_VOCABULARY)
+            for line in (artifact.path / f"{split}.jsonl").read_text().splitlines()
+        ]
         for split in SPLITS
     }
 
@@ -239,9 +250,15 @@ def test_only_jsonl_and_csv_are_accepted(src: Path) -> None:
         do_import(src / "frames.parquet")
 
 
-@pytest.mark.parametrize(("file_name", "name"), [
-    ("frames.jsonl", "frames"), ("my drive (2).csv", "my-drive-2"), ("night-v3.jsonl", "night_v3"), ("__.csv", "import"),
-])
+@pytest.mark.parametrize(
+    ("file_name", "name"),
+    [
+        ("frames.jsonl", "frames"),
+        ("my drive (2).csv", "my-drive-2"),
+        ("night-v3.jsonl", "night_v3"),
+        ("__.csv", "import"),
+    ],
+)
 def test_the_default_name_is_the_stem_made_valid(file_name: str, name: str) -> None:
     assert default_import_name(Path(file_name)) == name
 
@@ -276,11 +293,14 @@ def test_the_same_input_and_seed_give_byte_identical_splits(src: Path, tmp_path:
     assert split_bytes(reseeded) != split_bytes(first)
 
 
-@pytest.mark.parametrize(("fractions", "allowed"), [
-    ({"train": 1, "val": 0, "test": 0}, {"train"}),
-    ({"train": 0, "val": 0, "test": 1}, {"test"}),
-    ({"train": 0.5, "val": 0.5, "test": 0}, {"train", "val"}),
-])
+@pytest.mark.parametrize(
+    ("fractions", "allowed"),
+    [
+        ({"train": 1, "val": 0, "test": 0}, {"train"}),
+        ({"train": 0, "val": 0, "test": 1}, {"test"}),
+        ({"train": 0.5, "val": 0.5, "test": 0}, {"train", "val"}),
+    ],
+)
 def test_assign_split_follows_the_fractions(fractions: dict[str, float], allowed: set[str]) -> None:
     chosen = {assign_split(f"key{i}", 0, SplitFractions(**fractions)) for i in range(200)}
     assert chosen == allowed
@@ -327,13 +347,24 @@ def lane_change_left() -> tuple[np.ndarray, ...]:
 
 def pose_rows(scene: str, motion: tuple[np.ndarray, ...]) -> list[dict[str, Any]]:
     t, x, y, yaw = motion
-    return [{"scene": scene, "timestamp": float(t[i]), "x": float(x[i]), "y": float(y[i]), "yaw": float(yaw[i]),
-             "image": "img/f.png"} for i in range(len(t))]
+    return [
+        {
+            "scene": scene,
+            "timestamp": float(t[i]),
+            "x": float(x[i]),
+            "y": float(y[i]),
+            "yaw": float(yaw[i]),
+            "image": "img/f.png",
+        }
+        for i in range(len(t))
+    ]
 
 
 def labelled(artifact: Artifact, scene: str) -> list[Record]:
     """The records of a scene in time order."""
-    return sorted((r for r in every_record(artifact) if r.source["scene"] == scene), key=lambda r: r.source["timestamp"])
+    return sorted(
+        (r for r in every_record(artifact) if r.source["scene"] == scene), key=lambda r: r.source["timestamp"]
+    )
 
 
 def test_poses_at_constant_speed_straight_ahead_keep_straight(src: Path) -> None:
@@ -356,13 +387,19 @@ def test_poses_braking_to_a_stop_decelerate_then_stop(src: Path) -> None:
     assert [records[0].ego_speed_mps, records[6].ego_speed_mps] == pytest.approx([10, 7.5])  # at t = 0 and 3 s
 
 
-@pytest.mark.parametrize(("sign", "turn", "navigation"), [(1, "LEFT_TURN", "turn left ahead"), (-1, "RIGHT_TURN", "turn right ahead")])
+@pytest.mark.parametrize(
+    ("sign", "turn", "navigation"), [(1, "LEFT_TURN", "turn left ahead"), (-1, "RIGHT_TURN", "turn right ahead")]
+)
 def test_poses_through_a_quarter_turn_are_a_turn(src: Path, sign: int, turn: str, navigation: str) -> None:
     artifact = do_import(write_jsonl(src / "poses.jsonl", pose_rows("bend", quarter_turn(sign))), kind="poses")
 
     records = labelled(artifact, "bend")
     assert (records[0].speed_action, records[0].path_action, records[0].navigation) == ("KEEP", turn, navigation)
-    assert (records[-1].speed_action, records[-1].path_action, records[-1].navigation) == ("KEEP", "STRAIGHT", "go straight")
+    assert (records[-1].speed_action, records[-1].path_action, records[-1].navigation) == (
+        "KEEP",
+        "STRAIGHT",
+        "go straight",
+    )
 
 
 def test_poses_drifting_one_lane_left_are_a_left_lane_change(src: Path) -> None:
@@ -412,13 +449,23 @@ LABEL_CASES = [
     ("35° right", track([0, 3], [0, 25], [0, -8], [0, -math.radians(35)], [10, 10]), ("KEEP", "RIGHT_TURN")),
     ("25° bend, 1 m aside", track([0, 3], [0, 30], [0, 1], [0, math.radians(25)], [10, 10]), ("KEEP", "STRAIGHT")),
     ("2.5 m right", track([0, 3], [0, 30], [0, -2.5], [0, 0], [10, 10]), ("KEEP", "RIGHT_CHANGE")),
-    ("heading north, 2.5 m west", track([0, 3], [0, -2.5], [0, 30], [math.pi / 2] * 2, [10, 10]), ("KEEP", "LEFT_CHANGE")),
+    (
+        "heading north, 2.5 m west",
+        track([0, 3], [0, -2.5], [0, 30], [math.pi / 2] * 2, [10, 10]),
+        ("KEEP", "LEFT_CHANGE"),
+    ),
     ("yaw across ±π", track([0, 3], [0, -30], [0, 0], [3.1, -3.1], [10, 10]), ("KEEP", "STRAIGHT")),
-    ("interpolated horizon", track([0, 2, 4], [0, 20, 34], [0, 0, 0], [0, 0, 0], [10, 10, 4]), ("DECELERATE", "STRAIGHT")),
+    (
+        "interpolated horizon",
+        track([0, 2, 4], [0, 20, 34], [0, 0, 0], [0, 0, 0], [10, 10, 4]),
+        ("DECELERATE", "STRAIGHT"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("motion", "expected"), [case[1:] for case in LABEL_CASES], ids=[case[0] for case in LABEL_CASES])
+@pytest.mark.parametrize(
+    ("motion", "expected"), [case[1:] for case in LABEL_CASES], ids=[case[0] for case in LABEL_CASES]
+)
 def test_label_at_on_hand_computed_tracks(motion: Track, expected: tuple[str, str]) -> None:
     assert label_at(motion, 0, RULES) == expected
 

@@ -143,8 +143,9 @@ def test_same_seed_gives_byte_identical_jsonl_with_any_number_of_workers(sim_art
     assert (other.path / "train.jsonl").read_bytes() != (sim_artifact.path / "train.jsonl").read_bytes()
 
 
-def test_interrupted_run_resumes_without_simulating_finished_episodes(sim_artifact, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_run_resumes_without_simulating_finished_episodes(
+    sim_artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
     real = data_sim._simulate
 
@@ -171,8 +172,9 @@ def test_interrupted_run_resumes_without_simulating_finished_episodes(sim_artifa
 
 def test_balance_evens_out_the_classes(tmp_path: Path) -> None:
     plain = build_sim_dataset(small_config(frames=24, seed=4), tmp_path, "plain", ResumePolicy.AUTO)
-    balanced = build_sim_dataset(small_config(frames=24, seed=4, balance=True, balance_oversample=2.0), tmp_path,
-                                 "balanced", ResumePolicy.AUTO)
+    balanced = build_sim_dataset(
+        small_config(frames=24, seed=4, balance=True, balance_oversample=2.0), tmp_path, "balanced", ResumePolicy.AUTO
+    )
     assert balanced.manifest["counts"]["frames"] == 24
 
     def largest_joint_class(artifact) -> int:
@@ -186,7 +188,9 @@ def test_balance_evens_out_the_classes(tmp_path: Path) -> None:
 
 
 def test_cli_data_sim_prints_only_the_path(cli, runs: Path) -> None:
-    result = cli("data", "sim", "--frames", "8", "--seed", "2", "--set", "image_size=112", "--set", "frames_per_episode=4")
+    result = cli(
+        "data", "sim", "--frames", "8", "--seed", "2", "--set", "image_size=112", "--set", "frames_per_episode=4"
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"{runs / 'data' / 'sim-v1'}\n"
     assert "frames per class and split" in result.stderr

@@ -8,16 +8,24 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fault_server import FaultServer, last_user_text
+from labelled_data import make_labelled_data
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts import open_artifact
 from alphadrive_cli.data.schema import Record, iter_split
 from alphadrive_cli.teacher import store as store_module
-from labelled_data import make_labelled_data
-from fault_server import FaultServer, last_user_text
 
-LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE"),
-          ("KEEP", "STRAIGHT"), ("KEEP", "RIGHT_TURN"), ("DECELERATE", "STRAIGHT"), ("KEEP", "LEFT_CHANGE")]
+LABELS = [
+    ("KEEP", "STRAIGHT"),
+    ("DECELERATE", "LEFT_TURN"),
+    ("STOP", "STRAIGHT"),
+    ("ACCELERATE", "RIGHT_CHANGE"),
+    ("KEEP", "STRAIGHT"),
+    ("KEEP", "RIGHT_TURN"),
+    ("DECELERATE", "STRAIGHT"),
+    ("KEEP", "LEFT_CHANGE"),
+]
 SECRET = "sk-test-distill-0123456789"
 PLAN = re.compile(r"The correct plan for this frame is: (\w+), (\w+)\.")
 
@@ -32,7 +40,8 @@ def teacher_answer(body) -> str:
     text = last_user_text(body)
     plan = PLAN.search(text)
     speed, path = plan.groups() if plan else ("KEEP", "STRAIGHT")
-    return f"<think>The road ahead is clear enough and the route is known, so I act on it.</think><answer>{speed}, {path}</answer>"
+    reasoning = "The road ahead is clear enough and the route is known, so I act on it."
+    return f"<think>{reasoning}</think><answer>{speed}, {path}</answer>"
 
 
 @pytest.fixture
@@ -45,8 +54,21 @@ def records(artifact: Path, split: str = "train") -> list[Record]:
 
 
 def openai_args(server: FaultServer, *extra: str) -> list[str]:
-    return ["--teacher", "openai", "--model", "gpt-test", "--base-url", server.base_url, "--concurrency", "1",
-            "--set", "timeout_s=0.5", "--set", "max_retries=2", *extra]
+    return [
+        "--teacher",
+        "openai",
+        "--model",
+        "gpt-test",
+        "--base-url",
+        server.base_url,
+        "--concurrency",
+        "1",
+        "--set",
+        "timeout_s=0.5",
+        "--set",
+        "max_retries=2",
+        *extra,
+    ]
 
 
 def test_grounded_teacher_distills_offline(cli, data: Path) -> None:
@@ -92,7 +114,10 @@ def test_faults_are_retried_recorded_and_failures_listed(cli, data: Path, monkey
     assert manifest["failed_samples"] == ["f3"]
     assert manifest["verdicts"]["kept"] == 6 and manifest["verdicts"]["teacher refused"] == 1
     assert [r.id for r in records(artifact.path)] == ["f0", "f1", "f4", "f5"]
-    stored = {json.loads(line)["sample_id"]: json.loads(line) for line in (artifact.path / "requests.jsonl").read_text().splitlines()}
+    stored = {
+        json.loads(line)["sample_id"]: json.loads(line)
+        for line in (artifact.path / "requests.jsonl").read_text().splitlines()
+    }
     assert stored["f0"]["attempts"] == 2 and stored["f1"]["attempts"] == 3 and stored["f3"]["attempts"] == 3
     assert stored["f2"]["attempts"] == 1
     assert all(request.headers["authorization"] == f"Bearer {SECRET}" for request in server.requests)
@@ -103,7 +128,9 @@ def test_faults_are_retried_recorded_and_failures_listed(cli, data: Path, monkey
     assert SECRET not in result.stderr and SECRET not in result.stdout
 
 
-def test_killed_half_way_then_resumed_answers_every_sample_exactly_once(cli, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_half_way_then_resumed_answers_every_sample_exactly_once(
+    cli, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     real_add = store_module.AnswerStore.add
     added: list[str] = []
@@ -125,8 +152,11 @@ def test_killed_half_way_then_resumed_answers_every_sample_exactly_once(cli, dat
     assert resumed.exit_code == 0, resumed.stderr
     artifact = open_artifact(Path(resumed.stdout.strip()))
     assert artifact.manifest["resumed"] is True
-    answered = Counter(re.search(r"\(frame (\d)\)", last_user_text(request.body)).group(1)
-                       for request in server.requests if request.fault == "ok")
+    answered = Counter(
+        re.search(r"\(frame (\d)\)", last_user_text(request.body)).group(1)
+        for request in server.requests
+        if request.fault == "ok"
+    )
     assert answered == {str(i): 1 for i in range(8)}  # every sample answered once, over both runs
     assert len(server.requests) == first_run + 5  # the resumed run asked only the 5 unanswered samples
     assert len(records(artifact.path)) + len(records(artifact.path, "val")) == 8
@@ -156,7 +186,9 @@ def test_cost_budget(cli, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert 1 <= len(server.requests) < 8
 
 
-def test_verify_keeps_only_traces_the_teacher_agrees_with_unprompted(cli, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_keeps_only_traces_the_teacher_agrees_with_unprompted(
+    cli, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with FaultServer(answer=teacher_answer) as server:  # unprompted, this teacher always says KEEP, STRAIGHT
         result = cli("distill", "--data", data, *openai_args(server), "--verify")
@@ -171,7 +203,9 @@ def test_verify_keeps_only_traces_the_teacher_agrees_with_unprompted(cli, data: 
 def test_several_samples_per_frame(cli, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with FaultServer(answer=teacher_answer) as server:
-        result = cli("distill", "--data", data, *openai_args(server), "--samples-per-frame", "2", "--set", "splits=[val]")
+        result = cli(
+            "distill", "--data", data, *openai_args(server), "--samples-per-frame", "2", "--set", "splits=[val]"
+        )
     assert result.exit_code == 0, result.stderr
     assert [r.id for r in records(Path(result.stdout.strip()), "val")] == ["f6-s0", "f6-s1", "f7-s0", "f7-s1"]
     assert len(server.requests) == 4

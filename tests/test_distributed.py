@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from labelled_data import make_labelled_data
+from rank_probe import record_batches, recorded_batches
 
 from alphadrive_cli.artifacts import ResumePolicy, begin, open_artifact
 from alphadrive_cli.config import resolve_config
@@ -33,8 +35,6 @@ from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
 from alphadrive_cli.training import Precision
 from alphadrive_cli.ui import fail
-from labelled_data import make_labelled_data
-from rank_probe import record_batches, recorded_batches
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
 PROBE = Path(__file__).resolve().parent / "rank_probe.py"
@@ -50,7 +50,8 @@ def launch_settings(path: Path):
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
     args, defaults, _ = _validate_launch_command(
-        launch_command_parser().parse_args(["--config_file", str(path), "-m", "alphadrive_cli.cli", "grpo"]))
+        launch_command_parser().parse_args(["--config_file", str(path), "-m", "alphadrive_cli.cli", "grpo"])
+    )
     if args.use_deepspeed:
         args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
         return args, prepare_deepspeed_cmd_env(args)[1]
@@ -114,8 +115,13 @@ def test_grpo_refuses_groups_split_across_processes(tmp_path: Path, monkeypatch)
     """2 processes x 2 completions would score each frame's group of 4 in two halves (diversity is per group)."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(BadInput, match="each process generates 2 completions per rollout.*num_generations = 4"):
-        train_grpo(tmp_path, GrpoConfig(model="m", per_device_batch_size=2, num_generations=4), tmp_path, None,
-                   ResumePolicy.AUTO)
+        train_grpo(
+            tmp_path,
+            GrpoConfig(model="m", per_device_batch_size=2, num_generations=4),
+            tmp_path,
+            None,
+            ResumePolicy.AUTO,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +148,13 @@ def launch(command: list[str]) -> subprocess.CompletedProcess:
 def layout(artifact: Path) -> list[str]:
     """The artifact's files; TensorBoard's event files are named after the time, host and process (a resumed
     run has one per launch)."""
-    return sorted({re.sub(r"events\.out\.tfevents\..*", "events.out.tfevents", path.relative_to(artifact).as_posix())
-                   for path in artifact.rglob("*") if path.is_file()})
+    return sorted(
+        {
+            re.sub(r"events\.out\.tfevents\..*", "events.out.tfevents", path.relative_to(artifact).as_posix())
+            for path in artifact.rglob("*")
+            if path.is_file()
+        }
+    )
 
 
 def published(root: Path, stage: str) -> Path:
@@ -160,21 +171,41 @@ def said_once(stderr: str, *messages: str) -> None:
 
 
 @pytest.mark.slow
-def test_sft_on_two_processes_trains_the_same_batches_as_one_and_resumes(inputs, cpu_only, tmp_path: Path,
-                                                                         monkeypatch) -> None:
+def test_sft_on_two_processes_trains_the_same_batches_as_one_and_resumes(
+    inputs, cpu_only, tmp_path: Path, monkeypatch
+) -> None:
     settings = ["--set", "max_steps=4", "--set", "save_steps=2"]  # 12 frames, 4 a step: step 4 opens epoch 2
     single = tmp_path / "single"
     single.mkdir()
     monkeypatch.setattr(VisionSFTCollator, "__call__", VisionSFTCollator.__call__)  # restored after the test
     record_batches(single)
-    config = resolve_config("sft", SftConfig, scale="tiny", overrides=[*settings[1::2], "per_device_batch_size=4"],
-                            options={"model": str(inputs["model"])})
+    config = resolve_config(
+        "sft",
+        SftConfig,
+        scale="tiny",
+        overrides=[*settings[1::2], "per_device_batch_size=4"],
+        options={"model": str(inputs["model"])},
+    )
     one = train_sft(inputs["data"], config, single / "runs", None, ResumePolicy.AUTO).path
 
     probes, root = tmp_path / "probes", tmp_path / "runs"
     probes.mkdir()
-    command = [*TORCHRUN, str(PROBE), str(probes), "interrupt", "sft", "--data", str(inputs["data"]),
-               "--model", str(inputs["model"]), "--out-root", str(root), *settings, "--set", "per_device_batch_size=2"]
+    command = [
+        *TORCHRUN,
+        str(PROBE),
+        str(probes),
+        "interrupt",
+        "sft",
+        "--data",
+        str(inputs["data"]),
+        "--model",
+        str(inputs["model"]),
+        "--out-root",
+        str(root),
+        *settings,
+        "--set",
+        "per_device_batch_size=2",
+    ]
     crashed = launch(command)
     assert crashed.returncode != 0 and crashed.stdout == ""
     assert "interrupted after the checkpoint of step 2" in crashed.stderr
@@ -210,14 +241,33 @@ def test_sft_on_two_processes_trains_the_same_batches_as_one_and_resumes(inputs,
 @pytest.mark.slow
 def test_grpo_under_accelerate_launch_scores_the_same_groups_as_one_process(inputs, cpu_only, tmp_path: Path) -> None:
     settings = ["max_steps=2", "max_completion_length=8", "sample_every=1", "sample_groups=2"]  # 2 frames x 4 a step
-    config = resolve_config("grpo", GrpoConfig, scale="tiny", overrides=[*settings, "per_device_batch_size=8"],
-                            options={"model": str(inputs["model"])})
+    config = resolve_config(
+        "grpo",
+        GrpoConfig,
+        scale="tiny",
+        overrides=[*settings, "per_device_batch_size=8"],
+        options={"model": str(inputs["model"])},
+    )
     one = train_grpo(inputs["data"], config, tmp_path / "single", None, ResumePolicy.AUTO).path
 
     root = tmp_path / "runs"
     overrides = [argument for setting in [*settings, "per_device_batch_size=4"] for argument in ("--set", setting)]
-    result = launch([*ACCELERATE, str(CONFIGS / "ddp.yaml"), "-m", "alphadrive_cli.cli", "grpo",
-                     "--data", str(inputs["data"]), "--init", str(inputs["model"]), "--out-root", str(root), *overrides])
+    result = launch(
+        [
+            *ACCELERATE,
+            str(CONFIGS / "ddp.yaml"),
+            "-m",
+            "alphadrive_cli.cli",
+            "grpo",
+            "--data",
+            str(inputs["data"]),
+            "--init",
+            str(inputs["model"]),
+            "--out-root",
+            str(root),
+            *overrides,
+        ]
+    )
     assert result.returncode == 0, result.stderr
     two = published(root, "grpo")
     assert result.stdout == f"{two}\n"
@@ -247,8 +297,19 @@ def test_sft_then_grpo_on_two_gpus(name: str, inputs, tmp_path: Path) -> None:
     common = ["--data", str(inputs["data"]), "--out-root", str(tmp_path), "--set", "max_steps=2"]
     sft = launch([*launcher, "sft", "--model", str(inputs["model"]), *common, "--set", "per_device_batch_size=2"])
     assert sft.returncode == 0, sft.stderr
-    grpo = launch([*launcher, "grpo", "--init", sft.stdout.strip(), *common, "--set", "per_device_batch_size=4",
-                   "--set", "max_completion_length=8"])
+    grpo = launch(
+        [
+            *launcher,
+            "grpo",
+            "--init",
+            sft.stdout.strip(),
+            *common,
+            "--set",
+            "per_device_batch_size=4",
+            "--set",
+            "max_completion_length=8",
+        ]
+    )
     assert grpo.returncode == 0, grpo.stderr
     for result, stage in ((sft, "sft"), (grpo, "grpo")):
         assert result.stdout == f"{published(tmp_path, stage)}\n"

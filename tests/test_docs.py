@@ -9,8 +9,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKDOWN = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
-SOURCES = sorted(path for folder in ("alphadrive_cli", "bench", "tests", "scripts") for path in (ROOT / folder).rglob("*")
-                 if path.suffix in (".py", ".sh"))
+SOURCES = sorted(
+    path
+    for folder in ("alphadrive_cli", "bench", "tests", "scripts")
+    for path in (ROOT / folder).rglob("*")
+    if path.suffix in (".py", ".sh")
+)
 LINK = re.compile(r"\]\(([^)\s]+)\)")  # a Markdown link's target
 CITATION = re.compile(r"\bdocs/[\w./-]+\.md(?:#[\w-]+)?")  # a doc cited from code
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.MULTILINE)
@@ -52,13 +56,19 @@ def test_links_between_docs_resolve(page: Path) -> None:
 
 
 def test_docs_cited_from_code_resolve() -> None:
-    problems = [f"{path.relative_to(ROOT)}: {found}" for path in SOURCES
-                for target in CITATION.findall(path.read_text(encoding="utf-8"))
-                if (found := problem(target, ROOT))]
+    problems = [
+        f"{path.relative_to(ROOT)}: {found}"
+        for path in SOURCES
+        for target in CITATION.findall(path.read_text(encoding="utf-8"))
+        if (found := problem(target, ROOT))
+    ]
     assert problems == []
 
 
 def test_nothing_cites_a_design_file_outside_the_repository() -> None:
-    citing = [path.relative_to(ROOT) for path in [*SOURCES, *MARKDOWN]
-              if path.name != "test_docs.py" and "DESIGN.md" in path.read_text(encoding="utf-8")]
+    citing = [
+        path.relative_to(ROOT)
+        for path in [*SOURCES, *MARKDOWN]
+        if path.name != "test_docs.py" and "DESIGN.md" in path.read_text(encoding="utf-8")
+    ]
     assert citing == []

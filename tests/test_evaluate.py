@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from labelled_data import make_labelled_data
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
@@ -17,11 +18,16 @@ from alphadrive_cli.artifacts import ResumePolicy, open_artifact
 from alphadrive_cli.schemas import EvalConfig, TinyModelConfig
 from alphadrive_cli.stages import evaluate as evaluate_stage
 from alphadrive_cli.stages.models import build_tiny_model_artifact
-from labelled_data import make_labelled_data
 
 # Six test frames with hand-chosen truths.
-TRUTHS = [("KEEP", "STRAIGHT"), ("KEEP", "LEFT_TURN"), ("DECELERATE", "STRAIGHT"),
-          ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE"), ("KEEP", "STRAIGHT")]
+TRUTHS = [
+    ("KEEP", "STRAIGHT"),
+    ("KEEP", "LEFT_TURN"),
+    ("DECELERATE", "STRAIGHT"),
+    ("STOP", "STRAIGHT"),
+    ("ACCELERATE", "RIGHT_CHANGE"),
+    ("KEEP", "STRAIGHT"),
+]
 
 
 def make_data(root: Path) -> Path:
@@ -44,14 +50,17 @@ def data(tmp_path: Path) -> Path:
 
 
 def test_scoring_a_hand_made_predictions_file_gives_the_hand_computed_numbers(cli, data: Path, tmp_path: Path) -> None:
-    predictions = write_predictions(tmp_path / "pred.jsonl", [
-        {"id": "f0", "text": answer("KEEP", "STRAIGHT")},          # both right
-        {"id": "f1", "text": answer("KEEP", "RIGHT_TURN")},        # speed right, path wrong
-        {"id": "f2", "text": answer("KEEP", "STRAIGHT")},          # speed wrong, path right
-        {"id": "f3", "text": "<answer>STOP, STRAIGHT</answer>"},   # right, but no <think>: format invalid
-        {"id": "f4", "text": "I would speed up."},                 # no answer at all
-        {"id": "f5", "text": answer("KEEP", "STRAIGHT")},          # both right
-    ])
+    predictions = write_predictions(
+        tmp_path / "pred.jsonl",
+        [
+            {"id": "f0", "text": answer("KEEP", "STRAIGHT")},  # both right
+            {"id": "f1", "text": answer("KEEP", "RIGHT_TURN")},  # speed right, path wrong
+            {"id": "f2", "text": answer("KEEP", "STRAIGHT")},  # speed wrong, path right
+            {"id": "f3", "text": "<answer>STOP, STRAIGHT</answer>"},  # right, but no <think>: format invalid
+            {"id": "f4", "text": "I would speed up."},  # no answer at all
+            {"id": "f5", "text": answer("KEEP", "STRAIGHT")},  # both right
+        ],
+    )
     result = cli("eval", "--predictions", predictions, "--data", data, "--name", "hand")
     assert result.exit_code == 0, result.stderr
     artifact = open_artifact(Path(result.stdout.strip()), stage="eval")
@@ -83,11 +92,15 @@ def test_scoring_a_hand_made_predictions_file_gives_the_hand_computed_numbers(cl
 
 
 def test_unknown_duplicate_and_missing_ids_are_reported(cli, data: Path, tmp_path: Path) -> None:
-    predictions = write_predictions(tmp_path / "pred.jsonl", [
-        {"id": "f0", "text": answer("KEEP", "STRAIGHT")},
-        {"id": "f0", "text": answer("STOP", "STRAIGHT")},
-        {"id": "nope", "text": answer("KEEP", "STRAIGHT")},
-    ] + [{"id": f"f{i}", "text": answer(*TRUTHS[i])} for i in (1, 2, 3)])
+    predictions = write_predictions(
+        tmp_path / "pred.jsonl",
+        [
+            {"id": "f0", "text": answer("KEEP", "STRAIGHT")},
+            {"id": "f0", "text": answer("STOP", "STRAIGHT")},
+            {"id": "nope", "text": answer("KEEP", "STRAIGHT")},
+        ]
+        + [{"id": f"f{i}", "text": answer(*TRUTHS[i])} for i in (1, 2, 3)],
+    )
     result = cli("eval", "--predictions", predictions, "--data", data)
     assert result.exit_code == 0, result.stderr
     assert "1 unknown ids" in result.stderr and "1 duplicate ids" in result.stderr and "2 missing ids" in result.stderr
@@ -116,9 +129,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model_artifact(TinyModelConfig(), tmp_path_factory.mktemp("models"), None, ResumePolicy.AUTO).path
 
 
-def test_a_model_whose_weights_hold_nan_is_refused_in_one_line(cli, data: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_a_model_whose_weights_hold_nan_is_refused_in_one_line(
+    cli, data: Path, tiny_model: Path, tmp_path: Path
+) -> None:
     """What a diverged run publishes (every weight NaN) would decode only garbage and score 0: eval says so instead."""
-    from safetensors.torch import load_file, save_file  # noqa: PLC0415
+    from safetensors.torch import load_file, save_file
 
     broken = tmp_path / "diverged"
     shutil.copytree(tiny_model, broken, ignore=shutil.ignore_patterns("manifest.json"))  # a plain model directory
@@ -129,14 +144,27 @@ def test_a_model_whose_weights_hold_nan_is_refused_in_one_line(cli, data: Path, 
     save_file(weights, weights_file, metadata={"format": "pt"})
     result = cli("eval", "--model", broken, "--data", data)
     assert result.exit_code == 2 and result.stdout == ""
-    assert re.search(rf"1 of \d+ weight tensors hold NaN or infinity \((\w+\.)?{re.escape(name)}\); it was not used",
-                     " ".join(result.stderr.split()))
+    assert re.search(
+        rf"1 of \d+ weight tensors hold NaN or infinity \((\w+\.)?{re.escape(name)}\); it was not used",
+        " ".join(result.stderr.split()),
+    )
     assert "Traceback" not in result.stderr
 
 
 def test_tiny_model_end_to_end_with_samples(cli, data: Path, tiny_model: Path) -> None:
-    result = cli("eval", "--model", tiny_model, "--data", data, "--samples", "3", "--set", "max_new_tokens=6",
-                 "--set", "batch_size=4")
+    result = cli(
+        "eval",
+        "--model",
+        tiny_model,
+        "--data",
+        data,
+        "--samples",
+        "3",
+        "--set",
+        "max_new_tokens=6",
+        "--set",
+        "batch_size=4",
+    )
     assert result.exit_code == 0, result.stderr
     artifact = open_artifact(Path(result.stdout.strip()), stage="eval")
     rows = [json.loads(line) for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
@@ -154,13 +182,18 @@ def test_batched_and_single_generation_agree_greedily(data: Path, tiny_model: Pa
     outputs = {}
     for batch_size in (6, 1):
         config = EvalConfig(batch_size=batch_size, max_new_tokens=8)
-        artifact = evaluate_stage.evaluate(data, config, tmp_path, f"b{batch_size}", ResumePolicy.AUTO, model=str(tiny_model))
-        outputs[batch_size] = [json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
+        artifact = evaluate_stage.evaluate(
+            data, config, tmp_path, f"b{batch_size}", ResumePolicy.AUTO, model=str(tiny_model)
+        )
+        outputs[batch_size] = [
+            json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()
+        ]
     assert outputs[6] == outputs[1]
 
 
-def test_interrupted_generation_resumes_from_the_cache(data: Path, tiny_model: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_generation_resumes_from_the_cache(
+    data: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = evaluate_stage.generate
     calls: list[int] = []
 
@@ -182,9 +215,12 @@ def test_interrupted_generation_resumes_from_the_cache(data: Path, tiny_model: P
 
 
 def test_compare_shows_deltas_against_the_first(cli, data: Path, tmp_path: Path) -> None:
-    perfect = write_predictions(tmp_path / "perfect.jsonl", [{"id": f"f{i}", "text": answer(*t)} for i, t in enumerate(TRUTHS)])
-    half = write_predictions(tmp_path / "half.jsonl", [{"id": f"f{i}", "text": answer(*t) if i < 3 else "no"}
-                                                       for i, t in enumerate(TRUTHS)])
+    perfect = write_predictions(
+        tmp_path / "perfect.jsonl", [{"id": f"f{i}", "text": answer(*t)} for i, t in enumerate(TRUTHS)]
+    )
+    half = write_predictions(
+        tmp_path / "half.jsonl", [{"id": f"f{i}", "text": answer(*t) if i < 3 else "no"} for i, t in enumerate(TRUTHS)]
+    )
     first = cli("eval", "--predictions", perfect, "--data", data, "--name", "perfect").stdout.strip()
     second = cli("eval", "--predictions", half, "--data", data, "--name", "half").stdout.strip()
     table = cli("eval", "compare", first, second, "--markdown")
@@ -216,7 +252,9 @@ def test_a_peft_adapter_is_applied_on_its_base_model(cli, data: Path, tiny_model
         result = cli("eval", "--model", reference, "--data", data, "--name", label, "--set", "max_new_tokens=8")
         assert result.exit_code == 0, result.stderr
         artifact = open_artifact(Path(result.stdout.strip()))
-        texts[label] = [json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
+        texts[label] = [
+            json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()
+        ]
     assert texts["base"] != texts["adapter"]
     assert {ref["role"] for ref in artifact.manifest["inputs"]} == {"data", "base_model"}
     assert artifact.manifest["report"]["model"]["adapter_on"]["kind"] == "artifact"

@@ -6,10 +6,15 @@ import pytest
 import torch
 from PIL import Image
 
-from alphadrive_cli.models.loading import build_random_model, config_from_file, load_model_and_processor, resolve_model_source
+from alphadrive_cli.artifacts import ResumePolicy
+from alphadrive_cli.models.loading import (
+    build_random_model,
+    config_from_file,
+    load_model_and_processor,
+    resolve_model_source,
+)
 from alphadrive_cli.resources import CONFIG_DIR
 from alphadrive_cli.schemas import TinyModelConfig
-from alphadrive_cli.artifacts import ResumePolicy
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 
 pytestmark = pytest.mark.gpu
@@ -23,7 +28,9 @@ def _inputs(processor, text: str = "Plan the next manoeuvre.", size: int = 448):
 
 def test_tiny_artifact_runs_in_bf16_on_cuda(tmp_path) -> None:
     artifact = build_tiny_model_artifact(TinyModelConfig(), tmp_path, None, ResumePolicy.AUTO)
-    model, processor = load_model_and_processor(resolve_model_source(str(artifact.path)), dtype=torch.bfloat16, device_map="cuda")
+    model, processor = load_model_and_processor(
+        resolve_model_source(str(artifact.path)), dtype=torch.bfloat16, device_map="cuda"
+    )
     inputs = _inputs(processor).to("cuda")
     out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > inputs["input_ids"].shape[1]
@@ -39,29 +46,55 @@ def test_qwen2_vl_2b_architecture_builds_and_generates_on_cuda() -> None:
     pixel_values = torch.randn(1024, 3 * 2 * 14 * 14, device="cuda", dtype=torch.bfloat16)  # a 448x448 image
     grid = torch.tensor([[1, 32, 32]], device="cuda")
     image_tokens = 1024 // 4
-    ids = [config.vision_start_token_id] + [config.image_token_id] * image_tokens + [config.vision_end_token_id] + list(range(100, 140))
+    ids = (
+        [config.vision_start_token_id]
+        + [config.image_token_id] * image_tokens
+        + [config.vision_end_token_id]
+        + list(range(100, 140))
+    )
     input_ids = torch.tensor([ids], device="cuda")
     with torch.no_grad():
-        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values=pixel_values,
-                             image_grid_thw=grid, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            pixel_values=pixel_values,
+            image_grid_thw=grid,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+        )
     assert out.shape == (1, len(ids) + 4)
     assert torch.cuda.max_memory_allocated() < 20 * 2**30
 
 
 def test_qlora_sft_on_cuda_trains_a_4bit_model(tmp_path) -> None:
     """QLoRA (bitsandbytes NF4) SFT of the tiny model on CUDA: really 4-bit, peak memory recorded."""
+    from labelled_data import make_labelled_data
+
     from alphadrive_cli.schemas import DistillConfig, SftConfig
     from alphadrive_cli.stages.distill import distill
     from alphadrive_cli.stages.sft import train_sft
-    from labelled_data import make_labelled_data
 
-    data = make_labelled_data(tmp_path, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"),
-                                         ("ACCELERATE", "RIGHT_CHANGE")], {"train": range(4)})
+    data = make_labelled_data(
+        tmp_path,
+        [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("ACCELERATE", "RIGHT_CHANGE")],
+        {"train": range(4)},
+    )
     traces = distill(data, DistillConfig(splits=["train"]), tmp_path, None, ResumePolicy.AUTO)
     model = build_tiny_model_artifact(TinyModelConfig(), tmp_path, None, ResumePolicy.AUTO)
-    artifact = train_sft(traces.path, SftConfig(model=str(model.path), quantization="4bit", max_steps=3,
-                                                per_device_batch_size=2, gradient_checkpointing=True),
-                         tmp_path, None, ResumePolicy.AUTO)
+    artifact = train_sft(
+        traces.path,
+        SftConfig(
+            model=str(model.path),
+            quantization="4bit",
+            max_steps=3,
+            per_device_batch_size=2,
+            gradient_checkpointing=True,
+        ),
+        tmp_path,
+        None,
+        ResumePolicy.AUTO,
+    )
     assert artifact.manifest["training"]["quantization"] == "4bit" and artifact.manifest["training"]["device"] == "cuda"
     assert artifact.manifest["metrics"]["peak_memory_gb"] > 0
 
@@ -69,9 +102,21 @@ def test_qlora_sft_on_cuda_trains_a_4bit_model(tmp_path) -> None:
     from alphadrive_cli.schemas import GrpoConfig
     from alphadrive_cli.stages.grpo import train_grpo
 
-    policy = train_grpo(data, GrpoConfig(model=str(artifact.path), quantization="4bit", max_steps=2,
-                                         per_device_batch_size=4, num_generations=4, max_completion_length=16,
-                                         gradient_checkpointing=True), tmp_path, None, ResumePolicy.AUTO)
+    policy = train_grpo(
+        data,
+        GrpoConfig(
+            model=str(artifact.path),
+            quantization="4bit",
+            max_steps=2,
+            per_device_batch_size=4,
+            num_generations=4,
+            max_completion_length=16,
+            gradient_checkpointing=True,
+        ),
+        tmp_path,
+        None,
+        ResumePolicy.AUTO,
+    )
     manifest = policy.manifest
     assert manifest["training"]["quantization"] == "4bit" and manifest["training"]["device"] == "cuda"
     assert manifest["model"]["init"] == "continued adapter" and manifest["metrics"]["steps"] == 2
@@ -82,36 +127,56 @@ def test_graph_decoding_replays_its_compiled_step_on_cuda() -> None:
     """graph_sample on CUDA (tiny model, bf16): the replayed CUDA graph gives the greedy tokens of the same
     compiled step run without capture, and sampling draws fresh noise at every replay (equal logits: the final
     norm zeroed, so a repeated draw would repeat each row's token)."""
-    from alphadrive_cli.models.graph_decoding import use_graph_decoding
     from test_models import image, prompt, tiny
+
+    from alphadrive_cli.models.graph_decoding import use_graph_decoding
 
     model, processor = tiny()
     model = model.to("cuda", torch.bfloat16).eval()
     use_graph_decoding(model)
     texts = [prompt("Go?"), prompt("The lead vehicle is close and slower; what should the ego vehicle do now?")]
     batch = processor(text=texts, images=[image(), image((5, 90, 200))], return_tensors="pt", padding=True).to("cuda")
-    settings = {"max_new_tokens": 24, "min_new_tokens": 24, "cache_implementation": "static",
-                "pad_token_id": processor.tokenizer.pad_token_id}
+    settings = {
+        "max_new_tokens": 24,
+        "min_new_tokens": 24,
+        "cache_implementation": "static",
+        "pad_token_id": processor.tokenizer.pad_token_id,
+    }
     with torch.no_grad():
-        graph, eager = (model.generate(**batch, **settings, do_sample=False, cuda_graph=captured) for captured in (True, False))
+        graph, eager = (
+            model.generate(**batch, **settings, do_sample=False, cuda_graph=captured) for captured in (True, False)
+        )
         assert torch.equal(graph, eager)
         model.model.language_model.norm.weight.zero_()
-        sampled = model.generate(**batch, **settings, do_sample=True)[:, batch["input_ids"].shape[1]:]
+        sampled = model.generate(**batch, **settings, do_sample=True)[:, batch["input_ids"].shape[1] :]
     assert sampled.unique().numel() > 0.8 * sampled.numel()
 
 
 def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> None:
     """GRPO training every weight (fp32 master weights under bf16 autocast, as the GPU ablation runs) decodes
     its rollouts with graph decoding on CUDA: two steps train and the manifest says the rollouts were compiled."""
+    from labelled_data import make_labelled_data
+
     from alphadrive_cli.schemas import GrpoConfig
     from alphadrive_cli.stages.grpo import train_grpo
-    from labelled_data import make_labelled_data
 
     data = make_labelled_data(tmp_path, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")], {"train": range(2)})
     model = build_tiny_model_artifact(TinyModelConfig(), tmp_path, None, ResumePolicy.AUTO)
-    policy = train_grpo(data, GrpoConfig(model=str(model.path), finetune="full", freeze_vision=False, max_steps=2,
-                                         per_device_batch_size=4, num_generations=4, max_completion_length=16),
-                        tmp_path, None, ResumePolicy.AUTO)
+    policy = train_grpo(
+        data,
+        GrpoConfig(
+            model=str(model.path),
+            finetune="full",
+            freeze_vision=False,
+            max_steps=2,
+            per_device_batch_size=4,
+            num_generations=4,
+            max_completion_length=16,
+        ),
+        tmp_path,
+        None,
+        ResumePolicy.AUTO,
+    )
     manifest = policy.manifest
     assert manifest["generation"]["compiled"] is True and manifest["generation"]["cache"] == "static"
     assert manifest["training"]["device"] == "cuda" and manifest["metrics"]["steps"] == 2

@@ -12,10 +12,10 @@ import math
 
 import pytest
 import torch
+from test_models import image, prompt, tiny
 
 from alphadrive_cli.models.graph_decoding import choose, graph_sample, use_graph_decoding
 from alphadrive_cli.models.tokenizer import IMAGE_TOKEN
-from test_models import image, prompt, tiny
 
 NEW_TOKENS = 16
 
@@ -29,8 +29,12 @@ def setup():
         for weight in model.model.language_model.parameters():
             if weight.dim() == 2:
                 weight.normal_(0, 0.3)
-    texts = [prompt("Go?"), prompt("The lead vehicle is close and slower; what should the ego vehicle do now?"),
-             prompt("x"), prompt("Stop here please")]
+    texts = [
+        prompt("Go?"),
+        prompt("The lead vehicle is close and slower; what should the ego vehicle do now?"),
+        prompt("x"),
+        prompt("Stop here please"),
+    ]
     images = [image(), image((5, 90, 200)), image((50, 50, 50)), image((1, 2, 3))]
     batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
     return model.eval(), processor, batch
@@ -38,9 +42,14 @@ def setup():
 
 def settings(processor, **overrides):
     """Greedy decoding with a static cache and the image token suppressed, as GRPO rollouts run."""
-    return {"max_new_tokens": NEW_TOKENS, "do_sample": False, "cache_implementation": "static",
-            "pad_token_id": processor.tokenizer.pad_token_id,
-            "suppress_tokens": [processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)], **overrides}
+    return {
+        "max_new_tokens": NEW_TOKENS,
+        "do_sample": False,
+        "cache_implementation": "static",
+        "pad_token_id": processor.tokenizer.pad_token_id,
+        "suppress_tokens": [processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)],
+        **overrides,
+    }
 
 
 def generate(model, batch, **kwargs):
@@ -51,7 +60,7 @@ def generate(model, batch, **kwargs):
 def test_greedy_tokens_match_generate_with_and_without_folded_attention(setup) -> None:
     model, processor, batch = setup
     plain = generate(model, batch, **settings(processor))
-    new = plain[:, batch["input_ids"].shape[1]:]
+    new = plain[:, batch["input_ids"].shape[1] :]
     assert new.shape == (4, NEW_TOKENS) and len(set(new.flatten().tolist())) > 20  # completions that vary
     assert torch.equal(generate(model, batch, **settings(processor), custom_generate=graph_sample), plain)
     folded = copy.deepcopy(model)
@@ -70,32 +79,45 @@ def test_eos_pads_finished_rows_and_stops_where_generate_stops(setup) -> None:
     pad = processor.tokenizer.pad_token_id
     for row in graph[:, prompt_length:].tolist():
         end = next(i for i, token in enumerate(row) if token in eos)
-        assert all(token == pad for token in row[end + 1:])
+        assert all(token == pad for token in row[end + 1 :])
     # min_new_tokens bans EOS inside the graph until the 12th token: both run to the same, longer end
     plain = generate(model, batch, **settings(processor, eos_token_id=eos, min_new_tokens=12))
-    graph = generate(model, batch, **settings(processor, eos_token_id=eos, min_new_tokens=12), custom_generate=graph_sample)
+    graph = generate(
+        model, batch, **settings(processor, eos_token_id=eos, min_new_tokens=12), custom_generate=graph_sample
+    )
     assert torch.equal(graph, plain) and plain.shape[1] >= prompt_length + 12
 
 
 def test_scores_and_logits_are_returned_like_generate(setup) -> None:
     model, processor, batch = setup
-    asked = settings(processor, max_new_tokens=5, return_dict_in_generate=True, output_scores=True, output_logits=True,
-                     temperature=0.7, top_k=20)
+    asked = settings(
+        processor,
+        max_new_tokens=5,
+        return_dict_in_generate=True,
+        output_scores=True,
+        output_logits=True,
+        temperature=0.7,
+        top_k=20,
+    )
     plain = generate(model, batch, **asked)
     graph = generate(model, batch, **asked, custom_generate=graph_sample)
     assert torch.equal(graph.sequences, plain.sequences)
     for ours, theirs in ((graph.scores, plain.scores), (graph.logits, plain.logits)):
         assert len(ours) == len(theirs) == 5
-        for a, b in zip(ours, theirs):
+        for a, b in zip(ours, theirs, strict=False):
             torch.testing.assert_close(a, b)
 
 
 def test_sampling_runs_with_temperature_top_k_and_top_p(setup) -> None:
     model, processor, batch = setup
     torch.manual_seed(0)
-    out = generate(model, batch, **settings(processor, do_sample=True, temperature=0.7, top_k=50, top_p=0.9,
-                                            min_new_tokens=NEW_TOKENS), custom_generate=graph_sample)
-    new = out[:, batch["input_ids"].shape[1]:]
+    out = generate(
+        model,
+        batch,
+        **settings(processor, do_sample=True, temperature=0.7, top_k=50, top_p=0.9, min_new_tokens=NEW_TOKENS),
+        custom_generate=graph_sample,
+    )
+    new = out[:, batch["input_ids"].shape[1] :]
     image_token = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     assert new.shape == (4, NEW_TOKENS) and not (new == image_token).any()  # the suppressed token never comes
 

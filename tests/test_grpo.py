@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from interrupts import InterruptAfterSave, Interrupted
+from labelled_data import make_labelled_data
 
 from alphadrive_cli import training
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
@@ -25,8 +27,6 @@ from alphadrive_cli.stages.grpo import train_grpo
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
 from alphadrive_cli.ui import console
-from interrupts import InterruptAfterSave, Interrupted
-from labelled_data import make_labelled_data
 
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE")] * 2
 TRUTH = {f"f{i}": label for i, label in enumerate(LABELS)}
@@ -40,8 +40,12 @@ def batch(rng: random.Random) -> tuple[list, list[str]]:
     """Three groups of four completions (conversational, as TRL passes them), shuffled."""
     texts = {
         "f0": [answer("KEEP", "STRAIGHT"), answer("KEEP", "STRAIGHT"), answer("STOP", "STRAIGHT"), "KEEP"],
-        "f1": [answer("DECELERATE", "LEFT_TURN"), answer("KEEP", "LEFT_TURN"), answer("DECELERATE, KEEP", "LEFT_TURN"),
-               answer("DECELERATE", "LEFT_TURN")],
+        "f1": [
+            answer("DECELERATE", "LEFT_TURN"),
+            answer("KEEP", "LEFT_TURN"),
+            answer("DECELERATE, KEEP", "LEFT_TURN"),
+            answer("DECELERATE", "LEFT_TURN"),
+        ],
         "f2": [answer("STOP", "STRAIGHT")] * 4,
     }
     rows = [(frame, [{"role": "assistant", "content": text}]) for frame, group in texts.items() for text in group]
@@ -50,8 +54,12 @@ def batch(rng: random.Random) -> tuple[list, list[str]]:
 
 
 def call(functions, completions, frames, **extra) -> list[list[float]]:
-    columns = {"frame_id": frames, "speed_action": [TRUTH[f][0] for f in frames],
-               "path_action": [TRUTH[f][1] for f in frames], **extra}
+    columns = {
+        "frame_id": frames,
+        "speed_action": [TRUTH[f][0] for f in frames],
+        "path_action": [TRUTH[f][1] for f in frames],
+        **extra,
+    }
     return [function(completions=completions, **columns) for function in functions]
 
 
@@ -62,7 +70,10 @@ def test_weighted_reward_functions_sum_to_the_total_and_ignore_batch_order() -> 
     for seed in range(5):
         completions, frames = batch(random.Random(seed))
         outputs = call(rewards.reward_functions(), completions, frames)
-        totals = [sum(w * out[i] for w, out in zip(rewards.reward_weights(), outputs)) for i in range(len(frames))]
+        totals = [
+            sum(w * out[i] for w, out in zip(rewards.reward_weights(), outputs, strict=False))
+            for i in range(len(frames))
+        ]
         texts = [completion_text(c) for c in completions]
         expected = group_rewards(texts, [TRUTH[f] for f in frames], frames, config)
         assert totals == pytest.approx([b.total for b in expected])
@@ -79,9 +90,13 @@ def test_diversity_is_computed_within_each_frame_group() -> None:
     config = RewardConfig.default().model_copy(update={"diversity_floor": 0.7})
     rewards = PlanningRewards(config, DEFAULT_VOCABULARY)
     completions, frames = batch(random.Random(0))
-    scored = rewards.score(completions, frame_id=frames, speed_action=[TRUTH[f][0] for f in frames],
-                           path_action=[TRUTH[f][1] for f in frames])
-    by_text = {(frame, completion_text(c)): b for b, frame, c in zip(scored, frames, completions)}
+    scored = rewards.score(
+        completions,
+        frame_id=frames,
+        speed_action=[TRUTH[f][0] for f in frames],
+        path_action=[TRUTH[f][1] for f in frames],
+    )
+    by_text = {(frame, completion_text(c)): b for b, frame, c in zip(scored, frames, completions, strict=False)}
     assert by_text[("f2", answer("STOP", "STRAIGHT"))].speed_diversity == 0.7  # 4 of 4 alike: the floor
     # 2 of f1's 4 answer exactly DECELERATE (1 - 2/4, floored at 0.7); across the batch it would be 2 of 12
     assert by_text[("f1", answer("DECELERATE", "LEFT_TURN"))].speed_diversity == 0.7
@@ -121,15 +136,35 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("grpo-inputs") / "runs"
     data = make_labelled_data(root, LABELS, {"train": range(8)}, reasoning="Check the road.")
     model = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path
-    sft = train_sft(data, SftConfig(model=str(model), finetune="full", learning_rate=1e-2, max_steps=120,
-                                    per_device_batch_size=4, max_length=1024), root, None, ResumePolicy.AUTO)
+    sft = train_sft(
+        data,
+        SftConfig(
+            model=str(model),
+            finetune="full",
+            learning_rate=1e-2,
+            max_steps=120,
+            per_device_batch_size=4,
+            max_length=1024,
+        ),
+        root,
+        None,
+        ResumePolicy.AUTO,
+    )
     return {"data": data, "model": model, "sft": sft.path}
 
 
 def grpo_config(init: Path, **overrides) -> GrpoConfig:
-    values = {"model": str(init), "max_steps": 4, "per_device_batch_size": 8, "num_generations": 4,
-              "max_completion_length": 32, "learning_rate": 1e-3, "sample_every": 2, "sample_groups": 1,
-              "lora": {"r": 8, "alpha": 16}}
+    values = {
+        "model": str(init),
+        "max_steps": 4,
+        "per_device_batch_size": 8,
+        "num_generations": 4,
+        "max_completion_length": 32,
+        "learning_rate": 1e-3,
+        "sample_every": 2,
+        "sample_groups": 1,
+        "lora": {"r": 8, "alpha": 16},
+    }
     return GrpoConfig(**{**values, **overrides})
 
 
@@ -150,7 +185,9 @@ def test_real_grpo_steps_exercise_every_reward(policy, tmp_path: Path) -> None:
                 assert f"planning/{component}/{stat}" in entry
         for function in ("format", "speed_planning", "path_planning"):
             assert f"rewards/{function}/mean" in entry
-        weighted = entry["rewards/format/mean"] + entry["rewards/speed_planning/mean"] + entry["rewards/path_planning/mean"]
+        weighted = (
+            entry["rewards/format/mean"] + entry["rewards/speed_planning/mean"] + entry["rewards/path_planning/mean"]
+        )
         assert entry["reward"] == pytest.approx(weighted, abs=1e-5)
         assert entry["planning/total/mean"] == pytest.approx(entry["reward"], abs=1e-5)
     # the SFT policy answers in format mostly, but not always right: real, varying rewards
@@ -170,12 +207,34 @@ def test_real_grpo_steps_exercise_every_reward(policy, tmp_path: Path) -> None:
 
 
 def test_grpo_artifact_evaluates_and_traces_back_to_the_data(policy, cli, tmp_path: Path) -> None:
-    result = cli("grpo", "--data", policy["data"], "--init", policy["sft"], "--out-root", tmp_path,
-                 "--set", "max_steps=1", "--set", "max_completion_length=24")
+    result = cli(
+        "grpo",
+        "--data",
+        policy["data"],
+        "--init",
+        policy["sft"],
+        "--out-root",
+        tmp_path,
+        "--set",
+        "max_steps=1",
+        "--set",
+        "max_completion_length=24",
+    )
     assert result.exit_code == 0, result.stderr
     grpo = Path(result.stdout.strip())
-    evaluated = cli("eval", "--model", grpo, "--data", policy["data"], "--split", "train", "--out-root", tmp_path,
-                    "--set", "max_new_tokens=24")
+    evaluated = cli(
+        "eval",
+        "--model",
+        grpo,
+        "--data",
+        policy["data"],
+        "--split",
+        "train",
+        "--out-root",
+        tmp_path,
+        "--set",
+        "max_new_tokens=24",
+    )
     assert evaluated.exit_code == 0, evaluated.stderr
     tree = lineage(open_artifact(Path(evaluated.stdout.strip())))
     # the tiny preset trains every weight: the grpo artifact is a whole model, its lineage runs through --init
@@ -192,8 +251,9 @@ def walk(node) -> set[tuple[str, str | None]]:
 
 
 def test_rl_only_from_the_base_model_trains_fresh_adapters(policy, tmp_path: Path) -> None:
-    artifact = train_grpo(policy["data"], grpo_config(policy["model"], max_steps=1), tmp_path / "runs", None,
-                          ResumePolicy.AUTO)
+    artifact = train_grpo(
+        policy["data"], grpo_config(policy["model"], max_steps=1), tmp_path / "runs", None, ResumePolicy.AUTO
+    )
     assert artifact.manifest["model"]["init"] == "fresh LoRA on the base model"
     config = json.loads((artifact.path / "adapter_config.json").read_text())
     assert config["r"] == 8 and Path(config["base_model_name_or_path"]) == policy["model"].resolve()
@@ -212,8 +272,11 @@ def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Pat
     metrics = artifact.manifest["metrics"]
     assert metrics["steps"] == 4
     # samples/s over both sessions' training time: the clock goes on from checkpoint-2's stamp
-    clock = [entry["train_elapsed_s"] for entry in json.loads((artifact.path / "log_history.json").read_text())
-             if "loss" in entry]
+    clock = [
+        entry["train_elapsed_s"]
+        for entry in json.loads((artifact.path / "log_history.json").read_text())
+        if "loss" in entry
+    ]
     assert len(clock) == 4 and clock == sorted(clock) and metrics["train_runtime_s"] >= clock[-1] > clock[1] > 0
     completions = 4 * cfg.per_device_batch_size * cfg.gradient_accumulation_steps
     assert metrics["train_samples_per_second"] == pytest.approx(completions / metrics["train_runtime_s"], rel=1e-3)
@@ -226,27 +289,37 @@ def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Pat
 def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Path) -> None:
     """generation_batch_size reaches TRL: 16 completions generated at once serve two steps of 8; compiled
     decoding is CUDA-only, so on the CPU the rollout uses the dynamic cache."""
-    artifact = train_grpo(policy["data"], grpo_config(policy["sft"], generation_batch_size=16), tmp_path / "runs", None,
-                          ResumePolicy.AUTO)
-    assert artifact.manifest["generation"] == {"batch_size": 16, "steps_per_generation": 2,
-                                               "compiled": torch.cuda.is_available(),
-                                               "cache": "static" if torch.cuda.is_available() else "dynamic"}
+    artifact = train_grpo(
+        policy["data"], grpo_config(policy["sft"], generation_batch_size=16), tmp_path / "runs", None, ResumePolicy.AUTO
+    )
+    assert artifact.manifest["generation"] == {
+        "batch_size": 16,
+        "steps_per_generation": 2,
+        "compiled": torch.cuda.is_available(),
+        "cache": "static" if torch.cuda.is_available() else "dynamic",
+    }
     assert artifact.manifest["metrics"]["steps"] == 4
     with pytest.raises(BadInput, match="generation_batch_size = 12 is not a multiple"):
-        train_grpo(policy["data"], grpo_config(policy["sft"], generation_batch_size=12), tmp_path / "runs", None,
-                   ResumePolicy.AUTO)
+        train_grpo(
+            policy["data"],
+            grpo_config(policy["sft"], generation_batch_size=12),
+            tmp_path / "runs",
+            None,
+            ResumePolicy.AUTO,
+        )
 
 
 @pytest.mark.parametrize("full_under_autocast", [False, True], ids=["lora", "full-fp32-weights-bf16-autocast"])
-def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_path: Path, monkeypatch, recwarn,
-                                                                   full_under_autocast: bool) -> None:
+def test_compiled_generation_decodes_rollouts_through_graph_sample(
+    policy, tmp_path: Path, monkeypatch, recwarn, full_under_autocast: bool
+) -> None:
     """The compile_generation route, forced on the CPU (eager steps, no CUDA graph): TRL's generate call on the
     PEFT-wrapped policy reaches graph_sample with the static cache and TRL's sampling settings (no fallback to
     transformers' loop), and the rollouts train. Also for finetune: full under bf16 autocast (as on a GPU),
     whose fp32 weights once put fp32 keys and bf16 values into one static cache."""
-    from alphadrive_cli.models import graph_decoding  # noqa: PLC0415
-    from alphadrive_cli.stages import grpo  # noqa: PLC0415
-    from alphadrive_cli.training import Precision  # noqa: PLC0415
+    from alphadrive_cli.models import graph_decoding
+    from alphadrive_cli.stages import grpo
+    from alphadrive_cli.training import Precision
 
     calls = []
 
@@ -260,17 +333,23 @@ def test_compiled_generation_decodes_rollouts_through_graph_sample(policy, tmp_p
     settings = {"finetune": "full"} if full_under_autocast else {}
     if full_under_autocast:
         monkeypatch.setattr(grpo, "training_precision", lambda: Precision(cuda=False, bf16=True))
-    artifact = train_grpo(policy["data"], grpo_config(policy["model"], max_steps=1, **settings), tmp_path / "runs", None,
-                          ResumePolicy.AUTO)
+    artifact = train_grpo(
+        policy["data"],
+        grpo_config(policy["model"], max_steps=1, **settings),
+        tmp_path / "runs",
+        None,
+        ResumePolicy.AUTO,
+    )
     assert calls == ["StaticCache"]
     assert not [warning for warning in recwarn if "falls back" in str(warning.message)]
     assert artifact.manifest["generation"]["compiled"] and artifact.manifest["metrics"]["steps"] == 1
 
 
-@pytest.mark.parametrize(("settings", "expected"), [({}, True), ({"finetune": "full"}, True),
-                                                    ({"gradient_checkpointing": True}, False)])
+@pytest.mark.parametrize(
+    ("settings", "expected"), [({}, True), ({"finetune": "full"}, True), ({"gradient_checkpointing": True}, False)]
+)
 def test_compiled_generation_only_where_the_static_cache_works(settings: dict, expected: bool) -> None:
-    from alphadrive_cli.stages import grpo  # noqa: PLC0415
+    from alphadrive_cli.stages import grpo
 
     config = GrpoConfig(compile_generation=True, **settings)
     assert grpo._compiled_generation(config, cuda=True, quantized=False) is expected

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from labelled_data import make_labelled_data
 
 from alphadrive_cli.artifacts import ResumePolicy, open_artifact
 from alphadrive_cli.schemas import TinyModelConfig
 from alphadrive_cli.stages.models import build_tiny_model_artifact
-from labelled_data import make_labelled_data
 
 
 @pytest.mark.slow
@@ -24,12 +24,30 @@ def test_interrupted_grpo_process_resumes_from_its_checkpoint(tmp_path: Path) ->
     root = tmp_path / "runs"
     data = make_labelled_data(root, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")] * 2, {"train": range(4)})
     model = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path
-    command = [sys.executable, "-m", "alphadrive_cli.cli", "grpo", "--data", str(data), "--init", str(model),
-               "--out-root", str(root), "--set", "max_steps=30", "--set", "save_steps=2",
-               "--set", "max_completion_length=8", "--set", "sample_every=1"]
+    command = [
+        sys.executable,
+        "-m",
+        "alphadrive_cli.cli",
+        "grpo",
+        "--data",
+        str(data),
+        "--init",
+        str(model),
+        "--out-root",
+        str(root),
+        "--set",
+        "max_steps=30",
+        "--set",
+        "save_steps=2",
+        "--set",
+        "max_completion_length=8",
+        "--set",
+        "sample_every=1",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     # a complete checkpoint: its directory appears before the save finishes, and a checkpoint cut off
     # mid-write is discarded on resume (the next test)
     state = root / "grpo" / ".grpo.partial" / "checkpoints" / "checkpoint-2" / "trainer_state.json"

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fault_server import FaultServer, last_user_text
+from labelled_data import make_labelled_data
 from PIL import Image
+from test_cli import assert_one_line_error
 
 from alphadrive_cli.artifacts import MANIFEST_NAME, begin, open_artifact
 from alphadrive_cli.errors import BadInput
-from fault_server import FaultServer, last_user_text
-from labelled_data import make_labelled_data
-from test_cli import assert_one_line_error
 
 KEY = "sk-hostile-0123456789abcdef"
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("KEEP", "RIGHT_TURN")]
@@ -39,7 +39,8 @@ def echo_label(body) -> str:
     """A teacher that reasons briefly and answers the plan its prompt names (or KEEP, STRAIGHT)."""
     plan = PLAN.search(last_user_text(body))
     speed, path = plan.groups() if plan else ("KEEP", "STRAIGHT")
-    return f"<think>The lane ahead is clear and the route is known, so I follow it.</think><answer>{speed}, {path}</answer>"
+    reasoning = "The lane ahead is clear and the route is known, so I follow it."
+    return f"<think>{reasoning}</think><answer>{speed}, {path}</answer>"
 
 
 def files_holding(root: Path, secret: str) -> list[Path]:
@@ -49,6 +50,7 @@ def files_holding(root: Path, secret: str) -> list[Path]:
 def png_bytes(width: int, height: int, filter_type: int = 0) -> bytes:
     """A PNG with valid chunks and checksums; filter type 5 (there is none) makes its pixel data undecodable.
     Its IDAT holds one row only, so a huge size is cheap: it is refused before its pixels are read."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -59,8 +61,15 @@ def png_bytes(width: int, height: int, filter_type: int = 0) -> bytes:
 
 
 def frame_line(image: str, index: int, **fields) -> str:
-    row = {"id": f"f{index}", "image": image, "navigation": "follow the road", "ego_speed_mps": 5.0,
-           "speed_action": "KEEP", "path_action": "STRAIGHT", **fields}
+    row = {
+        "id": f"f{index}",
+        "image": image,
+        "navigation": "follow the road",
+        "ego_speed_mps": 5.0,
+        "speed_action": "KEEP",
+        "path_action": "STRAIGHT",
+        **fields,
+    }
     return json.dumps(row)
 
 
@@ -75,13 +84,39 @@ def frames_dir(tmp_path: Path) -> Path:
 
 # 1. A key reaches neither disk nor stderr, whatever variable holds it.
 
+
 def test_the_key_named_by_api_key_env_is_a_secret_everywhere(cli, data: Path, runs: Path, monkeypatch) -> None:
     monkeypatch.setenv("TEACHER_KEY", KEY)
     with FaultServer(answer=echo_label) as server:
-        result = cli("distill", "--data", data, "--teacher", "openai", "--base-url", server.base_url, "--model", KEY,
-                     "--set", "api_key_env=TEACHER_KEY", "--set", "max_retries=0")
-        dry = cli("distill", "--data", data, "--teacher", "openai", "--model", KEY, "--name", "dry", "--dry-run",
-                  "--set", "api_key_env=TEACHER_KEY")
+        result = cli(
+            "distill",
+            "--data",
+            data,
+            "--teacher",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--model",
+            KEY,
+            "--set",
+            "api_key_env=TEACHER_KEY",
+            "--set",
+            "max_retries=0",
+        )
+        dry = cli(
+            "distill",
+            "--data",
+            data,
+            "--teacher",
+            "openai",
+            "--model",
+            KEY,
+            "--name",
+            "dry",
+            "--dry-run",
+            "--set",
+            "api_key_env=TEACHER_KEY",
+        )
     assert result.exit_code == 0, result.stderr
     assert all(request.headers["authorization"] == f"Bearer {KEY}" for request in server.requests)
     assert dry.exit_code == 0 and "<redacted>" in dry.stderr
@@ -94,17 +129,42 @@ def test_the_key_named_by_api_key_env_is_a_secret_everywhere(cli, data: Path, ru
 def test_a_key_passed_as_any_value_is_redacted_in_the_error(cli, data: Path, monkeypatch) -> None:
     monkeypatch.setenv("TEACHER_KEY", KEY)
     for setting in (f"teacher_prompt={KEY}", f"concurrency={KEY}"):
-        result = cli("distill", "--data", data, "--teacher", "openai", "--model", "x", "--set", "api_key_env=TEACHER_KEY",
-                     "--set", setting)
+        result = cli(
+            "distill",
+            "--data",
+            data,
+            "--teacher",
+            "openai",
+            "--model",
+            "x",
+            "--set",
+            "api_key_env=TEACHER_KEY",
+            "--set",
+            setting,
+        )
         assert_one_line_error(result, 2, "<redacted>")
         assert KEY not in result.stderr
 
 
 # 2. A teacher that answers nothing is a failure, publishes nothing, and resumes.
 
+
 def test_a_teacher_that_answers_nothing_fails_and_publishes_nothing(cli, data: Path, runs: Path) -> None:
-    result = cli("distill", "--data", data, "--teacher", "openai", "--base-url", "http://127.0.0.1:9/v1",
-                 "--model", "x", "--set", "max_retries=0", "--set", "timeout_s=1")
+    result = cli(
+        "distill",
+        "--data",
+        data,
+        "--teacher",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "x",
+        "--set",
+        "max_retries=0",
+        "--set",
+        "timeout_s=1",
+    )
     assert_one_line_error(result, 1, "answered 0 of 4 requests", "nothing was published")
     assert not list((runs / "distill").glob("distill-v*"))
     assert (runs / "distill" / ".distill.partial" / "requests.jsonl").is_file()
@@ -118,17 +178,30 @@ def test_a_teacher_that_answers_nothing_fails_and_publishes_nothing(cli, data: P
 def test_fewer_answers_than_the_configured_share_fail(cli, data: Path, runs: Path) -> None:
     with FaultServer(answer=echo_label) as server:
         server.script_sample("(frame 0)", ["400"])
-        result = cli("distill", "--data", data, "--teacher", "openai", "--base-url", server.base_url, "--model", "x",
-                     "--set", "min_answered_share=0.9")
+        result = cli(
+            "distill",
+            "--data",
+            data,
+            "--teacher",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "x",
+            "--set",
+            "min_answered_share=0.9",
+        )
     assert_one_line_error(result, 1, "answered 3 of 4 requests", "min_answered_share 0.9")
     assert not list((runs / "distill").glob("distill-v*"))
 
 
 # 3. Configs cannot expand without bound, and messages never format an unbounded value.
 
-BOMB = "\n".join(["a: &a [x, x, x, x, x, x, x, x, x]"]
-                 + [f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]" for prev, name in zip("abcdefgh", "bcdefghi")]
-                 + ["seed: *i"])
+BOMB = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    + [f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]" for prev, name in zip("abcdefgh", "bcdefghi", strict=False)]
+    + ["seed: *i"]
+)
 
 
 def test_a_yaml_alias_bomb_is_refused_in_one_line(cli, tmp_path: Path) -> None:
@@ -147,10 +220,16 @@ def test_a_huge_value_is_cut_in_the_message(cli) -> None:
 
 # 4. User text is never read as rich markup.
 
-@pytest.mark.parametrize(("args", "shown"), [
-    (["show", "runs/[/x]"], "runs/[/x]"), (["models", "tiny", "--name", "[/x]"], "'[/x]'"),
-    (["models", "tiny", "--set", "[/x]=1"], "'[/x]'"), (["models", "tiny", "--set", "seed=[/x]"], "['/x']"),
-])
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["show", "runs/[/x]"], "runs/[/x]"),
+        (["models", "tiny", "--name", "[/x]"], "'[/x]'"),
+        (["models", "tiny", "--set", "[/x]=1"], "'[/x]'"),
+        (["models", "tiny", "--set", "seed=[/x]"], "['/x']"),
+    ],
+)
 def test_markup_in_user_text_is_printed_as_text(cli, args: list[str], shown: str) -> None:
     assert_one_line_error(cli(*args), 2, shown)
 
@@ -170,6 +249,7 @@ def test_a_prediction_id_with_markup_is_reported_as_text(cli, data: Path, tmp_pa
 
 # 5. data import decodes every image; 10. and refuses one too large.
 
+
 def test_an_image_that_does_not_decode_is_a_bad_record(cli, frames_dir: Path) -> None:
     (frames_dir / "broken.png").write_bytes(png_bytes(16, 16, filter_type=5))
     Image.open(frames_dir / "broken.png").verify()  # its structure is valid: only decoding finds the fault
@@ -179,7 +259,9 @@ def test_an_image_that_does_not_decode_is_a_bad_record(cli, frames_dir: Path) ->
     assert result.exit_code == 0, result.stderr
     manifest = open_artifact(Path(result.stdout.strip())).manifest
     assert manifest["skipped"] == {"unreadable image": 1} and manifest["problems"][0]["line"] == 2
-    assert_one_line_error(cli("data", "import", source, "--strict", "--name", "strict"), 2, "line 2", "unreadable image")
+    assert_one_line_error(
+        cli("data", "import", source, "--strict", "--name", "strict"), 2, "line 2", "unreadable image"
+    )
 
 
 @pytest.mark.parametrize(("width", "height"), [(12000, 12000), (7100, 7100)])  # 144 MP (a PIL warning), 50 MP
@@ -194,6 +276,7 @@ def test_an_image_with_too_many_pixels_is_a_bad_record(cli, frames_dir: Path, wi
 
 
 # 7. manifest.json is verified; changed inputs are flagged.
+
 
 @pytest.mark.parametrize("edit", [{"counts": {"train": 10**6}}, {"stage": "sft"}, {"metrics": {"accuracy": 1.0}}])
 def test_an_edited_manifest_is_refused(cli, data: Path, edit: dict) -> None:
@@ -217,6 +300,7 @@ def test_show_flags_an_input_whose_files_changed_after_it_was_used(cli, data: Pa
 
 # 8. Bad input is exit 2 and one line, whatever its encoding or shape.
 
+
 def test_a_non_utf8_config_or_predictions_file_is_bad_input(cli, data: Path, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_bytes(b"seed: 1\nframes: \xff\xfe\n")
@@ -226,8 +310,9 @@ def test_a_non_utf8_config_or_predictions_file_is_bad_input(cli, data: Path, tmp
     assert_one_line_error(cli("eval", "--data", data, "--predictions", predictions), 2, "not UTF-8")
 
 
-@pytest.mark.parametrize(("key", "value"), [("schema_version", "1"), ("outputs", []), ("inputs", {"data": 1}),
-                                            ("version", None)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("schema_version", "1"), ("outputs", []), ("inputs", {"data": 1}), ("version", None)]
+)
 def test_a_manifest_of_the_wrong_shape_is_bad_input(cli, data: Path, key: str, value) -> None:
     path = data / MANIFEST_NAME
     path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
@@ -235,6 +320,7 @@ def test_a_manifest_of_the_wrong_shape_is_bad_input(cli, data: Path, key: str, v
 
 
 # 9. A failed run that holds no work never blocks the corrected re-run.
+
 
 def test_a_corrected_rerun_replaces_a_failed_run_that_holds_no_work(cli, data: Path, tmp_path: Path) -> None:
     predictions = tmp_path / "predictions.jsonl"
@@ -248,21 +334,37 @@ def test_a_corrected_rerun_replaces_a_failed_run_that_holds_no_work(cli, data: P
 
 # 10. Absurd values are refused with the key named.
 
-@pytest.mark.parametrize(("command", "setting", "key"), [
-    ("sft", "epochs=1e9", "epochs"), ("sft", "learning_rate=.inf", "learning_rate"),
-    ("grpo", "rewards.action_weights.STOP=1e308", "action_weights"), ("sim", "frames=1.0e+12", "frames"),
-    ("eval", "temperature=.inf", "temperature"), ("sim", "seed=-1", "seed"), ("sim", "workers=100000", "workers"),
-])
+
+@pytest.mark.parametrize(
+    ("command", "setting", "key"),
+    [
+        ("sft", "epochs=1e9", "epochs"),
+        ("sft", "learning_rate=.inf", "learning_rate"),
+        ("grpo", "rewards.action_weights.STOP=1e308", "action_weights"),
+        ("sim", "frames=1.0e+12", "frames"),
+        ("eval", "temperature=.inf", "temperature"),
+        ("sim", "seed=-1", "seed"),
+        ("sim", "workers=100000", "workers"),
+    ],
+)
 def test_absurd_config_values_are_refused(cli, data: Path, command: str, setting: str, key: str) -> None:
-    args = {"sft": ["sft", "--data", data], "grpo": ["grpo", "--data", data], "sim": ["data", "sim"],
-            "eval": ["eval", "--data", data, "--predictions", "missing.jsonl"]}[command]
+    args = {
+        "sft": ["sft", "--data", data],
+        "grpo": ["grpo", "--data", data],
+        "sim": ["data", "sim"],
+        "eval": ["eval", "--data", data, "--predictions", "missing.jsonl"],
+    }[command]
     assert_one_line_error(cli(*args, "--set", setting), 2, key)
 
 
-@pytest.mark.parametrize(("fields", "reason"), [
-    ({"ego_speed_mps": 1e308}, "invalid value"), ({"navigation": "go " * 2000}, "invalid value"),
-    ({"navigation": "x" * 30_000_000}, "unparsable row"),
-])
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"ego_speed_mps": 1e308}, "invalid value"),
+        ({"navigation": "go " * 2000}, "invalid value"),
+        ({"navigation": "x" * 30_000_000}, "unparsable row"),
+    ],
+)
 def test_absurd_record_values_are_bad_records(cli, frames_dir: Path, fields: dict, reason: str) -> None:
     source = frames_dir / "frames.jsonl"
     source.write_text("\n".join([frame_line("0.png", 0), frame_line("1.png", 1, **fields)]) + "\n")
@@ -274,6 +376,7 @@ def test_absurd_record_values_are_bad_records(cli, frames_dir: Path, fields: dic
 
 
 # 11. One bad UTF-8 byte costs its line only.
+
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_one_bad_utf8_byte_skips_that_line_only(cli, frames_dir: Path, suffix: str) -> None:
@@ -290,6 +393,9 @@ def test_one_bad_utf8_byte_skips_that_line_only(cli, frames_dir: Path, suffix: s
     assert result.exit_code == 0, result.stderr
     manifest = open_artifact(Path(result.stdout.strip())).manifest
     assert manifest["skipped"] == {"unparsable row": 1}
-    assert manifest["problems"][0]["line"] == 2 + (suffix == ".csv") and "not UTF-8" in manifest["problems"][0]["detail"]
-    assert_one_line_error(cli("data", "import", source, "--strict", "--name", "strict"), 2,
-                          f"line {2 + (suffix == '.csv')}", "not UTF-8")
+    assert (
+        manifest["problems"][0]["line"] == 2 + (suffix == ".csv") and "not UTF-8" in manifest["problems"][0]["detail"]
+    )
+    assert_one_line_error(
+        cli("data", "import", source, "--strict", "--name", "strict"), 2, f"line {2 + (suffix == '.csv')}", "not UTF-8"
+    )

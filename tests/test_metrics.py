@@ -166,10 +166,10 @@ def test_open_loop_hedged_head_is_invalid_per_head() -> None:
     assert metrics["planning_accuracy"] == 0.0
     assert metrics["parse_failures"] == 2
     assert metrics["counts"]["hedged"] == 1 and metrics["counts"]["incomplete"] == 1
-    speed_rows = dict(zip(SPEEDS, metrics["speed"]["confusion_matrix"]))
+    speed_rows = dict(zip(SPEEDS, metrics["speed"]["confusion_matrix"], strict=False))
     assert speed_rows["STOP"][-1] == 1  # the hedge counts as invalid, not as STOP
     assert speed_rows["KEEP"][SPEEDS.index("KEEP")] == 1
-    path_rows = dict(zip(PATHS, metrics["path"]["confusion_matrix"]))
+    path_rows = dict(zip(PATHS, metrics["path"]["confusion_matrix"], strict=False))
     assert path_rows["LEFT_TURN"][PATHS.index("LEFT_TURN")] == 1
     assert path_rows["STRAIGHT"][-1] == 1
 
@@ -230,7 +230,7 @@ def unzip(rows: list) -> tuple[list, list, list, list, list, list]:
         truth_path,
         [p[0] if p else None for p in preds],
         [p[1] if p else None for p in preds],
-        list(zip(truth_speed, truth_path)),
+        list(zip(truth_speed, truth_path, strict=False)),
         preds,
     )
 
@@ -246,7 +246,7 @@ def test_all_metrics_lie_in_unit_interval(rows: list) -> None:
         matrix = confusion_matrix(truth, pred, classes)
         assert sum(map(sum, matrix)) == len(truth)
         assert [sum(row) for row in matrix] == [truth.count(c) for c in classes]
-        invalid = [sum(1 for t, p in zip(truth, pred) if t == c and p is None) for c in classes]
+        invalid = [sum(1 for t, p in zip(truth, pred, strict=False) if t == c and p is None) for c in classes]
         assert [row[-1] for row in matrix] == invalid
     assert 0.0 <= planning_accuracy(truths, preds) <= 1.0
 
@@ -300,5 +300,5 @@ def test_multimodality_bounds(rows: list) -> None:
     assert 0.0 <= result["truth_covered_rate"] <= 1.0
     assert 0.0 <= result["mean_distinct_plans"] <= max((len(s) for s in samples), default=0)
     # Adding the true plan to every frame covers every frame.
-    covered = multimodality([[*s, t] for s, t in zip(samples, truths)], truths)
+    covered = multimodality([[*s, t] for s, t in zip(samples, truths, strict=False)], truths)
     assert covered["truth_covered_rate"] == (1.0 if rows else 0.0)

@@ -58,7 +58,9 @@ def image(color: tuple[int, int, int] = (30, 160, 90), size: int = 112) -> Image
     """A deterministic, non-constant RGB image (a gradient plus a colour), so patches differ."""
     pixels = bytes(
         (x * 2 + color[0]) % 256 if c == 0 else (y * 2 + color[1]) % 256 if c == 1 else (x + y + color[2]) % 256
-        for y in range(size) for x in range(size) for c in range(3)
+        for y in range(size)
+        for x in range(size)
+        for c in range(3)
     )
     return Image.frombytes("RGB", (size, size), pixels)
 
@@ -125,7 +127,9 @@ def test_text_round_trips_through_byte_level_bpe(tokenizer, text: str) -> None:
     assert tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False) == text
 
 
-@pytest.mark.parametrize("text", ["", "  leading and trailing  ", "héllo 🚗 世界\n\t", "\x00\x7f\u200b", "<think>slow down</think>"])
+@pytest.mark.parametrize(
+    "text", ["", "  leading and trailing  ", "héllo 🚗 世界\n\t", "\x00\x7f\u200b", "<think>slow down</think>"]
+)
 def test_text_round_trip_examples(tokenizer, text: str) -> None:
     ids = tokenizer.encode(text, add_special_tokens=False)
     assert tokenizer.decode(ids, skip_special_tokens=False) == text
@@ -151,8 +155,9 @@ def test_tokenizer_is_deterministic(tokenizer) -> None:
 
 def test_chat_template_user_turn_with_image(tiny_qwen2_vl) -> None:
     _, processor = tiny_qwen2_vl
-    text = processor.apply_chat_template(user_message("What should the ego vehicle do?"),
-                                         add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        user_message("What should the ego vehicle do?"), add_generation_prompt=True, tokenize=False
+    )
     assert text.startswith("<|im_start|>user\n")
     assert IMAGE_BLOCK + "What should the ego vehicle do?" in text
     assert text.count(IMAGE_TOKEN) == 1
@@ -162,9 +167,11 @@ def test_chat_template_user_turn_with_image(tiny_qwen2_vl) -> None:
     assert without_prompt.rstrip().endswith(END_OF_TURN)
 
 
-@pytest.mark.parametrize("content", ["<answer>DECELERATE, KEEP</answer>",
-                                     [{"type": "text", "text": "<answer>DECELERATE, KEEP</answer>"}]],
-                         ids=["string", "parts"])
+@pytest.mark.parametrize(
+    "content",
+    ["<answer>DECELERATE, KEEP</answer>", [{"type": "text", "text": "<answer>DECELERATE, KEEP</answer>"}]],
+    ids=["string", "parts"],
+)
 def test_chat_template_renders_assistant_turn(tiny_qwen2_vl, content) -> None:
     _, processor = tiny_qwen2_vl
     messages = user_message("What now?") + [{"role": "assistant", "content": content}]
@@ -178,11 +185,14 @@ def test_chat_template_marks_assistant_tokens(tiny_qwen2_vl) -> None:
     answer = "<answer>ACCELERATE, STRAIGHT</answer>"
     messages = [{"role": "user", "content": "Go?"}, {"role": "assistant", "content": answer}]
     out = processor.tokenizer.apply_chat_template(
-        messages, chat_template=processor.chat_template, tokenize=True, return_dict=True,
+        messages,
+        chat_template=processor.chat_template,
+        tokenize=True,
+        return_dict=True,
         return_assistant_tokens_mask=True,
     )
     ids, mask = out["input_ids"], out["assistant_masks"]
-    marked = [token for token, flag in zip(ids, mask) if flag]
+    marked = [token for token, flag in zip(ids, mask, strict=False) if flag]
     assert processor.tokenizer.decode(marked) == answer + END_OF_TURN
 
 
@@ -439,8 +449,9 @@ def test_qwen2_vl_2b_config_on_meta_device() -> None:
 
 
 def test_config_from_file_overrides_merge(tmp_path: Path) -> None:
-    config = config_from_file(CONFIG_DIR / "models" / "tiny-qwen2-vl.json",
-                              text_config={"vocab_size": 500}, image_token_id=7)
+    config = config_from_file(
+        CONFIG_DIR / "models" / "tiny-qwen2-vl.json", text_config={"vocab_size": 500}, image_token_id=7
+    )
     assert config.text_config.vocab_size == 500
     assert config.text_config.hidden_size == 64  # kept from the file, not replaced by the override
     assert config.image_token_id == 7
@@ -492,13 +503,16 @@ def test_config_from_file_unreadable(tmp_path: Path, content) -> None:
         config_from_file(path)
 
 
-@pytest.mark.skipif(not is_torchvision_available(), reason="needs torchvision (the GPU image has it; the CPU build has none)")
+@pytest.mark.skipif(
+    not is_torchvision_available(), reason="needs torchvision (the GPU image has it; the CPU build has none)"
+)
 def test_processor_files_cross_between_machines_with_and_without_torchvision(tmp_path: Path) -> None:
     """Saved by the image-only processor, loaded by AutoProcessor with torchvision, and the reverse."""
     _, full = tiny()
     image_only_class = image_only_processor_class(Qwen2VLProcessor)
-    image_only = image_only_class(image_processor=full.image_processor, tokenizer=full.tokenizer,
-                                  chat_template=full.chat_template)
+    image_only = image_only_class(
+        image_processor=full.image_processor, tokenizer=full.tokenizer, chat_template=full.chat_template
+    )
     image_only.save_pretrained(tmp_path / "from-cpu")
     loaded = AutoProcessor.from_pretrained(tmp_path / "from-cpu")
     assert type(loaded) is Qwen2VLProcessor and loaded.video_processor is not None
@@ -526,12 +540,14 @@ def test_other_dimensions_keep_their_vocabulary_and_take_the_offline_token_ids(t
     dims["text_config"]["vocab_size"] = 5000
     dims["image_token_id"] = 4999  # a real config's ids are replaced by the offline tokenizer's
     (tmp_path / "wide.json").write_text(json.dumps(dims))
-    model, processor = build_tiny_model("qwen2_vl", 0, VOCAB, MIN_PIXELS, MAX_PIXELS, dimensions=tmp_path / "wide.json",
-                                        dtype=torch.bfloat16)
+    model, processor = build_tiny_model(
+        "qwen2_vl", 0, VOCAB, MIN_PIXELS, MAX_PIXELS, dimensions=tmp_path / "wide.json", dtype=torch.bfloat16
+    )
     assert model.config.text_config.vocab_size == 5000 and next(model.parameters()).dtype == torch.bfloat16
     assert model.config.image_token_id == processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     with pytest.raises(BadInput, match="describes a qwen2_vl model, not qwen2_5_vl"):
         build_tiny_model("qwen2_5_vl", 0, VOCAB, MIN_PIXELS, MAX_PIXELS, dimensions=tmp_path / "wide.json")
-    artifact = build_tiny_model_artifact(TinyModelConfig(dimensions=str(tmp_path / "wide.json")), tmp_path / "runs", None,
-                                         ResumePolicy.AUTO)
+    artifact = build_tiny_model_artifact(
+        TinyModelConfig(dimensions=str(tmp_path / "wide.json")), tmp_path / "runs", None, ResumePolicy.AUTO
+    )
     assert artifact.path.name == "wide-v1" and artifact.manifest["model"]["dimensions"] == "wide.json"

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from labelled_data import make_labelled_data
 from transformers import TrainerCallback
 
 from alphadrive_cli import training
@@ -19,11 +20,15 @@ from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.stages.distill import distill
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
-from labelled_data import make_labelled_data
 
 
-def _step(guard: NonFiniteGradientGuard, model: torch.nn.Module, optimizer: torch.optim.Optimizer, grad: float,
-          global_step: int) -> None:
+def _step(
+    guard: NonFiniteGradientGuard,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    grad: float,
+    global_step: int,
+) -> None:
     for parameter in model.parameters():
         parameter.grad = torch.full_like(parameter, grad)
     guard.on_pre_optimizer_step(None, SimpleNamespace(global_step=global_step), None, model=model)
@@ -39,8 +44,8 @@ def test_guard_skips_a_nonfinite_update_and_leaves_weights_and_moments_alone() -
     before = [parameter.detach().clone() for parameter in model.parameters()]
     moments = [optimizer.state[parameter]["exp_avg"].clone() for parameter in model.parameters()]
     _step(guard, model, optimizer, math.nan, 1)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    assert all(torch.equal(m, optimizer.state[p]["exp_avg"]) for m, p in zip(moments, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=False))
+    assert all(torch.equal(m, optimizer.state[p]["exp_avg"]) for m, p in zip(moments, model.parameters(), strict=False))
     assert guard.streak == [2]
     _step(guard, model, optimizer, 0.5, 2)  # a finite step updates again and ends the streak
     assert not torch.equal(before[0], model.weight) and guard.streak == []
@@ -62,8 +67,12 @@ def test_check_finite_names_the_bad_tensors_and_ignores_integer_ones() -> None:
 
 
 def test_nonfinite_steps_reads_the_log_history() -> None:
-    history = [{"step": 1, "grad_norm": 0.3}, {"step": 2, "grad_norm": math.nan}, {"step": 3, "grad_norm": math.inf},
-               {"step": 3, "train_runtime": 1.0}]
+    history = [
+        {"step": 1, "grad_norm": 0.3},
+        {"step": 2, "grad_norm": math.nan},
+        {"step": 3, "grad_norm": math.inf},
+        {"step": 3, "train_runtime": 1.0},
+    ]
     assert nonfinite_steps(history) == [2, 3]
 
 
@@ -89,15 +98,28 @@ class PoisonGradients(TrainerCallback):
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("numerics") / "runs"
-    data = make_labelled_data(root, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"),
-                                     ("ACCELERATE", "RIGHT_CHANGE")], {"train": range(4)})
-    return {"traces": distill(data, DistillConfig(), root, None, ResumePolicy.AUTO).path,
-            "model": build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path}
+    data = make_labelled_data(
+        root,
+        [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("ACCELERATE", "RIGHT_CHANGE")],
+        {"train": range(4)},
+    )
+    return {
+        "traces": distill(data, DistillConfig(), root, None, ResumePolicy.AUTO).path,
+        "model": build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path,
+    }
 
 
 def _sft(traces: dict[str, Path], root: Path, **overrides) -> object:
-    config = SftConfig(model=str(traces["model"]), finetune="full", max_steps=4, per_device_batch_size=2,
-                       learning_rate=1e-3, save_steps=50, max_length=1024, **overrides)
+    config = SftConfig(
+        model=str(traces["model"]),
+        finetune="full",
+        max_steps=4,
+        per_device_batch_size=2,
+        learning_rate=1e-3,
+        save_steps=50,
+        max_length=1024,
+        **overrides,
+    )
     return train_sft(traces["traces"], config, root, None, ResumePolicy.AUTO)
 
 
@@ -107,8 +129,12 @@ def test_sft_skips_a_poisoned_step_and_publishes_finite_weights(traces, tmp_path
     artifact = _sft(traces, tmp_path)
     assert artifact.manifest["metrics"]["nonfinite_steps_skipped"] == [2]
     assert artifact.manifest["metrics"]["steps"] == 4
-    assert all(torch.equal(a, b) for a, b in zip(poison.weights[1], poison.weights[2]))  # step 2 changed nothing
-    assert not all(torch.equal(a, b) for a, b in zip(poison.weights[2], poison.weights[3]))  # step 3 trained
+    assert all(
+        torch.equal(a, b) for a, b in zip(poison.weights[1], poison.weights[2], strict=False)
+    )  # step 2 changed nothing
+    assert not all(
+        torch.equal(a, b) for a, b in zip(poison.weights[2], poison.weights[3], strict=False)
+    )  # step 3 trained
     assert all(torch.isfinite(weight).all() for weight in poison.weights[4])
 
 

@@ -28,8 +28,20 @@ def test_data_to_eval_on_the_tiny_model(cli, tmp_path: Path) -> None:
         assert path.is_dir() and result.stdout == f"{path}\n"
         return path
 
-    data = run("data", "sim", "--frames", "40", "--seed", "3", "--workers", "1",
-               "--set", "frames_per_episode=4", "--set", "split={train: 0.5, val: 0.25, test: 0.25}")
+    data = run(
+        "data",
+        "sim",
+        "--frames",
+        "40",
+        "--seed",
+        "3",
+        "--workers",
+        "1",
+        "--set",
+        "frames_per_episode=4",
+        "--set",
+        "split={train: 0.5, val: 0.25, test: 0.25}",
+    )
     traces = run("distill", "--data", data, "--teacher", "grounded")
     model = run("models", "tiny")
     student = run("sft", "--data", traces, "--model", model, "--set", "max_steps=20")
@@ -44,8 +56,12 @@ def test_data_to_eval_on_the_tiny_model(cli, tmp_path: Path) -> None:
     data_hashes = {ref["content_hash"] for ref in open_artifact(policy).manifest["inputs"] if ref["role"] == "data"}
     assert data_hashes == {open_artifact(data).manifest["content_hash"]}
     history = json.loads((policy / "log_history.json").read_text())
-    assert all(f"planning/{c}/mean" in entry for entry in history if "reward" in entry
-               for c in ("format", "speed_accuracy", "path_accuracy", "speed_weight", "speed_diversity"))
+    assert all(
+        f"planning/{c}/mean" in entry
+        for entry in history
+        if "reward" in entry
+        for c in ("format", "speed_accuracy", "path_accuracy", "speed_weight", "speed_diversity")
+    )
     assert (policy / "samples.jsonl").read_text().count("\n") == 2 * 4 * 2  # 2 steps, 2 groups of 4
     metrics = json.loads((report / "metrics.json").read_text())
     assert 0.0 <= metrics["planning_accuracy"] <= 1.0

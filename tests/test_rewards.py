@@ -165,7 +165,7 @@ def test_floor_point_eight_is_the_papers_rule(share: float) -> None:
 def test_diversity_factor_falls_with_share(group: list, floor: float) -> None:
     factors = diversity_factors(group, floor)
     counts = {answer: group.count(answer) for answer in group}
-    for answer, factor in zip(group, factors):
+    for answer, factor in zip(group, factors, strict=False):
         assert floor <= factor <= 1.0
         if answer is None:
             assert factor == 1.0
@@ -239,7 +239,10 @@ action_sets = st.tuples(
 answers = st.tuples(action_sets, st.booleans())
 configs = st.builds(
     lambda floor, fc, qc, weights: RewardConfig(
-        format_coef=fc, quality_coef=qc, diversity_floor=floor, action_weights=dict(zip(SPEEDS + PATHS, weights))
+        format_coef=fc,
+        quality_coef=qc,
+        diversity_floor=floor,
+        action_weights=dict(zip(SPEEDS + PATHS, weights, strict=False)),
     ),
     st.floats(MIN_DIVERSITY_FLOOR, 1.0),
     st.floats(0.0, 5.0),

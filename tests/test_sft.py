@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from interrupts import InterruptAfterSave, Interrupted
+from labelled_data import make_labelled_data
 from PIL import Image
 
+from alphadrive_cli import training
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts import ResumePolicy, open_artifact
 from alphadrive_cli.data.schema import iter_split
@@ -20,16 +23,21 @@ from alphadrive_cli.models.lora import apply_lora, lora_target_regex, quantizati
 from alphadrive_cli.models.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
-from alphadrive_cli import training
-from alphadrive_cli.ui import console
 from alphadrive_cli.stages.distill import distill
 from alphadrive_cli.stages.models import build_tiny_model_artifact
 from alphadrive_cli.stages.sft import train_sft
-from interrupts import InterruptAfterSave, Interrupted
-from labelled_data import make_labelled_data
+from alphadrive_cli.ui import console
 
-LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE"),
-          ("KEEP", "STRAIGHT"), ("KEEP", "RIGHT_TURN"), ("DECELERATE", "STRAIGHT"), ("KEEP", "LEFT_CHANGE")]
+LABELS = [
+    ("KEEP", "STRAIGHT"),
+    ("DECELERATE", "LEFT_TURN"),
+    ("STOP", "STRAIGHT"),
+    ("ACCELERATE", "RIGHT_CHANGE"),
+    ("KEEP", "STRAIGHT"),
+    ("KEEP", "RIGHT_TURN"),
+    ("DECELERATE", "STRAIGHT"),
+    ("KEEP", "LEFT_CHANGE"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +51,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def config(inputs: dict[str, Path], **overrides) -> SftConfig:
-    values = {"model": str(inputs["model"]), "max_steps": 3, "per_device_batch_size": 2, "save_steps": 50,
-              "lora": {"r": 8, "alpha": 16}, "max_length": 1024}
+    values = {
+        "model": str(inputs["model"]),
+        "max_steps": 3,
+        "per_device_batch_size": 2,
+        "save_steps": 50,
+        "lora": {"r": 8, "alpha": 16},
+        "max_length": 1024,
+    }
     return SftConfig(**{**values, **overrides})
 
 
@@ -59,18 +73,22 @@ def test_collator_masks_prompt_tokens(inputs) -> None:
     collator = VisionSFTCollator(processor, load_prompt(STUDENT_PROMPT), DEFAULT_VOCABULARY, inputs["distill"], 1024)
     batch = collator(examples)
     assert {"input_ids", "attention_mask", "labels", "pixel_values", "image_grid_thw"} <= set(batch)
-    for row, (example, record) in enumerate(zip(examples, records)):
+    for row, (example, record) in enumerate(zip(examples, records, strict=False)):
         image = Image.open(inputs["distill"] / record.images[0]).convert("RGB")
-        prompt_ids = processor(text=[collator.prompt_text(example)], images=[image], return_tensors="pt")["input_ids"][0]
+        prompt_ids = processor(text=[collator.prompt_text(example)], images=[image], return_tensors="pt")["input_ids"][
+            0
+        ]
         labels, ids = batch["labels"][row], batch["input_ids"][row]
-        assert torch.equal(ids[:len(prompt_ids)], prompt_ids)
-        assert (labels[:len(prompt_ids)] == -100).all()
+        assert torch.equal(ids[: len(prompt_ids)], prompt_ids)
+        assert (labels[: len(prompt_ids)] == -100).all()
         supervised = labels[labels != -100]
         assert len(supervised) == int(batch["attention_mask"][row].sum()) - len(prompt_ids)
         assert labels[len(prompt_ids)] != -100  # the answer starts right after the prompt
         text = processor.tokenizer.decode(supervised)
         assert text == example["target"] + END_OF_TURN
-        assert text.startswith(f"<think>{record.reasoning}</think><answer>{record.speed_action}, {record.path_action}</answer>")
+        assert text.startswith(
+            f"<think>{record.reasoning}</think><answer>{record.speed_action}, {record.path_action}</answer>"
+        )
         assert (labels[batch["attention_mask"][row] == 0] == -100).all()  # padding is never supervised
 
 
@@ -97,7 +115,9 @@ def test_lora_targets_the_language_model_only(inputs) -> None:
 
 def test_sft_publishes_an_adapter_that_loads_for_eval(inputs, tmp_path: Path, capsys) -> None:
     with console.capture() as captured:
-        artifact = train_sft(inputs["distill"], config(inputs, quantization="4bit"), tmp_path / "runs", None, ResumePolicy.AUTO)
+        artifact = train_sft(
+            inputs["distill"], config(inputs, quantization="4bit"), tmp_path / "runs", None, ResumePolicy.AUTO
+        )
     assert capsys.readouterr().out == ""  # stdout is left to the CLI (the artifact path)
     messages = captured.get().replace("\n", " ")
     assert "step 3/3: loss" in messages
@@ -105,8 +125,13 @@ def test_sft_publishes_an_adapter_that_loads_for_eval(inputs, tmp_path: Path, ca
         assert "4-bit quantization (QLoRA) needs CUDA" in messages
     assert artifact.stage == "sft"
     files = {path.name for path in artifact.path.iterdir()}
-    assert {"adapter_config.json", "adapter_model.safetensors", "training_curves.png", "log_history.json",
-            "processor_config.json"} <= files
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "training_curves.png",
+        "log_history.json",
+        "processor_config.json",
+    } <= files
     assert "checkpoints" not in files
     adapter = json.loads((artifact.path / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str(inputs["model"].resolve())
@@ -123,16 +148,27 @@ def test_sft_publishes_an_adapter_that_loads_for_eval(inputs, tmp_path: Path, ca
 
 
 def test_loss_decreases_when_overfitting(inputs, tmp_path: Path) -> None:
-    artifact = train_sft(inputs["distill"], config(inputs, max_steps=30, learning_rate=5e-2, lora={"r": 16, "alpha": 32, "dropout": 0.0}),
-                         tmp_path / "runs", None, ResumePolicy.AUTO)
-    losses = [entry["loss"] for entry in json.loads((artifact.path / "log_history.json").read_text()) if "loss" in entry]
+    artifact = train_sft(
+        inputs["distill"],
+        config(inputs, max_steps=30, learning_rate=5e-2, lora={"r": 16, "alpha": 32, "dropout": 0.0}),
+        tmp_path / "runs",
+        None,
+        ResumePolicy.AUTO,
+    )
+    losses = [
+        entry["loss"] for entry in json.loads((artifact.path / "log_history.json").read_text()) if "loss" in entry
+    ]
     assert len(losses) == 30
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-    assert last < first - 0.1 and min(losses[-5:]) < min(losses[:5]), losses  # a random 200k-parameter model learns slowly
+    assert last < first - 0.1 and min(losses[-5:]) < min(losses[:5]), (
+        losses
+    )  # a random 200k-parameter model learns slowly
 
 
 def test_no_reasoning_trains_on_plain_data(inputs, tmp_path: Path) -> None:
-    artifact = train_sft(inputs["data"], config(inputs, reasoning=False, max_steps=2), tmp_path / "runs", None, ResumePolicy.AUTO)
+    artifact = train_sft(
+        inputs["data"], config(inputs, reasoning=False, max_steps=2), tmp_path / "runs", None, ResumePolicy.AUTO
+    )
     assert artifact.manifest["training"]["reasoning"] is False
     assert artifact.manifest["inputs"][0]["stage"] == "data"
 
@@ -145,7 +181,13 @@ def test_undistilled_data_is_refused_before_loading(inputs, tmp_path: Path, monk
     with pytest.raises(BadInput, match="without reasoning traces.*--no-reasoning"):
         train_sft(inputs["data"], config(inputs), tmp_path / "runs", None, ResumePolicy.AUTO)
     with pytest.raises(BadInput, match="no such model"):
-        train_sft(inputs["distill"], config(inputs, model=str(tmp_path / "missing")), tmp_path / "runs", None, ResumePolicy.AUTO)
+        train_sft(
+            inputs["distill"],
+            config(inputs, model=str(tmp_path / "missing")),
+            tmp_path / "runs",
+            None,
+            ResumePolicy.AUTO,
+        )
     with pytest.raises(BadInput, match="--model"):
         train_sft(inputs["distill"], config(inputs, model=None), tmp_path / "runs", None, ResumePolicy.AUTO)
     assert not (tmp_path / "runs" / "sft").exists() or not any((tmp_path / "runs" / "sft").glob(".sft*"))
@@ -180,22 +222,43 @@ def test_interrupted_run_resumes_from_its_checkpoint(inputs, tmp_path: Path, mon
 
 
 def test_merge_needs_an_adapter(cli, inputs) -> None:
-    result = cli("sft", "--data", inputs["distill"], "--model", inputs["model"], "--merge")  # tiny preset: finetune full
+    result = cli(
+        "sft", "--data", inputs["distill"], "--model", inputs["model"], "--merge"
+    )  # tiny preset: finetune full
     assert result.exit_code == 2 and "merge applies to LoRA adapters" in result.stderr
 
 
 def test_merge_saves_full_weights_equal_to_base_plus_adapter(cli, inputs, tmp_path: Path) -> None:
-    result = cli("sft", "--data", inputs["distill"], "--model", inputs["model"], "--merge", "--out-root", tmp_path,
-                 "--set", "finetune=lora", "--set", "max_steps=2", "--set", "learning_rate=0.05")
+    result = cli(
+        "sft",
+        "--data",
+        inputs["distill"],
+        "--model",
+        inputs["model"],
+        "--merge",
+        "--out-root",
+        tmp_path,
+        "--set",
+        "finetune=lora",
+        "--set",
+        "max_steps=2",
+        "--set",
+        "learning_rate=0.05",
+    )
     assert result.exit_code == 0, result.stderr
     artifact = open_artifact(Path(result.stdout.strip()), stage="sft")
     assert artifact.manifest["model"]["merged"] == "merged" and len(artifact.manifest["model"]["config_sha256"]) == 64
     adapted, processor = load_model_and_processor(resolve_model_source(str(artifact.path)))
     merged, _ = load_model_and_processor(resolve_model_source(str(artifact.path / "merged")))
     record = train_records(inputs["distill"])[0]
-    prompt = processor.apply_chat_template(student_messages(load_prompt(STUDENT_PROMPT), record, DEFAULT_VOCABULARY),
-                                           add_generation_prompt=True, tokenize=False)
-    batch = processor(text=[prompt], images=[Image.open(inputs["distill"] / record.images[0]).convert("RGB")], return_tensors="pt")
+    prompt = processor.apply_chat_template(
+        student_messages(load_prompt(STUDENT_PROMPT), record, DEFAULT_VOCABULARY),
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    batch = processor(
+        text=[prompt], images=[Image.open(inputs["distill"] / record.images[0]).convert("RGB")], return_tensors="pt"
+    )
     with torch.no_grad():
         assert torch.allclose(adapted(**batch).logits, merged(**batch).logits, atol=1e-4)
         base, _ = load_model_and_processor(resolve_model_source(str(inputs["model"])))

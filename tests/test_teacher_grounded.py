@@ -39,39 +39,79 @@ PATH_WORDS = {
 }
 
 HIGHWAY = {
-    "lane": 1, "lanes": 3,
+    "lane": 1,
+    "lanes": 3,
     "lead_vehicle": {"gap_m": 14.2, "relative_speed_mps": -3.1, "kind": "vehicle"},
-    "left_lane": "free", "right_lane": "occupied", "speed_limit_mps": 30.0,
-    "distance_to_junction_m": None, "vehicles_within_50m": 5, "yielding": False,
+    "left_lane": "free",
+    "right_lane": "occupied",
+    "speed_limit_mps": 30.0,
+    "distance_to_junction_m": None,
+    "vehicles_within_50m": 5,
+    "yielding": False,
 }
 BLOCKED = {
-    "lane": 0, "lanes": 3,
+    "lane": 0,
+    "lanes": 3,
     "lead_vehicle": {"gap_m": 61.0, "relative_speed_mps": -22.0, "kind": "obstacle"},
-    "left_lane": "none", "right_lane": "free", "speed_limit_mps": 30.0,
-    "distance_to_junction_m": None, "vehicles_within_50m": 0, "yielding": False,
+    "left_lane": "none",
+    "right_lane": "free",
+    "speed_limit_mps": 30.0,
+    "distance_to_junction_m": None,
+    "vehicles_within_50m": 0,
+    "yielding": False,
 }
 INTERSECTION = {
-    "lane": 0, "lanes": 1,
+    "lane": 0,
+    "lanes": 1,
     "lead_vehicle": {"gap_m": 80.0, "relative_speed_mps": 2.4, "kind": "vehicle"},
-    "left_lane": "none", "right_lane": "none", "speed_limit_mps": 10.0,
-    "distance_to_junction_m": 23.4, "vehicles_within_50m": 1, "yielding": True,
+    "left_lane": "none",
+    "right_lane": "none",
+    "speed_limit_mps": 10.0,
+    "distance_to_junction_m": 23.4,
+    "vehicles_within_50m": 1,
+    "yielding": True,
 }
 ROUNDABOUT = {
-    "lane": 1, "lanes": 2, "lead_vehicle": None, "left_lane": "occupied", "right_lane": "none",
-    "speed_limit_mps": 10.0, "distance_to_junction_m": 0.0, "vehicles_within_50m": 2, "yielding": False,
+    "lane": 1,
+    "lanes": 2,
+    "lead_vehicle": None,
+    "left_lane": "occupied",
+    "right_lane": "none",
+    "speed_limit_mps": 10.0,
+    "distance_to_junction_m": 0.0,
+    "vehicles_within_50m": 2,
+    "yielding": False,
 }
 PARTIAL = {"lead_vehicle": None}
 GARBLED = {"lead_vehicle": "ahead", "left_lane": 3, "speed_limit_mps": "fast", "vehicles_within_50m": True}
 SCENES: dict[str, dict[str, Any] | None] = {
-    "highway": HIGHWAY, "blocked": BLOCKED, "intersection": INTERSECTION,
-    "roundabout": ROUNDABOUT, "partial": PARTIAL, "garbled": GARBLED, "none": None,
+    "highway": HIGHWAY,
+    "blocked": BLOCKED,
+    "intersection": INTERSECTION,
+    "roundabout": ROUNDABOUT,
+    "partial": PARTIAL,
+    "garbled": GARBLED,
+    "none": None,
 }
 
 
-def make_record(scene: dict[str, Any] | None, speed: str = "KEEP", path: str = "STRAIGHT",
-                ego_speed: float = 24.3, navigation: str = "follow the highway") -> Record:
-    return Record(id="f1", images=["images/f1.png"], navigation=navigation, ego_speed_mps=ego_speed,
-                  speed_action=speed, path_action=path, scene=scene, source={"scenario": "test"})
+def make_record(
+    scene: dict[str, Any] | None,
+    speed: str = "KEEP",
+    path: str = "STRAIGHT",
+    ego_speed: float = 24.3,
+    navigation: str = "follow the highway",
+) -> Record:
+    return Record(
+        id="f1",
+        images=["images/f1.png"],
+        navigation=navigation,
+        ego_speed_mps=ego_speed,
+        speed_action=speed,
+        path_action=path,
+        scene=scene,
+        source={"scenario": "test"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +152,11 @@ def test_conclusion_follows_the_label_and_nothing_contradicts_it(templates: Grou
     for seed, (scene, (speed, path), ego_speed) in enumerate(cases):  # a seed per case: all phrasings drawn
         text = trace(templates, scene, seed, speed=speed, path=path, ego_speed=ego_speed)
         reasoning = reasoning_of(text).lower()
-        endings = [f"{s} {p}".lower() for s in templates.phrases[f"conclusion.speed.{speed}"]
-                   for p in templates.phrases[f"conclusion.path.{path}"]]
+        endings = [
+            f"{s} {p}".lower()
+            for s in templates.phrases[f"conclusion.speed.{speed}"]
+            for p in templates.phrases[f"conclusion.path.{path}"]
+        ]
         ending = next((e for e in endings if reasoning.endswith(e)), None)
         assert ending is not None, reasoning
         assert re.search(SPEED_WORDS[speed], ending) and re.search(PATH_WORDS[path], ending), ending
@@ -138,8 +181,9 @@ def test_every_conclusion_sentence_names_its_action_only(templates: GroundedTemp
 
 
 def test_no_observation_sentence_names_a_speed_action(templates: GroundedTemplates) -> None:
-    observations = [text for leaf, texts in templates.phrases.items() if not leaf.startswith("conclusion.")
-                    for text in texts]
+    observations = [
+        text for leaf, texts in templates.phrases.items() if not leaf.startswith("conclusion.") for text in texts
+    ]
     assert len(observations) > 50
     for text, pattern in itertools.product(observations, SPEED_WORDS.values()):
         assert not re.search(pattern, text.lower()), text
@@ -163,7 +207,8 @@ def test_reasoning_states_the_scene_facts(templates: GroundedTemplates) -> None:
     assert not mentions(highway, phrases(templates, "yielding"))
 
     intersection = reasoning_of(
-        trace(templates, INTERSECTION, ego_speed=9.8, navigation="turn left at the intersection"))
+        trace(templates, INTERSECTION, ego_speed=9.8, navigation="turn left at the intersection")
+    )
     assert mentions(intersection, phrases(templates, "speed.at_limit", speed="9.8", limit="10"))
     assert mentions(intersection, phrases(templates, "lead.far", gap="80"))
     assert mentions(intersection, phrases(templates, "lead.faster", opening="2.4"))
@@ -195,18 +240,17 @@ def test_lane_clauses_are_joined_per_side(templates: GroundedTemplates) -> None:
 
 
 @pytest.mark.parametrize("scene", [None, {}, GARBLED], ids=["none", "empty", "garbled"])
-def test_without_usable_facts_reasoning_is_navigation_speed_and_label(
-    templates: GroundedTemplates, scene: Any
-) -> None:
-    record = make_record(scene, "DECELERATE", "RIGHT_TURN", ego_speed=7.5,
-                         navigation="turn right at the intersection")
+def test_without_usable_facts_reasoning_is_navigation_speed_and_label(templates: GroundedTemplates, scene: Any) -> None:
+    record = make_record(scene, "DECELERATE", "RIGHT_TURN", ego_speed=7.5, navigation="turn right at the intersection")
     rng = random.Random(3)
-    expected = " ".join([
-        templates.pick(rng, "navigation", navigation="turn right at the intersection"),
-        templates.pick(rng, "speed.no_limit", speed="7.5"),
-        templates.pick(rng, "conclusion.speed.DECELERATE"),
-        templates.pick(rng, "conclusion.path.RIGHT_TURN"),
-    ])
+    expected = " ".join(
+        [
+            templates.pick(rng, "navigation", navigation="turn right at the intersection"),
+            templates.pick(rng, "speed.no_limit", speed="7.5"),
+            templates.pick(rng, "conclusion.speed.DECELERATE"),
+            templates.pick(rng, "conclusion.path.RIGHT_TURN"),
+        ]
+    )
     assert reasoning_of(grounded_trace(record, random.Random(3), templates)) == expected
 
 
@@ -264,16 +308,19 @@ def broken(template_data: dict[str, Any], edit: str) -> str:
     return yaml.safe_dump(data)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    ("missing", r"lead is missing the keys close"),
-    ("unknown", r"lead has unknown keys tailgating"),
-    ("empty list", r"yielding must be a non-empty list of non-empty strings"),
-    ("not a list", r"junction\.at must be a non-empty list"),
-    ("placeholder", r"lead\.far: bad placeholder in 'It is \{distance\} m ahead\.' \(allowed: \{gap\}\)"),
-    ("index", r"lead\.close: bad placeholder in 'Only \{gap\[0\]\} m\.'"),
-    ("positional", r"traffic\.many: bad placeholder .*\(allowed: \{count\}\)"),
-    ("conclusion", r"conclusion\.path must map path action names to lists of sentences"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("missing", r"lead is missing the keys close"),
+        ("unknown", r"lead has unknown keys tailgating"),
+        ("empty list", r"yielding must be a non-empty list of non-empty strings"),
+        ("not a list", r"junction\.at must be a non-empty list"),
+        ("placeholder", r"lead\.far: bad placeholder in 'It is \{distance\} m ahead\.' \(allowed: \{gap\}\)"),
+        ("index", r"lead\.close: bad placeholder in 'Only \{gap\[0\]\} m\.'"),
+        ("positional", r"traffic\.many: bad placeholder .*\(allowed: \{count\}\)"),
+        ("conclusion", r"conclusion\.path must map path action names to lists of sentences"),
+    ],
+)
 def test_yaml_structure_errors_name_the_entry(template_data: dict[str, Any], edit: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GroundedTemplates.from_yaml("broken", broken(template_data, edit))
@@ -286,8 +333,9 @@ def test_invalid_yaml_and_wrong_top_level() -> None:
         GroundedTemplates.from_yaml("broken", "- just a list")
 
 
-def test_load_reports_the_file_of_a_broken_template(monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
-                                                    template_data: dict[str, Any]) -> None:
+def test_load_reports_the_file_of_a_broken_template(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, template_data: dict[str, Any]
+) -> None:
     (tmp_path / "grounded-bad.yaml").write_text(broken(template_data, "missing"), encoding="utf-8")
     monkeypatch.setattr(grounded, "PROMPT_DIR", tmp_path)
     with pytest.raises(BadInput, match=r"grounded-bad\.yaml: lead is missing the keys close"):
@@ -300,22 +348,27 @@ REASONING = "The lane ahead is clear and the route goes straight on."
 TRUTH = ("KEEP", "STRAIGHT")
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    (f"<think>{REASONING}</think><answer>KEEP, STRAIGHT</answer>", filtering.KEPT),
-    (f"  <think>{REASONING}</think>\n<answer> keep and straight </answer>\n", filtering.KEPT),
-    ("KEEP, STRAIGHT", filtering.MALFORMED),
-    (f"<think>{REASONING}</think>", filtering.MALFORMED),
-    (f"<think>{REASONING}</think><answer>KEEP, STRAIGHT</answer> Hope this helps!", filtering.MALFORMED),
-    (f"<think>{REASONING} <answer>STOP, STRAIGHT</answer></think><answer>KEEP, STRAIGHT</answer>",
-     filtering.MALFORMED),
-    (f"<think>{REASONING}</think><answer>KEEP</answer>", filtering.NO_PLAN),
-    (f"<think>{REASONING}</think><answer>KEEP, STOP, STRAIGHT</answer>", filtering.NO_PLAN),
-    (f"<think>{REASONING}</think><answer>CRUISE, STRAIGHT</answer>", filtering.NO_PLAN),
-    (f"<think>{REASONING}</think><answer>ACCELERATE, STRAIGHT</answer>", filtering.DISAGREES),
-    (f"<think>{REASONING}</think><answer>KEEP, LEFT_CHANGE</answer>", filtering.DISAGREES),
-    ("<think>   </think><answer>KEEP, STRAIGHT</answer>", filtering.EMPTY_REASONING),
-    ("<think>Go straight.</think><answer>KEEP, STRAIGHT</answer>", filtering.EMPTY_REASONING),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (f"<think>{REASONING}</think><answer>KEEP, STRAIGHT</answer>", filtering.KEPT),
+        (f"  <think>{REASONING}</think>\n<answer> keep and straight </answer>\n", filtering.KEPT),
+        ("KEEP, STRAIGHT", filtering.MALFORMED),
+        (f"<think>{REASONING}</think>", filtering.MALFORMED),
+        (f"<think>{REASONING}</think><answer>KEEP, STRAIGHT</answer> Hope this helps!", filtering.MALFORMED),
+        (
+            f"<think>{REASONING} <answer>STOP, STRAIGHT</answer></think><answer>KEEP, STRAIGHT</answer>",
+            filtering.MALFORMED,
+        ),
+        (f"<think>{REASONING}</think><answer>KEEP</answer>", filtering.NO_PLAN),
+        (f"<think>{REASONING}</think><answer>KEEP, STOP, STRAIGHT</answer>", filtering.NO_PLAN),
+        (f"<think>{REASONING}</think><answer>CRUISE, STRAIGHT</answer>", filtering.NO_PLAN),
+        (f"<think>{REASONING}</think><answer>ACCELERATE, STRAIGHT</answer>", filtering.DISAGREES),
+        (f"<think>{REASONING}</think><answer>KEEP, LEFT_CHANGE</answer>", filtering.DISAGREES),
+        ("<think>   </think><answer>KEEP, STRAIGHT</answer>", filtering.EMPTY_REASONING),
+        ("<think>Go straight.</think><answer>KEEP, STRAIGHT</answer>", filtering.EMPTY_REASONING),
+    ],
+)
 def test_judge_trace_reasons(text: str, reason: str) -> None:
     assert judge_trace(text, TRUTH, DEFAULT_VOCABULARY) == (reason == filtering.KEPT, reason)
 
@@ -347,17 +400,25 @@ def placeholders(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
 
 
-@pytest.mark.parametrize(("template_id", "expected"), [
-    ("teacher-v1", COMMON | {"speed_action", "path_action"}),
-    ("verify-v1", COMMON),
-])
+@pytest.mark.parametrize(
+    ("template_id", "expected"),
+    [
+        ("teacher-v1", COMMON | {"speed_action", "path_action"}),
+        ("verify-v1", COMMON),
+    ],
+)
 def test_teacher_prompts_render(template_id: str, expected: set[str]) -> None:
     prompt = load_prompt(template_id)
     assert placeholders(prompt.text) == expected
-    values = {"navigation": "turn left at the intersection", "ego_speed_mps": 7.34,
-              "speed_actions": ", ".join(DEFAULT_VOCABULARY.speed),
-              "path_actions": ", ".join(DEFAULT_VOCABULARY.path),
-              "scene": '{"lead_vehicle": null}', "speed_action": "DECELERATE", "path_action": "LEFT_TURN"}
+    values = {
+        "navigation": "turn left at the intersection",
+        "ego_speed_mps": 7.34,
+        "speed_actions": ", ".join(DEFAULT_VOCABULARY.speed),
+        "path_actions": ", ".join(DEFAULT_VOCABULARY.path),
+        "scene": '{"lead_vehicle": null}',
+        "speed_action": "DECELERATE",
+        "path_action": "LEFT_TURN",
+    }
     text = prompt.render(**{key: values[key] for key in expected})
     assert "turn left at the intersection" in text and "7.3 m/s" in text and '{"lead_vehicle": null}' in text
     assert "KEEP, ACCELERATE, DECELERATE, STOP" in text and "<think>" in text and "</answer>" in text

@@ -98,7 +98,9 @@ class EpisodeOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {key: value for key, value in vars(self).items() if key != "plans"} | {
-            "mean_speed_mps": round(self.mean_speed_mps, 3), "distance_m": round(self.distance_m, 2)}
+            "mean_speed_mps": round(self.mean_speed_mps, 3),
+            "distance_m": round(self.distance_m, 2),
+        }
 
 
 class DrivingEpisode:
@@ -108,10 +110,19 @@ class DrivingEpisode:
     def __init__(self, spec: EpisodeSpec, driver: str, render: DataConfig, seconds: float) -> None:
         scenario = SCENARIOS[spec.scenario]
         self.spec, self.render, self.seconds = spec, render, seconds
-        action = {"type": "DiscreteMetaAction", "longitudinal": True, "lateral": True,
-                  "target_speeds": list(TARGET_SPEEDS[spec.scenario])}
-        self.env = make_env(scenario, canvas_size(render.image_size, render.ego_row),
-                            render.image_size / render.view_m, seconds, action=action)
+        action = {
+            "type": "DiscreteMetaAction",
+            "longitudinal": True,
+            "lateral": True,
+            "target_speeds": list(TARGET_SPEEDS[spec.scenario]),
+        }
+        self.env = make_env(
+            scenario,
+            canvas_size(render.image_size, render.ego_row),
+            render.image_size / render.view_m,
+            seconds,
+            action=action,
+        )
         self.env.reset(seed=spec.seed)
         if driver == EXPERT:
             self.ego = install_expert(self.env, scenario, spec.destination)
@@ -133,11 +144,14 @@ class DrivingEpisode:
         return o.collided or o.off_road or self.steps >= round(self.seconds * POLICY_HZ)
 
     def observe(self) -> Observation:
-        """The view in the data set's rendering, the navigation instruction and the speed, as a frame of the data set."""
+        """The view in the data set's rendering, the navigation instruction and the speed, as a data set frame."""
         view = heading_up_view(render_world(self.env), self.ego.heading, self.render.image_size, self.render.ego_row)
         scenario = SCENARIOS[self.spec.scenario]
-        return Observation(view.convert("RGB"), navigation(scenario, self.turn, self.passed_junction),
-                           round(max(0.0, float(self.ego.speed)), 2))
+        return Observation(
+            view.convert("RGB"),
+            navigation(scenario, self.turn, self.passed_junction),
+            round(max(0.0, float(self.ego.speed)), 2),
+        )
 
     def apply(self, speed: str, path: str) -> None:
         """Turn a plan into the ego's meta-actions (the expert ignores plans)."""

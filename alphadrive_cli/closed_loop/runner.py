@@ -36,7 +36,9 @@ class DriveLog:
     frames: dict[str, list[tuple[Image.Image, str]]] = field(default_factory=dict)
 
 
-def _decide(episode: DrivingEpisode, text: str | None, last: tuple[str, str], vocabulary: ActionVocabulary) -> tuple[tuple[str, str], bool]:
+def _decide(
+    episode: DrivingEpisode, text: str | None, last: tuple[str, str], vocabulary: ActionVocabulary
+) -> tuple[tuple[str, str], bool]:
     """The plan to apply and whether it is a fallback (no parseable plan in ``text``)."""
     if text is None:
         return last, False
@@ -47,9 +49,17 @@ def _decide(episode: DrivingEpisode, text: str | None, last: tuple[str, str], vo
     return plan, False
 
 
-def drive(specs: Sequence[EpisodeSpec], driver: str, planner: Planner | None, render: DataConfig, seconds: float,
-          interval_s: float, vocabulary: ActionVocabulary, log: DriveLog | None = None,
-          on_decision: Callable[[int], None] | None = None) -> list[EpisodeOutcome]:
+def drive(
+    specs: Sequence[EpisodeSpec],
+    driver: str,
+    planner: Planner | None,
+    render: DataConfig,
+    seconds: float,
+    interval_s: float,
+    vocabulary: ActionVocabulary,
+    log: DriveLog | None = None,
+    on_decision: Callable[[int], None] | None = None,
+) -> list[EpisodeOutcome]:
     """Run every episode with ``driver`` (``expert``, or ``model`` with a ``planner``) and return the outcomes."""
     outcomes: list[EpisodeOutcome] = []
     for _, group in groupby(specs, key=lambda spec: spec.scenario):
@@ -64,24 +74,40 @@ def drive(specs: Sequence[EpisodeSpec], driver: str, planner: Planner | None, re
     return outcomes
 
 
-def _run_lockstep(episodes: list[DrivingEpisode], planner: Planner | None, interval_s: float,
-                  vocabulary: ActionVocabulary, log: DriveLog | None, on_decision: Callable[[int], None] | None) -> None:
+def _run_lockstep(
+    episodes: list[DrivingEpisode],
+    planner: Planner | None,
+    interval_s: float,
+    vocabulary: ActionVocabulary,
+    log: DriveLog | None,
+    on_decision: Callable[[int], None] | None,
+) -> None:
     last = {episode.spec.id: FALLBACK_PLAN for episode in episodes}
     while active := [episode for episode in episodes if not episode.done]:
         observations = [episode.observe() for episode in active]
         texts: list[str | None] = list(planner(observations)) if planner is not None else [None] * len(active)
-        for episode, observation, text in zip(active, observations, texts):
+        for episode, observation, text in zip(active, observations, texts, strict=False):
             plan, fallback = _decide(episode, text, last[episode.spec.id], vocabulary)
             last[episode.spec.id] = plan
             episode.outcome.decisions += 1
             if log is not None and text is not None:
                 time_s = episode.outcome.duration_s
-                log.decisions.append({"episode": episode.spec.id, "time_s": round(time_s, 2),
-                                      "speed_mps": observation.ego_speed_mps, "navigation": observation.navigation,
-                                      "text": text, "plan": list(plan), "fallback": fallback})
+                log.decisions.append(
+                    {
+                        "episode": episode.spec.id,
+                        "time_s": round(time_s, 2),
+                        "speed_mps": observation.ego_speed_mps,
+                        "navigation": observation.navigation,
+                        "text": text,
+                        "plan": list(plan),
+                        "fallback": fallback,
+                    }
+                )
                 if episode.spec.id in log.record_episodes:
-                    label = f"{episode.spec.id} t={time_s:.0f}s {observation.ego_speed_mps:.0f} m/s\n" \
-                            f"plan: {plan[0]}, {plan[1]}" + (" (kept: no valid plan)" if fallback else "")
+                    label = (
+                        f"{episode.spec.id} t={time_s:.0f}s {observation.ego_speed_mps:.0f} m/s\n"
+                        f"plan: {plan[0]}, {plan[1]}" + (" (kept: no valid plan)" if fallback else "")
+                    )
                     log.frames.setdefault(episode.spec.id, []).append((observation.image, label))
             episode.apply(*plan)
             episode.advance(interval_s)

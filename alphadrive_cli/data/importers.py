@@ -22,11 +22,10 @@ from typing import IO, Any, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
+from pydantic import ValidationError
 
 from alphadrive_cli.actions import ActionVocabulary
 from alphadrive_cli.data.labels import Track, label_at
-from pydantic import ValidationError
-
 from alphadrive_cli.data.schema import IMAGE_DIR, MAX_SPEED_MPS, SPLITS, Record, check_labels, describe_error
 from alphadrive_cli.errors import BadInput, brief
 from alphadrive_cli.schemas import LabelRules, SplitFractions
@@ -109,7 +108,8 @@ class ProblemLog:
 def _present(fields: dict[str, Any]) -> dict[str, Any]:
     """Fields without the empty ones (null, blank text): an empty value counts as absent."""
     return {
-        key.strip(): value for key, value in fields.items()
+        key.strip(): value
+        for key, value in fields.items()
         if value is not None and not (isinstance(value, str) and not value.strip())
     }
 
@@ -186,7 +186,7 @@ def _csv_rows(lines: _Lines) -> Iterator[Row]:
         if len(cells) != len(header):
             yield Row(start, {}, f"{len(cells)} fields where the header has {len(header)}")
         else:
-            yield Row(start, _present(dict(zip(header, cells))))
+            yield Row(start, _present(dict(zip(header, cells, strict=False))))
 
 
 _READERS: dict[str, Callable[[_Lines], Iterator[Row]]] = {".jsonl": _jsonl_rows, ".csv": _csv_rows}
@@ -246,8 +246,10 @@ class ImageRoot:
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise BadRow(UNREADABLE_IMAGE, f"{raw}: {exc}") from None
         if pixels > self.max_pixels:
-            raise BadRow(IMAGE_TOO_LARGE, f"{raw}: {pixels / 1e6:.1f} megapixels (at most {self.max_pixels / 1e6:g}; "
-                                          f"see max_image_megapixels)")
+            raise BadRow(
+                IMAGE_TOO_LARGE,
+                f"{raw}: {pixels / 1e6:.1f} megapixels (at most {self.max_pixels / 1e6:g}; see max_image_megapixels)",
+            )
         return candidate
 
 
@@ -430,8 +432,12 @@ def frame_from_row(row: Row, source: Source) -> Imported:
     split = _split(fields)
     files = source.image_files(fields)
     record = _record(
-        id=record_id, images=image_targets(record_id, files), navigation=navigation, ego_speed_mps=speed,
-        speed_action=speed_action, path_action=path_action,
+        id=record_id,
+        images=image_targets(record_id, files),
+        navigation=navigation,
+        ego_speed_mps=speed,
+        speed_action=speed_action,
+        path_action=path_action,
         source=source.provenance(row.line, fields, FRAME_FIELDS),
     )
     try:
@@ -448,8 +454,15 @@ def pose_from_row(row: Row, source: Source) -> Pose:
     scene, time = _key_text(_required(fields, "scene")), _timestamp(fields)
     x, y, yaw = (_number(fields, name) for name in ("x", "y", "yaw"))
     return Pose(
-        line=row.line, id=source.record_id(fields, row.line), scene=scene, t=time, x=x, y=y, yaw=yaw,
-        navigation=_text(fields, "navigation") if "navigation" in fields else None, split=_split(fields),
+        line=row.line,
+        id=source.record_id(fields, row.line),
+        scene=scene,
+        t=time,
+        x=x,
+        y=y,
+        yaw=yaw,
+        navigation=_text(fields, "navigation") if "navigation" in fields else None,
+        split=_split(fields),
         files=source.image_files(fields),
         source=source.provenance(row.line, fields, POSE_FIELDS, scene=scene, timestamp=time),
     )
@@ -486,9 +499,14 @@ def _label_scene(poses: list[Pose], rules: LabelRules, log: ProblemLog) -> Itera
         navigation = pose.navigation or heading_navigation(float(heading[-1] - heading[index]), rules.turn_deg)
         try:
             record = _record(
-                id=pose.id, images=image_targets(pose.id, pose.files), navigation=navigation,
-                ego_speed_mps=float(track.speed[index]), speed_action=labels[0], path_action=labels[1],
-                scene={"derived_from": "poses"}, source=pose.source,
+                id=pose.id,
+                images=image_targets(pose.id, pose.files),
+                navigation=navigation,
+                ego_speed_mps=float(track.speed[index]),
+                speed_action=labels[0],
+                path_action=labels[1],
+                scene={"derived_from": "poses"},
+                source=pose.source,
             )
         except BadRow as exc:
             log.add(pose.line, exc.reason, exc.detail)

@@ -25,7 +25,9 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=256)
-    images: list[str] = Field(min_length=1, max_length=16, description="paths relative to the artifact, front camera first")
+    images: list[str] = Field(
+        min_length=1, max_length=16, description="paths relative to the artifact, front camera first"
+    )
     navigation: str = Field(min_length=1, max_length=MAX_TEXT)
     ego_speed_mps: float = Field(ge=0, le=MAX_SPEED_MPS, allow_inf_nan=False)
     speed_action: str
@@ -52,7 +54,9 @@ class Record(BaseModel):
 def check_labels(record: Record, vocabulary: ActionVocabulary) -> None:
     """Raise ValueError if a label is not in the data set's vocabulary."""
     if record.speed_action not in vocabulary.speed:
-        raise ValueError(f"unknown speed action {record.speed_action!r} (expected one of {', '.join(vocabulary.speed)})")
+        raise ValueError(
+            f"unknown speed action {record.speed_action!r} (expected one of {', '.join(vocabulary.speed)})"
+        )
     if record.path_action not in vocabulary.path:
         raise ValueError(f"unknown path action {record.path_action!r} (expected one of {', '.join(vocabulary.path)})")
 

@@ -19,9 +19,16 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 FOLDED_GQA = "sdpa_folded_gqa"
 
 
-def folded_gqa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                         attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                         **kwargs: Any) -> tuple[torch.Tensor, None]:
+def folded_gqa_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """SDPA for one query token without repeating keys and values per query head; else transformers' SDPA.
 
     ``query`` is (batch, heads, length, dim), ``key``/``value`` (batch, kv_heads, kv_length, dim) and the mask
@@ -30,10 +37,17 @@ def folded_gqa_attention(module: torch.nn.Module, query: torch.Tensor, key: torc
     batch, heads, length, dim = query.shape
     groups = key.shape[1]
     if length != 1 or groups == heads:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     out = torch.nn.functional.scaled_dot_product_attention(
-        query.reshape(batch, groups, heads // groups, dim), key, value, attn_mask=attention_mask, scale=scaling,
-        dropout_p=dropout if module.training else 0.0)
+        query.reshape(batch, groups, heads // groups, dim),
+        key,
+        value,
+        attn_mask=attention_mask,
+        scale=scaling,
+        dropout_p=dropout if module.training else 0.0,
+    )
     return out.reshape(batch, 1, heads, dim), None
 
 

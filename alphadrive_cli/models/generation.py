@@ -29,7 +29,9 @@ def generate(
     """Complete a batch of chat-formatted prompts (with their images); ``samples`` texts per prompt."""
     processor.tokenizer.padding_side = "left"  # generation continues every row from its real last token
     flat_images = [image for row in images for image in row]
-    inputs = processor(text=list(prompts), images=flat_images or None, padding=True, return_tensors="pt").to(model.device)
+    inputs = processor(text=list(prompts), images=flat_images or None, padding=True, return_tensors="pt").to(
+        model.device
+    )
     sampling = settings.samples > 1
     with torch.inference_mode():
         output = model.generate(
@@ -37,9 +39,10 @@ def generate(
             max_new_tokens=settings.max_new_tokens,
             do_sample=sampling,
             temperature=settings.temperature if sampling else None,
-            top_p=None, top_k=None,
+            top_p=None,
+            top_k=None,
             num_return_sequences=settings.samples,
             pad_token_id=processor.tokenizer.pad_token_id,
         )
-    texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    return [texts[i * settings.samples:(i + 1) * settings.samples] for i in range(len(prompts))]
+    texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    return [texts[i * settings.samples : (i + 1) * settings.samples] for i in range(len(prompts))]

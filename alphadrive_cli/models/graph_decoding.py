@@ -47,8 +47,13 @@ from alphadrive_cli.models.decode_attention import use_folded_gqa
 CHECK_EVERY = 8  # decoding steps between the host's checks whether every sequence has finished
 WARMUP_STEPS = 2  # steps run (and compiled) outside the graph before it is captured
 # logits processors whose result does not depend on the tokens so far: they run inside the graph as they are
-SEQUENCE_FREE = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper,
-                 SuppressTokensLogitsProcessor)
+SEQUENCE_FREE = (
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+    MinPLogitsWarper,
+    SuppressTokensLogitsProcessor,
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,9 @@ class DecodeState:
     token: torch.Tensor  # (batch, 1): the last token
     positions: torch.Tensor | None  # its position ids, (batch, 1) or (rope sections, batch, 1)
     attention_mask: torch.Tensor | None  # (batch, cache length); causality hides the slots not written yet
-    tokens: torch.Tensor  # (batch, cache length, whatever the prompt's): column 0 holds the token chosen after the prefill
+    tokens: (
+        torch.Tensor
+    )  # (batch, cache length, whatever the prompt's): column 0 holds the token chosen after the prefill
     column: torch.Tensor  # (1,): the column this step writes
     unfinished: torch.Tensor  # (batch,) bool
     processors: tuple[Any, ...]
@@ -147,11 +154,20 @@ class Replay:
             self.graph.replay()
 
 
-def unsupported(model: PreTrainedModel, logits_processor: LogitsProcessorList, stopping_criteria: StoppingCriteriaList,
-                generation_config: GenerationConfig, model_kwargs: dict[str, Any]) -> str | None:
+def unsupported(
+    model: PreTrainedModel,
+    logits_processor: LogitsProcessorList,
+    stopping_criteria: StoppingCriteriaList,
+    generation_config: GenerationConfig,
+    model_kwargs: dict[str, Any],
+) -> str | None:
     """Why :func:`graph_sample` cannot decode this call (it then falls back to ``_sample``), or None."""
     cache = model_kwargs.get("past_key_values")
-    if model.config.is_encoder_decoder or not getattr(cache, "is_compileable", False) or isinstance(cache, DynamicCache):
+    if (
+        model.config.is_encoder_decoder
+        or not getattr(cache, "is_compileable", False)
+        or isinstance(cache, DynamicCache)
+    ):
         return "it needs a decoder-only model and a static KV cache (cache_implementation='static')"
     if generation_config.output_attentions or generation_config.output_hidden_states:
         return "it returns no attentions or hidden states"
@@ -164,25 +180,36 @@ def unsupported(model: PreTrainedModel, logits_processor: LogitsProcessorList, s
     return None
 
 
-def graph_processors(logits_processor: LogitsProcessorList, prompt_length: int, vocabulary: int,
-                     device: torch.device) -> tuple[Any, ...]:
+def graph_processors(
+    logits_processor: LogitsProcessorList, prompt_length: int, vocabulary: int, device: torch.device
+) -> tuple[Any, ...]:
     """The processors as the graph runs them: minimum lengths become :class:`EosBan`, the rest as they are."""
     processors: list[Any] = []
     vocab = torch.arange(vocabulary, device=device)
     for processor in logits_processor:
         if isinstance(processor, (MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor)):
-            length = (processor.min_length if isinstance(processor, MinLengthLogitsProcessor)
-                      else processor.prompt_length_to_skip + processor.min_new_tokens)
-            processors.append(EosBan(torch.tensor(length - prompt_length, device=device),
-                                     torch.isin(vocab, processor.eos_token_id)))
+            length = (
+                processor.min_length
+                if isinstance(processor, MinLengthLogitsProcessor)
+                else processor.prompt_length_to_skip + processor.min_new_tokens
+            )
+            processors.append(
+                EosBan(torch.tensor(length - prompt_length, device=device), torch.isin(vocab, processor.eos_token_id))
+            )
         else:
             processors.append(processor)
     return tuple(processors)
 
 
-def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_processor: LogitsProcessorList,
-                 stopping_criteria: StoppingCriteriaList, generation_config: GenerationConfig, cuda_graph: bool = True,
-                 **model_kwargs: Any) -> GenerateDecoderOnlyOutput | torch.LongTensor:
+def graph_sample(
+    model: PreTrainedModel,
+    input_ids: torch.LongTensor,
+    logits_processor: LogitsProcessorList,
+    stopping_criteria: StoppingCriteriaList,
+    generation_config: GenerationConfig,
+    cuda_graph: bool = True,
+    **model_kwargs: Any,
+) -> GenerateDecoderOnlyOutput | torch.LongTensor:
     """``GenerationMixin._sample`` with every step after the first in one CUDA graph (see the module's doc);
     ``generate(..., custom_generate=graph_sample)`` calls it. ``cuda_graph=False`` (a ``generate`` keyword too)
     runs the same compiled step on CUDA without capturing it, to check the graph against."""
@@ -192,8 +219,9 @@ def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_pro
     reason = unsupported(model, logits_processor, stopping_criteria, generation_config, model_kwargs)
     if reason is not None:
         warnings.warn(f"graph decoding falls back to transformers' _sample: {reason}", stacklevel=2)
-        return GenerationMixin._sample(model, input_ids, logits_processor, stopping_criteria, generation_config,
-                                       **model_kwargs)
+        return GenerationMixin._sample(
+            model, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs
+        )
     max_length = next(c.max_length for c in stopping_criteria if isinstance(c, MaxLengthCriteria))
     eos = next((c.eos_token_id for c in stopping_criteria if isinstance(c, EosTokenCriteria)), None)
     keep_scores = generation_config.return_dict_in_generate and generation_config.output_scores
@@ -208,8 +236,9 @@ def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_pro
     scores = logits_processor(input_ids, logits)
     first = choose(scores, generation_config.do_sample)
     cache = model_kwargs["past_key_values"]
-    inputs = model.prepare_inputs_for_generation(torch.cat([input_ids, first[:, None]], dim=-1), next_sequence_length=1,
-                                                 **model_kwargs)
+    inputs = model.prepare_inputs_for_generation(
+        torch.cat([input_ids, first[:, None]], dim=-1), next_sequence_length=1, **model_kwargs
+    )
     positions = inputs.pop("position_ids", None)
     cache_length = cache.get_mask_sizes(1, 0)[0]
     mask = None
@@ -218,13 +247,19 @@ def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_pro
         mask[:, :prompt] = model_kwargs["attention_mask"][:, :prompt]
     state = DecodeState(
         inputs={key: value for key, value in inputs.items() if key not in ("input_ids", "attention_mask")},
-        token=inputs["input_ids"].clone(), positions=None if positions is None else positions.clone(),
-        attention_mask=mask, tokens=torch.empty(batch, cache_length, dtype=torch.long, device=input_ids.device),
+        token=inputs["input_ids"].clone(),
+        positions=None if positions is None else positions.clone(),
+        attention_mask=mask,
+        tokens=torch.empty(batch, cache_length, dtype=torch.long, device=input_ids.device),
         column=torch.ones(1, dtype=torch.long, device=input_ids.device),
         unfinished=torch.ones(batch, dtype=torch.bool, device=input_ids.device),
         processors=graph_processors(logits_processor, prompt, scores.shape[-1], input_ids.device),
-        pad=generation_config._pad_token_tensor, eos=eos, sample=generation_config.do_sample,
-        scores=torch.empty_like(scores) if keep_scores else None, logits=torch.empty_like(logits) if keep_logits else None)
+        pad=generation_config._pad_token_tensor,
+        eos=eos,
+        sample=generation_config.do_sample,
+        scores=torch.empty_like(scores) if keep_scores else None,
+        logits=torch.empty_like(logits) if keep_logits else None,
+    )
     state.tokens[:, 0] = first
     if eos is not None:
         state.unfinished &= ~torch.isin(first, eos)
@@ -245,14 +280,17 @@ def graph_sample(model: PreTrainedModel, input_ids: torch.LongTensor, logits_pro
     if eos is not None:  # _sample stops once every sequence has emitted EOS
         is_eos = torch.isin(generated, eos)
         ends = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), filled - 1)
-        generated = generated[:, :int(ends.max()) + 1]
+        generated = generated[:, : int(ends.max()) + 1]
     sequences = torch.cat([input_ids, generated], dim=-1)
     if not generation_config.return_dict_in_generate:
         return sequences
     columns = generated.shape[1]
-    return GenerateDecoderOnlyOutput(sequences=sequences, scores=tuple(kept_scores[:columns]) if keep_scores else None,
-                                     logits=tuple(kept_logits[:columns]) if keep_logits else None,
-                                     past_key_values=cache)
+    return GenerateDecoderOnlyOutput(
+        sequences=sequences,
+        scores=tuple(kept_scores[:columns]) if keep_scores else None,
+        logits=tuple(kept_logits[:columns]) if keep_logits else None,
+        past_key_values=cache,
+    )
 
 
 def generate_with_graphs(model: PreTrainedModel, *args: Any, **kwargs: Any) -> Any:

@@ -69,11 +69,15 @@ def resolve_model_source(reference: str) -> ModelSource:
         artifact = open_artifact(path, stage=MODEL_STAGES) if (path / MANIFEST_NAME).is_file() else None
         base = _adapter_base(path)
         if artifact is None and base is None and not (path / "config.json").is_file():
-            raise BadInput(f"{path} is neither a model artifact nor a model directory (no config.json or {ADAPTER_CONFIG})")
+            raise BadInput(
+                f"{path} is neither a model artifact nor a model directory (no config.json or {ADAPTER_CONFIG})"
+            )
         return ModelSource(reference, "artifact" if artifact else "directory", str(path), artifact, base)
     if _HUB_ID.match(reference) and not reference.startswith("."):
         return ModelSource(reference, "hub", reference)
-    raise BadInput(f"no such model: {reference!r} is not a local path, and hub ids look like 'Qwen/Qwen2-VL-2B-Instruct'")
+    raise BadInput(
+        f"no such model: {reference!r} is not a local path, and hub ids look like 'Qwen/Qwen2-VL-2B-Instruct'"
+    )
 
 
 def model_inputs(source: ModelSource | None) -> dict[str, Artifact]:
@@ -95,13 +99,15 @@ def model_config(source: ModelSource) -> PretrainedConfig:
         raise StageFailure(f"could not read the config of model {source.reference!r}: {exc}".splitlines()[0]) from None
     if config.model_type not in SUPPORTED_FAMILIES:
         raise BadInput(
-            f"model {source.reference!r} is a {config.model_type!r} model; alphadrive supports {', '.join(SUPPORTED_FAMILIES)}"
+            f"model {source.reference!r} is a {config.model_type!r} model; "
+            f"alphadrive supports {', '.join(SUPPORTED_FAMILIES)}"
         )
     return config
 
 
-def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", trainable_adapter: bool = False,
-               **kwargs: Any) -> PreTrainedModel:
+def load_model(
+    source: ModelSource, dtype: torch.dtype | str = "auto", trainable_adapter: bool = False, **kwargs: Any
+) -> PreTrainedModel:
     """Load the vision-language model (extra keyword arguments go to ``from_pretrained``), adapter applied
     (frozen, or trainable with ``trainable_adapter``); weights holding NaN or infinity are an error."""
     model_config(source)
@@ -111,8 +117,12 @@ def load_model(source: ModelSource, dtype: torch.dtype | str = "auto", trainable
             model = PeftModel.from_pretrained(model, source.location, is_trainable=trainable_adapter)
     except (OSError, ValueError) as exc:
         raise StageFailure(f"could not load model {source.reference!r}: {exc}".splitlines()[0]) from None
-    check_finite(dict(model.named_parameters()), f"model {source.reference!r}",
-                 "it was not used (a diverged run's weights decode only garbage)", BadInput)
+    check_finite(
+        dict(model.named_parameters()),
+        f"model {source.reference!r}",
+        "it was not used (a diverged run's weights decode only garbage)",
+        BadInput,
+    )
     return model
 
 
@@ -121,7 +131,9 @@ def processor_location(source: ModelSource) -> str:
     return source.location if (Path(source.location) / "processor_config.json").is_file() else source.weights.location
 
 
-def load_model_and_processor(source: ModelSource, dtype: torch.dtype | str = "auto", **kwargs: Any) -> tuple[PreTrainedModel, ProcessorMixin]:
+def load_model_and_processor(
+    source: ModelSource, dtype: torch.dtype | str = "auto", **kwargs: Any
+) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Load a model and its processor from the same source."""
     model = load_model(source, dtype=dtype, **kwargs)
     try:
@@ -152,7 +164,9 @@ def config_from_file(path: Path, **overrides: Any) -> PretrainedConfig:
     return AutoConfig.for_model(model_type, **values)
 
 
-def build_random_model(config: PretrainedConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> PreTrainedModel:
+def build_random_model(
+    config: PretrainedConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> PreTrainedModel:
     """Instantiate an architecture with random weights (``device='meta'`` allocates nothing)."""
     with torch.device(device):
         return AutoModelForImageTextToText.from_config(config, dtype=dtype)

@@ -23,7 +23,7 @@ VISION_ATTRIBUTES = ("visual", "vision_tower", "vision_model")
 
 
 def quantization_config(config: TrainingConfig) -> BitsAndBytesConfig | None:
-    """QLoRA's 4-bit NF4 + double quantisation with bf16 compute; ``None`` without CUDA or with ``quantization: none``."""
+    """QLoRA's 4-bit NF4 + double quantisation, bf16 compute; ``None`` without CUDA or with ``quantization: none``."""
     if config.quantization == "none" or not torch.cuda.is_available():
         return None
     return BitsAndBytesConfig(
@@ -77,8 +77,11 @@ def lora_target_regex(model: torch.nn.Module, config: TrainingConfig) -> str:
 
 
 def is_quantized(model: Any) -> bool:
-    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
-                or getattr(model, "quantization_method", None))
+    return bool(
+        getattr(model, "is_loaded_in_4bit", False)
+        or getattr(model, "is_loaded_in_8bit", False)
+        or getattr(model, "quantization_method", None)
+    )
 
 
 def prepare_for_training(model: PreTrainedModel | PeftModel, config: TrainingConfig) -> None:
@@ -104,8 +107,14 @@ def apply_lora(model: PreTrainedModel, config: TrainingConfig) -> PeftModel:
     matched = [name for name, _ in model.named_modules() if re.fullmatch(regex, name)]
     if not matched:
         raise ValueError(f"no module of the model matches the LoRA targets {config.lora.target_modules}")
-    peft_config = PeftLoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                                 target_modules=regex, task_type="CAUSAL_LM", bias="none")
+    peft_config = PeftLoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=regex,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
     return get_peft_model(model, peft_config)
 
 

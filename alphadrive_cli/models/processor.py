@@ -10,7 +10,7 @@ standard files plus Qwen-VL's default video settings, so a machine with torchvis
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,29 @@ PROCESSOR_CLASSES: dict[str, type[ProcessorMixin]] = {
 SUPPORTED_FAMILIES = tuple(PROCESSOR_CLASSES)
 
 
-@lru_cache(maxsize=None)
+@cache
 def image_only_processor_class(base: type[ProcessorMixin]) -> type[ProcessorMixin]:
     """A subclass of a Qwen-VL processor class that needs no video processor (and no torchvision)."""
 
-    def __init__(self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any) -> None:
-        base.__init__(self, image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                      chat_template=chat_template, **kwargs)
+    def __init__(
+        self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any
+    ) -> None:
+        base.__init__(
+            self,
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            chat_template=chat_template,
+            **kwargs,
+        )
         self.video_processor = None
 
     def to_dict(self: Any) -> dict[str, Any]:
         return {**base.to_dict(self), "processor_class": base.__name__, "video_processor": _default_video_config(self)}
 
-    return type(f"ImageOnly{base.__name__}", (base,), {"__init__": __init__, "to_dict": to_dict, "__doc__": base.__doc__})
+    return type(
+        f"ImageOnly{base.__name__}", (base,), {"__init__": __init__, "to_dict": to_dict, "__doc__": base.__doc__}
+    )
 
 
 def _default_video_config(processor: Any) -> dict[str, Any]:
@@ -66,7 +76,7 @@ def video_processor_kwargs() -> dict[str, Any]:
     """Keyword arguments that give a freshly built processor its video part where torchvision allows."""
     if not is_torchvision_available():
         return {}
-    from transformers import Qwen2VLVideoProcessor  # noqa: PLC0415 - importable only with torchvision
+    from transformers import Qwen2VLVideoProcessor  # importable only with torchvision
 
     return {"video_processor": Qwen2VLVideoProcessor()}
 

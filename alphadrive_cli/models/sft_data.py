@@ -40,29 +40,44 @@ def sft_target(record: Record, vocabulary: ActionVocabulary, reasoning: bool) ->
 
 def sft_examples(records: Iterable[Record], vocabulary: ActionVocabulary, reasoning: bool) -> list[dict[str, Any]]:
     """Plain-dict training examples (what ``datasets.Dataset.from_list`` takes): the frame and its target."""
-    return [{
-        "id": record.id,
-        "images": list(record.images),
-        "navigation": record.navigation,
-        "ego_speed_mps": record.ego_speed_mps,
-        "speed_action": record.speed_action,
-        "path_action": record.path_action,
-        "target": sft_target(record, vocabulary, reasoning),
-    } for record in records]
+    return [
+        {
+            "id": record.id,
+            "images": list(record.images),
+            "navigation": record.navigation,
+            "ego_speed_mps": record.ego_speed_mps,
+            "speed_action": record.speed_action,
+            "path_action": record.path_action,
+            "target": sft_target(record, vocabulary, reasoning),
+        }
+        for record in records
+    ]
 
 
 def _record(example: dict[str, Any]) -> Record:
-    return Record(id=example["id"], images=example["images"], navigation=example["navigation"],
-                  ego_speed_mps=example["ego_speed_mps"], speed_action=example["speed_action"],
-                  path_action=example["path_action"], source={})
+    return Record(
+        id=example["id"],
+        images=example["images"],
+        navigation=example["navigation"],
+        ego_speed_mps=example["ego_speed_mps"],
+        speed_action=example["speed_action"],
+        path_action=example["path_action"],
+        source={},
+    )
 
 
 class VisionSFTCollator:
     """Batches SFT examples into ``input_ids``, ``attention_mask``, ``pixel_values``, ``image_grid_thw``,
     ``labels`` (and ``mm_token_type_ids`` where the processor gives them, as transformers 5 does)."""
 
-    def __init__(self, processor: ProcessorMixin, template: PromptTemplate, vocabulary: ActionVocabulary,
-                 data_root: Path, max_length: int) -> None:
+    def __init__(
+        self,
+        processor: ProcessorMixin,
+        template: PromptTemplate,
+        vocabulary: ActionVocabulary,
+        data_root: Path,
+        max_length: int,
+    ) -> None:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.template = template
@@ -85,10 +100,12 @@ class VisionSFTCollator:
             prompt = self.processor(text=[self.prompt_text(example)], images=images or None, return_tensors="pt")
             prompt_ids = prompt["input_ids"][0].tolist()
             if len(prompt_ids) >= self.max_length:
-                raise StageFailure(f"the prompt of {example['id']} is {len(prompt_ids)} tokens, more than max_length "
-                                   f"{self.max_length}: raise max_length or lower the processor's max_pixels")
+                raise StageFailure(
+                    f"the prompt of {example['id']} is {len(prompt_ids)} tokens, more than max_length "
+                    f"{self.max_length}: raise max_length or lower the processor's max_pixels"
+                )
             target_ids = self.tokenizer(example["target"] + END_OF_TURN, add_special_tokens=False)["input_ids"]
-            target_ids = target_ids[:self.max_length - len(prompt_ids)]
+            target_ids = target_ids[: self.max_length - len(prompt_ids)]
             rows.append((prompt_ids, target_ids))
             # transformers 5 computes M-RoPE positions from which tokens are image tokens
             token_types.append(prompt["mm_token_type_ids"][0].tolist() if "mm_token_type_ids" in prompt else None)
@@ -104,9 +121,9 @@ class VisionSFTCollator:
             length = len(prompt_ids) + len(target_ids)
             input_ids[i, :length] = torch.tensor(prompt_ids + target_ids)
             attention[i, :length] = 1
-            labels[i, len(prompt_ids):length] = torch.tensor(target_ids)
+            labels[i, len(prompt_ids) : length] = torch.tensor(target_ids)
             if token_types[i] is not None:
-                types[i, :len(prompt_ids)] = torch.tensor(token_types[i])
+                types[i, : len(prompt_ids)] = torch.tensor(token_types[i])
         batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
         if any(row is not None for row in token_types):
             batch["mm_token_type_ids"] = types

@@ -11,7 +11,15 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import build_random_model, config_from_file
 from alphadrive_cli.models.processor import processor_class, video_processor_kwargs
-from alphadrive_cli.models.tokenizer import END_OF_TURN, IMAGE_TOKEN, PAD_TOKEN, VIDEO_TOKEN, VISION_END, VISION_START, build_tokenizer
+from alphadrive_cli.models.tokenizer import (
+    END_OF_TURN,
+    IMAGE_TOKEN,
+    PAD_TOKEN,
+    VIDEO_TOKEN,
+    VISION_END,
+    VISION_START,
+    build_tokenizer,
+)
 from alphadrive_cli.resources import CONFIG_DIR
 
 TINY_CONFIG_FILES = {
@@ -22,8 +30,13 @@ CHAT_TEMPLATE_FILE = CONFIG_DIR / "models" / "qwen-vl-chat-template.jinja"
 
 
 def build_tiny_model(
-    family: str, seed: int, vocab_size: int, min_pixels: int, max_pixels: int,
-    dimensions: Path | None = None, dtype: torch.dtype = torch.float32,
+    family: str,
+    seed: int,
+    vocab_size: int,
+    min_pixels: int,
+    max_pixels: int,
+    dimensions: Path | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
     """A random-weight model of ``family`` and its processor (tokenizer, image processor, chat template).
 
@@ -43,12 +56,17 @@ def build_tiny_model(
     source = dimensions or TINY_CONFIG_FILES[family]
     declared = config_from_file(source)
     if declared.model_type != family:
-        raise BadInput(f"{source} describes a {declared.model_type} model, not {family}: pass --family {declared.model_type}")
+        raise BadInput(
+            f"{source} describes a {declared.model_type} model, not {family}: pass --family {declared.model_type}"
+        )
     config = config_from_file(
         source,
-        text_config={"vocab_size": max(len(tokenizer), declared.text_config.vocab_size if dimensions else 0),
-                     "bos_token_id": None,
-                     "eos_token_id": token_id(END_OF_TURN), "pad_token_id": token_id(PAD_TOKEN)},
+        text_config={
+            "vocab_size": max(len(tokenizer), declared.text_config.vocab_size if dimensions else 0),
+            "bos_token_id": None,
+            "eos_token_id": token_id(END_OF_TURN),
+            "pad_token_id": token_id(PAD_TOKEN),
+        },
         image_token_id=token_id(IMAGE_TOKEN),
         video_token_id=token_id(VIDEO_TOKEN),
         vision_start_token_id=token_id(VISION_START),

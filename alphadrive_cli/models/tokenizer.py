@@ -34,8 +34,12 @@ def training_corpus() -> list[str]:
     """Text the tiny tokenizer learns its merges from: prompts, actions and driving sentences."""
     prompts = [path.read_text() for path in sorted(PROMPT_DIR.glob("*.txt"))]
     actions = [" ".join(DEFAULT_VOCABULARY.speed + DEFAULT_VOCABULARY.path)]
-    plans = [f"<think>{text}</think><answer>{speed}, {path}</answer>"
-             for text in _DRIVING_TEXT for speed in DEFAULT_VOCABULARY.speed for path in DEFAULT_VOCABULARY.path]
+    plans = [
+        f"<think>{text}</think><answer>{speed}, {path}</answer>"
+        for text in _DRIVING_TEXT
+        for speed in DEFAULT_VOCABULARY.speed
+        for path in DEFAULT_VOCABULARY.path
+    ]
     return prompts + actions + list(_DRIVING_TEXT) + plans
 
 

@@ -35,9 +35,14 @@ MODEL = "model"
 RESULT = "closed_loop.json"
 DECISIONS = "decisions.jsonl"
 GIF = "drive.gif"
-TABLE_COLUMNS = (("crash", "collision_rate", "{:.0%}"), ("off-road", "off_road_rate", "{:.0%}"),
-                 ("route", "route_completion_rate", "{:.0%}"), ("m/s", "mean_speed_mps", "{:.1f}"),
-                 ("m", "distance_m", "{:.0f}"), ("unparsed", "parse_failure_rate", "{:.0%}"))
+TABLE_COLUMNS = (
+    ("crash", "collision_rate", "{:.0%}"),
+    ("off-road", "off_road_rate", "{:.0%}"),
+    ("route", "route_completion_rate", "{:.0%}"),
+    ("m/s", "mean_speed_mps", "{:.1f}"),
+    ("m", "distance_m", "{:.0f}"),
+    ("unparsed", "parse_failure_rate", "{:.0%}"),
+)
 
 
 def render_settings(data_path: Path | None) -> tuple[DataConfig, Artifact | None]:
@@ -48,8 +53,10 @@ def render_settings(data_path: Path | None) -> tuple[DataConfig, Artifact | None
     try:
         return DataConfig.model_validate(data.manifest.get("config") or {}), data
     except ValidationError:
-        raise BadInput(f"{data.path} was not made by `alphadrive data sim`, so there is no rendering to copy: "
-                       "drop --data to render like `data sim`'s defaults") from None
+        raise BadInput(
+            f"{data.path} was not made by `alphadrive data sim`, so there is no rendering to copy: "
+            "drop --data to render like `data sim`'s defaults"
+        ) from None
 
 
 def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
@@ -62,18 +69,24 @@ def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
     def plan(observations: Sequence[Observation]) -> list[str]:
         texts: list[str] = []
         for start in range(0, len(observations), config.batch_size):
-            batch = observations[start:start + config.batch_size]
-            prompts = [processor.apply_chat_template(
-                driving_messages(template, o.navigation, o.ego_speed_mps, 1, DEFAULT_VOCABULARY),
-                add_generation_prompt=True, tokenize=False) for o in batch]
+            batch = observations[start : start + config.batch_size]
+            prompts = [
+                processor.apply_chat_template(
+                    driving_messages(template, o.navigation, o.ego_speed_mps, 1, DEFAULT_VOCABULARY),
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
+                for o in batch
+            ]
             texts.extend(row[0] for row in generate(model, processor, prompts, [[o.image] for o in batch], settings))
         return texts
 
     return plan
 
 
-def evaluate_closed_loop(model: str, config: EvalConfig, data_path: Path | None, root: Path | None, name: str | None,
-                         resume: ResumePolicy) -> Artifact:
+def evaluate_closed_loop(
+    model: str, config: EvalConfig, data_path: Path | None, root: Path | None, name: str | None, resume: ResumePolicy
+) -> Artifact:
     """Drive the scenarios with the model and with the expert on the same seeds; publish the comparison."""
     source = resolve_model_source(model)
     render, data = render_settings(data_path)
@@ -81,33 +94,56 @@ def evaluate_closed_loop(model: str, config: EvalConfig, data_path: Path | None,
     inputs = model_inputs(source)
     if data is not None:
         inputs["data"] = data
-    settings = {**config.model_dump(mode="json"), "render": render.model_dump(mode="json", include={"image_size", "view_m", "ego_row"})}
-    with begin("eval", name or "closed-loop", settings, root=root, resume=resume, inputs=inputs,
-               identity={"config": settings, "model": model}) as writer:
+    settings = {
+        **config.model_dump(mode="json"),
+        "render": render.model_dump(mode="json", include={"image_size", "view_m", "ego_row"}),
+    }
+    with begin(
+        "eval",
+        name or "closed-loop",
+        settings,
+        root=root,
+        resume=resume,
+        inputs=inputs,
+        identity={"config": settings, "model": model},
+    ) as writer:
         template = load_prompt(STUDENT_PROMPT)
         writer.add_prompt(template.id, template.sha256)
         return _drive_and_publish(writer, source, config, render, specs)
 
 
-def _drive_and_publish(writer: ArtifactWriter, source: ModelSource, config: EvalConfig, render: DataConfig,
-                       specs: list[EpisodeSpec]) -> Artifact:
+def _drive_and_publish(
+    writer: ArtifactWriter, source: ModelSource, config: EvalConfig, render: DataConfig, specs: list[EpisodeSpec]
+) -> Artifact:
     loop = config.closed_loop
     planner = model_planner(source, config)
     per_episode = max(1, round(loop.seconds / loop.decision_interval_s))
-    log = DriveLog(record_episodes={spec.id for spec in specs[:loop.gif_episodes]})
+    log = DriveLog(record_episodes={spec.id for spec in specs[: loop.gif_episodes]})
     started = time.perf_counter()
     with progress_bar("decisions") as progress:
         outcomes = []
         for driver, plan in ((EXPERT, None), (MODEL, planner)):
             task = progress.add_task(f"{driver} driving", total=len(specs) * per_episode, note="")
-            outcomes += drive(specs, driver, plan, render, loop.seconds, loop.decision_interval_s, DEFAULT_VOCABULARY,
-                              log if driver == MODEL else None, lambda n, task=task: progress.advance(task, n))
+            outcomes += drive(
+                specs,
+                driver,
+                plan,
+                render,
+                loop.seconds,
+                loop.decision_interval_s,
+                DEFAULT_VOCABULARY,
+                log if driver == MODEL else None,
+                lambda n, task=task: progress.advance(task, n),
+            )
             progress.update(task, completed=len(specs) * per_episode)
     seconds = time.perf_counter() - started
     episodes = [outcome.as_dict() for outcome in outcomes]
     metrics = closed_loop_metrics(episodes)
-    result = {"drivers": metrics, "episodes": episodes, "fallback": {"initial_plan": list(FALLBACK_PLAN),
-                                                                      "rule": "no parseable plan: keep the last plan"}}
+    result = {
+        "drivers": metrics,
+        "episodes": episodes,
+        "fallback": {"initial_plan": list(FALLBACK_PLAN), "rule": "no parseable plan: keep the last plan"},
+    }
     writer.path(RESULT).write_text(json.dumps(result, indent=2) + "\n")
     with writer.path(DECISIONS).open("w", encoding="utf-8") as handle:
         for row in log.decisions:
@@ -117,21 +153,32 @@ def _drive_and_publish(writer: ArtifactWriter, source: ModelSource, config: Eval
     return writer.publish(
         counts={"episodes": len(specs), "decisions": metrics[MODEL]["overall"]["decisions"], "gif_frames": gif_frames},
         metrics={"closed_loop": {driver: metrics[driver]["overall"] for driver in metrics}},
-        extra={"closed_loop": {"model": {"reference": source.reference, **source.describe()},
-                               "episodes": [spec.id for spec in specs], "wall_s": round(seconds, 2),
-                               "gif": GIF if gif_frames else None}},
+        extra={
+            "closed_loop": {
+                "model": {"reference": source.reference, **source.describe()},
+                "episodes": [spec.id for spec in specs],
+                "wall_s": round(seconds, 2),
+                "gif": GIF if gif_frames else None,
+            }
+        },
     )
 
 
 def closed_loop_table(metrics: dict[str, Any], title: str) -> Table:
     """Expert and model, per scenario and overall, one row each."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, padding=(0, 1), show_edge=False, pad_edge=False, collapse_padding=True
+    )
     for column in ("driver", "scenario", "runs", *(title for title, _, _ in TABLE_COLUMNS)):
         table.add_column(column, justify="left" if column in ("driver", "scenario") else "right", no_wrap=True)
     for driver, summary in metrics.items():
         rows = [*summary["scenarios"].items(), ("overall", summary["overall"])]
         for position, (scenario, values) in enumerate(rows):
-            table.add_row(driver if position == 0 else "", scenario, str(values["episodes"]),
-                          *(fmt.format(values[key]) for _, key, fmt in TABLE_COLUMNS),
-                          end_section=position == len(rows) - 1)
+            table.add_row(
+                driver if position == 0 else "",
+                scenario,
+                str(values["episodes"]),
+                *(fmt.format(values[key]) for _, key, fmt in TABLE_COLUMNS),
+                end_section=position == len(rows) - 1,
+            )
     return table

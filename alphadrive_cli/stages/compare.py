@@ -12,19 +12,29 @@ from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
 from alphadrive_cli.artifacts import Artifact, open_artifact
 from alphadrive_cli.errors import BadInput
 
-
-CLOSED_LOOP_COLUMNS = (("closed-loop collision rate", "collision_rate"), ("closed-loop off-road rate", "off_road_rate"),
-                       ("closed-loop route completion", "route_completion_rate"),
-                       ("closed-loop mean speed m/s", "mean_speed_mps"), ("closed-loop distance m", "distance_m"),
-                       ("closed-loop unparsed plans", "parse_failure_rate"))
+CLOSED_LOOP_COLUMNS = (
+    ("closed-loop collision rate", "collision_rate"),
+    ("closed-loop off-road rate", "off_road_rate"),
+    ("closed-loop route completion", "route_completion_rate"),
+    ("closed-loop mean speed m/s", "mean_speed_mps"),
+    ("closed-loop distance m", "distance_m"),
+    ("closed-loop unparsed plans", "parse_failure_rate"),
+)
 
 
 def _columns(vocabulary: ActionVocabulary) -> list[tuple[str, tuple[str, ...]]]:
     """(column title, path into the artifact's open-loop and closed-loop results) for every compared number."""
-    columns = [(f"{head} {action} F1", ("open", head, "per_class", action, "f1"))
-               for head, actions in (("speed", vocabulary.speed), ("path", vocabulary.path)) for action in actions]
-    columns += [("speed macro F1", ("open", "speed", "macro_f1")), ("path macro F1", ("open", "path", "macro_f1")),
-                ("planning accuracy", ("open", "planning_accuracy")), ("format valid", ("open", "format_valid_rate"))]
+    columns = [
+        (f"{head} {action} F1", ("open", head, "per_class", action, "f1"))
+        for head, actions in (("speed", vocabulary.speed), ("path", vocabulary.path))
+        for action in actions
+    ]
+    columns += [
+        ("speed macro F1", ("open", "speed", "macro_f1")),
+        ("path macro F1", ("open", "path", "macro_f1")),
+        ("planning accuracy", ("open", "planning_accuracy")),
+        ("format valid", ("open", "format_valid_rate")),
+    ]
     return columns + [(title, ("closed", "model", "overall", key)) for title, key in CLOSED_LOOP_COLUMNS]
 
 
@@ -59,7 +69,7 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
     results = [_results(artifact) for artifact in artifacts]
     header = ["artifact", "frames", *(title for title, _ in columns)]
     rows = []
-    for index, (artifact, values) in enumerate(zip(artifacts, results)):
+    for index, (artifact, values) in enumerate(zip(artifacts, results, strict=False)):
         cells = [artifact.label, str(artifact.manifest["counts"].get("frames", "–"))]
         for _, path in columns:
             value, base = _value(values, path), _value(results[0], path)

@@ -11,7 +11,15 @@ from rich.table import Table
 from rich.text import Text
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import VERSIONED_NAME, Artifact, ArtifactWriter, ResumePolicy, begin, sha256_file, validate_name
+from alphadrive_cli.artifacts import (
+    VERSIONED_NAME,
+    Artifact,
+    ArtifactWriter,
+    ResumePolicy,
+    begin,
+    sha256_file,
+    validate_name,
+)
 from alphadrive_cli.data.importers import (
     ImageRoot,
     Imported,
@@ -42,8 +50,9 @@ def default_import_name(source: Path) -> str:
     return validate_name(name or "import")
 
 
-def import_dataset(source: Path, config: ImportConfig, root: Path | None, name: str | None,
-                   resume: ResumePolicy) -> Artifact:
+def import_dataset(
+    source: Path, config: ImportConfig, root: Path | None, name: str | None, resume: ResumePolicy
+) -> Artifact:
     """Check every row of ``source``, copy the good rows' images and publish them as a ``data`` artifact."""
     check_source(source)
     name = validate_name(name) if name else default_import_name(source)
@@ -55,11 +64,15 @@ def import_dataset(source: Path, config: ImportConfig, root: Path | None, name: 
         raise BadInput(f"no record of {source} could be imported ({reasons or 'the file has no rows'})")
     settings = config.model_dump(mode="json")
     digest = sha256_file(source)
-    with begin("data", name, settings, root=root, resume=resume,
-               identity={"config": settings, "source_sha256": digest}) as writer:
+    with begin(
+        "data", name, settings, root=root, resume=resume, identity={"config": settings, "source_sha256": digest}
+    ) as writer:
         _copy_images(writer, frames)
         return publish_dataset(
-            writer, _by_split(frames, config), DEFAULT_VOCABULARY, seed=config.seed,
+            writer,
+            _by_split(frames, config),
+            DEFAULT_VOCABULARY,
+            seed=config.seed,
             extra={"source": {"file": source.name, "kind": config.kind, "sha256": digest}, **log.manifest_entry()},
             counts={"skipped": sum(log.skipped.values())},
         )
@@ -83,7 +96,7 @@ def _read(source: Path, config: ImportConfig, log: ProblemLog) -> list[Imported]
 def _copy_images(writer: ArtifactWriter, frames: Sequence[Imported]) -> None:
     shutil.rmtree(writer.dir / IMAGE_DIR, ignore_errors=True)  # images of an interrupted earlier attempt
     for frame in frames:
-        for file, target in zip(frame.files, frame.record.images):
+        for file, target in zip(frame.files, frame.record.images, strict=False):
             shutil.copyfile(file, writer.path(target))
 
 

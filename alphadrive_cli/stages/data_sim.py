@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 import random
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
@@ -56,8 +56,13 @@ def plan_episode(config: DataConfig, index: int, cycle: list[str]) -> EpisodePla
     probabilities = np.array([weights[name] for name in names]) / sum(weights[name] for name in names)
     scenario = SCENARIOS[str(rng.choice(names, p=probabilities))]
     destination = str(rng.choice(scenario.destinations)) if scenario.destinations else None
-    return EpisodePlan(index=index, scenario=scenario.name, env_seed=int(rng.integers(2**31 - 1)),
-                       destination=destination, split=cycle[index % len(cycle)])
+    return EpisodePlan(
+        index=index,
+        scenario=scenario.name,
+        env_seed=int(rng.integers(2**31 - 1)),
+        destination=destination,
+        split=cycle[index % len(cycle)],
+    )
 
 
 def _simulate(task: tuple[EpisodePlan, DataConfig]) -> EpisodeResult:
@@ -72,8 +77,12 @@ def image_name(plan: EpisodePlan, frame: SimFrame) -> str:
 def _cache_episode(writer: ArtifactWriter, result: EpisodeResult) -> None:
     for frame in result.frames:
         writer.path(image_name(result.plan, frame)).write_bytes(frame.png)
-    meta = {"plan": asdict(result.plan), "crashed": result.crashed, "unlabelled_frames": result.unlabelled_frames,
-            "frames": [{key: value for key, value in asdict(frame).items() if key != "png"} for frame in result.frames]}
+    meta = {
+        "plan": asdict(result.plan),
+        "crashed": result.crashed,
+        "unlabelled_frames": result.unlabelled_frames,
+        "frames": [{key: value for key, value in asdict(frame).items() if key != "png"} for frame in result.frames],
+    }
     cache = writer.path(f"{CACHE_DIR}/e{result.plan.index:05d}.json")
     cache.with_suffix(".tmp").write_text(json.dumps(meta))
     cache.with_suffix(".tmp").replace(cache)  # an episode is cached whole or not at all
@@ -90,13 +99,19 @@ def _cached_episode(writer: ArtifactWriter, plan: EpisodePlan) -> EpisodeResult 
     return EpisodeResult(plan, frames, meta["crashed"], meta["unlabelled_frames"])
 
 
-def _episodes(writer: ArtifactWriter, config: DataConfig, raw_target: int, progress: Progress) -> Iterator[EpisodeResult]:
+def _episodes(
+    writer: ArtifactWriter, config: DataConfig, raw_target: int, progress: Progress
+) -> Iterator[EpisodeResult]:
     """Episode results in index order until ``raw_target`` labelled frames were produced."""
     cycle = split_cycle(config)
     task = progress.add_task("simulating", total=raw_target, note="")
     produced, index = 0, 0
     # a worker that dies raises BrokenProcessPool here instead of hanging the run
-    executor = ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")) if config.workers > 1 else None
+    executor = (
+        ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"))
+        if config.workers > 1
+        else None
+    )
     try:
         while produced < raw_target:
             batch_size = max(config.workers * 2, math.ceil((raw_target - produced) / config.frames_per_episode * 1.2))
@@ -128,15 +143,24 @@ def _record(config: DataConfig, plan: EpisodePlan, frame: SimFrame) -> Record:
         speed_action=frame.speed_action,
         path_action=frame.path_action,
         scene=frame.scene,
-        source={"origin": "simulator", "scenario": plan.scenario, "episode": plan.index, "frame": frame.frame,
-                "time_s": frame.time_s, "env_seed": plan.env_seed, "destination": plan.destination},
+        source={
+            "origin": "simulator",
+            "scenario": plan.scenario,
+            "episode": plan.index,
+            "frame": frame.frame,
+            "time_s": frame.time_s,
+            "env_seed": plan.env_seed,
+            "destination": plan.destination,
+        },
     )
 
 
 def build_sim_dataset(config: DataConfig, root: Path | None, name: str | None, resume: ResumePolicy) -> Artifact:
     """Simulate, label, split and publish a ``data`` artifact of ``config.frames`` frames."""
     identity = config.model_dump(mode="json", exclude={"workers"})  # more workers: same data, so resumable
-    with begin("data", name or "sim", config.model_dump(mode="json"), root=root, resume=resume, identity=identity) as writer:
+    with begin(
+        "data", name or "sim", config.model_dump(mode="json"), root=root, resume=resume, identity=identity
+    ) as writer:
         raw_target = math.ceil(config.frames * config.balance_oversample) if config.balance else config.frames
         frames: list[tuple[EpisodePlan, SimFrame]] = []
         crashed = unlabelled = episodes = 0
@@ -147,7 +171,9 @@ def build_sim_dataset(config: DataConfig, root: Path | None, name: str | None, r
                 unlabelled += result.unlabelled_frames
                 frames.extend((result.plan, frame) for frame in result.frames)
         if config.balance:
-            frames = balanced_sample(frames, lambda item: (item[1].speed_action, item[1].path_action), config.frames, config.seed)
+            frames = balanced_sample(
+                frames, lambda item: (item[1].speed_action, item[1].path_action), config.frames, config.seed
+            )
         else:
             frames = frames[: config.frames]
         chosen = {image_name(plan, frame) for plan, frame in frames}
@@ -155,10 +181,18 @@ def build_sim_dataset(config: DataConfig, root: Path | None, name: str | None, r
             if f"{IMAGE_DIR}/{image.name}" not in chosen:
                 image.unlink()
         shutil.rmtree(writer.dir / CACHE_DIR, ignore_errors=True)
-        records = {split: [_record(config, plan, frame) for plan, frame in frames if plan.split == split] for split in SPLITS}
+        records = {
+            split: [_record(config, plan, frame) for plan, frame in frames if plan.split == split] for split in SPLITS
+        }
         return publish_dataset(
-            writer, records, DEFAULT_VOCABULARY, seed=config.seed,
+            writer,
+            records,
+            DEFAULT_VOCABULARY,
+            seed=config.seed,
             counts={"episodes": episodes, "expert_crashes": crashed, "unlabelled_frames": unlabelled},
-            extra={"label_rules": config.labels.model_dump(), "simulator": {"name": "highway-env", "version": version("highway-env")},
-                   "expert": "highway-env IDMVehicle (IDM longitudinal, MOBIL lane changes, route following)"},
+            extra={
+                "label_rules": config.labels.model_dump(),
+                "simulator": {"name": "highway-env", "version": version("highway-env")},
+                "expert": "highway-env IDMVehicle (IDM longitudinal, MOBIL lane changes, route following)",
+            },
         )

@@ -22,7 +22,15 @@ from typing import Any
 from rich.table import Table
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, default_root, open_artifact, partial_dir
+from alphadrive_cli.artifacts import (
+    Artifact,
+    ArtifactWriter,
+    ResumePolicy,
+    begin,
+    default_root,
+    open_artifact,
+    partial_dir,
+)
 from alphadrive_cli.data.publish import publish_dataset
 from alphadrive_cli.data.schema import SPLITS, Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput, StageFailure
@@ -39,8 +47,16 @@ STORE_NAME = "requests.jsonl"
 CHARS_PER_TOKEN = 4  # rough text-token estimate for --dry-run and the cost budget
 FATAL_STATUSES = ("401", "403", "404")  # wrong key, no access, wrong model or URL: every request would fail
 # How to reach the teacher, not what it answers: changing them keeps an unfinished run resumable.
-TRANSPORT_SETTINGS = ("max_requests", "max_cost_usd", "concurrency", "base_url", "api_key_env", "timeout_s",
-                      "max_retries", "min_answered_share")
+TRANSPORT_SETTINGS = (
+    "max_requests",
+    "max_cost_usd",
+    "concurrency",
+    "base_url",
+    "api_key_env",
+    "timeout_s",
+    "max_retries",
+    "min_answered_share",
+)
 
 
 class BudgetReached(StageFailure):
@@ -56,9 +72,11 @@ def check_answered(jobs: Sequence[Job], store: AnswerStore, config: DistillConfi
         return
     errors = Counter(reply.error or reply.outcome for reply in replies if reply is not None and reply.outcome != "ok")
     cause = f"; most often: {errors.most_common(1)[0][0]}" if errors else ""
-    raise StageFailure(f"the teacher answered {answered} of {len(jobs)} requests, below min_answered_share "
-                       f"{config.min_answered_share:g}{cause}; nothing was published, and re-running the same command "
-                       f"(e.g. with a corrected --base-url) asks the unanswered ones again (kept in {partial})")
+    raise StageFailure(
+        f"the teacher answered {answered} of {len(jobs)} requests, below min_answered_share "
+        f"{config.min_answered_share:g}{cause}; nothing was published, and re-running the same command "
+        f"(e.g. with a corrected --base-url) asks the unanswered ones again (kept in {partial})"
+    )
 
 
 @dataclass(frozen=True)
@@ -84,23 +102,47 @@ def _scene_text(record: Record) -> str:
     return "none" if not record.scene else ", ".join(f"{key}: {value}" for key, value in record.scene.items())
 
 
-def _messages(data: Artifact, record: Record, prompt: PromptTemplate, vocabulary: ActionVocabulary) -> list[dict[str, Any]]:
-    text = prompt.render(navigation=record.navigation, ego_speed_mps=record.ego_speed_mps,
-                         speed_actions=", ".join(vocabulary.speed), path_actions=", ".join(vocabulary.path),
-                         scene=_scene_text(record), speed_action=record.speed_action, path_action=record.path_action)
+def _messages(
+    data: Artifact, record: Record, prompt: PromptTemplate, vocabulary: ActionVocabulary
+) -> list[dict[str, Any]]:
+    text = prompt.render(
+        navigation=record.navigation,
+        ego_speed_mps=record.ego_speed_mps,
+        speed_actions=", ".join(vocabulary.speed),
+        path_actions=", ".join(vocabulary.path),
+        scene=_scene_text(record),
+        speed_action=record.speed_action,
+        path_action=record.path_action,
+    )
     images = [{"type": "image_url", "image_url": {"url": _data_url(data.path / image)}} for image in record.images]
     return [{"role": "user", "content": [*images, {"type": "text", "text": text}]}]
 
 
-def plan_jobs(data: Artifact, records: Sequence[tuple[str, Record]], config: DistillConfig, teacher_name: str,
-              prompt: PromptTemplate | GroundedTemplates, vocabulary: ActionVocabulary, role: str = "trace") -> list[Job]:
+def plan_jobs(
+    data: Artifact,
+    records: Sequence[tuple[str, Record]],
+    config: DistillConfig,
+    teacher_name: str,
+    prompt: PromptTemplate | GroundedTemplates,
+    vocabulary: ActionVocabulary,
+    role: str = "trace",
+) -> list[Job]:
     """The requests the run needs (messages are only built for model teachers)."""
     jobs = []
     for split, record in records:
         for sample in range(config.samples_per_frame if role == "trace" else 1):
-            key = request_key(role, record.id, sample, prompt.sha256, teacher_name, config.temperature, config.max_tokens)
+            key = request_key(
+                role, record.id, sample, prompt.sha256, teacher_name, config.temperature, config.max_tokens
+            )
             messages = _messages(data, record, prompt, vocabulary) if config.teacher == "openai" else []
-            jobs.append(Job(record, split, sample, TeacherRequest(key, record.id, messages, config.temperature, config.max_tokens)))
+            jobs.append(
+                Job(
+                    record,
+                    split,
+                    sample,
+                    TeacherRequest(key, record.id, messages, config.temperature, config.max_tokens),
+                )
+            )
     return jobs
 
 
@@ -148,11 +190,19 @@ def _api_key(config: DistillConfig) -> str:
         return key
     if config.base_url:  # local servers (vLLM, Ollama, transformers serve) usually take any key
         return "EMPTY"
-    raise BadInput(f"--teacher openai needs an API key in ${config.api_key_env} (or name another variable with --api-key-env)")
+    raise BadInput(
+        f"--teacher openai needs an API key in ${config.api_key_env} (or name another variable with --api-key-env)"
+    )
 
 
-def _ask(jobs: Sequence[Job], store: AnswerStore, config: DistillConfig, budget: _Budget, description: str,
-         grounded: Callable[[Job], str] | None) -> None:
+def _ask(
+    jobs: Sequence[Job],
+    store: AnswerStore,
+    config: DistillConfig,
+    budget: _Budget,
+    description: str,
+    grounded: Callable[[Job], str] | None,
+) -> None:
     """Send every job whose answer is not stored; each reply goes to the store as it arrives."""
     pending = [job for job in jobs if not store.answered(job.request.key)]
     if not pending:
@@ -163,8 +213,10 @@ def _ask(jobs: Sequence[Job], store: AnswerStore, config: DistillConfig, budget:
         def on_reply(reply: TeacherReply) -> None:
             store.add(reply)
             if reply.outcome == "failed" and reply.attempt_log and reply.attempt_log[-1].split()[0] in FATAL_STATUSES:
-                raise BadInput(f"the teacher endpoint answered {reply.attempt_log[-1]} ({reply.error}); check the key in "
-                               f"${config.api_key_env}, the model name and --base-url (answers so far are kept)")
+                raise BadInput(
+                    f"the teacher endpoint answered {reply.attempt_log[-1]} ({reply.error}); check the key in "
+                    f"${config.api_key_env}, the model name and --base-url (answers so far are kept)"
+                )
             budget.charge(reply)
             progress.update(task, advance=1, note=f"${budget.spent:.4f}" if config.teacher == "openai" else "")
 
@@ -172,10 +224,17 @@ def _ask(jobs: Sequence[Job], store: AnswerStore, config: DistillConfig, budget:
             for job in pending:
                 on_reply(TeacherReply(job.request.key, job.record.id, "ok", text=grounded(job)))
             return
-        from alphadrive_cli.teacher.openai_teacher import OpenAITeacher  # noqa: PLC0415 - the API path only
+        from alphadrive_cli.teacher.openai_teacher import OpenAITeacher  # the API path only
 
-        teacher = OpenAITeacher(config.model, config.base_url, _api_key(config), config.timeout_s, config.max_retries,
-                                config.concurrency, seed=config.seed)
+        teacher = OpenAITeacher(
+            config.model,
+            config.base_url,
+            _api_key(config),
+            config.timeout_s,
+            config.max_retries,
+            config.concurrency,
+            seed=config.seed,
+        )
         teacher.run_sync(budget.gate(pending), on_reply, stop=budget.exhausted)
 
 
@@ -198,8 +257,14 @@ def _summary_table(counts: Counter, title: str) -> Table:
     return table
 
 
-def distill(data_path: Path, config: DistillConfig, root: Path | None, name: str | None, resume: ResumePolicy,
-            dry_run: bool = False) -> Artifact | None:
+def distill(
+    data_path: Path,
+    config: DistillConfig,
+    root: Path | None,
+    name: str | None,
+    resume: ResumePolicy,
+    dry_run: bool = False,
+) -> Artifact | None:
     """Collect, filter and publish reasoning traces; ``dry_run`` only reports what would be sent."""
     data = open_artifact(data_path, stage="data")
     vocabulary = dataset_vocabulary(data)
@@ -221,26 +286,46 @@ def distill(data_path: Path, config: DistillConfig, root: Path | None, name: str
         return None
     settings = config.model_dump(mode="json")
     identity = {key: value for key, value in settings.items() if key not in TRANSPORT_SETTINGS}
-    with begin("distill", name or "distill", settings, root=root, resume=resume, inputs={"data": data}, identity=identity) as writer:
+    with begin(
+        "distill", name or "distill", settings, root=root, resume=resume, inputs={"data": data}, identity=identity
+    ) as writer:
         writer.add_prompt(prompt.id, prompt.sha256)
         store = AnswerStore(writer.path(STORE_NAME))
         budget = _Budget(config)
-        grounded = (lambda job: grounded_trace(job.record, random.Random(f"{config.seed}:{job.request.key}"), templates, vocabulary)) if templates else None
+        grounded = (
+            (
+                lambda job: grounded_trace(
+                    job.record, random.Random(f"{config.seed}:{job.request.key}"), templates, vocabulary
+                )
+            )
+            if templates
+            else None
+        )
         try:
             _ask(jobs, store, config, budget, "teacher", grounded)
             kept, verdicts = _judge(jobs, store, vocabulary)
             if config.verify:
                 verify_prompt = load_prompt(config.verify_prompt)
                 writer.add_prompt(verify_prompt.id, verify_prompt.sha256)
-                checks = plan_jobs(data, [(job.split, job.record) for job in kept], config, teacher_name, verify_prompt, vocabulary, role="verify")
+                checks = plan_jobs(
+                    data,
+                    [(job.split, job.record) for job in kept],
+                    config,
+                    teacher_name,
+                    verify_prompt,
+                    vocabulary,
+                    role="verify",
+                )
                 _ask(checks, store, config, budget, "verifying", None)
                 kept = _verified(kept, checks, store, vocabulary, verdicts)
         finally:
             store.close()
         if budget.reason is not None:
             missing = sum(1 for job in jobs if not store.answered(job.request.key))
-            raise BudgetReached(f"stopped at {budget.reason} after {budget.sent} requests; {missing} still to ask: "
-                                f"re-run the same command to continue (answers so far are kept)")
+            raise BudgetReached(
+                f"stopped at {budget.reason} after {budget.sent} requests; {missing} still to ask: "
+                f"re-run the same command to continue (answers so far are kept)"
+            )
         check_answered(jobs, store, config, writer.dir)
         return _publish(writer, data, jobs, kept, store, verdicts, vocabulary, config, redact_text(teacher_name))
 
@@ -259,10 +344,11 @@ def _judge(jobs: Sequence[Job], store: AnswerStore, vocabulary: ActionVocabulary
     return kept, verdicts
 
 
-def _verified(kept: Sequence[Job], checks: Sequence[Job], store: AnswerStore, vocabulary: ActionVocabulary,
-              verdicts: Counter) -> list[Job]:
+def _verified(
+    kept: Sequence[Job], checks: Sequence[Job], store: AnswerStore, vocabulary: ActionVocabulary, verdicts: Counter
+) -> list[Job]:
     agreeing = []
-    for job, check in zip(kept, checks):
+    for job, check in zip(kept, checks, strict=False):
         reply = store.replies.get(check.request.key)
         truth = (job.record.speed_action, job.record.path_action)
         if reply is not None and reply.outcome == "ok" and verify_agrees(reply.text or "", truth, vocabulary):
@@ -273,17 +359,32 @@ def _verified(kept: Sequence[Job], checks: Sequence[Job], store: AnswerStore, vo
     return agreeing
 
 
-def _publish(writer: ArtifactWriter, data: Artifact, jobs: Sequence[Job], kept: Sequence[Job], store: AnswerStore,
-             verdicts: Counter, vocabulary: ActionVocabulary, config: DistillConfig, teacher_name: str) -> Artifact:
+def _publish(
+    writer: ArtifactWriter,
+    data: Artifact,
+    jobs: Sequence[Job],
+    kept: Sequence[Job],
+    store: AnswerStore,
+    verdicts: Counter,
+    vocabulary: ActionVocabulary,
+    config: DistillConfig,
+    teacher_name: str,
+) -> Artifact:
     by_split: dict[str, list[Record]] = {split: [] for split in SPLITS}
     for job in kept:
         text = store.replies[job.request.key].text or ""
         identifier = job.record.id if config.samples_per_frame == 1 else f"{job.record.id}-s{job.sample}"
         for image in job.record.images:
             _link_image(data.path / image, writer.path(image))
-        by_split[job.split].append(job.record.model_copy(update={
-            "id": identifier, "reasoning": reasoning_of(text),
-            "teacher": {"name": teacher_name, "sample": job.sample, "request": job.request.key}}))
+        by_split[job.split].append(
+            job.record.model_copy(
+                update={
+                    "id": identifier,
+                    "reasoning": reasoning_of(text),
+                    "teacher": {"name": teacher_name, "sample": job.sample, "request": job.request.key},
+                }
+            )
+        )
     console.print(_summary_table(verdicts, f"distill {writer.name}: traces kept and dropped"))
     outcomes = Counter(reply.outcome for reply in store.replies.values())
     failed = sorted({job.record.id for job in jobs if not store.answered(job.request.key)})
@@ -291,13 +392,28 @@ def _publish(writer: ArtifactWriter, data: Artifact, jobs: Sequence[Job], kept: 
     prompt_tokens = sum(reply.prompt_tokens for reply in usage)
     completion_tokens = sum(reply.completion_tokens for reply in usage)
     return publish_dataset(
-        writer, by_split, vocabulary, seed=config.seed,
-        counts={"requests": len(store.replies), "kept": verdicts.get(KEPT, 0), "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens},
-        extra={"teacher": {"name": teacher_name, "kind": "offline template writer, not a language model"
-                           if config.teacher == "grounded" else "OpenAI-compatible chat model"},
-               "outcomes": dict(outcomes), "verdicts": dict(verdicts), "failed_samples": failed,
-               "estimated_cost_usd": round(cost_usd(prompt_tokens, completion_tokens, config), 6)},
+        writer,
+        by_split,
+        vocabulary,
+        seed=config.seed,
+        counts={
+            "requests": len(store.replies),
+            "kept": verdicts.get(KEPT, 0),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+        },
+        extra={
+            "teacher": {
+                "name": teacher_name,
+                "kind": "offline template writer, not a language model"
+                if config.teacher == "grounded"
+                else "OpenAI-compatible chat model",
+            },
+            "outcomes": dict(outcomes),
+            "verdicts": dict(verdicts),
+            "failed_samples": failed,
+            "estimated_cost_usd": round(cost_usd(prompt_tokens, completion_tokens, config), 6),
+        },
     )
 
 
@@ -309,9 +425,13 @@ def _report_dry_run(jobs: Sequence[Job], config: DistillConfig, root: Path | Non
     prompt_tokens = sum(estimate_tokens(job, config)[0] for job in pending)
     completion_tokens = sum(estimate_tokens(job, config)[1] for job in pending)
     if config.teacher == "grounded":
-        console.print(f"dry run: {len(pending)} traces to write with the offline grounded teacher (no requests, no cost)")
+        console.print(
+            f"dry run: {len(pending)} traces to write with the offline grounded teacher (no requests, no cost)"
+        )
         return
-    console.print(f"dry run: {len(pending)} requests to {user_text(config.model)} ({len(jobs) - len(pending)} already answered), "
-                  f"about {prompt_tokens:,} prompt tokens and at most {completion_tokens:,} completion tokens, "
-                  f"at most ${cost_usd(prompt_tokens, completion_tokens, config):.2f} at the configured prices"
-                  + (" (plus verification requests)" if config.verify else ""))
+    console.print(
+        f"dry run: {len(pending)} requests to {user_text(config.model)} ({len(jobs) - len(pending)} already answered), "
+        f"about {prompt_tokens:,} prompt tokens and at most {completion_tokens:,} completion tokens, "
+        f"at most ${cost_usd(prompt_tokens, completion_tokens, config):.2f} at the configured prices"
+        + (" (plus verification requests)" if config.verify else "")
+    )

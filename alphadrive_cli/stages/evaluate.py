@@ -57,8 +57,14 @@ def _cached_completions(writer: ArtifactWriter) -> dict[str, list[str]]:
     return done
 
 
-def generate_completions(writer: ArtifactWriter, source: ModelSource, data: Artifact, records: Sequence[Record],
-                         vocabulary: ActionVocabulary, config: EvalConfig) -> tuple[dict[str, list[str]], dict[str, Any]]:
+def generate_completions(
+    writer: ArtifactWriter,
+    source: ModelSource,
+    data: Artifact,
+    records: Sequence[Record],
+    vocabulary: ActionVocabulary,
+    config: EvalConfig,
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Completions for every record (cached ones reused), and throughput figures."""
 
     done = _cached_completions(writer)
@@ -75,19 +81,27 @@ def generate_completions(writer: ArtifactWriter, source: ModelSource, data: Arti
     with progress_bar("frames") as progress, (writer.dir / CACHE_NAME).open("a", encoding="utf-8") as cache:
         task = progress.add_task("generating", total=len(todo), note="")
         for start in range(0, len(todo), config.batch_size):
-            batch = todo[start:start + config.batch_size]
-            prompts = [processor.apply_chat_template(student_messages(template, record, vocabulary),
-                                                     add_generation_prompt=True, tokenize=False) for record in batch]
+            batch = todo[start : start + config.batch_size]
+            prompts = [
+                processor.apply_chat_template(
+                    student_messages(template, record, vocabulary), add_generation_prompt=True, tokenize=False
+                )
+                for record in batch
+            ]
             images = [[Image.open(data.path / image).convert("RGB") for image in record.images] for record in batch]
-            for record, texts in zip(batch, generate(model, processor, prompts, images, settings)):
+            for record, texts in zip(batch, generate(model, processor, prompts, images, settings), strict=False):
                 done[record.id] = texts
                 cache.write(json.dumps({"id": record.id, "texts": texts}) + "\n")
             cache.flush()
             elapsed = time.perf_counter() - started
             progress.update(task, advance=len(batch), note=f"{(start + len(batch)) / elapsed:.2f} frames/s")
     seconds = time.perf_counter() - started
-    stats.update(generation_s=round(seconds, 2), frames_per_s=round(len(todo) / seconds, 3),
-                 model={"reference": source.reference, **source.describe()}, device=str(model.device))
+    stats.update(
+        generation_s=round(seconds, 2),
+        frames_per_s=round(len(todo) / seconds, 3),
+        model={"reference": source.reference, **source.describe()},
+        device=str(model.device),
+    )
     console.print(f"generated {len(todo)} frames in {seconds:.1f} s ({stats['frames_per_s']} frames/s)")
     return done, stats
 
@@ -108,7 +122,7 @@ def read_predictions(path: Path, records: Sequence[Record]) -> tuple[dict[str, l
             if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts) or not texts:
                 raise TypeError("text must be a string (texts: a non-empty list of strings)")
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise BadInput(f"{path} line {number}: expected {{\"id\": ..., \"text\": ...}} ({exc})") from None
+            raise BadInput(f'{path} line {number}: expected {{"id": ..., "text": ...}} ({exc})') from None
         if identifier not in wanted:
             unknown.append(identifier)
         elif identifier in found:
@@ -116,31 +130,43 @@ def read_predictions(path: Path, records: Sequence[Record]) -> tuple[dict[str, l
         else:
             found[identifier] = texts
     missing = [record.id for record in records if record.id not in found]
-    for label, ids in (("unknown ids (not in the split, ignored)", unknown),
-                       ("duplicate ids (first kept)", duplicate),
-                       ("missing ids (scored as no answer)", missing)):
+    for label, ids in (
+        ("unknown ids (not in the split, ignored)", unknown),
+        ("duplicate ids (first kept)", duplicate),
+        ("missing ids (scored as no answer)", missing),
+    ):
         if ids:
-            console.print(f"[yellow]warning:[/] {len(ids)} {label}: {user_text(', '.join(ids[:5]))}{' …' if len(ids) > 5 else ''}")
+            console.print(
+                f"[yellow]warning:[/] {len(ids)} {label}: {user_text(', '.join(ids[:5]))}{' …' if len(ids) > 5 else ''}"
+            )
     report = {"unknown_ids": unknown, "duplicate_ids": duplicate, "missing_ids": missing}
     return found, report
 
 
-def _prediction_rows(records: Sequence[Record], completions: dict[str, list[str]], vocabulary: ActionVocabulary) -> list[dict[str, Any]]:
+def _prediction_rows(
+    records: Sequence[Record], completions: dict[str, list[str]], vocabulary: ActionVocabulary
+) -> list[dict[str, Any]]:
     rows = []
     for record in records:
         texts = completions.get(record.id, [""])
         parsed = parse_answer(texts[0], vocabulary)
         speed, path = single_action(parsed.speed), single_action(parsed.path)
-        rows.append({
-            "id": record.id,
-            "text": texts[0],
-            **({"samples": texts} if len(texts) > 1 else {}),
-            "parsed": {"speed": sorted(parsed.speed), "path": sorted(parsed.path), "unrecognized": list(parsed.unrecognized)},
-            "truth": [record.speed_action, record.path_action],
-            "speed_correct": speed == record.speed_action,
-            "path_correct": path == record.path_action,
-            "plan_correct": parsed.plan == (record.speed_action, record.path_action),
-        })
+        rows.append(
+            {
+                "id": record.id,
+                "text": texts[0],
+                **({"samples": texts} if len(texts) > 1 else {}),
+                "parsed": {
+                    "speed": sorted(parsed.speed),
+                    "path": sorted(parsed.path),
+                    "unrecognized": list(parsed.unrecognized),
+                },
+                "truth": [record.speed_action, record.path_action],
+                "speed_correct": speed == record.speed_action,
+                "path_correct": path == record.path_action,
+                "plan_correct": parsed.plan == (record.speed_action, record.path_action),
+            }
+        )
     return rows
 
 
@@ -153,29 +179,50 @@ def metrics_table(metrics: dict[str, Any], vocabulary: ActionVocabulary, title: 
     for head, actions in (("speed", vocabulary.speed), ("path", vocabulary.path)):
         for position, action in enumerate(actions):
             scores = metrics[head]["per_class"][action]
-            table.add_row(head if position == 0 else "", action, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}",
-                          f"{scores['f1']:.3f}", str(scores["support"]))
+            table.add_row(
+                head if position == 0 else "",
+                action,
+                f"{scores['precision']:.3f}",
+                f"{scores['recall']:.3f}",
+                f"{scores['f1']:.3f}",
+                str(scores["support"]),
+            )
         table.add_row("", "macro F1", "", "", f"{metrics[head]['macro_f1']:.3f}", "", end_section=True)
-    table.add_row("plan", "planning accuracy", "", "", f"{metrics['planning_accuracy']:.3f}", str(metrics["counts"]["frames"]))
+    table.add_row(
+        "plan", "planning accuracy", "", "", f"{metrics['planning_accuracy']:.3f}", str(metrics["counts"]["frames"])
+    )
     table.add_row("", "format valid", "", "", f"{metrics['format_valid_rate']:.3f}", "")
     return table
 
 
-def publish_evaluation(writer: ArtifactWriter, records: Sequence[Record], completions: dict[str, list[str]],
-                       vocabulary: ActionVocabulary, extra: dict[str, Any]) -> Artifact:
+def publish_evaluation(
+    writer: ArtifactWriter,
+    records: Sequence[Record],
+    completions: dict[str, list[str]],
+    vocabulary: ActionVocabulary,
+    extra: dict[str, Any],
+) -> Artifact:
     """Score the completions and write metrics, predictions, plots and the manifest."""
     truths = [(record.speed_action, record.path_action) for record in records]
     metrics = open_loop_metrics(truths, [completions.get(record.id, [""])[0] for record in records], vocabulary)
     if any(len(texts) > 1 for texts in completions.values()):
         metrics["multimodality"] = multimodality(
-            [[parse_answer(text, vocabulary).plan for text in completions.get(record.id, [""])] for record in records], truths)
+            [[parse_answer(text, vocabulary).plan for text in completions.get(record.id, [""])] for record in records],
+            truths,
+        )
     writer.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with writer.path("predictions.jsonl").open("w", encoding="utf-8") as handle:
         for row in _prediction_rows(records, completions, vocabulary):
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     for head, actions in (("speed", vocabulary.speed), ("path", vocabulary.path)):
-        confusion_png(metrics[head]["confusion_matrix"], actions, f"{head} meta-action", writer.path(f"confusion_{head}.png"))
-    f1_bars_png({head: metrics[head]["per_class"] for head in ("speed", "path")}, "per-class F1", writer.path("f1_per_class.png"))
+        confusion_png(
+            metrics[head]["confusion_matrix"], actions, f"{head} meta-action", writer.path(f"confusion_{head}.png")
+        )
+    f1_bars_png(
+        {head: metrics[head]["per_class"] for head in ("speed", "path")},
+        "per-class F1",
+        writer.path("f1_per_class.png"),
+    )
     (writer.dir / CACHE_NAME).unlink(missing_ok=True)
     console.print(metrics_table(metrics, vocabulary, f"eval {writer.name}: {len(records)} frames"))
     headline = {key: metrics[key] for key in ("planning_accuracy", "format_valid_rate")}
@@ -183,8 +230,15 @@ def publish_evaluation(writer: ArtifactWriter, records: Sequence[Record], comple
     return writer.publish(counts={"frames": len(records)}, metrics=headline, extra=extra)
 
 
-def evaluate(data_path: Path, config: EvalConfig, root: Path | None, name: str | None, resume: ResumePolicy,
-             model: str | None = None, predictions: Path | None = None) -> Artifact:
+def evaluate(
+    data_path: Path,
+    config: EvalConfig,
+    root: Path | None,
+    name: str | None,
+    resume: ResumePolicy,
+    model: str | None = None,
+    predictions: Path | None = None,
+) -> Artifact:
     """Evaluate ``model`` (generating) or ``predictions`` (a file) on a data split."""
     data = open_artifact(data_path, stage=DATA_STAGES)
     records, vocabulary = _records(data, config.split)
@@ -193,12 +247,23 @@ def evaluate(data_path: Path, config: EvalConfig, root: Path | None, name: str |
     source = resolve_model_source(model) if model is not None else None  # checked before any heavy loading
     inputs = {"data": data, **model_inputs(source)}
     scored = {"model": model} if model is not None else {"predictions_sha256": sha256_file(predictions)}
-    with begin("eval", name or "eval", config.model_dump(mode="json"), root=root, resume=resume,
-               inputs=inputs, identity={"config": config.model_dump(mode="json"), **scored}) as writer:
+    with begin(
+        "eval",
+        name or "eval",
+        config.model_dump(mode="json"),
+        root=root,
+        resume=resume,
+        inputs=inputs,
+        identity={"config": config.model_dump(mode="json"), **scored},
+    ) as writer:
         if source is not None:
             completions, report = generate_completions(writer, source, data, records, vocabulary, config)
         else:
             completions, report = read_predictions(predictions, records)
-        return publish_evaluation(writer, records, completions, vocabulary,
-                                  extra={"split": config.split, "scored": scored, "report": report,
-                                         "vocabulary": vocabulary.to_dict()})
+        return publish_evaluation(
+            writer,
+            records,
+            completions,
+            vocabulary,
+            extra={"split": config.split, "scored": scored, "report": report, "vocabulary": vocabulary.to_dict()},
+        )

@@ -27,14 +27,24 @@ def build_tiny_model_artifact(
     """Build the model (tiny by default) and publish it (``save_pretrained`` layout) as a ``model`` artifact."""
     with begin("model", name or default_tiny_name(config), config.model_dump(), root=root, resume=resume) as writer:
         model, processor = build_tiny_model(
-            config.family, config.seed, config.vocab_size, config.min_pixels, config.max_pixels,
-            dimensions=Path(config.dimensions) if config.dimensions else None, dtype=getattr(torch, config.dtype),
+            config.family,
+            config.seed,
+            config.vocab_size,
+            config.min_pixels,
+            config.max_pixels,
+            dimensions=Path(config.dimensions) if config.dimensions else None,
+            dtype=getattr(torch, config.dtype),
         )
         model.save_pretrained(writer.dir)
         processor.save_pretrained(writer.dir)
         parameters = sum(parameter.numel() for parameter in model.parameters())
         return writer.publish(
             counts={"parameters": parameters, "vocab_size": len(processor.tokenizer)},
-            extra={"model": {"family": config.family, "source": "offline-random-weights",
-                             "dimensions": dimensions_file(config).name}},
+            extra={
+                "model": {
+                    "family": config.family,
+                    "source": "offline-random-weights",
+                    "dimensions": dimensions_file(config).name,
+                }
+            },
         )

@@ -53,25 +53,33 @@ def _training_records(data_path: Path, config: SftConfig) -> tuple[Artifact, lis
     if config.reasoning:
         missing = [record.id for record in records if not record.reasoning]
         if missing:
-            raise BadInput(f"{data.path} is a {data.stage} artifact without reasoning traces ({len(missing)} of "
-                           f"{len(records)} train records have none): run `alphadrive distill` on it first, "
-                           f"or pass --no-reasoning to train on answers only")
+            raise BadInput(
+                f"{data.path} is a {data.stage} artifact without reasoning traces ({len(missing)} of "
+                f"{len(records)} train records have none): run `alphadrive distill` on it first, "
+                f"or pass --no-reasoning to train on answers only"
+            )
     return data, records, vocabulary
 
 
 def _model_source(reference: str | None) -> ModelSource:
     if reference is None:
-        raise BadInput("sft needs a base model: pass --model (a model artifact such as one from "
-                       "`alphadrive models tiny`, a local directory or a hub id)")
+        raise BadInput(
+            "sft needs a base model: pass --model (a model artifact such as one from "
+            "`alphadrive models tiny`, a local directory or a hub id)"
+        )
     source = resolve_model_source(reference)
     if source.base is not None:
-        raise BadInput(f"{reference} is a LoRA adapter; sft trains a fresh adapter on a base model "
-                       f"(pass its base, {source.base.reference})")
+        raise BadInput(
+            f"{reference} is a LoRA adapter; sft trains a fresh adapter on a base model "
+            f"(pass its base, {source.base.reference})"
+        )
     return source
 
 
-def train_sft(data_path: Path, config: SftConfig, root: Path | None, name: str | None, resume: ResumePolicy) -> Artifact:
-    """Fine-tune LoRA adapters on a distilled (or, with ``reasoning: false``, any labelled) data set and publish them."""
+def train_sft(
+    data_path: Path, config: SftConfig, root: Path | None, name: str | None, resume: ResumePolicy
+) -> Artifact:
+    """Fine-tune LoRA adapters on a distilled (or, with ``reasoning: false``, any labelled) data set; publish them."""
     data, records, vocabulary = _training_records(data_path, config)
     source = _model_source(config.model)
     base_config = model_config(source)  # config only: fails early on unsupported models
@@ -81,20 +89,29 @@ def train_sft(data_path: Path, config: SftConfig, root: Path | None, name: str |
         inputs["model"] = source.artifact
     settings = config.model_dump(mode="json")
     identity = {key: value for key, value in settings.items() if key != "save_steps"}
-    with on_main(lambda: begin("sft", name or "sft", settings, root=root, resume=resume, inputs=inputs,
-                               identity=identity)) as writer:
+    with on_main(
+        lambda: begin("sft", name or "sft", settings, root=root, resume=resume, inputs=inputs, identity=identity)
+    ) as writer:
         return _train(writer, data, records, vocabulary, source, family, config, canonical_hash(base_config.to_dict()))
 
 
-def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabulary: Any, source: ModelSource,
-           family: str, config: SftConfig, base_config_hash: str) -> Artifact:
-    from datasets import Dataset  # noqa: PLC0415
-    from trl import SFTConfig as TrlSftConfig  # noqa: PLC0415
-    from trl import SFTTrainer  # noqa: PLC0415
+def _train(
+    writer: ArtifactWriter,
+    data: Artifact,
+    records: list[Record],
+    vocabulary: Any,
+    source: ModelSource,
+    family: str,
+    config: SftConfig,
+    base_config_hash: str,
+) -> Artifact:
+    from datasets import Dataset
+    from trl import SFTConfig as TrlSftConfig
+    from trl import SFTTrainer
 
-    from alphadrive_cli.models.lora import trainable_parameters  # noqa: PLC0415
-    from alphadrive_cli.models.processor import load_processor  # noqa: PLC0415
-    from alphadrive_cli.models.sft_data import VisionSFTCollator, sft_examples  # noqa: PLC0415
+    from alphadrive_cli.models.lora import trainable_parameters
+    from alphadrive_cli.models.processor import load_processor
+    from alphadrive_cli.models.sft_data import VisionSFTCollator, sft_examples
 
     template = load_prompt(STUDENT_PROMPT)
     writer.add_prompt(template.id, template.sha256)
@@ -112,11 +129,18 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
         dataset_kwargs={"skip_prepare_dataset": True},
         max_length=config.max_length,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                         processing_class=processor, callbacks=callbacks)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=callbacks,
+    )
     last, resumed_from = last_checkpoint(checkpoints)
-    history, curves = train_and_save(writer, trainer, model, processor, callbacks, last, CURVES,
-                                     f"sft {writer.name}", CURVES_PNG)
+    history, curves = train_and_save(
+        writer, trainer, model, processor, callbacks, last, CURVES, f"sft {writer.name}", CURVES_PNG
+    )
 
     losses = [entry["loss"] for entry in history if "loss" in entry]
     metrics: dict[str, Any] = {
@@ -127,24 +151,39 @@ def _train(writer: ArtifactWriter, data: Artifact, records: list[Record], vocabu
     if config.merge:
         del trainer, model  # free the training copy before loading the base unquantised
         on_main(lambda: _save_merged(writer, source, processor, precision.dtype))
-    console.print(f"sft {writer.name}: {metrics['steps']} steps, train loss {metrics['train_loss']}"
-                  + (f" (resumed from step {resumed_from})" if resumed_from is not None else ""))
-    return on_main(lambda: writer.publish(
-        counts={"examples": len(records), "trainable_parameters": trainable, "parameters": total},
-        metrics=metrics,
-        extra={
-            "model": {**model_summary(source, family, base_config_hash), "merged": MERGED_DIR if config.merge else None},
-            "training": {**training_summary(config, precision, quantized, resumed_from), "reasoning": config.reasoning},
-            "curves": {"png": CURVES_PNG, "plotted": curves, "log_history": LOG_HISTORY, "tensorboard": tensorboard},
-        },
-    ))
+    console.print(
+        f"sft {writer.name}: {metrics['steps']} steps, train loss {metrics['train_loss']}"
+        + (f" (resumed from step {resumed_from})" if resumed_from is not None else "")
+    )
+    return on_main(
+        lambda: writer.publish(
+            counts={"examples": len(records), "trainable_parameters": trainable, "parameters": total},
+            metrics=metrics,
+            extra={
+                "model": {
+                    **model_summary(source, family, base_config_hash),
+                    "merged": MERGED_DIR if config.merge else None,
+                },
+                "training": {
+                    **training_summary(config, precision, quantized, resumed_from),
+                    "reasoning": config.reasoning,
+                },
+                "curves": {
+                    "png": CURVES_PNG,
+                    "plotted": curves,
+                    "log_history": LOG_HISTORY,
+                    "tensorboard": tensorboard,
+                },
+            },
+        )
+    )
 
 
 def _save_merged(writer: ArtifactWriter, source: ModelSource, processor: Any, dtype: Any) -> None:
     """Reload the base unquantised, merge the saved adapter into it and save the full model under merged/."""
-    from peft import PeftModel  # noqa: PLC0415
+    from peft import PeftModel
 
-    from alphadrive_cli.models.loading import load_model  # noqa: PLC0415
+    from alphadrive_cli.models.loading import load_model
 
     base = load_model(source, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(writer.dir)).merge_and_unload()

@@ -114,9 +114,7 @@ class OpenAITeacher:
         and propagates."""
         pending = iter(requests)
         should_stop = stop or (lambda: False)
-        workers = [
-            asyncio.ensure_future(self._work(pending, on_reply, should_stop)) for _ in range(self._concurrency)
-        ]
+        workers = [asyncio.ensure_future(self._work(pending, on_reply, should_stop)) for _ in range(self._concurrency)]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -183,7 +181,7 @@ class OpenAITeacher:
             return _status_attempt(exc, self._backoff_max_s)
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
             return _Attempt("malformed", "200 malformed", retry=True, error=f"malformed response: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a request that can't be sent is that request's failure
+        except Exception as exc:  # a request that can't be sent is that request's failure
             return _Attempt("failed", "error", retry=False, error=f"{type(exc).__name__}: {exc}")
         return _answer_attempt(status, completion)
 

@@ -70,9 +70,12 @@ def run_episode(plan: EpisodePlan, config: DataConfig) -> EpisodeResult:
         return _simulate_and_label(plan, config, scenario, frame_times, end_time)
 
 
-def _simulate_and_label(plan: EpisodePlan, config: DataConfig, scenario: Scenario, frame_times: list[float],
-                        end_time: float) -> EpisodeResult:
-    env = make_env(scenario, canvas_size(config.image_size, config.ego_row), config.image_size / config.view_m, end_time)
+def _simulate_and_label(
+    plan: EpisodePlan, config: DataConfig, scenario: Scenario, frame_times: list[float], end_time: float
+) -> EpisodeResult:
+    env = make_env(
+        scenario, canvas_size(config.image_size, config.ego_row), config.image_size / config.view_m, end_time
+    )
     try:
         env.reset(seed=plan.env_seed)
         ego = install_expert(env, scenario, plan.destination)
@@ -91,24 +94,37 @@ def _simulate_and_label(plan: EpisodePlan, config: DataConfig, scenario: Scenari
                 result.crashed = True
                 break
             # highway-env's y axis points down: flip it for the right-handed frame the label rules use
-            states.append((step / POLICY_HZ, float(ego.position[0]), -float(ego.position[1]), -float(ego.heading), float(ego.speed)))
+            states.append(
+                (
+                    step / POLICY_HZ,
+                    float(ego.position[0]),
+                    -float(ego.position[1]),
+                    -float(ego.heading),
+                    float(ego.speed),
+                )
+            )
             if step in frame_at_step:
                 passed = bool(route) and tuple(ego.lane_index[:2]) == tuple(route[-1][:2])
                 view = heading_up_view(render_world(env), ego.heading, config.image_size, config.ego_row)
-                pending[len(states) - 1] = (frame_at_step[step], {
-                    "png": png_bytes(view),
-                    "ego_speed_mps": round(float(ego.speed), 2),
-                    "navigation": navigation(scenario, turn, passed),
-                    "scene": scene_facts(env, ego, scenario.name),
-                })
+                pending[len(states) - 1] = (
+                    frame_at_step[step],
+                    {
+                        "png": png_bytes(view),
+                        "ego_speed_mps": round(float(ego.speed), 2),
+                        "navigation": navigation(scenario, turn, passed),
+                        "scene": scene_facts(env, ego, scenario.name),
+                    },
+                )
     finally:
         env.close()
-    track = Track(*(np.array(column) for column in zip(*states))) if states else None
+    track = Track(*(np.array(column) for column in zip(*states, strict=False))) if states else None
     for state_index, (frame, facts) in sorted(pending.items()):
         labels = label_at(track, state_index, config.labels) if track is not None else None
         if labels is None:
             result.unlabelled_frames += 1
             continue
-        result.frames.append(SimFrame(frame=frame, time_s=frame_times[frame], speed_action=labels[0], path_action=labels[1], **facts))
+        result.frames.append(
+            SimFrame(frame=frame, time_s=frame_times[frame], speed_action=labels[0], path_action=labels[1], **facts)
+        )
     result.unlabelled_frames += len(frame_times) - len(pending)
     return result

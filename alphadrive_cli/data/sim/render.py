@@ -48,7 +48,9 @@ def heading_up_view(frame: np.ndarray, heading: float, image_px: int, ego_row: f
     ``heading`` is highway-env's (radians, clockwise on screen, 0 = pointing right).
     """
     canvas = Image.fromarray(frame)
-    rotated = canvas.rotate(math.degrees(heading) + 90.0, resample=Image.Resampling.BILINEAR, center=(canvas.width / 2, canvas.height / 2))
+    rotated = canvas.rotate(
+        math.degrees(heading) + 90.0, resample=Image.Resampling.BILINEAR, center=(canvas.width / 2, canvas.height / 2)
+    )
     centre_x, centre_y = canvas.width / 2, canvas.height / 2
     left = round(centre_x - image_px / 2)
     top = round(centre_y - ego_row * image_px)

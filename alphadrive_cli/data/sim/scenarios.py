@@ -52,15 +52,23 @@ def block_road_ahead(env: AbstractEnv, ego: IDMVehicle) -> None:
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "highway": Scenario("highway", HighwayEnv, {"lanes_count": 4, "vehicles_count": 30, "vehicles_density": 1.2},
-                        expert_speed_mps=(22.0, 32.0)),
-    "blocked": Scenario("blocked", HighwayEnv, {"lanes_count": 3, "vehicles_count": 12, "vehicles_density": 1.0},
-                        setup=block_road_ahead),
+    "highway": Scenario(
+        "highway",
+        HighwayEnv,
+        {"lanes_count": 4, "vehicles_count": 30, "vehicles_density": 1.2},
+        expert_speed_mps=(22.0, 32.0),
+    ),
+    "blocked": Scenario(
+        "blocked", HighwayEnv, {"lanes_count": 3, "vehicles_count": 12, "vehicles_density": 1.0}, setup=block_road_ahead
+    ),
     "merge": Scenario("merge", MergeEnv),
     "roundabout": Scenario("roundabout", RoundaboutEnv, destinations=("exr", "nxr", "wxr")),
-    "intersection": Scenario("intersection", IntersectionEnv, {"destination": None, "initial_vehicle_count": 10,
-                                                               "spawn_probability": 0.6},
-                             destinations=("o1", "o2", "o3")),
+    "intersection": Scenario(
+        "intersection",
+        IntersectionEnv,
+        {"destination": None, "initial_vehicle_count": 10, "spawn_probability": 0.6},
+        destinations=("o1", "o2", "o3"),
+    ),
 }
 
 
@@ -81,8 +89,9 @@ def isolated_vehicle_defaults() -> Iterator[None]:
             setattr(IDMVehicle, key, value)
 
 
-def make_env(scenario: Scenario, canvas_px: int, scaling: float, duration_s: float,
-             action: dict[str, Any] | None = None) -> AbstractEnv:
+def make_env(
+    scenario: Scenario, canvas_px: int, scaling: float, duration_s: float, action: dict[str, Any] | None = None
+) -> AbstractEnv:
     """An off-screen environment whose renders are ``canvas_px`` square, centred on the ego vehicle
     (``action``: the environment's action config, for an ego that takes meta-actions)."""
     config = {
@@ -145,8 +154,13 @@ def navigation(scenario: Scenario, turn: str, junction_passed: bool) -> str:
     if junction_passed:
         return "follow the road"
     if scenario.name == "roundabout":
-        return {"left": "at the roundabout, take the exit on the left",
-                "right": "at the roundabout, take the exit on the right",
-                "straight": "at the roundabout, take the exit straight ahead"}[turn]
-    return {"left": "turn left at the intersection", "right": "turn right at the intersection",
-            "straight": "go straight through the intersection"}[turn]
+        return {
+            "left": "at the roundabout, take the exit on the left",
+            "right": "at the roundabout, take the exit on the right",
+            "straight": "at the roundabout, take the exit straight ahead",
+        }[turn]
+    return {
+        "left": "turn left at the intersection",
+        "right": "turn right at the intersection",
+        "straight": "go straight through the intersection",
+    }[turn]

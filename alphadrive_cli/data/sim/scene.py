@@ -51,13 +51,18 @@ def scene_facts(env: AbstractEnv, ego: Vehicle, scenario: str) -> dict[str, Any]
     if gap is not None and gap > LEAD_RANGE_M:
         front = None
     lanes = env.road.network.graph[ego.lane_index[0]][ego.lane_index[1]]
-    nearby = sum(1 for vehicle in env.road.vehicles
-                 if vehicle is not ego and math.dist(vehicle.position, ego.position) < NEARBY_M)
+    nearby = sum(
+        1
+        for vehicle in env.road.vehicles
+        if vehicle is not ego and math.dist(vehicle.position, ego.position) < NEARBY_M
+    )
     junction = _distance_to_junction(scenario, ego)
     return {
         "lane": int(ego.lane_index[2]),
         "lanes": len(lanes),
-        "lead_vehicle": None if front is None else {
+        "lead_vehicle": None
+        if front is None
+        else {
             "gap_m": round(gap, 1),
             "relative_speed_mps": round(float(front.speed - ego.speed), 2),
             "kind": "vehicle" if isinstance(front, Vehicle) else "obstacle",
