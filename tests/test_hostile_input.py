@@ -43,6 +43,11 @@ def echo_label(body) -> str:
     return f"<think>{reasoning}</think><answer>{speed}, {path}</answer>"
 
 
+def distill_openai(cli, data: Path, base_url: str, model: str, *extra: str):
+    """``alphadrive distill`` of ``data`` with an OpenAI-compatible teacher at ``base_url``."""
+    return cli("distill", "--data", data, "--teacher", "openai", "--base-url", base_url, "--model", model, *extra)
+
+
 def files_holding(root: Path, secret: str) -> list[Path]:
     return [path for path in root.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
 
@@ -88,15 +93,10 @@ def frames_dir(tmp_path: Path) -> Path:
 def test_the_key_named_by_api_key_env_is_a_secret_everywhere(cli, data: Path, runs: Path, monkeypatch) -> None:
     monkeypatch.setenv("TEACHER_KEY", KEY)
     with FaultServer(answer=echo_label) as server:
-        result = cli(
-            "distill",
-            "--data",
+        result = distill_openai(
+            cli,
             data,
-            "--teacher",
-            "openai",
-            "--base-url",
             server.base_url,
-            "--model",
             KEY,
             "--set",
             "api_key_env=TEACHER_KEY",
@@ -150,15 +150,10 @@ def test_a_key_passed_as_any_value_is_redacted_in_the_error(cli, data: Path, mon
 
 
 def test_a_teacher_that_answers_nothing_fails_and_publishes_nothing(cli, data: Path, runs: Path) -> None:
-    result = cli(
-        "distill",
-        "--data",
+    result = distill_openai(
+        cli,
         data,
-        "--teacher",
-        "openai",
-        "--base-url",
         "http://127.0.0.1:9/v1",
-        "--model",
         "x",
         "--set",
         "max_retries=0",
@@ -169,7 +164,12 @@ def test_a_teacher_that_answers_nothing_fails_and_publishes_nothing(cli, data: P
     assert not list((runs / "distill").glob("distill-v*"))
     assert (runs / "distill" / ".distill.partial" / "requests.jsonl").is_file()
     with FaultServer(answer=echo_label) as server:  # the corrected endpoint resumes the same run
-        fixed = cli("distill", "--data", data, "--teacher", "openai", "--base-url", server.base_url, "--model", "x")
+        fixed = distill_openai(
+            cli,
+            data,
+            server.base_url,
+            "x",
+        )
     assert fixed.exit_code == 0, fixed.stderr
     manifest = open_artifact(Path(fixed.stdout.strip())).manifest
     assert manifest["resumed"] is True and manifest["counts"]["kept"] == 4
@@ -178,15 +178,10 @@ def test_a_teacher_that_answers_nothing_fails_and_publishes_nothing(cli, data: P
 def test_fewer_answers_than_the_configured_share_fail(cli, data: Path, runs: Path) -> None:
     with FaultServer(answer=echo_label) as server:
         server.script_sample("(frame 0)", ["400"])
-        result = cli(
-            "distill",
-            "--data",
+        result = distill_openai(
+            cli,
             data,
-            "--teacher",
-            "openai",
-            "--base-url",
             server.base_url,
-            "--model",
             "x",
             "--set",
             "min_answered_share=0.9",
