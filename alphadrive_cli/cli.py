@@ -11,11 +11,10 @@ import typer
 from typer.core import TyperGroup
 
 from alphadrive_cli import __version__
-from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
-from alphadrive_cli.config import resolve_config
-from alphadrive_cli.distributed import end_process, launch_world_size
-from alphadrive_cli.errors import BadInput, brief, clip
-from alphadrive_cli.schemas import (
+from alphadrive_cli.artifacts.store import lineage, open_artifact
+from alphadrive_cli.cli_options import AsJson, ConfigFile, Overrides, StageOptions, stage_command
+from alphadrive_cli.config.resolve import resolve_config
+from alphadrive_cli.config.schemas import (
     STAGE_SCHEMAS,
     DataConfig,
     DistillConfig,
@@ -25,8 +24,10 @@ from alphadrive_cli.schemas import (
     SftConfig,
     TinyModelConfig,
 )
+from alphadrive_cli.errors import BadInput, brief, clip
 from alphadrive_cli.textfiles import write_new_text_file
-from alphadrive_cli.ui import emit_artifact, emit_json, fail, quiet_other_processes, raise_on_sigterm, reported, stdout
+from alphadrive_cli.training.distributed import end_process, launch_world_size
+from alphadrive_cli.ui import emit_json, fail, quiet_other_processes, raise_on_sigterm, reported, stdout
 
 PIPELINE = """
 
@@ -83,37 +84,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 
-# Options every artifact-writing command shares.
-OutRoot = Annotated[
-    Path | None,
-    typer.Option(
-        "--out-root", help="Root of the artifact tree [default: $ALPHADRIVE_HOME or ./runs].", show_default=False
-    ),
-]
-Name = Annotated[str | None, typer.Option("--name", help="Artifact name; versions -v1, -v2 … are added per name.")]
-ConfigFile = Annotated[
-    Path | None, typer.Option("--config", help="YAML file overriding the stage's defaults in configs/.")
-]
-Overrides = Annotated[
-    list[str] | None, typer.Option("--set", help="Override one config key, e.g. --set lora.r=16 (repeatable).")
-]
-Scale = Annotated[str, typer.Option("--scale", help="Preset from configs/scale/: tiny (CPU) or qwen2vl-2b (GPU).")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the bare path.")]
-Resume = Annotated[
-    bool,
-    typer.Option(
-        "--resume",
-        help="Require an unfinished run of this name to continue (default: continue one if its settings match).",
-    ),
-]
-Restart = Annotated[bool, typer.Option("--restart", help="Discard an unfinished run of this name and start over.")]
-
-
-def _resume_policy(resume: bool, restart: bool) -> ResumePolicy:
-    if resume and restart:
-        raise BadInput("--resume and --restart contradict each other: choose one")
-    return ResumePolicy.REQUIRE if resume else ResumePolicy.RESTART if restart else ResumePolicy.AUTO
-
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -140,6 +110,7 @@ def _root(
 
 @models_app.command("tiny", epilog=PIPELINE)
 @reported
+@stage_command()
 def models_tiny(
     family: Annotated[
         str | None, typer.Option(help="Model family: qwen2_vl or qwen2_5_vl [default: from configs/models.yaml].")
@@ -152,13 +123,8 @@ def models_tiny(
             "[default: tiny]."
         ),
     ] = None,
-    out_root: OutRoot = None,
-    name: Name = None,
-    config: ConfigFile = None,
-    overrides: Overrides = None,
-    as_json: AsJson = False,
-    resume: Resume = False,
-    restart: Restart = False,
+    *,
+    shared: StageOptions,
 ) -> None:
     """Build a tiny random-weight Qwen-VL model with a real processor, fully offline.
 
@@ -169,17 +135,14 @@ def models_tiny(
     image processor, chat template) that `from_pretrained` and every stage accept as `--model`.
     Nothing is downloaded. Example: `M=$(alphadrive models tiny)`.
     """
-    from alphadrive_cli.stages.models import build_tiny_model_artifact  # keeps --help fast
+    from alphadrive_cli.stages import models_tiny  # keeps --help fast
 
-    cfg = resolve_config(
+    cfg = shared.resolve(
         "models",
         TinyModelConfig,
-        config_file=config,
-        overrides=overrides or [],
-        options={"family": family, "seed": seed, "dimensions": None if dimensions is None else str(dimensions)},
+        {"family": family, "seed": seed, "dimensions": None if dimensions is None else str(dimensions)},
     )
-    artifact = build_tiny_model_artifact(cfg, out_root, name, _resume_policy(resume, restart))
-    emit_artifact(artifact, as_json)
+    shared.emit(models_tiny.run(cfg, shared.output))
 
 
 @models_app.command("inspect", epilog=PIPELINE)
@@ -189,7 +152,7 @@ def models_inspect(
     as_json: AsJson = False,
 ) -> None:
     """Describe a model without loading its weights: family, parameters, vocabulary, source."""
-    from alphadrive_cli.stages.inspect_model import describe_model, render_model_description
+    from alphadrive_cli.stages.models_inspect import describe_model, render_model_description
 
     description = describe_model(model)
     if as_json:
@@ -210,7 +173,7 @@ def show(
     A file (or the manifest) changed since it was written is an error naming the file (exit 2); inputs
     that moved, were rebuilt or whose files changed after they were used are marked in the tree.
     """
-    from alphadrive_cli.lineage_view import lineage_json, lineage_tree
+    from alphadrive_cli.artifacts.lineage_view import lineage_json, lineage_tree
 
     node = lineage(open_artifact(path, check=check), check=check)
     if as_json:
@@ -249,7 +212,7 @@ def show_config(
     Nothing runs. `--out FILE` writes the same text as a file to edit and pass back as `--config FILE`.
     Example: `alphadrive config grpo --scale small --set beta=0`.
     """
-    from alphadrive_cli.config_view import render_config
+    from alphadrive_cli.config.view import render_config
 
     if stage not in STAGE_SCHEMAS:
         raise BadInput(f"unknown stage {brief(stage)}: choose one of {', '.join(STAGE_SCHEMAS)}")
@@ -271,17 +234,13 @@ def show_config(
 
 @data_app.command("sim", epilog=PIPELINE)
 @reported
+@stage_command()
 def data_sim(
     frames: Annotated[int | None, typer.Option(help="Number of labelled frames.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed: the same seed gives byte-identical JSONL.")] = None,
     workers: Annotated[int | None, typer.Option(help="Simulator processes.")] = None,
-    out_root: OutRoot = None,
-    name: Name = None,
-    config: ConfigFile = None,
-    overrides: Overrides = None,
-    as_json: AsJson = False,
-    resume: Resume = False,
-    restart: Restart = False,
+    *,
+    shared: StageOptions,
 ) -> None:
     """Render and label driving frames in highway-env (highway, blocked road, merge, roundabout, intersection).
 
@@ -289,20 +248,15 @@ def data_sim(
     next 3 s. Output: a `data` artifact with train/val/test JSONL (split by episode), PNG frames,
     `contact_sheet.png` and per-class counts. The same seed gives byte-identical JSONL.
     """
-    from alphadrive_cli.stages.data_sim import build_sim_dataset  # keeps --help fast
+    from alphadrive_cli.stages import data_sim  # keeps --help fast
 
-    cfg = resolve_config(
-        "data",
-        DataConfig,
-        config_file=config,
-        overrides=overrides or [],
-        options={"frames": frames, "seed": seed, "workers": workers},
-    )
-    emit_artifact(build_sim_dataset(cfg, out_root, name, _resume_policy(resume, restart)), as_json)
+    cfg = shared.resolve("data", DataConfig, {"frames": frames, "seed": seed, "workers": workers})
+    shared.emit(data_sim.run(cfg, shared.output))
 
 
 @data_app.command("import", epilog=PIPELINE)
 @reported
+@stage_command()
 def data_import(
     source: Annotated[Path, typer.Argument(help="JSONL or CSV: your frames (image paths + labels) or ego poses.")],
     kind: Annotated[
@@ -318,13 +272,8 @@ def data_import(
             "--strict/--lenient", help="Fail at the first bad record, or skip and count bad records [default: lenient]."
         ),
     ] = None,
-    out_root: OutRoot = None,
-    name: Name = None,
-    config: ConfigFile = None,
-    overrides: Overrides = None,
-    as_json: AsJson = False,
-    resume: Resume = False,
-    restart: Restart = False,
+    *,
+    shared: StageOptions,
 ) -> None:
     """Import your own frames, or nuScenes-style ego poses (timestamps, positions, yaw), as a `data` artifact.
 
@@ -332,20 +281,19 @@ def data_import(
     the simulator's rules. Images are copied into the artifact. Bad records (missing or unreadable
     image, unknown action, path outside the root, …) are reported with their line numbers.
     """
-    from alphadrive_cli.stages.data_import import import_dataset  # keeps --help fast
+    from alphadrive_cli.stages import data_import  # keeps --help fast
 
-    cfg = resolve_config(
+    cfg = shared.resolve(
         "data-import",
         ImportConfig,
-        config_file=config,
-        overrides=overrides or [],
-        options={"kind": kind, "images_root": None if images_root is None else str(images_root), "strict": strict},
+        {"kind": kind, "images_root": None if images_root is None else str(images_root), "strict": strict},
     )
-    emit_artifact(import_dataset(source, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
+    shared.emit(data_import.run(cfg, shared.output, source=source))
 
 
 @app.command("distill", epilog=PIPELINE)
 @reported
+@stage_command()
 def distill(
     data: Annotated[Path, typer.Option("--data", help="A `data` artifact.")],
     teacher: Annotated[
@@ -377,13 +325,8 @@ def distill(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print how many requests and tokens a run would send; write nothing.")
     ] = False,
-    out_root: OutRoot = None,
-    name: Name = None,
-    config: ConfigFile = None,
-    overrides: Overrides = None,
-    as_json: AsJson = False,
-    resume: Resume = False,
-    restart: Restart = False,
+    *,
+    shared: StageOptions,
 ) -> None:
     """Have a teacher write the reasoning that leads to each frame's ground-truth plan (stage 1 of AlphaDrive).
 
@@ -392,14 +335,12 @@ def distill(
     every request's outcome. Answers are stored as they arrive: re-running after a crash, Ctrl-C or a
     budget stop never pays for an answer twice. The API key is read from the environment only.
     """
-    from alphadrive_cli.stages.distill import distill as run_distill  # keeps --help fast
+    from alphadrive_cli.stages import distill as distill_stage  # keeps --help fast
 
-    cfg = resolve_config(
+    cfg = shared.resolve(
         "distill",
         DistillConfig,
-        config_file=config,
-        overrides=overrides or [],
-        options={
+        {
             "teacher": teacher,
             "model": model,
             "base_url": base_url,
@@ -411,13 +352,14 @@ def distill(
             "max_cost_usd": max_cost,
         },
     )
-    artifact = run_distill(data, cfg, out_root, name, _resume_policy(resume, restart), dry_run=dry_run)
+    artifact = distill_stage.run(cfg, shared.output, data=data, dry_run=dry_run)
     if artifact is not None:
-        emit_artifact(artifact, as_json)
+        shared.emit(artifact)
 
 
 @app.command("sft", epilog=PIPELINE)
 @reported
+@stage_command(scaled=True)
 def sft(
     data: Annotated[Path, typer.Option("--data", help="A `distill` artifact (reasoning traces).")],
     model: Annotated[
@@ -429,14 +371,8 @@ def sft(
     merge: Annotated[
         bool, typer.Option("--merge", help="Also save the base model with the adapter merged in (merged/).")
     ] = False,
-    scale: Scale = "tiny",
-    out_root: OutRoot = None,
-    name: Name = None,
-    config: ConfigFile = None,
-    overrides: Overrides = None,
-    as_json: AsJson = False,
-    resume: Resume = False,
-    restart: Restart = False,
+    *,
+    shared: StageOptions,
 ) -> None:
     """Supervised warm-up (LoRA, QLoRA on CUDA) on reasoning traces, on TRL's SFTTrainer.
 
@@ -447,21 +383,17 @@ def sft(
     training curves (PNG, TensorBoard) and lineage to the traces and the base model.
     An interrupted run resumes from its last checkpoint.
     """
-    from alphadrive_cli.stages.sft import train_sft  # keeps --help fast
+    from alphadrive_cli.stages import sft as sft_stage  # keeps --help fast
 
-    cfg = resolve_config(
-        "sft",
-        SftConfig,
-        scale=scale,
-        config_file=config,
-        overrides=overrides or [],
-        options={"model": model, "reasoning": False if no_reasoning else None, "merge": merge or None},
+    cfg = shared.resolve(
+        "sft", SftConfig, {"model": model, "reasoning": False if no_reasoning else None, "merge": merge or None}
     )
-    emit_artifact(train_sft(data, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
+    shared.emit(sft_stage.run(cfg, shared.output, data=data))
 
 
 @app.command("grpo", epilog=PIPELINE)
 @reported
+@stage_command(scaled=True)
 def grpo(
     data: Annotated[
         Path, typer.Option("--data", help="A `data` (or `distill`) artifact: its train split's frames and labels.")
@@ -473,14 +405,8 @@ def grpo(
             help="Policy to start from: an `sft` artifact (its adapter is continued), or a base model for RL only.",
         ),
     ] = None,
-    scale: Scale = "tiny",
-    out_root: OutRoot = None,
-    name: Name = None,
-    config: ConfigFile = None,
-    overrides: Overrides = None,
-    as_json: AsJson = False,
-    resume: Resume = False,
-    restart: Restart = False,
+    *,
+    shared: StageOptions,
 ) -> None:
     """Reinforcement learning with GRPO and AlphaDrive's four planning rewards, on TRL's GRPOTrainer (stage 2).
 
@@ -492,16 +418,15 @@ def grpo(
     (completions with every reward component), `reward_curves.png`, TensorBoard logs and lineage.
     An interrupted run resumes from its last checkpoint.
     """
-    from alphadrive_cli.stages.grpo import train_grpo  # keeps --help fast
+    from alphadrive_cli.stages import grpo as grpo_stage  # keeps --help fast
 
-    cfg = resolve_config(
-        "grpo", GrpoConfig, scale=scale, config_file=config, overrides=overrides or [], options={"model": init}
-    )
-    emit_artifact(train_grpo(data, cfg, out_root, name, _resume_policy(resume, restart)), as_json)
+    cfg = shared.resolve("grpo", GrpoConfig, {"model": init})
+    shared.emit(grpo_stage.run(cfg, shared.output, data=data))
 
 
 @eval_app.callback()
 @reported
+@stage_command(scaled=True)
 def evaluate(
     ctx: typer.Context,
     model: Annotated[
@@ -532,14 +457,8 @@ def evaluate(
     seeds: Annotated[
         str | None, typer.Option(help="With --closed-loop: comma-separated simulator seeds, e.g. 3,7.")
     ] = None,
-    scale: Scale = "tiny",
-    out_root: OutRoot = None,
-    name: Name = None,
-    config: ConfigFile = None,
-    overrides: Overrides = None,
-    as_json: AsJson = False,
-    resume: Resume = False,
-    restart: Restart = False,
+    *,
+    shared: StageOptions,
 ) -> None:
     """Open-loop planning metrics (per-class F1 for speed and path, planning accuracy), or closed-loop driving.
 
@@ -556,42 +475,18 @@ def evaluate(
     if ctx.invoked_subcommand is not None:
         return
     if closed_loop:
-        _evaluate_closed_loop(
-            model,
-            data,
-            predictions,
-            scenarios,
-            episodes,
-            seeds,
-            scale,
-            out_root,
-            name,
-            config,
-            overrides,
-            as_json,
-            _resume_policy(resume, restart),
-        )
+        _evaluate_closed_loop(model, data, predictions, scenarios, episodes, seeds, shared=shared)
         return
     if scenarios is not None or episodes is not None or seeds is not None:
         raise BadInput("--scenarios, --episodes and --seeds go with --closed-loop")
-    from alphadrive_cli.stages.evaluate import evaluate as run_evaluation  # keeps --help fast
+    from alphadrive_cli.stages import eval_open_loop  # keeps --help fast
 
     if data is None:
         raise BadInput("eval needs --data DATA (and --model MODEL or --predictions FILE); see alphadrive eval --help")
     if (model is None) == (predictions is None):
         raise BadInput("eval needs exactly one of --model MODEL or --predictions FILE")
-    cfg = resolve_config(
-        "eval",
-        EvalConfig,
-        scale=scale,
-        config_file=config,
-        overrides=overrides or [],
-        options={"split": split, "samples": samples},
-    )
-    artifact = run_evaluation(
-        data, cfg, out_root, name, _resume_policy(resume, restart), model=model, predictions=predictions
-    )
-    emit_artifact(artifact, as_json)
+    cfg = shared.resolve("eval", EvalConfig, {"split": split, "samples": samples})
+    shared.emit(eval_open_loop.run(cfg, shared.output, data=data, model=model, predictions=predictions))
 
 
 def _comma_list(text: str | None, option: str) -> list[str] | None:
@@ -610,15 +505,10 @@ def _evaluate_closed_loop(
     scenarios: str | None,
     episodes: int | None,
     seeds: str | None,
-    scale: str,
-    out_root: Path | None,
-    name: str | None,
-    config: Path | None,
-    overrides: list[str] | None,
-    as_json: bool,
-    resume: ResumePolicy,
+    *,
+    shared: StageOptions,
 ) -> None:
-    from alphadrive_cli.stages.closed_loop import evaluate_closed_loop  # keeps --help fast
+    from alphadrive_cli.stages import eval_closed_loop  # keeps --help fast
 
     if model is None or predictions is not None:
         raise BadInput("--closed-loop needs --model MODEL (a model drives; predictions cannot)")
@@ -627,13 +517,10 @@ def _evaluate_closed_loop(
         seed_list = None if seed_values is None else [int(value) for value in seed_values]
     except ValueError:
         raise BadInput(f"--seeds takes whole numbers separated by commas, got {seeds!r}") from None
-    cfg = resolve_config(
+    cfg = shared.resolve(
         "eval",
         EvalConfig,
-        scale=scale,
-        config_file=config,
-        overrides=overrides or [],
-        options={
+        {
             "closed_loop": {
                 key: value
                 for key, value in {
@@ -646,7 +533,7 @@ def _evaluate_closed_loop(
             or None
         },
     )
-    emit_artifact(evaluate_closed_loop(model, cfg, data, out_root, name, resume), as_json)
+    shared.emit(eval_closed_loop.run(cfg, shared.output, model=model, data=data))
 
 
 @eval_app.command("compare", epilog=PIPELINE)
@@ -656,7 +543,7 @@ def evaluate_compare(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
 ) -> None:
     """Side-by-side table of eval artifacts, with deltas against the first; `--markdown` to paste into docs."""
-    from alphadrive_cli.stages.compare import comparison, markdown_table, rich_table
+    from alphadrive_cli.stages.eval_compare import comparison, markdown_table, rich_table
 
     header, rows = comparison(artifacts)
     if markdown:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.data.schema import Record
+from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.resources import PROMPT_DIR
 

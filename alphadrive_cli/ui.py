@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from alphadrive_cli.artifacts import Artifact
-from alphadrive_cli.distributed import is_main_process, launch_rank
+from alphadrive_cli.artifacts.redaction import redact, redact_text
+from alphadrive_cli.artifacts.store import Artifact
 from alphadrive_cli.errors import AlphaDriveError
-from alphadrive_cli.redaction import redact, redact_text
+from alphadrive_cli.training.distributed import is_main_process, launch_rank
 
 console = Console(stderr=True)
 stdout = Console()  # for commands whose product is a view (show, inspect); paths bypass rich

@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 from report import report  # bench/report.py
 
-from alphadrive_cli.eval_plots import f1_comparison_png
+from alphadrive_cli.evaluation.plots import f1_comparison_png
 
 ROWS = ("sft_no_reasoning", "sft_reasoning", "rl_only", "sft_rl")
 ROW_TITLES = {

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from report import report  # bench/report.py
 
-from alphadrive_cli.artifacts import ResumePolicy
-from alphadrive_cli.schemas import DataConfig
-from alphadrive_cli.stages.data_sim import build_sim_dataset
+from alphadrive_cli.artifacts.store import OutputSpec, ResumePolicy
+from alphadrive_cli.config.schemas import DataConfig
+from alphadrive_cli.stages import data_sim
 
 
 def cpu_model() -> str:
@@ -45,7 +45,7 @@ def main() -> None:
         config = DataConfig(frames=args.frames, workers=workers, image_size=args.image_size, seed=args.seed)
         with tempfile.TemporaryDirectory() as root:
             started = time.perf_counter()
-            artifact = build_sim_dataset(config, Path(root), f"bench-w{workers}", ResumePolicy.RESTART)
+            artifact = data_sim.run(config, OutputSpec(Path(root), f"bench-w{workers}", ResumePolicy.RESTART))
             seconds = time.perf_counter() - started
         rows.append(
             {

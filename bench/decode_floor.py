@@ -34,8 +34,8 @@ from report import report  # bench/report.py
 from torch._dynamo.utils import counters
 from transformers import GenerationConfig, PretrainedConfig
 
-from alphadrive_cli.artifacts import open_artifact
-from alphadrive_cli.data.schema import dataset_vocabulary, iter_split
+from alphadrive_cli.artifacts.store import open_artifact
+from alphadrive_cli.data.records import dataset_vocabulary, iter_split
 from alphadrive_cli.models.decode_attention import use_folded_gqa
 from alphadrive_cli.models.graph_decoding import use_graph_decoding
 from alphadrive_cli.models.loading import build_random_model, load_model_and_processor, resolve_model_source

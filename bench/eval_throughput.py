@@ -23,8 +23,9 @@ from PIL import Image
 from report import report  # bench/report.py
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import ResumePolicy
-from alphadrive_cli.data.schema import Record
+from alphadrive_cli.artifacts.store import OutputSpec
+from alphadrive_cli.config.schemas import TinyModelConfig
+from alphadrive_cli.data.records import Record
 from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import (
     build_random_model,
@@ -33,14 +34,13 @@ from alphadrive_cli.models.loading import (
     resolve_model_source,
 )
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
-from alphadrive_cli.schemas import TinyModelConfig
-from alphadrive_cli.stages.models import build_tiny_model_artifact
+from alphadrive_cli.stages import models_tiny
 
 
 def tiny_runner(frames: int, max_new_tokens: int):
     """A function batch_size -> seconds for generating all frames with the tiny model via the eval path."""
     root = Path(tempfile.mkdtemp())
-    artifact = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO)
+    artifact = models_tiny.run(TinyModelConfig(), OutputSpec(root))
     model, processor = load_model_and_processor(resolve_model_source(str(artifact.path)))
     model.eval()
     template = load_prompt(STUDENT_PROMPT)

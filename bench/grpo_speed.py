@@ -3,7 +3,7 @@
 Usage (one CUDA GPU): python bench/grpo_speed.py --out docs/bench/grpo_h100.json
 CPU smoke test (tiny model): python bench/grpo_speed.py --tiny
 
-Every row is the real `grpo` stage (`train_grpo`) on the same model (the Qwen2-VL-2B architecture with
+Every row is the real `grpo` stage (`stages.grpo.run`) on the same model (the Qwen2-VL-2B architecture with
 random bf16 weights, fresh LoRA r 16 on every projection of the language model, vision tower frozen), the
 same synthetic data (448x448 frames), 8 completions per frame, 8 completions per optimiser step and the
 same completion length; each row adds one change to an earlier row (ROWS names which). Random weights never emit EOS, so
@@ -69,10 +69,10 @@ def bench_inputs(workdir: Path | None, tiny: bool, frames: int) -> tuple[Path, P
     artifact of ``frames`` synthetic 448x448 frames; built once per ``workdir`` and reused."""
     from sft_memory import synthetic_data  # bench/sft_memory.py
 
-    from alphadrive_cli.artifacts import ResumePolicy
+    from alphadrive_cli.artifacts.store import OutputSpec
+    from alphadrive_cli.config.schemas import TinyModelConfig
     from alphadrive_cli.resources import CONFIG_DIR
-    from alphadrive_cli.schemas import TinyModelConfig
-    from alphadrive_cli.stages.models import build_tiny_model_artifact
+    from alphadrive_cli.stages import models_tiny
 
     root = workdir or Path(tempfile.mkdtemp())
     index = root / f"bench-inputs-{'tiny' if tiny else '2b'}-{frames}.json"
@@ -89,7 +89,7 @@ def bench_inputs(workdir: Path | None, tiny: bool, frames: int) -> tuple[Path, P
             max_pixels=448 * 448,
         )
     )
-    model = build_tiny_model_artifact(config, root, None, ResumePolicy.AUTO).path
+    model = models_tiny.run(config, OutputSpec(root)).path
     data = synthetic_data(root, frames)
     index.write_text(json.dumps({"model": str(model), "data": str(data)}))
     return model, data
@@ -115,7 +115,7 @@ class Timer:
         from transformers import TrainerCallback
         from trl import GRPOTrainer
 
-        from alphadrive_cli import training
+        from alphadrive_cli.training import callbacks as training_callbacks
 
         generate, rollout = GRPOTrainer._generate_single_turn, GRPOTrainer._generate_and_score_completions
         timer = self
@@ -144,7 +144,7 @@ class Timer:
 
         GRPOTrainer._generate_single_turn = timed_generate
         GRPOTrainer._generate_and_score_completions = timed_rollout
-        training.EXTRA_CALLBACKS.append(StepTimes())
+        training_callbacks.EXTRA_CALLBACKS.append(StepTimes())
 
     def summary(self, warmup_steps: int) -> dict[str, Any]:
         """Throughput and time split over the steps after ``warmup_steps``."""
@@ -184,9 +184,9 @@ def warmup_rollouts(settings: dict[str, Any]) -> int:
 
 def run_row(index: int, args: argparse.Namespace) -> dict[str, Any]:
     """One row in this process: the real grpo stage with that row's settings, timed."""
-    from alphadrive_cli.artifacts import ResumePolicy
-    from alphadrive_cli.schemas import GrpoConfig
-    from alphadrive_cli.stages.grpo import train_grpo
+    from alphadrive_cli.artifacts.store import OutputSpec, ResumePolicy
+    from alphadrive_cli.config.schemas import GrpoConfig
+    from alphadrive_cli.stages import grpo as grpo_stage
 
     settings = row_settings(index)
     if settings.get("generation_batch_size") == "rollout":
@@ -206,7 +206,7 @@ def run_row(index: int, args: argparse.Namespace) -> dict[str, Any]:
         seed=0,
         **settings,
     )
-    artifact = train_grpo(args.data, config, args.root, f"bench-{index}", ResumePolicy.RESTART)
+    artifact = grpo_stage.run(config, OutputSpec(args.root, f"bench-{index}", ResumePolicy.RESTART), data=args.data)
     manifest = artifact.manifest
     history = json.loads((artifact.path / "log_history.json").read_text())
     lengths = [entry["completions/mean_length"] for entry in history if "completions/mean_length" in entry]

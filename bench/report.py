@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alphadrive_cli.stages.compare import markdown_table
+from alphadrive_cli.stages.eval_compare import markdown_table
 
 
 def report(columns: Sequence[str], rows: Sequence[dict[str, Any]], out: Path | None, **facts: Any) -> None:

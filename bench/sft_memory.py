@@ -19,14 +19,14 @@ from PIL import Image
 from report import report  # bench/report.py
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import ResumePolicy, begin
+from alphadrive_cli.artifacts.store import OutputSpec, ResumePolicy, begin
+from alphadrive_cli.config.schemas import DistillConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.data.publish import publish_dataset
-from alphadrive_cli.data.schema import Record
+from alphadrive_cli.data.records import Record
 from alphadrive_cli.resources import CONFIG_DIR
-from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
-from alphadrive_cli.stages.distill import distill
-from alphadrive_cli.stages.models import build_tiny_model_artifact
-from alphadrive_cli.stages.sft import train_sft
+from alphadrive_cli.stages import distill as distill_stage
+from alphadrive_cli.stages import models_tiny
+from alphadrive_cli.stages import sft as sft_stage
 
 PLANS = [
     ("KEEP", "STRAIGHT"),
@@ -77,19 +77,17 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("this benchmark needs a CUDA GPU")
     root = Path(tempfile.mkdtemp())
-    model = build_tiny_model_artifact(
+    model = models_tiny.run(
         TinyModelConfig(
             dimensions=str(CONFIG_DIR / "models" / "qwen2-vl-2b.json"),
             dtype="bfloat16",
             min_pixels=448 * 448,
             max_pixels=448 * 448,
         ),
-        root,
-        None,
-        ResumePolicy.AUTO,
+        OutputSpec(root),
     )
-    traces = distill(
-        synthetic_data(root, args.steps * args.batch), DistillConfig(splits=["train"]), root, None, ResumePolicy.AUTO
+    traces = distill_stage.run(
+        DistillConfig(splits=["train"]), OutputSpec(root), data=synthetic_data(root, args.steps * args.batch)
     )
     rows = []
     for quantization in ("4bit", "none"):
@@ -102,7 +100,9 @@ def main() -> None:
             save_steps=10_000,
             max_length=1024,
         )
-        artifact = train_sft(traces.path, config, root, f"bench-{quantization}", ResumePolicy.RESTART)
+        artifact = sft_stage.run(
+            config, OutputSpec(root, f"bench-{quantization}", ResumePolicy.RESTART), data=traces.path
+        )
         metrics = artifact.manifest["metrics"]
         rows.append(
             {

@@ -9,9 +9,9 @@ import numpy as np
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import begin
+from alphadrive_cli.artifacts.store import begin
 from alphadrive_cli.data.publish import publish_dataset
-from alphadrive_cli.data.schema import SPLITS, Record
+from alphadrive_cli.data.records import SPLITS, Record
 
 SCENE = {"lane": 0, "lanes": 2, "lead_vehicle": None, "left_lane": "free", "right_lane": "none"}
 

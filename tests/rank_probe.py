@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 def record_batches(directory: Path, rank: int = 0) -> None:
     """Make the SFT collator append each batch's frame ids to ``directory/batches-rank<rank>.jsonl``."""
-    from alphadrive_cli.models.sft_data import VisionSFTCollator
+    from alphadrive_cli.training.sft_data import VisionSFTCollator
 
     collate = VisionSFTCollator.__call__
     path = directory / f"batches-rank{rank}.jsonl"
@@ -49,12 +49,12 @@ class InterruptAfterEverySave(TrainerCallback):
 
 
 if __name__ == "__main__":
-    from alphadrive_cli import training
     from alphadrive_cli.cli import main
+    from alphadrive_cli.training import callbacks as training_callbacks
 
     record_dir, mode, *arguments = sys.argv[1:]
     record_batches(Path(record_dir), int(os.environ.get("RANK", "0")))
     if mode == "interrupt":
-        training.EXTRA_CALLBACKS.append(InterruptAfterEverySave())
+        training_callbacks.EXTRA_CALLBACKS.append(InterruptAfterEverySave())
     sys.argv = [sys.argv[0], *arguments]
     main()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from alphadrive_cli.eval_plots import f1_comparison_png
-from alphadrive_cli.metrics import open_loop_metrics
+from alphadrive_cli.evaluation.metrics import open_loop_metrics
+from alphadrive_cli.evaluation.plots import f1_comparison_png
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
 import ablation  # noqa: E402  (bench/ablation.py)

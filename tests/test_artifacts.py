@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from alphadrive_cli.artifacts import (
+from alphadrive_cli.artifacts.redaction import REDACTED
+from alphadrive_cli.artifacts.store import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
     ResumePolicy,
@@ -25,7 +26,6 @@ from alphadrive_cli.artifacts import (
     sha256_file,
 )
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.redaction import REDACTED
 
 
 def publish_simple(root: Path, stage: str = "data", name: str = "toy", text: str = "hello", **kwargs):
@@ -250,10 +250,11 @@ def test_secrets_never_reach_the_manifest(tmp_path: Path, monkeypatch: pytest.Mo
 
 _WRITER_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
-    from alphadrive_cli.artifacts import begin
+    from alphadrive_cli.artifacts.store import begin
     from alphadrive_cli.ui import raise_on_sigterm
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's `cmd &` starts it with SIGINT ignored
     raise_on_sigterm()
     with begin("sft", "run", {"lr": 1}, root=Path(sys.argv[1])) as writer:
         writer.path("checkpoint-1/state.txt").write_text("step 1")

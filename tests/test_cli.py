@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alphadrive_cli.artifacts import MANIFEST_NAME, begin, open_artifact
+from alphadrive_cli.artifacts.store import MANIFEST_NAME, begin, open_artifact
 
 STAGES = ["data", "distill", "sft", "grpo", "eval", "models", "show"]
 

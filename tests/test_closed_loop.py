@@ -9,13 +9,13 @@ import pytest
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import ResumePolicy, open_artifact
-from alphadrive_cli.closed_loop.driving import EXPERT, DrivingEpisode, EpisodeSpec, episode_specs
-from alphadrive_cli.closed_loop.runner import DriveLog, drive
+from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
+from alphadrive_cli.config.schemas import DataConfig, TinyModelConfig
 from alphadrive_cli.data.sim.scenarios import isolated_vehicle_defaults
-from alphadrive_cli.metrics import closed_loop_metrics
-from alphadrive_cli.schemas import DataConfig, TinyModelConfig
-from alphadrive_cli.stages.models import build_tiny_model_artifact
+from alphadrive_cli.evaluation.closed_loop.driving import EXPERT, DrivingEpisode, EpisodeSpec, episode_specs
+from alphadrive_cli.evaluation.closed_loop.runner import DriveLog, drive
+from alphadrive_cli.evaluation.metrics import closed_loop_metrics
+from alphadrive_cli.stages import models_tiny
 
 RENDER = DataConfig(image_size=112)
 
@@ -128,9 +128,7 @@ def test_closed_loop_metrics_per_driver_and_scenario() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model_artifact(
-        TinyModelConfig(), tmp_path_factory.mktemp("cl") / "runs", None, ResumePolicy.AUTO
-    ).path
+    return models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path_factory.mktemp("cl") / "runs")).path
 
 
 def test_one_command_gives_expert_and_model_rows_and_a_gif(cli, tiny_model: Path, tmp_path: Path) -> None:

@@ -7,10 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alphadrive_cli.config import available_scales, deep_merge, load_yaml_mapping, parse_override, resolve_config
+from alphadrive_cli.config.resolve import (
+    available_scales,
+    deep_merge,
+    load_yaml_mapping,
+    parse_override,
+    resolve_config,
+)
+from alphadrive_cli.config.schemas import STAGE_SCHEMAS, SftConfig, TinyModelConfig
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.resources import CONFIG_DIR
-from alphadrive_cli.schemas import STAGE_SCHEMAS, SftConfig, TinyModelConfig
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_SCHEMAS))

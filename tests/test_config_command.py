@@ -8,8 +8,8 @@ import pytest
 import yaml
 from test_cli import assert_one_line_error
 
-from alphadrive_cli.config import resolve_config
-from alphadrive_cli.schemas import STAGE_SCHEMAS, GrpoConfig
+from alphadrive_cli.config.resolve import resolve_config
+from alphadrive_cli.config.schemas import STAGE_SCHEMAS, GrpoConfig
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_SCHEMAS))

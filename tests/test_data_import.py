@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import Artifact, ResumePolicy, open_artifact
+from alphadrive_cli.artifacts.store import Artifact, OutputSpec, open_artifact
+from alphadrive_cli.config.schemas import ImportConfig, LabelRules, SplitFractions
 from alphadrive_cli.data.importers import (
     BEYOND_HORIZON,
     DUPLICATE_ID,
@@ -32,10 +33,10 @@ from alphadrive_cli.data.importers import (
 )
 from alphadrive_cli.data.labels import Track, label_at
 from alphadrive_cli.data.publish import CONTACT_SHEET
-from alphadrive_cli.data.schema import SPLITS, Record, parse_record
+from alphadrive_cli.data.records import SPLITS, Record, parse_record
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.schemas import ImportConfig, LabelRules, SplitFractions
-from alphadrive_cli.stages.data_import import default_import_name, import_dataset
+from alphadrive_cli.stages import data_import
+from alphadrive_cli.stages.data_import import default_import_name
 
 RULES = LabelRules()
 
@@ -90,7 +91,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def do_import(source: Path, root: Path | None = None, **config: Any) -> Artifact:
     root = root or source.parent.parent / "runs"
-    return import_dataset(source, ImportConfig(**config), root, None, ResumePolicy.AUTO)
+    return data_import.run(ImportConfig(**config), OutputSpec(root), source=source)
 
 
 def records_of(artifact: Artifact) -> dict[str, list[Record]]:

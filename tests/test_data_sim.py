@@ -12,14 +12,14 @@ import pytest
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import ResumePolicy, open_artifact
+from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
+from alphadrive_cli.config.schemas import DataConfig
+from alphadrive_cli.data.records import SPLITS, iter_split
 from alphadrive_cli.data.sampling import balanced_sample
-from alphadrive_cli.data.schema import SPLITS, iter_split
 from alphadrive_cli.data.sim.episode import EpisodePlan, run_episode
 from alphadrive_cli.data.sim.scenarios import SCENARIOS
-from alphadrive_cli.schemas import DataConfig
 from alphadrive_cli.stages import data_sim
-from alphadrive_cli.stages.data_sim import build_sim_dataset, plan_episode, split_cycle
+from alphadrive_cli.stages.data_sim import plan_episode, split_cycle
 
 SMALL = {"image_size": 112, "frames_per_episode": 4}
 EGO_GREEN = np.array([50, 200, 0])
@@ -114,7 +114,7 @@ def test_balanced_sample_keeps_rare_classes_and_order() -> None:
 @pytest.fixture(scope="module")
 def sim_artifact(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("runs")
-    return build_sim_dataset(small_config(frames=24, seed=0), root, None, ResumePolicy.AUTO)
+    return data_sim.run(small_config(frames=24, seed=0), OutputSpec(root))
 
 
 def test_sim_artifact_is_valid_and_split_by_episode(sim_artifact) -> None:
@@ -136,10 +136,10 @@ def test_sim_artifact_is_valid_and_split_by_episode(sim_artifact) -> None:
 
 
 def test_same_seed_gives_byte_identical_jsonl_with_any_number_of_workers(sim_artifact, tmp_path: Path) -> None:
-    again = build_sim_dataset(small_config(frames=24, seed=0, workers=2), tmp_path, None, ResumePolicy.AUTO)
+    again = data_sim.run(small_config(frames=24, seed=0, workers=2), OutputSpec(tmp_path))
     for split in SPLITS:
         assert (again.path / f"{split}.jsonl").read_bytes() == (sim_artifact.path / f"{split}.jsonl").read_bytes()
-    other = build_sim_dataset(small_config(frames=24, seed=1), tmp_path, None, ResumePolicy.AUTO)
+    other = data_sim.run(small_config(frames=24, seed=1), OutputSpec(tmp_path))
     assert (other.path / "train.jsonl").read_bytes() != (sim_artifact.path / "train.jsonl").read_bytes()
 
 
@@ -157,13 +157,13 @@ def test_interrupted_run_resumes_without_simulating_finished_episodes(
 
     monkeypatch.setattr(data_sim, "_simulate", interrupted_after_two)
     with pytest.raises(KeyboardInterrupt):
-        build_sim_dataset(small_config(frames=24, seed=0), tmp_path, None, ResumePolicy.AUTO)
+        data_sim.run(small_config(frames=24, seed=0), OutputSpec(tmp_path))
     assert not (tmp_path / "data" / "sim-v1").exists()
     assert len(list((tmp_path / "data" / ".sim.partial" / ".episodes").glob("*.json"))) == 2
 
     resumed_calls: list[int] = []
     monkeypatch.setattr(data_sim, "_simulate", lambda task: resumed_calls.append(task[0].index) or real(task))
-    resumed = build_sim_dataset(small_config(frames=24, seed=0), tmp_path, None, ResumePolicy.AUTO)
+    resumed = data_sim.run(small_config(frames=24, seed=0), OutputSpec(tmp_path))
     assert resumed.manifest["resumed"] is True
     assert not set(calls) & set(resumed_calls)
     for split in SPLITS:
@@ -171,9 +171,9 @@ def test_interrupted_run_resumes_without_simulating_finished_episodes(
 
 
 def test_balance_evens_out_the_classes(tmp_path: Path) -> None:
-    plain = build_sim_dataset(small_config(frames=24, seed=4), tmp_path, "plain", ResumePolicy.AUTO)
-    balanced = build_sim_dataset(
-        small_config(frames=24, seed=4, balance=True, balance_oversample=2.0), tmp_path, "balanced", ResumePolicy.AUTO
+    plain = data_sim.run(small_config(frames=24, seed=4), OutputSpec(tmp_path, "plain"))
+    balanced = data_sim.run(
+        small_config(frames=24, seed=4, balance=True, balance_oversample=2.0), OutputSpec(tmp_path, "balanced")
     )
     assert balanced.manifest["counts"]["frames"] == 24
 

@@ -12,8 +12,8 @@ from fault_server import FaultServer, last_user_text
 from labelled_data import make_labelled_data
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import open_artifact
-from alphadrive_cli.data.schema import Record, iter_split
+from alphadrive_cli.artifacts.store import open_artifact
+from alphadrive_cli.data.records import Record, iter_split
 from alphadrive_cli.teacher import store as store_module
 
 LABELS = [

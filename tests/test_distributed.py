@@ -23,17 +23,16 @@ import torch
 from labelled_data import make_labelled_data
 from rank_probe import record_batches, recorded_batches
 
-from alphadrive_cli.artifacts import ResumePolicy, begin, open_artifact
-from alphadrive_cli.config import resolve_config
+from alphadrive_cli.artifacts.store import OutputSpec, begin, open_artifact
+from alphadrive_cli.config.resolve import resolve_config
+from alphadrive_cli.config.schemas import GrpoConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.errors import BadInput, StageFailure
-from alphadrive_cli.models.sft_data import VisionSFTCollator
-from alphadrive_cli.schemas import GrpoConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.stages import grpo as grpo_stage
+from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
-from alphadrive_cli.stages.grpo import train_grpo
-from alphadrive_cli.stages.models import build_tiny_model_artifact
-from alphadrive_cli.stages.sft import train_sft
-from alphadrive_cli.training import Precision
+from alphadrive_cli.training import run as training_run
+from alphadrive_cli.training.policy import Precision
+from alphadrive_cli.training.sft_data import VisionSFTCollator
 from alphadrive_cli.ui import fail
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
@@ -75,7 +74,7 @@ def test_accelerate_configs_load_as_accelerate_launch_reads_them(name: str, monk
     elif name == "fsdp":
         plugin = FullyShardedDataParallelPlugin()
         assert plugin.fsdp_version == 2 and "FULL_STATE_DICT" in str(plugin.state_dict_type)
-        model = build_tiny_model_artifact(TinyModelConfig(), None, None, ResumePolicy.AUTO).path
+        model = models_tiny.run(TinyModelConfig(), OutputSpec()).path
         plugin.set_auto_wrap_policy(AutoModelForImageTextToText.from_pretrained(model))
         wrapped = {cls.__name__ for cls in plugin.auto_wrap_policy.keywords["transformer_layer_cls"]}
         assert wrapped == {"Qwen2VLDecoderLayer", "Qwen2VLVisionBlock"}
@@ -115,12 +114,8 @@ def test_grpo_refuses_groups_split_across_processes(tmp_path: Path, monkeypatch)
     """2 processes x 2 completions would score each frame's group of 4 in two halves (diversity is per group)."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(BadInput, match="each process generates 2 completions per rollout.*num_generations = 4"):
-        train_grpo(
-            tmp_path,
-            GrpoConfig(model="m", per_device_batch_size=2, num_generations=4),
-            tmp_path,
-            None,
-            ResumePolicy.AUTO,
+        grpo_stage.run(
+            GrpoConfig(model="m", per_device_batch_size=2, num_generations=4), OutputSpec(tmp_path), data=tmp_path
         )
 
 
@@ -129,7 +124,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """12 train frames with a one-line reasoning trace, and the tiny model."""
     root = tmp_path_factory.mktemp("distributed-inputs") / "runs"
     data = make_labelled_data(root, LABELS, {"train": range(len(LABELS))}, reasoning="Check the road.")
-    model = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path
+    model = models_tiny.run(TinyModelConfig(), OutputSpec(root)).path
     return {"data": data, "model": model}
 
 
@@ -137,8 +132,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Train on the CPU on any machine: launched processes see no GPU, and in-process stages train as without one."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    for stage in (sft_stage, grpo_stage):
-        monkeypatch.setattr(stage, "training_precision", lambda: Precision(cuda=False, bf16=False))
+    monkeypatch.setattr(training_run, "training_precision", lambda: Precision(cuda=False, bf16=False))
 
 
 def launch(command: list[str]) -> subprocess.CompletedProcess:
@@ -186,7 +180,7 @@ def test_sft_on_two_processes_trains_the_same_batches_as_one_and_resumes(
         overrides=[*settings[1::2], "per_device_batch_size=4"],
         options={"model": str(inputs["model"])},
     )
-    one = train_sft(inputs["data"], config, single / "runs", None, ResumePolicy.AUTO).path
+    one = sft_stage.run(config, OutputSpec(single / "runs"), data=inputs["data"]).path
 
     probes, root = tmp_path / "probes", tmp_path / "runs"
     probes.mkdir()
@@ -248,7 +242,7 @@ def test_grpo_under_accelerate_launch_scores_the_same_groups_as_one_process(inpu
         overrides=[*settings, "per_device_batch_size=8"],
         options={"model": str(inputs["model"])},
     )
-    one = train_grpo(inputs["data"], config, tmp_path / "single", None, ResumePolicy.AUTO).path
+    one = grpo_stage.run(config, OutputSpec(tmp_path / "single"), data=inputs["data"]).path
 
     root = tmp_path / "runs"
     overrides = [argument for setting in [*settings, "per_device_batch_size=4"] for argument in ("--set", setting)]

@@ -14,10 +14,10 @@ from labelled_data import make_labelled_data
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import ResumePolicy, open_artifact
-from alphadrive_cli.schemas import EvalConfig, TinyModelConfig
-from alphadrive_cli.stages import evaluate as evaluate_stage
-from alphadrive_cli.stages.models import build_tiny_model_artifact
+from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
+from alphadrive_cli.config.schemas import EvalConfig, TinyModelConfig
+from alphadrive_cli.stages import eval_open_loop as evaluate_stage
+from alphadrive_cli.stages import models_tiny
 
 # Six test frames with hand-chosen truths.
 TRUTHS = [
@@ -126,7 +126,7 @@ def test_bad_eval_arguments(cli, data: Path, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model_artifact(TinyModelConfig(), tmp_path_factory.mktemp("models"), None, ResumePolicy.AUTO).path
+    return models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path_factory.mktemp("models"))).path
 
 
 def test_a_model_whose_weights_hold_nan_is_refused_in_one_line(
@@ -182,9 +182,7 @@ def test_batched_and_single_generation_agree_greedily(data: Path, tiny_model: Pa
     outputs = {}
     for batch_size in (6, 1):
         config = EvalConfig(batch_size=batch_size, max_new_tokens=8)
-        artifact = evaluate_stage.evaluate(
-            data, config, tmp_path, f"b{batch_size}", ResumePolicy.AUTO, model=str(tiny_model)
-        )
+        artifact = evaluate_stage.run(config, OutputSpec(tmp_path, f"b{batch_size}"), data=data, model=str(tiny_model))
         outputs[batch_size] = [
             json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()
         ]
@@ -206,9 +204,9 @@ def test_interrupted_generation_resumes_from_the_cache(
     monkeypatch.setattr(evaluate_stage, "generate", flaky)
     config = EvalConfig(batch_size=2, max_new_tokens=4)
     with pytest.raises(KeyboardInterrupt):
-        evaluate_stage.evaluate(data, config, tmp_path, "r", ResumePolicy.AUTO, model=str(tiny_model))
+        evaluate_stage.run(config, OutputSpec(tmp_path, "r"), data=data, model=str(tiny_model))
     monkeypatch.setattr(evaluate_stage, "generate", real)
-    artifact = evaluate_stage.evaluate(data, config, tmp_path, "r", ResumePolicy.AUTO, model=str(tiny_model))
+    artifact = evaluate_stage.run(config, OutputSpec(tmp_path, "r"), data=data, model=str(tiny_model))
     assert artifact.manifest["resumed"] and artifact.manifest["report"]["cached_frames"] == 2
     assert artifact.manifest["report"]["generated_frames"] == 4
     assert ".completions.jsonl" not in artifact.manifest["outputs"]

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from alphadrive_cli.artifacts import ResumePolicy
+from alphadrive_cli.artifacts.store import OutputSpec
+from alphadrive_cli.config.schemas import TinyModelConfig
 from alphadrive_cli.models.loading import (
     build_random_model,
     config_from_file,
@@ -14,8 +15,10 @@ from alphadrive_cli.models.loading import (
     resolve_model_source,
 )
 from alphadrive_cli.resources import CONFIG_DIR
-from alphadrive_cli.schemas import TinyModelConfig
-from alphadrive_cli.stages.models import build_tiny_model_artifact
+from alphadrive_cli.stages import distill as distill_stage
+from alphadrive_cli.stages import grpo as grpo_stage
+from alphadrive_cli.stages import models_tiny
+from alphadrive_cli.stages import sft as sft_stage
 
 pytestmark = pytest.mark.gpu
 
@@ -27,7 +30,7 @@ def _inputs(processor, text: str = "Plan the next manoeuvre.", size: int = 448):
 
 
 def test_tiny_artifact_runs_in_bf16_on_cuda(tmp_path) -> None:
-    artifact = build_tiny_model_artifact(TinyModelConfig(), tmp_path, None, ResumePolicy.AUTO)
+    artifact = models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path))
     model, processor = load_model_and_processor(
         resolve_model_source(str(artifact.path)), dtype=torch.bfloat16, device_map="cuda"
     )
@@ -71,19 +74,16 @@ def test_qlora_sft_on_cuda_trains_a_4bit_model(tmp_path) -> None:
     """QLoRA (bitsandbytes NF4) SFT of the tiny model on CUDA: really 4-bit, peak memory recorded."""
     from labelled_data import make_labelled_data
 
-    from alphadrive_cli.schemas import DistillConfig, SftConfig
-    from alphadrive_cli.stages.distill import distill
-    from alphadrive_cli.stages.sft import train_sft
+    from alphadrive_cli.config.schemas import DistillConfig, SftConfig
 
     data = make_labelled_data(
         tmp_path,
         [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("ACCELERATE", "RIGHT_CHANGE")],
         {"train": range(4)},
     )
-    traces = distill(data, DistillConfig(splits=["train"]), tmp_path, None, ResumePolicy.AUTO)
-    model = build_tiny_model_artifact(TinyModelConfig(), tmp_path, None, ResumePolicy.AUTO)
-    artifact = train_sft(
-        traces.path,
+    traces = distill_stage.run(DistillConfig(splits=["train"]), OutputSpec(tmp_path), data=data)
+    model = models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path))
+    artifact = sft_stage.run(
         SftConfig(
             model=str(model.path),
             quantization="4bit",
@@ -91,19 +91,16 @@ def test_qlora_sft_on_cuda_trains_a_4bit_model(tmp_path) -> None:
             per_device_batch_size=2,
             gradient_checkpointing=True,
         ),
-        tmp_path,
-        None,
-        ResumePolicy.AUTO,
+        OutputSpec(tmp_path),
+        data=traces.path,
     )
     assert artifact.manifest["training"]["quantization"] == "4bit" and artifact.manifest["training"]["device"] == "cuda"
     assert artifact.manifest["metrics"]["peak_memory_gb"] > 0
 
     # GRPO continues the QLoRA adapter on the 4-bit base, with the SFT adapter as the KL reference
-    from alphadrive_cli.schemas import GrpoConfig
-    from alphadrive_cli.stages.grpo import train_grpo
+    from alphadrive_cli.config.schemas import GrpoConfig
 
-    policy = train_grpo(
-        data,
+    policy = grpo_stage.run(
         GrpoConfig(
             model=str(artifact.path),
             quantization="4bit",
@@ -113,9 +110,8 @@ def test_qlora_sft_on_cuda_trains_a_4bit_model(tmp_path) -> None:
             max_completion_length=16,
             gradient_checkpointing=True,
         ),
-        tmp_path,
-        None,
-        ResumePolicy.AUTO,
+        OutputSpec(tmp_path),
+        data=data,
     )
     manifest = policy.manifest
     assert manifest["training"]["quantization"] == "4bit" and manifest["training"]["device"] == "cuda"
@@ -157,13 +153,11 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> No
     its rollouts with graph decoding on CUDA: two steps train and the manifest says the rollouts were compiled."""
     from labelled_data import make_labelled_data
 
-    from alphadrive_cli.schemas import GrpoConfig
-    from alphadrive_cli.stages.grpo import train_grpo
+    from alphadrive_cli.config.schemas import GrpoConfig
 
     data = make_labelled_data(tmp_path, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")], {"train": range(2)})
-    model = build_tiny_model_artifact(TinyModelConfig(), tmp_path, None, ResumePolicy.AUTO)
-    policy = train_grpo(
-        data,
+    model = models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path))
+    policy = grpo_stage.run(
         GrpoConfig(
             model=str(model.path),
             finetune="full",
@@ -173,9 +167,8 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> No
             num_generations=4,
             max_completion_length=16,
         ),
-        tmp_path,
-        None,
-        ResumePolicy.AUTO,
+        OutputSpec(tmp_path),
+        data=data,
     )
     manifest = policy.manifest
     assert manifest["generation"]["compiled"] is True and manifest["generation"]["cache"] == "static"

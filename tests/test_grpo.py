@@ -16,16 +16,17 @@ import torch
 from interrupts import InterruptAfterSave, Interrupted
 from labelled_data import make_labelled_data
 
-from alphadrive_cli import training
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import ResumePolicy, lineage, open_artifact
+from alphadrive_cli.artifacts.store import OutputSpec, lineage, open_artifact
+from alphadrive_cli.config.schemas import GrpoConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.grpo_rewards import COMPONENTS, PlanningRewards, SampleLog, completion_text
-from alphadrive_cli.rewards import RewardConfig, group_rewards
-from alphadrive_cli.schemas import GrpoConfig, SftConfig, TinyModelConfig
-from alphadrive_cli.stages.grpo import train_grpo
-from alphadrive_cli.stages.models import build_tiny_model_artifact
-from alphadrive_cli.stages.sft import train_sft
+from alphadrive_cli.rewards.planning import RewardConfig, group_rewards
+from alphadrive_cli.rewards.trl_adapter import COMPONENTS, PlanningRewards, SampleLog, completion_text
+from alphadrive_cli.stages import grpo as grpo_stage
+from alphadrive_cli.stages import models_tiny
+from alphadrive_cli.stages import sft as sft_stage
+from alphadrive_cli.training import callbacks as training_callbacks
+from alphadrive_cli.training import run as training_run
 from alphadrive_cli.ui import console
 
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE")] * 2
@@ -135,9 +136,8 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Data (8 frames with a one-line reasoning trace), the tiny model, and that model after a short full SFT."""
     root = tmp_path_factory.mktemp("grpo-inputs") / "runs"
     data = make_labelled_data(root, LABELS, {"train": range(8)}, reasoning="Check the road.")
-    model = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path
-    sft = train_sft(
-        data,
+    model = models_tiny.run(TinyModelConfig(), OutputSpec(root)).path
+    sft = sft_stage.run(
         SftConfig(
             model=str(model),
             finetune="full",
@@ -146,9 +146,8 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             per_device_batch_size=4,
             max_length=1024,
         ),
-        root,
-        None,
-        ResumePolicy.AUTO,
+        OutputSpec(root),
+        data=data,
     )
     return {"data": data, "model": model, "sft": sft.path}
 
@@ -170,7 +169,7 @@ def grpo_config(init: Path, **overrides) -> GrpoConfig:
 
 def test_real_grpo_steps_exercise_every_reward(policy, tmp_path: Path) -> None:
     with console.capture() as captured:
-        artifact = train_grpo(policy["data"], grpo_config(policy["sft"]), tmp_path / "runs", None, ResumePolicy.AUTO)
+        artifact = grpo_stage.run(grpo_config(policy["sft"]), OutputSpec(tmp_path / "runs"), data=policy["data"])
     assert "step 4/4: reward" in captured.get()
     manifest = artifact.manifest
     assert manifest["stage"] == "grpo" and manifest["metrics"]["steps"] == 4
@@ -251,8 +250,8 @@ def walk(node) -> set[tuple[str, str | None]]:
 
 
 def test_rl_only_from_the_base_model_trains_fresh_adapters(policy, tmp_path: Path) -> None:
-    artifact = train_grpo(
-        policy["data"], grpo_config(policy["model"], max_steps=1), tmp_path / "runs", None, ResumePolicy.AUTO
+    artifact = grpo_stage.run(
+        grpo_config(policy["model"], max_steps=1), OutputSpec(tmp_path / "runs"), data=policy["data"]
     )
     assert artifact.manifest["model"]["init"] == "fresh LoRA on the base model"
     config = json.loads((artifact.path / "adapter_config.json").read_text())
@@ -261,13 +260,13 @@ def test_rl_only_from_the_base_model_trains_fresh_adapters(policy, tmp_path: Pat
 
 def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Path, monkeypatch) -> None:
     cfg = grpo_config(policy["sft"], save_steps=2, sample_every=1, finetune="full")
-    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [InterruptAfterSave()])
+    monkeypatch.setattr(training_callbacks, "EXTRA_CALLBACKS", [InterruptAfterSave()])
     with pytest.raises(Interrupted):
-        train_grpo(policy["data"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
+        grpo_stage.run(cfg, OutputSpec(tmp_path / "runs"), data=policy["data"])
     partial = tmp_path / "runs" / "grpo" / ".grpo.partial"
     assert (partial / "checkpoints" / "checkpoint-2").is_dir()
-    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [])
-    artifact = train_grpo(policy["data"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
+    monkeypatch.setattr(training_callbacks, "EXTRA_CALLBACKS", [])
+    artifact = grpo_stage.run(cfg, OutputSpec(tmp_path / "runs"), data=policy["data"])
     assert artifact.manifest["training"]["resumed_from_step"] == 2
     metrics = artifact.manifest["metrics"]
     assert metrics["steps"] == 4
@@ -289,8 +288,8 @@ def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Pat
 def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Path) -> None:
     """generation_batch_size reaches TRL: 16 completions generated at once serve two steps of 8; compiled
     decoding is CUDA-only, so on the CPU the rollout uses the dynamic cache."""
-    artifact = train_grpo(
-        policy["data"], grpo_config(policy["sft"], generation_batch_size=16), tmp_path / "runs", None, ResumePolicy.AUTO
+    artifact = grpo_stage.run(
+        grpo_config(policy["sft"], generation_batch_size=16), OutputSpec(tmp_path / "runs"), data=policy["data"]
     )
     assert artifact.manifest["generation"] == {
         "batch_size": 16,
@@ -300,12 +299,8 @@ def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Pat
     }
     assert artifact.manifest["metrics"]["steps"] == 4
     with pytest.raises(BadInput, match="generation_batch_size = 12 is not a multiple"):
-        train_grpo(
-            policy["data"],
-            grpo_config(policy["sft"], generation_batch_size=12),
-            tmp_path / "runs",
-            None,
-            ResumePolicy.AUTO,
+        grpo_stage.run(
+            grpo_config(policy["sft"], generation_batch_size=12), OutputSpec(tmp_path / "runs"), data=policy["data"]
         )
 
 
@@ -319,7 +314,7 @@ def test_compiled_generation_decodes_rollouts_through_graph_sample(
     whose fp32 weights once put fp32 keys and bf16 values into one static cache."""
     from alphadrive_cli.models import graph_decoding
     from alphadrive_cli.stages import grpo
-    from alphadrive_cli.training import Precision
+    from alphadrive_cli.training.policy import Precision
 
     calls = []
 
@@ -332,13 +327,9 @@ def test_compiled_generation_decodes_rollouts_through_graph_sample(
     monkeypatch.setattr(graph_decoding, "graph_sample", spy)
     settings = {"finetune": "full"} if full_under_autocast else {}
     if full_under_autocast:
-        monkeypatch.setattr(grpo, "training_precision", lambda: Precision(cuda=False, bf16=True))
-    artifact = train_grpo(
-        policy["data"],
-        grpo_config(policy["model"], max_steps=1, **settings),
-        tmp_path / "runs",
-        None,
-        ResumePolicy.AUTO,
+        monkeypatch.setattr(training_run, "training_precision", lambda: Precision(cuda=False, bf16=True))
+    artifact = grpo_stage.run(
+        grpo_config(policy["model"], max_steps=1, **settings), OutputSpec(tmp_path / "runs"), data=policy["data"]
     )
     assert calls == ["StaticCache"]
     assert not [warning for warning in recwarn if "falls back" in str(warning.message)]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from labelled_data import make_labelled_data
 
-from alphadrive_cli.artifacts import ResumePolicy, open_artifact
-from alphadrive_cli.schemas import TinyModelConfig
-from alphadrive_cli.stages.models import build_tiny_model_artifact
+from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
+from alphadrive_cli.config.schemas import TinyModelConfig
+from alphadrive_cli.stages import models_tiny
 
 
 @pytest.mark.slow
@@ -23,7 +23,7 @@ def test_interrupted_grpo_process_resumes_from_its_checkpoint(tmp_path: Path) ->
     """Ctrl-C right after the first checkpoint appears (SIGTERM takes the same path: tests/test_artifacts.py)."""
     root = tmp_path / "runs"
     data = make_labelled_data(root, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")] * 2, {"train": range(4)})
-    model = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path
+    model = models_tiny.run(TinyModelConfig(), OutputSpec(root)).path
     command = [
         sys.executable,
         "-m",
@@ -75,7 +75,7 @@ def test_interrupted_grpo_process_resumes_from_its_checkpoint(tmp_path: Path) ->
 
 
 def test_a_checkpoint_cut_off_mid_write_is_removed_and_the_previous_one_used(tmp_path: Path) -> None:
-    from alphadrive_cli.training import last_checkpoint
+    from alphadrive_cli.training.checkpoints import last_checkpoint
 
     for step, complete in ((2, True), (4, True), (6, False)):
         checkpoint = tmp_path / f"checkpoint-{step}"

@@ -22,7 +22,7 @@ from labelled_data import make_labelled_data
 from PIL import Image
 from test_cli import assert_one_line_error
 
-from alphadrive_cli.artifacts import MANIFEST_NAME, begin, open_artifact
+from alphadrive_cli.artifacts.store import MANIFEST_NAME, begin, open_artifact
 from alphadrive_cli.errors import BadInput
 
 KEY = "sk-hostile-0123456789abcdef"

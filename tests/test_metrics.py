@@ -1,4 +1,4 @@
-"""Tests for alphadrive_cli.metrics: a hand-computed case and hypothesis properties."""
+"""Tests for alphadrive_cli.evaluation.metrics: a hand-computed case and hypothesis properties."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, format_completion
-from alphadrive_cli.metrics import (
+from alphadrive_cli.evaluation.metrics import (
     confusion_matrix,
     format_valid_rate,
     macro_f1,

@@ -18,7 +18,8 @@ from PIL import Image
 from transformers import AutoProcessor, Qwen2VLProcessor
 from transformers.utils import is_torchvision_available
 
-from alphadrive_cli.artifacts import MANIFEST_NAME, ResumePolicy, begin
+from alphadrive_cli.artifacts.store import MANIFEST_NAME, OutputSpec, begin
+from alphadrive_cli.config.schemas import TinyModelConfig
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import (
     build_random_model,
@@ -38,9 +39,8 @@ from alphadrive_cli.models.tokenizer import (
     build_tokenizer,
 )
 from alphadrive_cli.resources import CONFIG_DIR
-from alphadrive_cli.schemas import TinyModelConfig
-from alphadrive_cli.stages.inspect_model import describe_model
-from alphadrive_cli.stages.models import build_tiny_model_artifact
+from alphadrive_cli.stages import models_tiny
+from alphadrive_cli.stages.models_inspect import describe_model
 
 SEED = 0
 VOCAB = 1024
@@ -84,7 +84,7 @@ def tiny_qwen2_vl():
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("runs")
-    artifact = build_tiny_model_artifact(TinyModelConfig(), root=root, name=None, resume=ResumePolicy.AUTO)
+    artifact = models_tiny.run(TinyModelConfig(), OutputSpec(root))
     return root, artifact
 
 
@@ -547,7 +547,5 @@ def test_other_dimensions_keep_their_vocabulary_and_take_the_offline_token_ids(t
     assert model.config.image_token_id == processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     with pytest.raises(BadInput, match="describes a qwen2_vl model, not qwen2_5_vl"):
         build_tiny_model("qwen2_5_vl", 0, VOCAB, MIN_PIXELS, MAX_PIXELS, dimensions=tmp_path / "wide.json")
-    artifact = build_tiny_model_artifact(
-        TinyModelConfig(dimensions=str(tmp_path / "wide.json")), tmp_path / "runs", None, ResumePolicy.AUTO
-    )
+    artifact = models_tiny.run(TinyModelConfig(dimensions=str(tmp_path / "wide.json")), OutputSpec(tmp_path / "runs"))
     assert artifact.path.name == "wide-v1" and artifact.manifest["model"]["dimensions"] == "wide.json"

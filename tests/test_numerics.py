@@ -12,14 +12,14 @@ import torch
 from labelled_data import make_labelled_data
 from transformers import TrainerCallback
 
-from alphadrive_cli import training
-from alphadrive_cli.artifacts import ResumePolicy
+from alphadrive_cli.artifacts.store import OutputSpec
+from alphadrive_cli.config.schemas import DistillConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.errors import StageFailure
-from alphadrive_cli.numerics import NonFiniteGradientGuard, check_finite, nonfinite_steps
-from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
-from alphadrive_cli.stages.distill import distill
-from alphadrive_cli.stages.models import build_tiny_model_artifact
-from alphadrive_cli.stages.sft import train_sft
+from alphadrive_cli.stages import distill as distill_stage
+from alphadrive_cli.stages import models_tiny
+from alphadrive_cli.stages import sft as sft_stage
+from alphadrive_cli.training import callbacks as training_callbacks
+from alphadrive_cli.training.numerics import NonFiniteGradientGuard, check_finite, nonfinite_steps
 
 
 def _step(
@@ -104,8 +104,8 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         {"train": range(4)},
     )
     return {
-        "traces": distill(data, DistillConfig(), root, None, ResumePolicy.AUTO).path,
-        "model": build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO).path,
+        "traces": distill_stage.run(DistillConfig(), OutputSpec(root), data=data).path,
+        "model": models_tiny.run(TinyModelConfig(), OutputSpec(root)).path,
     }
 
 
@@ -120,12 +120,12 @@ def _sft(traces: dict[str, Path], root: Path, **overrides) -> object:
         max_length=1024,
         **overrides,
     )
-    return train_sft(traces["traces"], config, root, None, ResumePolicy.AUTO)
+    return sft_stage.run(config, OutputSpec(root), data=traces["traces"])
 
 
 def test_sft_skips_a_poisoned_step_and_publishes_finite_weights(traces, tmp_path, monkeypatch) -> None:
     poison = PoisonGradients({2})
-    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [poison])
+    monkeypatch.setattr(training_callbacks, "EXTRA_CALLBACKS", [poison])
     artifact = _sft(traces, tmp_path)
     assert artifact.manifest["metrics"]["nonfinite_steps_skipped"] == [2]
     assert artifact.manifest["metrics"]["steps"] == 4
@@ -139,7 +139,7 @@ def test_sft_skips_a_poisoned_step_and_publishes_finite_weights(traces, tmp_path
 
 
 def test_sft_whose_gradients_stay_nonfinite_stops_as_diverged(traces, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [PoisonGradients({1, 2, 3, 4})])
+    monkeypatch.setattr(training_callbacks, "EXTRA_CALLBACKS", [PoisonGradients({1, 2, 3, 4})])
     with pytest.raises(StageFailure, match="training diverged"):
         _sft(traces, tmp_path, max_nonfinite_steps=2)
     assert not list((tmp_path / "sft").glob("*-v1"))  # nothing published

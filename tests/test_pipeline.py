@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alphadrive_cli.artifacts import lineage, open_artifact
+from alphadrive_cli.artifacts.store import lineage, open_artifact
 
 
 def stages_by_role(node, trail: tuple[str, ...] = ()) -> set[tuple[str, ...]]:

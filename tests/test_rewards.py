@@ -1,4 +1,4 @@
-"""Tests for alphadrive_cli.rewards: hand-computed rewards and hypothesis properties."""
+"""Tests for alphadrive_cli.rewards.planning: hand-computed rewards and hypothesis properties."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
 from alphadrive_cli.resources import CONFIG_DIR
-from alphadrive_cli.rewards import (
+from alphadrive_cli.rewards.planning import (
     MIN_DIVERSITY_FLOOR,
     RewardBreakdown,
     RewardConfig,

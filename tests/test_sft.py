@@ -12,20 +12,20 @@ from interrupts import InterruptAfterSave, Interrupted
 from labelled_data import make_labelled_data
 from PIL import Image
 
-from alphadrive_cli import training
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import ResumePolicy, open_artifact
-from alphadrive_cli.data.schema import iter_split
+from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
+from alphadrive_cli.config.schemas import DistillConfig, SftConfig, TinyModelConfig
+from alphadrive_cli.data.records import iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models import loading
 from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
 from alphadrive_cli.models.lora import apply_lora, lora_target_regex, quantization_config
-from alphadrive_cli.models.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
-from alphadrive_cli.schemas import DistillConfig, SftConfig, TinyModelConfig
-from alphadrive_cli.stages.distill import distill
-from alphadrive_cli.stages.models import build_tiny_model_artifact
-from alphadrive_cli.stages.sft import train_sft
+from alphadrive_cli.stages import distill as distill_stage
+from alphadrive_cli.stages import models_tiny
+from alphadrive_cli.stages import sft as sft_stage
+from alphadrive_cli.training import callbacks as training_callbacks
+from alphadrive_cli.training.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
 from alphadrive_cli.ui import console
 
 LABELS = [
@@ -45,8 +45,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A data artifact (6 train frames), its grounded distillation, and the tiny model artifact."""
     root = tmp_path_factory.mktemp("sft-inputs") / "runs"
     data = make_labelled_data(root, LABELS, {"train": range(6), "val": range(6, 8)})
-    distilled = distill(data, DistillConfig(), root, None, ResumePolicy.AUTO)
-    model = build_tiny_model_artifact(TinyModelConfig(), root, None, ResumePolicy.AUTO)
+    distilled = distill_stage.run(DistillConfig(), OutputSpec(root), data=data)
+    model = models_tiny.run(TinyModelConfig(), OutputSpec(root))
     return {"data": data, "distill": distilled.path, "model": model.path}
 
 
@@ -115,8 +115,8 @@ def test_lora_targets_the_language_model_only(inputs) -> None:
 
 def test_sft_publishes_an_adapter_that_loads_for_eval(inputs, tmp_path: Path, capsys) -> None:
     with console.capture() as captured:
-        artifact = train_sft(
-            inputs["distill"], config(inputs, quantization="4bit"), tmp_path / "runs", None, ResumePolicy.AUTO
+        artifact = sft_stage.run(
+            config(inputs, quantization="4bit"), OutputSpec(tmp_path / "runs"), data=inputs["distill"]
         )
     assert capsys.readouterr().out == ""  # stdout is left to the CLI (the artifact path)
     messages = captured.get().replace("\n", " ")
@@ -148,12 +148,10 @@ def test_sft_publishes_an_adapter_that_loads_for_eval(inputs, tmp_path: Path, ca
 
 
 def test_loss_decreases_when_overfitting(inputs, tmp_path: Path) -> None:
-    artifact = train_sft(
-        inputs["distill"],
+    artifact = sft_stage.run(
         config(inputs, max_steps=30, learning_rate=5e-2, lora={"r": 16, "alpha": 32, "dropout": 0.0}),
-        tmp_path / "runs",
-        None,
-        ResumePolicy.AUTO,
+        OutputSpec(tmp_path / "runs"),
+        data=inputs["distill"],
     )
     losses = [
         entry["loss"] for entry in json.loads((artifact.path / "log_history.json").read_text()) if "loss" in entry
@@ -166,8 +164,8 @@ def test_loss_decreases_when_overfitting(inputs, tmp_path: Path) -> None:
 
 
 def test_no_reasoning_trains_on_plain_data(inputs, tmp_path: Path) -> None:
-    artifact = train_sft(
-        inputs["data"], config(inputs, reasoning=False, max_steps=2), tmp_path / "runs", None, ResumePolicy.AUTO
+    artifact = sft_stage.run(
+        config(inputs, reasoning=False, max_steps=2), OutputSpec(tmp_path / "runs"), data=inputs["data"]
     )
     assert artifact.manifest["training"]["reasoning"] is False
     assert artifact.manifest["inputs"][0]["stage"] == "data"
@@ -179,29 +177,25 @@ def test_undistilled_data_is_refused_before_loading(inputs, tmp_path: Path, monk
 
     monkeypatch.setattr(loading, "load_model", forbidden)
     with pytest.raises(BadInput, match="without reasoning traces.*--no-reasoning"):
-        train_sft(inputs["data"], config(inputs), tmp_path / "runs", None, ResumePolicy.AUTO)
+        sft_stage.run(config(inputs), OutputSpec(tmp_path / "runs"), data=inputs["data"])
     with pytest.raises(BadInput, match="no such model"):
-        train_sft(
-            inputs["distill"],
-            config(inputs, model=str(tmp_path / "missing")),
-            tmp_path / "runs",
-            None,
-            ResumePolicy.AUTO,
+        sft_stage.run(
+            config(inputs, model=str(tmp_path / "missing")), OutputSpec(tmp_path / "runs"), data=inputs["distill"]
         )
     with pytest.raises(BadInput, match="--model"):
-        train_sft(inputs["distill"], config(inputs, model=None), tmp_path / "runs", None, ResumePolicy.AUTO)
+        sft_stage.run(config(inputs, model=None), OutputSpec(tmp_path / "runs"), data=inputs["distill"])
     assert not (tmp_path / "runs" / "sft").exists() or not any((tmp_path / "runs" / "sft").glob(".sft*"))
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(inputs, tmp_path: Path, monkeypatch) -> None:
     cfg = config(inputs, max_steps=4, save_steps=2)
-    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [InterruptAfterSave()])
+    monkeypatch.setattr(training_callbacks, "EXTRA_CALLBACKS", [InterruptAfterSave()])
     with pytest.raises(Interrupted):
-        train_sft(inputs["distill"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
+        sft_stage.run(cfg, OutputSpec(tmp_path / "runs"), data=inputs["distill"])
     partial = tmp_path / "runs" / "sft" / ".sft.partial"
     assert (partial / "checkpoints" / "checkpoint-2").is_dir(), list(partial.rglob("*"))
-    monkeypatch.setattr(training, "EXTRA_CALLBACKS", [])
-    artifact = train_sft(inputs["distill"], cfg, tmp_path / "runs", None, ResumePolicy.AUTO)
+    monkeypatch.setattr(training_callbacks, "EXTRA_CALLBACKS", [])
+    artifact = sft_stage.run(cfg, OutputSpec(tmp_path / "runs"), data=inputs["distill"])
     manifest = artifact.manifest
     assert manifest["resumed"] is True
     assert manifest["training"]["resumed_from_step"] == 2
@@ -211,7 +205,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(inputs, tmp_path: Path, mon
     assert not (artifact.path / "checkpoints").exists()
     # the metrics cover the whole run, not only the resumed session: the same loss as an uninterrupted run,
     # and the training time of both sessions (the clock goes on from the checkpoint's stamp)
-    whole = train_sft(inputs["distill"], cfg, tmp_path / "runs", "whole", ResumePolicy.AUTO).manifest["metrics"]
+    whole = sft_stage.run(cfg, OutputSpec(tmp_path / "runs", "whole"), data=inputs["distill"]).manifest["metrics"]
     metrics = manifest["metrics"]
     assert metrics["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-4)
     assert metrics["train_loss"] == pytest.approx(sum(entry["loss"] for entry in history) / 4, rel=1e-5)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary, matches_answer_format, parse_answer
-from alphadrive_cli.data.schema import Record
+from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.prompts import load_prompt
 from alphadrive_cli.resources import PROMPT_DIR

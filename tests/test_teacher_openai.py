@@ -15,8 +15,8 @@ import pytest
 from fault_server import FaultServer, count_words, default_answer, prompt_words
 from PIL import Image
 
+from alphadrive_cli.artifacts.redaction import REDACTED
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.redaction import REDACTED
 from alphadrive_cli.teacher.base import TeacherReply, TeacherRequest
 from alphadrive_cli.teacher.openai_teacher import OpenAITeacher
 

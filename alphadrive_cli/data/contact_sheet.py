@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from alphadrive_cli.data.records import Record
 from alphadrive_cli.data.sampling import balanced_sample
-from alphadrive_cli.data.schema import Record
 
 _CAPTION_LINES = 3
 _FONT_SIZE = 13

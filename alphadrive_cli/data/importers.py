@@ -25,10 +25,10 @@ from PIL import Image
 from pydantic import ValidationError
 
 from alphadrive_cli.actions import ActionVocabulary
+from alphadrive_cli.config.schemas import LabelRules, SplitFractions
 from alphadrive_cli.data.labels import Track, label_at
-from alphadrive_cli.data.schema import IMAGE_DIR, MAX_SPEED_MPS, SPLITS, Record, check_labels, describe_error
+from alphadrive_cli.data.records import IMAGE_DIR, MAX_SPEED_MPS, SPLITS, Record, check_labels, describe_error
 from alphadrive_cli.errors import BadInput, brief
-from alphadrive_cli.schemas import LabelRules, SplitFractions
 
 UNPARSABLE = "unparsable row"
 MISSING_FIELD = "missing field"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alphadrive_cli.schemas import LabelRules
+from alphadrive_cli.config.schemas import LabelRules
 
 
 @dataclass(frozen=True)

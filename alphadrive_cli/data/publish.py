@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.artifacts import Artifact, ArtifactWriter
+from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter
 from alphadrive_cli.data.contact_sheet import contact_sheet
-from alphadrive_cli.data.schema import SPLITS, Record, write_split
+from alphadrive_cli.data.records import SPLITS, Record, write_split
 from alphadrive_cli.data.summary import class_counts, class_table
 from alphadrive_cli.ui import console
 

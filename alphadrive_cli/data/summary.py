@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.data.schema import Record
+from alphadrive_cli.data.records import Record
 
 
 def class_counts(records_by_split: Mapping[str, Sequence[Record]], vocabulary: ActionVocabulary) -> dict[str, Any]:

@@ -16,10 +16,10 @@ import torch
 from peft import PeftModel
 from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConfig, PreTrainedModel, ProcessorMixin
 
-from alphadrive_cli.artifacts import MANIFEST_NAME, Artifact, open_artifact
+from alphadrive_cli.artifacts.store import MANIFEST_NAME, Artifact, open_artifact
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.models.processor import SUPPORTED_FAMILIES, load_processor
-from alphadrive_cli.numerics import check_finite
+from alphadrive_cli.training.numerics import check_finite
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MODEL_STAGES = ("model", "sft", "grpo")

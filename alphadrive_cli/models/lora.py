@@ -17,7 +17,7 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model
 from transformers import BitsAndBytesConfig, PreTrainedModel
 
-from alphadrive_cli.schemas import TrainingConfig
+from alphadrive_cli.config.schemas import TrainingConfig
 
 VISION_ATTRIBUTES = ("visual", "vision_tower", "vision_model")
 

@@ -11,15 +11,15 @@ from rich.table import Table
 from rich.text import Text
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import (
+from alphadrive_cli.artifacts.store import (
     VERSIONED_NAME,
     Artifact,
     ArtifactWriter,
-    ResumePolicy,
-    begin,
+    OutputSpec,
     sha256_file,
     validate_name,
 )
+from alphadrive_cli.config.schemas import ImportConfig
 from alphadrive_cli.data.importers import (
     ImageRoot,
     Imported,
@@ -32,9 +32,8 @@ from alphadrive_cli.data.importers import (
     read_rows,
 )
 from alphadrive_cli.data.publish import publish_dataset
-from alphadrive_cli.data.schema import IMAGE_DIR, SPLITS, Record
+from alphadrive_cli.data.records import IMAGE_DIR, SPLITS, Record
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.schemas import ImportConfig
 from alphadrive_cli.ui import console
 
 PROBLEMS_SHOWN = 20
@@ -50,12 +49,10 @@ def default_import_name(source: Path) -> str:
     return validate_name(name or "import")
 
 
-def import_dataset(
-    source: Path, config: ImportConfig, root: Path | None, name: str | None, resume: ResumePolicy
-) -> Artifact:
+def run(config: ImportConfig, output: OutputSpec, *, source: Path) -> Artifact:
     """Check every row of ``source``, copy the good rows' images and publish them as a ``data`` artifact."""
     check_source(source)
-    name = validate_name(name) if name else default_import_name(source)
+    name = validate_name(output.name) if output.name else default_import_name(source)
     log = ProblemLog(str(source), config.strict)
     frames = _read(source, config, log)
     report_problems(log)
@@ -64,9 +61,7 @@ def import_dataset(
         raise BadInput(f"no record of {source} could be imported ({reasons or 'the file has no rows'})")
     settings = config.model_dump(mode="json")
     digest = sha256_file(source)
-    with begin(
-        "data", name, settings, root=root, resume=resume, identity={"config": settings, "source_sha256": digest}
-    ) as writer:
+    with output.begin("data", name, settings, identity={"config": settings, "source_sha256": digest}) as writer:
         _copy_images(writer, frames)
         return publish_dataset(
             writer,

@@ -17,19 +17,18 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 from rich.progress import Progress
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin
+from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec
+from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.data.publish import publish_dataset
+from alphadrive_cli.data.records import IMAGE_DIR, SPLITS, Record
 from alphadrive_cli.data.sampling import balanced_sample
-from alphadrive_cli.data.schema import IMAGE_DIR, SPLITS, Record
 from alphadrive_cli.data.sim.episode import EpisodePlan, EpisodeResult, SimFrame, run_episode
 from alphadrive_cli.data.sim.scenarios import SCENARIOS
-from alphadrive_cli.schemas import DataConfig
 from alphadrive_cli.ui import progress_bar
 
 CACHE_DIR = ".episodes"
@@ -155,12 +154,10 @@ def _record(config: DataConfig, plan: EpisodePlan, frame: SimFrame) -> Record:
     )
 
 
-def build_sim_dataset(config: DataConfig, root: Path | None, name: str | None, resume: ResumePolicy) -> Artifact:
+def run(config: DataConfig, output: OutputSpec) -> Artifact:
     """Simulate, label, split and publish a ``data`` artifact of ``config.frames`` frames."""
     identity = config.model_dump(mode="json", exclude={"workers"})  # more workers: same data, so resumable
-    with begin(
-        "data", name or "sim", config.model_dump(mode="json"), root=root, resume=resume, identity=identity
-    ) as writer:
+    with output.begin("data", "sim", config.model_dump(mode="json"), identity=identity) as writer:
         raw_target = math.ceil(config.frames * config.balance_oversample) if config.balance else config.frames
         frames: list[tuple[EpisodePlan, SimFrame]] = []
         crashed = unlabelled = episodes = 0

@@ -22,21 +22,20 @@ from typing import Any
 from rich.table import Table
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.artifacts import (
+from alphadrive_cli.artifacts.redaction import redact_text
+from alphadrive_cli.artifacts.store import (
     Artifact,
     ArtifactWriter,
-    ResumePolicy,
-    begin,
+    OutputSpec,
     default_root,
     open_artifact,
     partial_dir,
 )
+from alphadrive_cli.config.schemas import DistillConfig
 from alphadrive_cli.data.publish import publish_dataset
-from alphadrive_cli.data.schema import SPLITS, Record, dataset_vocabulary, iter_split
+from alphadrive_cli.data.records import SPLITS, Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.prompts import PromptTemplate, load_prompt
-from alphadrive_cli.redaction import redact_text
-from alphadrive_cli.schemas import DistillConfig
 from alphadrive_cli.teacher.base import TeacherReply, TeacherRequest
 from alphadrive_cli.teacher.filtering import KEPT, judge_trace, reasoning_of, verify_agrees
 from alphadrive_cli.teacher.grounded import GroundedTemplates, grounded_trace
@@ -257,16 +256,9 @@ def _summary_table(counts: Counter, title: str) -> Table:
     return table
 
 
-def distill(
-    data_path: Path,
-    config: DistillConfig,
-    root: Path | None,
-    name: str | None,
-    resume: ResumePolicy,
-    dry_run: bool = False,
-) -> Artifact | None:
+def run(config: DistillConfig, output: OutputSpec, *, data: Path, dry_run: bool = False) -> Artifact | None:
     """Collect, filter and publish reasoning traces; ``dry_run`` only reports what would be sent."""
-    data = open_artifact(data_path, stage="data")
+    data = open_artifact(data, stage="data")
     vocabulary = dataset_vocabulary(data)
     if config.teacher == "openai" and not config.model:
         raise BadInput("--teacher openai needs --model (the teacher's model name, e.g. gpt-4o)")
@@ -282,13 +274,11 @@ def distill(
     teacher_name = f"grounded:{prompt.id}" if templates else f"openai:{config.model}"
     jobs = plan_jobs(data, records, config, teacher_name, prompt, vocabulary)
     if dry_run:
-        _report_dry_run(jobs, config, root, name)
+        _report_dry_run(jobs, config, output)
         return None
     settings = config.model_dump(mode="json")
     identity = {key: value for key, value in settings.items() if key not in TRANSPORT_SETTINGS}
-    with begin(
-        "distill", name or "distill", settings, root=root, resume=resume, inputs={"data": data}, identity=identity
-    ) as writer:
+    with output.begin("distill", "distill", settings, inputs={"data": data}, identity=identity) as writer:
         writer.add_prompt(prompt.id, prompt.sha256)
         store = AnswerStore(writer.path(STORE_NAME))
         budget = _Budget(config)
@@ -417,9 +407,9 @@ def _publish(
     )
 
 
-def _report_dry_run(jobs: Sequence[Job], config: DistillConfig, root: Path | None, name: str | None) -> None:
+def _report_dry_run(jobs: Sequence[Job], config: DistillConfig, output: OutputSpec) -> None:
     """Print what a run would send (requests already stored in an unfinished run are not counted)."""
-    store_path = partial_dir(Path(root or default_root()) / "distill", name or "distill") / STORE_NAME
+    store_path = partial_dir(Path(output.root or default_root()) / "distill", output.name or "distill") / STORE_NAME
     store = AnswerStore(store_path) if store_path.is_file() else None
     pending = [job for job in jobs if store is None or not store.answered(job.request.key)]
     prompt_tokens = sum(estimate_tokens(job, config)[0] for job in pending)

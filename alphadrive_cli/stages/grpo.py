@@ -2,49 +2,35 @@
 
 TRL's ``GRPOTrainer`` samples ``num_generations`` completions per frame (the frame's images in the
 prompt, rendered with the student template exactly as at evaluation time) and scores them with
-:class:`~alphadrive_cli.grpo_rewards.PlanningRewards`. ``--init`` is an ``sft`` artifact (its LoRA
+:class:`~alphadrive_cli.rewards.trl_adapter.PlanningRewards`. ``--init`` is an ``sft`` artifact (its LoRA
 adapter is continued, and with ``beta > 0`` TRL keeps a frozen copy of it as the KL reference: the SFT
 policy) or a base model (fresh LoRA adapters: the RL-only ablation). Checkpoints are written into the
 unfinished artifact, so an interrupted run continues from the last one. The artifact holds the
 adapter, the processor, ``samples.jsonl``, ``reward_curves.png``, the log history and TensorBoard files.
 Under ``accelerate launch`` or ``torchrun`` every process generates and scores its own share of the frames
-and the main one writes the artifact (:mod:`alphadrive_cli.distributed`).
+and the main one writes the artifact (:mod:`alphadrive_cli.training.distributed`).
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, canonical_hash, open_artifact
-from alphadrive_cli.data.schema import Record, dataset_vocabulary, iter_split
-from alphadrive_cli.distributed import is_main_process, launch_world_size, on_main
+from alphadrive_cli.artifacts.store import Artifact, OutputSpec
+from alphadrive_cli.config.schemas import GrpoConfig
+from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.grpo_rewards import COMPONENTS, REWARD_FUNCTIONS, PlanningRewards, SampleLog
-from alphadrive_cli.models.loading import ModelSource, model_config, processor_location, resolve_model_source
-from alphadrive_cli.prompts import STUDENT_PROMPT, PromptTemplate, load_prompt, student_messages
-from alphadrive_cli.schemas import GrpoConfig
-from alphadrive_cli.training import (
-    CHECKPOINT_DIR,
-    LOG_HISTORY,
-    finite_round,
-    last_checkpoint,
-    load_policy,
-    model_summary,
-    run_metrics,
-    train_and_save,
-    trainer_arguments,
-    trainer_callbacks,
-    training_precision,
-    training_summary,
-)
+from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source
+from alphadrive_cli.prompts import PromptTemplate, student_messages
+from alphadrive_cli.rewards.trl_adapter import COMPONENTS, REWARD_FUNCTIONS, PlanningRewards, SampleLog
+from alphadrive_cli.training.distributed import is_main_process, launch_world_size
+from alphadrive_cli.training.run import RunSetup, TrainingRecipe, finite_round, run_training, trainer_arguments
 from alphadrive_cli.ui import console
 
-DATA_STAGES = ("data", "distill")
 SAMPLES = "samples.jsonl"
-CURVES_PNG = "reward_curves.png"
 CURVES = (
     ("total reward", ("reward",)),
     ("reward functions (mean)", tuple(f"rewards/{name}/mean" for name in REWARD_FUNCTIONS)),
@@ -67,15 +53,6 @@ CONSOLE_FIELDS = (
     ("kl", "kl"),
     ("completions/mean_length", "length"),
 )
-
-
-def _policy_source(reference: str | None) -> ModelSource:
-    if reference is None:
-        raise BadInput(
-            "grpo needs a policy to start from: pass --init (an `sft` artifact, or a base model "
-            "such as one from `alphadrive models tiny` for RL only)"
-        )
-    return resolve_model_source(reference)
 
 
 def _check_batch(config: GrpoConfig) -> None:
@@ -120,42 +97,108 @@ def _compiled_generation(config: GrpoConfig, cuda: bool, quantized: bool) -> boo
     return reason is None
 
 
-def train_grpo(
-    data_path: Path, config: GrpoConfig, root: Path | None, name: str | None, resume: ResumePolicy
-) -> Artifact:
-    """Train the policy with GRPO on the planning rewards and publish its LoRA adapter."""
-    _check_batch(config)
-    source = _policy_source(config.model)
-    data = open_artifact(data_path, stage=DATA_STAGES)
-    vocabulary = dataset_vocabulary(data)
-    try:
-        config.rewards.check_vocabulary(vocabulary)
-    except ValueError as exc:
-        raise BadInput(f"rewards: {exc}") from None
-    records = list(iter_split(data, "train", vocabulary))
-    if not records:
-        raise BadInput(f"{data.path} has no records in its train split")
-    base_config = model_config(source)  # config only: fails early on unsupported models
-    inputs: dict[str, Artifact] = {"data": data}
-    if source.artifact is not None:
-        inputs["init"] = source.artifact
-    settings = config.model_dump(mode="json")
-    identity = {
-        key: value for key, value in settings.items() if key not in ("save_steps", "sample_every", "sample_groups")
-    }
-    with on_main(
-        lambda: begin("grpo", name or "grpo", settings, root=root, resume=resume, inputs=inputs, identity=identity)
-    ) as writer:
-        return _train(
-            writer,
-            data,
-            records,
-            vocabulary,
-            source,
-            base_config.model_type,
-            config,
-            canonical_hash(base_config.to_dict()),
+class GrpoRecipe(TrainingRecipe[GrpoConfig]):
+    """GRPO on TRL's GRPOTrainer, the rollouts scored by the planning rewards."""
+
+    stage = "grpo"
+    data_stages = ("data", "distill")
+    policy_role = "init"
+    run_only_settings = ("save_steps", "sample_every", "sample_groups")
+    counted = "prompts"
+    curves = CURVES
+    curves_png = "reward_curves.png"
+    console_fields = CONSOLE_FIELDS
+
+    def __init__(self, config: GrpoConfig) -> None:
+        _check_batch(config)
+        super().__init__(config)
+        if config.model is None:  # config problems are said before any data is read
+            raise BadInput(
+                "grpo needs a policy to start from: pass --init (an `sft` artifact, or a base model "
+                "such as one from `alphadrive models tiny` for RL only)"
+            )
+        self._source = resolve_model_source(config.model)
+
+    def policy_source(self) -> ModelSource:
+        return self._source
+
+    def check_records(self, data: Artifact, records: list[Record], vocabulary: ActionVocabulary) -> None:
+        try:
+            self.config.rewards.check_vocabulary(vocabulary)
+        except ValueError as exc:
+            raise BadInput(f"rewards: {exc}") from None
+
+    def processor_location(self, source: ModelSource) -> str:
+        return processor_location(source)
+
+    def build_trainer(self, setup: RunSetup) -> Any:
+        from peft import PeftModel
+        from trl import GRPOConfig as TrlGrpoConfig
+        from trl import GRPOTrainer
+
+        from alphadrive_cli.models.graph_decoding import use_graph_decoding
+
+        config, model = self.config, setup.model
+        samples = setup.writer.dir / SAMPLES if is_main_process() else None  # the main process writes all samples
+        self.rewards = PlanningRewards(
+            config.rewards,
+            setup.vocabulary,
+            SampleLog(samples, config.sample_every, config.sample_groups, setup.resumed_from),
         )
+        self.compiled = _compiled_generation(config, setup.precision.cuda, setup.quantized)
+        args = TrlGrpoConfig(
+            **trainer_arguments(config, setup.precision, setup.checkpoints),
+            generation_batch_size=config.generation_batch_size,
+            cache_implementation="static" if self.compiled else None,
+            num_generations=config.num_generations,
+            temperature=config.temperature,
+            max_completion_length=config.max_completion_length,
+            beta=config.beta,
+            loss_type=config.loss_type,
+            scale_rewards=config.scale_rewards,
+            reward_weights=self.rewards.reward_weights(),
+            log_completions=False,
+        )
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=self.rewards.reward_functions(),
+            args=args,
+            train_dataset=prompt_rows(setup.records, setup.data.path, setup.template, setup.vocabulary),
+            processing_class=setup.processor,
+            callbacks=setup.callbacks,
+        )
+        trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off
+        if self.compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
+            use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
+        return trainer
+
+    def metrics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        return reward_summary(history)
+
+    def manifest(self, setup: RunSetup, trainer: Any) -> dict[str, dict[str, Any]]:
+        return {
+            "model": {"init": _init_kind(setup.source, self.config)},
+            "generation": {
+                "batch_size": trainer.args.generation_batch_size,
+                "steps_per_generation": trainer.args.steps_per_generation,
+                "compiled": self.compiled,
+                "cache": "static" if self.compiled else "dynamic",
+            },
+            "rewards": {
+                "functions": list(REWARD_FUNCTIONS),
+                "weights": self.rewards.reward_weights(),
+                "components_logged": list(COMPONENTS),
+            },
+            "curves": {"samples": SAMPLES},
+        }
+
+    def headline(self, metrics: Mapping[str, Any]) -> str:
+        return f"{metrics['steps']} steps, reward {metrics['first_reward']} -> {metrics['final_reward']}"
+
+
+def run(config: GrpoConfig, output: OutputSpec, *, data: Path) -> Artifact:
+    """Train the policy with GRPO on the planning rewards (the train split of ``data``) and publish it."""
+    return run_training(GrpoRecipe(config), data, output)
 
 
 def prompt_rows(records: list[Record], data_root: Path, template: PromptTemplate, vocabulary: ActionVocabulary) -> Any:
@@ -172,102 +215,6 @@ def prompt_rows(records: list[Record], data_root: Path, template: PromptTemplate
         "path_action": [record.path_action for record in records],
     }
     return datasets.Dataset.from_dict(table).cast_column("images", datasets.List(datasets.Image()))
-
-
-def _train(
-    writer: ArtifactWriter,
-    data: Artifact,
-    records: list[Record],
-    vocabulary: ActionVocabulary,
-    source: ModelSource,
-    family: str,
-    config: GrpoConfig,
-    base_config_hash: str,
-) -> Artifact:
-    from peft import PeftModel
-    from trl import GRPOConfig as TrlGrpoConfig
-    from trl import GRPOTrainer
-
-    from alphadrive_cli.models.graph_decoding import use_graph_decoding
-    from alphadrive_cli.models.lora import trainable_parameters
-    from alphadrive_cli.models.processor import load_processor
-
-    template = load_prompt(STUDENT_PROMPT)
-    writer.add_prompt(template.id, template.sha256)
-    precision = training_precision()
-    model, quantized = load_policy(source, config, precision)
-    processor = load_processor(processor_location(source), family=family)
-    trainable, total = trainable_parameters(model)
-
-    checkpoints = writer.dir / CHECKPOINT_DIR
-    last, resumed_from = last_checkpoint(checkpoints)
-    samples = writer.dir / SAMPLES if is_main_process() else None  # the main process writes every process's samples
-    rewards = PlanningRewards(
-        config.rewards, vocabulary, SampleLog(samples, config.sample_every, config.sample_groups, resumed_from)
-    )
-    callbacks, tensorboard = trainer_callbacks(writer, CONSOLE_FIELDS, config)
-    compiled = _compiled_generation(config, precision.cuda, quantized)
-    args = TrlGrpoConfig(
-        **trainer_arguments(config, precision, checkpoints),
-        generation_batch_size=config.generation_batch_size,
-        cache_implementation="static" if compiled else None,
-        num_generations=config.num_generations,
-        temperature=config.temperature,
-        max_completion_length=config.max_completion_length,
-        beta=config.beta,
-        loss_type=config.loss_type,
-        scale_rewards=config.scale_rewards,
-        reward_weights=rewards.reward_weights(),
-        log_completions=False,
-    )
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=rewards.reward_functions(),
-        args=args,
-        train_dataset=prompt_rows(records, data.path, template, vocabulary),
-        processing_class=processor,
-        callbacks=callbacks,
-    )
-    trainer.generation_config.disable_compile = not compiled  # TRL always turns generate's compilation off
-    if compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
-        use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
-    history, curves = train_and_save(
-        writer, trainer, model, processor, callbacks, last, CURVES, f"grpo {writer.name}", CURVES_PNG
-    )
-
-    metrics = {**reward_summary(history), **run_metrics(trainer, precision)}
-    console.print(
-        f"grpo {writer.name}: {metrics['steps']} steps, reward {metrics['first_reward']} -> {metrics['final_reward']}"
-        + (f" (resumed from step {resumed_from})" if resumed_from is not None else "")
-    )
-    return on_main(
-        lambda: writer.publish(
-            counts={"prompts": len(records), "trainable_parameters": trainable, "parameters": total},
-            metrics=metrics,
-            extra={
-                "model": {**model_summary(source, family, base_config_hash), "init": _init_kind(source, config)},
-                "training": training_summary(config, precision, quantized, resumed_from),
-                "generation": {
-                    "batch_size": args.generation_batch_size,
-                    "steps_per_generation": args.steps_per_generation,
-                    "compiled": compiled,
-                    "cache": "static" if compiled else "dynamic",
-                },
-                "rewards": {
-                    "functions": list(REWARD_FUNCTIONS),
-                    "weights": rewards.reward_weights(),
-                    "components_logged": list(COMPONENTS),
-                },
-                "curves": {
-                    "png": CURVES_PNG,
-                    "plotted": curves,
-                    "log_history": LOG_HISTORY,
-                    "tensorboard": tensorboard,
-                    "samples": SAMPLES,
-                },
-            },
-        )
-    )
 
 
 def _init_kind(source: ModelSource, config: GrpoConfig) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary, format_completion
-from alphadrive_cli.data.schema import Record
+from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.resources import PROMPT_DIR
 

@@ -15,8 +15,8 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from openai.types.chat.chat_completion import Choice
 
+from alphadrive_cli.artifacts.redaction import redact_text
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.redaction import redact_text
 from alphadrive_cli.teacher.base import Outcome, TeacherReply, TeacherRequest
 
 _RETRYABLE_4XX = frozenset({408, 409, 429})

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from alphadrive_cli.redaction import redact
+from alphadrive_cli.artifacts.redaction import redact
 from alphadrive_cli.teacher.base import TeacherReply
 
 ANSWERED = ("ok", "refused")

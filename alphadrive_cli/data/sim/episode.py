@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.data.labels import Track, label_at
 from alphadrive_cli.data.sim.render import canvas_size, heading_up_view, png_bytes, render_world
 from alphadrive_cli.data.sim.scenarios import (
@@ -20,7 +21,6 @@ from alphadrive_cli.data.sim.scenarios import (
     route_turn,
 )
 from alphadrive_cli.data.sim.scene import scene_facts
-from alphadrive_cli.schemas import DataConfig
 
 WARMUP_S = 1.0  # let the traffic settle before the first frame
 IDLE_ACTION = 1  # every scenario's discrete action 1; the expert ignores actions anyway

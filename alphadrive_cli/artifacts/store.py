@@ -25,9 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
+from alphadrive_cli.artifacts.provenance import device_info, tool_info
+from alphadrive_cli.artifacts.redaction import redact
 from alphadrive_cli.errors import BadInput, brief
-from alphadrive_cli.provenance import device_info, tool_info
-from alphadrive_cli.redaction import redact
 
 SCHEMA_VERSION = 2  # 2: the manifest is covered by its own hash (manifest_sha256)
 MANIFEST_HASH_SINCE = 2
@@ -372,6 +372,36 @@ def _acquire_lock(stage_dir: Path, name: str) -> Any:
             f"another alphadrive process is writing {stage_dir / name}; wait for it or choose another --name"
         ) from None
     return handle
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where a stage writes its artifact (every stage's entry takes one): the root of the artifact tree
+    (None: :func:`default_root`), the name (None: the stage's default; versions -v1, -v2 … are added) and what to
+    do with an unfinished run of that name."""
+
+    root: Path | None = None
+    name: str | None = None
+    resume: ResumePolicy = ResumePolicy.AUTO
+
+    def begin(
+        self,
+        stage: str,
+        default_name: str,
+        config: Mapping[str, Any],
+        inputs: Mapping[str, Artifact] | None = None,
+        identity: Mapping[str, Any] | None = None,
+    ) -> ArtifactWriter:
+        """:func:`begin` a ``stage`` artifact under this spec's root and name (``default_name`` if it has none)."""
+        return begin(
+            stage,
+            self.name or default_name,
+            config,
+            root=self.root,
+            inputs=inputs,
+            resume=self.resume,
+            identity=identity,
+        )
 
 
 def begin(

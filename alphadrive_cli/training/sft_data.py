@@ -21,7 +21,7 @@ from PIL import Image
 from transformers import ProcessorMixin
 
 from alphadrive_cli.actions import ActionVocabulary, format_answer, format_completion
-from alphadrive_cli.data.schema import Record
+from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import StageFailure
 from alphadrive_cli.prompts import PromptTemplate, student_messages
 

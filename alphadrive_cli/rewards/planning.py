@@ -22,7 +22,7 @@ from alphadrive_cli.actions import (
     matches_answer_format,
     parse_answer,
 )
-from alphadrive_cli.schemas import MIN_DIVERSITY_FLOOR, RewardConfig
+from alphadrive_cli.config.schemas import MIN_DIVERSITY_FLOOR, RewardConfig
 
 __all__ = [
     "MIN_DIVERSITY_FLOOR",

@@ -19,15 +19,21 @@ from rich import box
 from rich.table import Table
 
 from alphadrive_cli.actions import ActionVocabulary, parse_answer
-from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, open_artifact, sha256_file
-from alphadrive_cli.data.schema import Record, dataset_vocabulary, iter_split
+from alphadrive_cli.artifacts.store import (
+    Artifact,
+    ArtifactWriter,
+    OutputSpec,
+    open_artifact,
+    sha256_file,
+)
+from alphadrive_cli.config.schemas import EvalConfig
+from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.eval_plots import confusion_png, f1_bars_png
-from alphadrive_cli.metrics import multimodality, open_loop_metrics, single_action
+from alphadrive_cli.evaluation.metrics import multimodality, open_loop_metrics, single_action
+from alphadrive_cli.evaluation.plots import confusion_png, f1_bars_png
 from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
-from alphadrive_cli.schemas import EvalConfig
 from alphadrive_cli.textfiles import read_text_file
 from alphadrive_cli.ui import console, progress_bar, user_text
 
@@ -230,29 +236,21 @@ def publish_evaluation(
     return writer.publish(counts={"frames": len(records)}, metrics=headline, extra=extra)
 
 
-def evaluate(
-    data_path: Path,
-    config: EvalConfig,
-    root: Path | None,
-    name: str | None,
-    resume: ResumePolicy,
-    model: str | None = None,
-    predictions: Path | None = None,
+def run(
+    config: EvalConfig, output: OutputSpec, *, data: Path, model: str | None = None, predictions: Path | None = None
 ) -> Artifact:
     """Evaluate ``model`` (generating) or ``predictions`` (a file) on a data split."""
-    data = open_artifact(data_path, stage=DATA_STAGES)
+    data = open_artifact(data, stage=DATA_STAGES)
     records, vocabulary = _records(data, config.split)
     if model is None and (predictions is None or not predictions.is_file()):
         raise BadInput(f"no such predictions file: {predictions}")
     source = resolve_model_source(model) if model is not None else None  # checked before any heavy loading
     inputs = {"data": data, **model_inputs(source)}
     scored = {"model": model} if model is not None else {"predictions_sha256": sha256_file(predictions)}
-    with begin(
+    with output.begin(
         "eval",
-        name or "eval",
+        "eval",
         config.model_dump(mode="json"),
-        root=root,
-        resume=resume,
         inputs=inputs,
         identity={"config": config.model_dump(mode="json"), **scored},
     ) as writer:

@@ -18,9 +18,15 @@ from typing import Any
 from PIL import Image
 
 from alphadrive_cli.actions import ActionVocabulary, parse_answer
-from alphadrive_cli.closed_loop.driving import EXPERT, DrivingEpisode, EpisodeOutcome, EpisodeSpec, Observation
+from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.data.sim.scenarios import isolated_vehicle_defaults
-from alphadrive_cli.schemas import DataConfig
+from alphadrive_cli.evaluation.closed_loop.driving import (
+    EXPERT,
+    DrivingEpisode,
+    EpisodeOutcome,
+    EpisodeSpec,
+    Observation,
+)
 
 FALLBACK_PLAN = ("KEEP", "STRAIGHT")
 # Completes a batch of observations: one text per observation.

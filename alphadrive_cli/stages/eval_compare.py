@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
-from alphadrive_cli.artifacts import Artifact, open_artifact
+from alphadrive_cli.artifacts.store import Artifact, open_artifact
 from alphadrive_cli.errors import BadInput
 
 CLOSED_LOOP_COLUMNS = (

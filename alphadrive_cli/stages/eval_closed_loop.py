@@ -19,16 +19,16 @@ from rich import box
 from rich.table import Table
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts import Artifact, ArtifactWriter, ResumePolicy, begin, open_artifact
-from alphadrive_cli.closed_loop.animation import write_gif
-from alphadrive_cli.closed_loop.driving import EXPERT, EpisodeSpec, Observation, episode_specs
-from alphadrive_cli.closed_loop.runner import FALLBACK_PLAN, DriveLog, Planner, drive
+from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec, open_artifact
+from alphadrive_cli.config.schemas import DataConfig, EvalConfig
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.metrics import closed_loop_metrics
+from alphadrive_cli.evaluation.closed_loop.animation import write_gif
+from alphadrive_cli.evaluation.closed_loop.driving import EXPERT, EpisodeSpec, Observation, episode_specs
+from alphadrive_cli.evaluation.closed_loop.runner import FALLBACK_PLAN, DriveLog, Planner, drive
+from alphadrive_cli.evaluation.metrics import closed_loop_metrics
 from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, driving_messages, load_prompt
-from alphadrive_cli.schemas import DataConfig, EvalConfig
 from alphadrive_cli.ui import console, progress_bar
 
 MODEL = "model"
@@ -84,12 +84,10 @@ def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
     return plan
 
 
-def evaluate_closed_loop(
-    model: str, config: EvalConfig, data_path: Path | None, root: Path | None, name: str | None, resume: ResumePolicy
-) -> Artifact:
+def run(config: EvalConfig, output: OutputSpec, *, model: str, data: Path | None = None) -> Artifact:
     """Drive the scenarios with the model and with the expert on the same seeds; publish the comparison."""
     source = resolve_model_source(model)
-    render, data = render_settings(data_path)
+    render, data = render_settings(data)
     specs = episode_specs(list(config.closed_loop.scenarios), config.closed_loop.seed_list())
     inputs = model_inputs(source)
     if data is not None:
@@ -98,12 +96,10 @@ def evaluate_closed_loop(
         **config.model_dump(mode="json"),
         "render": render.model_dump(mode="json", include={"image_size", "view_m", "ego_row"}),
     }
-    with begin(
+    with output.begin(
         "eval",
-        name or "closed-loop",
+        "closed-loop",
         settings,
-        root=root,
-        resume=resume,
         inputs=inputs,
         identity={"config": settings, "model": model},
     ) as writer:

@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 
-from alphadrive_cli.artifacts import LineageNode
+from alphadrive_cli.artifacts.store import LineageNode
 
 
 def _summary(values: dict[str, Any], limit: int = 6) -> str:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from alphadrive_cli.artifacts import Artifact, ResumePolicy, begin
+from alphadrive_cli.artifacts.store import Artifact, OutputSpec
+from alphadrive_cli.config.schemas import TinyModelConfig
 from alphadrive_cli.models.tiny import TINY_CONFIG_FILES, build_tiny_model
-from alphadrive_cli.schemas import TinyModelConfig
 
 
 def dimensions_file(config: TinyModelConfig) -> Path:
@@ -21,11 +21,9 @@ def default_tiny_name(config: TinyModelConfig) -> str:
     return dimensions_file(config).stem
 
 
-def build_tiny_model_artifact(
-    config: TinyModelConfig, root: Path | None, name: str | None, resume: ResumePolicy
-) -> Artifact:
+def run(config: TinyModelConfig, output: OutputSpec) -> Artifact:
     """Build the model (tiny by default) and publish it (``save_pretrained`` layout) as a ``model`` artifact."""
-    with begin("model", name or default_tiny_name(config), config.model_dump(), root=root, resume=resume) as writer:
+    with output.begin("model", default_tiny_name(config), config.model_dump()) as writer:
         model, processor = build_tiny_model(
             config.family,
             config.seed,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.data.sim.render import canvas_size, heading_up_view, render_world
 from alphadrive_cli.data.sim.scenarios import (
     POLICY_HZ,
@@ -26,7 +27,6 @@ from alphadrive_cli.data.sim.scenarios import (
     navigation,
     route_turn,
 )
-from alphadrive_cli.schemas import DataConfig
 
 # The speeds FASTER / SLOWER step between (m/s), from standstill to the scenario's usual top speed.
 TARGET_SPEEDS: dict[str, tuple[float, ...]] = {

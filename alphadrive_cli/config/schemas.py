@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from alphadrive_cli.config import deep_merge, load_yaml_mapping
+from alphadrive_cli.config.resolve import deep_merge, load_yaml_mapping
 from alphadrive_cli.errors import brief
 from alphadrive_cli.resources import CONFIG_DIR
 
@@ -43,8 +43,11 @@ class Strict(BaseModel):
 class TinyModelConfig(Strict):
     """``alphadrive models tiny``: a random-weight model of a supported family, built offline."""
 
-    family: Literal["qwen2_vl", "qwen2_5_vl"] = "qwen2_vl"
-    seed: Seed = 0
+    family: Literal["qwen2_vl", "qwen2_5_vl"] = Field(
+        "qwen2_vl",
+        description="model family: qwen2_vl or qwen2_5_vl (tiny dimensions in configs/models/tiny-*.json)",
+    )
+    seed: Seed = Field(0, description="seed of the random weights")
     vocab_size: int = Field(1024, ge=300, le=65536, description="target size of the offline BPE vocabulary")
     min_pixels: int = Field(
         56 * 56, ge=28 * 28, le=4096 * 4096, description="images are resized to at least this many pixels"
@@ -57,7 +60,10 @@ class TinyModelConfig(Strict):
         description="model dimensions JSON (default: the family's tiny one), e.g. "
         "configs/models/qwen2-vl-2b.json for the real architecture",
     )
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="the saved weights' type: float32, or bfloat16 (for the real Qwen2-VL-2B dimensions)",
+    )
 
     @model_validator(mode="after")
     def _pixels_ordered(self) -> TinyModelConfig:
@@ -67,17 +73,17 @@ class TinyModelConfig(Strict):
 
 
 class ScenarioWeights(Strict):
-    highway: float = Field(0.4, ge=0, le=1e6)
+    highway: float = Field(0.4, ge=0, le=1e6, description="sampling weight of a multi-lane highway")
     blocked: float = Field(0.1, ge=0, le=1e6, description="highway with the road blocked ahead: queues and stops")
-    merge: float = Field(0.1, ge=0, le=1e6)
-    roundabout: float = Field(0.2, ge=0, le=1e6)
-    intersection: float = Field(0.2, ge=0, le=1e6)
+    merge: float = Field(0.1, ge=0, le=1e6, description="a highway with an on-ramp merging in")
+    roundabout: float = Field(0.2, ge=0, le=1e6, description="a roundabout with several exits")
+    intersection: float = Field(0.2, ge=0, le=1e6, description="an unsignalised four-way intersection")
 
 
 class SplitFractions(Strict):
-    train: float = Field(0.8, ge=0, le=1)
-    val: float = Field(0.1, ge=0, le=1)
-    test: float = Field(0.1, ge=0, le=1)
+    train: float = Field(0.8, ge=0, le=1, description="share of the episodes (or scenes) in the train split")
+    val: float = Field(0.1, ge=0, le=1, description="share in the validation split")
+    test: float = Field(0.1, ge=0, le=1, description="share in the test split")
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitFractions:
@@ -103,17 +109,17 @@ class DataConfig(Strict):
     """``alphadrive data sim``: the simulator data set."""
 
     seed: Seed = 0
-    frames: int = Field(200, ge=1, le=MAX_COUNT)
+    frames: int = Field(200, ge=1, le=MAX_COUNT, description="number of labelled frames")
     image_size: int = Field(448, ge=56, le=2048, description="square PNG side in pixels")
     view_m: float = Field(64.0, gt=10, le=1000, description="metres of road shown across the image")
     ego_row: float = Field(0.75, gt=0.5, lt=1, description="height of the ego vehicle in the image (0 top, 1 bottom)")
-    frames_per_episode: int = Field(10, ge=1, le=10000)
-    frame_interval_s: float = Field(1.0, gt=0, le=60)
+    frames_per_episode: int = Field(10, ge=1, le=10000, description="frames taken from each simulated episode")
+    frame_interval_s: float = Field(1.0, gt=0, le=60, description="simulated seconds between an episode's frames")
     labels: LabelRules = LabelRules()
     scenarios: ScenarioWeights = ScenarioWeights()
     split: SplitFractions = SplitFractions()
-    workers: int = Field(1, ge=1, le=1024)
-    balance: bool = False
+    workers: int = Field(1, ge=1, le=1024, description="simulator processes (more workers give the same data)")
+    balance: bool = Field(False, description="sub-sample the frequent classes towards a balanced mix")
     balance_oversample: float = Field(
         3.0, ge=1, le=100, description="with balance: simulate this many times the frames, then sub-sample"
     )
@@ -128,7 +134,11 @@ class DataConfig(Strict):
 class ImportConfig(Strict):
     """``alphadrive data import``: a data set from the user's own frames or ego poses."""
 
-    kind: Literal["frames", "poses"] = "frames"
+    kind: Literal["frames", "poses"] = Field(
+        "frames",
+        description="frames (image paths with labels) or poses (timestamps, positions, yaw: labels derived from the "
+        "motion)",
+    )
     images_root: str | None = Field(
         None, description="image paths are relative to this (default: the source file's folder)"
     )
@@ -144,29 +154,55 @@ class ImportConfig(Strict):
 class TokenPrices(Strict):
     """USD per million tokens, for the cost estimate (defaults: OpenAI's list price of gpt-4o)."""
 
-    input_per_mtok: float = Field(2.5, ge=0, le=1e4)
-    output_per_mtok: float = Field(10.0, ge=0, le=1e4)
+    input_per_mtok: float = Field(2.5, ge=0, le=1e4, description="USD per million prompt tokens")
+    output_per_mtok: float = Field(10.0, ge=0, le=1e4, description="USD per million completion tokens")
 
 
 class DistillConfig(Strict):
     """``alphadrive distill``: reasoning traces from a teacher."""
 
-    teacher: Literal["grounded", "openai"] = "grounded"
-    model: str | None = None
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    teacher: Literal["grounded", "openai"] = Field(
+        "grounded",
+        description="grounded (offline, written from the scene facts; not a language model) or openai (any OpenAI-"
+        "compatible API)",
+    )
+    model: str | None = Field(None, description="the teacher's model name with teacher openai, e.g. gpt-4o")
+    base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint (null: the openai package's default), "
+        "e.g. http://127.0.0.1:8000/v1 for vLLM",
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="environment variable holding the API key (the key is never stored or logged)",
+    )
     splits: list[Literal["train", "val", "test"]] = Field(
         ["train", "val"], min_length=1, description="splits to distill; the others are left out"
     )
-    concurrency: int = Field(8, ge=1, le=1024)
-    max_retries: int = Field(5, ge=0, le=100)
-    timeout_s: float = Field(60.0, gt=0, le=3600)
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(400, ge=16, le=MAX_BATCH)
-    samples_per_frame: int = Field(1, ge=1, le=100)
+    concurrency: int = Field(8, ge=1, le=1024, description="requests in flight")
+    max_retries: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description="retries per request: 429 (honouring Retry-After), 5xx, timeouts, malformed or empty replies",
+    )
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="seconds before one request is abandoned and retried")
+    temperature: float = Field(0.7, ge=0, le=2, description="the teacher's sampling temperature")
+    max_tokens: int = Field(400, ge=16, le=MAX_BATCH, description="completion tokens the teacher may write per request")
+    samples_per_frame: int = Field(1, ge=1, le=100, description="traces collected per frame")
     verify: bool = Field(False, description="ask again without the label; keep traces whose plan agrees")
-    max_requests: int | None = Field(None, ge=1, le=MAX_COUNT)
-    max_cost_usd: float | None = Field(None, gt=0, le=1e6)
+    max_requests: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_COUNT,
+        description="stop cleanly (resumable) after this many requests in one run",
+    )
+    max_cost_usd: float | None = Field(
+        None,
+        gt=0,
+        le=1e6,
+        description="stop cleanly (resumable) once the estimated cost in USD reaches this",
+    )
     prices: TokenPrices = TokenPrices()
     image_tokens: int = Field(
         765, ge=0, le=MAX_BATCH, description="estimated prompt tokens per image for --dry-run and the budget"
@@ -178,17 +214,26 @@ class DistillConfig(Strict):
         description="fail (nothing published, the run kept to "
         "resume) when fewer of the requests than this share end with an answer",
     )
-    teacher_prompt: TemplateId = "teacher-v1"
-    verify_prompt: TemplateId = "verify-v1"
-    grounded_templates: TemplateId = "grounded-v1"
-    seed: Seed = 0
+    teacher_prompt: TemplateId = Field("teacher-v1", description="the teacher's prompt template in prompts/")
+    verify_prompt: TemplateId = Field(
+        "verify-v1",
+        description="the verification prompt template in prompts/ (with verify)",
+    )
+    grounded_templates: TemplateId = Field(
+        "grounded-v1",
+        description="the grounded teacher's phrasing templates in prompts/",
+    )
+    seed: Seed = Field(0, description="seed of the grounded teacher's phrasing")
 
 
 class LoraConfig(Strict):
-    r: int = Field(16, ge=1, le=4096)
-    alpha: int = Field(32, ge=1, le=MAX_BATCH)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    r: int = Field(16, ge=1, le=4096, description="LoRA rank")
+    alpha: int = Field(32, ge=1, le=MAX_BATCH, description="LoRA scaling numerator (the update is scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA branch")
+    target_modules: list[str] = Field(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="the linear layers that get adapters",
+    )
 
 
 class TrainingConfig(Strict):
@@ -199,16 +244,32 @@ class TrainingConfig(Strict):
         "lora",
         description="train LoRA adapters, or every weight (full: for models trained from scratch, e.g. the tiny one)",
     )
-    quantization: Literal["none", "4bit"] = "none"
+    quantization: Literal["none", "4bit"] = Field(
+        "none",
+        description="none, or 4bit: NF4 with double quantisation and bf16 compute (QLoRA; CUDA only)",
+    )
     lora: LoraConfig = LoraConfig()
-    freeze_vision: bool = True
-    gradient_checkpointing: bool = False
-    learning_rate: float = Field(2e-4, gt=0, le=1)
-    per_device_batch_size: int = Field(2, ge=1, le=MAX_BATCH)
-    gradient_accumulation_steps: int = Field(1, ge=1, le=MAX_BATCH)
+    freeze_vision: bool = Field(True, description="keep the vision tower's weights fixed")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute activations in the backward pass: less memory, slower steps",
+    )
+    learning_rate: float = Field(2e-4, gt=0, le=1, description="peak learning rate (AdamW, linear decay)")
+    per_device_batch_size: int = Field(
+        2,
+        ge=1,
+        le=MAX_BATCH,
+        description="examples per device and optimiser step (before accumulation)",
+    )
+    gradient_accumulation_steps: int = Field(
+        1,
+        ge=1,
+        le=MAX_BATCH,
+        description="micro-batches summed into one optimiser step",
+    )
     max_steps: int = Field(-1, ge=-1, le=10**7, description="-1: run the whole number of epochs")
-    epochs: float = Field(1.0, gt=0, le=1000)
-    save_steps: int = Field(50, ge=1, le=10**7)
+    epochs: float = Field(1.0, gt=0, le=1000, description="passes over the train split (with max_steps -1)")
+    save_steps: int = Field(50, ge=1, le=10**7, description="write a checkpoint (to resume from) every this many steps")
     dataloader_workers: int = Field(
         0,
         ge=0,
@@ -221,7 +282,7 @@ class TrainingConfig(Strict):
         le=10**7,
         description="an update with NaN or infinite gradients is skipped; this many in a row stop the run as diverged",
     )
-    seed: Seed = 0
+    seed: Seed = Field(0, description="seed of the data order, dropout and sampling")
 
     @model_validator(mode="after")
     def _quantized_needs_lora(self) -> TrainingConfig:
@@ -235,8 +296,16 @@ class TrainingConfig(Strict):
 class SftConfig(TrainingConfig):
     """``alphadrive sft``: supervised warm-up on reasoning traces."""
 
-    reasoning: bool = True
-    max_length: int = Field(2048, ge=16, le=10**6)
+    reasoning: bool = Field(
+        True,
+        description="train on the reasoning and the answer; false: answers only (the paper's ablation)",
+    )
+    max_length: int = Field(
+        2048,
+        ge=16,
+        le=10**6,
+        description="tokens per example (prompt, image tokens and answer); longer ones are cut",
+    )
     merge: bool = Field(False, description="also save the base model with the adapter merged in, under merged/")
 
     @model_validator(mode="after")
@@ -292,18 +361,26 @@ class RewardConfig(Strict):
 class GrpoConfig(TrainingConfig):
     """``alphadrive grpo``: GRPO with the planning rewards."""
 
-    learning_rate: float = Field(1e-5, gt=0, le=1)
+    learning_rate: float = Field(1e-5, gt=0, le=1, description="peak learning rate (AdamW, linear decay)")
     per_device_batch_size: int = Field(
         8,
         ge=1,
         le=MAX_BATCH,
         description="completions per device and step: a multiple of num_generations (whole groups)",
     )
-    num_generations: int = Field(8, ge=2, le=1024)
-    temperature: float = Field(1.0, gt=0, le=100)
-    max_completion_length: int = Field(256, ge=1, le=MAX_BATCH)
+    num_generations: int = Field(
+        8,
+        ge=2,
+        le=1024,
+        description="completions per prompt (the group G whose rewards are compared)",
+    )
+    temperature: float = Field(1.0, gt=0, le=100, description="sampling temperature of the rollouts")
+    max_completion_length: int = Field(256, ge=1, le=MAX_BATCH, description="tokens per completion")
     beta: float = Field(0.04, ge=0, le=1e3, description="KL coefficient")
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "grpo"
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(
+        "grpo",
+        description="TRL's loss aggregation: grpo, dr_grpo, dapo or bnpo",
+    )
     scale_rewards: Literal["group", "batch", "none"] = Field(
         "group", description="divide advantages by the group's reward std (GRPO), the batch's, or not at all (Dr. GRPO)"
     )
@@ -346,7 +423,7 @@ class ClosedLoopConfig(Strict):
     """``alphadrive eval --closed-loop``: the model drives highway-env episodes, the expert the same seeds."""
 
     scenarios: list[Literal["highway", "blocked", "merge", "roundabout", "intersection"]] = Field(
-        default_factory=lambda: list(SCENARIO_NAMES), min_length=1
+        default_factory=lambda: list(SCENARIO_NAMES), min_length=1, description="scenarios driven"
     )
     episodes: int = Field(
         2, ge=1, le=10**5, description="episodes per scenario (seeds 0..episodes-1 unless seeds is given)"
@@ -366,11 +443,21 @@ class ClosedLoopConfig(Strict):
 class EvalConfig(Strict):
     """``alphadrive eval``: open-loop metrics, or closed-loop driving with ``--closed-loop``."""
 
-    split: Literal["train", "val", "test"] = "test"
-    batch_size: int = Field(8, ge=1, le=MAX_BATCH)
-    max_new_tokens: int = Field(256, ge=1, le=MAX_BATCH)
-    samples: int = Field(1, ge=1, le=1024)
-    temperature: float = Field(1.0, gt=0, le=100)
+    split: Literal["train", "val", "test"] = Field("test", description="the split scored: train, val or test")
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="frames generated for at once")
+    max_new_tokens: int = Field(256, ge=1, le=MAX_BATCH, description="tokens generated per answer")
+    samples: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="completions per frame; more than 1 samples with temperature (multimodality analysis)",
+    )
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="sampling temperature with samples > 1 (one sample is greedy)",
+    )
     closed_loop: ClosedLoopConfig = ClosedLoopConfig()
 
 

@@ -2,7 +2,7 @@
 
 TRL calls every reward function with the batch's completions and the data set's extra columns as
 keyword lists (here ``frame_id``, ``speed_action``, ``path_action``). :class:`PlanningRewards` scores
-a batch once with :func:`~alphadrive_cli.rewards.group_rewards`, so planning diversity is computed
+a batch once with :func:`~alphadrive_cli.rewards.planning.group_rewards`, so planning diversity is computed
 within each frame's group of completions, found by frame id and never by position in the batch, and
 serves three reward functions whose weighted sum (TRL's ``reward_weights``) is the total reward:
 
@@ -10,7 +10,7 @@ serves three reward functions whose weighted sum (TRL's ``reward_weights``) is t
 * ``speed_planning`` and ``path_planning`` (weight ``quality_coef``): accuracy x action weight x
   diversity of each head, i.e. planning quality split by head.
 
-Every component of :class:`~alphadrive_cli.rewards.RewardBreakdown` is logged each step through TRL's
+Every component of :class:`~alphadrive_cli.rewards.planning.RewardBreakdown` is logged each step through TRL's
 ``log_metric`` as ``planning/<component>/{mean,std,zero_std_groups}`` (the last: the fraction of groups
 in which the component is the same for every completion, so it gives that group no advantage). Several
 processes (``accelerate launch``) each score their own rollouts, whole groups, and TRL averages what they
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.actions import ActionVocabulary, parse_answer
-from alphadrive_cli.distributed import gather
-from alphadrive_cli.rewards import RewardBreakdown, RewardConfig, group_rewards
+from alphadrive_cli.rewards.planning import RewardBreakdown, RewardConfig, group_rewards
+from alphadrive_cli.training.distributed import gather
 
 COMPONENTS = (
     "format",

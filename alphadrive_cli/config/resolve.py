@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from alphadrive_cli.artifacts.redaction import note_secret_variables
 from alphadrive_cli.errors import BadInput, brief, clip
-from alphadrive_cli.redaction import note_secret_variables
 from alphadrive_cli.resources import CONFIG_DIR
 from alphadrive_cli.textfiles import read_text_file
 

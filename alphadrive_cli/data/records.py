@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
-from alphadrive_cli.artifacts import Artifact
+from alphadrive_cli.artifacts.store import Artifact
 from alphadrive_cli.errors import BadInput
 
 SPLITS = ("train", "val", "test")
