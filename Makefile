@@ -12,7 +12,7 @@ TORCH_CPU := torch==2.13.0
 DEMO_HOME ?= runs/demo
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install demo test bench bench-data bench-gpu clean
+.PHONY: install demo test configs bench bench-data bench-gpu clean
 
 install: $(STAMP)
 
@@ -35,14 +35,17 @@ test: install  # lint (ruff, configured in pyproject.toml), then the whole suite
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+configs: install  # regenerate configs/<stage>.yaml from the schemas' defaults (alphadrive_cli/config/schemas.py)
+	$(BIN)/python -m alphadrive_cli.config.view
+
 bench: bench-data
 
 bench-data: install  # frames/s of `data sim` by worker count; results in docs/bench/, summary in docs/benchmarks.md
-	$(BIN)/python bench/data_sim.py --frames 5000 --workers 1 2 --out docs/bench/data_sim.json
+	$(BIN)/python -m bench.data_sim --frames 5000 --workers 1 2 --out docs/bench/data_sim.json
 
 bench-gpu: install  # one CUDA GPU, not run by CI (~12 min on an H100): decoding vs its floor, grpo speed rows; docs/bench/
-	W=$$(mktemp -d) && $(BIN)/python bench/decode_floor.py --batch 64 --new-tokens 128 --routes 0 1 3 --workdir $$W --out docs/bench/decode_h100.json \
-		&& $(BIN)/python bench/grpo_speed.py --workdir $$W --out docs/bench/grpo_h100.json
+	W=$$(mktemp -d) && $(BIN)/python -m bench.decode_floor --batch 64 --new-tokens 128 --routes 0 1 3 --workdir $$W --out docs/bench/decode_h100.json \
+		&& $(BIN)/python -m bench.grpo_speed --workdir $$W --out docs/bench/grpo_h100.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -24,6 +24,7 @@ from alphadrive_cli.config.schemas import (
     SftConfig,
     TinyModelConfig,
 )
+from alphadrive_cli.config.view import key_help
 from alphadrive_cli.errors import BadInput, brief, clip
 from alphadrive_cli.textfiles import write_new_text_file
 from alphadrive_cli.training.distributed import end_process, launch_world_size
@@ -112,16 +113,11 @@ def _root(
 @reported
 @stage_command()
 def models_tiny(
-    family: Annotated[
-        str | None, typer.Option(help="Model family: qwen2_vl or qwen2_5_vl [default: from configs/models.yaml].")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the random weights.")] = None,
+    family: Annotated[str | None, typer.Option(help=key_help(TinyModelConfig, "family"))] = None,
+    seed: Annotated[int | None, typer.Option(help=key_help(TinyModelConfig, "seed"))] = None,
     dimensions: Annotated[
         Path | None,
-        typer.Option(
-            help="Model dimensions JSON, e.g. configs/models/qwen2-vl-2b.json for the real architecture "
-            "[default: tiny]."
-        ),
+        typer.Option(help=key_help(TinyModelConfig, "dimensions")),
     ] = None,
     *,
     shared: StageOptions,
@@ -219,7 +215,7 @@ def show_config(
     scale = scale if scale is not None else "tiny" if stage in SCALED_STAGES else None
     resolved = resolve_config(stage, STAGE_SCHEMAS[stage], scale=scale, config_file=config, overrides=overrides or [])
     layers = [
-        f"configs/{stage}.yaml",
+        "defaults",
         *([f"--scale {scale}"] if scale else []),
         *([str(config)] if config else []),
         *(f"--set {clip(text)}" for text in overrides or []),
@@ -236,9 +232,9 @@ def show_config(
 @reported
 @stage_command()
 def data_sim(
-    frames: Annotated[int | None, typer.Option(help="Number of labelled frames.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed: the same seed gives byte-identical JSONL.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Simulator processes.")] = None,
+    frames: Annotated[int | None, typer.Option(help=key_help(DataConfig, "frames"))] = None,
+    seed: Annotated[int | None, typer.Option(help=key_help(DataConfig, "seed"))] = None,
+    workers: Annotated[int | None, typer.Option(help=key_help(DataConfig, "workers"))] = None,
     *,
     shared: StageOptions,
 ) -> None:
@@ -261,16 +257,12 @@ def data_import(
     source: Annotated[Path, typer.Argument(help="JSONL or CSV: your frames (image paths + labels) or ego poses.")],
     kind: Annotated[
         str | None,
-        typer.Option(help="frames (labels given) or poses (labels derived from motion) [default: frames]."),
+        typer.Option(help=key_help(ImportConfig, "kind")),
     ] = None,
-    images_root: Annotated[
-        Path | None, typer.Option(help="Image paths are relative to this folder [default: the source file's].")
-    ] = None,
+    images_root: Annotated[Path | None, typer.Option(help=key_help(ImportConfig, "images_root"))] = None,
     strict: Annotated[
         bool | None,
-        typer.Option(
-            "--strict/--lenient", help="Fail at the first bad record, or skip and count bad records [default: lenient]."
-        ),
+        typer.Option("--strict/--lenient", help=key_help(ImportConfig, "strict")),
     ] = None,
     *,
     shared: StageOptions,
@@ -298,30 +290,22 @@ def distill(
     data: Annotated[Path, typer.Option("--data", help="A `data` artifact.")],
     teacher: Annotated[
         str | None,
-        typer.Option(
-            help="grounded (offline template writer) or openai (any OpenAI-compatible API) [default: grounded]."
-        ),
+        typer.Option(help=key_help(DistillConfig, "teacher")),
     ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="Teacher model name (with --teacher openai), e.g. gpt-4o.")
-    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help=key_help(DistillConfig, "model"))] = None,
     base_url: Annotated[
         str | None,
-        typer.Option(help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, Ollama)."),
+        typer.Option(help=key_help(DistillConfig, "base_url")),
     ] = None,
-    api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the API key [default: OPENAI_API_KEY].")
-    ] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
-    samples_per_frame: Annotated[int | None, typer.Option(help="Traces collected per frame.")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help=key_help(DistillConfig, "api_key_env"))] = None,
+    concurrency: Annotated[int | None, typer.Option(help=key_help(DistillConfig, "concurrency"))] = None,
+    samples_per_frame: Annotated[int | None, typer.Option(help=key_help(DistillConfig, "samples_per_frame"))] = None,
     verify: Annotated[
         bool | None,
-        typer.Option("--verify/--no-verify", help="Ask again without the label; keep traces whose plan agrees."),
+        typer.Option("--verify/--no-verify", help=key_help(DistillConfig, "verify")),
     ] = None,
-    max_requests: Annotated[int | None, typer.Option(help="Stop cleanly (resumable) after this many requests.")] = None,
-    max_cost: Annotated[
-        float | None, typer.Option(help="Stop cleanly (resumable) once the estimated cost in USD reaches this.")
-    ] = None,
+    max_requests: Annotated[int | None, typer.Option(help=key_help(DistillConfig, "max_requests"))] = None,
+    max_cost: Annotated[float | None, typer.Option(help=key_help(DistillConfig, "max_cost_usd"))] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print how many requests and tokens a run would send; write nothing.")
     ] = False,
@@ -362,15 +346,11 @@ def distill(
 @stage_command(scaled=True)
 def sft(
     data: Annotated[Path, typer.Option("--data", help="A `distill` artifact (reasoning traces).")],
-    model: Annotated[
-        str | None, typer.Option("--model", help="Base model: model artifact, local directory or hub id.")
-    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help=key_help(SftConfig, "model"))] = None,
     no_reasoning: Annotated[
         bool, typer.Option("--no-reasoning", help="Train on answers only (the paper's ablation).")
     ] = False,
-    merge: Annotated[
-        bool, typer.Option("--merge", help="Also save the base model with the adapter merged in (merged/).")
-    ] = False,
+    merge: Annotated[bool, typer.Option("--merge", help=key_help(SftConfig, "merge"))] = False,
     *,
     shared: StageOptions,
 ) -> None:
@@ -402,7 +382,7 @@ def grpo(
         str | None,
         typer.Option(
             "--init",
-            help="Policy to start from: an `sft` artifact (its adapter is continued), or a base model for RL only.",
+            help=key_help(GrpoConfig, "model"),
         ),
     ] = None,
     *,
@@ -436,10 +416,8 @@ def evaluate(
     predictions: Annotated[
         Path | None, typer.Option("--predictions", help="JSONL of `id` + raw text from another system.")
     ] = None,
-    split: Annotated[str | None, typer.Option(help="train, val or test [default: test].")] = None,
-    samples: Annotated[
-        int | None, typer.Option(help="Completions per frame; K > 1 samples with temperature (multimodality).")
-    ] = None,
+    split: Annotated[str | None, typer.Option(help=key_help(EvalConfig, "split"))] = None,
+    samples: Annotated[int | None, typer.Option(help=key_help(EvalConfig, "samples"))] = None,
     closed_loop: Annotated[
         bool,
         typer.Option(
@@ -449,13 +427,15 @@ def evaluate(
         ),
     ] = False,
     scenarios: Annotated[
-        str | None, typer.Option(help="With --closed-loop: comma-separated scenarios [default: all five].")
+        str | None,
+        typer.Option(help="With --closed-loop, comma-separated: " + key_help(EvalConfig, "closed_loop.scenarios")),
     ] = None,
     episodes: Annotated[
-        int | None, typer.Option(help="With --closed-loop: episodes per scenario (seeds 0..N-1).")
+        int | None, typer.Option(help="With --closed-loop: " + key_help(EvalConfig, "closed_loop.episodes"))
     ] = None,
     seeds: Annotated[
-        str | None, typer.Option(help="With --closed-loop: comma-separated simulator seeds, e.g. 3,7.")
+        str | None,
+        typer.Option(help="With --closed-loop, comma-separated (3,7): " + key_help(EvalConfig, "closed_loop.seeds")),
     ] = None,
     *,
     shared: StageOptions,

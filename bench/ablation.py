@@ -1,6 +1,6 @@
 """The paper's ablation on simulator data: SFT without / with reasoning, RL only, SFT + RL, reward ablations.
 
-Usage: python bench/ablation.py --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json [--data-set image_size=224]
+Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json [--data-set image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
        [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--jobs 8] [--budget-s 540]
        [--plot f1.png]
@@ -37,10 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from report import report  # bench/report.py
-
+from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS
 from alphadrive_cli.evaluation.plots import f1_comparison_png
+from bench.report import report
 
 ROWS = ("sft_no_reasoning", "sft_reasoning", "rl_only", "sft_rl")
 ROW_TITLES = {
@@ -54,9 +53,7 @@ ROW_TITLES = {
     "no_format": "SFT + RL without the format reward",
 }
 BRAKING = ("DECELERATE", "STOP")  # the speed plans that slow the car down
-ACTION_NAMES = tuple(
-    yaml.safe_load((Path(__file__).parents[1] / "configs" / "rewards.yaml").read_text())["action_weights"]
-)
+ACTION_NAMES = tuple(DEFAULT_ACTION_WEIGHTS)
 # A GRPO stage that fails is run once more, from the start, without graph decoding (CUDA graphs of a compiled
 # step), so that a decoding fault costs that row its speed, not its result; jobs.jsonl records the arguments
 # each attempt ran with.

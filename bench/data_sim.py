@@ -1,6 +1,6 @@
 """Benchmark `alphadrive data sim`: labelled frames per second, by number of worker processes.
 
-Usage: python bench/data_sim.py --frames 5000 --workers 1 2 [--image-size 448] [--out docs/bench/data_sim.json]
+Usage: python -m bench.data_sim --frames 5000 --workers 1 2 [--image-size 448] [--out docs/bench/data_sim.json]
 Each run builds a full data artifact (simulation, rendering, PNG encoding, JSONL, contact sheet) in a
 temporary directory and is timed end to end, process start-up of the workers included.
 """
@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import report  # bench/report.py
-
 from alphadrive_cli.artifacts.store import OutputSpec, ResumePolicy
+from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.stages import data_sim
+from bench.report import report
 
 
 def cpu_model() -> str:
@@ -42,7 +42,11 @@ def main() -> None:
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
     rows = []
     for workers in args.workers:
-        config = DataConfig(frames=args.frames, workers=workers, image_size=args.image_size, seed=args.seed)
+        config = resolve_config(
+            "data",
+            DataConfig,
+            options={"frames": args.frames, "workers": workers, "image_size": args.image_size, "seed": args.seed},
+        )
         with tempfile.TemporaryDirectory() as root:
             started = time.perf_counter()
             artifact = data_sim.run(config, OutputSpec(Path(root), f"bench-w{workers}", ResumePolicy.RESTART))

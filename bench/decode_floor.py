@@ -1,8 +1,8 @@
 """Rollout decoding against its physical floor: plain `generate`, static KV cache with compiled decoding, folded GQA,
 graph decoding.
 
-Usage (one CUDA GPU): python bench/decode_floor.py --batch 64 --new-tokens 128 --out docs/bench/decode_h100.json
-CPU smoke test (tiny model, nothing compiles): python bench/decode_floor.py --tiny --batch 4 --new-tokens 8
+Usage (one CUDA GPU): python -m bench.decode_floor --batch 64 --new-tokens 128 --out docs/bench/decode_h100.json
+CPU smoke test (tiny model, nothing compiles): python -m bench.decode_floor --tiny --batch 4 --new-tokens 8
 
 The model is the Qwen2-VL-2B architecture with random bf16 weights, the prompts are GRPO's (student
 template, one 448x448 frame each, the frames of the synthetic data set in bench/grpo_speed.py), sampling
@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from grpo_speed import bench_inputs, device_facts  # bench/grpo_speed.py
 from PIL import Image
-from report import report  # bench/report.py
 from torch._dynamo.utils import counters
 from transformers import GenerationConfig, PretrainedConfig
 
@@ -40,6 +38,8 @@ from alphadrive_cli.models.decode_attention import use_folded_gqa
 from alphadrive_cli.models.graph_decoding import use_graph_decoding
 from alphadrive_cli.models.loading import build_random_model, load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
+from bench.common import bench_inputs, device_facts
+from bench.report import report
 
 ROUTES = (  # (route, static cache + compiled decoding, folded-GQA attention, graph decoding)
     ("plain generate (dynamic cache, eager)", False, False, False),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU-scale ablation (docs/results.md) on a lent machine whose lease outlives no single command: `start`
-# launches bench/ablation.py in its own process session, so it runs on between the calls that watch it;
+# launches `python -m bench.ablation` in its own process session, so it runs on between the calls that watch it;
 # `poll S` waits S seconds and prints its progress; `collect` waits for it to end and packs every result but
 # the weights and frames into $OUT. Run from the repository root, with the wheels the image lacks in .whl/
 # (or in $ABLATION_WHEELS; an empty folder where every package is installed).
@@ -38,7 +38,7 @@ start)
     rm -rf "$SRC" && mkdir -p "$SRC" && cp -r alphadrive_cli bench configs prompts pyproject.toml "$SRC"/
     export PYTHONPATH=$SRC:$WORK/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
     date +%s > "$WORK/started"
-    (cd "$SRC/bench" && setsid python3 ablation.py --root "$ROOT" --out "$ROOT/ablation.json" "$@" \
+    (cd "$SRC" && setsid python3 -m bench.ablation --root "$ROOT" --out "$ROOT/ablation.json" "$@" \
         > "$WORK/driver.log" 2>&1 < /dev/null & echo $! > "$WORK/pid")
     echo "ablation started (pid $(cat "$WORK/pid")), results under $ROOT"
     ;;

@@ -1,7 +1,7 @@
 """Benchmark the distill teacher client against a loopback server that answers at once.
 
-Usage: python bench/distill_client.py --requests 400 --concurrency 1 8 32 [--out docs/bench/distill_client.json]
-Requests carry one 448x448 PNG as a data URL, like real distill requests. The server (tests/fault_server.py)
+Usage: python -m bench.distill_client --requests 400 --concurrency 1 8 32 [--out docs/bench/distill_client.json]
+Requests carry one 448x448 PNG as a data URL, like real distill requests. The server (tests/support/fault_server.py)
 does no work, so the time per request at concurrency 1 bounds the client's own overhead (openai package,
 httpx, JSON, our retry/record logic) from above.
 """
@@ -13,19 +13,16 @@ import base64
 import io
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fault_server import FaultServer  # noqa: E402
-from report import report  # noqa: E402 - bench/report.py
-
-from alphadrive_cli.teacher.base import TeacherRequest  # noqa: E402
-from alphadrive_cli.teacher.openai_teacher import OpenAITeacher  # noqa: E402
+from alphadrive_cli.teacher.base import TeacherRequest
+from alphadrive_cli.teacher.openai_teacher import OpenAITeacher
+from bench.report import report
+from tests.support.fault_server import FaultServer
 
 
 def image_url() -> str:

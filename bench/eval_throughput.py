@@ -1,10 +1,10 @@
 """Benchmark batched eval generation against one frame at a time, on the same model and frames.
 
 Tiny offline model through the real eval path (processor, chat template, images, left padding):
-    python bench/eval_throughput.py --frames 64 --batch-sizes 1 16 --max-new-tokens 32
+    python -m bench.eval_throughput --frames 64 --batch-sizes 1 16 --max-new-tokens 32
 Real Qwen2-VL-2B architecture with random weights (GPU), inputs built directly (a 448x448 image is
 256 visual tokens after merging, plus a 40-token instruction):
-    python bench/eval_throughput.py --architecture configs/models/qwen2-vl-2b.json --frames 64 --batch-sizes 1 8 32
+    python -m bench.eval_throughput --architecture configs/models/qwen2-vl-2b.json --frames 64 --batch-sizes 1 8 32
 Every completion is forced to exactly --max-new-tokens tokens (min_new_tokens), so batch sizes do the
 same work. Prints a Markdown table; --out writes JSON.
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from report import report  # bench/report.py
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec
+from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import TinyModelConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.models.generation import GenerationSettings, generate
@@ -35,12 +35,13 @@ from alphadrive_cli.models.loading import (
 )
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.stages import models_tiny
+from bench.report import report
 
 
 def tiny_runner(frames: int, max_new_tokens: int):
     """A function batch_size -> seconds for generating all frames with the tiny model via the eval path."""
     root = Path(tempfile.mkdtemp())
-    artifact = models_tiny.run(TinyModelConfig(), OutputSpec(root))
+    artifact = models_tiny.run(resolve_config("models", TinyModelConfig), OutputSpec(root))
     model, processor = load_model_and_processor(resolve_model_source(str(artifact.path)))
     model.eval()
     template = load_prompt(STUDENT_PROMPT)

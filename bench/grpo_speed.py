@@ -1,7 +1,7 @@
 """Benchmark `alphadrive grpo` at real scale: TRL GRPOTrainer's defaults, then one speed change at a time.
 
-Usage (one CUDA GPU): python bench/grpo_speed.py --out docs/bench/grpo_h100.json
-CPU smoke test (tiny model): python bench/grpo_speed.py --tiny
+Usage (one CUDA GPU): python -m bench.grpo_speed --out docs/bench/grpo_h100.json
+CPU smoke test (tiny model): python -m bench.grpo_speed --tiny
 
 Every row is the real `grpo` stage (`stages.grpo.run`) on the same model (the Qwen2-VL-2B architecture with
 random bf16 weights, fresh LoRA r 16 on every projection of the language model, vision tower frozen), the
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from alphadrive_cli.config.resolve import resolve_config
+from bench.common import bench_inputs, device_facts
 
 ROWS: list[tuple[str, int | None, dict[str, Any]]] = [  # (change, row it is added to, settings it changes)
     (
@@ -43,56 +45,6 @@ ROWS: list[tuple[str, int | None, dict[str, Any]]] = [  # (change, row it is add
     ),
 ]
 PER_STEP = 8  # completions per optimiser step: one frame's group of 8
-
-
-def device_facts() -> dict[str, Any]:
-    """Device and library versions of this run."""
-    import transformers
-
-    facts = {
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor()})",
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
-    try:
-        import trl
-
-        facts["trl"] = trl.__version__
-    except ImportError:
-        pass
-    return facts
-
-
-def bench_inputs(workdir: Path | None, tiny: bool, frames: int) -> tuple[Path, Path]:
-    """The model artifact (Qwen2-VL-2B architecture with random bf16 weights, or the tiny model) and a data
-    artifact of ``frames`` synthetic 448x448 frames; built once per ``workdir`` and reused."""
-    from sft_memory import synthetic_data  # bench/sft_memory.py
-
-    from alphadrive_cli.artifacts.store import OutputSpec
-    from alphadrive_cli.config.schemas import TinyModelConfig
-    from alphadrive_cli.resources import CONFIG_DIR
-    from alphadrive_cli.stages import models_tiny
-
-    root = workdir or Path(tempfile.mkdtemp())
-    index = root / f"bench-inputs-{'tiny' if tiny else '2b'}-{frames}.json"
-    if index.is_file():
-        paths = json.loads(index.read_text())
-        return Path(paths["model"]), Path(paths["data"])
-    config = (
-        TinyModelConfig()
-        if tiny
-        else TinyModelConfig(
-            dimensions=str(CONFIG_DIR / "models" / "qwen2-vl-2b.json"),
-            dtype="bfloat16",
-            min_pixels=448 * 448,
-            max_pixels=448 * 448,
-        )
-    )
-    model = models_tiny.run(config, OutputSpec(root)).path
-    data = synthetic_data(root, frames)
-    index.write_text(json.dumps({"model": str(model), "data": str(data)}))
-    return model, data
 
 
 class Timer:
@@ -195,16 +147,20 @@ def run_row(index: int, args: argparse.Namespace) -> dict[str, Any]:
     warmup = warmup_rollouts(settings)
     timer = Timer()
     timer.install()
-    config = GrpoConfig(
-        model=str(args.model),
-        per_device_batch_size=PER_STEP,
-        num_generations=8,
-        max_completion_length=args.completion,
-        max_steps=steps_per_rollout * (warmup + args.measured),
-        save_steps=100_000,
-        sample_every=100_000,
-        seed=0,
-        **settings,
+    config = resolve_config(
+        "grpo",
+        GrpoConfig,
+        options={
+            "model": str(args.model),
+            "per_device_batch_size": PER_STEP,
+            "num_generations": 8,
+            "max_completion_length": args.completion,
+            "max_steps": steps_per_rollout * (warmup + args.measured),
+            "save_steps": 100_000,
+            "sample_every": 100_000,
+            "seed": 0,
+            **settings,
+        },
     )
     artifact = grpo_stage.run(config, OutputSpec(args.root, f"bench-{index}", ResumePolicy.RESTART), data=args.data)
     manifest = artifact.manifest
@@ -251,8 +207,9 @@ def main() -> None:
     if not args.tiny and not torch.cuda.is_available():
         raise SystemExit("this benchmark needs a CUDA GPU (or --tiny)")
     from decode_floor import copy_bandwidth, floor_tokens_per_s  # bench/decode_floor.py
-    from report import report  # bench/report.py
     from transformers import AutoConfig
+
+    from bench.report import report
 
     workdir = args.workdir or Path(tempfile.mkdtemp())
     model, data = bench_inputs(workdir, args.tiny, frames=64)
@@ -263,7 +220,8 @@ def main() -> None:
         row_out = workdir / f"grpo-row-{index}.json"
         command = [
             sys.executable,
-            __file__,
+            "-m",
+            "bench.grpo_speed",
             "--row",
             str(index),
             "--model",

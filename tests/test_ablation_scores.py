@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from alphadrive_cli.evaluation.metrics import open_loop_metrics
 from alphadrive_cli.evaluation.plots import f1_comparison_png
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
-import ablation  # noqa: E402  (bench/ablation.py)
+from bench import ablation
 
 
 def _write(path: Path, name: str, content: object) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from alphadrive_cli.artifacts.store import MANIFEST_NAME, begin, open_artifact
+from tests.support.cli_checks import assert_one_line_error
 
 STAGES = ["data", "distill", "sft", "grpo", "eval", "models", "show"]
 
@@ -19,16 +20,6 @@ def make_artifact(root: Path, stage: str, name: str = "toy") -> Path:
     with begin(stage, name, {}, root=root) as writer:
         writer.path("train.jsonl").write_text("{}\n")
         return writer.publish().path
-
-
-def assert_one_line_error(result, code: int, *fragments: str) -> None:
-    assert result.exit_code == code, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_help_lists_every_stage(cli) -> None:

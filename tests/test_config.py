@@ -14,7 +14,8 @@ from alphadrive_cli.config.resolve import (
     parse_override,
     resolve_config,
 )
-from alphadrive_cli.config.schemas import STAGE_SCHEMAS, SftConfig, TinyModelConfig
+from alphadrive_cli.config.schemas import STAGE_SCHEMAS, GrpoConfig, SftConfig, TinyModelConfig
+from alphadrive_cli.config.view import defaults_path, render_defaults
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.resources import CONFIG_DIR
 
@@ -25,28 +26,30 @@ def test_every_stage_default_file_exists_and_validates(stage: str) -> None:
     resolve_config(stage, STAGE_SCHEMAS[stage])
 
 
-def _leaves(values: dict, prefix: str = "") -> dict:
-    """``{"a.b": value}`` for every leaf of a nested mapping (reward action weights count as one value)."""
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value and key != "action_weights":
-            flat.update(_leaves(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 @pytest.mark.parametrize("stage", sorted(STAGE_SCHEMAS))
-def test_code_defaults_and_the_yaml_agree_key_by_key(stage: str) -> None:
-    """Defaults are written twice (schemas.py, configs/<stage>.yaml): every key of the schema is in the YAML
-    with the same value, so a config built from code (benches, tests) is the one a user gets. The rewards
-    section has its own file, configs/rewards.yaml, which its schema reads as its default."""
-    schema = STAGE_SCHEMAS[stage]
-    written = _leaves(load_yaml_mapping(CONFIG_DIR / f"{stage}.yaml"))
-    from_code = {key: value for key, value in _leaves(schema().model_dump()).items() if not key.startswith("rewards.")}
-    from_yaml = _leaves(schema.model_validate(load_yaml_mapping(CONFIG_DIR / f"{stage}.yaml")).model_dump())
-    assert [key for key in from_code if key not in written] == []
-    assert {key: (value, from_yaml[key]) for key, value in from_code.items() if value != from_yaml[key]} == {}
+def test_the_defaults_files_are_generated_from_the_schemas(stage: str) -> None:
+    """The schemas hold every default; configs/<stage>.yaml is their rendering. A default changed in either place
+    alone fails here (`make configs` regenerates the files from the schemas)."""
+    assert defaults_path(stage).read_text(encoding="utf-8") == render_defaults(stage), "run `make configs`"
+
+
+def test_a_changed_default_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above is not vacuous: one schema default moved makes the rendering differ from the file."""
+    field = SftConfig.model_fields["learning_rate"]
+    monkeypatch.setattr(field, "default", field.default * 2)
+    SftConfig.model_rebuild(force=True)
+    try:
+        assert defaults_path("sft").read_text(encoding="utf-8") != render_defaults("sft")
+    finally:
+        monkeypatch.undo()
+        SftConfig.model_rebuild(force=True)
+    assert defaults_path("sft").read_text(encoding="utf-8") == render_defaults("sft")
+
+
+def test_resolution_starts_from_the_schema_defaults() -> None:
+    """No layer given: the schema's defaults, the reward defaults included (configs/<stage>.yaml is not read)."""
+    assert resolve_config("sft", SftConfig) == SftConfig()
+    assert resolve_config("grpo", GrpoConfig).rewards.action_weights["STOP"] == 1.5
 
 
 @pytest.mark.parametrize("scale", ["tiny", "qwen2vl-2b"])

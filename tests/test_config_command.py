@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cli import assert_one_line_error
 
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import STAGE_SCHEMAS, GrpoConfig
+from tests.support.cli_checks import assert_one_line_error
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_SCHEMAS))
@@ -27,7 +27,7 @@ def test_every_stage_prints_a_config_that_reads_back_the_same(cli, stage: str, t
 def test_scale_and_overrides_apply_and_descriptions_are_comments(cli, tmp_path: Path) -> None:
     result = cli("config", "grpo", "--scale", "small", "--set", "beta=0")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith("# alphadrive grpo: resolved from configs/grpo.yaml < --scale small < --set beta=0")
+    assert result.stdout.startswith("# alphadrive grpo: resolved from defaults < --scale small < --set beta=0")
     assert "# KL coefficient" in next(line for line in result.stdout.splitlines() if line.startswith("beta:"))
     shown = GrpoConfig.model_validate(yaml.safe_load(result.stdout))
     assert shown == resolve_config("grpo", GrpoConfig, scale="small", overrides=["beta=0"])

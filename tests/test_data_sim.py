@@ -13,6 +13,7 @@ from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
+from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.data.records import SPLITS, iter_split
 from alphadrive_cli.data.sampling import balanced_sample
@@ -26,7 +27,7 @@ EGO_GREEN = np.array([50, 200, 0])
 
 
 def small_config(**changes) -> DataConfig:
-    return DataConfig(**{**SMALL, **changes})
+    return resolve_config("data", DataConfig, options={**SMALL, **changes})
 
 
 def ego_pixels(image: np.ndarray) -> np.ndarray:

@@ -8,13 +8,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fault_server import FaultServer, last_user_text
-from labelled_data import make_labelled_data
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import open_artifact
 from alphadrive_cli.data.records import Record, iter_split
 from alphadrive_cli.teacher import store as store_module
+from tests.support.fault_server import FaultServer, last_user_text
+from tests.support.labelled_data import make_labelled_data
 
 LABELS = [
     ("KEEP", "STRAIGHT"),

@@ -4,7 +4,7 @@
 Two processes with a per-device batch of b train on the same global batches, in the same order, as one
 process with a batch of 2b: the samplers shard one seeded permutation, process 0 taking the first b of each
 global batch and process 1 the next b. The multi-process tests check exactly that, step by step, from the
-frame ids each process's batches held (SFT, through ``tests/rank_probe.py``) and from ``samples.jsonl``
+frame ids each process's batches held (SFT, through ``tests/support/rank_probe.py``) and from ``samples.jsonl``
 (GRPO), so they fail if the processes saw the same frames or another order.
 """
 
@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from labelled_data import make_labelled_data
-from rank_probe import record_batches, recorded_batches
 
 from alphadrive_cli.artifacts.store import OutputSpec, begin, open_artifact
 from alphadrive_cli.config.resolve import resolve_config
@@ -34,9 +32,11 @@ from alphadrive_cli.training import run as training_run
 from alphadrive_cli.training.policy import Precision
 from alphadrive_cli.training.sft_data import VisionSFTCollator
 from alphadrive_cli.ui import fail
+from tests.support.labelled_data import make_labelled_data
+from tests.support.rank_probe import record_batches, recorded_batches
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
-PROBE = Path(__file__).resolve().parent / "rank_probe.py"
+PROBE = Path(__file__).resolve().parent / "support" / "rank_probe.py"
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE")] * 3
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 ACCELERATE = [str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file"]  # + a config file

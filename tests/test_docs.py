@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKDOWN = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+README = ROOT / "README.md"
+MARKDOWN = sorted([README, *(ROOT / "docs").glob("*.md")])
 SOURCES = sorted(
     path
     for folder in ("alphadrive_cli", "bench", "tests", "scripts")
@@ -72,3 +74,38 @@ def test_nothing_cites_a_design_file_outside_the_repository() -> None:
         if path.name != "test_docs.py" and "DESIGN.md" in path.read_text(encoding="utf-8")
     ]
     assert citing == []
+
+
+def _layout_rows() -> list[list[str]]:
+    """The cells of the README's layout table (command, module, entry, config, doc, test), backticks dropped."""
+    section = README.read_text(encoding="utf-8").split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in section.splitlines() if line.startswith("| `alphadrive")]
+    return [[cell.strip().strip("`") for cell in row] for row in rows]
+
+
+def _cli_commands() -> set[str]:
+    """Every command of the CLI as typed (``alphadrive data sim``), groups that run by themselves included."""
+    import typer.main
+
+    from alphadrive_cli.cli import app
+
+    def walk(command, words: list[str]):
+        subcommands = getattr(command, "commands", None)
+        if not subcommands or getattr(command, "invoke_without_command", False):
+            yield " ".join(words)
+        for name, subcommand in (subcommands or {}).items():
+            yield from walk(subcommand, [*words, name])
+
+    return set(walk(typer.main.get_command(app), ["alphadrive"])) - {"alphadrive"}
+
+
+def test_the_layout_table_matches_the_cli() -> None:
+    rows = _layout_rows()
+    listed = {row[0].split(" --")[0] for row in rows}
+    assert listed == _cli_commands()  # every command has a row, and every row is a command
+    for command, module, entry, config, _doc, test in rows:
+        assert (ROOT / module).is_file(), command
+        imported = importlib.import_module(module.removesuffix(".py").replace("/", "."))
+        assert callable(getattr(imported, entry, None)), f"{command}: {module} has no {entry}"
+        assert config == "—" or (ROOT / config).is_file(), command
+        assert (ROOT / test).is_file(), command

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from labelled_data import make_labelled_data
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
@@ -18,6 +17,7 @@ from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
 from alphadrive_cli.config.schemas import EvalConfig, TinyModelConfig
 from alphadrive_cli.stages import eval_open_loop as evaluate_stage
 from alphadrive_cli.stages import models_tiny
+from tests.support.labelled_data import make_labelled_data
 
 # Six test frames with hand-chosen truths.
 TRUTHS = [

@@ -12,10 +12,10 @@ import math
 
 import pytest
 import torch
-from test_models import image, prompt, tiny
 
 from alphadrive_cli.models.graph_decoding import choose, graph_sample, use_graph_decoding
 from alphadrive_cli.models.tokenizer import IMAGE_TOKEN
+from tests.support.tiny_inputs import image, prompt, tiny
 
 NEW_TOKENS = 16
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from interrupts import InterruptAfterSave, Interrupted
-from labelled_data import make_labelled_data
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, lineage, open_artifact
+from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import GrpoConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.rewards.planning import RewardConfig, group_rewards
@@ -28,6 +27,8 @@ from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training import callbacks as training_callbacks
 from alphadrive_cli.training import run as training_run
 from alphadrive_cli.ui import console
+from tests.support.interrupts import InterruptAfterSave, Interrupted
+from tests.support.labelled_data import make_labelled_data
 
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE")] * 2
 TRUTH = {f"f{i}": label for i, label in enumerate(LABELS)}
@@ -65,7 +66,7 @@ def call(functions, completions, frames, **extra) -> list[list[float]]:
 
 
 def test_weighted_reward_functions_sum_to_the_total_and_ignore_batch_order() -> None:
-    config = RewardConfig.default().model_copy(update={"format_coef": 0.5, "quality_coef": 2.0})
+    config = RewardConfig().model_copy(update={"format_coef": 0.5, "quality_coef": 2.0})
     rewards = PlanningRewards(config, DEFAULT_VOCABULARY)
     by_completion: dict[tuple[str, str], list[float]] = {}
     for seed in range(5):
@@ -88,7 +89,7 @@ def test_weighted_reward_functions_sum_to_the_total_and_ignore_batch_order() -> 
 
 
 def test_diversity_is_computed_within_each_frame_group() -> None:
-    config = RewardConfig.default().model_copy(update={"diversity_floor": 0.7})
+    config = RewardConfig().model_copy(update={"diversity_floor": 0.7})
     rewards = PlanningRewards(config, DEFAULT_VOCABULARY)
     completions, frames = batch(random.Random(0))
     scored = rewards.score(
@@ -106,7 +107,7 @@ def test_diversity_is_computed_within_each_frame_group() -> None:
 
 
 def test_a_batch_is_scored_once_and_every_component_is_logged() -> None:
-    rewards = PlanningRewards(RewardConfig.default(), DEFAULT_VOCABULARY)
+    rewards = PlanningRewards(RewardConfig(), DEFAULT_VOCABULARY)
     completions, frames = batch(random.Random(1))
     logged: dict[str, float] = {}
     call(rewards.reward_functions(), completions, frames, log_metric=logged.__setitem__)
@@ -164,7 +165,7 @@ def grpo_config(init: Path, **overrides) -> GrpoConfig:
         "sample_groups": 1,
         "lora": {"r": 8, "alpha": 16},
     }
-    return GrpoConfig(**{**values, **overrides})
+    return resolve_config("grpo", GrpoConfig, options={**values, **overrides})
 
 
 def test_real_grpo_steps_exercise_every_reward(policy, tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from labelled_data import make_labelled_data
 
 from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
 from alphadrive_cli.config.schemas import TinyModelConfig
 from alphadrive_cli.stages import models_tiny
+from tests.support.labelled_data import make_labelled_data
 
 
 @pytest.mark.slow

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fault_server import FaultServer, last_user_text
-from labelled_data import make_labelled_data
 from PIL import Image
-from test_cli import assert_one_line_error
 
 from alphadrive_cli.artifacts.store import MANIFEST_NAME, begin, open_artifact
 from alphadrive_cli.errors import BadInput
+from tests.support.cli_checks import assert_one_line_error
+from tests.support.fault_server import FaultServer, last_user_text
+from tests.support.labelled_data import make_labelled_data
 
 KEY = "sk-hostile-0123456789abcdef"
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("KEEP", "RIGHT_TURN")]

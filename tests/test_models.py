@@ -14,7 +14,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 from transformers import AutoProcessor, Qwen2VLProcessor
 from transformers.utils import is_torchvision_available
 
@@ -41,33 +40,17 @@ from alphadrive_cli.models.tokenizer import (
 from alphadrive_cli.resources import CONFIG_DIR
 from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages.models_inspect import describe_model
-
-SEED = 0
-VOCAB = 1024
-MIN_PIXELS = 56 * 56
-MAX_PIXELS = 112 * 112
-IMAGE_BLOCK = f"{VISION_START}{IMAGE_TOKEN}{VISION_END}"
-ASSISTANT_HEADER = "<|im_start|>assistant\n"
-
-
-def tiny(family: str = "qwen2_vl", seed: int = SEED):
-    return build_tiny_model(family, seed, vocab_size=VOCAB, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
-
-
-def image(color: tuple[int, int, int] = (30, 160, 90), size: int = 112) -> Image.Image:
-    """A deterministic, non-constant RGB image (a gradient plus a colour), so patches differ."""
-    pixels = bytes(
-        (x * 2 + color[0]) % 256 if c == 0 else (y * 2 + color[1]) % 256 if c == 1 else (x + y + color[2]) % 256
-        for y in range(size)
-        for x in range(size)
-        for c in range(3)
-    )
-    return Image.frombytes("RGB", (size, size), pixels)
-
-
-def prompt(text: str) -> str:
-    """A single-turn prompt with one image, written out by hand (independent of the chat template)."""
-    return f"<|im_start|>user\n{IMAGE_BLOCK}{text}<|im_end|>\n{ASSISTANT_HEADER}"
+from tests.support.tiny_inputs import (
+    ASSISTANT_HEADER,
+    IMAGE_BLOCK,
+    MAX_PIXELS,
+    MIN_PIXELS,
+    SEED,
+    VOCAB,
+    image,
+    prompt,
+    tiny,
+)
 
 
 def user_message(text: str) -> list[dict]:

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from labelled_data import make_labelled_data
 from transformers import TrainerCallback
 
 from alphadrive_cli.artifacts.store import OutputSpec
@@ -20,6 +19,7 @@ from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training import callbacks as training_callbacks
 from alphadrive_cli.training.numerics import NonFiniteGradientGuard, check_finite, nonfinite_steps
+from tests.support.labelled_data import make_labelled_data
 
 
 def _step(

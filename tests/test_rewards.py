@@ -6,13 +6,11 @@ import random
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
-from alphadrive_cli.resources import CONFIG_DIR
 from alphadrive_cli.rewards.planning import (
     MIN_DIVERSITY_FLOOR,
     RewardBreakdown,
@@ -28,7 +26,7 @@ from alphadrive_cli.rewards.planning import (
 SPEEDS = DEFAULT_VOCABULARY.speed
 PATHS = DEFAULT_VOCABULARY.path
 PROPERTY = settings(max_examples=60, deadline=None)
-DEFAULT = RewardConfig.default()
+DEFAULT = RewardConfig()
 
 
 def completion(*actions: str, think: str = "reasoning") -> str:
@@ -91,17 +89,14 @@ def test_default_weights_favour_safety_critical_actions() -> None:
         assert action_weight(critical) > action_weight("KEEP")
     for critical in ("LEFT_TURN", "RIGHT_TURN"):
         assert action_weight(critical) > action_weight("STRAIGHT")
-    assert action_weight("STOP") == 1.5 and action_weight("KEEP") == 1.0  # configs/rewards.yaml
+    assert action_weight("STOP") == 1.5 and action_weight("KEEP") == 1.0  # RewardConfig's defaults
     assert action_weight("STOP", {"STOP": 3.0}) == 3.0
     with pytest.raises(ValueError, match="'FLY'"):
         action_weight("FLY")
 
 
-def test_default_config_file_matches_the_model_defaults() -> None:
-    raw = yaml.safe_load((CONFIG_DIR / "rewards.yaml").read_text())
-    assert set(raw["action_weights"]) == set(SPEEDS + PATHS)
-    for field in ("format_coef", "quality_coef", "diversity_floor"):
-        assert raw[field] == RewardConfig.model_fields[field].default
+def test_default_weights_cover_the_default_vocabulary() -> None:
+    assert set(DEFAULT.action_weights) == set(SPEEDS + PATHS)
     assert DEFAULT.diversity_floor == 0.8  # the paper's "up to 20% reduction" (Alg. 1 line 22)
     DEFAULT.check_vocabulary(DEFAULT_VOCABULARY)
 
@@ -132,9 +127,7 @@ def test_config_validation(tmp_path: Path) -> None:
     ):
         with pytest.raises(ValidationError):
             RewardConfig.model_validate({**base, **bad})
-    path = tmp_path / "rewards.yaml"
-    path.write_text(yaml.safe_dump({**base, "diversity_floor": 0.9}))
-    assert RewardConfig.from_yaml(path).diversity_floor == 0.9
+    assert RewardConfig.model_validate({**base, "diversity_floor": 0.9}).diversity_floor == 0.9
 
 
 # --- diversity --------------------------------------------------------------------------------

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from interrupts import InterruptAfterSave, Interrupted
-from labelled_data import make_labelled_data
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
+from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DistillConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.data.records import iter_split
 from alphadrive_cli.errors import BadInput
@@ -27,6 +26,8 @@ from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training import callbacks as training_callbacks
 from alphadrive_cli.training.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
 from alphadrive_cli.ui import console
+from tests.support.interrupts import InterruptAfterSave, Interrupted
+from tests.support.labelled_data import make_labelled_data
 
 LABELS = [
     ("KEEP", "STRAIGHT"),
@@ -59,7 +60,7 @@ def config(inputs: dict[str, Path], **overrides) -> SftConfig:
         "lora": {"r": 8, "alpha": 16},
         "max_length": 1024,
     }
-    return SftConfig(**{**values, **overrides})
+    return resolve_config("sft", SftConfig, options={**values, **overrides})
 
 
 def train_records(path: Path):

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fault_server import FaultServer, count_words, default_answer, prompt_words
 from PIL import Image
 
 from alphadrive_cli.artifacts.redaction import REDACTED
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.teacher.base import TeacherReply, TeacherRequest
 from alphadrive_cli.teacher.openai_teacher import OpenAITeacher
+from tests.support.fault_server import FaultServer, count_words, default_answer, prompt_words
 
 API_KEY = "sk-test-0123456789abcdef"
 

@@ -1,6 +1,7 @@
 """Stage configuration: YAML defaults, a scale preset, a user file and ``--set`` overrides, validated.
 
-Layers, later wins: ``configs/<stage>.yaml`` < the ``<stage>:`` section of ``configs/scale/<scale>.yaml``
+Layers, later wins: the schema's defaults (``config/schemas.py``, the one source; ``configs/<stage>.yaml`` is
+generated from it for reading) < the ``<stage>:`` section of ``configs/scale/<scale>.yaml``
 < ``--config FILE`` < each ``--set key.path=value`` (the value is read as YAML, so numbers, booleans
 and lists work) < the command's own flags. The merged mapping is validated by the stage's pydantic schema; any
 problem is one line naming the key.
@@ -137,9 +138,6 @@ def resolve_config(
     They apply last, so a dedicated flag beats ``--set`` of the same key.
     """
     layers: list[tuple[str, dict[str, Any]]] = []
-    stage_defaults = CONFIG_DIR / f"{stage}.yaml"
-    if stage_defaults.is_file():
-        layers.append((str(stage_defaults.relative_to(CONFIG_DIR.parent)), load_yaml_mapping(stage_defaults)))
     if scale is not None:
         preset = SCALE_DIR / f"{scale}.yaml"
         if not preset.is_file():
@@ -153,7 +151,8 @@ def resolve_config(
     if given:
         layers.append(("command-line options", given))
 
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = schema().model_dump(mode="json")  # the defaults: the first layer
+    note_secret_variables(merged)
     for source, layer in layers:
         merged = deep_merge(merged, layer)
         note_secret_variables(merged)  # from here on, the key an `api_key_env` names is redacted everywhere

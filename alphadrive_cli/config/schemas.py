@@ -1,21 +1,19 @@
-"""Validated configuration schema of every stage (defaults live in ``configs/<stage>.yaml``)."""
+"""Validated configuration schema of every stage: each key's type, bounds, description and its one default
+(``configs/<stage>.yaml`` is generated from these by ``make configs``; docs/design.md says why)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from alphadrive_cli.config.resolve import deep_merge, load_yaml_mapping
+from alphadrive_cli.config.resolve import deep_merge
 from alphadrive_cli.errors import brief
-from alphadrive_cli.resources import CONFIG_DIR
 
 if TYPE_CHECKING:
     from alphadrive_cli.actions import ActionVocabulary
 
-REWARDS_YAML = CONFIG_DIR / "rewards.yaml"
 # A hedge of k >= 2 actions that includes the truth has F1 = 2 / (k + 1) <= 2/3. With a
 # diversity floor of at least this, an exact answer (F1 1, factor >= floor) always earns at
 # least as much on a head as any hedged or wrong answer (F1 <= 2/3, factor <= 1).
@@ -30,6 +28,20 @@ TemplateId = Annotated[
         description="a file stem in prompts/ (letters, digits, '.', '_', '-')",
     ),
 ]
+# The weight of the TRUE action in the quality reward. The paper names the idea, not the numbers (sec. 3.2.2:
+# "decelerating and stopping are more critical for safety than maintaining speed"; sec. 1: braking and steering);
+# ours, with their reasons, in docs/rewards.md.
+DEFAULT_ACTION_WEIGHTS: dict[str, float] = {
+    "KEEP": 1.0,
+    "ACCELERATE": 1.2,
+    "DECELERATE": 1.5,
+    "STOP": 1.5,
+    "STRAIGHT": 1.0,
+    "LEFT_TURN": 1.5,
+    "RIGHT_TURN": 1.5,
+    "LEFT_CHANGE": 1.2,
+    "RIGHT_CHANGE": 1.2,
+}
 MAX_COUNT = 10**9  # frames, steps, requests
 MAX_BATCH = 65536
 
@@ -108,7 +120,7 @@ class LabelRules(Strict):
 class DataConfig(Strict):
     """``alphadrive data sim``: the simulator data set."""
 
-    seed: Seed = 0
+    seed: Seed = Field(0, description="seed of the simulator and the splits: the same seed gives byte-identical JSONL")
     frames: int = Field(200, ge=1, le=MAX_COUNT, description="number of labelled frames")
     image_size: int = Field(448, ge=56, le=2048, description="square PNG side in pixels")
     view_m: float = Field(64.0, gt=10, le=1000, description="metres of road shown across the image")
@@ -316,9 +328,14 @@ class SftConfig(TrainingConfig):
 
 
 class RewardConfig(Strict):
-    """Coefficients, diversity floor and action weights of the planning rewards (``configs/rewards.yaml``)."""
+    """Coefficients, diversity floor and action weights of the planning rewards (docs/rewards.md).
 
-    format_coef: float = Field(1.0, ge=0, le=1e3, description="format reward's weight in the total")
+    total = quality_coef * quality + format_coef * format; quality sums over the speed and path heads the F1
+    accuracy x the true action's weight x the diversity factor (arXiv 2503.07608, sec. 3.2.2 and Algorithm 1)."""
+
+    format_coef: float = Field(
+        1.0, ge=0, le=1e3, description="format reward's weight in the total (Alg. 1 adds it with no coefficient)"
+    )
     quality_coef: float = Field(1.0, ge=0, le=1e3, description="planning quality's weight in the total")
     diversity_floor: float = Field(
         0.8,
@@ -326,7 +343,10 @@ class RewardConfig(Strict):
         le=1.0,
         description="lowest diversity factor (paper: at most a 20% cut, 0.8); 1.0 turns diversity off",
     )
-    action_weights: dict[str, float] = Field(description="weight of each true action (all of the vocabulary)")
+    action_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_ACTION_WEIGHTS),
+        description="weight of each true action (all of the vocabulary); the paper gives none, ours: docs/rewards.md",
+    )
 
     @field_validator("action_weights")
     @classmethod
@@ -347,20 +367,14 @@ class RewardConfig(Strict):
                     f"the vocabulary ({', '.join(vocabulary.speed + vocabulary.path)})"
                 )
 
-    @classmethod
-    def from_yaml(cls, path: Path | str = REWARDS_YAML) -> RewardConfig:
-        """Read and validate a rewards config file (``configs/rewards.yaml`` by default)."""
-        return cls.model_validate(load_yaml_mapping(Path(path)))
-
-    @classmethod
-    def default(cls) -> RewardConfig:
-        """The defaults of ``configs/rewards.yaml``."""
-        return cls.from_yaml(REWARDS_YAML)
-
 
 class GrpoConfig(TrainingConfig):
     """``alphadrive grpo``: GRPO with the planning rewards."""
 
+    model: str | None = Field(
+        None,
+        description="policy to start from (--init): an sft artifact (its adapter is continued) or a base model",
+    )
     learning_rate: float = Field(1e-5, gt=0, le=1, description="peak learning rate (AdamW, linear decay)")
     per_device_batch_size: int = Field(
         8,
@@ -376,7 +390,9 @@ class GrpoConfig(TrainingConfig):
     )
     temperature: float = Field(1.0, gt=0, le=100, description="sampling temperature of the rollouts")
     max_completion_length: int = Field(256, ge=1, le=MAX_BATCH, description="tokens per completion")
-    beta: float = Field(0.04, ge=0, le=1e3, description="KL coefficient")
+    beta: float = Field(
+        0.04, ge=0, le=1e3, description="KL coefficient, to the initial policy (the SFT model after --init sft)"
+    )
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(
         "grpo",
         description="TRL's loss aggregation: grpo, dr_grpo, dapo or bnpo",
@@ -385,8 +401,8 @@ class GrpoConfig(TrainingConfig):
         "group", description="divide advantages by the group's reward std (GRPO), the batch's, or not at all (Dr. GRPO)"
     )
     rewards: RewardConfig = Field(
-        default_factory=RewardConfig.default,
-        description="reward coefficients and action weights; keys given here are merged over configs/rewards.yaml",
+        default_factory=RewardConfig,
+        description="reward coefficients and action weights; keys given here are merged over the defaults",
     )
     sample_every: int = Field(
         10, ge=1, le=10**7, description="write completions with their rewards to samples.jsonl every N steps"
@@ -398,7 +414,8 @@ class GrpoConfig(TrainingConfig):
         le=MAX_BATCH,
         description="completions generated in one batched rollout (null: one optimiser step's, "
         "per_device_batch_size x gradient_accumulation_steps x processes); a multiple of that "
-        "feeds several optimiser steps from one rollout (TRL's generation_batch_size)",
+        "feeds several optimiser steps from one rollout (TRL's generation_batch_size; decoding is launch-bound, "
+        "docs/benchmarks.md)",
     )
     compile_generation: bool = Field(
         True,
@@ -412,7 +429,7 @@ class GrpoConfig(TrainingConfig):
     @classmethod
     def _merge_reward_defaults(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return deep_merge(load_yaml_mapping(REWARDS_YAML), value)
+            return deep_merge(RewardConfig().model_dump(), value)
         return value
 
 

@@ -93,8 +93,8 @@ def planning_accuracy(
 
 
 def action_weight(action: str, weights: Mapping[str, float] | None = None) -> float:
-    """The weight of a true action (``weights`` default: ``configs/rewards.yaml``)."""
-    table = RewardConfig.default().action_weights if weights is None else weights
+    """The weight of a true action (``weights`` default: ``RewardConfig``'s)."""
+    table = RewardConfig().action_weights if weights is None else weights
     if action not in table:
         raise ValueError(f"no action weight for {action!r}")
     return float(table[action])
@@ -129,7 +129,7 @@ def group_rewards(
     sit in the batch) and per head, on the set of actions answered for that head, so the
     result of a completion does not depend on the order of the batch.
     """
-    config = RewardConfig.default() if config is None else config
+    config = RewardConfig() if config is None else config
     if not len(completions) == len(truths) == len(group_ids):
         raise ValueError(
             f"{len(completions)} completions, {len(truths)} truths and {len(group_ids)} group ids: "

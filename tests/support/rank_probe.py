@@ -1,6 +1,6 @@
 """Runs ``alphadrive`` (the real CLI) with a probe: which frames each SFT batch held, per process.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/rank_probe.py RECORD_DIR {run|interrupt} sft ...
+    python -m torch.distributed.run --nproc_per_node 2 tests/support/rank_probe.py RECORD_DIR {run|interrupt} sft ...
 
 Each process appends the frame ids of every batch its collator builds to ``RECORD_DIR/batches-rank<R>.jsonl``
 (the data loader builds one batch ahead of training, so a run records one batch more than it trains on).

@@ -1,0 +1,1 @@
+"""The test suite (pytest), run with `make test`."""

@@ -1,0 +1,36 @@
+"""Tiny in-memory models and hand-written inputs for the model tests (the same sizes as ``TinyModelConfig()``)."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from alphadrive_cli.models.tiny import build_tiny_model
+from alphadrive_cli.models.tokenizer import IMAGE_TOKEN, VISION_END, VISION_START
+
+SEED = 0
+VOCAB = 1024
+MIN_PIXELS = 56 * 56
+MAX_PIXELS = 112 * 112
+IMAGE_BLOCK = f"{VISION_START}{IMAGE_TOKEN}{VISION_END}"
+ASSISTANT_HEADER = "<|im_start|>assistant\n"
+
+
+def tiny(family: str = "qwen2_vl", seed: int = SEED):
+    """A tiny random-weight model of ``family`` and its processor, built in memory."""
+    return build_tiny_model(family, seed, vocab_size=VOCAB, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+
+
+def image(color: tuple[int, int, int] = (30, 160, 90), size: int = 112) -> Image.Image:
+    """A deterministic, non-constant RGB image (a gradient plus a colour), so patches differ."""
+    pixels = bytes(
+        (x * 2 + color[0]) % 256 if c == 0 else (y * 2 + color[1]) % 256 if c == 1 else (x + y + color[2]) % 256
+        for y in range(size)
+        for x in range(size)
+        for c in range(3)
+    )
+    return Image.frombytes("RGB", (size, size), pixels)
+
+
+def prompt(text: str) -> str:
+    """A single-turn prompt with one image, written out by hand (independent of the chat template)."""
+    return f"<|im_start|>user\n{IMAGE_BLOCK}{text}<|im_end|>\n{ASSISTANT_HEADER}"
