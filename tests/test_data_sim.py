@@ -91,6 +91,20 @@ def test_split_cycle_has_the_configured_proportions() -> None:
     assert Counter(cycle) == {"train": 16, "val": 2, "test": 2}
     odd = DataConfig(split={"train": 0.7, "val": 0.2, "test": 0.1})
     assert Counter(split_cycle(odd)) == {"train": 14, "val": 4, "test": 2}
+    for seed in range(50):  # the first three episodes hold one of each split, whatever the shuffle
+        assert set(split_cycle(DataConfig(seed=seed))[:3]) == {"train", "val", "test"}
+    no_val = DataConfig(split={"train": 0.9, "val": 0.0, "test": 0.1})
+    assert set(split_cycle(no_val)[:2]) == {"train", "test"}
+
+
+def test_a_split_left_empty_is_said_and_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    three = data_sim.run(small_config(frames=12, seed=3), OutputSpec(tmp_path))  # 3 episodes of 4 frames
+    assert three.manifest["empty_splits"] == [] and all(three.manifest["counts"][split] for split in SPLITS)
+    capsys.readouterr()
+    one = data_sim.run(small_config(frames=4, seed=3), OutputSpec(tmp_path))  # one episode: two splits empty
+    assert len(one.manifest["empty_splits"]) == 2
+    note = capsys.readouterr().err
+    assert all(split in note for split in one.manifest["empty_splits"]) and "--frames" in note
 
 
 def test_episode_plans_depend_only_on_seed_and_index() -> None:

@@ -29,14 +29,15 @@ from alphadrive_cli.data.records import IMAGE_DIR, SPLITS, Record
 from alphadrive_cli.data.sampling import balanced_sample
 from alphadrive_cli.data.sim.episode import EpisodePlan, EpisodeResult, SimFrame, run_episode
 from alphadrive_cli.data.sim.scenarios import SCENARIOS
-from alphadrive_cli.ui import progress_bar
+from alphadrive_cli.ui import console, progress_bar
 
 CACHE_DIR = ".episodes"
 SPLIT_CYCLE = 20  # episodes are assigned to splits in shuffled cycles of this length
 
 
 def split_cycle(config: DataConfig) -> list[str]:
-    """A shuffled cycle of split names with the configured proportions (e.g. 16 train, 2 val, 2 test)."""
+    """A shuffled cycle of split names with the configured proportions (e.g. 16 train, 2 val, 2 test), whose
+    first episodes hold one of each split in use: a data set of a few episodes still has every split."""
     fractions = config.split.model_dump()
     counts = {split: math.floor(fractions[split] * SPLIT_CYCLE) for split in SPLITS}
     for split in sorted(SPLITS, key=lambda s: fractions[s] * SPLIT_CYCLE - counts[s], reverse=True):
@@ -44,7 +45,16 @@ def split_cycle(config: DataConfig) -> list[str]:
             counts[split] += 1
     cycle = [split for split in SPLITS for _ in range(counts[split])]
     random.Random(config.seed).shuffle(cycle)
+    for position, split in enumerate(sorted(set(cycle), key=cycle.index)):  # splits by first appearance
+        found = cycle.index(split, position)
+        cycle[position], cycle[found] = cycle[found], cycle[position]
     return cycle
+
+
+def empty_splits(config: DataConfig, records: dict[str, list[Record]]) -> list[str]:
+    """The splits given a share of the episodes that hold no frame (too few episodes, or every one cut short)."""
+    fractions = config.split.model_dump()
+    return [split for split in SPLITS if fractions[split] > 0 and not records[split]]
 
 
 def plan_episode(config: DataConfig, index: int, cycle: list[str]) -> EpisodePlan:
@@ -181,6 +191,12 @@ def run(config: DataConfig, output: OutputSpec) -> Artifact:
         records = {
             split: [_record(config, plan, frame) for plan, frame in frames if plan.split == split] for split in SPLITS
         }
+        empty = empty_splits(config, records)
+        if empty:
+            console.print(
+                f"[yellow]note:[/] the {' and '.join(empty)} split(s) hold no frame: {episodes} episode(s) "
+                f"were simulated; raise --frames for at least one episode per split"
+            )
         return publish_dataset(
             writer,
             records,
@@ -189,6 +205,7 @@ def run(config: DataConfig, output: OutputSpec) -> Artifact:
             counts={"episodes": episodes, "expert_crashes": crashed, "unlabelled_frames": unlabelled},
             extra={
                 "label_rules": config.labels.model_dump(),
+                "empty_splits": empty,
                 "simulator": {"name": "highway-env", "version": version("highway-env")},
                 "expert": "highway-env IDMVehicle (IDM longitudinal, MOBIL lane changes, route following)",
             },
