@@ -95,12 +95,17 @@ def _key_path(location: Iterable[Any]) -> str:
     return ".".join(str(part) for part in location)
 
 
-def _known_keys(schema: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
+def section_model(schema: type[BaseModel], location: Iterable[Any]) -> Any:
+    """The model of the config section at ``location`` (key parts) of ``schema``; None where there is none."""
     model: Any = schema
     for part in location:
         field = getattr(model, "model_fields", {}).get(part)
         model = field.annotation if field is not None else None
-    return list(getattr(model, "model_fields", {}))
+    return model
+
+
+def _known_keys(schema: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
+    return list(getattr(section_model(schema, location), "model_fields", {}))
 
 
 def describe_validation_error(error: ValidationError, schema: type[BaseModel], source: str) -> str:

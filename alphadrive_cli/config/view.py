@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from alphadrive_cli.config.resolve import section_model
 from alphadrive_cli.config.schemas import STAGE_SCHEMAS
 from alphadrive_cli.resources import CONFIG_DIR
 
@@ -25,11 +26,8 @@ def yaml_scalar(value: Any) -> str:
 def key_help(schema: type[BaseModel], key: str) -> str:
     """``--help`` text of a command option that sets config ``key`` (dotted) of ``schema``: the key's one
     description, the key itself (for ``--set`` and ``--config``) and its default."""
-    model: Any = schema
     *parents, name = key.split(".")
-    for part in parents:
-        model = model.model_fields[part].annotation
-    field = model.model_fields[name]
+    field = section_model(schema, parents).model_fields[name]
     description = field.description or ""
     default = yaml_scalar(field.get_default(call_default_factory=True))
     return f"{description}. Config key `{key}`, default {default}."
