@@ -25,7 +25,7 @@ from alphadrive_cli.config.schemas import (
     TinyModelConfig,
 )
 from alphadrive_cli.config.view import key_help
-from alphadrive_cli.errors import BadInput, brief, clip
+from alphadrive_cli.errors import BadInput, StageFailure, brief, clip
 from alphadrive_cli.textfiles import write_new_text_file
 from alphadrive_cli.training.distributed import end_process, launch_world_size
 from alphadrive_cli.ui import emit_json, fail, quiet_other_processes, raise_on_sigterm, reported, stdout
@@ -281,6 +281,36 @@ def data_import(
         {"kind": kind, "images_root": None if images_root is None else str(images_root), "strict": strict},
     )
     shared.emit(data_import.run(cfg, shared.output, source=source))
+
+
+@data_app.command("audit", epilog=PIPELINE)
+@reported
+def data_audit(
+    data: Annotated[Path, typer.Argument(help="A `data` (or `distill`) artifact.")],
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any label is impossible.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Check every record's labels against its own scene facts, speed and navigation.
+
+    Finds labels that cannot be true: a lane change into a lane that does not exist, a turn with no
+    junction ahead or against the navigation, STOP from a speed no brake stops within the horizon,
+    STOP with nothing to stop for, …; prints the count per check and the first records (with their
+    source line for imported data). `data sim` and `data import` run the same audit and store it in
+    the manifest's `audit`.
+    """
+    from alphadrive_cli.data.audit import audit_table
+    from alphadrive_cli.stages.data_audit import audit_dataset, examples_table
+
+    summary = audit_dataset(data)
+    if as_json:
+        emit_json(summary)
+    else:
+        stdout.print(audit_table(summary, f"label audit of {summary['artifact']}"))
+        examples = examples_table(summary)
+        if examples is not None:
+            stdout.print(examples)
+    if strict and summary["impossible"]:
+        raise StageFailure(f"{summary['impossible']} of {summary['records']} records have an impossible label")
 
 
 @app.command("distill", epilog=PIPELINE)

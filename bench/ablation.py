@@ -1,6 +1,7 @@
 """The paper's ablation on simulator data: SFT without / with reasoning, RL only, SFT + RL, reward ablations.
 
-Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json [--data-set image_size=224]
+Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json
+       [--data-set render.image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
        [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--jobs 8] [--budget-s 540]
        [--plot f1.png]
@@ -410,7 +411,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes of `data sim`")
     parser.add_argument(
-        "--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. image_size=224"
+        "--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. render.image_size=224"
     )
     parser.add_argument("--dimensions", type=Path, default=None, help="model dimensions JSON [default: the tiny model]")
     parser.add_argument(

@@ -10,14 +10,14 @@ from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
-from alphadrive_cli.config.schemas import DataConfig, TinyModelConfig
+from alphadrive_cli.config.schemas import RenderConfig, TinyModelConfig
 from alphadrive_cli.data.sim.scenarios import isolated_vehicle_defaults
 from alphadrive_cli.evaluation.closed_loop.driving import EXPERT, DrivingEpisode, EpisodeSpec, episode_specs
 from alphadrive_cli.evaluation.closed_loop.runner import DriveLog, drive
 from alphadrive_cli.evaluation.metrics import closed_loop_metrics
 from alphadrive_cli.stages import models_tiny
 
-RENDER = DataConfig(image_size=112)
+RENDER = RenderConfig(image_size=112)
 
 
 def scripted(*texts: str):
@@ -87,7 +87,7 @@ def test_a_collision_ends_the_episode_and_the_route_is_not_completed() -> None:
 def _collide_after_the_exit() -> None:
     episode = DrivingEpisode(EpisodeSpec("intersection", 0, "o1"), "model", RENDER, 10.0)
     try:
-        episode.passed_junction = True  # as if it had reached its exit ...
+        episode.reached_route_end = True  # as if it had reached its exit ...
         episode.advance(1.0)
         assert episode.outcome.route_completed
         episode.outcome.collided = True  # ... and then hit something

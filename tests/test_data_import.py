@@ -464,14 +464,27 @@ LABEL_CASES = [
 ]
 
 
+RULE_OF_PATH = {
+    "STRAIGHT": "poses.straight",
+    "LEFT_CHANGE": "poses.lateral_offset",
+    "RIGHT_CHANGE": "poses.lateral_offset",
+    "LEFT_TURN": "poses.heading_change",
+    "RIGHT_TURN": "poses.heading_change",
+}
+
+
 @pytest.mark.parametrize(
     ("motion", "expected"), [case[1:] for case in LABEL_CASES], ids=[case[0] for case in LABEL_CASES]
 )
 def test_label_at_on_hand_computed_tracks(motion: Track, expected: tuple[str, str]) -> None:
-    assert label_at(motion, 0, RULES) == expected
+    label = label_at(motion, 0, RULES)
+    assert (label.speed, label.path) == expected
+    assert label.source == {"speed": "poses.speed_change", "path": RULE_OF_PATH[label.path]}
 
 
 def test_label_at_is_none_once_the_horizon_passes_the_end() -> None:
     motion = track([0, 3, 6], [0, 30, 60], [0, 0, 0], [0, 0, 0], [10, 10, 10])
-    assert [label_at(motion, index, RULES) for index in range(3)] == [("KEEP", "STRAIGHT"), ("KEEP", "STRAIGHT"), None]
+    labels = [label_at(motion, index, RULES) for index in range(3)]
+    assert [(label.speed, label.path) for label in labels[:2]] == [("KEEP", "STRAIGHT"), ("KEEP", "STRAIGHT")]
+    assert labels[2] is None
     assert label_at(track([0, 2.9], [0, 29], [0, 0], [0, 0], [10, 10]), 0, RULES) is None

@@ -22,7 +22,7 @@ from alphadrive_cli.data.sim.scenarios import SCENARIOS
 from alphadrive_cli.stages import data_sim
 from alphadrive_cli.stages.data_sim import plan_episode, split_cycle
 
-SMALL = {"image_size": 112, "frames_per_episode": 4}
+SMALL = {"render": {"image_size": 112}, "frames_per_episode": 4}
 EGO_GREEN = np.array([50, 200, 0])
 
 
@@ -38,19 +38,20 @@ def ego_pixels(image: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_every_scenario_renders_labelled_heading_up_frames(scenario: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # the headless setting that makes highway-env draw nothing
-    config = small_config(image_size=224)  # big enough for the ego's colour to survive rotation
+    config = small_config(render={"views": ["bev"], "image_size": 224})  # the ego's colour survives rotation
     destination = SCENARIOS[scenario].destinations[0] if SCENARIOS[scenario].destinations else None
     result = run_episode(EpisodePlan(0, scenario, 0, destination, "train"), config)
     assert len(result.frames) + result.unlabelled_frames == config.frames_per_episode
     assert result.frames, "an episode of the expert produced no labelled frame"
     for frame in result.frames:
-        image = np.asarray(Image.open(io.BytesIO(frame.png)).convert("RGB"))
+        [png] = frame.pngs
+        image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
         assert image.shape == (224, 224, 3)
         assert image.std() > 5, "blank frame"
         ego = ego_pixels(image)
         assert len(ego) > 3, "the ego vehicle is not drawn"
         row, col = ego.mean(axis=0)
-        assert abs(row - config.ego_row * 224) < 10 and abs(col - 112) < 10  # centred, at ego_row
+        assert abs(row - config.render.bev.ego_row * 224) < 10 and abs(col - 112) < 10  # centred, at ego_row
         rows, cols = np.ptp(ego[:, 0]), np.ptp(ego[:, 1])
         assert rows >= cols, "the ego vehicle should point up (heading-up view)"
         assert frame.speed_action in DEFAULT_VOCABULARY.speed and frame.path_action in DEFAULT_VOCABULARY.path
@@ -79,7 +80,7 @@ def test_an_episode_does_not_depend_on_episodes_run_before_it_in_the_process() -
     highway = EpisodePlan(0, "highway", 5, None, "train")
 
     def content(result):
-        return [(f.ego_speed_mps, f.speed_action, f.path_action, f.scene, f.png) for f in result.frames]
+        return [(f.ego_speed_mps, f.speed_action, f.path_action, f.scene, f.pngs) for f in result.frames]
 
     before = content(run_episode(highway, config))
     run_episode(EpisodePlan(0, "intersection", 5, "o2", "train"), config)
@@ -204,7 +205,7 @@ def test_balance_evens_out_the_classes(tmp_path: Path) -> None:
 
 def test_cli_data_sim_prints_only_the_path(cli, runs: Path) -> None:
     result = cli(
-        "data", "sim", "--frames", "8", "--seed", "2", "--set", "image_size=112", "--set", "frames_per_episode=4"
+        "data", "sim", "--frames", "8", "--seed", "2", "--set", "render.image_size=112", "--set", "frames_per_episode=4"
     )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"{runs / 'data' / 'sim-v1'}\n"

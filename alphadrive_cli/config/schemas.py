@@ -117,14 +117,51 @@ class LabelRules(Strict):
     )
 
 
+class FrontCameraConfig(Strict):
+    """The front camera (``data/sim/front_camera.py``): a pinhole at the driver's eye looking along the heading."""
+
+    fov_deg: float = Field(
+        70.0, ge=20, le=150, description="horizontal (and, on the square image, vertical) field of view"
+    )
+    height_m: float = Field(1.3, gt=0.2, le=10, description="eye height above the road")
+    pitch_deg: float = Field(4.0, ge=-30, le=45, description="downward tilt: more road and less sky")
+    range_m: float = Field(150.0, ge=10, le=1000, description="road and vehicles further away are not drawn")
+
+
+class BevConfig(Strict):
+    """The top-down view (``data/sim/render.py``): highway-env's render, heading up, centred on the ego."""
+
+    view_m: float = Field(64.0, gt=10, le=1000, description="metres of road shown across the image")
+    ego_row: float = Field(0.75, gt=0.5, lt=1, description="height of the ego vehicle in the image (0 top, 1 bottom)")
+
+
+View = Literal["front", "bev"]
+
+
+class RenderConfig(Strict):
+    """Which images each record gets, and how they are drawn."""
+
+    views: list[View] = Field(
+        ["front"], min_length=1, max_length=2, description="images per record, in this order: front, bev or both"
+    )
+    image_size: int = Field(448, ge=56, le=2048, description="square PNG side in pixels (every view)")
+    front: FrontCameraConfig = FrontCameraConfig()
+    bev: BevConfig = BevConfig()
+
+    @field_validator("views")
+    @classmethod
+    def _distinct(cls, views: list[str]) -> list[str]:
+        if len(set(views)) != len(views):
+            raise ValueError(f"views must not repeat: {views}")
+        return views
+
+
 class DataConfig(Strict):
     """``alphadrive data sim``: the simulator data set."""
 
     seed: Seed = Field(0, description="seed of the simulator and the splits: the same seed gives byte-identical JSONL")
     frames: int = Field(200, ge=1, le=MAX_COUNT, description="number of labelled frames")
-    image_size: int = Field(448, ge=56, le=2048, description="square PNG side in pixels")
-    view_m: float = Field(64.0, gt=10, le=1000, description="metres of road shown across the image")
-    ego_row: float = Field(0.75, gt=0.5, lt=1, description="height of the ego vehicle in the image (0 top, 1 bottom)")
+    render: RenderConfig = RenderConfig()
     frames_per_episode: int = Field(10, ge=1, le=10000, description="frames taken from each simulated episode")
     frame_interval_s: float = Field(1.0, gt=0, le=60, description="simulated seconds between an episode's frames")
     labels: LabelRules = LabelRules()

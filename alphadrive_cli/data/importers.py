@@ -2,7 +2,7 @@
 
 Every row is checked on its own; a bad one raises :class:`BadRow` with one of the fixed reasons
 below, and :class:`ProblemLog` counts it with its line number (or, in strict mode, stops the import).
-Pose rows are grouped by scene and labelled with ``labels.label_at``: the simulator's rules.
+Pose rows are grouped by scene and labelled with ``labels.label_at``: rules on the ego's own motion.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ IMAGE_TOO_LARGE = "image too large"
 DUPLICATE_ID = "duplicate id"
 DUPLICATE_TIME = "duplicate timestamp"
 BEYOND_HORIZON = "horizon beyond the end of the scene"
+
+GIVEN_LABEL = "import.given"  # label_source of a label read from the user's file
 
 PROBLEMS_KEPT = 50
 MAX_LINE_BYTES = 1 << 20  # a longer line is a bad row: no frame needs a megabyte of text
@@ -438,6 +440,7 @@ def frame_from_row(row: Row, source: Source) -> Imported:
         ego_speed_mps=speed,
         speed_action=speed_action,
         path_action=path_action,
+        label_source={"speed": GIVEN_LABEL, "path": GIVEN_LABEL},
         source=source.provenance(row.line, fields, FRAME_FIELDS),
     )
     try:
@@ -503,8 +506,9 @@ def _label_scene(poses: list[Pose], rules: LabelRules, log: ProblemLog) -> Itera
                 images=image_targets(pose.id, pose.files),
                 navigation=navigation,
                 ego_speed_mps=float(track.speed[index]),
-                speed_action=labels[0],
-                path_action=labels[1],
+                speed_action=labels.speed,
+                path_action=labels.path,
+                label_source=labels.source,
                 scene={"derived_from": "poses"},
                 source=pose.source,
             )

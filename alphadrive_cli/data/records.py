@@ -32,6 +32,10 @@ class Record(BaseModel):
     ego_speed_mps: float = Field(ge=0, le=MAX_SPEED_MPS, allow_inf_nan=False)
     speed_action: str
     path_action: str
+    label_source: dict[str, str] | None = Field(
+        None,
+        description="the rule that produced each label, e.g. {'speed': 'sim.expert_speed', 'path': 'sim.junction'}",
+    )
     scene: dict[str, Any] | None = None
     source: dict[str, Any]
     reasoning: str | None = None

@@ -20,6 +20,7 @@ from alphadrive_cli.artifacts.store import (
     validate_name,
 )
 from alphadrive_cli.config.schemas import ImportConfig
+from alphadrive_cli.data.audit import audit_records
 from alphadrive_cli.data.importers import (
     ImageRoot,
     Imported,
@@ -56,6 +57,7 @@ def run(config: ImportConfig, output: OutputSpec, *, source: Path) -> Artifact:
     log = ProblemLog(str(source), config.strict)
     frames = _read(source, config, log)
     report_problems(log)
+    check_labels_possible(frames, config, source)
     if not frames:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(log.skipped.items()))
         raise BadInput(f"no record of {source} could be imported ({reasons or 'the file has no rows'})")
@@ -70,6 +72,7 @@ def run(config: ImportConfig, output: OutputSpec, *, source: Path) -> Artifact:
             seed=config.seed,
             extra={"source": {"file": source.name, "kind": config.kind, "sha256": digest}, **log.manifest_entry()},
             counts={"skipped": sum(log.skipped.values())},
+            label_rules=config.labels,
         )
 
 
@@ -101,6 +104,23 @@ def _by_split(frames: Sequence[Imported], config: ImportConfig) -> dict[str, lis
     for frame in frames:
         splits[frame.split or assign_split(frame.split_key, config.seed, config.split)].append(frame.record)
     return splits
+
+
+def check_labels_possible(frames: Sequence[Imported], config: ImportConfig, source: Path) -> None:
+    """Audit the labels: list impossible ones by line and keep them (they are the user's); ``strict`` fails on one."""
+    findings = audit_records({"import": [frame.record for frame in frames]}, config.labels)
+    if findings and config.strict:
+        first = findings[0]
+        raise BadInput(f"{source} line {first.line}: impossible label: {first.check}: {first.detail}")
+    if findings:
+        table = Table(title=f"impossible labels in {source.name} (kept; --strict refuses them)")
+        for column in ("line", "check", "detail"):
+            table.add_column(column, justify="right" if column == "line" else "left")
+        for finding in findings[:PROBLEMS_SHOWN]:
+            table.add_row(str(finding.line), finding.check, Text(finding.detail))
+        if len(findings) > PROBLEMS_SHOWN:
+            table.caption = f"and {len(findings) - PROBLEMS_SHOWN} more"
+        console.print(table)
 
 
 def report_problems(log: ProblemLog) -> None:

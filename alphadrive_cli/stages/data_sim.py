@@ -78,19 +78,20 @@ def _simulate(task: tuple[EpisodePlan, DataConfig]) -> EpisodeResult:
     return run_episode(*task)
 
 
-def image_name(plan: EpisodePlan, frame: SimFrame) -> str:
-    """Where a frame's PNG lives inside the artifact."""
-    return f"{IMAGE_DIR}/e{plan.index:05d}_f{frame.frame:02d}.png"
+def image_names(plan: EpisodePlan, frame: SimFrame, config: DataConfig) -> list[str]:
+    """Where a frame's PNGs live inside the artifact, one per view in ``render.views`` order."""
+    return [f"{IMAGE_DIR}/e{plan.index:05d}_f{frame.frame:02d}_{view}.png" for view in config.render.views]
 
 
-def _cache_episode(writer: ArtifactWriter, result: EpisodeResult) -> None:
+def _cache_episode(writer: ArtifactWriter, result: EpisodeResult, config: DataConfig) -> None:
     for frame in result.frames:
-        writer.path(image_name(result.plan, frame)).write_bytes(frame.png)
+        for name, png in zip(image_names(result.plan, frame, config), frame.pngs, strict=True):
+            writer.path(name).write_bytes(png)
     meta = {
         "plan": asdict(result.plan),
         "crashed": result.crashed,
         "unlabelled_frames": result.unlabelled_frames,
-        "frames": [{key: value for key, value in asdict(frame).items() if key != "png"} for frame in result.frames],
+        "frames": [{key: value for key, value in asdict(frame).items() if key != "pngs"} for frame in result.frames],
     }
     cache = writer.path(f"{CACHE_DIR}/e{result.plan.index:05d}.json")
     cache.with_suffix(".tmp").write_text(json.dumps(meta))
@@ -104,7 +105,7 @@ def _cached_episode(writer: ArtifactWriter, plan: EpisodePlan) -> EpisodeResult 
     meta = json.loads(cache.read_text())
     if meta["plan"] != asdict(plan):
         return None
-    frames = [SimFrame(png=b"", **frame) for frame in meta["frames"]]
+    frames = [SimFrame(pngs=[], **frame) for frame in meta["frames"]]
     return EpisodeResult(plan, frames, meta["crashed"], meta["unlabelled_frames"])
 
 
@@ -132,7 +133,7 @@ def _episodes(
             for plan in plans:
                 result = cached[plan.index] or next(fresh)
                 if cached[plan.index] is None:
-                    _cache_episode(writer, result)
+                    _cache_episode(writer, result, config)
                 produced += len(result.frames)
                 progress.update(task, completed=min(produced, raw_target))
                 yield result
@@ -146,11 +147,12 @@ def _episodes(
 def _record(config: DataConfig, plan: EpisodePlan, frame: SimFrame) -> Record:
     return Record(
         id=f"sim{config.seed}-e{plan.index:05d}-f{frame.frame:02d}",
-        images=[image_name(plan, frame)],
+        images=image_names(plan, frame, config),
         navigation=frame.navigation,
         ego_speed_mps=max(0.0, frame.ego_speed_mps),
         speed_action=frame.speed_action,
         path_action=frame.path_action,
+        label_source=frame.label_source,
         scene=frame.scene,
         source={
             "origin": "simulator",
@@ -183,7 +185,7 @@ def run(config: DataConfig, output: OutputSpec) -> Artifact:
             )
         else:
             frames = frames[: config.frames]
-        chosen = {image_name(plan, frame) for plan, frame in frames}
+        chosen = {name for plan, frame in frames for name in image_names(plan, frame, config)}
         for image in (writer.dir / IMAGE_DIR).glob("*.png"):
             if f"{IMAGE_DIR}/{image.name}" not in chosen:
                 image.unlink()
@@ -203,6 +205,7 @@ def run(config: DataConfig, output: OutputSpec) -> Artifact:
             DEFAULT_VOCABULARY,
             seed=config.seed,
             counts={"episodes": episodes, "expert_crashes": crashed, "unlabelled_frames": unlabelled},
+            label_rules=config.labels,
             extra={
                 "label_rules": config.labels.model_dump(),
                 "empty_splits": empty,

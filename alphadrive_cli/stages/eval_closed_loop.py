@@ -14,17 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from rich import box
 from rich.table import Table
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec, open_artifact
-from alphadrive_cli.config.schemas import DataConfig, EvalConfig
-from alphadrive_cli.errors import BadInput
+from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec
+from alphadrive_cli.config.schemas import EvalConfig, RenderConfig
 from alphadrive_cli.evaluation.closed_loop.animation import write_gif
 from alphadrive_cli.evaluation.closed_loop.driving import EXPERT, EpisodeSpec, Observation, episode_specs
 from alphadrive_cli.evaluation.closed_loop.runner import FALLBACK_PLAN, DriveLog, Planner, drive
+from alphadrive_cli.evaluation.closed_loop.views import closed_loop_render
 from alphadrive_cli.evaluation.metrics import closed_loop_metrics
 from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
@@ -45,20 +44,6 @@ TABLE_COLUMNS = (
 )
 
 
-def render_settings(data_path: Path | None) -> tuple[DataConfig, Artifact | None]:
-    """How views are rendered: like the given simulator data set, else like `data sim`'s defaults."""
-    if data_path is None:
-        return DataConfig(), None
-    data = open_artifact(data_path, stage=("data", "distill"))
-    try:
-        return DataConfig.model_validate(data.manifest.get("config") or {}), data
-    except ValidationError:
-        raise BadInput(
-            f"{data.path} was not made by `alphadrive data sim`, so there is no rendering to copy: "
-            "drop --data to render like `data sim`'s defaults"
-        ) from None
-
-
 def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
     """Greedy plans for a batch of observations, ``batch_size`` views per generate call."""
     model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
@@ -72,13 +57,13 @@ def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
             batch = observations[start : start + config.batch_size]
             prompts = [
                 processor.apply_chat_template(
-                    driving_messages(template, o.navigation, o.ego_speed_mps, 1, DEFAULT_VOCABULARY),
+                    driving_messages(template, o.navigation, o.ego_speed_mps, len(o.images), DEFAULT_VOCABULARY),
                     add_generation_prompt=True,
                     tokenize=False,
                 )
                 for o in batch
             ]
-            texts.extend(row[0] for row in generate(model, processor, prompts, [[o.image] for o in batch], settings))
+            texts.extend(row[0] for row in generate(model, processor, prompts, [o.images for o in batch], settings))
         return texts
 
     return plan
@@ -87,14 +72,14 @@ def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
 def run(config: EvalConfig, output: OutputSpec, *, model: str, data: Path | None = None) -> Artifact:
     """Drive the scenarios with the model and with the expert on the same seeds; publish the comparison."""
     source = resolve_model_source(model)
-    render, data = render_settings(data)
+    render, render_source = closed_loop_render(source, data)
     specs = episode_specs(list(config.closed_loop.scenarios), config.closed_loop.seed_list())
     inputs = model_inputs(source)
-    if data is not None:
-        inputs["data"] = data
+    if render_source is not None:
+        inputs["data"] = render_source
     settings = {
         **config.model_dump(mode="json"),
-        "render": render.model_dump(mode="json", include={"image_size", "view_m", "ego_row"}),
+        "render": render.model_dump(mode="json"),
     }
     with output.begin(
         "eval",
@@ -109,7 +94,7 @@ def run(config: EvalConfig, output: OutputSpec, *, model: str, data: Path | None
 
 
 def _drive_and_publish(
-    writer: ArtifactWriter, source: ModelSource, config: EvalConfig, render: DataConfig, specs: list[EpisodeSpec]
+    writer: ArtifactWriter, source: ModelSource, config: EvalConfig, render: RenderConfig, specs: list[EpisodeSpec]
 ) -> Artifact:
     loop = config.closed_loop
     planner = model_planner(source, config)

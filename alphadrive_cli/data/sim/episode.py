@@ -1,18 +1,19 @@
-"""One simulated episode: the expert drives, frames are rendered and labelled from its future motion."""
+"""One simulated episode: the expert drives, frames are rendered and labelled from what it does next
+(its lane and route on the road network for the path, its speed for the speed; see ``route_labels``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from alphadrive_cli.config.schemas import DataConfig
-from alphadrive_cli.data.labels import Track, label_at
-from alphadrive_cli.data.sim.render import canvas_size, heading_up_view, png_bytes, render_world
+from alphadrive_cli.data.labels import speed_action
+from alphadrive_cli.data.sim.render import png_bytes, render_views
+from alphadrive_cli.data.sim.route_labels import EXPERT_SPEED_RULE, route_path_action
 from alphadrive_cli.data.sim.scenarios import (
     POLICY_HZ,
     SCENARIOS,
+    JunctionProgress,
     Scenario,
     install_expert,
     isolated_vehicle_defaults,
@@ -43,12 +44,23 @@ class SimFrame:
 
     frame: int
     time_s: float
-    png: bytes
+    pngs: list[bytes]  # one per configured view, in order
     ego_speed_mps: float
     navigation: str
     scene: dict[str, Any]
     speed_action: str
     path_action: str
+    label_source: dict[str, str]
+
+
+@dataclass(frozen=True)
+class EgoState:
+    """The expert at one recorded step: time (s), speed (m/s), lane index and whether it is in the junction."""
+
+    t: float
+    speed: float
+    lane_index: tuple
+    in_junction: bool
 
 
 @dataclass
@@ -73,9 +85,7 @@ def run_episode(plan: EpisodePlan, config: DataConfig) -> EpisodeResult:
 def _simulate_and_label(
     plan: EpisodePlan, config: DataConfig, scenario: Scenario, frame_times: list[float], end_time: float
 ) -> EpisodeResult:
-    env = make_env(
-        scenario, canvas_size(config.image_size, config.ego_row), config.image_size / config.view_m, end_time
-    )
+    env = make_env(scenario, config.render.bev, config.render.image_size, end_time)
     try:
         env.reset(seed=plan.env_seed)
         ego = install_expert(env, scenario, plan.destination)
@@ -83,8 +93,9 @@ def _simulate_and_label(
             scenario.setup(env, ego)
         route = list(ego.route or [])
         turn = route_turn(env, route)
+        progress = JunctionProgress(scenario)
         frame_at_step = {round(t * POLICY_HZ): k for k, t in enumerate(frame_times)}
-        states: list[tuple[float, float, float, float, float]] = []
+        states: list[EgoState] = []
         pending: dict[int, tuple[int, dict[str, Any]]] = {}
         result = EpisodeResult(plan)
         for step in range(round(end_time * POLICY_HZ) + 1):
@@ -93,38 +104,39 @@ def _simulate_and_label(
             if ego.crashed:
                 result.crashed = True
                 break
-            # highway-env's y axis points down: flip it for the right-handed frame the label rules use
-            states.append(
-                (
-                    step / POLICY_HZ,
-                    float(ego.position[0]),
-                    -float(ego.position[1]),
-                    -float(ego.heading),
-                    float(ego.speed),
-                )
-            )
+            lane_index = tuple(ego.lane_index)
+            progress.update(lane_index)
+            states.append(EgoState(step / POLICY_HZ, float(ego.speed), lane_index, scenario.in_junction(lane_index)))
             if step in frame_at_step:
-                passed = bool(route) and tuple(ego.lane_index[:2]) == tuple(route[-1][:2])
-                view = heading_up_view(render_world(env), ego.heading, config.image_size, config.ego_row)
                 pending[len(states) - 1] = (
                     frame_at_step[step],
                     {
-                        "png": png_bytes(view),
+                        "pngs": [png_bytes(view) for view in render_views(env, config.render)],
                         "ego_speed_mps": round(float(ego.speed), 2),
-                        "navigation": navigation(scenario, turn, passed),
-                        "scene": scene_facts(env, ego, scenario.name),
+                        "navigation": navigation(scenario, turn, progress.passed),
+                        "scene": scene_facts(env, ego, scenario, progress),
                     },
                 )
     finally:
         env.close()
-    track = Track(*(np.array(column) for column in zip(*states, strict=False))) if states else None
+    steps = round(config.labels.horizon_s * POLICY_HZ)
     for state_index, (frame, facts) in sorted(pending.items()):
-        labels = label_at(track, state_index, config.labels) if track is not None else None
-        if labels is None:
+        window = states[state_index : state_index + steps + 1]
+        if state_index + steps >= len(states):  # the horizon passes the episode's end (or the crash)
             result.unlabelled_frames += 1
             continue
+        path, path_rule = route_path_action(
+            [state.lane_index for state in window], [state.in_junction for state in window], turn
+        )
         result.frames.append(
-            SimFrame(frame=frame, time_s=frame_times[frame], speed_action=labels[0], path_action=labels[1], **facts)
+            SimFrame(
+                frame=frame,
+                time_s=frame_times[frame],
+                speed_action=speed_action(window[0].speed, window[-1].speed, config.labels),
+                path_action=path,
+                label_source={"speed": EXPERT_SPEED_RULE, "path": path_rule},
+                **facts,
+            )
         )
     result.unlabelled_frames += len(frame_times) - len(pending)
     return result

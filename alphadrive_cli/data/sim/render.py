@@ -1,4 +1,4 @@
-"""The camera stand-in: an ego-centred, heading-up view of the road ahead."""
+"""A record's images: the front camera (``front_camera``) and the ego-centred, heading-up top-down view."""
 
 from __future__ import annotations
 
@@ -10,13 +10,9 @@ from highway_env.envs.common.abstract import AbstractEnv
 from highway_env.vehicle.graphics import VehicleGraphics
 from PIL import Image
 
+from alphadrive_cli.config.schemas import RenderConfig
+from alphadrive_cli.data.sim.front_camera import front_view
 from alphadrive_cli.errors import StageFailure
-
-
-def canvas_size(image_px: int, ego_row: float) -> int:
-    """Side of the square render that still covers the output crop after any rotation."""
-    half_width, ahead = image_px / 2, ego_row * image_px
-    return int(math.ceil(2 * math.hypot(half_width, ahead))) + 4
 
 
 def render_world(env: AbstractEnv) -> np.ndarray:
@@ -55,6 +51,18 @@ def heading_up_view(frame: np.ndarray, heading: float, image_px: int, ego_row: f
     left = round(centre_x - image_px / 2)
     top = round(centre_y - ego_row * image_px)
     return rotated.crop((left, top, left + image_px, top + image_px))
+
+
+def render_views(env: AbstractEnv, render: RenderConfig) -> list[Image.Image]:
+    """The configured views of the ego's current state, in ``render.views`` order."""
+    images = []
+    for view in render.views:
+        if view == "front":
+            images.append(front_view(env.road, env.vehicle, render.front, render.image_size))
+        else:
+            frame = render_world(env)
+            images.append(heading_up_view(frame, env.vehicle.heading, render.image_size, render.bev.ego_row))
+    return [image.convert("RGB") for image in images]
 
 
 def png_bytes(image: Image.Image) -> bytes:

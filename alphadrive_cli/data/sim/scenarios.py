@@ -22,6 +22,8 @@ from highway_env.envs.common.abstract import AbstractEnv  # noqa: E402
 from highway_env.vehicle.behavior import IDMVehicle  # noqa: E402
 from highway_env.vehicle.objects import Obstacle  # noqa: E402
 
+from alphadrive_cli.config.schemas import BevConfig  # noqa: E402
+
 POLICY_HZ = 5  # ego states are recorded 5 times per simulated second
 SIMULATION_HZ = 10
 
@@ -36,6 +38,11 @@ class Scenario:
     destinations: tuple[str, ...] = ()  # route targets for the expert; empty: follow the road
     setup: Callable[[AbstractEnv, IDMVehicle], None] | None = None  # changes the scene after reset
     expert_speed_mps: tuple[float, float] | None = None  # the expert's desired speed is drawn from this range
+    junction: Callable[[tuple], bool] | None = None  # is this lane index inside the scenario's junction?
+
+    def in_junction(self, lane_index: tuple) -> bool:
+        """Whether ``lane_index`` lies inside the junction (a roundabout's ring, an intersection's connectors)."""
+        return self.junction is not None and self.junction(lane_index)
 
 
 BLOCKED_AHEAD_M = (60.0, 140.0)
@@ -51,6 +58,19 @@ def block_road_ahead(env: AbstractEnv, ego: IDMVehicle) -> None:
         env.road.objects.append(Obstacle(env.road, lane.position(longitudinal, 0.0)))
 
 
+ROUNDABOUT_RING = frozenset({"se", "ex", "ee", "nx", "ne", "wx", "we", "sx"})  # highway-env's ring nodes
+
+
+def on_roundabout_ring(lane_index: tuple) -> bool:
+    """A lane of the roundabout's ring: both its nodes are ring nodes (entries and exits have one)."""
+    return lane_index[0] in ROUNDABOUT_RING and lane_index[1] in ROUNDABOUT_RING
+
+
+def in_intersection(lane_index: tuple) -> bool:
+    """A connector lane inside the intersection: highway-env names them ``ir<corner> -> il<corner>``."""
+    return str(lane_index[0]).startswith("ir")
+
+
 SCENARIOS: dict[str, Scenario] = {
     "highway": Scenario(
         "highway",
@@ -62,14 +82,38 @@ SCENARIOS: dict[str, Scenario] = {
         "blocked", HighwayEnv, {"lanes_count": 3, "vehicles_count": 12, "vehicles_density": 1.0}, setup=block_road_ahead
     ),
     "merge": Scenario("merge", MergeEnv),
-    "roundabout": Scenario("roundabout", RoundaboutEnv, destinations=("exr", "nxr", "wxr")),
+    "roundabout": Scenario(
+        "roundabout", RoundaboutEnv, destinations=("exr", "nxr", "wxr"), junction=on_roundabout_ring
+    ),
     "intersection": Scenario(
         "intersection",
         IntersectionEnv,
         {"destination": None, "initial_vehicle_count": 10, "spawn_probability": 0.6},
         destinations=("o1", "o2", "o3"),
+        junction=in_intersection,
     ),
 }
+
+
+@dataclass
+class JunctionProgress:
+    """Where the ego is against its scenario's junction: not reached yet, inside, or passed."""
+
+    scenario: Scenario
+    entered: bool = False
+    passed: bool = False
+
+    def update(self, lane_index: tuple) -> None:
+        """Follow the ego's lane after a simulation step."""
+        inside = self.scenario.in_junction(lane_index)
+        self.entered = self.entered or inside
+        self.passed = self.passed or (self.entered and not inside)
+
+
+def bev_canvas_size(image_px: int, ego_row: float) -> int:
+    """Side of the square top-down render that still covers the output crop after any rotation."""
+    half_width, ahead = image_px / 2, ego_row * image_px
+    return int(math.ceil(2 * math.hypot(half_width, ahead))) + 4
 
 
 @contextmanager
@@ -90,15 +134,16 @@ def isolated_vehicle_defaults() -> Iterator[None]:
 
 
 def make_env(
-    scenario: Scenario, canvas_px: int, scaling: float, duration_s: float, action: dict[str, Any] | None = None
+    scenario: Scenario, bev: BevConfig, image_px: int, duration_s: float, action: dict[str, Any] | None = None
 ) -> AbstractEnv:
-    """An off-screen environment whose renders are ``canvas_px`` square, centred on the ego vehicle
-    (``action``: the environment's action config, for an ego that takes meta-actions)."""
+    """An off-screen environment whose top-down renders cover the ``bev`` view at ``image_px``, centred on
+    the ego (``action``: the environment's action config, for an ego that takes meta-actions)."""
+    canvas_px = bev_canvas_size(image_px, bev.ego_row)
     config = {
         **scenario.config,
         "screen_width": canvas_px,
         "screen_height": canvas_px,
-        "scaling": scaling,
+        "scaling": image_px / bev.view_m,
         "centering_position": [0.5, 0.5],
         "offscreen_rendering": True,
         "policy_frequency": POLICY_HZ,

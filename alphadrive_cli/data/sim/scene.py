@@ -8,6 +8,8 @@ from typing import Any
 from highway_env.envs.common.abstract import AbstractEnv
 from highway_env.vehicle.kinematics import Vehicle
 
+from alphadrive_cli.data.sim.scenarios import JunctionProgress, Scenario
+
 FREE_AHEAD_M = 15.0  # an adjacent lane is "free" with this much room ahead of the ego ...
 FREE_BEHIND_M = 10.0  # ... and this much behind it
 NEARBY_M = 50.0
@@ -35,16 +37,19 @@ def _adjacent_lane(env: AbstractEnv, ego: Vehicle, offset: int) -> str:
     return "free" if free else "occupied"
 
 
-def _distance_to_junction(scenario: str, ego: Vehicle) -> float | None:
-    if scenario == "intersection" and ego.lane_index[0].startswith("o"):
-        lane = ego.lane
-        return max(0.0, lane.length - lane.local_coordinates(ego.position)[0])
-    if scenario == "roundabout":
+def _distance_to_junction(scenario: Scenario, ego: Vehicle, progress: JunctionProgress) -> float | None:
+    """Metres to the junction ahead: 0 inside it, None where there is none or it is passed."""
+    if scenario.junction is None or progress.passed:
+        return None
+    if scenario.in_junction(ego.lane_index):
+        return 0.0
+    if scenario.name == "roundabout":
         return max(0.0, float(math.hypot(*ego.position)) - ROUNDABOUT_RADIUS_M - 4.0)
-    return None
+    lane = ego.lane  # an intersection's approach lane ends where the junction begins
+    return max(0.0, lane.length - lane.local_coordinates(ego.position)[0])
 
 
-def scene_facts(env: AbstractEnv, ego: Vehicle, scenario: str) -> dict[str, Any]:
+def scene_facts(env: AbstractEnv, ego: Vehicle, scenario: Scenario, progress: JunctionProgress) -> dict[str, Any]:
     """Lead vehicle, adjacent lanes, junction distance, speed limit and traffic around the ego."""
     front, _ = env.road.neighbour_vehicles(ego, ego.lane_index)
     gap = _gap(ego, front, ego.lane_index)
@@ -56,7 +61,7 @@ def scene_facts(env: AbstractEnv, ego: Vehicle, scenario: str) -> dict[str, Any]
         for vehicle in env.road.vehicles
         if vehicle is not ego and math.dist(vehicle.position, ego.position) < NEARBY_M
     )
-    junction = _distance_to_junction(scenario, ego)
+    junction = _distance_to_junction(scenario, ego, progress)
     return {
         "lane": int(ego.lane_index[2]),
         "lanes": len(lanes),

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from alphadrive_cli.config.schemas import DataConfig
-from alphadrive_cli.data.sim.render import canvas_size, heading_up_view, render_world
+from alphadrive_cli.config.schemas import RenderConfig
+from alphadrive_cli.data.sim.render import render_views
 from alphadrive_cli.data.sim.scenarios import (
     POLICY_HZ,
     SCENARIOS,
+    JunctionProgress,
     install_expert,
     make_env,
     navigation,
@@ -68,9 +69,9 @@ def episode_specs(scenarios: list[str], seeds: list[int]) -> list[EpisodeSpec]:
 
 @dataclass
 class Observation:
-    """What the driver sees at a decision: the rendered view, the navigation instruction and the speed."""
+    """What the driver sees at a decision: the rendered views, the navigation instruction and the speed."""
 
-    image: Image.Image
+    images: list[Image.Image]
     navigation: str
     ego_speed_mps: float
 
@@ -107,7 +108,7 @@ class DrivingEpisode:
     """A running episode: observe, apply a plan, advance; ``done`` after a collision, leaving the road,
     or ``seconds`` of driving."""
 
-    def __init__(self, spec: EpisodeSpec, driver: str, render: DataConfig, seconds: float) -> None:
+    def __init__(self, spec: EpisodeSpec, driver: str, render: RenderConfig, seconds: float) -> None:
         scenario = SCENARIOS[spec.scenario]
         self.spec, self.render, self.seconds = spec, render, seconds
         action = {
@@ -116,13 +117,7 @@ class DrivingEpisode:
             "lateral": True,
             "target_speeds": list(TARGET_SPEEDS[spec.scenario]),
         }
-        self.env = make_env(
-            scenario,
-            canvas_size(render.image_size, render.ego_row),
-            render.image_size / render.view_m,
-            seconds,
-            action=action,
-        )
+        self.env = make_env(scenario, render.bev, render.image_size, seconds, action=action)
         self.env.reset(seed=spec.seed)
         if driver == EXPERT:
             self.ego = install_expert(self.env, scenario, spec.destination)
@@ -134,7 +129,8 @@ class DrivingEpisode:
             scenario.setup(self.env, self.ego)
         self.route = list(self.ego.route or [])
         self.turn = route_turn(self.env, self.route)
-        self.passed_junction = False
+        self.junction = JunctionProgress(scenario)  # for the navigation, as in the data set
+        self.reached_route_end = False
         self.steps = 0
         self.outcome = EpisodeOutcome(spec.id, spec.scenario, spec.seed, driver)
 
@@ -144,12 +140,11 @@ class DrivingEpisode:
         return o.collided or o.off_road or self.steps >= round(self.seconds * POLICY_HZ)
 
     def observe(self) -> Observation:
-        """The view in the data set's rendering, the navigation instruction and the speed, as a data set frame."""
-        view = heading_up_view(render_world(self.env), self.ego.heading, self.render.image_size, self.render.ego_row)
+        """The views in the data set's rendering, the navigation instruction and the speed, as a data set frame."""
         scenario = SCENARIOS[self.spec.scenario]
         return Observation(
-            view.convert("RGB"),
-            navigation(scenario, self.turn, self.passed_junction),
+            render_views(self.env, self.render),
+            navigation(scenario, self.turn, self.junction.passed),
             round(max(0.0, float(self.ego.speed)), 2),
         )
 
@@ -174,15 +169,16 @@ class DrivingEpisode:
             self.outcome.duration_s = self.steps / POLICY_HZ
             self.outcome.collided = self.outcome.collided or bool(self.ego.crashed)
             self.outcome.off_road = self.outcome.off_road or not self.ego.on_road
+            self.junction.update(tuple(self.ego.lane_index))
             if self.route and tuple(self.ego.lane_index[:2]) == tuple(self.route[-1][:2]):
-                self.passed_junction = True
+                self.reached_route_end = True
         self._update_completion()
 
     def _update_completion(self) -> None:
         o = self.outcome
         safe = not (o.collided or o.off_road)
         if SCENARIOS[self.spec.scenario].destinations:
-            o.route_completed = safe and self.passed_junction
+            o.route_completed = safe and self.reached_route_end
         else:  # roads without a junction: complete when the whole episode was driven safely
             o.route_completed = safe and self.steps >= round(self.seconds * POLICY_HZ)
 

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from alphadrive_cli.actions import ActionVocabulary, parse_answer
-from alphadrive_cli.config.schemas import DataConfig
+from alphadrive_cli.config.schemas import RenderConfig
 from alphadrive_cli.data.sim.scenarios import isolated_vehicle_defaults
 from alphadrive_cli.evaluation.closed_loop.driving import (
     EXPERT,
@@ -59,7 +59,7 @@ def drive(
     specs: Sequence[EpisodeSpec],
     driver: str,
     planner: Planner | None,
-    render: DataConfig,
+    render: RenderConfig,
     seconds: float,
     interval_s: float,
     vocabulary: ActionVocabulary,
@@ -114,7 +114,7 @@ def _run_lockstep(
                         f"{episode.spec.id} t={time_s:.0f}s {observation.ego_speed_mps:.0f} m/s\n"
                         f"plan: {plan[0]}, {plan[1]}" + (" (kept: no valid plan)" if fallback else "")
                     )
-                    log.frames.setdefault(episode.spec.id, []).append((observation.image, label))
+                    log.frames.setdefault(episode.spec.id, []).append((observation.images[0], label))
             episode.apply(*plan)
             episode.advance(interval_s)
         if on_decision is not None:
