@@ -452,8 +452,9 @@ def evaluate(
         bool,
         typer.Option(
             "--closed-loop",
-            help="Let the model drive simulator episodes (the expert drives the same seeds); "
-            "--data then only sets the rendering.",
+            help="Let the model drive simulator episodes (the expert drives the same seeds), seeing the views "
+            "of the simulator data it was trained on (found through its lineage); --data sets them for a model "
+            "without one and is refused when it disagrees.",
         ),
     ] = False,
     scenarios: Annotated[

@@ -9,13 +9,17 @@ import pytest
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
-from alphadrive_cli.config.schemas import RenderConfig, TinyModelConfig
+from alphadrive_cli.artifacts.store import Artifact, OutputSpec, begin, open_artifact
+from alphadrive_cli.config.resolve import resolve_config
+from alphadrive_cli.config.schemas import DataConfig, RenderConfig, TinyModelConfig
 from alphadrive_cli.data.sim.scenarios import isolated_vehicle_defaults
+from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.closed_loop.driving import EXPERT, DrivingEpisode, EpisodeSpec, episode_specs
 from alphadrive_cli.evaluation.closed_loop.runner import DriveLog, drive
+from alphadrive_cli.evaluation.closed_loop.views import closed_loop_render
 from alphadrive_cli.evaluation.metrics import closed_loop_metrics
-from alphadrive_cli.stages import models_tiny
+from alphadrive_cli.models.loading import ModelSource
+from alphadrive_cli.stages import data_sim, models_tiny
 
 RENDER = RenderConfig(image_size=112)
 
@@ -185,3 +189,34 @@ def test_closed_loop_usage_errors_are_one_line(cli, args: list[str], fragment: s
     assert result.exit_code == 2 and result.stdout == ""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+# --- the views a model drives with: those of its training data (evaluation/closed_loop/views.py) ---
+
+
+def _sim_data(root: Path, name: str, views: list[str]) -> Artifact:
+    config = resolve_config(
+        "data", DataConfig, options={"frames": 2, "frames_per_episode": 2, "render": {"views": views, "image_size": 64}}
+    )
+    return data_sim.run(config, OutputSpec(root, name))
+
+
+def _trained_on(root: Path, data: Artifact) -> ModelSource:
+    with begin("sft", "student", {}, inputs={"data": data}, root=root) as writer:
+        writer.path("adapter.txt").write_text("weights would be here")
+        artifact = writer.publish()
+    return ModelSource(str(artifact.path), "artifact", str(artifact.path), artifact)
+
+
+def test_closed_loop_renders_the_training_data_views_and_refuses_others(tmp_path: Path) -> None:
+    front = _sim_data(tmp_path, "front", ["front"])
+    bev = _sim_data(tmp_path, "bev", ["bev"])
+    student = _trained_on(tmp_path, bev)
+    render, found = closed_loop_render(student, None)
+    assert render.views == ["bev"] and render.image_size == 64 and found.path == bev.path
+    assert closed_loop_render(student, bev.path)[0] == render  # the same data: fine
+    with pytest.raises(BadInput, match=r"learned from views \[bev\].*has views \[front\]"):
+        closed_loop_render(student, front.path)
+    base = ModelSource("base", "hub", "org/base")
+    assert closed_loop_render(base, front.path)[0].views == ["front"]  # no lineage: --data decides
+    assert closed_loop_render(base, None) == (RenderConfig(), None)  # neither: data sim's defaults

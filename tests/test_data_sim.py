@@ -18,6 +18,7 @@ from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.data.records import SPLITS, iter_split
 from alphadrive_cli.data.sampling import balanced_sample
 from alphadrive_cli.data.sim.episode import EpisodePlan, run_episode
+from alphadrive_cli.data.sim.route_labels import route_path_action
 from alphadrive_cli.data.sim.scenarios import SCENARIOS
 from alphadrive_cli.stages import data_sim
 from alphadrive_cli.stages.data_sim import plan_episode, split_cycle
@@ -210,3 +211,55 @@ def test_cli_data_sim_prints_only_the_path(cli, runs: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"{runs / 'data' / 'sim-v1'}\n"
     assert "frames per class and split" in result.stderr
+
+
+# --- path labels from the road network (data/sim/route_labels.py) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lanes", "in_junction", "turn", "expected"),
+    [
+        ([("a", "b", 1)] * 4, [False] * 4, "left", ("STRAIGHT", "sim.lane_keep")),
+        ([("a", "b", 1), ("a", "b", 1), ("a", "b", 0)], [False] * 3, "left", ("LEFT_CHANGE", "sim.lane_index")),
+        ([("a", "b", 1), ("a", "b", 2), ("a", "b", 1)], [False] * 3, "left", ("RIGHT_CHANGE", "sim.lane_index")),
+        ([("a", "b", 0), ("b", "c", 1)], [False] * 2, "left", ("STRAIGHT", "sim.lane_keep")),  # a new road
+        ([("o0", "ir0", 0), ("ir0", "il1", 0)], [False, True], "left", ("LEFT_TURN", "sim.junction")),
+        ([("se", "ex", 0), ("ex", "ee", 1)], [True, True], "straight", ("STRAIGHT", "sim.junction")),
+        ([("se", "ex", 1), ("se", "ex", 0)], [True, True], "right", ("RIGHT_TURN", "sim.junction")),
+    ],
+)
+def test_route_path_action(lanes, in_junction, turn: str, expected: tuple[str, str]) -> None:
+    assert route_path_action(lanes, in_junction, turn) == expected
+
+
+def test_a_roundabout_exit_straight_ahead_is_never_a_turn_and_highways_never_turn() -> None:
+    straight = run_episode(EpisodePlan(0, "roundabout", 4, "nxr", "train"), small_config(frames_per_episode=14))
+    assert {frame.navigation for frame in straight.frames} >= {"at the roundabout, take the exit straight ahead"}
+    assert not {"LEFT_TURN", "RIGHT_TURN"} & {frame.path_action for frame in straight.frames}
+    assert "sim.junction" in {frame.label_source["path"] for frame in straight.frames}  # it did drive the ring
+    left = run_episode(EpisodePlan(0, "roundabout", 4, "wxr", "train"), small_config(frames_per_episode=14))
+    turns = [frame.path_action for frame in left.frames if frame.label_source["path"] == "sim.junction"]
+    assert turns and set(turns) == {"LEFT_TURN"}  # one label for the whole passage
+    highway = run_episode(EpisodePlan(0, "highway", 9, None, "train"), small_config(frames_per_episode=12))
+    assert all(frame.path_action in ("STRAIGHT", "LEFT_CHANGE", "RIGHT_CHANGE") for frame in highway.frames)
+
+
+def test_every_record_names_its_label_rules_and_the_audit_is_clean(sim_artifact) -> None:
+    records = [record for split in SPLITS for record in iter_split(sim_artifact, split, DEFAULT_VOCABULARY)]
+    assert all(record.label_source["speed"] == "sim.expert_speed" for record in records)
+    assert {record.label_source["path"] for record in records} <= {"sim.junction", "sim.lane_index", "sim.lane_keep"}
+    assert sim_artifact.manifest["audit"]["impossible"] == 0
+    assert sim_artifact.manifest["audit"]["records"] == len(records)
+    sheets = {path.name for path in (sim_artifact.path / "sheets").iterdir()}
+    present = {f"speed-{r.speed_action}.png" for r in records} | {f"path-{r.path_action}.png" for r in records}
+    assert sheets == present  # one sheet per class that has frames
+
+
+def test_two_views_give_two_images_per_record_front_first(tmp_path: Path) -> None:
+    both = data_sim.run(
+        small_config(frames=4, seed=5, render={"image_size": 112, "views": ["front", "bev"]}), OutputSpec(tmp_path)
+    )
+    record = next(record for split in SPLITS for record in iter_split(both, split, DEFAULT_VOCABULARY))
+    assert [Path(image).stem.rsplit("_", 1)[1] for image in record.images] == ["front", "bev"]
+    front, bev = (np.asarray(Image.open(both.path / image).convert("RGB")) for image in record.images)
+    assert front.shape == bev.shape == (112, 112, 3) and not np.array_equal(front, bev)

@@ -140,11 +140,23 @@ def lane_points(lane: AbstractLane, s: np.ndarray, lateral: float) -> np.ndarray
     return np.array([lane.position(float(value), lateral) for value in s]).reshape(-1, 2)
 
 
-def strip(lane: AbstractLane, s: np.ndarray, left: float, right: float) -> np.ndarray:
-    """Ground quads ``(n - 1, 4, 3)`` between two lateral offsets along ``s``."""
-    left_points, right_points = lane_points(lane, s, left), lane_points(lane, s, right)
-    corners = np.stack([left_points[:-1], left_points[1:], right_points[1:], right_points[:-1]], axis=1)
+def ground_quads(lane: AbstractLane, starts: np.ndarray, ends: np.ndarray, left: float, right: float) -> np.ndarray:
+    """Ground quads ``(n, 4, 3)`` from ``starts[i]`` to ``ends[i]`` along a lane, between two lateral offsets."""
+    corners = np.stack(
+        [
+            lane_points(lane, starts, left),
+            lane_points(lane, ends, left),
+            lane_points(lane, ends, right),
+            lane_points(lane, starts, right),
+        ],
+        axis=1,
+    )
     return np.concatenate([corners, np.zeros((*corners.shape[:2], 1))], axis=2)
+
+
+def strip(lane: AbstractLane, s: np.ndarray, left: float, right: float) -> np.ndarray:
+    """Ground quads ``(n - 1, 4, 3)`` between two lateral offsets along consecutive positions ``s``."""
+    return ground_quads(lane, s[:-1], s[1:], left, right)
 
 
 def visible_span(lane: AbstractLane, camera: Camera, range_m: float) -> tuple[float, float] | None:
@@ -177,10 +189,10 @@ def lane_markings(lane: AbstractLane, span: tuple[float, float]) -> Iterator[np.
             yield strip(lane, samples(start, end, SAMPLE_M), left, right)
         elif line == LineType.STRIPED:
             first = math.floor(start / STRIPE_SPACING_M) * STRIPE_SPACING_M
-            for dash in np.arange(first, end, STRIPE_SPACING_M):
-                s = np.clip(np.array([dash, dash + STRIPE_LENGTH_M]), start, end)
-                if s[1] > s[0]:
-                    yield strip(lane, s, left, right)
+            dashes = np.arange(first, end, STRIPE_SPACING_M)
+            starts, ends = np.clip(dashes, start, end), np.clip(dashes + STRIPE_LENGTH_M, start, end)
+            drawn = ends > starts
+            yield ground_quads(lane, starts[drawn], ends[drawn], left, right)
 
 
 _CAR_COLOURS: weakref.WeakKeyDictionary[RoadObject, tuple[int, int, int]] = weakref.WeakKeyDictionary()
