@@ -40,8 +40,9 @@ configs: install  # regenerate configs/<stage>.yaml from the schemas' defaults (
 
 bench: bench-data
 
-bench-data: install  # frames/s of `data sim` by worker count; results in docs/bench/, summary in docs/benchmarks.md
-	$(BIN)/python -m bench.data_sim --frames 5000 --workers 1 2 --out docs/bench/data_sim.json
+bench-data: install  # frames/s of `data sim` by view and worker count (~20 min); docs/bench/, summary in docs/benchmarks.md
+	$(BIN)/python -m bench.data_sim --frames 5000 --workers 2 --out docs/bench/data_sim_5000.json
+	$(BIN)/python -m bench.data_sim --frames 500 --workers 1 --views front bev front,bev --out docs/bench/data_sim_views.json
 
 bench-gpu: install  # one CUDA GPU, not run by CI (~12 min on an H100): decoding vs its floor, grpo speed rows; docs/bench/
 	W=$$(mktemp -d) && $(BIN)/python -m bench.decode_floor --batch 64 --new-tokens 128 --routes 0 1 3 --workdir $$W --out docs/bench/decode_h100.json \

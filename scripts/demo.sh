@@ -16,7 +16,7 @@ alphadrive show "$report"
 
 echo >&2
 echo "demo artifacts are under $ALPHADRIVE_HOME/:" >&2
-echo "  data:   $data (look at $data/contact_sheet.png)" >&2
+echo "  data:   $data (look at $data/contact_sheet.png and $data/sheets/, one per class)" >&2
 echo "  traces: $traces (reasoning from the offline grounded teacher)" >&2
 echo "  model:  $model (random weights, 0.2 M parameters)" >&2
 echo "  sft:    $student (all weights trained on the traces; training_curves.png)" >&2
