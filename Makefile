@@ -12,7 +12,7 @@ TORCH_CPU := torch==2.13.0
 DEMO_HOME ?= runs/demo
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install demo test configs bench bench-data bench-gpu clean
+.PHONY: install demo test configs bench bench-data bench-gpu wheelhouse clean
 
 install: $(STAMP)
 
@@ -37,6 +37,9 @@ test: install  # lint (ruff, configured in pyproject.toml), then the whole suite
 
 configs: install  # regenerate configs/<stage>.yaml from the schemas' defaults (alphadrive_cli/config/schemas.py)
 	$(BIN)/python -m alphadrive_cli.config.view
+
+wheelhouse: install  # the wheels an offline machine needs beside its torch (bench/wheelhouse.txt) into .whl/
+	$(BIN)/python -m bench.wheelhouse --target $(or $(WHEELHOUSE_TARGET),lent-gpu) $(WHEELHOUSE_ARGS)
 
 bench: bench-data
 
