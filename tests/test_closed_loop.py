@@ -17,7 +17,7 @@ from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.closed_loop.driving import EXPERT, DrivingEpisode, EpisodeSpec, episode_specs
 from alphadrive_cli.evaluation.closed_loop.runner import DriveLog, drive
 from alphadrive_cli.evaluation.closed_loop.views import closed_loop_render
-from alphadrive_cli.evaluation.metrics import closed_loop_metrics
+from alphadrive_cli.evaluation.metrics import closed_loop_metrics, wilson_interval
 from alphadrive_cli.models.loading import ModelSource
 from alphadrive_cli.stages import data_sim, models_tiny
 
@@ -128,6 +128,16 @@ def test_closed_loop_metrics_per_driver_and_scenario() -> None:
     assert metrics["model"]["overall"]["route_completion_rate"] == 0.5
     assert metrics["model"]["overall"]["parse_failure_rate"] == pytest.approx(6 / 20)
     assert metrics["model"]["scenarios"]["highway"]["collision_rate"] == 1.0
+    assert metrics["model"]["overall"]["collision_rate_ci95"] == wilson_interval(1, 2)
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "interval"),
+    [(5, 50, [0.0435, 0.2136]), (0, 50, [0.0, 0.0713]), (25, 50, [0.3664, 0.6336]), (0, 0, [0.0, 1.0])],
+)
+def test_wilson_interval_matches_hand_computed_values(successes: int, trials: int, interval: list[float]) -> None:
+    """0 of 50: the upper bound is z²/(n + z²) = 0.0713; 25 of 50: 0.5 ± 1.96·sqrt(0.25/50 + z²/4n²)/(1 + z²/n)."""
+    assert wilson_interval(successes, trials) == pytest.approx(interval, abs=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +183,8 @@ def test_one_command_gives_expert_and_model_rows_and_a_gif(cli, tiny_model: Path
 
     compared = cli("eval", "compare", artifact.path, artifact.path, "--markdown")
     assert compared.exit_code == 0 and "closed-loop collision rate" in compared.stdout
+    low, high = loop["drivers"]["model"]["overall"]["collision_rate_ci95"]
+    assert f"[{low:.2f}, {high:.2f}]" in compared.stdout  # the collision rate with its 95 % interval
 
 
 @pytest.mark.parametrize(

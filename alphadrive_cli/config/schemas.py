@@ -480,7 +480,11 @@ class ClosedLoopConfig(Strict):
         default_factory=lambda: list(SCENARIO_NAMES), min_length=1, description="scenarios driven"
     )
     episodes: int = Field(
-        2, ge=1, le=10**5, description="episodes per scenario (seeds 0..episodes-1 unless seeds is given)"
+        10,
+        ge=1,
+        le=10**5,
+        description="episodes per scenario (seeds 0..episodes-1 unless seeds is given); 50 over the five "
+        "scenarios give a collision rate of 0.10 the 95 % interval [0.04, 0.21]",
     )
     seeds: list[Seed] | None = Field(
         None, min_length=1, max_length=10**5, description="simulator seeds, the same for every scenario"

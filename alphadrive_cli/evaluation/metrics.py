@@ -7,6 +7,7 @@ class and a false positive for no class. Every ratio with a zero denominator is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,23 @@ INVALID_COLUMN = "invalid"
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
+
+
+Z_95 = 1.959964  # the standard normal's 97.5th percentile
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> list[float]:
+    """The Wilson score interval of a proportion (95 % by default): ``[low, high]``, ``[0, 1]`` without trials.
+
+    Wilson (1927), the interval Agresti and Coull (1998) recommend for small counts and rates near 0 or 1,
+    where the normal approximation gives bounds outside [0, 1]."""
+    if trials == 0:
+        return [0.0, 1.0]
+    rate = successes / trials
+    denominator = 1 + z**2 / trials
+    centre = (rate + z**2 / (2 * trials)) / denominator
+    half = z * math.sqrt(rate * (1 - rate) / trials + z**2 / (4 * trials**2)) / denominator
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
 def _check_labels(truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]) -> None:
@@ -189,9 +207,11 @@ CLOSED_LOOP_METRICS = (
 def _closed_loop_summary(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     count = len(episodes)
     decisions = sum(int(e["decisions"]) for e in episodes)
+    collisions = sum(1 for e in episodes if e["collided"])
     return {
         "episodes": count,
-        "collision_rate": _ratio(sum(1 for e in episodes if e["collided"]), count),
+        "collision_rate": _ratio(collisions, count),
+        "collision_rate_ci95": wilson_interval(collisions, count),
         "off_road_rate": _ratio(sum(1 for e in episodes if e["off_road"]), count),
         "route_completion_rate": _ratio(sum(1 for e in episodes if e["route_completed"]), count),
         "mean_speed_mps": round(sum(float(e["mean_speed_mps"]) for e in episodes) / count, 3) if count else 0.0,
@@ -208,7 +228,7 @@ def closed_loop_metrics(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     Each episode is a mapping with ``driver``, ``scenario``, ``collided``, ``off_road``,
     ``route_completed``, ``mean_speed_mps``, ``distance_m`` (per episode), ``decisions`` and
     ``parse_failures``; rates are fractions of episodes (parse failures: of decisions), speed and
-    distance are means over episodes.
+    distance are means over episodes; ``collision_rate_ci95`` is the collision rate's 95 % Wilson interval.
     """
     result: dict[str, Any] = {}
     for driver in dict.fromkeys(e["driver"] for e in episodes):

@@ -12,6 +12,7 @@ from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
 from alphadrive_cli.artifacts.store import Artifact, open_artifact
 from alphadrive_cli.errors import BadInput
 
+INTERVALS = {"collision_rate": "collision_rate_ci95"}  # numbers shown with their 95 % interval
 CLOSED_LOOP_COLUMNS = (
     ("closed-loop collision rate", "collision_rate"),
     ("closed-loop off-road rate", "off_road_rate"),
@@ -38,12 +39,25 @@ def _columns(vocabulary: ActionVocabulary) -> list[tuple[str, tuple[str, ...]]]:
     return columns + [(title, ("closed", "model", "overall", key)) for title, key in CLOSED_LOOP_COLUMNS]
 
 
-def _value(metrics: dict, path: tuple[str, ...]) -> float | None:
+def _lookup(metrics: dict, path: tuple[str, ...]) -> object | None:
     for key in path:
         if not isinstance(metrics, dict) or key not in metrics:
             return None
         metrics = metrics[key]
-    return float(metrics)
+    return metrics
+
+
+def _value(metrics: dict, path: tuple[str, ...]) -> float | None:
+    value = _lookup(metrics, path)
+    return None if value is None else float(value)
+
+
+def _interval(metrics: dict, path: tuple[str, ...]) -> str:
+    """`` [low, high]`` where the number has a recorded 95 % interval, else nothing."""
+    if path[-1] not in INTERVALS:
+        return ""
+    bounds = _lookup(metrics, (*path[:-1], INTERVALS[path[-1]]))
+    return f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if isinstance(bounds, list) else ""
 
 
 def _results(artifact: Artifact) -> dict:
@@ -59,7 +73,7 @@ def _results(artifact: Artifact) -> dict:
 
 def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
     """Header and rows (one per artifact, first one absolute, the others with deltas); open-loop and
-    closed-loop numbers side by side, "–" where an artifact has none."""
+    closed-loop numbers side by side (the collision rate with its 95 % interval), "–" where an artifact has none."""
     if len(paths) < 2:
         raise BadInput("compare needs at least two eval artifacts")
     artifacts: list[Artifact] = [open_artifact(path, stage="eval") for path in paths]
@@ -76,9 +90,9 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
             if value is None:
                 cells.append("–")
             elif index == 0 or base is None:
-                cells.append(f"{value:.3f}")
+                cells.append(f"{value:.3f}{_interval(values, path)}")
             else:
-                cells.append(f"{value:.3f} ({value - base:+.3f})")
+                cells.append(f"{value:.3f}{_interval(values, path)} ({value - base:+.3f})")
         rows.append(cells)
     return header, rows
 
