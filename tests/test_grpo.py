@@ -346,3 +346,20 @@ def test_compiled_generation_only_where_the_static_cache_works(settings: dict, e
     config = GrpoConfig(compile_generation=True, **settings)
     assert grpo._compiled_generation(config, cuda=True, quantized=False) is expected
     assert grpo._compiled_generation(config, cuda=False, quantized=False) is False
+
+
+def test_validation_curves_are_logged_during_grpo(policy, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="no validation records"):  # the fixture's data has a train split only
+        grpo_stage.run(
+            grpo_config(policy["sft"], validation={"every_steps": 2}), OutputSpec(tmp_path), data=policy["data"]
+        )
+    validation = {"every_steps": 2, "frames": 2, "max_new_tokens": 8}
+    data = make_labelled_data(tmp_path / "runs", LABELS, {"train": range(8), "val": range(6, 8)}, reasoning="Look.")
+    artifact = grpo_stage.run(
+        grpo_config(policy["sft"], validation=validation), OutputSpec(tmp_path / "runs"), data=data
+    )
+    history = json.loads((artifact.path / "log_history.json").read_text())
+    scored = [entry["step"] for entry in history if "val/planning_accuracy" in entry]
+    assert scored == [2, 4] and artifact.manifest["validation"]["published_step"] == 4  # keep: last
+    assert any("reward" in key for entry in history if entry.get("step") == 2 for key in entry)  # GRPO's own logs kept
+    assert "val/planning_accuracy" in artifact.manifest["curves"]["plotted"]

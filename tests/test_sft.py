@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
@@ -258,3 +260,46 @@ def test_merge_saves_full_weights_equal_to_base_plus_adapter(cli, inputs, tmp_pa
         assert torch.allclose(adapted(**batch).logits, merged(**batch).logits, atol=1e-4)
         base, _ = load_model_and_processor(resolve_model_source(str(inputs["model"])))
         assert not torch.allclose(base(**batch).logits, merged(**batch).logits, atol=1e-4)  # the adapter did change it
+
+
+class WeightsPerStep(TrainerCallback):
+    """Copies of the trainable weights after every optimiser step."""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, list[torch.Tensor]] = {}
+
+    def on_step_end(self, args, state, control, model=None, **kwargs) -> None:
+        self.steps[state.global_step] = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+
+
+def test_validation_scores_every_n_steps_and_keep_best_publishes_that_step(inputs, tmp_path: Path, monkeypatch) -> None:
+    recorder = WeightsPerStep()
+    monkeypatch.setattr(training_callbacks, "EXTRA_CALLBACKS", [recorder])
+    validation = {"every_steps": 2, "frames": 2, "max_new_tokens": 8, "keep": "best"}
+    artifact = sft_stage.run(
+        config(inputs, max_steps=5, validation=validation), OutputSpec(tmp_path / "runs"), data=inputs["distill"]
+    )
+    history = json.loads((artifact.path / "log_history.json").read_text())
+    scored = {entry["step"]: entry["val/planning_accuracy"] for entry in history if "val/planning_accuracy" in entry}
+    assert sorted(scored) == [2, 4, 5]  # every 2 steps and the last one
+    assert all(0 <= value <= 1 for value in scored.values())
+    assert all(f"val/recall/path/{action}" in history[1] for action in DEFAULT_VOCABULARY.path)
+    summary = artifact.manifest["validation"]
+    best = max(sorted(scored), key=lambda step: (scored[step], -step))  # the earlier step on a tie
+    assert summary["best_step"] == summary["published_step"] == best and summary["scored_steps"] == [2, 4, 5]
+    assert "val/planning_accuracy" in artifact.manifest["curves"]["plotted"]
+    published = load_file(artifact.path / "adapter_model.safetensors")
+
+    def matches(step: int) -> bool:
+        return all(
+            any(t.shape == w.shape and torch.equal(t, w) for t in published.values()) for w in recorder.steps[step]
+        )
+
+    assert matches(best), summary
+    if best != 5:
+        assert not matches(5)
+
+
+def test_keep_best_needs_validation_scores(inputs) -> None:
+    with pytest.raises(BadInput, match="keep: best needs validation scores"):
+        config(inputs, validation={"keep": "best"})

@@ -285,6 +285,26 @@ class LoraConfig(Strict):
     )
 
 
+class ValidationConfig(Strict):
+    """Greedy plans on a fixed sample of the validation split during training (``training/validation.py``)."""
+
+    every_steps: int = Field(
+        0, ge=0, le=10**7, description="score the validation sample every this many steps (0: never)"
+    )
+    frames: int = Field(64, ge=1, le=MAX_COUNT, description="size of the validation sample, drawn once with the seed")
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="validation frames generated for at once")
+    max_new_tokens: int = Field(256, ge=1, le=8192, description="longest greedy answer during validation")
+    keep: Literal["last", "best"] = Field(
+        "last", description="publish the last step's weights, or the best validation planning accuracy's"
+    )
+
+    @model_validator(mode="after")
+    def _best_needs_scores(self) -> ValidationConfig:
+        if self.keep == "best" and self.every_steps == 0:
+            raise ValueError("keep: best needs validation scores: set validation.every_steps")
+        return self
+
+
 class TrainingConfig(Strict):
     """What SFT and GRPO share: the model, LoRA/QLoRA and the optimiser schedule."""
 
@@ -332,6 +352,7 @@ class TrainingConfig(Strict):
         description="an update with NaN or infinite gradients is skipped; this many in a row stop the run as diverged",
     )
     seed: Seed = Field(0, description="seed of the data order, dropout and sampling")
+    validation: ValidationConfig = ValidationConfig()
 
     @model_validator(mode="after")
     def _quantized_needs_lora(self) -> TrainingConfig:

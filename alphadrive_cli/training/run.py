@@ -35,6 +35,7 @@ from alphadrive_cli.training.policy import (
     training_precision,
     weight_dtype,
 )
+from alphadrive_cli.training.validation import validation_callback, validation_panels, validation_sample
 from alphadrive_cli.ui import console
 
 ConfigT = TypeVar("ConfigT", bound=TrainingConfig)
@@ -84,12 +85,16 @@ def train_and_save(
     panels: Sequence[tuple[str, Sequence[str]]],
     title: str,
     png: str,
+    validation: Any | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Train (resuming from ``checkpoint``, if any), then, once every process has finished, save the run on the
-    main process (:func:`save_run`). Returns the log history and the curves drawn."""
+    """Train (resuming from ``checkpoint``, if any), put back the best validation step's weights where
+    ``validation`` kept them, then, once every process has finished, save the run on the main process
+    (:func:`save_run`). Returns the log history and the curves drawn."""
     silence_stdout_callbacks(trainer)
     restore_full_weights(model, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
+    if validation is not None:
+        validation.restore_best(model)
     weights = gathered_weights(trainer)
     return after_everyone(lambda: save_run(writer, trainer, model, weights, processor, callbacks, panels, title, png))
 
@@ -286,6 +291,12 @@ def _train(
     checkpoints = writer.dir / CHECKPOINT_DIR
     last, resumed_from = last_checkpoint(checkpoints)
     callbacks, tensorboard = trainer_callbacks(writer, recipe.console_fields, config)
+    validation, panels = None, list(recipe.curves)
+    if config.validation.every_steps:
+        sample = validation_sample(data, vocabulary, config.validation, config.seed)
+        validation = validation_callback(sample, data.path, processor, template, vocabulary, config.validation)
+        callbacks.insert(1, validation)  # before TensorBoard, which logs what it adds
+        panels += validation_panels(vocabulary)
     setup = RunSetup(
         writer, data, records, vocabulary, source, family, template, precision, model, quantized, processor,
         checkpoints, resumed_from, callbacks,
@@ -293,7 +304,7 @@ def _train(
     trainer = recipe.build_trainer(setup)
     title = f"{recipe.stage} {writer.name}"
     history, curves = train_and_save(
-        writer, trainer, model, processor, callbacks, last, recipe.curves, title, recipe.curves_png
+        writer, trainer, model, processor, callbacks, last, panels, title, recipe.curves_png, validation
     )
     metrics = {**recipe.metrics(history), **run_metrics(trainer, precision)}
     sections = recipe.manifest(setup, trainer)
@@ -313,6 +324,7 @@ def _train(
             **sections.pop("curves", {}),
         },
         **sections,
+        **({"validation": validation.summary()} if validation is not None else {}),
     }
     counts = {recipe.counted: len(records), "trainable_parameters": trainable, "parameters": total}
     return on_main(lambda: writer.publish(counts=counts, metrics=metrics, extra=extra))
