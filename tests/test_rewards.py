@@ -200,19 +200,47 @@ def test_group_rewards_hand_case() -> None:
     #   no format: everything 0
     # Group b (G = 2, truth KEEP 1.0 / LEFT_TURN 1.5): both exact, share 1 -> floor 0.7
     #   quality 1.0 * 0.7 + 1.5 * 0.7 = 1.75; total 4.0
-    exact_a = RewardBreakdown(1.0, 1.0, 1.0, 1.5, 1.0, 0.7, 0.7, 1.75, 4.0)
-    exact_b = RewardBreakdown(1.0, 1.0, 1.0, 1.0, 1.5, 0.7, 0.7, 1.75, 4.0)
+    # fields: format, accuracy (speed, path), weight (speed, path), diversity (speed, path), head quality
+    # (speed, path), quality, total
+    exact_a = RewardBreakdown(1.0, 1.0, 1.0, 1.5, 1.0, 0.7, 0.7, 1.05, 0.7, 1.75, 4.0)
+    exact_b = RewardBreakdown(1.0, 1.0, 1.0, 1.0, 1.5, 0.7, 0.7, 0.7, 1.05, 1.75, 4.0)
     expected = [
         exact_a,
         exact_b,
         exact_a,
-        RewardBreakdown(1.0, 0.0, 1.0, 1.5, 1.0, 0.8, 0.7, 0.7, 1.9),
+        RewardBreakdown(1.0, 0.0, 1.0, 1.5, 1.0, 0.8, 0.7, 0.0, 0.7, 0.7, 1.9),
         exact_b,
-        RewardBreakdown(1.0, 2 / 3, 0.0, 1.5, 1.0, 0.8, 0.8, 0.8, 2.1),
-        RewardBreakdown(0.0, 0.0, 0.0, 1.5, 1.0, 1.0, 1.0, 0.0, 0.0),
+        RewardBreakdown(1.0, 2 / 3, 0.0, 1.5, 1.0, 0.8, 0.8, 0.8, 0.0, 0.8, 2.1),
+        RewardBreakdown(0.0, 0.0, 0.0, 1.5, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0),
     ]
     for got, want in zip(results, expected, strict=True):
         assert got.as_dict() == pytest.approx(want.as_dict())
+
+
+def test_released_code_style_hand_case() -> None:
+    """The released code: accuracy x mean weight of the predicted words + 0.4 if every answered word is new in the
+    batch so far (else - 0.4), per head; total = speed + path + format with unit coefficients."""
+    config = DEFAULT.model_copy(update={"style": "released_code"})
+    batch = [
+        completion("STOP", "STRAIGHT"),  # speed STOP new, path STRAIGHT new
+        completion("STOP", "LEFT_TURN"),  # STOP seen, LEFT_TURN new
+        completion("KEEP", "STOP", "STRAIGHT"),  # hedged speed: STOP seen; STRAIGHT seen
+        "<answer>STOP, STRAIGHT</answer>",  # no format: no planning reward, counts nothing
+        completion("DECELERATE", "RIGHT_TURN"),  # both new
+    ]
+    truth = [("STOP", "STRAIGHT")] * 5
+    results = group_rewards(batch, truth, ["a"] * 5, config)
+    w = DEFAULT.action_weights
+    speed_hedge = 2 / 3 * (w["KEEP"] + w["STOP"]) / 2 - 0.4
+    expected_totals = [
+        (1 * w["STOP"] + 0.4) + (1 * w["STRAIGHT"] + 0.4) + 1,
+        (1 * w["STOP"] - 0.4) + (0 * w["LEFT_TURN"] + 0.4) + 1,
+        speed_hedge + (1 * w["STRAIGHT"] - 0.4) + 1,
+        0.0,
+        (0 + 0.4) + (0 + 0.4) + 1,
+    ]
+    assert [r.total for r in results] == pytest.approx(expected_totals)
+    assert results[2].speed_weight == pytest.approx((w["KEEP"] + w["STOP"]) / 2)  # the predicted words' weights
 
 
 def test_group_rewards_checks_lengths_and_truths() -> None:

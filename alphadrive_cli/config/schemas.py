@@ -391,6 +391,12 @@ class RewardConfig(Strict):
     total = quality_coef * quality + format_coef * format; quality sums over the speed and path heads the F1
     accuracy x the true action's weight x the diversity factor (arXiv 2503.07608, sec. 3.2.2 and Algorithm 1)."""
 
+    style: Literal["algorithm1", "released_code"] = Field(
+        "algorithm1",
+        description="algorithm1: the paper's accuracy x true action's weight x diversity factor per head; "
+        "released_code: as the released training code, accuracy x mean weight of the predicted words + 0.4 "
+        "if every answered word is new in the batch so far, else - 0.4 (docs/rewards.md)",
+    )
     format_coef: float = Field(
         1.0, ge=0, le=1e3, description="format reward's weight in the total (Alg. 1 adds it with no coefficient)"
     )

@@ -1,13 +1,20 @@
 """AlphaDrive's four GRPO planning rewards (docs/spec.md#rewards; paper section 3.2.2, Alg. 1).
 
 Pure functions of completion text and labels; the formulas, defaults and their sources are in
-``docs/rewards.md``. Per completion and per head (speed, path)::
+``docs/rewards.md``. Per completion and per head (speed, path), ``style: algorithm1`` (the paper)::
 
     accuracy  = F1(set of actions answered for the head, true action)   (0 if format is 0)
     weight    = action_weights[true action]
     diversity = max(floor, 1 - share of the group giving the same answer for the head)
-    quality   = sum over heads of accuracy * weight * diversity
-    total     = quality_coef * quality + format_coef * format
+    head      = accuracy * weight * diversity
+
+``style: released_code`` (the released training code, ../shared/PAPER.md)::
+
+    weight    = mean of action_weights over the answered words of the head
+    diversity = +0.4 if every answered word is new in the batch so far (in batch order), else -0.4
+    head      = accuracy * weight + diversity          (0 if format is 0)
+
+and in both ``quality = speed head + path head``, ``total = quality_coef * quality + format_coef * format``.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from alphadrive_cli.actions import (
     DEFAULT_VOCABULARY,
@@ -48,6 +56,8 @@ class RewardBreakdown:
     path_weight: float
     speed_diversity: float
     path_diversity: float
+    speed_quality: float
+    path_quality: float
     quality: float
     total: float
 
@@ -141,6 +151,8 @@ def group_rewards(
 
     formats = [format_reward(text) for text in completions]
     parsed = [parse_answer(text, vocabulary) for text in completions]
+    if config.style == "released_code":
+        return _released_code_rewards(parsed, formats, truths, config)
     speed_keys = [p.speed if ok else None for p, ok in zip(parsed, formats, strict=False)]
     path_keys = [p.path if ok else None for p, ok in zip(parsed, formats, strict=False)]
 
@@ -161,7 +173,7 @@ def group_rewards(
         path_acc = set_f1(parsed[i].path, path_truth) if formats[i] else 0.0
         speed_w = action_weight(speed_truth, config.action_weights)
         path_w = action_weight(path_truth, config.action_weights)
-        quality = speed_acc * speed_w * speed_div[i] + path_acc * path_w * path_div[i]
+        speed_q, path_q = speed_acc * speed_w * speed_div[i], path_acc * path_w * path_div[i]
         results.append(
             RewardBreakdown(
                 format=formats[i],
@@ -171,8 +183,50 @@ def group_rewards(
                 path_weight=path_w,
                 speed_diversity=speed_div[i],
                 path_diversity=path_div[i],
-                quality=quality,
-                total=config.quality_coef * quality + config.format_coef * formats[i],
+                speed_quality=speed_q,
+                path_quality=path_q,
+                quality=speed_q + path_q,
+                total=config.quality_coef * (speed_q + path_q) + config.format_coef * formats[i],
+            )
+        )
+    return results
+
+
+RELEASED_DIVERSITY = 0.4  # the released code's additive diversity bonus / penalty
+
+
+def _released_code_rewards(
+    parsed: Sequence[Any], formats: Sequence[float], truths: Sequence[tuple[str, str]], config: RewardConfig
+) -> list[RewardBreakdown]:
+    """``style: released_code``: weights of the predicted words, diversity from a running count over the batch."""
+    seen: dict[str, set[str]] = {"speed": set(), "path": set()}
+    results = []
+    for answer, ok, (speed_truth, path_truth) in zip(parsed, formats, truths, strict=True):
+        heads = {}
+        for head, words, truth in (("speed", answer.speed, speed_truth), ("path", answer.path, path_truth)):
+            if not ok or not words:
+                heads[head] = (0.0, 0.0, 0.0)
+                continue
+            weight = sum(action_weight(word, config.action_weights) for word in words) / len(words)
+            diversity = RELEASED_DIVERSITY if not words & seen[head] else -RELEASED_DIVERSITY
+            seen[head] |= set(words)
+            heads[head] = (set_f1(words, truth), weight, diversity)
+        (speed_acc, speed_w, speed_div), (path_acc, path_w, path_div) = heads["speed"], heads["path"]
+        speed_q = speed_acc * speed_w + speed_div if ok else 0.0
+        path_q = path_acc * path_w + path_div if ok else 0.0
+        results.append(
+            RewardBreakdown(
+                format=ok,
+                speed_accuracy=speed_acc,
+                path_accuracy=path_acc,
+                speed_weight=speed_w,
+                path_weight=path_w,
+                speed_diversity=speed_div,
+                path_diversity=path_div,
+                speed_quality=speed_q,
+                path_quality=path_q,
+                quality=speed_q + path_q,
+                total=config.quality_coef * (speed_q + path_q) + config.format_coef * ok,
             )
         )
     return results

@@ -7,8 +7,8 @@ within each frame's group of completions, found by frame id and never by positio
 serves three reward functions whose weighted sum (TRL's ``reward_weights``) is the total reward:
 
 * ``format`` (weight ``format_coef``): the format reward;
-* ``speed_planning`` and ``path_planning`` (weight ``quality_coef``): accuracy x action weight x
-  diversity of each head, i.e. planning quality split by head.
+* ``speed_planning`` and ``path_planning`` (weight ``quality_coef``): each head's planning quality
+  (``rewards.style``: the paper's accuracy x action weight x diversity, or the released code's).
 
 Every component of :class:`~alphadrive_cli.rewards.planning.RewardBreakdown` is logged each step through TRL's
 ``log_metric`` as ``planning/<component>/{mean,std,zero_std_groups}`` (the last: the fraction of groups
@@ -38,6 +38,8 @@ COMPONENTS = (
     "path_weight",
     "speed_diversity",
     "path_diversity",
+    "speed_quality",
+    "path_quality",
     "quality",
     "total",
 )
@@ -132,10 +134,10 @@ class PlanningRewards:
             return [breakdown.format for breakdown in self.score(completions, **columns)]
 
         def speed_planning(completions: Sequence[Any], **columns: Any) -> list[float]:
-            return [b.speed_accuracy * b.speed_weight * b.speed_diversity for b in self.score(completions, **columns)]
+            return [b.speed_quality for b in self.score(completions, **columns)]
 
         def path_planning(completions: Sequence[Any], **columns: Any) -> list[float]:
-            return [b.path_accuracy * b.path_weight * b.path_diversity for b in self.score(completions, **columns)]
+            return [b.path_quality for b in self.score(completions, **columns)]
 
         return [format, speed_planning, path_planning]
 
