@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, lineage, open_artifact
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import GrpoConfig, SftConfig, TinyModelConfig
+from alphadrive_cli.data.records import Record, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.rewards.planning import RewardConfig, group_rewards
 from alphadrive_cli.rewards.trl_adapter import COMPONENTS, PlanningRewards, SampleLog, completion_text
@@ -26,6 +28,7 @@ from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training import callbacks as training_callbacks
 from alphadrive_cli.training import run as training_run
+from alphadrive_cli.training.class_balance import balanced_prompts, inverse_frequency_weights
 from alphadrive_cli.ui import console
 from tests.support.interrupts import InterruptAfterSave, Interrupted
 from tests.support.labelled_data import make_labelled_data
@@ -363,3 +366,52 @@ def test_validation_curves_are_logged_during_grpo(policy, tmp_path: Path) -> Non
     assert scored == [2, 4] and artifact.manifest["validation"]["published_step"] == 4  # keep: last
     assert any("reward" in key for entry in history if entry.get("step") == 2 for key in entry)  # GRPO's own logs kept
     assert "val/planning_accuracy" in artifact.manifest["curves"]["plotted"]
+
+
+def _labelled(pairs: list[tuple[str, str]]) -> list[Record]:
+    return [
+        Record(
+            id=f"r{i}",
+            images=["images/r.png"],
+            navigation="go straight",
+            ego_speed_mps=5.0,
+            speed_action=speed,
+            path_action=path,
+            source={"origin": "test"},
+        )
+        for i, (speed, path) in enumerate(pairs)
+    ]
+
+
+def test_balanced_prompts_draw_every_class_alike_with_distinct_group_ids() -> None:
+    records = _labelled([("KEEP", "STRAIGHT")] * 90 + [("STOP", "STRAIGHT")] * 9 + [("KEEP", "LEFT_TURN")])
+    drawn = balanced_prompts(records, seed=0)
+    assert len(drawn) == 100 and len({record.id for record in drawn}) == 100
+    classes = Counter((record.speed_action, record.path_action) for record in drawn)
+    assert set(classes) == {("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT"), ("KEEP", "LEFT_TURN")}
+    assert all(20 <= count <= 47 for count in classes.values())  # a third each, give or take the draw
+    assert [r.id for r in balanced_prompts(records, seed=0)] == [r.id for r in drawn]  # seeded
+
+
+def test_inverse_frequency_weights_by_head() -> None:
+    records = _labelled([("KEEP", "STRAIGHT")] * 6 + [("STOP", "STRAIGHT")] * 2 + [("STOP", "LEFT_TURN")] * 2)
+    weights = inverse_frequency_weights(records, DEFAULT_VOCABULARY)
+    # speed: n = 10 over 2 classes present: KEEP 10 / (2 * 6), STOP 10 / (2 * 4); path: STRAIGHT 10 / (2 * 8)...
+    assert weights["KEEP"] == pytest.approx(10 / 12, abs=1e-4) and weights["STOP"] == pytest.approx(10 / 8)
+    assert weights["STRAIGHT"] == pytest.approx(10 / 16) and weights["LEFT_TURN"] == pytest.approx(2.5)
+    assert weights["ACCELERATE"] == weights["RIGHT_CHANGE"] == 4.0  # absent: the largest weight
+
+
+def test_grpo_takes_balanced_prompts_and_inverse_frequency_weights(policy, tmp_path: Path) -> None:
+    config = grpo_config(
+        policy["sft"],
+        max_steps=2,
+        prompt_sampling="balanced",
+        action_weighting="inverse_frequency",
+        scale_rewards="batch",
+    )
+    artifact = grpo_stage.run(config, OutputSpec(tmp_path / "runs"), data=policy["data"])
+    manifest = artifact.manifest
+    assert manifest["prompts"]["sampling"] == "balanced" and sum(manifest["prompts"]["classes"].values()) == 8
+    records = list(iter_split(open_artifact(policy["data"]), "train", DEFAULT_VOCABULARY))
+    assert manifest["rewards"]["action_weights"] == inverse_frequency_weights(records, DEFAULT_VOCABULARY)

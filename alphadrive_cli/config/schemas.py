@@ -468,6 +468,16 @@ class GrpoConfig(TrainingConfig):
         default_factory=RewardConfig,
         description="reward coefficients and action weights; keys given here are merged over the defaults",
     )
+    prompt_sampling: Literal["uniform", "balanced"] = Field(
+        "uniform",
+        description="uniform: every train frame once per epoch; balanced: a same-sized draw in which every "
+        "(speed, path) class is equally likely (training/class_balance.py)",
+    )
+    action_weighting: Literal["configured", "inverse_frequency"] = Field(
+        "configured",
+        description="configured: rewards.action_weights; inverse_frequency: each action weighs n / (k n_action) "
+        "over the train split, clipped to [0.25, 4] (needs scale_rewards batch or none to matter)",
+    )
     sample_every: int = Field(
         10, ge=1, le=10**7, description="write completions with their rewards to samples.jsonl every N steps"
     )

@@ -14,6 +14,7 @@ and the main one writes the artifact (:mod:`alphadrive_cli.training.distributed`
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source
 from alphadrive_cli.prompts import PromptTemplate, student_messages
 from alphadrive_cli.rewards.trl_adapter import COMPONENTS, REWARD_FUNCTIONS, PlanningRewards, SampleLog
+from alphadrive_cli.training.class_balance import balanced_prompts, inverse_frequency_weights
 from alphadrive_cli.training.distributed import is_main_process, launch_world_size
 from alphadrive_cli.training.run import RunSetup, TrainingRecipe, finite_round, run_training, trainer_arguments
 from alphadrive_cli.ui import console
@@ -140,8 +142,15 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
 
         config, model = self.config, setup.model
         samples = setup.writer.dir / SAMPLES if is_main_process() else None  # the main process writes all samples
+        self.reward_config = config.rewards
+        if config.action_weighting == "inverse_frequency":
+            weights = inverse_frequency_weights(setup.records, setup.vocabulary)
+            self.reward_config = config.rewards.model_copy(update={"action_weights": weights})
+        self.prompts = (
+            balanced_prompts(setup.records, config.seed) if config.prompt_sampling == "balanced" else setup.records
+        )
         self.rewards = PlanningRewards(
-            config.rewards,
+            self.reward_config,
             setup.vocabulary,
             SampleLog(samples, config.sample_every, config.sample_groups, setup.resumed_from),
         )
@@ -163,7 +172,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             model=model,
             reward_funcs=self.rewards.reward_functions(),
             args=args,
-            train_dataset=prompt_rows(setup.records, setup.data.path, setup.template, setup.vocabulary),
+            train_dataset=prompt_rows(self.prompts, setup.data.path, setup.template, setup.vocabulary),
             processing_class=setup.processor,
             callbacks=setup.callbacks,
         )
@@ -188,6 +197,12 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 "functions": list(REWARD_FUNCTIONS),
                 "weights": self.rewards.reward_weights(),
                 "components_logged": list(COMPONENTS),
+                "style": self.reward_config.style,
+                "action_weights": self.reward_config.action_weights,
+            },
+            "prompts": {
+                "sampling": self.config.prompt_sampling,
+                "classes": dict(sorted(Counter(f"{r.speed_action}, {r.path_action}" for r in self.prompts).items())),
             },
             "curves": {"samples": SAMPLES},
         }
