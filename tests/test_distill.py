@@ -64,7 +64,7 @@ def openai_args(server: FaultServer, *extra: str) -> list[str]:
         "--concurrency",
         "1",
         "--set",
-        "timeout_s=0.5",
+        "timeout_s=1.5",
         "--set",
         "max_retries=2",
         *extra,
@@ -100,7 +100,8 @@ def test_missing_api_key_is_exit_2(cli, data: Path, monkeypatch: pytest.MonkeyPa
 
 def test_faults_are_retried_recorded_and_failures_listed(cli, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    with FaultServer(answer=teacher_answer, retry_after_headers={"Retry-After": "0.05"}) as server:
+    # the client waits 1.5 s, the "timeout" fault hangs 3 s: an "ok" reply on a loaded 2-core machine is not a timeout
+    with FaultServer(answer=teacher_answer, retry_after_headers={"Retry-After": "0.05"}, hang_s=3.0) as server:
         server.script_sample("(frame 0)", ["429", "ok"])
         server.script_sample("(frame 1)", ["500", "503", "ok"])
         server.script_sample("(frame 2)", ["refusal"])
