@@ -95,10 +95,30 @@ def main() -> None:
         return
     args.dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(command, check=True)
+    wanted = {wheel_prefix(spec) for spec in specs_of(command)}
     wheels = sorted(args.dest.glob("*.whl"))
-    size = sum(wheel.stat().st_size for wheel in wheels) / 2**20
-    print(f"{len(wheels)} wheels, {size:.1f} MiB in {args.dest}; install them there with:")
+    ours = [wheel for wheel in wheels if any(wheel.name.lower().startswith(prefix) for prefix in wanted)]
+    size = sum(wheel.stat().st_size for wheel in ours) / 2**20
+    print(f"{len(ours)} wheels, {size:.1f} MiB in {args.dest}; install them there with:")
     print(f"  python3 -m pip install --no-index --no-deps --find-links {args.dest} {args.dest}/*.whl")
+    others = sorted(set(wheels) - set(ours))
+    if others:  # e.g. another --target's wheels: two versions of one package stop the install
+        print(
+            f"note: {len(others)} other wheel(s) in {args.dest} are not from this list (first: {others[0].name}); "
+            "remove them before installing",
+            file=sys.stderr,
+        )
+
+
+def wheel_prefix(spec: str) -> str:
+    """How the wheel of ``name==version`` is named: ``name_with_underscores-version-``."""
+    name, version = spec.split("==", 1)
+    return f"{name.replace('-', '_').lower()}-{version}-"
+
+
+def specs_of(command: list[str]) -> list[str]:
+    """The ``name==version`` arguments of a pip command."""
+    return [argument for argument in command if "==" in argument]
 
 
 if __name__ == "__main__":

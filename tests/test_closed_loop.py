@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,7 @@ def test_closed_loop_renders_the_training_data_views_and_refuses_others(tmp_path
     base = ModelSource("base", "hub", "org/base")
     assert closed_loop_render(base, front.path)[0].views == ["front"]  # no lineage: --data decides
     assert closed_loop_render(base, None) == (RenderConfig(), None)  # neither: data sim's defaults
+    shutil.rmtree(bev.path)  # the training data is gone: its views are unknown, so no guess
+    with pytest.raises(BadInput, match="training data .* is missing"):
+        closed_loop_render(student, None)
+    assert closed_loop_render(student, front.path)[0].views == ["front"]  # --data says how it was rendered

@@ -94,6 +94,14 @@ def test_possible_labels_pass(label: Record) -> None:
     assert audit_record(label, "train", RULES) == []
 
 
+def test_turns_from_the_motion_rules_are_not_held_to_the_navigation() -> None:
+    """Imported poses have no map: their heading rule calls a curve a turn, which a navigation may not name."""
+    curve = record("KEEP", "LEFT_TURN", navigation="follow the highway", scene=None)
+    assert [finding.check for finding in audit_record(curve, "train", RULES)] == [TURN_AGAINST_NAVIGATION]
+    curve.label_source = {"speed": "poses.speed_change", "path": "poses.heading_change"}
+    assert audit_record(curve, "train", RULES) == []
+
+
 def test_records_without_scene_facts_are_checked_as_far_as_their_fields_allow() -> None:
     bare = record("STOP", "LEFT_CHANGE", ego_speed=5.0, scene=None)  # no scene: no lane or cause checks
     assert audit_record(bare, "train", RULES) == []
@@ -110,6 +118,7 @@ def test_records_without_scene_facts_are_checked_as_far_as_their_fields_allow() 
         ("follow the highway; traffic merges from the right ahead", "straight"),
         ("go straight", "straight"),
         ("head to the airport", None),
+        ("follow the road, then turn left", None),  # two directions: no evidence either way
     ],
 )
 def test_navigation_direction(text: str, direction: str | None) -> None:

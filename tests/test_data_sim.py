@@ -20,6 +20,7 @@ from alphadrive_cli.data.sampling import balanced_sample
 from alphadrive_cli.data.sim.episode import EpisodePlan, run_episode
 from alphadrive_cli.data.sim.route_labels import route_path_action
 from alphadrive_cli.data.sim.scenarios import SCENARIOS
+from alphadrive_cli.errors import BadInput
 from alphadrive_cli.stages import data_sim
 from alphadrive_cli.stages.data_sim import plan_episode, split_cycle
 
@@ -107,6 +108,12 @@ def test_a_split_left_empty_is_said_and_recorded(tmp_path: Path, capsys: pytest.
     assert len(one.manifest["empty_splits"]) == 2
     note = capsys.readouterr().err
     assert all(split in note for split in one.manifest["empty_splits"]) and "--frames" in note
+
+
+@pytest.mark.parametrize("changes", [{"frame_interval_s": 0.3}, {"labels": {"horizon_s": 3.1}}])
+def test_times_off_the_recording_grid_are_refused(changes: dict) -> None:
+    with pytest.raises(BadInput, match="multiple of 0.2 s"):
+        small_config(**changes)
 
 
 def test_episode_plans_depend_only_on_seed_and_index() -> None:

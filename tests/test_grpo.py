@@ -414,4 +414,20 @@ def test_grpo_takes_balanced_prompts_and_inverse_frequency_weights(policy, tmp_p
     manifest = artifact.manifest
     assert manifest["prompts"]["sampling"] == "balanced" and sum(manifest["prompts"]["classes"].values()) == 8
     records = list(iter_split(open_artifact(policy["data"]), "train", DEFAULT_VOCABULARY))
-    assert manifest["rewards"]["action_weights"] == inverse_frequency_weights(records, DEFAULT_VOCABULARY)
+    trained_on = balanced_prompts(records, config.seed)  # the weights come from the prompts trained on
+    assert manifest["rewards"]["action_weights"] == inverse_frequency_weights(trained_on, DEFAULT_VOCABULARY)
+
+
+@pytest.mark.parametrize(
+    ("levers", "message"),
+    [
+        ({"action_weighting": "inverse_frequency"}, "use scale_rewards batch or none"),
+        (
+            {"action_weighting": "inverse_frequency", "scale_rewards": "none", "rewards": {"style": "released_code"}},
+            "use style algorithm1",
+        ),
+    ],
+)
+def test_levers_that_cannot_work_together_are_refused(policy, levers: dict, message: str) -> None:
+    with pytest.raises(BadInput, match=message):
+        grpo_config(policy["sft"], **levers)

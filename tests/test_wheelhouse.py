@@ -40,3 +40,8 @@ def test_the_lent_gpu_command_fetches_cpython_312_wheels_without_their_needs(tmp
     assert {"--no-deps", "--only-binary=:all:", "--python-version", "3.12"} <= set(command)
     here = wheelhouse.pip_command("this-machine", tmp_path, wheelhouse.requirements("this-machine", False))
     assert "--platform" not in here and any(spec.startswith("transformers==") for spec in here)
+
+
+def test_wheel_names_are_matched_as_pip_writes_them() -> None:
+    assert wheelhouse.wheel_prefix("pydantic-core==2.50.5") == "pydantic_core-2.50.5-"
+    assert "pydantic_core-2.50.5-cp312-cp312-manylinux2014_x86_64.whl".startswith("pydantic_core-2.50.5-")

@@ -44,6 +44,7 @@ DEFAULT_ACTION_WEIGHTS: dict[str, float] = {
 }
 MAX_COUNT = 10**9  # frames, steps, requests
 MAX_BATCH = 65536
+SIM_RECORD_HZ = 5  # data sim records the expert's state this often (data/sim/scenarios.py POLICY_HZ)
 
 
 class Strict(BaseModel):
@@ -172,6 +173,17 @@ class DataConfig(Strict):
     balance_oversample: float = Field(
         3.0, ge=1, le=100, description="with balance: simulate this many times the frames, then sub-sample"
     )
+
+    @model_validator(mode="after")
+    def _times_on_the_recording_grid(self) -> DataConfig:
+        for name, value in (("frame_interval_s", self.frame_interval_s), ("labels.horizon_s", self.labels.horizon_s)):
+            steps = value * SIM_RECORD_HZ
+            if abs(steps - round(steps)) > 1e-6:
+                raise ValueError(
+                    f"{name} must be a multiple of {1 / SIM_RECORD_HZ:g} s (states are recorded at "
+                    f"{SIM_RECORD_HZ} Hz), got {value:g}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _some_scenario(self) -> DataConfig:
@@ -498,6 +510,20 @@ class GrpoConfig(TrainingConfig):
         "skipped with gradient_checkpointing (TRL toggles it around every rollout, which would "
         "recompile) and with 4-bit weights (not compilable)",
     )
+
+    @model_validator(mode="after")
+    def _weighting_that_can_work(self) -> GrpoConfig:
+        if self.action_weighting == "inverse_frequency" and self.scale_rewards == "group":
+            raise ValueError(
+                "action_weighting: inverse_frequency is divided out by scale_rewards: group (a weight of the true "
+                "action is the same for the whole group): use scale_rewards batch or none"
+            )
+        if self.action_weighting == "inverse_frequency" and self.rewards.style == "released_code":
+            raise ValueError(
+                "rewards.style: released_code weighs the predicted words, so inverse-frequency weights would pay "
+                "for naming rare actions: use style algorithm1 with inverse_frequency"
+            )
+        return self
 
     @field_validator("rewards", mode="before")
     @classmethod

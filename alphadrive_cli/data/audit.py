@@ -60,10 +60,8 @@ class Finding:
 def navigation_direction(navigation: str) -> str | None:
     """'left', 'right' or 'straight' when the instruction says so plainly; None when it does not."""
     text = navigation.lower()
-    for pattern, direction in _NAVIGATION_DIRECTIONS:
-        if pattern.search(text):
-            return direction
-    return None
+    found = {direction for pattern, direction in _NAVIGATION_DIRECTIONS if pattern.search(text)}
+    return found.pop() if len(found) == 1 else None  # "follow the road, then turn left" says two things
 
 
 def _reach_m(speed_mps: float, horizon_s: float) -> float:
@@ -78,7 +76,8 @@ def _path_problems(record: Record, scene: Mapping[str, Any], rules: LabelRules) 
     if path not in TURNS:
         return
     direction = navigation_direction(record.navigation)
-    if direction is not None and direction != TURNS[path]:
+    from_motion = str((record.label_source or {}).get("path", "")).startswith("poses.")  # curves count as turns there
+    if direction is not None and direction != TURNS[path] and not from_motion:
         yield TURN_AGAINST_NAVIGATION, f"{path} while the navigation says {record.navigation!r}"
     if "distance_to_junction_m" not in scene:
         return

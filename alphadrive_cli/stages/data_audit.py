@@ -8,19 +8,32 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from alphadrive_cli.artifacts.store import open_artifact
+from alphadrive_cli.artifacts.store import Artifact, lineage, open_artifact
 from alphadrive_cli.config.schemas import LabelRules
 from alphadrive_cli.data.audit import audit_records, audit_summary
 from alphadrive_cli.data.records import SPLITS, dataset_vocabulary, iter_split
+
+
+def recorded_rules(artifact: Artifact) -> LabelRules:
+    """The label rules of the nearest artifact in the lineage that records them (distill copies its data's
+    labels and records none); the defaults where none does."""
+    frontier = [lineage(artifact)]
+    while frontier:
+        node = frontier.pop(0)
+        if node.artifact is not None:
+            manifest = node.artifact.manifest
+            recorded = manifest.get("label_rules") or (manifest.get("config") or {}).get("labels")
+            if recorded:
+                return LabelRules.model_validate(recorded)
+            frontier.extend(node.parents)
+    return LabelRules()
 
 
 def audit_dataset(path: Path) -> dict[str, Any]:
     """The audit summary of every split of a ``data`` or ``distill`` artifact, with the rules it used."""
     artifact = open_artifact(path, stage=("data", "distill"))
     vocabulary = dataset_vocabulary(artifact)
-    manifest = artifact.manifest
-    recorded = manifest.get("label_rules") or (manifest.get("config") or {}).get("labels")
-    rules = LabelRules.model_validate(recorded) if recorded else LabelRules()
+    rules = recorded_rules(artifact)
     records = {
         split: list(iter_split(artifact, split, vocabulary))
         for split in SPLITS

@@ -142,13 +142,13 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
 
         config, model = self.config, setup.model
         samples = setup.writer.dir / SAMPLES if is_main_process() else None  # the main process writes all samples
-        self.reward_config = config.rewards
-        if config.action_weighting == "inverse_frequency":
-            weights = inverse_frequency_weights(setup.records, setup.vocabulary)
-            self.reward_config = config.rewards.model_copy(update={"action_weights": weights})
         self.prompts = (
             balanced_prompts(setup.records, config.seed) if config.prompt_sampling == "balanced" else setup.records
         )
+        self.reward_config = config.rewards
+        if config.action_weighting == "inverse_frequency":  # of the prompts trained on: balanced ones need little
+            weights = inverse_frequency_weights(self.prompts, setup.vocabulary)
+            self.reward_config = config.rewards.model_copy(update={"action_weights": weights})
         self.rewards = PlanningRewards(
             self.reward_config,
             setup.vocabulary,

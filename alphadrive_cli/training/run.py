@@ -23,7 +23,7 @@ from alphadrive_cli.models.loading import ModelSource, model_config
 from alphadrive_cli.prompts import STUDENT_PROMPT, PromptTemplate, load_prompt
 from alphadrive_cli.training.callbacks import CLOCK_KEY, close_tensorboard, silence_stdout_callbacks, trainer_callbacks
 from alphadrive_cli.training.checkpoints import CHECKPOINT_DIR, last_checkpoint
-from alphadrive_cli.training.distributed import after_everyone, on_main
+from alphadrive_cli.training.distributed import after_everyone, launch_world_size, on_main
 from alphadrive_cli.training.numerics import check_finite, nonfinite_steps
 from alphadrive_cli.training.policy import (
     Precision,
@@ -293,6 +293,8 @@ def _train(
     callbacks, tensorboard = trainer_callbacks(writer, recipe.console_fields, config)
     validation, panels = None, list(recipe.curves)
     if config.validation.every_steps:
+        if config.validation.keep == "best" and launch_world_size() > 1:  # sharded weights (ZeRO-3) copy as shards
+            raise BadInput("validation.keep: best runs in one process; drop it or train with one process")
         sample = validation_sample(data, vocabulary, config.validation, config.seed)
         validation = validation_callback(sample, data.path, processor, template, vocabulary, config.validation)
         callbacks.insert(1, validation)  # before TensorBoard, which logs what it adds

@@ -4,8 +4,10 @@ Every ``validation.every_steps`` optimiser steps (and at the last step) the poli
 of the validation split greedily; planning accuracy, the format-valid rate, each class's recall and the
 share of each predicted action are added to that step's log entry (so they reach the log history,
 TensorBoard and the curves PNG). With ``keep: best`` the trainable weights of the best step (planning
-accuracy; the earlier step on a tie) are kept in memory and put back before the run is saved. Every
-process of a multi-process run scores the same sample, so collective operations stay in step.
+accuracy; the earlier step on a tie) are kept in memory and put back before the run is saved (one process
+only: sharded weights would copy as shards); after a resume the search starts again at the resumed step,
+which the manifest says (``best_searched_from_step``). Every process of a multi-process run scores the
+same sample, so collective operations stay in step.
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ def validation_callback(
             self.best_accuracy = -1.0
             self.best_weights: dict[str, Any] | None = None
             self.scored_steps: list[int] = []
+            self.searched_from_step = 0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.searched_from_step = state.global_step  # > 0 after a resume: earlier steps' weights are gone
 
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             step = state.global_step
@@ -151,6 +157,7 @@ def validation_callback(
                 "scored_steps": self.scored_steps,
                 "best_step": self.best_step,
                 "best_planning_accuracy": self.best_accuracy if self.best_step is not None else None,
+                "best_searched_from_step": self.searched_from_step,
                 "published_step": kept,
             }
 

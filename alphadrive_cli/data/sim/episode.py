@@ -25,6 +25,7 @@ from alphadrive_cli.data.sim.scene import scene_facts
 
 WARMUP_S = 1.0  # let the traffic settle before the first frame
 IDLE_ACTION = 1  # every scenario's discrete action 1; the expert ignores actions anyway
+CRASH_MARGIN_STEPS = POLICY_HZ  # no label window ends within 1 s of an expert crash: its last moves are no example
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def _simulate_and_label(
     steps = round(config.labels.horizon_s * POLICY_HZ)
     for state_index, (frame, facts) in sorted(pending.items()):
         window = states[state_index : state_index + steps + 1]
-        if state_index + steps >= len(states):  # the horizon passes the episode's end (or the crash)
+        margin = CRASH_MARGIN_STEPS if result.crashed else 0
+        if state_index + steps + margin >= len(states):  # the horizon passes the end, or comes near the crash
             result.unlabelled_frames += 1
             continue
         path, path_rule = route_path_action(

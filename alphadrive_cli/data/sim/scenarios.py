@@ -22,9 +22,9 @@ from highway_env.envs.common.abstract import AbstractEnv  # noqa: E402
 from highway_env.vehicle.behavior import IDMVehicle  # noqa: E402
 from highway_env.vehicle.objects import Obstacle  # noqa: E402
 
-from alphadrive_cli.config.schemas import BevConfig  # noqa: E402
+from alphadrive_cli.config.schemas import SIM_RECORD_HZ, BevConfig  # noqa: E402
 
-POLICY_HZ = 5  # ego states are recorded 5 times per simulated second
+POLICY_HZ = SIM_RECORD_HZ  # ego states are recorded 5 times per simulated second
 SIMULATION_HZ = 10
 
 

@@ -26,14 +26,24 @@ def recorded_render(artifact: Artifact) -> RenderConfig | None:
 
 
 def render_in_lineage(artifact: Artifact) -> tuple[RenderConfig, Artifact] | None:
-    """The rendering of the nearest ``data sim`` artifact in an artifact's lineage (itself first)."""
+    """The rendering of the nearest ``data sim`` artifact in an artifact's lineage (itself first).
+
+    A ``data`` input that cannot be found, or whose content changed since it was used, is BadInput: the
+    views it had are unknown, and guessing them would drive the model on images it never saw."""
     frontier = [lineage(artifact)]
     while frontier:
         node = frontier.pop(0)
-        if node.artifact is not None:
-            render = recorded_render(node.artifact)
-            if render is not None:
-                return render, node.artifact
+        if node.artifact is None or node.problem is not None:
+            if node.ref.get("stage") == "data" or node.role == "data":
+                raise BadInput(
+                    f"the training data of {artifact.label} ({node.ref.get('path')}) "
+                    f"{'is missing' if node.artifact is None else 'changed since it was used'}, so its views are "
+                    "unknown: pass that data set (or one rendered the same way) with --data"
+                )
+            continue
+        render = recorded_render(node.artifact)
+        if render is not None:
+            return render, node.artifact
         frontier.extend(node.parents)
     return None
 
@@ -49,8 +59,13 @@ def closed_loop_render(source: ModelSource, data_path: Path | None) -> tuple[Ren
     The model's own lineage decides; ``--data`` is for models without one (a base model, a hub id) and
     is refused when it disagrees with the training data."""
     artifacts = [source.artifact, source.base.artifact if source.base is not None else None]
-    trained = next((found for a in artifacts if a is not None and (found := render_in_lineage(a))), None)
     given = None
+    try:
+        trained = next((found for a in artifacts if a is not None and (found := render_in_lineage(a))), None)
+    except BadInput:
+        if data_path is None:
+            raise
+        trained = None  # the training data is gone: --data says how it was rendered
     if data_path is not None:
         given = render_in_lineage(open_artifact(data_path, stage=("data", "distill")))
         if given is None:
