@@ -192,20 +192,20 @@ def test_batched_and_single_generation_agree_greedily(data: Path, tiny_model: Pa
 def test_interrupted_generation_resumes_from_the_cache(
     data: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = evaluate_stage.generate
+    real = evaluate_stage.complete_records
     calls: list[int] = []
 
-    def flaky(model, processor, prompts, images, settings):
+    def flaky(model, processor, template, records, *args):
         if calls:
             raise KeyboardInterrupt
-        calls.append(len(prompts))
-        return real(model, processor, prompts, images, settings)
+        calls.append(len(records))
+        return real(model, processor, template, records, *args)
 
-    monkeypatch.setattr(evaluate_stage, "generate", flaky)
+    monkeypatch.setattr(evaluate_stage, "complete_records", flaky)
     config = EvalConfig(batch_size=2, max_new_tokens=4)
     with pytest.raises(KeyboardInterrupt):
         evaluate_stage.run(config, OutputSpec(tmp_path, "r"), data=data, model=str(tiny_model))
-    monkeypatch.setattr(evaluate_stage, "generate", real)
+    monkeypatch.setattr(evaluate_stage, "complete_records", real)
     artifact = evaluate_stage.run(config, OutputSpec(tmp_path, "r"), data=data, model=str(tiny_model))
     assert artifact.manifest["resumed"] and artifact.manifest["report"]["cached_frames"] == 2
     assert artifact.manifest["report"]["generated_frames"] == 4

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
+
+from alphadrive_cli.actions import ActionVocabulary
+from alphadrive_cli.data.records import Record
+from alphadrive_cli.prompts import PromptTemplate, student_messages
 
 
 @dataclass(frozen=True)
@@ -46,3 +51,23 @@ def generate(
         )
     texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return [texts[i * settings.samples : (i + 1) * settings.samples] for i in range(len(prompts))]
+
+
+def complete_records(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    template: PromptTemplate,
+    records: Sequence[Record],
+    vocabulary: ActionVocabulary,
+    data_root: Path,
+    settings: GenerationSettings,
+) -> list[list[str]]:
+    """:func:`generate` for one batch of records: their student prompts and images (relative to ``data_root``)."""
+    prompts = [
+        processor.apply_chat_template(
+            student_messages(template, record, vocabulary), add_generation_prompt=True, tokenize=False
+        )
+        for record in records
+    ]
+    images = [[Image.open(data_root / image).convert("RGB") for image in record.images] for record in records]
+    return generate(model, processor, prompts, images, settings)

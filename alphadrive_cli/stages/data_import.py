@@ -106,6 +106,18 @@ def _by_split(frames: Sequence[Imported], config: ImportConfig) -> dict[str, lis
     return splits
 
 
+def lines_table(title: str, kind: str, rows: Sequence[tuple[int | None, str, str]]) -> Table:
+    """The first :data:`PROBLEMS_SHOWN` ``(line, kind, detail)`` rows of a source file, and how many more."""
+    table = Table(title=title)
+    for column in ("line", kind, "detail"):
+        table.add_column(column, justify="right" if column == "line" else "left")
+    for line, what, detail in rows[:PROBLEMS_SHOWN]:
+        table.add_row(str(line), what, Text(detail))
+    if len(rows) > PROBLEMS_SHOWN:
+        table.caption = f"and {len(rows) - PROBLEMS_SHOWN} more"
+    return table
+
+
 def check_labels_possible(frames: Sequence[Imported], config: ImportConfig, source: Path) -> None:
     """Audit the labels: list impossible ones by line and keep them (they are the user's); ``strict`` fails on one."""
     findings = audit_records({"import": [frame.record for frame in frames]}, config.labels)
@@ -113,26 +125,14 @@ def check_labels_possible(frames: Sequence[Imported], config: ImportConfig, sour
         first = findings[0]
         raise BadInput(f"{source} line {first.line}: impossible label: {first.check}: {first.detail}")
     if findings:
-        table = Table(title=f"impossible labels in {source.name} (kept; --strict refuses them)")
-        for column in ("line", "check", "detail"):
-            table.add_column(column, justify="right" if column == "line" else "left")
-        for finding in findings[:PROBLEMS_SHOWN]:
-            table.add_row(str(finding.line), finding.check, Text(finding.detail))
-        if len(findings) > PROBLEMS_SHOWN:
-            table.caption = f"and {len(findings) - PROBLEMS_SHOWN} more"
-        console.print(table)
+        title = f"impossible labels in {source.name} (kept; --strict refuses them)"
+        console.print(lines_table(title, "check", [(f.line, f.check, f.detail) for f in findings]))
 
 
 def report_problems(log: ProblemLog) -> None:
     """On stderr: the first bad rows with their line numbers, then how many rows were skipped and why."""
     if log.problems:
-        table = Table(title=f"skipped rows of {log.file}")
-        for column in ("line", "reason", "detail"):
-            table.add_column(column, justify="right" if column == "line" else "left")
-        for problem in log.ordered()[:PROBLEMS_SHOWN]:
-            table.add_row(str(problem["line"]), problem["reason"], Text(problem["detail"]))
-        if len(log.problems) > PROBLEMS_SHOWN:
-            table.caption = f"and {len(log.problems) - PROBLEMS_SHOWN} more"
-        console.print(table)
+        rows = [(problem["line"], problem["reason"], problem["detail"]) for problem in log.ordered()]
+        console.print(lines_table(f"skipped rows of {log.file}", "reason", rows))
     for reason, count in sorted(log.skipped.items()):
         console.print(Text(f"skipped {count} row(s): {reason}"))

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from rich import box
 from rich.table import Table
 
@@ -31,9 +30,9 @@ from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.metrics import multimodality, open_loop_metrics, single_action
 from alphadrive_cli.evaluation.plots import confusion_png, f1_bars_png
-from alphadrive_cli.models.generation import GenerationSettings, generate
+from alphadrive_cli.models.generation import GenerationSettings, complete_records
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
-from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
+from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
 from alphadrive_cli.textfiles import read_text_file
 from alphadrive_cli.ui import console, progress_bar, user_text
 
@@ -88,14 +87,8 @@ def generate_completions(
         task = progress.add_task("generating", total=len(todo), note="")
         for start in range(0, len(todo), config.batch_size):
             batch = todo[start : start + config.batch_size]
-            prompts = [
-                processor.apply_chat_template(
-                    student_messages(template, record, vocabulary), add_generation_prompt=True, tokenize=False
-                )
-                for record in batch
-            ]
-            images = [[Image.open(data.path / image).convert("RGB") for image in record.images] for record in batch]
-            for record, texts in zip(batch, generate(model, processor, prompts, images, settings), strict=False):
+            completions = complete_records(model, processor, template, batch, vocabulary, data.path, settings)
+            for record, texts in zip(batch, completions, strict=False):
                 done[record.id] = texts
                 cache.write(json.dumps({"id": record.id, "texts": texts}) + "\n")
             cache.flush()

@@ -17,16 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from alphadrive_cli.actions import ActionVocabulary
 from alphadrive_cli.artifacts.store import Artifact
 from alphadrive_cli.config.schemas import ValidationConfig
 from alphadrive_cli.data.records import Record, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.metrics import open_loop_metrics
-from alphadrive_cli.models.generation import GenerationSettings, generate
-from alphadrive_cli.prompts import PromptTemplate, student_messages
+from alphadrive_cli.models.generation import GenerationSettings, complete_records
+from alphadrive_cli.prompts import PromptTemplate
 
 ACCURACY_KEY = "val/planning_accuracy"
 FORMAT_KEY = "val/format_valid_rate"
@@ -122,18 +120,12 @@ def validation_callback(
             padding_side, was_training = tokenizer.padding_side, model.training
             model.eval()
             texts: list[str] = []
+            settings = GenerationSettings(config.max_new_tokens)
             try:
                 for start in range(0, len(records), config.batch_size):
                     batch = records[start : start + config.batch_size]
-                    prompts = [
-                        processor.apply_chat_template(
-                            student_messages(template, record, vocabulary), add_generation_prompt=True, tokenize=False
-                        )
-                        for record in batch
-                    ]
-                    images = [[Image.open(data_root / image).convert("RGB") for image in r.images] for r in batch]
-                    settings = GenerationSettings(config.max_new_tokens)
-                    texts.extend(row[0] for row in generate(model, processor, prompts, images, settings))
+                    completions = complete_records(model, processor, template, batch, vocabulary, data_root, settings)
+                    texts.extend(row[0] for row in completions)
             finally:
                 tokenizer.padding_side = padding_side
                 model.train(was_training)

@@ -56,9 +56,8 @@ class SimFrame:
 
 @dataclass(frozen=True)
 class EgoState:
-    """The expert at one recorded step: time (s), speed (m/s), lane index and whether it is in the junction."""
+    """The expert at one recorded step: speed (m/s), lane index and whether it is in the junction."""
 
-    t: float
     speed: float
     lane_index: tuple
     in_junction: bool
@@ -107,7 +106,7 @@ def _simulate_and_label(
                 break
             lane_index = tuple(ego.lane_index)
             progress.update(lane_index)
-            states.append(EgoState(step / POLICY_HZ, float(ego.speed), lane_index, scenario.in_junction(lane_index)))
+            states.append(EgoState(float(ego.speed), lane_index, scenario.in_junction(lane_index)))
             if step in frame_at_step:
                 pending[len(states) - 1] = (
                     frame_at_step[step],
