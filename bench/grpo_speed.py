@@ -50,7 +50,8 @@ PER_STEP = 8  # completions per optimiser step: one frame's group of 8
 class Timer:
     """Wall-clock intervals of TRL's generate calls, whole rollouts (generation and scoring) and steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_step: int = PER_STEP) -> None:
+        self.per_step = per_step  # completions per optimiser step
         self.generation: list[tuple[float, float, int, float]] = []  # start, end, completion tokens, mean prompt
         self.rollouts: list[tuple[float, float]] = []
         self.steps: list[float] = []
@@ -108,7 +109,7 @@ class Timer:
         steps = len(self.steps) - 1 - warmup_steps
         return {
             "steps_measured": steps,
-            "samples_per_s": round(steps * PER_STEP / window, 3),
+            "samples_per_s": round(steps * self.per_step / window, 3),
             "gen_tokens_per_s": round(sum(g[2] for g in generation) / gen_s, 1),
             "generation_share": round(gen_s / window, 3),
             "scoring_share": round((rollout_s - gen_s) / window, 3),

@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConf
 from alphadrive_cli.artifacts.store import MANIFEST_NAME, Artifact, open_artifact
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.models.processor import SUPPORTED_FAMILIES, load_processor
+from alphadrive_cli.models.rope_index import use_batched_rope_index
 from alphadrive_cli.training.numerics import check_finite
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -109,7 +110,8 @@ def load_model(
     source: ModelSource, dtype: torch.dtype | str = "auto", trainable_adapter: bool = False, **kwargs: Any
 ) -> PreTrainedModel:
     """Load the vision-language model (extra keyword arguments go to ``from_pretrained``), adapter applied
-    (frozen, or trainable with ``trainable_adapter``); weights holding NaN or infinity are an error."""
+    (frozen, or trainable with ``trainable_adapter``), Qwen2-VL's rope index batched on the host
+    (:mod:`alphadrive_cli.models.rope_index`); weights holding NaN or infinity are an error."""
     model_config(source)
     try:
         model = AutoModelForImageTextToText.from_pretrained(source.weights.location, dtype=dtype, **kwargs)
@@ -117,6 +119,7 @@ def load_model(
             model = PeftModel.from_pretrained(model, source.location, is_trainable=trainable_adapter)
     except (OSError, ValueError) as exc:
         raise StageFailure(f"could not load model {source.reference!r}: {exc}".splitlines()[0]) from None
+    use_batched_rope_index(model)
     check_finite(
         dict(model.named_parameters()),
         f"model {source.reference!r}",

@@ -24,6 +24,7 @@ from alphadrive_cli.artifacts.store import Artifact, OutputSpec
 from alphadrive_cli.config.schemas import GrpoConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
+from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages
 from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source
 from alphadrive_cli.prompts import PromptTemplate, student_messages
 from alphadrive_cli.rewards.trl_adapter import COMPONENTS, REWARD_FUNCTIONS, PlanningRewards, SampleLog
@@ -68,11 +69,7 @@ def _check_batch(config: GrpoConfig) -> None:
             f"generation_batch_size = {config.generation_batch_size} is not a multiple of per_device_batch_size x "
             f"processes = {config.per_device_batch_size * world}: a rollout must fill whole optimiser steps"
         )
-    rollout = (
-        config.generation_batch_size // world
-        if config.generation_batch_size is not None
-        else config.per_device_batch_size * config.gradient_accumulation_steps
-    )
+    rollout = _rollout_completions(config)
     if rollout % config.num_generations:
         raise BadInput(
             f"each process generates {rollout} completions per rollout (per_device_batch_size x "
@@ -155,6 +152,8 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             SampleLog(samples, config.sample_every, config.sample_groups, setup.resumed_from),
         )
         self.compiled = _compiled_generation(config, setup.precision.cuda, setup.quantized)
+        images_per_rollout = 2 * _rollout_frames(config) * max(len(record.images) for record in self.prompts)
+        setup.processor.image_processor = PatchedImages(setup.processor.image_processor, images_per_rollout)
         args = TrlGrpoConfig(
             **trainer_arguments(config, setup.precision, setup.checkpoints),
             generation_batch_size=config.generation_batch_size,
@@ -172,7 +171,9 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             model=model,
             reward_funcs=self.rewards.reward_functions(),
             args=args,
-            train_dataset=prompt_rows(self.prompts, setup.data.path, setup.template, setup.vocabulary),
+            train_dataset=prompt_rows(
+                self.prompts, setup.data.path, setup.template, setup.vocabulary, DecodedFrames(images_per_rollout)
+            ),
             processing_class=setup.processor,
             callbacks=setup.callbacks,
         )
@@ -216,9 +217,16 @@ def run(config: GrpoConfig, output: OutputSpec, *, data: Path) -> Artifact:
     return run_training(GrpoRecipe(config), data, output)
 
 
-def prompt_rows(records: list[Record], data_root: Path, template: PromptTemplate, vocabulary: ActionVocabulary) -> Any:
-    """A ``datasets.Dataset`` of GRPO prompts: the student's chat messages, the frame's images (decoded
-    lazily from the artifact), and the columns the rewards read (frame id and true actions)."""
+def prompt_rows(
+    records: list[Record],
+    data_root: Path,
+    template: PromptTemplate,
+    vocabulary: ActionVocabulary,
+    frames: DecodedFrames,
+) -> Any:
+    """A ``datasets.Dataset`` of GRPO prompts: the student's chat messages, the frame's images (decoded from
+    the artifact when a row is read, through ``frames``), and the columns the rewards read (frame id and true
+    actions)."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -229,7 +237,25 @@ def prompt_rows(records: list[Record], data_root: Path, template: PromptTemplate
         "speed_action": [record.speed_action for record in records],
         "path_action": [record.path_action for record in records],
     }
-    return datasets.Dataset.from_dict(table).cast_column("images", datasets.List(datasets.Image()))
+    rows = datasets.Dataset.from_dict(table)
+
+    def decode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return {**batch, "images": [[frames(path) for path in paths] for paths in batch["images"]]}
+
+    rows.set_transform(decode)
+    return rows
+
+
+def _rollout_completions(config: GrpoConfig) -> int:
+    """Completions one process generates per rollout."""
+    if config.generation_batch_size is not None:
+        return config.generation_batch_size // launch_world_size()
+    return config.per_device_batch_size * config.gradient_accumulation_steps
+
+
+def _rollout_frames(config: GrpoConfig) -> int:
+    """Frames in one process's rollout (each with ``num_generations`` completions)."""
+    return max(1, _rollout_completions(config) // config.num_generations)
 
 
 def _init_kind(source: ModelSource, config: GrpoConfig) -> str:

@@ -1,0 +1,268 @@
+"""Benchmark the `small` preset's stages one at a time, each speed change of #19 switched on in turn.
+
+Usage (one CUDA GPU): python -m bench.small_preset_speed --workdir /tmp/sp --out docs/bench/small_preset_speed.json
+CPU smoke test: python -m bench.small_preset_speed --smoke --workdir /tmp/sp
+
+The inputs are those of the H200 baseline (docs/benchmarks.md): `data sim` frames at 224 px (front camera),
+their grounded traces, the small Qwen2-VL (configs/models/small-qwen2-vl.json, random start) and a short
+`sft --scale small` run that every `grpo` row starts from (so completions end where the traces taught them
+to, as in the ablation). Each row runs the real stage in its own process; a change is switched off by
+patching it out of that process (CHANGES says how), so the first row is the code as the baseline measured
+it. `grpo` rows are timed over the steps after the warm-up rollouts (the first two compile the decoder):
+samples/s = completions trained on per second of those steps; `train_samples_per_second` (the stage's own
+figure, warm-up and compilation included) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.common import device_facts
+
+MODEL_DIMENSIONS = "configs/models/small-qwen2-vl.json"
+FRAMES_PER_STEP = 8  # the small preset: eight frames x eight completions per optimiser step
+GROUP = 8
+
+
+def _no_rope_batching() -> None:
+    from alphadrive_cli.models import loading
+
+    loading.use_batched_rope_index = lambda model: 0
+
+
+def _no_frame_caches() -> None:
+    from alphadrive_cli.models.frame_cache import DecodedFrames
+    from alphadrive_cli.stages import grpo
+
+    grpo.PatchedImages = lambda inner, capacity: inner
+    grpo.DecodedFrames = lambda capacity: DecodedFrames(0)  # every read decodes, as `datasets.Image` did
+
+
+CHANGES = {"rope": _no_rope_batching, "frames": _no_frame_caches}  # each change, and how to switch it off
+
+GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, changes switched off, settings)
+    ("baseline: the small preset as measured at 617519a", ("rope", "frames"), {}),
+    ("+ batched rope index (host numpy, one copy each way)", ("frames",), {}),
+    ("+ frame caches (each frame decoded once, patched once per rollout)", (), {}),
+    ("+ generation_batch_size 512 (one rollout for 8 optimiser steps)", (), {"generation_batch_size": 512}),
+    (
+        "+ dataloader_workers 0 (the caches live in the main process)",
+        (),
+        {"generation_batch_size": 512, "dataloader_workers": 0},
+    ),
+]
+OTHER_ROWS: list[tuple[str, str, tuple[str, ...]]] = [  # (stage, change, changes switched off)
+    ("sft", "baseline", ("rope",)),
+    ("sft", "+ batched rope index", ()),
+    ("eval", "baseline", ("rope",)),
+    ("eval", "+ batched rope index", ()),
+]
+
+
+def cli(*args: str, env_log: Path) -> str:
+    """Run ``alphadrive ARGS`` and return the artifact path it prints (its log goes to ``env_log``)."""
+    with env_log.open("w") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "alphadrive_cli.cli", *args], stdout=subprocess.PIPE, stderr=log, text=True
+        )
+    if done.returncode:
+        raise SystemExit(f"alphadrive {' '.join(args[:2])} failed, see {env_log}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def inputs(workdir: Path, frames: int, sft_steps: int, workers: int, smoke: bool) -> dict[str, str]:
+    """Data, traces, model and the SFT policy every grpo row starts from; built once per workdir."""
+    index = workdir / "inputs.json"
+    if index.is_file():
+        return json.loads(index.read_text())
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    size = "112" if smoke else "224"
+    data = cli(
+        "data",
+        "sim",
+        "--frames",
+        str(frames),
+        "--workers",
+        str(workers),
+        "--set",
+        f"render.image_size={size}",
+        env_log=logs / "data.log",
+    )
+    traces = cli("distill", "--data", data, "--teacher", "grounded", env_log=logs / "distill.log")
+    dimensions = "" if smoke else MODEL_DIMENSIONS
+    model = cli(
+        "models",
+        "tiny",
+        *(["--dimensions", dimensions] if dimensions else []),
+        "--set",
+        f"max_pixels={int(size) ** 2}",
+        env_log=logs / "model.log",
+    )
+    scale = "tiny" if smoke else "small"
+    sft = cli(
+        "sft",
+        "--data",
+        traces,
+        "--model",
+        model,
+        "--scale",
+        scale,
+        "--set",
+        f"max_steps={sft_steps}",
+        env_log=logs / "sft-init.log",
+    )
+    paths = {"data": data, "traces": traces, "model": model, "sft": sft, "scale": scale}
+    index.write_text(json.dumps(paths))
+    return paths
+
+
+def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """One grpo row in this process: the real stage, its changes switched off as the row says, timed."""
+    from alphadrive_cli.artifacts.store import OutputSpec, ResumePolicy
+    from alphadrive_cli.config.resolve import resolve_config
+    from alphadrive_cli.config.schemas import GrpoConfig
+    from alphadrive_cli.stages import grpo as grpo_stage
+    from bench.grpo_speed import Timer
+
+    change, off, settings = GRPO_ROWS[index]
+    for name in off:
+        CHANGES[name]()
+    per_step = FRAMES_PER_STEP * GROUP if not args.smoke else 2 * 4  # the tiny preset: two frames x four
+    if args.smoke:  # same rows, shrunk to the tiny preset on a CPU
+        settings = {**settings, "max_completion_length": 32}
+        if "generation_batch_size" in settings:
+            settings["generation_batch_size"] = 4 * per_step
+    steps_per_rollout = settings.get("generation_batch_size", per_step) // per_step
+    warmup, measured = steps_per_rollout * 2, max(args.measured_steps, steps_per_rollout)
+    timer = Timer(per_step)
+    timer.install()
+    config = resolve_config(
+        "grpo",
+        GrpoConfig,
+        scale=paths["scale"],
+        options={
+            "model": paths["sft"],
+            "max_steps": warmup + measured,
+            "save_steps": 100_000,
+            "sample_every": 100_000,
+            "seed": 0,
+            **settings,
+        },
+    )
+    artifact = grpo_stage.run(
+        config, OutputSpec(Path(args.workdir) / "runs", f"grpo-{index}", ResumePolicy.RESTART), data=Path(paths["data"])
+    )
+    metrics = artifact.manifest["metrics"]
+    history = json.loads((artifact.path / "log_history.json").read_text())
+    lengths = [entry["completions/mean_length"] for entry in history if "completions/mean_length" in entry]
+    return {
+        "stage": "grpo",
+        "change": change,
+        "switched_off": list(off),
+        "settings": settings,
+        **timer.summary(warmup),
+        "train_samples_per_second": metrics.get("train_samples_per_second"),
+        "peak_memory_gb": metrics.get("peak_memory_gb"),
+        "generation": artifact.manifest["generation"],
+        "completion_length_mean": round(sum(lengths) / len(lengths), 1),
+        "steps": metrics["steps"],
+    }
+
+
+def run_other_row(index: int, paths: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """One sft or eval row in this process, its changes switched off as the row says."""
+    stage, change, off = OTHER_ROWS[index]
+    for name in off:
+        CHANGES[name]()
+    from alphadrive_cli.artifacts.store import OutputSpec, ResumePolicy
+    from alphadrive_cli.config.resolve import resolve_config
+
+    output = OutputSpec(Path(args.workdir) / "runs", f"{stage}-{index}", ResumePolicy.RESTART)
+    if stage == "sft":
+        from alphadrive_cli.config.schemas import SftConfig
+        from alphadrive_cli.stages import sft
+
+        config = resolve_config(
+            "sft", SftConfig, scale=paths["scale"], options={"model": paths["model"], "max_steps": args.sft_steps}
+        )
+        metrics = sft.run(config, output, data=Path(paths["traces"])).manifest["metrics"]
+        keys = ("train_samples_per_second", "train_runtime_s", "peak_memory_gb", "steps")
+        return {"stage": stage, "change": change, "switched_off": list(off), **{k: metrics.get(k) for k in keys}}
+    from alphadrive_cli.config.schemas import EvalConfig
+    from alphadrive_cli.stages import eval_open_loop
+
+    config = resolve_config("eval", EvalConfig, scale=paths["scale"], options={"split": "val"})
+    started = time.perf_counter()
+    artifact = eval_open_loop.run(config, output, model=paths["sft"], data=Path(paths["data"]))
+    generation = artifact.manifest["report"]
+    return {
+        "stage": stage,
+        "change": change,
+        "switched_off": list(off),
+        "frames_per_s": generation.get("frames_per_s"),
+        "generation_s": generation.get("generation_s"),
+        "stage_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, required=True, help="inputs and runs (inputs reused if there)")
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=14, help="data sim workers")
+    parser.add_argument("--sft-steps", type=int, default=40)
+    parser.add_argument("--measured-steps", type=int, default=16, help="grpo steps timed after the warm-up")
+    parser.add_argument("--grpo-rows", type=int, nargs="*", default=list(range(len(GRPO_ROWS))))
+    parser.add_argument("--other-rows", type=int, nargs="*", default=list(range(len(OTHER_ROWS))))
+    parser.add_argument("--smoke", action="store_true", help="the tiny model on the CPU: a test of this script")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: grpo-N or other-N, run in this process
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    paths = inputs(args.workdir, args.frames, args.sft_steps, args.workers, args.smoke)
+    if args.row is not None:
+        kind, number = args.row.split("-")
+        row = (run_grpo_row if kind == "grpo" else run_other_row)(int(number), paths, args)
+        (args.workdir / f"row-{args.row}.json").write_text(json.dumps(row))
+        return
+    if not args.smoke and not torch.cuda.is_available():
+        raise SystemExit("this benchmark needs a CUDA GPU (or --smoke)")
+    rows = []
+    for name in [f"grpo-{i}" for i in args.grpo_rows] + [f"other-{i}" for i in args.other_rows]:
+        log = args.workdir / "logs" / f"row-{name}.log"
+        command = [sys.executable, "-m", "bench.small_preset_speed", *sys.argv[1:], "--row", name]
+        with log.open("w") as handle:
+            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+        if done.returncode:
+            error = (log.read_text().strip().splitlines() or ["(no output)"])[-1]
+            rows.append({"row": name, "error": error[:300]})
+        else:
+            rows.append({"row": name, **json.loads((args.workdir / f"row-{name}.json").read_text())})
+        print(json.dumps(rows[-1])[:400], file=sys.stderr, flush=True)
+    result = {
+        **device_facts(),
+        "model": "tiny offline qwen2_vl (smoke)" if args.smoke else f"{MODEL_DIMENSIONS}, random start",
+        "frames": args.frames,
+        "sft_init_steps": args.sft_steps,
+        "measured_steps": args.measured_steps,
+        "seed": 0,
+        "inputs": paths,
+        "rows": rows,
+    }
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The speed caches of GRPO's frames (``alphadrive_cli.models.frame_cache``) and Qwen2-VL's batched rope index
+(``alphadrive_cli.models.rope_index``) give exactly what the uncached / per-sequence code gives."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
+
+from alphadrive_cli.models.frame_cache import FRAME_KEY, DecodedFrames, PatchedImages, frame_key
+from alphadrive_cli.models.rope_index import batched_rope_index, use_batched_rope_index
+from tests.support.tiny_inputs import IMAGE_BLOCK, image, prompt, tiny
+
+
+@pytest.fixture(scope="module")
+def model_and_processor():
+    return tiny()
+
+
+def test_decoded_frames_are_decoded_once_and_keyed_by_path(tmp_path):
+    paths = []
+    for index, color in enumerate([(1, 2, 3), (90, 10, 200), (5, 5, 5)]):
+        path = tmp_path / f"f{index}.png"
+        image(color).save(path)
+        paths.append(str(path))
+    frames = DecodedFrames(capacity=2)
+    first = frames(paths[0])
+    assert frames(paths[0]) is first  # a hit
+    assert first.info[FRAME_KEY] == paths[0] and frame_key(copy.deepcopy(first)) == paths[0]
+    assert np.array_equal(np.asarray(first), np.asarray(image((1, 2, 3))))
+    frames(paths[1]), frames(paths[2])  # capacity 2: the least recently used one goes
+    assert frames(paths[0]) is not first
+
+
+def test_frame_key_of_undecorated_images_is_their_content():
+    assert frame_key(image((1, 2, 3))) == frame_key(image((1, 2, 3)))
+    assert frame_key(image((1, 2, 3))) != frame_key(image((1, 2, 4)))
+    assert frame_key(image(size=56)) != frame_key(image())
+
+
+@pytest.mark.parametrize("return_tensors", ["pt", None])
+def test_patched_images_equal_the_processor_and_patch_each_image_once(model_and_processor, return_tensors):
+    _, processor = model_and_processor
+    inner = processor.image_processor
+    calls = []
+
+    class Counting:
+        def __call__(self, images, **kwargs):
+            calls.append(len(images))
+            return inner(images, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+    cached = PatchedImages(Counting(), capacity=8)
+    a, b, c = image((1, 2, 3)), image((90, 10, 200), size=84), image((5, 5, 5))
+    batch = [[a], [copy.deepcopy(b)], [a], [b], [c], [a]]  # nested per sample, as TRL passes them
+    expected = inner(batch, return_tensors=return_tensors)
+    got = cached(batch, return_tensors=return_tensors)
+    assert calls == [3]
+    again = cached([[c], [a]], return_tensors=return_tensors)
+    assert calls == [3]  # nothing new to patch
+    for key in ("pixel_values", "image_grid_thw"):
+        assert type(got[key]) is type(expected[key])
+        assert np.array_equal(np.asarray(got[key]), np.asarray(expected[key]))
+    assert np.array_equal(np.asarray(again["pixel_values"]), np.asarray(inner([c, a])["pixel_values"]))
+    assert cached.merge_size == inner.merge_size  # every other attribute is the wrapped processor's
+
+
+def test_patched_images_inside_the_processor(model_and_processor):
+    _, processor = model_and_processor
+    texts, images = [prompt("Go?"), prompt("Stop now")], [image(), image((5, 90, 200))]
+    expected = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    wrapped = copy.copy(processor)
+    wrapped.image_processor = PatchedImages(processor.image_processor, capacity=4)
+    got = wrapped(text=texts, images=images, return_tensors="pt", padding=True)
+    assert set(got) == set(expected)
+    for key in expected:
+        assert torch.equal(got[key], expected[key])
+
+
+def _types_and_masks(processor, texts, images, padding_side):
+    processor.tokenizer.padding_side = padding_side
+    try:
+        batch = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    finally:
+        processor.tokenizer.padding_side = "left"
+    return batch
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_batched_rope_index_equals_transformers(model_and_processor, padding_side, with_mask):
+    model, processor = model_and_processor
+    core = model.model
+    two_images = f"<|im_start|>user\n{IMAGE_BLOCK}front, then top-down {IMAGE_BLOCK}go?<|im_end|>\n"
+    texts = [prompt("Go?"), two_images, prompt("The lead vehicle is close and slower; what now?")]
+    images = [[image()], [image((5, 90, 200), size=84), image((50, 50, 50))], [image((1, 2, 3), size=56)]]
+    batch = _types_and_masks(processor, texts, images, padding_side)
+    completion = torch.randint(10, 100, (3, 7))
+    input_ids = torch.cat([batch["input_ids"], completion], dim=1)
+    types = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(completion)], dim=1)
+    mask = torch.cat([batch["attention_mask"], torch.ones_like(completion)], dim=1) if with_mask else None
+    if not with_mask:  # without a mask every position counts: only unpadded batches make sense
+        input_ids, types = input_ids[1:2], types[1:2]
+    kwargs = dict(mm_token_type_ids=types, image_grid_thw=batch["image_grid_thw"], attention_mask=mask)
+    if not with_mask:
+        kwargs["image_grid_thw"] = batch["image_grid_thw"][1:3]
+    expected = Qwen2VLModel.get_rope_index(core, input_ids, **kwargs)
+    got = batched_rope_index(core, input_ids, **kwargs)
+    for ours, theirs in zip(got, expected, strict=True):
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        assert torch.equal(ours, theirs)
+
+
+def test_text_only_rows_and_install(model_and_processor):
+    model, _ = model_and_processor
+    input_ids = torch.randint(10, 100, (2, 9))
+    types = torch.zeros_like(input_ids)
+    mask = torch.ones_like(input_ids)
+    mask[0, :3] = 0
+    expected = Qwen2VLModel.get_rope_index(model.model, input_ids, types, attention_mask=mask)
+    got = batched_rope_index(model.model, input_ids, types, attention_mask=mask)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    patched = copy.deepcopy(model)
+    assert use_batched_rope_index(patched) == 1
+    assert patched.model.get_rope_index.__func__ is batched_rope_index
+    assert use_batched_rope_index(tiny("qwen2_5_vl")[0]) == 0  # other families keep their own
+
+
+def test_a_processor_holding_patched_images_saves_what_it_would_without(model_and_processor, tmp_path):
+    _, processor = model_and_processor
+    processor.save_pretrained(tmp_path / "plain")
+    wrapped = copy.copy(processor)
+    wrapped.image_processor = PatchedImages(processor.image_processor, capacity=4)
+    wrapped.save_pretrained(tmp_path / "wrapped")
+    plain = sorted(path.name for path in (tmp_path / "plain").iterdir())
+    assert plain == sorted(path.name for path in (tmp_path / "wrapped").iterdir())
+    for name in plain:
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "wrapped" / name).read_bytes()
