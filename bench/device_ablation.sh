@@ -3,7 +3,8 @@
 # launches `python -m bench.ablation` in its own process session, so it runs on between the calls that watch it;
 # `poll S` waits S seconds and prints its progress; `collect` waits for it to end and packs every result but
 # the weights and frames into $OUT. Run from the repository root, with the wheels the image lacks in .whl/
-# (or in $ABLATION_WHEELS; an empty folder where every package is installed).
+# (or in $ABLATION_WHEELS; an empty folder where every package is installed). BENCH_MODULE runs another benchmark
+# the same way (bench.small_preset_speed, bench.recipe_study: give it its own --workdir / --root under $WORK).
 #   bash bench/device_ablation.sh start [ablation.py arguments ...]
 #   bash bench/device_ablation.sh poll 540
 #   bash bench/device_ablation.sh collect
@@ -12,6 +13,7 @@ WORK=${ABLATION_WORK:-/root/ablation}    # outside the working tree, which each 
 SRC=$WORK/src
 ROOT=$WORK/runs
 OUT=${OUT:-$WORK/out}
+MODULE=${BENCH_MODULE:-bench.ablation}
 WHEELS=${ABLATION_WHEELS:-.whl}
 
 progress() {
@@ -36,11 +38,11 @@ start)
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$WHEELS"/*.whl
     fi
     rm -rf "$SRC" && mkdir -p "$SRC" && cp -r alphadrive_cli bench configs prompts pyproject.toml "$SRC"/
-    export PYTHONPATH=$SRC:$WORK/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+    export PYTHONPATH=$SRC:$WORK/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 SDL_VIDEODRIVER=dummy
     date +%s > "$WORK/started"
-    (cd "$SRC" && setsid python3 -m bench.ablation --root "$ROOT" --out "$ROOT/ablation.json" "$@" \
-        > "$WORK/driver.log" 2>&1 < /dev/null & echo $! > "$WORK/pid")
-    echo "ablation started (pid $(cat "$WORK/pid")), results under $ROOT"
+    if [ "$MODULE" = bench.ablation ]; then set -- --root "$ROOT" --out "$ROOT/ablation.json" "$@"; fi
+    (cd "$SRC" && setsid python3 -m "$MODULE" "$@" > "$WORK/driver.log" 2>&1 < /dev/null & echo $! > "$WORK/pid")
+    echo "$MODULE started (pid $(cat "$WORK/pid")), results under $ROOT"
     ;;
 poll)
     sleep "${2:-60}"
@@ -51,7 +53,7 @@ collect)
     progress
     mkdir -p "$OUT"
     cp "$WORK/driver.log" "$OUT/"
-    [ -f "$ROOT/ablation.json" ] && cp "$ROOT/ablation.json" "$OUT/"
+    find "$ROOT" -maxdepth 1 -type f \( -name '*.json' -o -name '*.png' \) -exec cp {} "$OUT/" \; 2>/dev/null || true
     (cd "$ROOT" && find . -type f -size -4M ! -name '*.safetensors' ! -name '*.bin' ! -name '*.pt' ! -path '*/images/*' \
         ! -path '*/checkpoint-*' -print0 | tar --null -czf "$OUT/results.tar.gz" -T -)
     ls -la "$OUT"

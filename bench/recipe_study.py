@@ -1,0 +1,216 @@
+"""#19's recipe study: GRPO settings after one reasoning SFT, compared on the validation split only.
+
+Usage: python -m bench.recipe_study --root runs/study --frames 4000 --workers 15 --jobs 8 --budget-s 900 \
+           --out docs/bench/recipe_study.json --plot docs/bench/recipe_study_curves.png [--configs lr5e-6 ...]
+
+One `data sim` data set (seed 0, front camera at 224 px) and its grounded traces, the small Qwen2-VL from random
+weights, `sft --scale small` on the traces, then every configuration of CONFIGS as a `grpo --scale small` run
+from that SFT model for --rl-epochs passes over the train split, validated every --every steps on the whole
+validation split (greedy plans). Each run, and the SFT model, is then scored by `eval --split val`. The test split
+is not touched: the winner is scored there once, by bench/ablation.py. Jobs run through bench/ablation.py's
+runner (a dependency graph, --jobs at a time, resumable under the same --root, stopped at --budget-s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from alphadrive_cli.training.plots import curve  # noqa: E402
+from bench.ablation import Job, execute, train_seconds, with_sets  # noqa: E402
+from bench.report import report  # noqa: E402
+
+# Every GRPO setting tried, by name (the `small` preset plus these `--set`s); the first is the preset as it was.
+CONFIGS: dict[str, tuple[str, ...]] = {
+    "preset_lr5e-5": (),
+    "lr1e-6": ("learning_rate=1e-6",),
+    "lr5e-6": ("learning_rate=5e-6",),
+    "lr2e-5": ("learning_rate=2e-5",),
+    "lr2e-5_beta0": ("learning_rate=2e-5", "beta=0"),
+    "lr2e-5_scale_batch": ("learning_rate=2e-5", "scale_rewards=batch"),
+    "lr2e-5_balanced": ("learning_rate=2e-5", "prompt_sampling=balanced"),
+    "lr2e-5_released_code": ("learning_rate=2e-5", "rewards.style=released_code"),
+    "lr2e-5_temp0.7": ("learning_rate=2e-5", "temperature=0.7"),
+    "lr2e-5_g16": ("learning_rate=2e-5", "num_generations=16", "per_device_batch_size=128"),
+    "lr2e-5_inverse_freq": ("learning_rate=2e-5", "scale_rewards=batch", "action_weighting=inverse_frequency"),
+    "lr2e-5_scale_none": ("learning_rate=2e-5", "scale_rewards=none"),
+}
+ACCURACY = "val/planning_accuracy"
+
+
+def plan(args: argparse.Namespace) -> list[Job]:
+    """The data, traces, model, SFT, its validation score, then each configuration and its validation score."""
+    scale = ("--scale", args.scale)
+    dims = ("--dimensions", args.dimensions) if args.dimensions else ()
+    jobs = [
+        Job(
+            "data",
+            (
+                "data",
+                "sim",
+                "--frames",
+                str(args.frames),
+                "--seed",
+                "0",
+                "--workers",
+                str(args.workers),
+                "--set",
+                f"render.image_size={args.image_size}",
+            ),
+        ),
+        Job("traces", ("distill", "--data", "@data", "--teacher", "grounded")),
+        Job(
+            "model",
+            (
+                "models",
+                "tiny",
+                "--seed",
+                "0",
+                *dims,
+                "--set",
+                f"max_pixels={args.image_size**2}",
+            ),
+        ),
+        Job("sft", ("sft", "--data", "@traces", "--model", "@model", *scale, "--set", f"epochs={args.sft_epochs}")),
+        Job("val-sft", ("eval", "--model", "@sft", "--data", "@data", *scale, "--set", "split=val")),
+    ]
+    common = [
+        f"epochs={args.rl_epochs}",
+        "max_steps=-1",
+        f"generation_batch_size={args.rollout}",
+        f"validation.every_steps={args.every}",
+        "validation.frames=100000",  # the whole validation split
+        "save_steps=100",
+        "seed=0",
+    ]
+    for name in args.configs:
+        sets = [*common, *CONFIGS[name]]
+        jobs += [
+            Job(f"rl-{name}", ("grpo", "--data", "@data", "--init", "@sft", *scale, *with_sets(sets))),
+            Job(f"val-{name}", ("eval", "--model", f"@rl-{name}", "--data", "@data", *scale, "--set", "split=val")),
+        ]
+    return jobs
+
+
+def val_scores(eval_dir: Path) -> dict[str, Any]:
+    """Planning accuracy, format and per-class F1 of one `eval --split val`."""
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    return {
+        "val_planning_accuracy": metrics["planning_accuracy"],
+        "val_format_valid_rate": metrics["format_valid_rate"],
+        "val_speed_macro_f1": metrics["speed"]["macro_f1"],
+        "val_path_macro_f1": metrics["path"]["macro_f1"],
+        "val_f1": {
+            action: round(values["f1"], 4)
+            for head in ("speed", "path")
+            for action, values in metrics[head]["per_class"].items()
+        },
+    }
+
+
+def summary(root: Path, paths: dict[str, Path], configs: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One row per finished configuration (and the SFT start), and every run's validation curve."""
+    rows, curves = [], {}
+    if "val-sft" in paths:
+        rows.append({"config": "SFT (start of every run)", **val_scores(paths["val-sft"])})
+    for name in configs:
+        run = paths.get(f"rl-{name}")
+        if run is None:
+            continue
+        history = json.loads((run / "log_history.json").read_text())
+        steps, values = curve(history, ACCURACY)
+        curves[name] = {"steps": steps, "val_planning_accuracy": values}
+        manifest = json.loads((run / "manifest.json").read_text())
+        row = {
+            "config": name,
+            "sets": list(CONFIGS[name]),
+            "steps": manifest["metrics"].get("steps"),
+            "train_wall_s": round(train_seconds(root, [f"rl-{name}"]), 1),
+            "samples_per_s": manifest["metrics"].get("train_samples_per_second"),
+            "final_reward": manifest["metrics"].get("final_reward"),
+            "best_val_step": manifest.get("validation", {}).get("best_step"),
+            "best_val_sample_accuracy": manifest.get("validation", {}).get("best_planning_accuracy"),
+        }
+        if f"val-{name}" in paths:
+            row.update(val_scores(paths[f"val-{name}"]))
+        rows.append(row)
+    return rows, curves
+
+
+def curves_png(curves: dict[str, Any], start: float | None, path: Path) -> None:
+    """Validation planning accuracy against step, every configuration on one axis, the SFT start dashed."""
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for name, points in curves.items():
+        axis.plot(
+            [0, *points["steps"]],
+            [start, *points["val_planning_accuracy"]]
+            if start is not None
+            else [None, *points["val_planning_accuracy"]],
+            marker=".",
+            label=name,
+        )
+    if start is not None:
+        axis.axhline(start, linestyle="--", color="grey", label="SFT")
+    axis.set_xlabel("GRPO step")
+    axis.set_ylabel("validation planning accuracy")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("runs/study"))
+    parser.add_argument("--frames", type=int, default=4000)
+    parser.add_argument("--scale", default="small", help="scale preset of every stage")
+    parser.add_argument(
+        "--dimensions", default="configs/models/small-qwen2-vl.json", help="model dimensions ('' = tiny)"
+    )
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--workers", type=int, default=2, help="simulator worker processes")
+    parser.add_argument("--sft-epochs", type=float, default=2)
+    parser.add_argument("--rl-epochs", type=float, default=1)
+    parser.add_argument("--rollout", type=int, default=512, help="generation_batch_size of every run")
+    parser.add_argument("--every", type=int, default=50, help="validation every N GRPO steps")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--budget-s", type=float, default=float("inf"), help="start nothing new after this")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    args.root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    paths = execute(plan(args), args.root, args.jobs, args.budget_s)
+    rows, curves = summary(args.root, paths, args.configs)
+    start = rows[0]["val_planning_accuracy"] if rows and rows[0]["config"].startswith("SFT") else None
+    print(f"this invocation {time.perf_counter() - started:.0f} s")
+    columns = (
+        "config",
+        "steps",
+        "val_planning_accuracy",
+        "val_speed_macro_f1",
+        "val_path_macro_f1",
+        "val_format_valid_rate",
+        "best_val_step",
+        "final_reward",
+        "samples_per_s",
+        "train_wall_s",
+    )
+    settings = {key: getattr(args, key) for key in ("frames", "sft_epochs", "rl_epochs", "rollout", "every")}
+    report(columns, rows, args.out, **settings, curves=curves)
+    if args.plot is not None and curves:
+        curves_png(curves, start, args.plot)
+
+
+if __name__ == "__main__":
+    main()
