@@ -6,7 +6,7 @@
 # (or in $ABLATION_WHEELS; an empty folder where every package is installed). BENCH_MODULE runs another benchmark
 # the same way (bench.small_preset_speed, bench.recipe_study: give it its own --workdir / --root under $WORK).
 #   bash bench/device_ablation.sh start [ablation.py arguments ...]
-#   bash bench/device_ablation.sh poll 540
+#   bash bench/device_ablation.sh poll 540      (also packs what is done so far into $OUT)
 #   bash bench/device_ablation.sh collect
 set -euo pipefail
 WORK=${ABLATION_WORK:-/root/ablation}    # outside the working tree, which each call replaces
@@ -30,6 +30,14 @@ progress() {
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
 }
 
+pack() {  # everything but weights, frames and checkpoints (their trainer states, with the curves so far, kept)
+    mkdir -p "$OUT"
+    cp "$WORK/driver.log" "$OUT/"
+    find "$ROOT" -maxdepth 1 -type f \( -name '*.json' -o -name '*.png' \) -exec cp {} "$OUT/" \; 2>/dev/null || true
+    (cd "$ROOT" && find . -type f -size -4M ! -name '*.safetensors' ! -name '*.bin' ! -name '*.pt' ! -path '*/images/*' \
+        \( ! -path '*/checkpoint-*' -o -name trainer_state.json \) -print0 | tar --null -czf "$OUT/results.tar.gz" -T -)
+}
+
 case "${1:-}" in
 start)
     shift
@@ -41,21 +49,22 @@ start)
     export PYTHONPATH=$SRC:$WORK/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 SDL_VIDEODRIVER=dummy
     date +%s > "$WORK/started"
     if [ "$MODULE" = bench.ablation ]; then set -- --root "$ROOT" --out "$ROOT/ablation.json" "$@"; fi
-    (cd "$SRC" && setsid python3 -m "$MODULE" "$@" > "$WORK/driver.log" 2>&1 < /dev/null & echo $! > "$WORK/pid")
+    rm -f "$WORK/pid"
+    # the driver writes its own pid: under job control setsid forks, and $! would be its short-lived parent
+    (cd "$SRC" && setsid bash -c 'echo $$ > "$1"; shift; exec python3 -m "$@"' _ "$WORK/pid" "$MODULE" "$@" \
+        > "$WORK/driver.log" 2>&1 < /dev/null &)
+    while [ ! -s "$WORK/pid" ]; do sleep 0.1; done
     echo "$MODULE started (pid $(cat "$WORK/pid")), results under $ROOT"
     ;;
 poll)
     sleep "${2:-60}"
     progress
+    pack  # a lent machine can be taken back between calls: every poll brings back what is done so far
     ;;
 collect)
     while kill -0 "$(cat "$WORK/pid")" 2>/dev/null; do sleep 5; done
     progress
-    mkdir -p "$OUT"
-    cp "$WORK/driver.log" "$OUT/"
-    find "$ROOT" -maxdepth 1 -type f \( -name '*.json' -o -name '*.png' \) -exec cp {} "$OUT/" \; 2>/dev/null || true
-    (cd "$ROOT" && find . -type f -size -4M ! -name '*.safetensors' ! -name '*.bin' ! -name '*.pt' ! -path '*/images/*' \
-        ! -path '*/checkpoint-*' -print0 | tar --null -czf "$OUT/results.tar.gz" -T -)
+    pack
     ls -la "$OUT"
     ;;
 *)

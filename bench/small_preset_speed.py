@@ -38,6 +38,12 @@ def _no_rope_batching() -> None:
     loading.use_batched_rope_index = lambda model: 0
 
 
+def _no_vision_dedup() -> None:
+    from alphadrive_cli.models import loading
+
+    loading.use_distinct_image_features = lambda model: 0
+
+
 def _no_frame_caches() -> None:
     from alphadrive_cli.models.frame_cache import DecodedFrames
     from alphadrive_cli.stages import grpo
@@ -46,24 +52,38 @@ def _no_frame_caches() -> None:
     grpo.DecodedFrames = lambda capacity: DecodedFrames(0)  # every read decodes, as `datasets.Image` did
 
 
-CHANGES = {"rope": _no_rope_batching, "frames": _no_frame_caches}  # each change, and how to switch it off
+CHANGES = {
+    "rope": _no_rope_batching,
+    "frames": _no_frame_caches,
+    "dedup": _no_vision_dedup,
+}  # each change, and how to switch it off
 
 GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, changes switched off, settings)
-    ("baseline: the small preset as measured at 617519a", ("rope", "frames"), {}),
-    ("+ batched rope index (host numpy, one copy each way)", ("frames",), {}),
-    ("+ frame caches (each frame decoded once, patched once per rollout)", (), {}),
-    ("+ generation_batch_size 512 (one rollout for 8 optimiser steps)", (), {"generation_batch_size": 512}),
+    ("baseline: the small preset as measured at 617519a", ("rope", "frames", "dedup"), {}),
+    ("+ batched rope index (host numpy, one copy each way)", ("frames", "dedup"), {}),
+    ("+ frame caches (each frame decoded once, patched once per rollout)", ("dedup",), {}),
+    ("+ generation_batch_size 512 (one rollout for 8 optimiser steps)", ("dedup",), {"generation_batch_size": 512}),
     (
         "+ dataloader_workers 0 (the caches live in the main process)",
+        ("dedup",),
+        {"generation_batch_size": 512, "dataloader_workers": 0},
+    ),
+    (
+        "+ each distinct image through the vision tower once",
         (),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
+    (
+        "+ beta 0 (no reference model: a recipe choice, measured for its cost)",
+        (),
+        {"generation_batch_size": 512, "dataloader_workers": 0, "beta": 0.0},
+    ),
 ]
 OTHER_ROWS: list[tuple[str, str, tuple[str, ...]]] = [  # (stage, change, changes switched off)
-    ("sft", "baseline", ("rope",)),
-    ("sft", "+ batched rope index", ()),
-    ("eval", "baseline", ("rope",)),
-    ("eval", "+ batched rope index", ()),
+    ("sft", "baseline", ("rope", "dedup")),
+    ("sft", "+ batched rope index (SFT batches hold no repeated frames)", ("dedup",)),
+    ("eval", "baseline", ("rope", "dedup")),
+    ("eval", "+ batched rope index", ("dedup",)),
 ]
 
 

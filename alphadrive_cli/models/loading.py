@@ -20,6 +20,7 @@ from alphadrive_cli.artifacts.store import MANIFEST_NAME, Artifact, open_artifac
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.models.processor import SUPPORTED_FAMILIES, load_processor
 from alphadrive_cli.models.rope_index import use_batched_rope_index
+from alphadrive_cli.models.vision_dedup import use_distinct_image_features
 from alphadrive_cli.training.numerics import check_finite
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -110,8 +111,8 @@ def load_model(
     source: ModelSource, dtype: torch.dtype | str = "auto", trainable_adapter: bool = False, **kwargs: Any
 ) -> PreTrainedModel:
     """Load the vision-language model (extra keyword arguments go to ``from_pretrained``), adapter applied
-    (frozen, or trainable with ``trainable_adapter``), Qwen2-VL's rope index batched on the host
-    (:mod:`alphadrive_cli.models.rope_index`); weights holding NaN or infinity are an error."""
+    (frozen, or trainable with ``trainable_adapter``) and sped up (:func:`use_fast_paths`); weights holding
+    NaN or infinity are an error."""
     model_config(source)
     try:
         model = AutoModelForImageTextToText.from_pretrained(source.weights.location, dtype=dtype, **kwargs)
@@ -119,7 +120,7 @@ def load_model(
             model = PeftModel.from_pretrained(model, source.location, is_trainable=trainable_adapter)
     except (OSError, ValueError) as exc:
         raise StageFailure(f"could not load model {source.reference!r}: {exc}".splitlines()[0]) from None
-    use_batched_rope_index(model)
+    use_fast_paths(model)
     check_finite(
         dict(model.named_parameters()),
         f"model {source.reference!r}",
@@ -127,6 +128,13 @@ def load_model(
         BadInput,
     )
     return model
+
+
+def use_fast_paths(model: torch.nn.Module) -> None:
+    """Same outputs, less work: Qwen2-VL's rope index batched on the host (:mod:`~alphadrive_cli.models.rope_index`),
+    each distinct image of a batch encoded once (:mod:`~alphadrive_cli.models.vision_dedup`)."""
+    use_batched_rope_index(model)
+    use_distinct_image_features(model)
 
 
 def processor_location(source: ModelSource) -> str:

@@ -25,7 +25,7 @@ from alphadrive_cli.config.schemas import GrpoConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages
-from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source
+from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source, use_fast_paths
 from alphadrive_cli.prompts import PromptTemplate, student_messages
 from alphadrive_cli.rewards.trl_adapter import COMPONENTS, REWARD_FUNCTIONS, PlanningRewards, SampleLog
 from alphadrive_cli.training.class_balance import balanced_prompts, inverse_frequency_weights
@@ -177,6 +177,8 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             processing_class=setup.processor,
             callbacks=setup.callbacks,
         )
+        if trainer.ref_model is not None:  # TRL loads it again from the weights' path
+            use_fast_paths(trainer.ref_model)
         trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off
         if self.compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
             use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
