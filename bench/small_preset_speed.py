@@ -243,6 +243,7 @@ def main() -> None:
     parser.add_argument("--measured-steps", type=int, default=16, help="grpo steps timed after the warm-up")
     parser.add_argument("--grpo-rows", type=int, nargs="*", default=list(range(len(GRPO_ROWS))))
     parser.add_argument("--other-rows", type=int, nargs="*", default=list(range(len(OTHER_ROWS))))
+    parser.add_argument("--row-timeout", type=float, default=600, help="seconds a row may take")
     parser.add_argument("--smoke", action="store_true", help="the tiny model on the CPU: a test of this script")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: grpo-N or other-N, run in this process
@@ -261,7 +262,12 @@ def main() -> None:
         log = args.workdir / "logs" / f"row-{name}.log"
         command = [sys.executable, "-m", "bench.small_preset_speed", *sys.argv[1:], "--row", name]
         with log.open("w") as handle:
-            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+            try:
+                done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=args.row_timeout)
+            except subprocess.TimeoutExpired:
+                rows.append({"row": name, "error": f"stopped after {args.row_timeout} s"})
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                continue
         if done.returncode:
             error = (log.read_text().strip().splitlines() or ["(no output)"])[-1]
             rows.append({"row": name, "error": error[:300]})
