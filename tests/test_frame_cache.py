@@ -141,3 +141,21 @@ def test_a_processor_holding_patched_images_saves_what_it_would_without(model_an
     assert plain == sorted(path.name for path in (tmp_path / "wrapped").iterdir())
     for name in plain:
         assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "wrapped" / name).read_bytes()
+
+
+def test_grpo_prompt_rows_decode_each_frame_once(tmp_path):
+    from alphadrive_cli.actions import DEFAULT_VOCABULARY
+    from alphadrive_cli.artifacts.store import open_artifact
+    from alphadrive_cli.data.records import iter_split
+    from alphadrive_cli.prompts import load_prompt
+    from alphadrive_cli.stages.grpo import prompt_rows
+    from tests.support.labelled_data import make_labelled_data
+
+    data = open_artifact(make_labelled_data(tmp_path, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")], {"train": [0, 1]}))
+    records = list(iter_split(data, "train", DEFAULT_VOCABULARY))
+    rows = prompt_rows(records, data.path, load_prompt("student-v1"), DEFAULT_VOCABULARY, DecodedFrames(capacity=4))
+    first = rows[[0, 1, 0, 1]]["images"]  # TRL's sampler repeats each frame; its loader re-reads each batch
+    again = rows[[1, 0]]["images"]
+    assert first[0][0] is first[2][0] is again[1][0] and first[1][0] is again[0][0]
+    assert first[0][0].info[FRAME_KEY] == str(data.path / records[0].images[0])
+    assert np.array_equal(np.asarray(first[1][0]), np.full((32, 32, 3), 30, dtype=np.uint8))
