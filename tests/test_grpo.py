@@ -363,7 +363,7 @@ def test_validation_curves_are_logged_during_grpo(policy, tmp_path: Path) -> Non
     )
     history = json.loads((artifact.path / "log_history.json").read_text())
     scored = [entry["step"] for entry in history if "val/planning_accuracy" in entry]
-    assert scored == [2, 4] and artifact.manifest["validation"]["published_step"] == 4  # keep: last
+    assert scored == [0, 2, 4] and artifact.manifest["validation"]["published_step"] == 4  # keep: last
     assert any("reward" in key for entry in history if entry.get("step") == 2 for key in entry)  # GRPO's own logs kept
     assert "val/planning_accuracy" in artifact.manifest["curves"]["plotted"]
 

@@ -281,12 +281,14 @@ def test_validation_scores_every_n_steps_and_keep_best_publishes_that_step(input
     )
     history = json.loads((artifact.path / "log_history.json").read_text())
     scored = {entry["step"]: entry["val/planning_accuracy"] for entry in history if "val/planning_accuracy" in entry}
-    assert sorted(scored) == [2, 4, 5]  # every 2 steps and the last one
+    assert sorted(scored) == [0, 2, 4, 5]  # the start, every 2 steps and the last one
     assert all(0 <= value <= 1 for value in scored.values())
-    assert all(f"val/recall/path/{action}" in history[1] for action in DEFAULT_VOCABULARY.path)
+    step_two = next(entry for entry in history if entry["step"] == 2 and "val/planning_accuracy" in entry)
+    assert all(f"val/recall/path/{action}" in step_two for action in DEFAULT_VOCABULARY.path)
+    scored.pop(0)  # the starting policy is logged, never kept
     summary = artifact.manifest["validation"]
     best = max(sorted(scored), key=lambda step: (scored[step], -step))  # the earlier step on a tie
-    assert summary["best_step"] == summary["published_step"] == best and summary["scored_steps"] == [2, 4, 5]
+    assert summary["best_step"] == summary["published_step"] == best and summary["scored_steps"] == [0, 2, 4, 5]
     assert "val/planning_accuracy" in artifact.manifest["curves"]["plotted"]
     published = load_file(artifact.path / "adapter_model.safetensors")
 

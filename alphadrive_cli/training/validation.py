@@ -3,7 +3,8 @@
 Every ``validation.every_steps`` optimiser steps (and at the last step) the policy answers a fixed sample
 of the validation split greedily; planning accuracy, the format-valid rate, each class's recall and the
 share of each predicted action are added to that step's log entry (so they reach the log history,
-TensorBoard and the curves PNG). With ``keep: best`` the trainable weights of the best step (planning
+TensorBoard and the curves PNG). A fresh run also scores the policy it starts from, as a log entry of
+step 0, so every curve begins where training began (that step is never the best one). With ``keep: best`` the trainable weights of the best step (planning
 accuracy; the earlier step on a tie) are kept in memory and put back before the run is saved (one process
 only: sharded weights would copy as shards); after a resume the search starts again at the resumed step,
 which the manifest says (``best_searched_from_step``). Every process of a multi-process run scores the
@@ -87,8 +88,11 @@ def validation_callback(
             self.scored_steps: list[int] = []
             self.searched_from_step = 0
 
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             self.searched_from_step = state.global_step  # > 0 after a resume: earlier steps' weights are gone
+            if state.global_step == 0 and model is not None:  # where training starts; a resume has it logged
+                state.log_history.append({"step": 0, **self.score(model)})
+                self.scored_steps.append(0)
 
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             step = state.global_step
