@@ -4,11 +4,11 @@ Every ``validation.every_steps`` optimiser steps (and at the last step) the poli
 of the validation split greedily; planning accuracy, the format-valid rate, each class's recall and the
 share of each predicted action are added to that step's log entry (so they reach the log history,
 TensorBoard and the curves PNG). A fresh run also scores the policy it starts from, as a log entry of
-step 0, so every curve begins where training began (that step is never the best one). With ``keep: best`` the trainable weights of the best step (planning
-accuracy; the earlier step on a tie) are kept in memory and put back before the run is saved (one process
-only: sharded weights would copy as shards); after a resume the search starts again at the resumed step,
-which the manifest says (``best_searched_from_step``). Every process of a multi-process run scores the
-same sample, so collective operations stay in step.
+step 0, so every curve begins where training began (that step is never the best one). With ``keep: best``
+the trainable weights of the best step (planning accuracy; the earlier step on a tie) are kept in memory
+and put back before the run is saved (one process only: sharded weights would copy as shards); after a
+resume the search starts again at the resumed step, which the manifest says (``best_searched_from_step``).
+Every process of a multi-process run scores the same sample, so collective operations stay in step.
 """
 
 from __future__ import annotations
