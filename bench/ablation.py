@@ -135,26 +135,21 @@ def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     ]
 
 
-def plan(args: argparse.Namespace) -> list[Job]:
-    """Every command of the ablation, in priority order: the four rows and their scores seed by seed, then the
-    reward ablations (first seed only) and theirs, so that a run cut short has finished the headline first."""
-    jobs = [
+def data_jobs(frames: int, workers: int, data_sets: list[str]) -> list[Job]:
+    """One `data sim` data set (seed 0, ``data_sets`` as its ``--set``s) and its grounded traces."""
+    return [
         Job(
             "data",
-            (
-                "data",
-                "sim",
-                "--frames",
-                str(args.frames),
-                "--seed",
-                "0",
-                "--workers",
-                str(args.workers),
-                *with_sets(args.data_set),
-            ),
+            ("data", "sim", "--frames", str(frames), "--seed", "0", "--workers", str(workers), *with_sets(data_sets)),
         ),
         Job("traces", ("distill", "--data", "@data", "--teacher", "grounded")),
     ]
+
+
+def plan(args: argparse.Namespace) -> list[Job]:
+    """Every command of the ablation, in priority order: the four rows and their scores seed by seed, then the
+    reward ablations (first seed only) and theirs, so that a run cut short has finished the headline first."""
+    jobs = data_jobs(args.frames, args.workers, args.data_set)
     dims = ("--dimensions", str(args.dimensions)) if args.dimensions else ()
     scale = ("--scale", args.scale)
     for seed in args.seeds:

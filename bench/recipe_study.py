@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from alphadrive_cli.training.plots import curve  # noqa: E402
-from bench.ablation import Job, execute, train_seconds, with_sets  # noqa: E402
+from bench.ablation import Job, data_jobs, execute, train_seconds, with_sets  # noqa: E402
 from bench.report import report  # noqa: E402
 
 # Every GRPO setting tried, by name (the `small` preset plus these `--set`s); the first is the preset as it was.
@@ -51,22 +51,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
     scale = ("--scale", args.scale)
     dims = ("--dimensions", args.dimensions) if args.dimensions else ()
     jobs = [
-        Job(
-            "data",
-            (
-                "data",
-                "sim",
-                "--frames",
-                str(args.frames),
-                "--seed",
-                "0",
-                "--workers",
-                str(args.workers),
-                "--set",
-                f"render.image_size={args.image_size}",
-            ),
-        ),
-        Job("traces", ("distill", "--data", "@data", "--teacher", "grounded")),
+        *data_jobs(args.frames, args.workers, [f"render.image_size={args.image_size}"]),
         Job(
             "model",
             (

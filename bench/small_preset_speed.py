@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from bench.ablation import Job, data_jobs, execute
 from bench.common import device_facts
 
 MODEL_DIMENSIONS = "configs/models/small-qwen2-vl.json"
@@ -92,62 +93,24 @@ OTHER_ROWS: list[tuple[str, str, tuple[str, ...]]] = [  # (stage, change, change
 ]
 
 
-def cli(*args: str, env_log: Path) -> str:
-    """Run ``alphadrive ARGS`` and return the artifact path it prints (its log goes to ``env_log``)."""
-    with env_log.open("w") as log:
-        done = subprocess.run(
-            [sys.executable, "-m", "alphadrive_cli.cli", *args], stdout=subprocess.PIPE, stderr=log, text=True
-        )
-    if done.returncode:
-        raise SystemExit(f"alphadrive {' '.join(args[:2])} failed, see {env_log}")
-    return done.stdout.strip().splitlines()[-1]
-
-
 def inputs(workdir: Path, frames: int, sft_steps: int, workers: int, smoke: bool) -> dict[str, str]:
-    """Data, traces, model and the SFT policy every grpo row starts from; built once per workdir."""
-    index = workdir / "inputs.json"
-    if index.is_file():
-        return json.loads(index.read_text())
-    logs = workdir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    size = "112" if smoke else "224"
-    data = cli(
-        "data",
-        "sim",
-        "--frames",
-        str(frames),
-        "--workers",
-        str(workers),
-        "--set",
-        f"render.image_size={size}",
-        env_log=logs / "data.log",
-    )
-    traces = cli("distill", "--data", data, "--teacher", "grounded", env_log=logs / "distill.log")
-    dimensions = "" if smoke else MODEL_DIMENSIONS
-    model = cli(
-        "models",
-        "tiny",
-        *(["--dimensions", dimensions] if dimensions else []),
-        "--set",
-        f"max_pixels={int(size) ** 2}",
-        env_log=logs / "model.log",
-    )
+    """Data, traces, model and the SFT policy every grpo row starts from, built through bench/ablation.py's
+    runner (logs in ``workdir/logs``; what is published is reused)."""
+    size = 112 if smoke else 224
     scale = "tiny" if smoke else "small"
-    sft = cli(
-        "sft",
-        "--data",
-        traces,
-        "--model",
-        model,
-        "--scale",
-        scale,
-        "--set",
-        f"max_steps={sft_steps}",
-        env_log=logs / "sft-init.log",
-    )
-    paths = {"data": data, "traces": traces, "model": model, "sft": sft, "scale": scale}
-    index.write_text(json.dumps(paths))
-    return paths
+    dimensions = () if smoke else ("--dimensions", MODEL_DIMENSIONS)
+    jobs = [
+        *data_jobs(frames, workers, [f"render.image_size={size}"]),
+        Job("model", ("models", "tiny", *dimensions, "--set", f"max_pixels={size**2}")),
+        Job(
+            "sft",
+            ("sft", "--data", "@traces", "--model", "@model", "--scale", scale, "--set", f"max_steps={sft_steps}"),
+        ),
+    ]
+    paths = execute(jobs, workdir, 1, float("inf"))
+    if missing := [job.key for job in jobs if job.key not in paths]:
+        raise SystemExit(f"building the inputs failed at {missing[0]}: see {workdir / 'logs'}")
+    return {**{key: str(path) for key, path in paths.items()}, "scale": scale}
 
 
 def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:

@@ -23,18 +23,22 @@ def _batch(processor, images):
     return processor(text=texts, images=images, return_tensors="pt", padding=True)
 
 
+def _sizes(grid_thw):
+    return grid_thw.prod(-1).tolist()
+
+
 def test_distinct_images_finds_exact_copies(model_and_processor):
     _, processor = model_and_processor
     a, b, small = image((1, 2, 3)), image((90, 10, 200)), image((5, 5, 5), size=56)
     batch = _batch(processor, [a, b, copy.deepcopy(a), small, b, a])
-    assert distinct_images(batch["pixel_values"], batch["image_grid_thw"]) == ([0, 1, 3], [0, 1, 0, 2, 1, 0])
+    assert distinct_images(batch["pixel_values"], _sizes(batch["image_grid_thw"])) == ([0, 1, 3], [0, 1, 0, 2, 1, 0])
     distinct = _batch(processor, [a, b, small])
-    assert distinct_images(distinct["pixel_values"], distinct["image_grid_thw"]) is None
+    assert distinct_images(distinct["pixel_values"], _sizes(distinct["image_grid_thw"])) is None
     swapped = distinct["pixel_values"].clone()  # same patches in another order: not a copy
     one = distinct["image_grid_thw"][0].prod().item()
     pixels = torch.cat([distinct["pixel_values"][:one], swapped[:one].flip(0)])
     grids = distinct["image_grid_thw"][[0, 0]]
-    assert distinct_images(pixels, grids) is None
+    assert distinct_images(pixels, _sizes(grids)) is None
 
 
 def test_outputs_and_gradients_equal_encoding_every_copy(model_and_processor):

@@ -20,10 +20,9 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 
 
-def distinct_images(pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> tuple[list[int], list[int]] | None:
+def distinct_images(pixel_values: torch.Tensor, sizes: list[int]) -> tuple[list[int], list[int]] | None:
     """(indices of the first copy of each distinct image, each image's index into those), or None when every
-    image is distinct. Images are the consecutive row blocks of ``pixel_values`` that ``grid_thw`` sizes."""
-    sizes = grid_thw.prod(-1).tolist()
+    image is distinct. Images are the consecutive blocks of ``sizes`` rows of ``pixel_values``."""
     if len(sizes) < 2:
         return None
     rows = pixel_values.detach().double().sum(dim=1)  # row reductions: the same bits for the same rows
@@ -62,11 +61,12 @@ def distinct_image_features(original: Callable[..., Any]) -> Callable[..., Any]:
     tensor of merged features per image) is what the model's forward reads."""
 
     def get_image_features(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, **kwargs: Any) -> Any:
-        found = distinct_images(pixel_values, image_grid_thw)
+        sizes = image_grid_thw.prod(-1).tolist()  # one host sync, for the search and the split
+        found = distinct_images(pixel_values, sizes)
         if found is None:
             return original(pixel_values, image_grid_thw, **kwargs)
         kept, inverse = found
-        blocks = torch.split(pixel_values, image_grid_thw.prod(-1).tolist())
+        blocks = torch.split(pixel_values, sizes)
         outputs = original(torch.cat([blocks[i] for i in kept]), image_grid_thw[kept], **kwargs)
         features = outputs.pooler_output
         outputs.pooler_output = tuple(features[slot] for slot in inverse)
