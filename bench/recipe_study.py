@@ -5,10 +5,12 @@ Usage: python -m bench.recipe_study --root runs/study --frames 4000 --workers 15
 
 One `data sim` data set (seed 0, front camera at 224 px) and its grounded traces, the small Qwen2-VL from random
 weights, `sft --scale small` on the traces, then every configuration of CONFIGS as a `grpo --scale small` run
-from that SFT model for --rl-epochs passes over the train split, validated every --every steps on the whole
-validation split (greedy plans). Each run, and the SFT model, is then scored by `eval --split val`. The test split
-is not touched: the winner is scored there once, by bench/ablation.py. Jobs run through bench/ablation.py's
-runner (a dependency graph, --jobs at a time, resumable under the same --root, stopped at --budget-s).
+from that SFT model for --rl-epochs passes over the train split, validated every --every steps on --val-frames
+frames of the validation split (greedy plans). Each run, and the SFT model, is then scored by `eval --split val`
+on the whole split, and each run's gain over the SFT model comes with a paired bootstrap 95 % interval (the same
+frames). The test split is not touched: the winner is scored there once, by bench/ablation.py. Jobs run through
+bench/ablation.py's runner (a dependency graph, --jobs at a time, resumable under the same --root, stopped at
+--budget-s).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from alphadrive_cli.evaluation.metrics import paired_difference_ci  # noqa: E402
 from alphadrive_cli.training.plots import curve  # noqa: E402
 from bench.ablation import Job, data_jobs, execute, train_seconds, with_sets  # noqa: E402
 from bench.report import report  # noqa: E402
@@ -72,7 +75,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         "max_steps=-1",
         f"generation_batch_size={args.rollout}",
         f"validation.every_steps={args.every}",
-        "validation.frames=100000",  # the whole validation split
+        f"validation.frames={args.val_frames}",
         "save_steps=100",
         "seed=0",
     ]
@@ -101,6 +104,20 @@ def val_scores(eval_dir: Path) -> dict[str, Any]:
     }
 
 
+def plan_outcomes(eval_dir: Path) -> dict[str, bool]:
+    """Whether each validation frame's plan was right, by frame id, from one `eval`'s predictions."""
+    lines = (eval_dir / "predictions.jsonl").read_text().splitlines()
+    return {row["id"]: row["plan_correct"] for row in map(json.loads, lines)}
+
+
+def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
+    """A run's planning accuracy minus the start's on the same validation frames, with its paired 95 % interval."""
+    frames = sorted(start)
+    if sorted(run) != frames:
+        raise ValueError("the two evaluations scored different frames")
+    return paired_difference_ci([start[frame] for frame in frames], [run[frame] for frame in frames])
+
+
 def summary(root: Path, paths: dict[str, Path], configs: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One row per finished configuration (and the SFT start), and every run's validation curve."""
     rows, curves = [], {}
@@ -126,6 +143,10 @@ def summary(root: Path, paths: dict[str, Path], configs: list[str]) -> tuple[lis
         }
         if f"val-{name}" in paths:
             row.update(val_scores(paths[f"val-{name}"]))
+            if "val-sft" in paths:
+                gain = gain_over(plan_outcomes(paths["val-sft"]), plan_outcomes(paths[f"val-{name}"]))
+                row["val_gain_over_sft"] = gain["difference"]
+                row["val_gain_ci95"] = [gain["low"], gain["high"]]
         rows.append(row)
     return rows, curves
 
@@ -167,6 +188,9 @@ def main() -> None:
     parser.add_argument("--rl-epochs", type=float, default=1)
     parser.add_argument("--rollout", type=int, default=512, help="generation_batch_size of every run")
     parser.add_argument("--every", type=int, default=50, help="validation every N GRPO steps")
+    parser.add_argument(
+        "--val-frames", type=int, default=100000, help="validation frames scored during training (default: all)"
+    )
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="start nothing new after this")
@@ -183,6 +207,8 @@ def main() -> None:
         "config",
         "steps",
         "val_planning_accuracy",
+        "val_gain_over_sft",
+        "val_gain_ci95",
         "val_speed_macro_f1",
         "val_path_macro_f1",
         "val_format_valid_rate",
@@ -191,7 +217,9 @@ def main() -> None:
         "samples_per_s",
         "train_wall_s",
     )
-    settings = {key: getattr(args, key) for key in ("frames", "sft_epochs", "rl_epochs", "rollout", "every")}
+    settings = {
+        key: getattr(args, key) for key in ("frames", "sft_epochs", "rl_epochs", "rollout", "every", "val_frames")
+    }
     report(columns, rows, args.out, **settings, curves=curves)
     if args.plot is not None and curves:
         curves_png(curves, start, args.plot)

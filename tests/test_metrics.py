@@ -16,6 +16,7 @@ from alphadrive_cli.evaluation.metrics import (
     macro_f1,
     multimodality,
     open_loop_metrics,
+    paired_difference_ci,
     per_class_prf,
     planning_accuracy,
 )
@@ -302,3 +303,17 @@ def test_multimodality_bounds(rows: list) -> None:
     # Adding the true plan to every frame covers every frame.
     covered = multimodality([[*s, t] for s, t in zip(samples, truths, strict=False)], truths)
     assert covered["truth_covered_rate"] == (1.0 if rows else 0.0)
+
+
+def test_paired_difference_ci_holds_the_difference_and_narrows_with_pairing() -> None:
+    """A candidate right on 10 more of 400 frames where both agree elsewhere: +0.025, interval inside (0, 0.05);
+    identical outcomes give exactly zero; the unpaired width of two such accuracies would be about 0.14."""
+    baseline = [True] * 200 + [False] * 200
+    candidate = [True] * 210 + [False] * 190
+    gain = paired_difference_ci(baseline, candidate)
+    assert gain["difference"] == pytest.approx(0.025)
+    assert 0.0 < gain["low"] < 0.025 < gain["high"] < 0.05
+    assert gain["frames"] == 400
+    assert paired_difference_ci(baseline, baseline) == {"difference": 0.0, "low": 0.0, "high": 0.0, "frames": 400}
+    with pytest.raises(ValueError, match="400 baseline outcomes but 3"):
+        paired_difference_ci(baseline, [True] * 3)
