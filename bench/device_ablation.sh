@@ -8,6 +8,8 @@
 #   bash bench/device_ablation.sh start [ablation.py arguments ...]
 #   bash bench/device_ablation.sh poll 540      (also packs what is done so far into $OUT)
 #   bash bench/device_ablation.sh collect
+# A lent machine is released about 30 s after a call ends (and at 30 minutes held): issue the next `poll` at
+# once, and treat everything not yet packed into $OUT as lost.
 set -euo pipefail
 WORK=${ABLATION_WORK:-/root/ablation}    # outside the working tree, which each call replaces
 SRC=$WORK/src
