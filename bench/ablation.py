@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ def published(root: Path, name: str) -> Path | None:
     return found[0].parent if found else None
 
 
-def with_sets(sets: list[str]) -> list[str]:
+def with_sets(sets: Sequence[str]) -> list[str]:
     return [part for item in sets for part in ("--set", item)]
 
 
@@ -135,14 +136,14 @@ def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     ]
 
 
-def data_jobs(frames: int, workers: int, data_sets: list[str]) -> list[Job]:
-    """One `data sim` data set (seed 0, ``data_sets`` as its ``--set``s) and its grounded traces."""
+def data_jobs(frames: int, workers: int, data_sets: Sequence[str], trace_sets: Sequence[str] = ()) -> list[Job]:
+    """One `data sim` data set (seed 0, ``data_sets`` as its ``--set``s) and its grounded traces (``trace_sets``)."""
     return [
         Job(
             "data",
             ("data", "sim", "--frames", str(frames), "--seed", "0", "--workers", str(workers), *with_sets(data_sets)),
         ),
-        Job("traces", ("distill", "--data", "@data", "--teacher", "grounded")),
+        Job("traces", ("distill", "--data", "@data", "--teacher", "grounded", *with_sets(trace_sets))),
     ]
 
 

@@ -26,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from alphadrive_cli.artifacts.store import partial_dir  # noqa: E402
 from alphadrive_cli.evaluation.metrics import paired_difference_ci  # noqa: E402
 from alphadrive_cli.training.plots import curve  # noqa: E402
 from bench.ablation import Job, data_jobs, execute, train_seconds, with_sets  # noqa: E402
@@ -54,7 +55,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
     scale = ("--scale", args.scale)
     dims = ("--dimensions", args.dimensions) if args.dimensions else ()
     jobs = [
-        *data_jobs(args.frames, args.workers, [f"render.image_size={args.image_size}"]),
+        *data_jobs(args.frames, args.workers, [f"render.image_size={args.image_size}"], [f"share={args.sft_share}"]),
         Job(
             "model",
             (
@@ -76,6 +77,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         f"generation_batch_size={args.rollout}",
         f"validation.every_steps={args.every}",
         f"validation.frames={args.val_frames}",
+        "validation.batch_size=128",
         "save_steps=100",
         "seed=0",
     ]
@@ -118,22 +120,51 @@ def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
     return paired_difference_ci([start[frame] for frame in frames], [run[frame] for frame in frames])
 
 
+def failed_run(root: Path, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The row of a run that stopped with an error (its log's last error line) and the log history of its last
+    checkpoint, or None if it never ran."""
+    log = root / "logs" / f"rl-{name}.log"
+    if not log.is_file():
+        return None
+    errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
+    states = sorted(
+        partial_dir(root / "grpo", f"rl-{name}").glob("checkpoints/checkpoint-*/trainer_state.json"),
+        key=lambda path: int(path.parent.name.split("-")[1]),
+    )
+    history = json.loads(states[-1].read_text())["log_history"] if states else []
+    row = {
+        "config": name,
+        "sets": list(CONFIGS[name]),
+        "outcome": errors[-1] if errors else "stopped without a published model",
+        "steps": max((int(entry["step"]) for entry in history), default=0),
+    }
+    return row, history
+
+
 def summary(root: Path, paths: dict[str, Path], configs: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One row per finished configuration (and the SFT start), and every run's validation curve."""
+    """One row per configuration run (and the SFT start): finished, or failed with its error and its curve up to
+    its last checkpoint; and every run's validation curve."""
     rows, curves = [], {}
     if "val-sft" in paths:
         rows.append({"config": "SFT (start of every run)", **val_scores(paths["val-sft"])})
     for name in configs:
         run = paths.get(f"rl-{name}")
         if run is None:
+            failed = failed_run(root, name)
+            if failed is not None:
+                row, history = failed
+                rows.append(row)
+                steps, values = curve(history, ACCURACY)
+                curves[name] = {"steps": steps, "val_planning_accuracy": values, "finished": False}
             continue
         history = json.loads((run / "log_history.json").read_text())
         steps, values = curve(history, ACCURACY)
-        curves[name] = {"steps": steps, "val_planning_accuracy": values}
+        curves[name] = {"steps": steps, "val_planning_accuracy": values, "finished": True}
         manifest = json.loads((run / "manifest.json").read_text())
         row = {
             "config": name,
             "sets": list(CONFIGS[name]),
+            "outcome": "finished",
             "steps": manifest["metrics"].get("steps"),
             "train_wall_s": round(train_seconds(root, [f"rl-{name}"]), 1),
             "samples_per_s": manifest["metrics"].get("train_samples_per_second"),
@@ -151,22 +182,21 @@ def summary(root: Path, paths: dict[str, Path], configs: list[str]) -> tuple[lis
     return rows, curves
 
 
-def curves_png(curves: dict[str, Any], start: float | None, path: Path) -> None:
-    """Validation planning accuracy against step, every configuration on one axis, the SFT start dashed."""
+def curves_png(curves: dict[str, Any], path: Path) -> None:
+    """Validation planning accuracy against step, every configuration on one axis (step 0: the SFT start; a
+    run that stopped with an error dashed, up to its last checkpoint)."""
     figure, axis = plt.subplots(figsize=(8, 5))
     for name, points in curves.items():
+        finished = points["finished"]
         axis.plot(
-            [0, *points["steps"]],
-            [start, *points["val_planning_accuracy"]]
-            if start is not None
-            else [None, *points["val_planning_accuracy"]],
+            points["steps"],
+            points["val_planning_accuracy"],
             marker=".",
-            label=name,
+            linestyle="-" if finished else "--",
+            label=name if finished else f"{name} (stopped, last checkpoint)",
         )
-    if start is not None:
-        axis.axhline(start, linestyle="--", color="grey", label="SFT")
     axis.set_xlabel("GRPO step")
-    axis.set_ylabel("validation planning accuracy")
+    axis.set_ylabel("planning accuracy, validation sample")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     figure.tight_layout()
@@ -184,6 +214,12 @@ def main() -> None:
     )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes")
+    parser.add_argument(
+        "--sft-share",
+        type=float,
+        default=1.0,
+        help="share of the frames given traces for the SFT warm-up (distill's share); RL runs on all of them",
+    )
     parser.add_argument("--sft-epochs", type=float, default=2)
     parser.add_argument("--rl-epochs", type=float, default=1)
     parser.add_argument("--rollout", type=int, default=512, help="generation_batch_size of every run")
@@ -201,10 +237,10 @@ def main() -> None:
     started = time.perf_counter()
     paths = execute(plan(args), args.root, args.jobs, args.budget_s)
     rows, curves = summary(args.root, paths, args.configs)
-    start = rows[0]["val_planning_accuracy"] if rows and rows[0]["config"].startswith("SFT") else None
     print(f"this invocation {time.perf_counter() - started:.0f} s")
     columns = (
         "config",
+        "outcome",
         "steps",
         "val_planning_accuracy",
         "val_gain_over_sft",
@@ -218,11 +254,12 @@ def main() -> None:
         "train_wall_s",
     )
     settings = {
-        key: getattr(args, key) for key in ("frames", "sft_epochs", "rl_epochs", "rollout", "every", "val_frames")
+        key: getattr(args, key)
+        for key in ("frames", "sft_share", "sft_epochs", "rl_epochs", "rollout", "every", "val_frames")
     }
     report(columns, rows, args.out, **settings, curves=curves)
     if args.plot is not None and curves:
-        curves_png(curves, start, args.plot)
+        curves_png(curves, args.plot)
 
 
 if __name__ == "__main__":

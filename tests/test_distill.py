@@ -87,6 +87,21 @@ def test_grounded_teacher_distills_offline(cli, data: Path) -> None:
     assert "kept" in result.stderr
 
 
+def test_share_distills_a_seeded_part_of_each_split(cli, data: Path) -> None:
+    halves = []
+    for seed in (0, 0, 1):
+        result = cli("distill", "--data", data, "--set", "share=0.5", "--set", f"seed={seed}")
+        assert result.exit_code == 0, result.stderr
+        artifact = Path(result.stdout.strip())
+        train, val = records(artifact), records(artifact, "val")
+        assert len(train) == 3 and len(val) == 1
+        assert open_artifact(artifact).manifest["counts"]["kept"] == 4
+        halves.append([r.id for r in train])
+    assert halves[0] == halves[1] and halves[0] == sorted(halves[0])  # the same draw, in the data's order
+    assert halves[2] != halves[0]  # another seed draws other frames
+    assert cli("distill", "--data", data, "--set", "share=0").exit_code == 2
+
+
 def test_grounded_teacher_refuses_verify_and_openai_needs_a_model(cli, data: Path) -> None:
     assert cli("distill", "--data", data, "--verify").exit_code == 2
     assert cli("distill", "--data", data, "--teacher", "openai").exit_code == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from alphadrive_cli.artifacts.store import OutputSpec
@@ -19,6 +20,7 @@ from alphadrive_cli.stages import distill as distill_stage
 from alphadrive_cli.stages import grpo as grpo_stage
 from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
+from alphadrive_cli.training.numerics import avoid_cudnn_attention
 
 pytestmark = pytest.mark.gpu
 
@@ -173,3 +175,22 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> No
     manifest = policy.manifest
     assert manifest["generation"]["compiled"] is True and manifest["generation"]["cache"] == "static"
     assert manifest["training"]["device"] == "cuda" and manifest["metrics"]["steps"] == 2
+
+
+def test_attention_backward_stays_finite_where_cudnn_returns_nan() -> None:
+    """pytorch/pytorch#196678: with a mask, a length of 64 modulo 128 and rows whose scores are all far below
+    zero (a fully masked row of a left-padded batch), cuDNN's SDPA backward gives NaN query gradients. The
+    training stages switch cuDNN attention off (numerics.avoid_cudnn_attention); this checks the kernels left."""
+    avoid_cudnn_attention()
+    length, width = 448, 64
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    shape = (1, 2, length, width)
+    query = torch.randn(shape, device="cuda", generator=generator).mul(0.1).to(torch.bfloat16)
+    key = torch.randn(shape, device="cuda", generator=generator).mul(0.1).to(torch.bfloat16)
+    value = torch.randn(shape, device="cuda", generator=generator).to(torch.bfloat16)
+    query[..., 0], key[..., 0] = 1.0, -100.0 * width**0.5  # every score about -100: log-sum-exp below -88.7
+    query.requires_grad_()
+    mask = torch.ones(length, length, dtype=torch.bool, device="cuda").tril()
+    out = F.scaled_dot_product_attention(query, key.requires_grad_(), value.requires_grad_(), attn_mask=mask)
+    out.backward(torch.randn(out.shape, device="cuda", generator=generator).to(out.dtype))
+    assert torch.isfinite(query.grad).all() and torch.isfinite(key.grad).all()

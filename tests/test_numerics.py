@@ -145,6 +145,14 @@ def test_sft_whose_gradients_stay_nonfinite_stops_as_diverged(traces, tmp_path, 
     assert not list((tmp_path / "sft").glob("*-v1"))  # nothing published
 
 
+def test_training_keeps_attention_off_cudnn(traces, tmp_path, monkeypatch) -> None:
+    """cuDNN's SDPA backward returns NaN query gradients on left-padded batches of some lengths (numerics.py)."""
+    monkeypatch.setattr(torch.backends.cuda, "enable_cudnn_sdp", lambda enabled: flags.append(enabled))
+    flags: list[bool] = []
+    _sft(traces, tmp_path)
+    assert flags == [False]
+
+
 def test_no_gradients_at_all_count_as_finite() -> None:
     """An engine that keeps gradients out of ``param.grad`` (DeepSpeed ZeRO) leaves the guard nothing to check."""
     model = torch.nn.Linear(2, 2)

@@ -250,6 +250,13 @@ class DistillConfig(Strict):
     timeout_s: float = Field(60.0, gt=0, le=3600, description="seconds before one request is abandoned and retried")
     temperature: float = Field(0.7, ge=0, le=2, description="the teacher's sampling temperature")
     max_tokens: int = Field(400, ge=16, le=MAX_BATCH, description="completion tokens the teacher may write per request")
+    share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of each split's frames to distill, drawn once with the seed (AlphaDrive writes traces "
+        "for 30k of its 110k frames, warms up on those and runs RL on all)",
+    )
     samples_per_frame: int = Field(1, ge=1, le=100, description="traces collected per frame")
     verify: bool = Field(False, description="ask again without the label; keep traces whose plan agrees")
     max_requests: int | None = Field(
@@ -284,7 +291,7 @@ class DistillConfig(Strict):
         "grounded-v1",
         description="the grounded teacher's phrasing templates in prompts/",
     )
-    seed: Seed = Field(0, description="seed of the grounded teacher's phrasing")
+    seed: Seed = Field(0, description="seed of the grounded teacher's phrasing and of the frames drawn by share")
 
 
 class LoraConfig(Strict):

@@ -237,6 +237,16 @@ def _ask(
         teacher.run_sync(budget.gate(pending), on_reply, stop=budget.exhausted)
 
 
+def drawn_share(records: list[Record], share: float, seed: int) -> list[Record]:
+    """``share`` of ``records`` (at least one), drawn by a seeded hash of each id, in their original order."""
+    if share >= 1:
+        return records
+    count = max(1, round(share * len(records)))
+    rank = {record.id: hashlib.sha256(f"{seed}:{record.id}".encode()).hexdigest() for record in records}
+    chosen = set(sorted(rank, key=rank.__getitem__)[:count])
+    return [record for record in records if record.id in chosen]
+
+
 def _link_image(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
@@ -264,7 +274,11 @@ def run(config: DistillConfig, output: OutputSpec, *, data: Path, dry_run: bool 
         raise BadInput("--teacher openai needs --model (the teacher's model name, e.g. gpt-4o)")
     if config.verify and config.teacher == "grounded":
         raise BadInput("--verify needs a model teacher: the grounded teacher always knows the label")
-    records = [(split, record) for split in config.splits for record in iter_split(data, split, vocabulary)]
+    records = [
+        (split, record)
+        for split in config.splits
+        for record in drawn_share(list(iter_split(data, split, vocabulary)), config.share, config.seed)
+    ]
     if not records:
         raise BadInput(f"{data.path} has no records in {', '.join(config.splits)}")
     templates = GroundedTemplates.load(config.grounded_templates) if config.teacher == "grounded" else None

@@ -63,8 +63,18 @@ class NonFiniteGradientGuard(TrainerCallback):
         if len(self.streak) >= self.limit:
             raise StageFailure(
                 f"training diverged: the gradients were non-finite in {self.limit} consecutive steps "
-                f"({self.streak[0]}-{step}); try a lower learning_rate (the last checkpoint is kept)"
+                f"({self.streak[0]}-{step}); if the loss grew before, try a lower learning_rate (the last checkpoint "
+                "is kept; known kernel faults: docs/design.md#training-stages-sft-grpo)"
             )
+
+
+def avoid_cudnn_attention() -> None:
+    """Send attention through the flash and memory-efficient kernels, never cuDNN's, for the rest of the process.
+    From torch 2.11 on H100/H200, cuDNN's SDPA backward (the default backend) returns NaN query gradients when a
+    mask is passed, the padded length is 64 modulo 128 and a query row is fully masked (pytorch/pytorch#196678);
+    a left-padded GRPO batch is all three, at one length in 128. Measured here: three of six recipe-study runs
+    diverged, each at the first rollout whose longest completion made the batch 448 tokens long."""
+    torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 def nonfinite_steps(history: Iterable[Mapping[str, Any]]) -> list[int]:

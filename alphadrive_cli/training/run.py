@@ -24,7 +24,7 @@ from alphadrive_cli.prompts import STUDENT_PROMPT, PromptTemplate, load_prompt
 from alphadrive_cli.training.callbacks import CLOCK_KEY, close_tensorboard, silence_stdout_callbacks, trainer_callbacks
 from alphadrive_cli.training.checkpoints import CHECKPOINT_DIR, last_checkpoint
 from alphadrive_cli.training.distributed import after_everyone, launch_world_size, on_main
-from alphadrive_cli.training.numerics import check_finite, nonfinite_steps
+from alphadrive_cli.training.numerics import avoid_cudnn_attention, check_finite, nonfinite_steps
 from alphadrive_cli.training.policy import (
     Precision,
     gathered_weights,
@@ -285,6 +285,7 @@ def _train(
     template = load_prompt(STUDENT_PROMPT)
     writer.add_prompt(template.id, template.sha256)
     precision = training_precision()
+    avoid_cudnn_attention()
     model, quantized = load_policy(source, config, precision)
     processor = load_processor(recipe.processor_location(source), family=family)
     trainable, total = trainable_parameters(model)
