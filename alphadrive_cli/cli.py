@@ -17,6 +17,7 @@ from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import (
     STAGE_SCHEMAS,
     DataConfig,
+    DataJudgeConfig,
     DistillConfig,
     EvalConfig,
     GrpoConfig,
@@ -235,6 +236,7 @@ def data_sim(
     frames: Annotated[int | None, typer.Option(help=key_help(DataConfig, "frames"))] = None,
     seed: Annotated[int | None, typer.Option(help=key_help(DataConfig, "seed"))] = None,
     workers: Annotated[int | None, typer.Option(help=key_help(DataConfig, "workers"))] = None,
+    judge: Annotated[bool, typer.Option("--judge", help=key_help(DataConfig, "judge"))] = False,
     *,
     shared: StageOptions,
 ) -> None:
@@ -242,11 +244,14 @@ def data_sim(
 
     An IDM/MOBIL expert drives; each frame's speed and path actions come from its motion over the
     next 3 s. Output: a `data` artifact with train/val/test JSONL (split by episode), PNG frames,
-    `contact_sheet.png` and per-class counts. The same seed gives byte-identical JSONL.
+    `contact_sheet.png` and per-class counts. The same seed gives byte-identical JSONL. With `--judge`
+    each record also gets `plans`: every plan the road offers, driven from the frame's state for the
+    horizon, with its collision, time-to-collision, progress and verdict (docs/data.md).
     """
     from alphadrive_cli.stages import data_sim  # keeps --help fast
 
-    cfg = shared.resolve("data", DataConfig, {"frames": frames, "seed": seed, "workers": workers})
+    options = {"frames": frames, "seed": seed, "workers": workers, "judge": True if judge else None}
+    cfg = shared.resolve("data", DataConfig, options)
     shared.emit(data_sim.run(cfg, shared.output))
 
 
@@ -281,6 +286,27 @@ def data_import(
         {"kind": kind, "images_root": None if images_root is None else str(images_root), "strict": strict},
     )
     shared.emit(data_import.run(cfg, shared.output, source=source))
+
+
+@data_app.command("judge", epilog=PIPELINE)
+@reported
+@stage_command()
+def data_judge(
+    data: Annotated[Path, typer.Argument(help="A `data sim` artifact.")],
+    workers: Annotated[int | None, typer.Option(help=key_help(DataJudgeConfig, "workers"))] = None,
+    *,
+    shared: StageOptions,
+) -> None:
+    """Judge every candidate plan of a simulator data set's frames: a new `data` artifact with `plans` per record.
+
+    Each episode is simulated again from its records' provenance; at every frame each plan the road offers is
+    driven for the label horizon and its collision, time-to-collision, progress and verdict stored (the same as
+    `data sim --judge`, docs/data.md). Imported frames cannot be judged. Interrupted, it resumes.
+    """
+    from alphadrive_cli.stages import data_judge as stage  # keeps --help fast
+
+    cfg = shared.resolve("data-judge", DataJudgeConfig, {"workers": workers})
+    shared.emit(stage.run(cfg, shared.output, data=data))
 
 
 @data_app.command("audit", epilog=PIPELINE)

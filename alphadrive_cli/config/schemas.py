@@ -157,6 +157,21 @@ class RenderConfig(Strict):
         return views
 
 
+class JudgeRules(Strict):
+    """How a candidate plan is driven and judged (``data/sim/plan_judge.py``, docs/data.md)."""
+
+    decision_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="a plan's speed meta-action is applied again every this many seconds, as closed loop applies "
+        "a plan the model repeats",
+    )
+    min_ttc_s: float = Field(
+        1.5, ge=0, le=60, description="acceptable only if the time to collision with the lead vehicle stays above this"
+    )
+
+
 class DataConfig(Strict):
     """``alphadrive data sim``: the simulator data set."""
 
@@ -173,6 +188,8 @@ class DataConfig(Strict):
     balance_oversample: float = Field(
         3.0, ge=1, le=100, description="with balance: simulate this many times the frames, then sub-sample"
     )
+    judge: bool = Field(False, description="drive each frame's candidate plans and store their outcomes as `plans`")
+    judge_rules: JudgeRules = JudgeRules()
 
     @model_validator(mode="after")
     def _times_on_the_recording_grid(self) -> DataConfig:
@@ -190,6 +207,13 @@ class DataConfig(Strict):
         if sum(self.scenarios.model_dump().values()) <= 0:
             raise ValueError("at least one scenario weight must be positive")
         return self
+
+
+class DataJudgeConfig(Strict):
+    """``alphadrive data judge``: an existing simulator data set's frames re-simulated, every candidate plan judged."""
+
+    rules: JudgeRules = JudgeRules()
+    workers: int = Field(1, ge=1, le=1024, description="simulator processes (more workers give the same plans)")
 
 
 class ImportConfig(Strict):
@@ -593,6 +617,7 @@ STAGE_SCHEMAS: dict[str, type[Strict]] = {
     "models": TinyModelConfig,
     "data": DataConfig,
     "data-import": ImportConfig,
+    "data-judge": DataJudgeConfig,
     "distill": DistillConfig,
     "sft": SftConfig,
     "grpo": GrpoConfig,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.actions import ActionVocabulary
@@ -58,3 +61,14 @@ def publish_dataset(
         counts={"frames": len(every), **{split: per_split[split]["frames"] for split in SPLITS}, **dict(counts or {})},
         extra={"vocabulary": vocabulary.to_dict(), "classes": per_split, **audit, **dict(extra or {})},
     )
+
+
+def link_image(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (a copy where links fail), making its folder; an existing target stays."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

@@ -19,6 +19,23 @@ MAX_SPEED_MPS = 100.0  # 360 km/h: a larger ego speed is a unit mistake or garba
 MAX_TEXT = 1000  # characters of a navigation instruction
 
 
+class JudgedPlan(BaseModel):
+    """One candidate plan held for the label horizon from the frame's simulator state (``data/sim/plan_judge.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    speed: str
+    path: str
+    collision: bool
+    off_road: bool
+    progress_m: float = Field(allow_inf_nan=False)
+    min_ttc_s: float | None = Field(None, ge=0, allow_inf_nan=False, description="None: never closing on a lead")
+    peak_deceleration_mps2: float = Field(allow_inf_nan=False)
+    realised_speed: str = Field(description="the speed action the rollout earns by the labelling rule")
+    realised_path: str = Field(description="the path action the rollout earns by the labelling rule")
+    acceptable: bool
+
+
 class Record(BaseModel):
     """One labelled frame. ``reasoning`` and ``teacher`` are added by ``distill``."""
 
@@ -37,6 +54,7 @@ class Record(BaseModel):
         description="the rule that produced each label, e.g. {'speed': 'sim.expert_speed', 'path': 'sim.junction'}",
     )
     scene: dict[str, Any] | None = None
+    plans: list[JudgedPlan] | None = Field(None, description="every candidate plan's simulated outcome (data judge)")
     source: dict[str, Any]
     reasoning: str | None = None
     teacher: dict[str, Any] | None = None

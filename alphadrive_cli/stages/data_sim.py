@@ -154,6 +154,7 @@ def _record(config: DataConfig, plan: EpisodePlan, frame: SimFrame) -> Record:
         path_action=frame.path_action,
         label_source=frame.label_source,
         scene=frame.scene,
+        plans=frame.plans,
         source={
             "origin": "simulator",
             "scenario": plan.scenario,

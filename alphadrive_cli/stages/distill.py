@@ -12,7 +12,6 @@ import base64
 import hashlib
 import os
 import random
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from alphadrive_cli.artifacts.store import (
     partial_dir,
 )
 from alphadrive_cli.config.schemas import DistillConfig
-from alphadrive_cli.data.publish import publish_dataset
+from alphadrive_cli.data.publish import link_image, publish_dataset
 from alphadrive_cli.data.records import SPLITS, Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.prompts import PromptTemplate, load_prompt
@@ -247,16 +246,6 @@ def drawn_share(records: list[Record], share: float, seed: int) -> list[Record]:
     return [record for record in records if record.id in chosen]
 
 
-def _link_image(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        return
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def _summary_table(counts: Counter, title: str) -> Table:
     table = Table(title=title)
     table.add_column("trace")
@@ -379,7 +368,7 @@ def _publish(
         text = store.replies[job.request.key].text or ""
         identifier = job.record.id if config.samples_per_frame == 1 else f"{job.record.id}-s{job.sample}"
         for image in job.record.images:
-            _link_image(data.path / image, writer.path(image))
+            link_image(data.path / image, writer.path(image))
         by_split[job.split].append(
             job.record.model_copy(
                 update={

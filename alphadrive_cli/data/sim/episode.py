@@ -8,6 +8,7 @@ from typing import Any
 
 from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.data.labels import speed_action
+from alphadrive_cli.data.sim.plan_judge import judge_frame
 from alphadrive_cli.data.sim.render import png_bytes, render_views
 from alphadrive_cli.data.sim.route_labels import EXPERT_SPEED_RULE, route_path_action
 from alphadrive_cli.data.sim.scenarios import (
@@ -52,6 +53,7 @@ class SimFrame:
     speed_action: str
     path_action: str
     label_source: dict[str, str]
+    plans: list[dict[str, Any]] | None = None  # with judge: every candidate plan's outcome
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,20 @@ def _simulate_and_label(
             progress.update(lane_index)
             states.append(EgoState(float(ego.speed), lane_index, scenario.in_junction(lane_index)))
             if step in frame_at_step:
+                scene = scene_facts(env, ego, scenario, progress)
+                judged = (
+                    judge_frame(env, ego, scenario, scene, progress.passed, config.labels, config.judge_rules)
+                    if config.judge
+                    else None
+                )
                 pending[len(states) - 1] = (
                     frame_at_step[step],
                     {
                         "pngs": [png_bytes(view) for view in render_views(env, config.render)],
                         "ego_speed_mps": round(float(ego.speed), 2),
                         "navigation": navigation(scenario, turn, progress.passed),
-                        "scene": scene_facts(env, ego, scenario, progress),
+                        "scene": scene,
+                        "plans": None if judged is None else [plan.model_dump() for plan in judged],
                     },
                 )
     finally:

@@ -17,7 +17,8 @@ LEAD_RANGE_M = 100.0  # a vehicle further ahead than this is not "the lead vehic
 ROUNDABOUT_RADIUS_M = 20.0  # highway-env's roundabout ring
 
 
-def _gap(ego: Vehicle, other: Vehicle | None, lane_index: tuple) -> float | None:
+def bumper_gap(ego: Vehicle, other: Vehicle | None, lane_index: tuple) -> float | None:
+    """Metres between the two vehicles' bumpers along ``lane_index`` (None without another vehicle)."""
     if other is None:
         return None
     lane = ego.road.network.get_lane(lane_index)
@@ -32,7 +33,7 @@ def _adjacent_lane(env: AbstractEnv, ego: Vehicle, offset: int) -> str:
     if not 0 <= neighbour < len(lanes):
         return "none"
     front, rear = env.road.neighbour_vehicles(ego, (start, end, neighbour))
-    ahead, behind = _gap(ego, front, (start, end, neighbour)), _gap(ego, rear, (start, end, neighbour))
+    ahead, behind = bumper_gap(ego, front, (start, end, neighbour)), bumper_gap(ego, rear, (start, end, neighbour))
     free = (ahead is None or ahead >= FREE_AHEAD_M) and (behind is None or behind >= FREE_BEHIND_M)
     return "free" if free else "occupied"
 
@@ -52,7 +53,7 @@ def _distance_to_junction(scenario: Scenario, ego: Vehicle, progress: JunctionPr
 def scene_facts(env: AbstractEnv, ego: Vehicle, scenario: Scenario, progress: JunctionProgress) -> dict[str, Any]:
     """Lead vehicle, adjacent lanes, junction distance, speed limit and traffic around the ego."""
     front, _ = env.road.neighbour_vehicles(ego, ego.lane_index)
-    gap = _gap(ego, front, ego.lane_index)
+    gap = bumper_gap(ego, front, ego.lane_index)
     if gap is not None and gap > LEAD_RANGE_M:
         front = None
     lanes = env.road.network.graph[ego.lane_index[0]][ego.lane_index[1]]

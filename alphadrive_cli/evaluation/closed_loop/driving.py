@@ -1,10 +1,7 @@
 """One closed-loop episode in highway-env, driven by plans (a model's) or by the expert that labels the data.
 
-A plan ``(speed, path)`` becomes the simulator's meta-actions for highway-env's ``MDPVehicle``:
-ACCELERATE is FASTER and DECELERATE is SLOWER (one step on the scenario's ladder of target speeds),
-STOP is SLOWER at every decision (so the car keeps slowing down to 0), KEEP changes nothing;
-LEFT_CHANGE / RIGHT_CHANGE are LANE_LEFT / LANE_RIGHT, while STRAIGHT and the turns follow the
-episode's route (the vehicle steers along it by itself). The expert is the IDM/MOBIL driver of
+A plan ``(speed, path)`` becomes the simulator's meta-actions for highway-env's ``MDPVehicle``
+(``data/sim/meta_actions.py``), following the episode's route. The expert is the IDM/MOBIL driver of
 ``alphadrive data sim``, on the same scenario, seed and route. The view given to the model is rendered
 exactly as the data set renders its frames.
 """
@@ -18,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from alphadrive_cli.config.schemas import RenderConfig
+from alphadrive_cli.data.sim.meta_actions import PATH_META, SPEED_META, TARGET_SPEEDS
 from alphadrive_cli.data.sim.render import render_views
 from alphadrive_cli.data.sim.scenarios import (
     POLICY_HZ,
@@ -29,16 +27,6 @@ from alphadrive_cli.data.sim.scenarios import (
     route_turn,
 )
 
-# The speeds FASTER / SLOWER step between (m/s), from standstill to the scenario's usual top speed.
-TARGET_SPEEDS: dict[str, tuple[float, ...]] = {
-    "highway": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0),
-    "blocked": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0),
-    "merge": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0),
-    "roundabout": (0.0, 4.0, 8.0, 12.0, 16.0),
-    "intersection": (0.0, 3.0, 6.0, 9.0, 12.0),
-}
-SPEED_META = {"ACCELERATE": "FASTER", "DECELERATE": "SLOWER", "STOP": "SLOWER"}  # KEEP: no change
-PATH_META = {"LEFT_CHANGE": "LANE_LEFT", "RIGHT_CHANGE": "LANE_RIGHT"}  # STRAIGHT and turns: follow the route
 IDLE = "IDLE"
 EXPERT = "expert"
 
