@@ -16,10 +16,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec, open_artifact
 from alphadrive_cli.config.schemas import DataConfig, DataJudgeConfig
 from alphadrive_cli.data.publish import link_image, publish_dataset
-from alphadrive_cli.data.records import SPLITS, Record, dataset_vocabulary, iter_split
+from alphadrive_cli.data.records import SPLITS, Record, dataset_vocabulary, describe_error, iter_split
 from alphadrive_cli.data.sim.episode import EpisodePlan, run_episode
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.ui import progress_bar
@@ -103,7 +105,12 @@ def run(config: DataJudgeConfig, output: OutputSpec, *, data: Path) -> Artifact:
     plans = _episode_plans(records, source)
     if not plans:
         raise BadInput(f"{source.path} has no records to judge")
-    recorded = DataConfig.model_validate(source.manifest["config"])
+    try:
+        recorded = DataConfig.model_validate(source.manifest["config"])
+    except ValidationError as error:
+        raise BadInput(
+            f"{source.path}: its recorded `data sim` config does not fit this version: {describe_error(error)}"
+        ) from None
     sim_config = recorded.model_copy(update={"judge": True, "judge_rules": config.rules})
     settings = config.model_dump(mode="json")
     identity = {key: value for key, value in settings.items() if key != "workers"}  # more workers: same plans
