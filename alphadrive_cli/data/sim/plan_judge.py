@@ -79,6 +79,7 @@ def _routes(env: AbstractEnv, ego: Vehicle, scenario: Scenario, junction_passed:
         probe.plan_route_to(destination)
         if len(probe.route or []) > 1:  # reachable from here (else the route is the current lane alone)
             routes.setdefault(TURN_ACTION[route_turn(env, list(probe.route))], destination)
+    routes.setdefault("STRAIGHT", None)  # keeping the lane along the own route: STRAIGHT while the junction is far
     return routes
 
 
