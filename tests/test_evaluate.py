@@ -17,7 +17,7 @@ from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
 from alphadrive_cli.config.schemas import EvalConfig, TinyModelConfig
 from alphadrive_cli.stages import eval_open_loop as evaluate_stage
 from alphadrive_cli.stages import models_tiny
-from tests.support.labelled_data import make_labelled_data
+from tests.support.labelled_data import judged, make_labelled_data
 
 # Six test frames with hand-chosen truths.
 TRUTHS = [
@@ -256,3 +256,45 @@ def test_a_peft_adapter_is_applied_on_its_base_model(cli, data: Path, tiny_model
     assert texts["base"] != texts["adapter"]
     assert {ref["role"] for ref in artifact.manifest["inputs"]} == {"data", "base_model"}
     assert artifact.manifest["report"]["model"]["adapter_on"]["kind"] == "artifact"
+
+
+def test_judged_data_scores_answers_by_the_simulators_verdicts(cli, tmp_path: Path) -> None:
+    """Frame 0: KEEP and DECELERATE straight are acceptable; frame 1: only STOP. Two samples per frame."""
+    plans = {
+        0: [
+            judged("KEEP", "STRAIGHT", True),
+            judged("DECELERATE", "STRAIGHT", True),
+            judged("ACCELERATE", "STRAIGHT", False),
+        ],
+        1: [judged("STOP", "STRAIGHT", True), judged("KEEP", "STRAIGHT", False)],
+    }
+    data = make_labelled_data(
+        tmp_path / "runs", [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")], {"test": [0, 1]}, plans=plans
+    )
+    predictions = write_predictions(
+        tmp_path / "p.jsonl",
+        [
+            {"id": "f0", "texts": [answer("DECELERATE", "STRAIGHT"), answer("KEEP", "STRAIGHT")]},
+            {"id": "f1", "texts": [answer("KEEP", "STRAIGHT"), answer("STOP", "STRAIGHT")]},
+        ],
+    )
+    result = cli("eval", "--predictions", predictions, "--data", data)
+    assert result.exit_code == 0, result.stderr
+    artifact = Path(result.stdout.strip())
+    metrics = json.loads((artifact / "metrics.json").read_text())
+    assert metrics["planning_accuracy"] == 0.0  # neither first answer is the label ...
+    assert metrics["judged"] == {  # ... but the first one is acceptable on frame 0
+        "frames": 2,
+        "acceptable_rate": 0.5,
+        "unacceptable_by_speed": {"KEEP": 1},
+        "unacceptable_by_path": {"STRAIGHT": 1},
+        "samples": 4,
+        "sample_acceptable_rate": 0.75,
+        "best_of_k_acceptable_rate": 1.0,
+        "two_acceptable_plans_rate": 0.5,
+        "mean_distinct_acceptable_plans": 1.5,
+    }
+    rows = [json.loads(line) for line in (artifact / "predictions.jsonl").read_text().splitlines()]
+    assert [row["plan_acceptable"] for row in rows] == [True, False]
+    table = cli("eval", "compare", artifact, artifact, "--markdown").stdout
+    assert "acceptable plan (simulator)" in table and "2+ acceptable plans of K" in table

@@ -13,6 +13,7 @@ from alphadrive_cli.actions import DEFAULT_VOCABULARY, format_completion
 from alphadrive_cli.evaluation.metrics import (
     confusion_matrix,
     format_valid_rate,
+    judged_plans,
     macro_f1,
     multimodality,
     open_loop_metrics,
@@ -317,3 +318,16 @@ def test_paired_difference_ci_holds_the_difference_and_narrows_with_pairing() ->
     assert paired_difference_ci(baseline, baseline) == {"difference": 0.0, "low": 0.0, "high": 0.0, "frames": 400}
     with pytest.raises(ValueError, match="400 baseline outcomes but 3"):
         paired_difference_ci(baseline, [True] * 3)
+
+
+def test_judged_plans_counts_unparsed_and_unoffered_answers_as_unacceptable() -> None:
+    acceptable = [frozenset({("KEEP", "STRAIGHT")}), frozenset({("STOP", "STRAIGHT")}), frozenset()]
+    result = judged_plans([[("KEEP", "STRAIGHT")], [None], [("KEEP", "LEFT_CHANGE")]], acceptable)
+    assert result == {
+        "frames": 3,
+        "acceptable_rate": pytest.approx(1 / 3),
+        "unacceptable_by_speed": {"unparsed": 1, "KEEP": 1},
+        "unacceptable_by_path": {"unparsed": 1, "LEFT_CHANGE": 1},
+    }  # one answer per frame: no K-sample numbers
+    with pytest.raises(ValueError, match="verdicts"):
+        judged_plans([[None]], acceptable)

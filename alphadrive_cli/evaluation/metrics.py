@@ -8,6 +8,7 @@ class and a false positive for no class. Every ratio with a zero denominator is 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -159,6 +160,40 @@ def multimodality(samples_per_frame: Sequence[Sequence[Plan | None]], truths: Se
             sum(1 for plans, truth in zip(distinct, truths, strict=False) if tuple(truth) in plans), len(truths)
         ),
     }
+
+
+def judged_plans(
+    samples_per_frame: Sequence[Sequence[Plan | None]], acceptable_per_frame: Sequence[frozenset[Plan]]
+) -> dict[str, Any]:
+    """Answers against the simulator's verdicts (docs/spec.md#metrics): the share of frames whose first answer
+    is an acceptable plan, the unacceptable ones by class, and with K > 1 samples per frame the share of samples
+    acceptable, of frames with some acceptable sample (best of K) and with at least two distinct acceptable
+    plans (multimodal planning, measured). An unparsed answer, or a plan the road does not offer, is unacceptable."""
+    if len(samples_per_frame) != len(acceptable_per_frame):
+        raise ValueError(f"{len(samples_per_frame)} frames of samples but {len(acceptable_per_frame)} verdicts")
+    frames = len(acceptable_per_frame)
+    firsts = [samples[0] if samples else None for samples in samples_per_frame]
+    bad = [plan for plan, ok in zip(firsts, acceptable_per_frame, strict=True) if plan is None or tuple(plan) not in ok]
+    result: dict[str, Any] = {
+        "frames": frames,
+        "acceptable_rate": _ratio(frames - len(bad), frames),
+        "unacceptable_by_speed": dict(Counter("unparsed" if plan is None else plan[0] for plan in bad)),
+        "unacceptable_by_path": dict(Counter("unparsed" if plan is None else plan[1] for plan in bad)),
+    }
+    if any(len(samples) > 1 for samples in samples_per_frame):
+        good = [
+            [tuple(plan) for plan in samples if plan is not None and tuple(plan) in ok]
+            for samples, ok in zip(samples_per_frame, acceptable_per_frame, strict=True)
+        ]
+        distinct = [set(plans) for plans in good]
+        result |= {
+            "samples": sum(len(samples) for samples in samples_per_frame),
+            "sample_acceptable_rate": _ratio(sum(map(len, good)), sum(len(samples) for samples in samples_per_frame)),
+            "best_of_k_acceptable_rate": _ratio(sum(1 for plans in distinct if plans), frames),
+            "two_acceptable_plans_rate": _ratio(sum(1 for plans in distinct if len(plans) >= 2), frames),
+            "mean_distinct_acceptable_plans": _ratio(sum(map(len, distinct)), frames),
+        }
+    return result
 
 
 def single_action(actions: frozenset[str]) -> str | None:

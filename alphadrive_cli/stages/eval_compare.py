@@ -35,6 +35,9 @@ def _columns(vocabulary: ActionVocabulary) -> list[tuple[str, tuple[str, ...]]]:
         ("path macro F1", ("open", "path", "macro_f1")),
         ("planning accuracy", ("open", "planning_accuracy")),
         ("format valid", ("open", "format_valid_rate")),
+        ("acceptable plan (simulator)", ("open", "judged", "acceptable_rate")),
+        ("best of K acceptable", ("open", "judged", "best_of_k_acceptable_rate")),
+        ("2+ acceptable plans of K", ("open", "judged", "two_acceptable_plans_rate")),
     ]
     return columns + [(title, ("closed", "model", "overall", key)) for title, key in CLOSED_LOOP_COLUMNS]
 
@@ -79,8 +82,12 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
     artifacts: list[Artifact] = [open_artifact(path, stage="eval") for path in paths]
     vocabularies = [artifact.manifest["vocabulary"] for artifact in artifacts if "vocabulary" in artifact.manifest]
     vocabulary = ActionVocabulary.from_dict(vocabularies[0]) if vocabularies else DEFAULT_VOCABULARY
-    columns = _columns(vocabulary)
     results = [_results(artifact) for artifact in artifacts]
+    columns = [  # a number no artifact has (closed loop, simulator verdicts) is left out
+        (title, path)
+        for title, path in _columns(vocabulary)
+        if any(_lookup(values, path) is not None for values in results)
+    ]
     header = ["artifact", "frames", *(title for title, _ in columns)]
     rows = []
     for index, (artifact, values) in enumerate(zip(artifacts, results, strict=False)):

@@ -28,7 +28,7 @@ from alphadrive_cli.artifacts.store import (
 from alphadrive_cli.config.schemas import EvalConfig
 from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.evaluation.metrics import multimodality, open_loop_metrics, single_action
+from alphadrive_cli.evaluation.metrics import judged_plans, multimodality, open_loop_metrics, single_action
 from alphadrive_cli.evaluation.plots import confusion_png, f1_bars_png
 from alphadrive_cli.models.generation import GenerationSettings, complete_records
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
@@ -142,6 +142,11 @@ def read_predictions(path: Path, records: Sequence[Record]) -> tuple[dict[str, l
     return found, report
 
 
+def acceptable_plans(record: Record) -> frozenset[tuple[str, str]]:
+    """The plans the simulator judged acceptable at ``record``'s frame (none if it was not judged)."""
+    return frozenset((plan.speed, plan.path) for plan in record.plans or () if plan.acceptable)
+
+
 def _prediction_rows(
     records: Sequence[Record], completions: dict[str, list[str]], vocabulary: ActionVocabulary
 ) -> list[dict[str, Any]]:
@@ -164,6 +169,7 @@ def _prediction_rows(
                 "speed_correct": speed == record.speed_action,
                 "path_correct": path == record.path_action,
                 "plan_correct": parsed.plan == (record.speed_action, record.path_action),
+                **({"plan_acceptable": parsed.plan in acceptable_plans(record)} if record.plans else {}),
             }
         )
     return rows
@@ -191,6 +197,11 @@ def metrics_table(metrics: dict[str, Any], vocabulary: ActionVocabulary, title: 
         "plan", "planning accuracy", "", "", f"{metrics['planning_accuracy']:.3f}", str(metrics["counts"]["frames"])
     )
     table.add_row("", "format valid", "", "", f"{metrics['format_valid_rate']:.3f}", "")
+    if "judged" in metrics:
+        judged = metrics["judged"]
+        table.add_row("", "acceptable (simulator)", "", "", f"{judged['acceptable_rate']:.3f}", str(judged["frames"]))
+        if "two_acceptable_plans_rate" in judged:
+            table.add_row("", "2+ acceptable of K", "", "", f"{judged['two_acceptable_plans_rate']:.3f}", "")
     return table
 
 
@@ -204,10 +215,13 @@ def publish_evaluation(
     """Score the completions and write metrics, predictions, plots and the manifest."""
     truths = [(record.speed_action, record.path_action) for record in records]
     metrics = open_loop_metrics(truths, [completions.get(record.id, [""])[0] for record in records], vocabulary)
+    answers = [[parse_answer(text, vocabulary).plan for text in completions.get(record.id, [""])] for record in records]
     if any(len(texts) > 1 for texts in completions.values()):
-        metrics["multimodality"] = multimodality(
-            [[parse_answer(text, vocabulary).plan for text in completions.get(record.id, [""])] for record in records],
-            truths,
+        metrics["multimodality"] = multimodality(answers, truths)
+    judged = [index for index, record in enumerate(records) if record.plans]
+    if judged:  # a data set judged by the simulator (data judge): verdicts beside exact match
+        metrics["judged"] = judged_plans(
+            [answers[index] for index in judged], [acceptable_plans(records[index]) for index in judged]
         )
     writer.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with writer.path("predictions.jsonl").open("w", encoding="utf-8") as handle:

@@ -16,12 +16,31 @@ from alphadrive_cli.data.records import SPLITS, Record
 SCENE = {"lane": 0, "lanes": 2, "lead_vehicle": None, "left_lane": "free", "right_lane": "none"}
 
 
+def judged(speed: str, path: str, acceptable: bool) -> dict:
+    """One `plans` entry of a record, with made-up outcomes."""
+    return {
+        "speed": speed,
+        "path": path,
+        "collision": not acceptable,
+        "off_road": False,
+        "progress_m": 30.0,
+        "peak_deceleration_mps2": 0.0,
+        "realised_speed": speed,
+        "realised_path": path,
+        "acceptable": acceptable,
+    }
+
+
 def make_labelled_data(
-    root: Path, frames: Sequence[tuple[str, str]], splits: Mapping[str, Sequence[int]], reasoning: str | None = None
+    root: Path,
+    frames: Sequence[tuple[str, str]],
+    splits: Mapping[str, Sequence[int]],
+    reasoning: str | None = None,
+    plans: Mapping[int, list[dict]] | None = None,
 ) -> Path:
     """A data artifact with frame ``i`` labelled ``frames[i]`` (id ``f<i>``, navigation "... (frame i)"),
-    placed in the splits that list its index (with ``reasoning``, every record carries that trace);
-    returns the artifact's path."""
+    placed in the splits that list its index (with ``reasoning``, every record carries that trace; with
+    ``plans``, frame ``i`` carries ``plans[i]`` as its judged plans); returns the artifact's path."""
     with begin("data", "hand", {}, root=root) as writer:
         records = []
         for index, (speed, path) in enumerate(frames):
@@ -37,6 +56,7 @@ def make_labelled_data(
                     path_action=path,
                     source={"origin": "test"},
                     scene=SCENE,
+                    plans=(plans or {}).get(index),
                     reasoning=reasoning,
                 )
             )
