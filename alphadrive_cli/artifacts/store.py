@@ -96,7 +96,8 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _write_json_atomically(path: Path, value: Any) -> None:
+def write_json_atomically(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON to ``path`` whole or not at all (a synced temporary sibling renamed into place)."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w") as handle:
         json.dump(value, handle, indent=2, sort_keys=False, default=str)
@@ -331,7 +332,7 @@ class ArtifactWriter:
             # File names and hashes are never rewritten by redaction.
             manifest.update(outputs=outputs, content_hash=content_hash(outputs))
             manifest[MANIFEST_HASH_KEY] = manifest_hash(manifest)
-            _write_json_atomically(self.dir / MANIFEST_NAME, manifest)
+            write_json_atomically(self.dir / MANIFEST_NAME, manifest)
             final = self.stage_dir / f"{self.name}-v{version}"
             try:
                 os.rename(self.dir, final)
@@ -483,7 +484,7 @@ def _prepare_partial_dir(writer: ArtifactWriter, resume: ResumePolicy) -> None:
             f"nothing to resume: no unfinished {writer.stage} run named {writer.name!r} in {writer.stage_dir}"
         )
     partial.mkdir()
-    _write_json_atomically(
+    write_json_atomically(
         state_path,
         {
             "stage": writer.stage,

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec, open_artifact
+from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec, open_artifact, write_json_atomically
 from alphadrive_cli.config.schemas import DataConfig, DataJudgeConfig
 from alphadrive_cli.data.publish import link_image, publish_dataset
 from alphadrive_cli.data.records import SPLITS, Record, dataset_vocabulary, describe_error, iter_split
@@ -76,8 +76,7 @@ def _judged(
                 progress.advance(task)
                 yield index, json.loads(cached[index].read_text())
             for index, episode in zip(todo, fresh, strict=True):
-                cached[index].with_suffix(".tmp").write_text(json.dumps(episode))
-                cached[index].with_suffix(".tmp").replace(cached[index])  # an episode is kept whole or not at all
+                write_json_atomically(cached[index], episode)  # an episode is kept whole or not at all
                 progress.advance(task)
                 yield index, episode
     finally:

@@ -22,7 +22,7 @@ import numpy as np
 from rich.progress import Progress
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec
+from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec, write_json_atomically
 from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.data.publish import publish_dataset
 from alphadrive_cli.data.records import IMAGE_DIR, SPLITS, Record
@@ -93,9 +93,7 @@ def _cache_episode(writer: ArtifactWriter, result: EpisodeResult, config: DataCo
         "unlabelled_frames": result.unlabelled_frames,
         "frames": [{key: value for key, value in asdict(frame).items() if key != "pngs"} for frame in result.frames],
     }
-    cache = writer.path(f"{CACHE_DIR}/e{result.plan.index:05d}.json")
-    cache.with_suffix(".tmp").write_text(json.dumps(meta))
-    cache.with_suffix(".tmp").replace(cache)  # an episode is cached whole or not at all
+    write_json_atomically(writer.path(f"{CACHE_DIR}/e{result.plan.index:05d}.json"), meta)  # whole or not at all
 
 
 def _cached_episode(writer: ArtifactWriter, plan: EpisodePlan) -> EpisodeResult | None:
