@@ -22,7 +22,14 @@ from alphadrive_cli.config.schemas import GrpoConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.data.records import Record, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.rewards.planning import RewardConfig, group_rewards
-from alphadrive_cli.rewards.trl_adapter import COMPONENTS, PlanningRewards, SampleLog, completion_text
+from alphadrive_cli.rewards.trl_adapter import (
+    COMPONENTS,
+    PlanningRewards,
+    SampleLog,
+    completion_text,
+    plan_key,
+    plan_of_key,
+)
 from alphadrive_cli.stages import grpo as grpo_stage
 from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
@@ -31,7 +38,7 @@ from alphadrive_cli.training import run as training_run
 from alphadrive_cli.training.class_balance import balanced_prompts, inverse_frequency_weights
 from alphadrive_cli.ui import console
 from tests.support.interrupts import InterruptAfterSave, Interrupted
-from tests.support.labelled_data import make_labelled_data
+from tests.support.labelled_data import judged, make_labelled_data
 
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE")] * 2
 TRUTH = {f"f{i}": label for i, label in enumerate(LABELS)}
@@ -431,3 +438,46 @@ def test_grpo_takes_balanced_prompts_and_inverse_frequency_weights(policy, tmp_p
 def test_levers_that_cannot_work_together_are_refused(policy, levers: dict, message: str) -> None:
     with pytest.raises(BadInput, match=message):
         grpo_config(policy["sft"], **levers)
+
+
+def test_safety_reward_trains_on_judged_data(policy, tmp_path: Path) -> None:
+    """rewards.safety_coef > 0 serves a fourth reward function that pays every sampled plan the simulator judged
+    acceptable at its frame; the weighted functions still sum to the logged total."""
+    plans = {
+        index: [judged(*label, True), judged("KEEP", "STRAIGHT", True), judged("ACCELERATE", "STRAIGHT", False)]
+        for index, label in enumerate(LABELS)
+    }
+    data = make_labelled_data(tmp_path / "runs", LABELS, {"train": range(8)}, plans=plans)
+    config = grpo_config(policy["sft"], max_steps=2, sample_every=1, rewards={"safety_coef": 0.5})
+    artifact = grpo_stage.run(config, OutputSpec(tmp_path / "runs"), data=data)
+    rewards = artifact.manifest["rewards"]
+    assert rewards["functions"] == ["format", "speed_planning", "path_planning", "safety"]
+    assert rewards["weights"] == [1.0, 1.0, 1.0, 0.5]
+    history = json.loads((artifact.path / "log_history.json").read_text())
+    for entry in (entry for entry in history if "reward" in entry):
+        weighted = sum(
+            weight * entry[f"rewards/{name}/mean"]
+            for name, weight in zip(rewards["functions"], rewards["weights"], strict=True)
+        )
+        assert entry["reward"] == pytest.approx(weighted, abs=1e-5)
+        assert entry["rewards/safety/mean"] == pytest.approx(entry["planning/safety/mean"], abs=1e-6)
+    assert max(entry["planning/safety/mean"] for entry in history if "reward" in entry) > 0  # some plan earned it
+    acceptable = {index: {(p["speed"], p["path"]) for p in frame if p["acceptable"]} for index, frame in plans.items()}
+    samples = [json.loads(line) for line in (artifact.path / "samples.jsonl").read_text().splitlines()]
+    assert samples
+    for row in samples:  # each sampled plan earns by its frame's verdicts, not by the label alone
+        plan = (row["answer"]["speed"], row["answer"]["path"])
+        single = len(plan[0]) == len(plan[1]) == 1 and row["rewards"]["format"] == 1.0
+        ok = single and (plan[0][0], plan[1][0]) in acceptable[int(row["frame_id"][1:])]
+        assert row["rewards"]["safety"] == (1.0 if ok else 0.0)
+
+
+def test_safety_reward_refuses_data_without_verdicts(policy, tmp_path: Path) -> None:
+    config = grpo_config(policy["sft"], rewards={"safety_coef": 1.0})
+    with pytest.raises(BadInput, match="8 of 8 train frames have no judged plans .*alphadrive data judge"):
+        grpo_stage.run(config, OutputSpec(tmp_path / "runs"), data=policy["data"])
+
+
+def test_plan_keys_round_trip() -> None:
+    plans = [(speed, path) for speed in DEFAULT_VOCABULARY.speed for path in DEFAULT_VOCABULARY.path]
+    assert [plan_of_key(plan_key(plan)) for plan in plans] == plans

@@ -201,17 +201,17 @@ def test_group_rewards_hand_case() -> None:
     # Group b (G = 2, truth KEEP 1.0 / LEFT_TURN 1.5): both exact, share 1 -> floor 0.7
     #   quality 1.0 * 0.7 + 1.5 * 0.7 = 1.75; total 4.0
     # fields: format, accuracy (speed, path), weight (speed, path), diversity (speed, path), head quality
-    # (speed, path), quality, total
-    exact_a = RewardBreakdown(1.0, 1.0, 1.0, 1.5, 1.0, 0.7, 0.7, 1.05, 0.7, 1.75, 4.0)
-    exact_b = RewardBreakdown(1.0, 1.0, 1.0, 1.0, 1.5, 0.7, 0.7, 0.7, 1.05, 1.75, 4.0)
+    # (speed, path), quality, safety (off here), total
+    exact_a = RewardBreakdown(1.0, 1.0, 1.0, 1.5, 1.0, 0.7, 0.7, 1.05, 0.7, 1.75, 0.0, 4.0)
+    exact_b = RewardBreakdown(1.0, 1.0, 1.0, 1.0, 1.5, 0.7, 0.7, 0.7, 1.05, 1.75, 0.0, 4.0)
     expected = [
         exact_a,
         exact_b,
         exact_a,
-        RewardBreakdown(1.0, 0.0, 1.0, 1.5, 1.0, 0.8, 0.7, 0.0, 0.7, 0.7, 1.9),
+        RewardBreakdown(1.0, 0.0, 1.0, 1.5, 1.0, 0.8, 0.7, 0.0, 0.7, 0.7, 0.0, 1.9),
         exact_b,
-        RewardBreakdown(1.0, 2 / 3, 0.0, 1.5, 1.0, 0.8, 0.8, 0.8, 0.0, 0.8, 2.1),
-        RewardBreakdown(0.0, 0.0, 0.0, 1.5, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0),
+        RewardBreakdown(1.0, 2 / 3, 0.0, 1.5, 1.0, 0.8, 0.8, 0.8, 0.0, 0.8, 0.0, 2.1),
+        RewardBreakdown(0.0, 0.0, 0.0, 1.5, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0),
     ]
     for got, want in zip(results, expected, strict=True):
         assert got.as_dict() == pytest.approx(want.as_dict())
@@ -241,6 +241,45 @@ def test_released_code_style_hand_case() -> None:
     ]
     assert [r.total for r in results] == pytest.approx(expected_totals)
     assert results[2].speed_weight == pytest.approx((w["KEEP"] + w["STOP"]) / 2)  # the predicted words' weights
+
+
+def test_safety_reward_pays_any_acceptable_plan() -> None:
+    """safety: 1 for a well-formatted single plan among the frame's acceptable plans, whatever the label says;
+    0 for an unacceptable plan, a hedge, a plan the road does not offer and a completion that fails the format.
+    The label's planning terms are unchanged, and the total adds safety_coef x safety."""
+    config = DEFAULT.model_copy(update={"safety_coef": 2.0})
+    acceptable = frozenset({("KEEP", "STRAIGHT"), ("DECELERATE", "STRAIGHT"), ("KEEP", "LEFT_CHANGE")})
+    batch = [
+        completion("KEEP", "STRAIGHT"),  # the label, acceptable
+        completion("KEEP", "LEFT_CHANGE"),  # not the label, acceptable
+        completion("ACCELERATE", "STRAIGHT"),  # judged unacceptable (absent from the set)
+        completion("KEEP", "DECELERATE", "STRAIGHT"),  # a hedge is no plan
+        "<answer>KEEP, STRAIGHT</answer>",  # no format
+        completion("KEEP", "RIGHT_CHANGE"),  # no lane there: never offered
+    ]
+    truths = [("KEEP", "STRAIGHT")] * len(batch)
+    plain = group_rewards(batch, truths, ["a"] * len(batch), DEFAULT, acceptable=[acceptable] * len(batch))
+    safe = group_rewards(batch, truths, ["a"] * len(batch), config, acceptable=[acceptable] * len(batch))
+    assert [r.safety for r in safe] == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert [r.safety for r in plain] == [r.safety for r in safe]  # computed (and logged) even when it weighs 0
+    for off, on in zip(plain, safe, strict=True):
+        assert on.quality == off.quality
+        assert on.total == pytest.approx(off.total + 2.0 * on.safety)
+    # the non-label acceptable plan now earns more than the unacceptable one wrong on the same head
+    assert safe[1].total > safe[2].total
+
+
+def test_safety_reward_needs_the_verdicts() -> None:
+    config = DEFAULT.model_copy(update={"safety_coef": 1.0})
+    with pytest.raises(ValueError, match="acceptable plans of every frame"):
+        group_rewards([completion("KEEP", "STRAIGHT")], [("KEEP", "STRAIGHT")], [0], config)
+    with pytest.raises(ValueError, match="2 sets of acceptable plans for 1"):
+        group_rewards([completion("KEEP", "STRAIGHT")], [("KEEP", "STRAIGHT")], [0], config, acceptable=[set(), set()])
+    released = RewardConfig(style="released_code", safety_coef=1.0)
+    (result,) = group_rewards(
+        [completion("STOP", "STRAIGHT")], [("KEEP", "STRAIGHT")], [0], released, acceptable=[{("STOP", "STRAIGHT")}]
+    )
+    assert result.safety == 1.0 and result.total == pytest.approx(result.quality + 1.0 + 1.0)
 
 
 def test_group_rewards_checks_lengths_and_truths() -> None:

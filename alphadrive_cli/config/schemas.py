@@ -431,8 +431,9 @@ class SftConfig(TrainingConfig):
 class RewardConfig(Strict):
     """Coefficients, diversity floor and action weights of the planning rewards (docs/rewards.md).
 
-    total = quality_coef * quality + format_coef * format; quality sums over the speed and path heads the F1
-    accuracy x the true action's weight x the diversity factor (arXiv 2503.07608, sec. 3.2.2 and Algorithm 1)."""
+    total = quality_coef * quality + format_coef * format + safety_coef * safety; quality sums over the speed and
+    path heads the F1 accuracy x the true action's weight x the diversity factor (arXiv 2503.07608, sec. 3.2.2 and
+    Algorithm 1); safety (ours, off by default) pays any plan the simulator judged acceptable."""
 
     style: Literal["algorithm1", "released_code"] = Field(
         "algorithm1",
@@ -444,6 +445,14 @@ class RewardConfig(Strict):
         1.0, ge=0, le=1e3, description="format reward's weight in the total (Alg. 1 adds it with no coefficient)"
     )
     quality_coef: float = Field(1.0, ge=0, le=1e3, description="planning quality's weight in the total")
+    safety_coef: float = Field(
+        0.0,
+        ge=0,
+        le=1e3,
+        description="weight of the safety reward (0: off): 1 for a well-formatted single plan the simulator judged "
+        "acceptable at the frame, else 0, so any acceptable plan earns, not only the label's; needs judged data "
+        "(data judge, docs/rewards.md#safety-reward)",
+    )
     diversity_floor: float = Field(
         0.8,
         ge=MIN_DIVERSITY_FLOOR,

@@ -72,6 +72,10 @@ class Record(BaseModel):
         """One JSONL line (fields in schema order, unset optional fields left out)."""
         return json.dumps(self.model_dump(exclude_none=True), ensure_ascii=False)
 
+    def acceptable_plans(self) -> frozenset[tuple[str, str]]:
+        """The (speed, path) plans the simulator judged acceptable at this frame (none if it was not judged)."""
+        return frozenset((plan.speed, plan.path) for plan in self.plans or () if plan.acceptable)
+
 
 def check_labels(record: Record, vocabulary: ActionVocabulary) -> None:
     """Raise ValueError if a label is not in the data set's vocabulary."""

@@ -14,7 +14,9 @@ Pure functions of completion text and labels; the formulas, defaults and their s
     diversity = +0.4 if every answered word is new in the batch so far (in batch order), else -0.4
     head      = accuracy * weight + diversity          (0 if format is 0)
 
-and in both ``quality = speed head + path head``, ``total = quality_coef * quality + format_coef * format``.
+and in both ``quality = speed head + path head``. ``safety`` (ours, docs/rewards.md#safety-reward) is 1 for a
+well-formatted single plan that the simulator judged acceptable at the frame, else 0, and
+``total = quality_coef * quality + format_coef * format + safety_coef * safety``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class RewardBreakdown:
     speed_quality: float
     path_quality: float
     quality: float
+    safety: float
     total: float
 
     def as_dict(self) -> dict[str, float]:
@@ -132,8 +135,10 @@ def group_rewards(
     group_ids: Sequence[Hashable],
     config: RewardConfig | None = None,
     vocabulary: ActionVocabulary = DEFAULT_VOCABULARY,
+    acceptable: Sequence[Set[tuple[str, str]]] | None = None,
 ) -> list[RewardBreakdown]:
-    """Every reward component of each completion; ``truths[i]`` is (speed, path) of its prompt.
+    """Every reward component of each completion; ``truths[i]`` is (speed, path) of its prompt and
+    ``acceptable[i]`` (needed when ``safety_coef`` > 0) the plans the simulator judged acceptable there.
 
     Diversity is computed within each group (completions sharing a group id, wherever they
     sit in the batch) and per head, on the set of actions answered for that head, so the
@@ -145,22 +150,74 @@ def group_rewards(
             f"{len(completions)} completions, {len(truths)} truths and {len(group_ids)} group ids: "
             "the lengths must match"
         )
+    if acceptable is None and config.safety_coef > 0:
+        raise ValueError("safety_coef > 0 needs the acceptable plans of every frame (a data set judged by data judge)")
+    if acceptable is not None and len(acceptable) != len(completions):
+        raise ValueError(f"{len(acceptable)} sets of acceptable plans for {len(completions)} completions")
     config.check_vocabulary(vocabulary)
     for speed, path in truths:
         _check_truth(speed, path, vocabulary)
 
     formats = [format_reward(text) for text in completions]
     parsed = [parse_answer(text, vocabulary) for text in completions]
+    safety = [  # a hedge (several actions of a head) is no plan
+        1.0 if ok and acceptable is not None and answer.plan in acceptable[i] else 0.0
+        for i, (answer, ok) in enumerate(zip(parsed, formats, strict=True))
+    ]
     if config.style == "released_code":
-        return _released_code_rewards(parsed, formats, truths, config)
+        heads = _released_code_heads(parsed, formats, truths, config)
+    else:
+        heads = _algorithm1_heads(parsed, formats, truths, group_ids, config)
+    return [
+        _breakdown(ok, speed, path, safe, config)
+        for ok, (speed, path), safe in zip(formats, heads, safety, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class _Head:
+    """One head's reward terms: accuracy, weight, diversity and their combination (quality)."""
+
+    accuracy: float = 0.0
+    weight: float = 0.0
+    diversity: float = 0.0
+    quality: float = 0.0
+
+
+def _breakdown(format_ok: float, speed: _Head, path: _Head, safety: float, config: RewardConfig) -> RewardBreakdown:
+    quality = speed.quality + path.quality
+    return RewardBreakdown(
+        format=format_ok,
+        speed_accuracy=speed.accuracy,
+        path_accuracy=path.accuracy,
+        speed_weight=speed.weight,
+        path_weight=path.weight,
+        speed_diversity=speed.diversity,
+        path_diversity=path.diversity,
+        speed_quality=speed.quality,
+        path_quality=path.quality,
+        quality=quality,
+        safety=safety,
+        total=config.quality_coef * quality + config.format_coef * format_ok + config.safety_coef * safety,
+    )
+
+
+def _algorithm1_heads(
+    parsed: Sequence[Any],
+    formats: Sequence[float],
+    truths: Sequence[tuple[str, str]],
+    group_ids: Sequence[Hashable],
+    config: RewardConfig,
+) -> list[tuple[_Head, _Head]]:
+    """``style: algorithm1``: F1 x the true action's weight x the diversity factor within the group, per head."""
     speed_keys = [p.speed if ok else None for p, ok in zip(parsed, formats, strict=False)]
     path_keys = [p.path if ok else None for p, ok in zip(parsed, formats, strict=False)]
 
     members: dict[Hashable, list[int]] = defaultdict(list)
     for index, group in enumerate(group_ids):
         members[group].append(index)
-    speed_div = [1.0] * len(completions)
-    path_div = [1.0] * len(completions)
+    speed_div = [1.0] * len(parsed)
+    path_div = [1.0] * len(parsed)
     for indices in members.values():
         for keys, out in ((speed_keys, speed_div), (path_keys, path_div)):
             factors = diversity_factors([keys[i] for i in indices], config.diversity_floor)
@@ -169,64 +226,37 @@ def group_rewards(
 
     results = []
     for i, (speed_truth, path_truth) in enumerate(truths):
-        speed_acc = set_f1(parsed[i].speed, speed_truth) if formats[i] else 0.0
-        path_acc = set_f1(parsed[i].path, path_truth) if formats[i] else 0.0
-        speed_w = action_weight(speed_truth, config.action_weights)
-        path_w = action_weight(path_truth, config.action_weights)
-        speed_q, path_q = speed_acc * speed_w * speed_div[i], path_acc * path_w * path_div[i]
-        results.append(
-            RewardBreakdown(
-                format=formats[i],
-                speed_accuracy=speed_acc,
-                path_accuracy=path_acc,
-                speed_weight=speed_w,
-                path_weight=path_w,
-                speed_diversity=speed_div[i],
-                path_diversity=path_div[i],
-                speed_quality=speed_q,
-                path_quality=path_q,
-                quality=speed_q + path_q,
-                total=config.quality_coef * (speed_q + path_q) + config.format_coef * formats[i],
-            )
-        )
+        heads = []
+        for words, truth, diversity in (
+            (parsed[i].speed, speed_truth, speed_div[i]),
+            (parsed[i].path, path_truth, path_div[i]),
+        ):
+            accuracy = set_f1(words, truth) if formats[i] else 0.0
+            weight = action_weight(truth, config.action_weights)
+            heads.append(_Head(accuracy, weight, diversity, accuracy * weight * diversity))
+        results.append((heads[0], heads[1]))
     return results
 
 
 RELEASED_DIVERSITY = 0.4  # the released code's additive diversity bonus / penalty
 
 
-def _released_code_rewards(
+def _released_code_heads(
     parsed: Sequence[Any], formats: Sequence[float], truths: Sequence[tuple[str, str]], config: RewardConfig
-) -> list[RewardBreakdown]:
+) -> list[tuple[_Head, _Head]]:
     """``style: released_code``: weights of the predicted words, diversity from a running count over the batch."""
     seen: dict[str, set[str]] = {"speed": set(), "path": set()}
     results = []
     for answer, ok, (speed_truth, path_truth) in zip(parsed, formats, truths, strict=True):
-        heads = {}
+        heads = []
         for head, words, truth in (("speed", answer.speed, speed_truth), ("path", answer.path, path_truth)):
             if not ok or not words:
-                heads[head] = (0.0, 0.0, 0.0)
+                heads.append(_Head())
                 continue
             weight = sum(action_weight(word, config.action_weights) for word in words) / len(words)
             diversity = RELEASED_DIVERSITY if not words & seen[head] else -RELEASED_DIVERSITY
             seen[head] |= set(words)
-            heads[head] = (set_f1(words, truth), weight, diversity)
-        (speed_acc, speed_w, speed_div), (path_acc, path_w, path_div) = heads["speed"], heads["path"]
-        speed_q = speed_acc * speed_w + speed_div if ok else 0.0
-        path_q = path_acc * path_w + path_div if ok else 0.0
-        results.append(
-            RewardBreakdown(
-                format=ok,
-                speed_accuracy=speed_acc,
-                path_accuracy=path_acc,
-                speed_weight=speed_w,
-                path_weight=path_w,
-                speed_diversity=speed_div,
-                path_diversity=path_div,
-                speed_quality=speed_q,
-                path_quality=path_q,
-                quality=speed_q + path_q,
-                total=config.quality_coef * (speed_q + path_q) + config.format_coef * ok,
-            )
-        )
+            accuracy = set_f1(words, truth)
+            heads.append(_Head(accuracy, weight, diversity, accuracy * weight + diversity))
+        results.append((heads[0], heads[1]))
     return results

@@ -1,14 +1,17 @@
 """AlphaDrive's planning rewards as TRL reward functions, with per-component logs and readable samples.
 
 TRL calls every reward function with the batch's completions and the data set's extra columns as
-keyword lists (here ``frame_id``, ``speed_action``, ``path_action``). :class:`PlanningRewards` scores
+keyword lists (here ``frame_id``, ``speed_action``, ``path_action``, and with the safety reward
+``acceptable_plans``). :class:`PlanningRewards` scores
 a batch once with :func:`~alphadrive_cli.rewards.planning.group_rewards`, so planning diversity is computed
 within each frame's group of completions, found by frame id and never by position in the batch, and
 serves three reward functions whose weighted sum (TRL's ``reward_weights``) is the total reward:
 
 * ``format`` (weight ``format_coef``): the format reward;
 * ``speed_planning`` and ``path_planning`` (weight ``quality_coef``): each head's planning quality
-  (``rewards.style``: the paper's accuracy x action weight x diversity, or the released code's).
+  (``rewards.style``: the paper's accuracy x action weight x diversity, or the released code's);
+* ``safety`` (weight ``safety_coef``, only when it is above 0): 1 for a plan the simulator judged acceptable at
+  the frame (the data set's ``acceptable_plans`` column), else 0.
 
 Every component of :class:`~alphadrive_cli.rewards.planning.RewardBreakdown` is logged each step through TRL's
 ``log_metric`` as ``planning/<component>/{mean,std,zero_std_groups}`` (the last: the fraction of groups
@@ -41,9 +44,11 @@ COMPONENTS = (
     "speed_quality",
     "path_quality",
     "quality",
+    "safety",
     "total",
 )
 REWARD_FUNCTIONS = ("format", "speed_planning", "path_planning")
+SAFETY_FUNCTION = "safety"  # served only when rewards.safety_coef > 0
 
 
 def completion_text(completion: Any) -> str:
@@ -54,6 +59,17 @@ def completion_text(completion: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.get("text") or "" for part in content if isinstance(part, dict))
+
+
+def plan_key(plan: tuple[str, str]) -> str:
+    """A (speed, path) plan as one string, the form a ``datasets`` column holds."""
+    return f"{plan[0]},{plan[1]}"
+
+
+def plan_of_key(key: str) -> tuple[str, str]:
+    """The (speed, path) plan of a :func:`plan_key` string."""
+    speed, _, path = key.partition(",")
+    return speed, path
 
 
 def component_statistics(breakdowns: Sequence[RewardBreakdown], group_ids: Sequence[Hashable]) -> dict[str, float]:
@@ -127,8 +143,17 @@ class PlanningRewards:
         self.config, self.vocabulary, self.samples = config, vocabulary, samples
         self._scored: tuple[Sequence[Any], list[RewardBreakdown]] | None = None
 
+    @property
+    def uses_safety(self) -> bool:
+        """Whether the safety reward is served (``safety_coef`` > 0): the data set must then hold verdicts."""
+        return self.config.safety_coef > 0
+
+    def function_names(self) -> list[str]:
+        """Names of :meth:`reward_functions`, as TRL logs them (``rewards/<name>/mean``)."""
+        return [*REWARD_FUNCTIONS, *([SAFETY_FUNCTION] if self.uses_safety else [])]
+
     def reward_functions(self) -> list[Callable[..., list[float]]]:
-        """``format``, ``speed_planning``, ``path_planning``: pass with :meth:`reward_weights` to GRPO."""
+        """``format``, ``speed_planning``, ``path_planning`` (and ``safety``): pass with :meth:`reward_weights`."""
 
         def format(completions: Sequence[Any], **columns: Any) -> list[float]:  # TRL logs the function's name
             return [breakdown.format for breakdown in self.score(completions, **columns)]
@@ -139,11 +164,17 @@ class PlanningRewards:
         def path_planning(completions: Sequence[Any], **columns: Any) -> list[float]:
             return [b.path_quality for b in self.score(completions, **columns)]
 
-        return [format, speed_planning, path_planning]
+        def safety(completions: Sequence[Any], **columns: Any) -> list[float]:
+            return [b.safety for b in self.score(completions, **columns)]
+
+        return [format, speed_planning, path_planning, *([safety] if self.uses_safety else [])]
 
     def reward_weights(self) -> list[float]:
         """Weights of :meth:`reward_functions`: their weighted sum is ``RewardBreakdown.total``."""
-        return [self.config.format_coef, self.config.quality_coef, self.config.quality_coef]
+        config = self.config
+        return [config.format_coef, config.quality_coef, config.quality_coef] + (
+            [config.safety_coef] if self.uses_safety else []
+        )
 
     def score(
         self,
@@ -152,16 +183,24 @@ class PlanningRewards:
         frame_id: Sequence[Hashable],
         speed_action: Sequence[str],
         path_action: Sequence[str],
+        acceptable_plans: Sequence[Sequence[str]] | None = None,
         trainer_state: Any = None,
         log_metric: Callable[[str, float], None] | None = None,
         **_: Any,
     ) -> list[RewardBreakdown]:
-        """Every reward component of each completion; computed (and logged) once per batch."""
+        """Every reward component of each completion; computed (and logged) once per batch.
+        ``acceptable_plans`` holds each frame's acceptable plans as ``plan_key`` strings."""
         if self._scored is not None and self._scored[0] is completions:
             return self._scored[1]
         texts = [completion_text(completion) for completion in completions]
+        acceptable = None if acceptable_plans is None else [set(map(plan_of_key, keys)) for keys in acceptable_plans]
         breakdowns = group_rewards(
-            texts, list(zip(speed_action, path_action, strict=False)), frame_id, self.config, self.vocabulary
+            texts,
+            list(zip(speed_action, path_action, strict=False)),
+            frame_id,
+            self.config,
+            self.vocabulary,
+            acceptable,
         )
         self._scored = (completions, breakdowns)
         if log_metric is not None:

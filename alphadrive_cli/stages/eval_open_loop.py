@@ -142,11 +142,6 @@ def read_predictions(path: Path, records: Sequence[Record]) -> tuple[dict[str, l
     return found, report
 
 
-def acceptable_plans(record: Record) -> frozenset[tuple[str, str]]:
-    """The plans the simulator judged acceptable at ``record``'s frame (none if it was not judged)."""
-    return frozenset((plan.speed, plan.path) for plan in record.plans or () if plan.acceptable)
-
-
 def _prediction_rows(
     records: Sequence[Record], completions: dict[str, list[str]], vocabulary: ActionVocabulary
 ) -> list[dict[str, Any]]:
@@ -169,7 +164,7 @@ def _prediction_rows(
                 "speed_correct": speed == record.speed_action,
                 "path_correct": path == record.path_action,
                 "plan_correct": parsed.plan == (record.speed_action, record.path_action),
-                **({"plan_acceptable": parsed.plan in acceptable_plans(record)} if record.plans else {}),
+                **({"plan_acceptable": parsed.plan in record.acceptable_plans()} if record.plans else {}),
             }
         )
     return rows
@@ -221,7 +216,7 @@ def publish_evaluation(
     judged = [index for index, record in enumerate(records) if record.plans]
     if judged:  # a data set judged by the simulator (data judge): verdicts beside exact match
         metrics["judged"] = judged_plans(
-            [answers[index] for index in judged], [acceptable_plans(records[index]) for index in judged]
+            [answers[index] for index in judged], [records[index].acceptable_plans() for index in judged]
         )
     writer.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with writer.path("predictions.jsonl").open("w", encoding="utf-8") as handle:

@@ -27,7 +27,14 @@ from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages
 from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source, use_fast_paths
 from alphadrive_cli.prompts import PromptTemplate, student_messages
-from alphadrive_cli.rewards.trl_adapter import COMPONENTS, REWARD_FUNCTIONS, PlanningRewards, SampleLog
+from alphadrive_cli.rewards.trl_adapter import (
+    COMPONENTS,
+    REWARD_FUNCTIONS,
+    SAFETY_FUNCTION,
+    PlanningRewards,
+    SampleLog,
+    plan_key,
+)
 from alphadrive_cli.training.class_balance import balanced_prompts, inverse_frequency_weights
 from alphadrive_cli.training.distributed import is_main_process, launch_world_size
 from alphadrive_cli.training.run import RunSetup, TrainingRecipe, finite_round, run_training, trainer_arguments
@@ -36,7 +43,7 @@ from alphadrive_cli.ui import console
 SAMPLES = "samples.jsonl"
 CURVES = (
     ("total reward", ("reward",)),
-    ("reward functions (mean)", tuple(f"rewards/{name}/mean" for name in REWARD_FUNCTIONS)),
+    ("reward functions (mean)", tuple(f"rewards/{name}/mean" for name in (*REWARD_FUNCTIONS, SAFETY_FUNCTION))),
     (
         "planning accuracy and diversity (mean)",
         tuple(
@@ -126,6 +133,13 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             self.config.rewards.check_vocabulary(vocabulary)
         except ValueError as exc:
             raise BadInput(f"rewards: {exc}") from None
+        unjudged = [record.id for record in records if record.plans is None]
+        if self.config.rewards.safety_coef > 0 and unjudged:
+            raise BadInput(
+                f"rewards.safety_coef > 0 pays plans by their simulated outcome, but {len(unjudged)} of "
+                f"{len(records)} train frames have no judged plans (first: {unjudged[0]}): judge the data set first "
+                "(`alphadrive data judge DATA`, or `data sim --judge`)"
+            )
 
     def processor_location(self, source: ModelSource) -> str:
         return processor_location(source)
@@ -172,7 +186,12 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             reward_funcs=self.rewards.reward_functions(),
             args=args,
             train_dataset=prompt_rows(
-                self.prompts, setup.data.path, setup.template, setup.vocabulary, DecodedFrames(images_per_rollout)
+                self.prompts,
+                setup.data.path,
+                setup.template,
+                setup.vocabulary,
+                DecodedFrames(images_per_rollout),
+                with_verdicts=self.rewards.uses_safety,
             ),
             processing_class=setup.processor,
             callbacks=setup.callbacks,
@@ -197,7 +216,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 "cache": "static" if self.compiled else "dynamic",
             },
             "rewards": {
-                "functions": list(REWARD_FUNCTIONS),
+                "functions": self.rewards.function_names(),
                 "weights": self.rewards.reward_weights(),
                 "components_logged": list(COMPONENTS),
                 "style": self.reward_config.style,
@@ -225,10 +244,11 @@ def prompt_rows(
     template: PromptTemplate,
     vocabulary: ActionVocabulary,
     frames: DecodedFrames,
+    with_verdicts: bool = False,
 ) -> Any:
     """A ``datasets.Dataset`` of GRPO prompts: the student's chat messages, the frame's images (decoded from
-    the artifact when a row is read, through ``frames``), and the columns the rewards read (frame id and true
-    actions)."""
+    the artifact when a row is read, through ``frames``), and the columns the rewards read (frame id, true
+    actions and, ``with_verdicts``, the plans the simulator judged acceptable)."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -239,6 +259,8 @@ def prompt_rows(
         "speed_action": [record.speed_action for record in records],
         "path_action": [record.path_action for record in records],
     }
+    if with_verdicts:
+        table["acceptable_plans"] = [sorted(map(plan_key, record.acceptable_plans())) for record in records]
     rows = datasets.Dataset.from_dict(table)
 
     def decode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
