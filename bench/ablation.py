@@ -4,7 +4,7 @@ Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablat
        [--data-set render.image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
        [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--jobs 8] [--budget-s 540]
-       [--plot f1.png]
+       [--judge [--samples 8]] [--plot f1.png]
 
 Runs the real CLI stage by stage, as a user would: one simulator data set and its grounded traces,
 then per seed a model built from random weights of the dimensions given, trained in four rows:
@@ -12,6 +12,9 @@ then per seed a model built from random weights of the dimensions given, trained
 (RL only), 4. `grpo` from row 2 (the AlphaDrive recipe); with --reward-ablation, row 4 again (first
 seed only) without each of the four rewards in turn. Every row is scored open loop on the test split
 and closed loop (`eval --closed-loop`, all scenarios, the same seeds for every row, the expert beside).
+With --judge the data set is judged by the simulator (`data sim --judge`): every row also gets the share of its
+answers judged acceptable, a fifth row per seed trains row 4 with the safety reward (`rewards.safety_coef=1`),
+and --samples K scores each row once more with K sampled answers per frame (frames with 2+ acceptable plans).
 
 Commands run as a dependency graph, --jobs at a time (independent rows train concurrently), each with
 its share of the cores as its thread count, in priority order: the four rows and their scores seed by
@@ -53,7 +56,10 @@ ROW_TITLES = {
     "no_action_weights": "SFT + RL without action weights",
     "no_diversity": "SFT + RL without the diversity reward",
     "no_format": "SFT + RL without the format reward",
+    "sft_rl_safety": "SFT + RL with the safety reward",
 }
+SAFETY_ROW = "sft_rl_safety"  # with --judge: row 4 with the simulator's verdicts as a fifth reward (#20)
+SAFETY_SETS = ("rewards.safety_coef=1.0",)
 BRAKING = ("DECELERATE", "STOP")  # the speed plans that slow the car down
 ACTION_NAMES = tuple(DEFAULT_ACTION_WEIGHTS)
 # A GRPO stage that fails is run once more, from the start, without graph decoding (CUDA graphs of a compiled
@@ -113,10 +119,17 @@ def _grpo_settings(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
-    """Open-loop (test split) and closed-loop scoring of one trained row."""
+    """Open-loop (test split) and closed-loop scoring of one trained row, and with --samples K > 1 open loop
+    with K sampled answers per frame."""
     model, scale = f"@{row}-s{seed}", ("--scale", args.scale)
+    sampled = ("--set", f"samples={args.samples}")
     return [
         Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", "@data", *scale)),
+        *(
+            [Job(f"sampled-{row}-s{seed}", ("eval", "--model", model, "--data", "@data", *scale, *sampled))]
+            if args.samples > 1
+            else []
+        ),
         Job(
             f"closed-{row}-s{seed}",
             (
@@ -136,13 +149,14 @@ def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     ]
 
 
-def data_jobs(frames: int, workers: int, data_sets: Sequence[str], trace_sets: Sequence[str] = ()) -> list[Job]:
-    """One `data sim` data set (seed 0, ``data_sets`` as its ``--set``s) and its grounded traces (``trace_sets``)."""
+def data_jobs(
+    frames: int, workers: int, data_sets: Sequence[str], trace_sets: Sequence[str] = (), judge: bool = False
+) -> list[Job]:
+    """One `data sim` data set (seed 0, ``data_sets`` as its ``--set``s, every plan judged with ``judge``) and its
+    grounded traces (``trace_sets``)."""
+    sim = ("data", "sim", "--frames", str(frames), "--seed", "0", "--workers", str(workers), *with_sets(data_sets))
     return [
-        Job(
-            "data",
-            ("data", "sim", "--frames", str(frames), "--seed", "0", "--workers", str(workers), *with_sets(data_sets)),
-        ),
+        Job("data", (*sim, *(["--judge"] if judge else []))),
         Job("traces", ("distill", "--data", "@data", "--teacher", "grounded", *with_sets(trace_sets))),
     ]
 
@@ -150,7 +164,7 @@ def data_jobs(frames: int, workers: int, data_sets: Sequence[str], trace_sets: S
 def plan(args: argparse.Namespace) -> list[Job]:
     """Every command of the ablation, in priority order: the four rows and their scores seed by seed, then the
     reward ablations (first seed only) and theirs, so that a run cut short has finished the headline first."""
-    jobs = data_jobs(args.frames, args.workers, args.data_set)
+    jobs = data_jobs(args.frames, args.workers, args.data_set, judge=args.judge)
     dims = ("--dimensions", str(args.dimensions)) if args.dimensions else ()
     scale = ("--scale", args.scale)
     for seed in args.seeds:
@@ -171,6 +185,15 @@ def plan(args: argparse.Namespace) -> list[Job]:
             ),
         ]
         jobs += [job for row in ROWS for job in _evaluations(row, seed, args)]
+        if args.judge:
+            jobs += [
+                Job(
+                    f"{SAFETY_ROW}-s{seed}",
+                    ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo, *with_sets(SAFETY_SETS)),
+                    GRPO_FALLBACK,
+                ),
+                *_evaluations(SAFETY_ROW, seed, args),
+            ]
     if args.reward_ablation:
         seed = args.seeds[0]
         jobs += [
@@ -313,7 +336,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
     metrics = json.loads((opened / "metrics.json").read_text())
     drivers = json.loads((closed / "closed_loop.json").read_text())["drivers"]
     trained = paths[f"{row}-s{seed}"]
-    after_sft = row == "sft_rl" or row in REWARD_ABLATIONS  # GRPO from the reasoning SFT model: its SFT counts too
+    after_sft = row in ("sft_rl", SAFETY_ROW) or row in REWARD_ABLATIONS  # GRPO from the reasoning SFT: its SFT counts
     chain = [f"{row}-s{seed}"] + ([f"sft_reasoning-s{seed}"] if after_sft else [])
     return {
         "train_wall_s": round(train_seconds(root, chain), 1),
@@ -330,7 +353,18 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
         "expert_closed_loop": drivers["expert"]["overall"],
         "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
         "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))],
+        **_judged_scores(metrics, paths.get(f"sampled-{row}-s{seed}")),
     }
+
+
+def _judged_scores(metrics: dict[str, Any], sampled: Path | None) -> dict[str, Any]:
+    """The simulator's verdicts on a row's answers (a judged data set): greedy, and with K samples (once scored)."""
+    if "judged" not in metrics:
+        return {}
+    scored = {"judged": metrics["judged"]}
+    if sampled is not None:
+        scored["judged_sampled"] = json.loads((sampled / "metrics.json").read_text())["judged"]
+    return scored
 
 
 def cell(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -357,6 +391,7 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "speed m/s": cell([r["closed_loop"]["mean_speed_mps"] for r in runs], "{:.1f}"),
                 "unparsed plans": cell([r["closed_loop"]["parse_failure_rate"] for r in runs], "{:.2f}"),
                 "train s": cell([r["train_wall_s"] for r in runs], "{:.0f}"),
+                **_judged_cells(runs),
             }
         )
     expert = next((by_seed[seed]["expert_closed_loop"] for by_seed in results.values() for seed in by_seed), None)
@@ -377,6 +412,22 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
             }
         )
     return rows
+
+
+JUDGED_COLUMNS = {  # column: (metrics key, key inside it)
+    "acceptable (sim)": ("judged", "acceptable_rate"),
+    "2+ acceptable of K": ("judged_sampled", "two_acceptable_plans_rate"),
+    "acceptable plans of K": ("judged_sampled", "mean_distinct_acceptable_plans"),
+}
+
+
+def _judged_cells(runs: list[dict[str, Any]]) -> dict[str, str]:
+    """The judged columns a row has on every seed, as table cells."""
+    return {
+        column: cell([run[group][key] for run in runs])
+        for column, (group, key) in JUDGED_COLUMNS.items()
+        if all(group in run for run in runs)
+    }
 
 
 def mean_f1(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -418,6 +469,10 @@ def main() -> None:
     parser.add_argument("--grpo-steps", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--reward-ablation", action="store_true", help="also SFT + RL without each reward (first seed)")
+    parser.add_argument(
+        "--judge", action="store_true", help="judge every plan of the data (data sim --judge), add the safety row"
+    )
+    parser.add_argument("--samples", type=int, default=0, help="with K > 1, also score K sampled answers per frame")
     parser.add_argument("--episodes", type=int, default=2, help="closed-loop episodes per scenario")
     parser.add_argument("--seconds", type=float, default=15, help="closed-loop seconds per episode")
     parser.add_argument("--jobs", type=int, default=1, help="commands run at the same time")
@@ -434,7 +489,7 @@ def main() -> None:
     started = time.perf_counter()
     paths = execute(plan(args), args.root, args.jobs, args.budget_s)
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    for row in (*ROWS, *REWARD_ABLATIONS):
+    for row in (*ROWS, SAFETY_ROW, *REWARD_ABLATIONS):
         for seed in args.seeds:
             if (scored := scores(args.root, paths, row, seed)) is not None:
                 results.setdefault(row, {})[seed] = scored
@@ -450,11 +505,13 @@ def main() -> None:
         "speed m/s",
         "unparsed plans",
         "train s",
+        *(JUDGED_COLUMNS if args.judge else ()),
     )
     print(
         f"data: {args.frames} simulator frames (seed 0), grounded traces; model: {args.dimensions or 'tiny'} "
         f"{' '.join(args.model_set)} from random weights; scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
-        f"GRPO {args.grpo_steps} steps; closed loop: 5 scenarios x {args.episodes} seeds x {args.seconds} s; "
+        f"GRPO {args.grpo_steps} steps{'; plans judged by the simulator' if args.judge else ''}; "
+        f"closed loop: 5 scenarios x {args.episodes} seeds x {args.seconds} s; "
         f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s"
     )
     report(
@@ -468,6 +525,8 @@ def main() -> None:
         sft_epochs=args.sft_epochs,
         grpo_steps=args.grpo_steps,
         seeds=args.seeds,
+        judge=args.judge,
+        samples=args.samples,
         episodes=args.episodes,
         seconds=args.seconds,
         results={row: {str(seed): run for seed, run in by_seed.items()} for row, by_seed in results.items()},

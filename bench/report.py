@@ -11,8 +11,9 @@ from alphadrive_cli.stages.eval_compare import markdown_table
 
 
 def report(columns: Sequence[str], rows: Sequence[dict[str, Any]], out: Path | None, **facts: Any) -> None:
-    """Print ``rows`` as a table of ``columns``; write ``{**facts, "runs": rows}`` to ``out`` if given."""
-    print(markdown_table(columns, [[str(row.get(column)) for column in columns] for row in rows]))
+    """Print ``rows`` as a table of ``columns`` (– where a row has no value); write ``{**facts, "runs": rows}``
+    to ``out`` if given."""
+    print(markdown_table(columns, [[str(row.get(column, "–")) for column in columns] for row in rows]))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({**facts, "runs": list(rows)}, indent=2) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,70 @@ def test_scores_count_what_the_model_answered_and_how_often_it_braked(tmp_path: 
     assert scored["closed_loop_braking_share"] == pytest.approx(0.5)
     assert scored["train_metrics"] == {"first_reward": 1.5, "nonfinite_steps_skipped": []}
     assert scored["planning_accuracy"] == pytest.approx(0.5)
+
+
+def _ablation_args(**overrides: object) -> Namespace:
+    values = {
+        "frames": 100,
+        "workers": 2,
+        "data_set": [],
+        "dimensions": None,
+        "scale": "tiny",
+        "sft_epochs": 1.0,
+        "grpo_steps": 4,
+        "seeds": [0, 1],
+        "model_set": [],
+        "reward_ablation": False,
+        "judge": False,
+        "samples": 0,
+        "episodes": 1,
+        "seconds": 5.0,
+    }
+    return Namespace(**{**values, **overrides})
+
+
+def test_judge_adds_the_safety_row_and_sampled_evaluations() -> None:
+    plain = {job.key: job for job in ablation.plan(_ablation_args())}
+    assert "--judge" not in plain["data"].args and not any("safety" in key or "sampled" in key for key in plain)
+    judged = {job.key: job for job in ablation.plan(_ablation_args(judge=True, samples=8))}
+    assert "--judge" in judged["data"].args
+    for seed in (0, 1):
+        # the same GRPO run as SFT + RL, with the safety reward added
+        assert judged[f"sft_rl_safety-s{seed}"].args == (
+            *judged[f"sft_rl-s{seed}"].args,
+            "--set",
+            "rewards.safety_coef=1.0",
+        )
+        for row in ("sft_reasoning", "sft_rl", "sft_rl_safety"):
+            assert "samples=8" in judged[f"sampled-{row}-s{seed}"].args
+            assert f"open-{row}-s{seed}" in judged and f"closed-{row}-s{seed}" in judged
+
+
+def test_judged_rows_carry_the_simulators_verdicts(tmp_path: Path) -> None:
+    overall = {"collision_rate": 0.1, "route_completion_rate": 0.9, "mean_speed_mps": 20.0, "parse_failure_rate": 0.0}
+    metrics = open_loop_metrics([("KEEP", "STRAIGHT")], ["<think>t</think><answer>KEEP, STRAIGHT</answer>"])
+    results: dict = {}
+    for seed, (greedy, two) in enumerate(((0.8, 0.5), (0.6, 0.3))):
+        paths = {
+            key: tmp_path / f"s{seed}" / key
+            for key in (f"{row}-s{seed}" for row in ("sft_rl", "open-sft_rl", "closed-sft_rl", "sampled-sft_rl"))
+        }
+        _write(paths[f"sft_rl-s{seed}"], "manifest.json", {"metrics": {}})
+        _write(paths[f"open-sft_rl-s{seed}"], "metrics.json", {**metrics, "judged": {"acceptable_rate": greedy}})
+        _write(
+            paths[f"sampled-sft_rl-s{seed}"],
+            "metrics.json",
+            {"judged": {"two_acceptable_plans_rate": two, "mean_distinct_acceptable_plans": 1.0 + two}},
+        )
+        closed = {"drivers": {"model": {"overall": overall}, "expert": {"overall": overall}}}
+        _write(paths[f"closed-sft_rl-s{seed}"], "closed_loop.json", closed)
+        _write(paths[f"closed-sft_rl-s{seed}"], "decisions.jsonl", [{"plan": ["KEEP", "STRAIGHT"]}])
+        results.setdefault("sft_rl", {})[seed] = ablation.scores(tmp_path, paths, "sft_rl", seed)
+    (row, expert) = ablation.summary_rows(results)
+    assert row["acceptable (sim)"] == "0.700 (0.600–0.800)"
+    assert row["2+ acceptable of K"] == "0.400 (0.300–0.500)"
+    assert row["acceptable plans of K"] == "1.400 (1.300–1.500)"
+    assert "acceptable (sim)" not in expert
 
 
 def test_scores_wait_for_both_evaluations(tmp_path: Path) -> None:
