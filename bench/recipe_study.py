@@ -46,7 +46,9 @@ CONFIGS: dict[str, tuple[str, ...]] = {
     "lr2e-5_g16": ("learning_rate=2e-5", "num_generations=16", "per_device_batch_size=128"),
     "lr2e-5_inverse_freq": ("learning_rate=2e-5", "scale_rewards=batch", "action_weighting=inverse_frequency"),
     "lr2e-5_scale_none": ("learning_rate=2e-5", "scale_rewards=none"),
+    "lr2e-5_safety": ("learning_rate=2e-5", "rewards.safety_coef=1.0"),  # needs --judge (#20's safety reward)
 }
+NEEDS_JUDGED_DATA = ("lr2e-5_safety",)
 ACCURACY = "val/planning_accuracy"
 
 
@@ -55,7 +57,13 @@ def plan(args: argparse.Namespace) -> list[Job]:
     scale = ("--scale", args.scale)
     dims = ("--dimensions", args.dimensions) if args.dimensions else ()
     jobs = [
-        *data_jobs(args.frames, args.workers, [f"render.image_size={args.image_size}"], [f"share={args.sft_share}"]),
+        *data_jobs(
+            args.frames,
+            args.workers,
+            [f"render.image_size={args.image_size}"],
+            [f"share={args.sft_share}"],
+            judge=args.judge,
+        ),
         Job(
             "model",
             (
@@ -98,6 +106,7 @@ def val_scores(eval_dir: Path) -> dict[str, Any]:
         "val_format_valid_rate": metrics["format_valid_rate"],
         "val_speed_macro_f1": metrics["speed"]["macro_f1"],
         "val_path_macro_f1": metrics["path"]["macro_f1"],
+        **({"val_acceptable_rate": metrics["judged"]["acceptable_rate"]} if "judged" in metrics else {}),
         "val_f1": {
             action: round(values["f1"], 4)
             for head in ("speed", "path")
@@ -227,12 +236,20 @@ def main() -> None:
     parser.add_argument(
         "--val-frames", type=int, default=100000, help="validation frames scored during training (default: all)"
     )
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=None, choices=list(CONFIGS), help="default: every one")
+    parser.add_argument(
+        "--judge", action="store_true", help="judge every plan of the data (data sim --judge): the safety config"
+    )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="start nothing new after this")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
+    needs_judge = [name for name in args.configs or () if name in NEEDS_JUDGED_DATA]
+    if needs_judge and not args.judge:
+        parser.error(f"{', '.join(needs_judge)} needs judged data: add --judge")
+    if args.configs is None:
+        args.configs = [name for name in CONFIGS if args.judge or name not in NEEDS_JUDGED_DATA]
     args.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paths = execute(plan(args), args.root, args.jobs, args.budget_s)
@@ -248,6 +265,7 @@ def main() -> None:
         "val_speed_macro_f1",
         "val_path_macro_f1",
         "val_format_valid_rate",
+        *(("val_acceptable_rate",) if args.judge else ()),
         "best_val_step",
         "final_reward",
         "samples_per_s",
@@ -255,7 +273,7 @@ def main() -> None:
     )
     settings = {
         key: getattr(args, key)
-        for key in ("frames", "sft_share", "sft_epochs", "rl_epochs", "rollout", "every", "val_frames")
+        for key in ("frames", "sft_share", "sft_epochs", "rl_epochs", "rollout", "every", "val_frames", "judge")
     }
     report(columns, rows, args.out, **settings, curves=curves)
     if args.plot is not None and curves:
