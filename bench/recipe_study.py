@@ -38,6 +38,7 @@ CONFIGS: dict[str, tuple[str, ...]] = {
     "lr1e-6": ("learning_rate=1e-6",),
     "lr5e-6": ("learning_rate=5e-6",),
     "lr2e-5": ("learning_rate=2e-5",),
+    "lr2e-5_seed1": ("learning_rate=2e-5", "seed=1"),  # the same SFT start, another RL seed (sampling, order)
     "lr2e-5_beta0": ("learning_rate=2e-5", "beta=0"),
     "lr2e-5_scale_batch": ("learning_rate=2e-5", "scale_rewards=batch"),
     "lr2e-5_balanced": ("learning_rate=2e-5", "prompt_sampling=balanced"),

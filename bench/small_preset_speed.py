@@ -53,43 +53,61 @@ def _no_frame_caches() -> None:
     grpo.DecodedFrames = lambda capacity: DecodedFrames(0)  # every read decodes, as `datasets.Image` did
 
 
+def _no_batched_vision_attention() -> None:
+    from alphadrive_cli.models import loading
+
+    loading.use_batched_vision_attention = lambda model: 0
+
+
 CHANGES = {
     "rope": _no_rope_batching,
     "frames": _no_frame_caches,
     "dedup": _no_vision_dedup,
+    "vision_attention": _no_batched_vision_attention,
 }  # each change, and how to switch it off
 
 GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, changes switched off, settings)
-    ("baseline: the small preset as measured at 617519a", ("rope", "frames", "dedup"), {}),
-    ("+ batched rope index (host numpy, one copy each way)", ("frames", "dedup"), {}),
-    ("+ frame caches (each frame decoded once, patched once per rollout)", ("dedup",), {}),
-    ("+ generation_batch_size 512 (one rollout for 8 optimiser steps)", ("dedup",), {"generation_batch_size": 512}),
+    ("baseline: the small preset as measured at 617519a", ("rope", "frames", "dedup", "vision_attention"), {}),
+    ("+ batched rope index (host numpy, one copy each way)", ("frames", "dedup", "vision_attention"), {}),
+    ("+ frame caches (each frame decoded once, patched once per rollout)", ("dedup", "vision_attention"), {}),
+    (
+        "+ generation_batch_size 512 (one rollout for 8 optimiser steps)",
+        ("dedup", "vision_attention"),
+        {"generation_batch_size": 512},
+    ),
     (
         "+ dataloader_workers 0 (the caches live in the main process)",
-        ("dedup",),
+        ("dedup", "vision_attention"),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "+ each distinct image through the vision tower once",
-        (),
+        ("vision_attention",),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "+ beta 0 (no reference model: a recipe choice, measured for its cost)",
-        (),
+        ("vision_attention",),
         {"generation_batch_size": 512, "dataloader_workers": 0, "beta": 0.0},
     ),
     (
         "row 6 with 512 completions per optimiser step (8x fewer, larger forwards; a recipe change)",
-        (),
+        ("vision_attention",),
         {"generation_batch_size": 512, "per_device_batch_size": 512, "dataloader_workers": 0},
+    ),
+    (
+        "row 6 + every image of a batch attended in one call per vision block",
+        (),
+        {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
 ]
 OTHER_ROWS: list[tuple[str, str, tuple[str, ...]]] = [  # (stage, change, changes switched off)
-    ("sft", "baseline", ("rope", "dedup")),
-    ("sft", "+ batched rope index (SFT batches hold no repeated frames)", ("dedup",)),
-    ("eval", "baseline", ("rope", "dedup")),
-    ("eval", "+ batched rope index", ("dedup",)),
+    ("sft", "baseline", ("rope", "dedup", "vision_attention")),
+    ("sft", "+ batched rope index (SFT batches hold no repeated frames)", ("dedup", "vision_attention")),
+    ("sft", "+ every image of a batch attended in one call per vision block", ("dedup",)),
+    ("eval", "baseline", ("rope", "dedup", "vision_attention")),
+    ("eval", "+ batched rope index", ("dedup", "vision_attention")),
+    ("eval", "+ every image of a batch attended in one call per vision block", ("dedup",)),
 ]
 
 

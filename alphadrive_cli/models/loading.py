@@ -20,6 +20,7 @@ from alphadrive_cli.artifacts.store import MANIFEST_NAME, Artifact, open_artifac
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.models.processor import SUPPORTED_FAMILIES, load_processor
 from alphadrive_cli.models.rope_index import use_batched_rope_index
+from alphadrive_cli.models.vision_attention import use_batched_vision_attention
 from alphadrive_cli.models.vision_dedup import use_distinct_image_features
 from alphadrive_cli.training.numerics import check_finite
 
@@ -132,9 +133,11 @@ def load_model(
 
 def use_fast_paths(model: torch.nn.Module) -> None:
     """Same outputs, less work: Qwen2-VL's rope index batched on the host (:mod:`~alphadrive_cli.models.rope_index`),
-    each distinct image of a batch encoded once (:mod:`~alphadrive_cli.models.vision_dedup`)."""
+    each distinct image of a batch encoded once (:mod:`~alphadrive_cli.models.vision_dedup`), equally long images
+    attended in one call per vision block (:mod:`~alphadrive_cli.models.vision_attention`)."""
     use_batched_rope_index(model)
     use_distinct_image_features(model)
+    use_batched_vision_attention(model)
 
 
 def processor_location(source: ModelSource) -> str:
