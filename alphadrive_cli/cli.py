@@ -11,8 +11,8 @@ import typer
 from typer.core import TyperGroup
 
 from alphadrive_cli import __version__
-from alphadrive_cli.artifacts.store import lineage, open_artifact
-from alphadrive_cli.cli_options import AsJson, ConfigFile, Overrides, StageOptions, stage_command
+from alphadrive_cli.artifacts.store import OutputSpec, lineage, open_artifact
+from alphadrive_cli.cli_options import AsJson, ConfigFile, Name, OutRoot, Overrides, StageOptions, stage_command
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import (
     STAGE_SCHEMAS,
@@ -29,7 +29,7 @@ from alphadrive_cli.config.view import key_help
 from alphadrive_cli.errors import BadInput, StageFailure, brief, clip
 from alphadrive_cli.textfiles import write_new_text_file
 from alphadrive_cli.training.distributed import end_process, launch_world_size
-from alphadrive_cli.ui import emit_json, fail, quiet_other_processes, raise_on_sigterm, reported, stdout
+from alphadrive_cli.ui import emit_artifact, emit_json, fail, quiet_other_processes, raise_on_sigterm, reported, stdout
 
 PIPELINE = """
 
@@ -44,7 +44,7 @@ G=$(alphadrive grpo --data "$D" --init "$S")
 alphadrive eval --model "$G" --data "$D"
 ```
 """
-COMMAND_ORDER = ("data", "distill", "sft", "grpo", "eval", "models", "show", "config")
+COMMAND_ORDER = ("data", "distill", "sft", "grpo", "eval", "predict", "export", "models", "show", "config")
 SCALED_STAGES = ("sft", "grpo", "eval")  # the stages whose command takes --scale (default tiny)
 MULTI_PROCESS_COMMANDS = ("sft", "grpo")  # the commands that run under accelerate launch / torchrun
 
@@ -156,6 +156,28 @@ def models_inspect(
         emit_json(description)
     else:
         stdout.print(render_model_description(description))
+
+
+@app.command("export", epilog=PIPELINE)
+@reported
+def export(
+    data: Annotated[Path, typer.Argument(help="A `data` (or `distill`) artifact.")],
+    format: Annotated[
+        str, typer.Option("--format", help="hf: a Hugging Face `datasets` DatasetDict (datasets.load_from_disk).")
+    ] = "hf",
+    out_root: OutRoot = None,
+    name: Name = None,
+    as_json: AsJson = False,
+) -> None:
+    """Hand a data set to the usual tools: `--format hf` writes it as a Hugging Face `datasets` data set.
+
+    Output: an `export` artifact (default name `<data name>-hf`) holding `DatasetDict.save_to_disk`'s files, one
+    split per data split, images embedded as `datasets.Image`; `datasets.load_from_disk(PATH)` reads it.
+    Example: `python -c "import datasets; print(datasets.load_from_disk('$(alphadrive export "$D")'))"`.
+    """
+    from alphadrive_cli.stages import export as export_stage  # keeps --help fast
+
+    emit_artifact(export_stage.run(OutputSpec(out_root, name), data=data, format=format), as_json)
 
 
 @app.command("show", epilog=PIPELINE)
