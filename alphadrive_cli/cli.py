@@ -158,6 +158,47 @@ def models_inspect(
         stdout.print(render_model_description(description))
 
 
+@app.command("predict", epilog=PIPELINE)
+@reported
+def predict(
+    model: Annotated[str, typer.Option("--model", help="Model to plan with: base model, `sft` or `grpo` artifact.")],
+    frames: Annotated[
+        Path,
+        typer.Option(
+            "--frames",
+            help="JSONL or CSV of frames without labels: image (or images), navigation, ego_speed_mps, optional id.",
+        ),
+    ],
+    images_root: Annotated[
+        Path | None, typer.Option(help="Folder the image paths are relative to [default: the frames file's folder].")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the JSON lines to this new file instead of stdout.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help=key_help(EvalConfig, "batch_size"))] = EvalConfig.model_fields[
+        "batch_size"
+    ].default,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help=key_help(EvalConfig, "max_new_tokens"))
+    ] = EvalConfig.model_fields["max_new_tokens"].default,
+) -> None:
+    """Plan on frames nobody labelled: one JSON line per record of the frames file, on stdout (or `--out FILE`).
+
+    Each frame's student prompt (front camera, navigation, speed) is answered greedily, a batch at a time; its
+    line is `{"id", "line", "text", "plan": {"speed", "path"} or null, "parsed"}`, which `eval --predictions`
+    also reads. Every record is checked before the model loads: a bad one (missing or unreadable image,
+    missing navigation or speed, duplicate id, …) is a `warning:` line on stderr naming its line and a
+    `{"line", "error"}` line in its place in the output; the good frames are still planned, then the command
+    exits 2. Example: `alphadrive predict --model "$G" --frames frames.jsonl | jq -r '.plan.speed'`.
+    """
+    from alphadrive_cli.stages import predict as predict_stage  # keeps --help fast
+
+    settings = predict_stage.PredictSettings(batch_size, max_new_tokens, images_root)
+    bad = predict_stage.run(model, frames, settings, out)
+    if bad:
+        raise BadInput(f"{bad} record(s) of {frames} could not be planned (each named above; the rest were planned)")
+
+
 @app.command("export", epilog=PIPELINE)
 @reported
 def export(

@@ -160,11 +160,7 @@ def _prediction_rows(
                 "id": record.id,
                 "text": texts[0],
                 **({"samples": texts} if len(texts) > 1 else {}),
-                "parsed": {
-                    "speed": sorted(parsed.speed),
-                    "path": sorted(parsed.path),
-                    "unrecognized": list(parsed.unrecognized),
-                },
+                "parsed": parsed.to_dict(),
                 "truth": [record.speed_action, record.path_action],
                 "speed_correct": speed == record.speed_action,
                 "path_correct": path == record.path_action,
