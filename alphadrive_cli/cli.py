@@ -535,6 +535,19 @@ def evaluate(
     predictions: Annotated[
         Path | None, typer.Option("--predictions", help="JSONL of `id` + raw text from another system.")
     ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="Score the model served at this OpenAI-compatible endpoint (vLLM, SGLang, Ollama, `transformers "
+            "serve`, OpenAI), e.g. http://127.0.0.1:8000/v1; with --api-model.",
+        ),
+    ] = None,
+    api_model: Annotated[str | None, typer.Option("--api-model", help=key_help(EvalConfig, "api.model"))] = None,
+    api_key_env: Annotated[str | None, typer.Option(help=key_help(EvalConfig, "api.api_key_env"))] = None,
+    concurrency: Annotated[int | None, typer.Option(help=key_help(EvalConfig, "api.concurrency"))] = None,
+    max_requests: Annotated[int | None, typer.Option(help=key_help(EvalConfig, "api.max_requests"))] = None,
+    max_cost: Annotated[float | None, typer.Option(help=key_help(EvalConfig, "api.max_cost_usd"))] = None,
     split: Annotated[str | None, typer.Option(help=key_help(EvalConfig, "split"))] = None,
     samples: Annotated[int | None, typer.Option(help=key_help(EvalConfig, "samples"))] = None,
     closed_loop: Annotated[
@@ -564,8 +577,11 @@ def evaluate(
 
     Batched generation (left padding, greedy; `--samples K` samples with temperature for the
     multimodality analysis) or scoring of `--predictions` made by any other system (JSONL of `id` +
-    `text`). Output: an `eval` artifact with metrics.json, predictions.jsonl, confusion matrices and
-    per-class F1 as PNG; a table like the paper's Table 1 on stderr.
+    `text`), or `--base-url URL --api-model NAME`: a served model answers the same prompt through `distill`'s
+    client (concurrency, retries, answers stored as they arrive so a re-run never pays twice, `--max-requests`,
+    `--max-cost`; the key only from `$OPENAI_API_KEY` or `--api-key-env`). Output: an `eval` artifact with
+    metrics.json, predictions.jsonl, confusion matrices and per-class F1 as PNG (and requests.jsonl with
+    `--base-url`); a table like the paper's Table 1 on stderr.
 
     `--closed-loop --model M`: the model drives highway-env episodes (a plan every second, its
     queries batched across episodes; no parseable plan keeps the last one) and the data set's expert
@@ -574,7 +590,17 @@ def evaluate(
     """
     if ctx.invoked_subcommand is not None:
         return
+    served = {
+        "base_url": base_url,
+        "model": api_model,
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        "max_requests": max_requests,
+        "max_cost_usd": max_cost,
+    }
     if closed_loop:
+        if any(value is not None for value in served.values()):
+            raise BadInput("--closed-loop needs --model MODEL: a served model cannot drive yet")
         _evaluate_closed_loop(model, data, predictions, scenarios, episodes, seeds, shared=shared)
         return
     if scenarios is not None or episodes is not None or seeds is not None:
@@ -583,9 +609,12 @@ def evaluate(
 
     if data is None:
         raise BadInput("eval needs --data DATA (and --model MODEL or --predictions FILE); see alphadrive eval --help")
-    if (model is None) == (predictions is None):
-        raise BadInput("eval needs exactly one of --model MODEL or --predictions FILE")
-    cfg = shared.resolve("eval", EvalConfig, {"split": split, "samples": samples})
+    if sum(value is not None for value in (model, predictions, base_url)) != 1:
+        raise BadInput("eval needs exactly one of --model MODEL, --predictions FILE or --base-url URL")
+    if base_url is None and any(value is not None for value in served.values()):
+        raise BadInput("--api-model, --api-key-env, --concurrency, --max-requests and --max-cost go with --base-url")
+    api = {key: value for key, value in served.items() if value is not None}
+    cfg = shared.resolve("eval", EvalConfig, {"split": split, "samples": samples, "api": api or None})
     shared.emit(eval_open_loop.run(cfg, shared.output, data=data, model=model, predictions=predictions))
 
 

@@ -15,6 +15,7 @@ from alphadrive_cli.data.records import iter_split
 from alphadrive_cli.stages import models_tiny
 from tests.support.cli_checks import assert_one_line_error
 from tests.support.labelled_data import make_labelled_data
+from tests.support.tiny_inputs import outspoken_tiny_model
 
 LABELS = [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT"), ("ACCELERATE", "LEFT_CHANGE")]
 GENERATION = ("--max-new-tokens", "8", "--batch-size", "2")
@@ -22,7 +23,9 @@ GENERATION = ("--max-new-tokens", "8", "--batch-size", "2")
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path_factory.mktemp("models"))).path
+    """The tiny model with weights that answer each frame with its own text (a plain model directory)."""
+    root = tmp_path_factory.mktemp("models")
+    return outspoken_tiny_model(models_tiny.run(TinyModelConfig(), OutputSpec(root)).path, root / "outspoken")
 
 
 @pytest.fixture
@@ -62,6 +65,7 @@ def test_predict_plans_unlabelled_frames_as_eval_model_answers_them(cli, tiny_mo
     assert evaluated.exit_code == 0, evaluated.stderr
     eval_rows = (Path(evaluated.stdout.strip()) / "predictions.jsonl").read_text().splitlines()
     assert [line["text"] for line in lines] == [json.loads(row)["text"] for row in eval_rows]  # the same prompts
+    assert len({line["text"] for line in lines}) == 3  # each frame its own answer: the check can fail
 
 
 def test_bad_records_are_named_in_place_and_the_good_ones_still_planned(
