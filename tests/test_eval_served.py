@@ -5,11 +5,19 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from transformers.utils import is_torchvision_available
+from transformers.utils.import_utils import is_serve_available
 
 from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
 from alphadrive_cli.config.schemas import TinyModelConfig
@@ -171,3 +179,58 @@ def test_a_rejected_key_and_bad_arguments_are_one_line_errors(cli, data: Path, t
         assert_one_line_error(cli(*base, "--model", tiny_model, *served_args(server)), 2, "exactly one of")
         assert_one_line_error(cli(*base, "--model", tiny_model, "--max-requests", "3"), 2, "go with --base-url")
         assert_one_line_error(cli(*base, *served_args(server), "--closed-loop"), 2, "--closed-loop needs --model")
+
+
+def _why_transformers_serve_cannot_run() -> str | None:
+    if not is_torchvision_available():
+        return (
+            "transformers serve loads the model's processor with AutoProcessor, whose Qwen-VL video part needs "
+            "torchvision (the CPU build of torch here has no matching one)"
+        )
+    if not is_serve_available():
+        return "transformers serve needs its extras: pip install 'transformers[serving]'"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"transformers serve exited: {log.read_text()[-2000:]}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"transformers serve not healthy after {seconds:g} s: {log.read_text()[-2000:]}")
+
+
+@pytest.mark.skipif(_why_transformers_serve_cannot_run() is not None, reason=str(_why_transformers_serve_cannot_run()))
+def test_a_tiny_model_under_a_real_transformers_serve_scores_as_eval_model_does(
+    cli, data: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    port, log = _free_port(), tmp_path / "serve.log"
+    command = [sys.executable, "-c", "from transformers.cli.transformers import app; app()", "serve", str(tiny_model),
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with log.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ})
+    try:
+        _wait_until_healthy(f"http://127.0.0.1:{port}/health", process, log)
+        served = cli("eval", "--data", data, "--name", "served", "--base-url", f"http://127.0.0.1:{port}/v1",
+                     "--api-model", str(tiny_model), "--set", f"max_new_tokens={TOKENS}")  # fmt: skip
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert served.exit_code == 0, served.stderr + log.read_text()[-2000:]
+    local = cli("eval", "--model", tiny_model, "--data", data, "--name", "local",
+                "--set", f"max_new_tokens={TOKENS}", "--set", "batch_size=1")  # fmt: skip
+    assert local.exit_code == 0, local.stderr
+    local_dir, served_dir = Path(local.stdout.strip()), Path(served.stdout.strip())
+    assert json.loads((served_dir / "metrics.json").read_text()) == json.loads((local_dir / "metrics.json").read_text())
+    assert (served_dir / "predictions.jsonl").read_text() == (local_dir / "predictions.jsonl").read_text()
