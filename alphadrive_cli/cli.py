@@ -77,8 +77,9 @@ models_app = typer.Typer(
     help="Create and inspect models: tiny offline models for tests and the CPU demo.", no_args_is_help=True
 )
 eval_app = typer.Typer(
-    help="Score a model (or a file of predictions) on a data set; compare eval artifacts.\n\n"
-    "Inputs: --model (base model, SFT or GRPO artifact) or --predictions JSONL, and --data. "
+    help="Score a model, a served model or a file of predictions on a data set; compare eval artifacts.\n\n"
+    "Inputs: --model (base model, SFT or GRPO artifact), --base-url URL --api-model NAME (a model served at an "
+    "OpenAI-compatible endpoint) or --predictions JSONL, and --data. "
     "Output: an eval artifact with metrics.json, predictions.jsonl and plots." + PIPELINE,
     invoke_without_command=True,
 )
@@ -175,11 +176,11 @@ def predict(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the JSON lines to this new file instead of stdout.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help=key_help(EvalConfig, "batch_size"))] = EvalConfig.model_fields[
-        "batch_size"
-    ].default,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Frames generated for at once (as eval's batch_size).")
+    ] = EvalConfig.model_fields["batch_size"].default,
     max_new_tokens: Annotated[
-        int, typer.Option(min=1, help=key_help(EvalConfig, "max_new_tokens"))
+        int, typer.Option(min=1, help="Tokens generated per answer at most (as eval's max_new_tokens).")
     ] = EvalConfig.model_fields["max_new_tokens"].default,
 ) -> None:
     """Plan on frames nobody labelled: one JSON line per record of the frames file, on stdout (or `--out FILE`).

@@ -605,7 +605,7 @@ class ClosedLoopConfig(Strict):
 class ServedModelConfig(Strict):
     """``eval --base-url``: a served model answers the student prompt, through distill's OpenAI-compatible client."""
 
-    model: str | None = Field(None, description="the served model's name (--api-model), e.g. Qwen/Qwen2-VL-7B-Instruct")
+    model: str | None = Field(None, description="the served model's name, e.g. Qwen/Qwen2-VL-7B-Instruct")
     base_url: BaseUrl = None
     api_key_env: ApiKeyEnv = "OPENAI_API_KEY"
     concurrency: Concurrency = 8
