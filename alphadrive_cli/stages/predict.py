@@ -31,7 +31,7 @@ from alphadrive_cli.data.importers import (
 )
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.generation import GenerationSettings, complete_records
-from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
+from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
 from alphadrive_cli.ui import console, progress_bar, user_text
 
@@ -72,10 +72,10 @@ def _prediction(frame: UnlabelledFrame, text: str) -> dict[str, Any]:
 
 
 def _planned(
-    model_reference: str, frames: Sequence[UnlabelledFrame], settings: PredictSettings
+    source: ModelSource, frames: Sequence[UnlabelledFrame], settings: PredictSettings
 ) -> Iterator[dict[str, Any]]:
     """The prediction of every frame, in order, generated a batch at a time (greedy)."""
-    model, processor = load_model_and_processor(resolve_model_source(model_reference), dtype="auto", device_map="auto")
+    model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
     model.eval()
     template = load_prompt(STUDENT_PROMPT)
     generation = GenerationSettings(settings.max_new_tokens)
@@ -111,7 +111,7 @@ def run(model: str, frames_file: Path, settings: PredictSettings, out: Path | No
     """Plan every good frame of ``frames_file`` with ``model``; returns how many records were bad (each reported)."""
     if out is not None and out.exists():
         raise BadInput(f"{out} exists: choose a new file name (nothing was written)")
-    resolve_model_source(model)  # a bad --model is one line before anything else happens
+    source = resolve_model_source(model)  # a bad --model is one line before anything else happens
     frames, log = read_frames(frames_file, settings.images_root)
     for problem in log.ordered():  # one line each, never wrapped: grep-able by file and line
         console.print(
@@ -119,7 +119,7 @@ def run(model: str, frames_file: Path, settings: PredictSettings, out: Path | No
             f"{problem['reason']}: {user_text(problem['detail'])}",
             soft_wrap=True,
         )
-    rows = _planned(model, frames, settings) if frames else iter(())
+    rows = _planned(source, frames, settings) if frames else iter(())
     if out is None:
         _write_lines(sys.stdout, rows, log.problems)
     else:
