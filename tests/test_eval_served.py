@@ -159,6 +159,20 @@ def test_interrupted_or_stopped_by_a_budget_it_resumes_without_asking_twice(
     assert manifest["resumed"] is True and manifest["report"]["asked_now"] == 2
 
 
+def test_samples_are_separate_requests_at_the_temperature_and_the_cost_budget_stops(cli, data: Path) -> None:
+    with FaultServer() as server:
+        stopped = cli("eval", "--data", data, *served_args(server, "--concurrency", "1", "--max-cost", "0.000001"))
+        assert_one_line_error(stopped, 1, "--max-cost 1e-06", "re-run")
+        assert len(server.requests) == 1
+        sampled = cli("eval", "--data", data, "--name", "sampled", *served_args(server), "--samples", "3",
+                      "--set", "temperature=0.7")  # fmt: skip
+    assert sampled.exit_code == 0, sampled.stderr
+    assert Counter(frame_of(request.body) for request in server.requests[1:]) == {i: 3 for i in range(6)}
+    assert {request.body["temperature"] for request in server.requests[1:]} == {0.7}
+    metrics = json.loads((Path(sampled.stdout.strip()) / "metrics.json").read_text())
+    assert metrics["multimodality"]["samples"] == 18 and metrics["multimodality"]["frames"] == 6
+
+
 def test_unanswered_frames_fail_the_run_and_a_rerun_asks_only_them(cli, data: Path) -> None:
     with FaultServer() as server:
         server.script_sample("(frame 3)", ["500", "500", "500"])
