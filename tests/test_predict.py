@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,18 @@ def test_a_csv_of_frames_with_an_images_root(cli, tiny_model: Path, data: Path, 
     result = cli("predict", "--model", tiny_model, "--frames", frames, "--images-root", data, *GENERATION)
     assert result.exit_code == 0, result.stderr
     assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["frames-2", "frames-3", "frames-4"]
+
+
+def test_a_reader_that_stops_early_ends_planning_quietly(tiny_model: Path, data: Path) -> None:
+    frames = write_jsonl(data / "frames.jsonl", unlabelled_rows(data))
+    command = [sys.executable, "-m", "alphadrive_cli.cli", "predict", "--model", str(tiny_model), "--frames",
+               str(frames), "--batch-size", "1", "--max-new-tokens", "4"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()  # like `| head -1`
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0, stderr
+    assert json.loads(first)["id"] == "f0" and "error" not in stderr and "Traceback" not in stderr
 
 
 def test_bad_arguments_are_one_line_errors(cli, tiny_model: Path, data: Path) -> None:

@@ -121,7 +121,11 @@ def run(model: str, frames_file: Path, settings: PredictSettings, out: Path | No
         )
     rows = _planned(source, frames, settings) if frames else iter(())
     if out is None:
-        _write_lines(sys.stdout, rows, log.problems)
+        try:
+            _write_lines(sys.stdout, rows, log.problems)
+        except BrokenPipeError:  # the reader had enough (`| head`): stop planning, quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            return 0
     else:
         temporary = out.with_name(f".{out.name}.partial")  # the file appears whole or not at all
         try:
