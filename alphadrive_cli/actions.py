@@ -115,6 +115,10 @@ class ParsedAnswer:
             return speed, path
         return None
 
+    def to_dict(self) -> dict[str, list[str]]:
+        """``{"speed": [...], "path": [...], "unrecognized": [...]}``, actions sorted: a JSON line's ``parsed``."""
+        return {"speed": sorted(self.speed), "path": sorted(self.path), "unrecognized": list(self.unrecognized)}
+
 
 def _answer_text(text: str) -> str | None:
     openings = list(_OPEN_TAG.finditer(text))

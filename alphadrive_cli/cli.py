@@ -11,8 +11,8 @@ import typer
 from typer.core import TyperGroup
 
 from alphadrive_cli import __version__
-from alphadrive_cli.artifacts.store import lineage, open_artifact
-from alphadrive_cli.cli_options import AsJson, ConfigFile, Overrides, StageOptions, stage_command
+from alphadrive_cli.artifacts.store import OutputSpec, lineage, open_artifact
+from alphadrive_cli.cli_options import AsJson, ConfigFile, Name, OutRoot, Overrides, StageOptions, stage_command
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import (
     STAGE_SCHEMAS,
@@ -29,7 +29,7 @@ from alphadrive_cli.config.view import key_help
 from alphadrive_cli.errors import BadInput, StageFailure, brief, clip
 from alphadrive_cli.textfiles import write_new_text_file
 from alphadrive_cli.training.distributed import end_process, launch_world_size
-from alphadrive_cli.ui import emit_json, fail, quiet_other_processes, raise_on_sigterm, reported, stdout
+from alphadrive_cli.ui import emit_artifact, emit_json, fail, quiet_other_processes, raise_on_sigterm, reported, stdout
 
 PIPELINE = """
 
@@ -44,7 +44,7 @@ G=$(alphadrive grpo --data "$D" --init "$S")
 alphadrive eval --model "$G" --data "$D"
 ```
 """
-COMMAND_ORDER = ("data", "distill", "sft", "grpo", "eval", "models", "show", "config")
+COMMAND_ORDER = ("data", "distill", "sft", "grpo", "eval", "predict", "export", "models", "show", "config")
 SCALED_STAGES = ("sft", "grpo", "eval")  # the stages whose command takes --scale (default tiny)
 MULTI_PROCESS_COMMANDS = ("sft", "grpo")  # the commands that run under accelerate launch / torchrun
 
@@ -77,8 +77,9 @@ models_app = typer.Typer(
     help="Create and inspect models: tiny offline models for tests and the CPU demo.", no_args_is_help=True
 )
 eval_app = typer.Typer(
-    help="Score a model (or a file of predictions) on a data set; compare eval artifacts.\n\n"
-    "Inputs: --model (base model, SFT or GRPO artifact) or --predictions JSONL, and --data. "
+    help="Score a model, a served model or a file of predictions on a data set; compare eval artifacts.\n\n"
+    "Inputs: --model (base model, SFT or GRPO artifact), --base-url URL --api-model NAME (a model served at an "
+    "OpenAI-compatible endpoint) or --predictions JSONL, and --data. "
     "Output: an eval artifact with metrics.json, predictions.jsonl and plots." + PIPELINE,
     invoke_without_command=True,
 )
@@ -156,6 +157,69 @@ def models_inspect(
         emit_json(description)
     else:
         stdout.print(render_model_description(description))
+
+
+@app.command("predict", epilog=PIPELINE)
+@reported
+def predict(
+    model: Annotated[str, typer.Option("--model", help="Model to plan with: base model, `sft` or `grpo` artifact.")],
+    frames: Annotated[
+        Path,
+        typer.Option(
+            "--frames",
+            help="JSONL or CSV of frames without labels: image (or images), navigation, ego_speed_mps, optional id.",
+        ),
+    ],
+    images_root: Annotated[
+        Path | None, typer.Option(help="Folder the image paths are relative to [default: the frames file's folder].")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the JSON lines to this new file instead of stdout.")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Frames generated for at once (as eval's batch_size).")
+    ] = EvalConfig.model_fields["batch_size"].default,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Tokens generated per answer at most (as eval's max_new_tokens).")
+    ] = EvalConfig.model_fields["max_new_tokens"].default,
+) -> None:
+    """Plan on frames nobody labelled: one JSON line per record of the frames file, on stdout (or `--out FILE`).
+
+    Each frame's student prompt (front camera, navigation, speed) is answered greedily, a batch at a time; its
+    line is `{"id", "line", "text", "plan": {"speed", "path"} or null, "parsed"}`, which `eval --predictions`
+    also reads. Every record is checked before the model loads: a bad one (missing or unreadable image,
+    missing navigation or speed, duplicate id, …) is a `warning:` line on stderr naming its line and a
+    `{"line", "error"}` line in its place in the output; the good frames are still planned, then the command
+    exits 2. Example: `alphadrive predict --model "$G" --frames frames.jsonl | jq -r '.plan.speed'`.
+    """
+    from alphadrive_cli.stages import predict as predict_stage  # keeps --help fast
+
+    settings = predict_stage.PredictSettings(batch_size, max_new_tokens, images_root)
+    bad = predict_stage.run(model, frames, settings, out)
+    if bad:
+        raise BadInput(f"{bad} record(s) of {frames} could not be planned (each named above; the rest were planned)")
+
+
+@app.command("export", epilog=PIPELINE)
+@reported
+def export(
+    data: Annotated[Path, typer.Argument(help="A `data` (or `distill`) artifact.")],
+    format: Annotated[
+        str, typer.Option("--format", help="hf: a Hugging Face `datasets` DatasetDict (datasets.load_from_disk).")
+    ] = "hf",
+    out_root: OutRoot = None,
+    name: Name = None,
+    as_json: AsJson = False,
+) -> None:
+    """Hand a data set to the usual tools: `--format hf` writes it as a Hugging Face `datasets` data set.
+
+    Output: an `export` artifact (default name `<data name>-hf`) holding `DatasetDict.save_to_disk`'s files, one
+    split per data split, images embedded as `datasets.Image`; `datasets.load_from_disk(PATH)` reads it.
+    Example: `python -c "import datasets; print(datasets.load_from_disk('$(alphadrive export "$D")'))"`.
+    """
+    from alphadrive_cli.stages import export as export_stage  # keeps --help fast
+
+    emit_artifact(export_stage.run(OutputSpec(out_root, name), data=data, format=format), as_json)
 
 
 @app.command("show", epilog=PIPELINE)
@@ -472,6 +536,19 @@ def evaluate(
     predictions: Annotated[
         Path | None, typer.Option("--predictions", help="JSONL of `id` + raw text from another system.")
     ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="Score the model served at this OpenAI-compatible endpoint (vLLM, SGLang, Ollama, `transformers "
+            "serve`, OpenAI), e.g. http://127.0.0.1:8000/v1; with --api-model.",
+        ),
+    ] = None,
+    api_model: Annotated[str | None, typer.Option("--api-model", help=key_help(EvalConfig, "api.model"))] = None,
+    api_key_env: Annotated[str | None, typer.Option(help=key_help(EvalConfig, "api.api_key_env"))] = None,
+    concurrency: Annotated[int | None, typer.Option(help=key_help(EvalConfig, "api.concurrency"))] = None,
+    max_requests: Annotated[int | None, typer.Option(help=key_help(EvalConfig, "api.max_requests"))] = None,
+    max_cost: Annotated[float | None, typer.Option(help=key_help(EvalConfig, "api.max_cost_usd"))] = None,
     split: Annotated[str | None, typer.Option(help=key_help(EvalConfig, "split"))] = None,
     samples: Annotated[int | None, typer.Option(help=key_help(EvalConfig, "samples"))] = None,
     closed_loop: Annotated[
@@ -501,8 +578,11 @@ def evaluate(
 
     Batched generation (left padding, greedy; `--samples K` samples with temperature for the
     multimodality analysis) or scoring of `--predictions` made by any other system (JSONL of `id` +
-    `text`). Output: an `eval` artifact with metrics.json, predictions.jsonl, confusion matrices and
-    per-class F1 as PNG; a table like the paper's Table 1 on stderr.
+    `text`), or `--base-url URL --api-model NAME`: a served model answers the same prompt through `distill`'s
+    client (concurrency, retries, answers stored as they arrive so a re-run never pays twice, `--max-requests`,
+    `--max-cost`; the key only from `$OPENAI_API_KEY` or `--api-key-env`). Output: an `eval` artifact with
+    metrics.json, predictions.jsonl, confusion matrices and per-class F1 as PNG (and requests.jsonl with
+    `--base-url`); a table like the paper's Table 1 on stderr.
 
     `--closed-loop --model M`: the model drives highway-env episodes (a plan every second, its
     queries batched across episodes; no parseable plan keeps the last one) and the data set's expert
@@ -511,7 +591,17 @@ def evaluate(
     """
     if ctx.invoked_subcommand is not None:
         return
+    served = {
+        "base_url": base_url,
+        "model": api_model,
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        "max_requests": max_requests,
+        "max_cost_usd": max_cost,
+    }
     if closed_loop:
+        if any(value is not None for value in served.values()):
+            raise BadInput("--closed-loop needs --model MODEL: a served model cannot drive yet")
         _evaluate_closed_loop(model, data, predictions, scenarios, episodes, seeds, shared=shared)
         return
     if scenarios is not None or episodes is not None or seeds is not None:
@@ -520,9 +610,12 @@ def evaluate(
 
     if data is None:
         raise BadInput("eval needs --data DATA (and --model MODEL or --predictions FILE); see alphadrive eval --help")
-    if (model is None) == (predictions is None):
-        raise BadInput("eval needs exactly one of --model MODEL or --predictions FILE")
-    cfg = shared.resolve("eval", EvalConfig, {"split": split, "samples": samples})
+    if sum(value is not None for value in (model, predictions, base_url)) != 1:
+        raise BadInput("eval needs exactly one of --model MODEL, --predictions FILE or --base-url URL")
+    if base_url is None and any(value is not None for value in served.values()):
+        raise BadInput("--api-model, --api-key-env, --concurrency, --max-requests and --max-cost go with --base-url")
+    api = {key: value for key, value in served.items() if value is not None}
+    cfg = shared.resolve("eval", EvalConfig, {"split": split, "samples": samples, "api": api or None})
     shared.emit(eval_open_loop.run(cfg, shared.output, data=data, model=model, predictions=predictions))
 
 

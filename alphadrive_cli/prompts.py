@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.resources import PROMPT_DIR
 
@@ -37,7 +37,22 @@ def load_prompt(template_id: str) -> PromptTemplate:
     return PromptTemplate(template_id, text, hashlib.sha256(text.encode()).hexdigest())
 
 
-def student_messages(template: PromptTemplate, record: Record, vocabulary: ActionVocabulary) -> list[dict[str, Any]]:
+class StudentFrame(Protocol):
+    """What the student's prompt is made of: a data set record, or a frame without labels (``predict``)."""
+
+    @property
+    def images(self) -> Sequence[str]: ...
+
+    @property
+    def navigation(self) -> str: ...
+
+    @property
+    def ego_speed_mps(self) -> float: ...
+
+
+def student_messages(
+    template: PromptTemplate, record: StudentFrame, vocabulary: ActionVocabulary
+) -> list[dict[str, Any]]:
     """The chat messages the student model sees for a frame: its images, then the instruction."""
     return driving_messages(template, record.navigation, record.ego_speed_mps, len(record.images), vocabulary)
 

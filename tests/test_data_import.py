@@ -245,6 +245,14 @@ def test_a_file_without_a_good_row_is_bad_input(src: Path) -> None:
         do_import(write_jsonl(src / "empty.jsonl", []))
 
 
+def test_frames_without_labels_are_pointed_to_predict(src: Path) -> None:
+    rows = [frame_row(0, speed_action=None, path_action=None), frame_row(1, path_action=None)]
+    with pytest.raises(
+        BadInput, match=r"\(missing field: 2\); to plan on frames without labels, use alphadrive predict"
+    ):
+        do_import(write_jsonl(src / "unlabelled.jsonl", rows))
+
+
 def test_only_jsonl_and_csv_are_accepted(src: Path) -> None:
     (src / "frames.parquet").write_text("x")
     with pytest.raises(BadInput, match=r"\.jsonl or \.csv"):

@@ -10,10 +10,13 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import TrainerCallback
+from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+from transformers.utils import is_torchvision_available
+from typer.testing import CliRunner
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
+from alphadrive_cli.cli import app
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DistillConfig, SftConfig, TinyModelConfig
 from alphadrive_cli.data.records import iter_split
@@ -225,41 +228,63 @@ def test_merge_needs_an_adapter(cli, inputs) -> None:
     assert result.exit_code == 2 and "merge applies to LoRA adapters" in result.stderr
 
 
-def test_merge_saves_full_weights_equal_to_base_plus_adapter(cli, inputs, tmp_path: Path) -> None:
-    result = cli(
-        "sft",
-        "--data",
-        inputs["distill"],
-        "--model",
-        inputs["model"],
-        "--merge",
-        "--out-root",
-        tmp_path,
-        "--set",
-        "finetune=lora",
-        "--set",
-        "max_steps=2",
-        "--set",
-        "learning_rate=0.05",
+@pytest.fixture(scope="module")
+def merged_sft(inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An `sft --merge` artifact: 2 LoRA steps on the tiny model, merged into `merged/`."""
+    result = CliRunner().invoke(
+        app,
+        [
+            *("sft", "--data", str(inputs["distill"]), "--model", str(inputs["model"]), "--merge"),
+            *("--out-root", str(tmp_path_factory.mktemp("merged-sft"))),
+            *("--set", "finetune=lora", "--set", "max_steps=2", "--set", "learning_rate=0.05"),
+        ],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.stderr
-    artifact = open_artifact(Path(result.stdout.strip()), stage="sft")
-    assert artifact.manifest["model"]["merged"] == "merged" and len(artifact.manifest["model"]["config_sha256"]) == 64
-    adapted, processor = load_model_and_processor(resolve_model_source(str(artifact.path)))
-    merged, _ = load_model_and_processor(resolve_model_source(str(artifact.path / "merged")))
+    return Path(result.stdout.strip())
+
+
+def student_batch(inputs, processor):
+    """The first distilled training frame's student prompt and image, as model inputs."""
     record = train_records(inputs["distill"])[0]
     prompt = processor.apply_chat_template(
         student_messages(load_prompt(STUDENT_PROMPT), record, DEFAULT_VOCABULARY),
         add_generation_prompt=True,
         tokenize=False,
     )
-    batch = processor(
-        text=[prompt], images=[Image.open(inputs["distill"] / record.images[0]).convert("RGB")], return_tensors="pt"
-    )
+    image = Image.open(inputs["distill"] / record.images[0]).convert("RGB")
+    return processor(text=[prompt], images=[image], return_tensors="pt")
+
+
+def test_merge_saves_full_weights_equal_to_base_plus_adapter(inputs, merged_sft: Path) -> None:
+    artifact = open_artifact(merged_sft, stage="sft")
+    assert artifact.manifest["model"]["merged"] == "merged" and len(artifact.manifest["model"]["config_sha256"]) == 64
+    adapted, processor = load_model_and_processor(resolve_model_source(str(artifact.path)))
+    merged, _ = load_model_and_processor(resolve_model_source(str(artifact.path / "merged")))
+    batch = student_batch(inputs, processor)
     with torch.no_grad():
         assert torch.allclose(adapted(**batch).logits, merged(**batch).logits, atol=1e-4)
         base, _ = load_model_and_processor(resolve_model_source(str(inputs["model"])))
         assert not torch.allclose(base(**batch).logits, merged(**batch).logits, atol=1e-4)  # the adapter did change it
+
+
+def test_the_merged_model_loads_with_auto_model_for_image_text_to_text(inputs, merged_sft: Path) -> None:
+    """What vLLM and `transformers serve` do with `merged/`: the stock auto class, no alphadrive code."""
+    merged = AutoModelForImageTextToText.from_pretrained(merged_sft / "merged")
+    assert type(merged).__name__ == "Qwen2VLForConditionalGeneration"
+    ours, processor = load_model_and_processor(resolve_model_source(str(merged_sft / "merged")))
+    batch = student_batch(inputs, processor)
+    with torch.no_grad():
+        assert torch.equal(merged(**batch).logits, ours(**batch).logits)
+
+
+@pytest.mark.skipif(
+    not is_torchvision_available(), reason="AutoProcessor builds Qwen-VL's video part, which needs torchvision"
+)
+def test_the_merged_model_directory_loads_with_auto_processor(inputs, merged_sft: Path) -> None:
+    processor = AutoProcessor.from_pretrained(merged_sft / "merged")
+    _, ours = load_model_and_processor(resolve_model_source(str(merged_sft / "merged")))
+    assert torch.equal(student_batch(inputs, processor)["input_ids"], student_batch(inputs, ours)["input_ids"])
 
 
 class WeightsPerStep(TrainerCallback):

@@ -243,6 +243,40 @@ class TokenPrices(Strict):
     output_per_mtok: float = Field(10.0, ge=0, le=1e4, description="USD per million completion tokens")
 
 
+# The settings of an OpenAI-compatible client (distill's teacher, eval --base-url), declared once.
+BaseUrl = Annotated[
+    str | None,
+    Field(
+        description="OpenAI-compatible endpoint (null: the openai package's default), "
+        "e.g. http://127.0.0.1:8000/v1 for vLLM"
+    ),
+]
+ApiKeyEnv = Annotated[
+    str, Field(description="environment variable holding the API key (the key is never stored or logged)")
+]
+Concurrency = Annotated[int, Field(ge=1, le=1024, description="requests in flight")]
+MaxRetries = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=100,
+        description="retries per request: 429 (honouring Retry-After), 5xx, timeouts, malformed or empty replies",
+    ),
+]
+TimeoutS = Annotated[float, Field(gt=0, le=3600, description="seconds before one request is abandoned and retried")]
+MaxRequests = Annotated[
+    int | None,
+    Field(ge=1, le=MAX_COUNT, description="stop cleanly (resumable) after this many requests in one run"),
+]
+MaxCostUsd = Annotated[
+    float | None,
+    Field(gt=0, le=1e6, description="stop cleanly (resumable) once the estimated cost in USD reaches this"),
+]
+ImageTokens = Annotated[
+    int, Field(ge=0, le=MAX_BATCH, description="estimated prompt tokens per image for --dry-run and the budget")
+]
+
+
 class DistillConfig(Strict):
     """``alphadrive distill``: reasoning traces from a teacher."""
 
@@ -252,26 +286,14 @@ class DistillConfig(Strict):
         "compatible API)",
     )
     model: str | None = Field(None, description="the teacher's model name with teacher openai, e.g. gpt-4o")
-    base_url: str | None = Field(
-        None,
-        description="OpenAI-compatible endpoint (null: the openai package's default), "
-        "e.g. http://127.0.0.1:8000/v1 for vLLM",
-    )
-    api_key_env: str = Field(
-        "OPENAI_API_KEY",
-        description="environment variable holding the API key (the key is never stored or logged)",
-    )
+    base_url: BaseUrl = None
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY"
     splits: list[Literal["train", "val", "test"]] = Field(
         ["train", "val"], min_length=1, description="splits to distill; the others are left out"
     )
-    concurrency: int = Field(8, ge=1, le=1024, description="requests in flight")
-    max_retries: int = Field(
-        5,
-        ge=0,
-        le=100,
-        description="retries per request: 429 (honouring Retry-After), 5xx, timeouts, malformed or empty replies",
-    )
-    timeout_s: float = Field(60.0, gt=0, le=3600, description="seconds before one request is abandoned and retried")
+    concurrency: Concurrency = 8
+    max_retries: MaxRetries = 5
+    timeout_s: TimeoutS = 60.0
     temperature: float = Field(0.7, ge=0, le=2, description="the teacher's sampling temperature")
     max_tokens: int = Field(400, ge=16, le=MAX_BATCH, description="completion tokens the teacher may write per request")
     share: float = Field(
@@ -283,22 +305,10 @@ class DistillConfig(Strict):
     )
     samples_per_frame: int = Field(1, ge=1, le=100, description="traces collected per frame")
     verify: bool = Field(False, description="ask again without the label; keep traces whose plan agrees")
-    max_requests: int | None = Field(
-        None,
-        ge=1,
-        le=MAX_COUNT,
-        description="stop cleanly (resumable) after this many requests in one run",
-    )
-    max_cost_usd: float | None = Field(
-        None,
-        gt=0,
-        le=1e6,
-        description="stop cleanly (resumable) once the estimated cost in USD reaches this",
-    )
+    max_requests: MaxRequests = None
+    max_cost_usd: MaxCostUsd = None
     prices: TokenPrices = TokenPrices()
-    image_tokens: int = Field(
-        765, ge=0, le=MAX_BATCH, description="estimated prompt tokens per image for --dry-run and the budget"
-    )
+    image_tokens: ImageTokens = 765
     min_answered_share: float = Field(
         0.5,
         ge=0,
@@ -601,6 +611,21 @@ class ClosedLoopConfig(Strict):
         return list(self.seeds) if self.seeds is not None else list(range(self.episodes))
 
 
+class ServedModelConfig(Strict):
+    """``eval --base-url``: a served model answers the student prompt, through distill's OpenAI-compatible client."""
+
+    model: str | None = Field(None, description="the served model's name, e.g. Qwen/Qwen2-VL-7B-Instruct")
+    base_url: BaseUrl = None
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY"
+    concurrency: Concurrency = 8
+    max_retries: MaxRetries = 5
+    timeout_s: TimeoutS = 120.0
+    max_requests: MaxRequests = None
+    max_cost_usd: MaxCostUsd = None
+    prices: TokenPrices = TokenPrices()
+    image_tokens: ImageTokens = 765
+
+
 class EvalConfig(Strict):
     """``alphadrive eval``: open-loop metrics, or closed-loop driving with ``--closed-loop``."""
 
@@ -620,6 +645,7 @@ class EvalConfig(Strict):
         description="sampling temperature with samples > 1 (one sample is greedy)",
     )
     closed_loop: ClosedLoopConfig = ClosedLoopConfig()
+    api: ServedModelConfig = ServedModelConfig()
 
 
 STAGE_SCHEMAS: dict[str, type[Strict]] = {

@@ -27,7 +27,15 @@ from pydantic import ValidationError
 from alphadrive_cli.actions import ActionVocabulary
 from alphadrive_cli.config.schemas import LabelRules, SplitFractions
 from alphadrive_cli.data.labels import Track, label_at
-from alphadrive_cli.data.records import IMAGE_DIR, MAX_SPEED_MPS, SPLITS, Record, check_labels, describe_error
+from alphadrive_cli.data.records import (
+    IMAGE_DIR,
+    MAX_SPEED_MPS,
+    MAX_TEXT,
+    SPLITS,
+    Record,
+    check_labels,
+    describe_error,
+)
 from alphadrive_cli.errors import BadInput, brief
 
 UNPARSABLE = "unparsable row"
@@ -422,6 +430,33 @@ def accept_rows(rows: Iterable[Row], parse: Callable[[Row], ItemT], log: Problem
         first_line[item.id] = row.line
         items.append(item)
     return items
+
+
+@dataclass(frozen=True)
+class UnlabelledFrame:
+    """A frame to plan on (``predict``): its checked image files (absolute), navigation and speed; no labels."""
+
+    line: int
+    id: str
+    navigation: str
+    ego_speed_mps: float
+    files: tuple[Path, ...]
+
+    @property
+    def images(self) -> list[str]:
+        """The image files as text (absolute: they resolve against any root)."""
+        return [str(file) for file in self.files]
+
+
+def unlabelled_frame_from_row(row: Row, source: Source) -> UnlabelledFrame:
+    """A frame without labels: ``image(s)``, ``navigation``, ``ego_speed_mps``; label columns, if any, are ignored."""
+    fields = row.checked()
+    navigation = _text(fields, "navigation")
+    if not navigation or len(navigation) > MAX_TEXT:
+        raise BadRow(INVALID_VALUE, f"navigation must be 1 to {MAX_TEXT} characters, not {len(navigation):,}")
+    return UnlabelledFrame(
+        row.line, source.record_id(fields, row.line), navigation, _speed(fields), source.image_files(fields)
+    )
 
 
 def frame_from_row(row: Row, source: Source) -> Imported:

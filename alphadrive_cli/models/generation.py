@@ -11,8 +11,7 @@ from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.data.records import Record
-from alphadrive_cli.prompts import PromptTemplate, student_messages
+from alphadrive_cli.prompts import PromptTemplate, StudentFrame, student_messages
 
 
 @dataclass(frozen=True)
@@ -57,12 +56,13 @@ def complete_records(
     model: PreTrainedModel,
     processor: ProcessorMixin,
     template: PromptTemplate,
-    records: Sequence[Record],
+    records: Sequence[StudentFrame],
     vocabulary: ActionVocabulary,
     data_root: Path,
     settings: GenerationSettings,
 ) -> list[list[str]]:
-    """:func:`generate` for one batch of records: their student prompts and images (relative to ``data_root``)."""
+    """:func:`generate` for one batch of records (or unlabelled frames): their student prompts and images (relative
+    to ``data_root``, or absolute)."""
     prompts = [
         processor.apply_chat_template(
             student_messages(template, record, vocabulary), add_generation_prompt=True, tokenize=False

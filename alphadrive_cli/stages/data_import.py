@@ -38,6 +38,7 @@ from alphadrive_cli.errors import BadInput
 from alphadrive_cli.ui import console
 
 PROBLEMS_SHOWN = 20
+LABEL_FIELDS = ("speed_action", "path_action")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -60,7 +61,9 @@ def run(config: ImportConfig, output: OutputSpec, *, source: Path) -> Artifact:
     check_labels_possible(frames, config, source)
     if not frames:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(log.skipped.items()))
-        raise BadInput(f"no record of {source} could be imported ({reasons or 'the file has no rows'})")
+        unlabelled = log.problems and all(problem["detail"] in LABEL_FIELDS for problem in log.problems)
+        hint = "; to plan on frames without labels, use alphadrive predict --frames" if unlabelled else ""
+        raise BadInput(f"no record of {source} could be imported ({reasons or 'the file has no rows'}){hint}")
     settings = config.model_dump(mode="json")
     digest = sha256_file(source)
     with output.begin("data", name, settings, identity={"config": settings, "source_sha256": digest}) as writer:

@@ -8,12 +8,10 @@ with the teacher's own plan made without the label).
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import os
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,15 +33,15 @@ from alphadrive_cli.data.publish import link_image, publish_dataset
 from alphadrive_cli.data.records import SPLITS, Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.prompts import PromptTemplate, load_prompt
-from alphadrive_cli.teacher.base import TeacherReply, TeacherRequest
+from alphadrive_cli.teacher.base import TeacherRequest
+from alphadrive_cli.teacher.client import Budget, BudgetReached, ask, cost_usd, image_data_url, request_key
 from alphadrive_cli.teacher.filtering import KEPT, judge_trace, reasoning_of, verify_agrees
 from alphadrive_cli.teacher.grounded import GroundedTemplates, grounded_trace
 from alphadrive_cli.teacher.store import AnswerStore
-from alphadrive_cli.ui import console, progress_bar, user_text
+from alphadrive_cli.ui import console, user_text
 
 STORE_NAME = "requests.jsonl"
 CHARS_PER_TOKEN = 4  # rough text-token estimate for --dry-run and the cost budget
-FATAL_STATUSES = ("401", "403", "404")  # wrong key, no access, wrong model or URL: every request would fail
 # How to reach the teacher, not what it answers: changing them keeps an unfinished run resumable.
 TRANSPORT_SETTINGS = (
     "max_requests",
@@ -55,10 +53,6 @@ TRANSPORT_SETTINGS = (
     "max_retries",
     "min_answered_share",
 )
-
-
-class BudgetReached(StageFailure):
-    """``--max-requests`` / ``--max-cost`` stopped the run; the unfinished artifact resumes."""
 
 
 def check_answered(jobs: Sequence[Job], store: AnswerStore, config: DistillConfig, partial: Path) -> None:
@@ -87,15 +81,6 @@ class Job:
     request: TeacherRequest
 
 
-def request_key(*parts: Any) -> str:
-    """The store key of a request: a hash of everything that decides its answer."""
-    return hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()[:32]
-
-
-def _data_url(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-
-
 def _scene_text(record: Record) -> str:
     return "none" if not record.scene else ", ".join(f"{key}: {value}" for key, value in record.scene.items())
 
@@ -112,7 +97,7 @@ def _messages(
         speed_action=record.speed_action,
         path_action=record.path_action,
     )
-    images = [{"type": "image_url", "image_url": {"url": _data_url(data.path / image)}} for image in record.images]
+    images = [{"type": "image_url", "image_url": {"url": image_data_url(data.path / image)}} for image in record.images]
     return [{"role": "user", "content": [*images, {"type": "text", "text": text}]}]
 
 
@@ -150,90 +135,26 @@ def estimate_tokens(job: Job, config: DistillConfig) -> tuple[int, int]:
     return text // CHARS_PER_TOKEN + config.image_tokens * len(job.record.images), config.max_tokens
 
 
-def cost_usd(prompt_tokens: int, completion_tokens: int, config: DistillConfig) -> float:
-    """Estimated cost at the configured prices."""
-    return (prompt_tokens * config.prices.input_per_mtok + completion_tokens * config.prices.output_per_mtok) / 1e6
-
-
-class _Budget:
-    """Counts what this run sends and spends; says when to stop starting requests."""
-
-    def __init__(self, config: DistillConfig) -> None:
-        self.config = config
-        self.sent = 0
-        self.spent = 0.0
-        self.reason: str | None = None
-
-    def gate(self, jobs: Sequence[Job]) -> Iterator[TeacherRequest]:
-        for job in jobs:
-            if self.exhausted():
-                return
-            self.sent += 1
-            yield job.request
-
-    def exhausted(self) -> bool:
-        if self.config.max_requests is not None and self.sent >= self.config.max_requests:
-            self.reason = f"--max-requests {self.config.max_requests}"
-        elif self.config.max_cost_usd is not None and self.spent >= self.config.max_cost_usd:
-            self.reason = f"--max-cost {self.config.max_cost_usd} (estimated ${self.spent:.4f} spent)"
-        return self.reason is not None
-
-    def charge(self, reply: TeacherReply) -> None:
-        self.spent += cost_usd(reply.prompt_tokens, reply.completion_tokens, self.config)
-
-
-def _api_key(config: DistillConfig) -> str:
-    key = os.environ.get(config.api_key_env)
-    if key:
-        return key
-    if config.base_url:  # local servers (vLLM, Ollama, transformers serve) usually take any key
-        return "EMPTY"
-    raise BadInput(
-        f"--teacher openai needs an API key in ${config.api_key_env} (or name another variable with --api-key-env)"
-    )
-
-
 def _ask(
     jobs: Sequence[Job],
     store: AnswerStore,
     config: DistillConfig,
-    budget: _Budget,
+    budget: Budget,
     description: str,
     grounded: Callable[[Job], str] | None,
 ) -> None:
-    """Send every job whose answer is not stored; each reply goes to the store as it arrives."""
-    pending = [job for job in jobs if not store.answered(job.request.key)]
-    if not pending:
-        return
-    with progress_bar("requests") as progress:
-        task = progress.add_task(description, total=len(pending), note="")
-
-        def on_reply(reply: TeacherReply) -> None:
-            store.add(reply)
-            if reply.outcome == "failed" and reply.attempt_log and reply.attempt_log[-1].split()[0] in FATAL_STATUSES:
-                raise BadInput(
-                    f"the teacher endpoint answered {reply.attempt_log[-1]} ({reply.error}); check the key in "
-                    f"${config.api_key_env}, the model name and --base-url (answers so far are kept)"
-                )
-            budget.charge(reply)
-            progress.update(task, advance=1, note=f"${budget.spent:.4f}" if config.teacher == "openai" else "")
-
-        if grounded is not None:
-            for job in pending:
-                on_reply(TeacherReply(job.request.key, job.record.id, "ok", text=grounded(job)))
-            return
-        from alphadrive_cli.teacher.openai_teacher import OpenAITeacher  # the API path only
-
-        teacher = OpenAITeacher(
-            config.model,
-            config.base_url,
-            _api_key(config),
-            config.timeout_s,
-            config.max_retries,
-            config.concurrency,
-            seed=config.seed,
-        )
-        teacher.run_sync(budget.gate(pending), on_reply, stop=budget.exhausted)
+    """Send every job whose answer is not stored (or have the grounded teacher write it)."""
+    by_key = {job.request.key: job for job in jobs}
+    ask(
+        [job.request for job in jobs],
+        store,
+        config,
+        budget,
+        description,
+        needed_by="--teacher openai",
+        offline=None if grounded is None else (lambda request: grounded(by_key[request.key])),
+        seed=config.seed,
+    )
 
 
 def drawn_share(records: list[Record], share: float, seed: int) -> list[Record]:
@@ -284,7 +205,7 @@ def run(config: DistillConfig, output: OutputSpec, *, data: Path, dry_run: bool 
     with output.begin("distill", "distill", settings, inputs={"data": data}, identity=identity) as writer:
         writer.add_prompt(prompt.id, prompt.sha256)
         store = AnswerStore(writer.path(STORE_NAME))
-        budget = _Budget(config)
+        budget = Budget(config)
         grounded = (
             (
                 lambda job: grounded_trace(

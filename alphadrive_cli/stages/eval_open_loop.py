@@ -30,6 +30,7 @@ from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.metrics import judged_plans, multimodality, open_loop_metrics, single_action
 from alphadrive_cli.evaluation.plots import confusion_png, f1_bars_png
+from alphadrive_cli.evaluation.served import identity_settings, served_completions
 from alphadrive_cli.models.generation import GenerationSettings, complete_records
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
@@ -155,11 +156,7 @@ def _prediction_rows(
                 "id": record.id,
                 "text": texts[0],
                 **({"samples": texts} if len(texts) > 1 else {}),
-                "parsed": {
-                    "speed": sorted(parsed.speed),
-                    "path": sorted(parsed.path),
-                    "unrecognized": list(parsed.unrecognized),
-                },
+                "parsed": parsed.to_dict(),
                 "truth": [record.speed_action, record.path_action],
                 "speed_correct": speed == record.speed_action,
                 "path_correct": path == record.path_action,
@@ -238,26 +235,41 @@ def publish_evaluation(
     return writer.publish(counts={"frames": len(records)}, metrics=headline, extra=extra)
 
 
+def _scored(config: EvalConfig, model: str | None, predictions: Path | None) -> dict[str, Any]:
+    """What is scored, as the manifest's ``scored``: a model, a served model (its name and URL) or a file."""
+    if model is not None:
+        return {"model": model}
+    if config.api.base_url is not None:
+        return {"api_model": config.api.model, "base_url": config.api.base_url}
+    if predictions is None or not predictions.is_file():
+        raise BadInput(f"no such predictions file: {predictions}")
+    return {"predictions_sha256": sha256_file(predictions)}
+
+
 def run(
     config: EvalConfig, output: OutputSpec, *, data: Path, model: str | None = None, predictions: Path | None = None
 ) -> Artifact:
-    """Evaluate ``model`` (generating) or ``predictions`` (a file) on a data split."""
+    """Evaluate ``model`` (generating), the model served at ``config.api.base_url`` (asking it) or ``predictions``
+    (a file) on a data split."""
     data = open_artifact(data, stage=DATA_STAGES)
     records, vocabulary = _records(data, config.split)
-    if model is None and (predictions is None or not predictions.is_file()):
-        raise BadInput(f"no such predictions file: {predictions}")
+    scored = _scored(config, model, predictions)
+    if "api_model" in scored and not config.api.model:
+        raise BadInput("--base-url needs --api-model NAME: the name the endpoint serves the model under")
     source = resolve_model_source(model) if model is not None else None  # checked before any heavy loading
     inputs = {"data": data, **model_inputs(source)}
-    scored = {"model": model} if model is not None else {"predictions_sha256": sha256_file(predictions)}
+    identity = {key: value for key, value in scored.items() if key != "base_url"}  # a moved server still resumes
     with output.begin(
         "eval",
         "eval",
         config.model_dump(mode="json"),
         inputs=inputs,
-        identity={"config": config.model_dump(mode="json"), **scored},
+        identity={"config": identity_settings(config), **identity},
     ) as writer:
         if source is not None:
             completions, report = generate_completions(writer, source, data, records, vocabulary, config)
+        elif "api_model" in scored:
+            completions, report = served_completions(writer, data.path, records, vocabulary, config)
         else:
             completions, report = read_predictions(predictions, records)
         return publish_evaluation(

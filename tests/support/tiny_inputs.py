@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PIL import Image
 
 from alphadrive_cli.models.tiny import build_tiny_model
@@ -34,3 +36,24 @@ def image(color: tuple[int, int, int] = (30, 160, 90), size: int = 112) -> Image
 def prompt(text: str) -> str:
     """A single-turn prompt with one image, written out by hand (independent of the chat template)."""
     return f"<|im_start|>user\n{IMAGE_BLOCK}{text}<|im_end|>\n{ASSISTANT_HEADER}"
+
+
+def outspoken_tiny_model(model_artifact: Path, target: Path) -> Path:
+    """A copy of a tiny model artifact (as a plain directory) with every matrix drawn again at std 1 (norms 1, biases
+    0). The tiny model's own small weights answer every prompt with the same newlines; these answer each frame with
+    its own text, so a test can tell that two paths gave a model the same prompt and image."""
+    import torch
+
+    from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
+
+    model, processor = load_model_and_processor(resolve_model_source(str(model_artifact)))
+    generator = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() > 1:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+            else:
+                parameter.fill_(1.0 if "norm" in name else 0.0)
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+    return target
