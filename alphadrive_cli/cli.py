@@ -120,6 +120,7 @@ def models_tiny(
         Path | None,
         typer.Option(help=key_help(TinyModelConfig, "dimensions")),
     ] = None,
+    tokenizer: Annotated[str | None, typer.Option(help=key_help(TinyModelConfig, "tokenizer"))] = None,
     *,
     shared: StageOptions,
 ) -> None:
@@ -127,6 +128,8 @@ def models_tiny(
 
     With `--dimensions configs/models/qwen2-vl-2b.json` (and `--set dtype=bfloat16`) it builds the real
     Qwen2-VL-2B architecture with random weights, for speed and memory benchmarks at real scale.
+    With `--tokenizer qwen2` it carries Qwen2's real 151k-token tokenizer (converted from the BPE table
+    the dashscope package ships), Qwen2-VL's special tokens and a Qwen2-VL-style chat template.
 
     Output: a `model` artifact in `save_pretrained` layout (config, safetensors weights, tokenizer,
     image processor, chat template) that `from_pretrained` and every stage accept as `--model`.
@@ -137,7 +140,12 @@ def models_tiny(
     cfg = shared.resolve(
         "models",
         TinyModelConfig,
-        {"family": family, "seed": seed, "dimensions": None if dimensions is None else str(dimensions)},
+        {
+            "family": family,
+            "seed": seed,
+            "dimensions": None if dimensions is None else str(dimensions),
+            "tokenizer": tokenizer,
+        },
     )
     shared.emit(models_tiny.run(cfg, shared.output))
 

@@ -77,6 +77,11 @@ class TinyModelConfig(Strict):
         "float32",
         description="the saved weights' type: float32, or bfloat16 (for the real Qwen2-VL-2B dimensions)",
     )
+    tokenizer: Literal["offline", "qwen2"] = Field(
+        "offline",
+        description="offline: a vocab_size BPE trained on driving text; qwen2: Qwen2's real 151k-token tokenizer "
+        "(from the dashscope package), Qwen2-VL's special tokens and chat template",
+    )
 
     @model_validator(mode="after")
     def _pixels_ordered(self) -> TinyModelConfig:
