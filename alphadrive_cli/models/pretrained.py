@@ -105,9 +105,10 @@ def chat_template(system_prompt: str) -> str:
     return template.replace(default, "{%- set default_system = " + json.dumps(system_prompt) + " -%}")
 
 
-def vision_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+def vision_tokenizer(tokenizer: PreTrainedTokenizerBase, max_length: int) -> PreTrainedTokenizerBase:
     """The language model's tokenizer with Qwen-VL's vision tokens and the ChatML end of turn as special tokens,
-    ``<|im_end|>`` as EOS, ``<|endoftext|>`` as padding, on the left; both must already be in its vocabulary."""
+    ``<|im_end|>`` as EOS, ``<|endoftext|>`` as padding, on the left, no BOS (as Qwen2-VL's), at most
+    ``max_length`` tokens; the ChatML tokens must already be in its vocabulary."""
     vocabulary = tokenizer.get_vocab()
     missing = [token for token in (END_OF_TURN, PAD_TOKEN, "<|im_start|>") if token not in vocabulary]
     if missing:
@@ -115,7 +116,10 @@ def vision_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerB
     tokenizer.add_special_tokens(
         {"eos_token": END_OF_TURN, "pad_token": PAD_TOKEN, "extra_special_tokens": ["<|im_start|>", *VISION_TOKENS]}
     )
+    tokenizer.bos_token = None
     tokenizer.padding_side = "left"
+    tokenizer.clean_up_tokenization_spaces = False
+    tokenizer.model_max_length = max_length
     return tokenizer
 
 
@@ -266,7 +270,7 @@ def build_pretrained_model(
     weights = spec.weights()
     on_step(BUILD_STEPS[0])
     original, tokenizer = load_gguf(weights)
-    tokenizer = vision_tokenizer(tokenizer)
+    tokenizer = vision_tokenizer(tokenizer, original.config.max_position_embeddings)
     config = qwen2_vl_config(original.config, tokenizer, vision_config)
     on_step(BUILD_STEPS[1])
     torch.manual_seed(seed)
