@@ -66,8 +66,9 @@ class PretrainedLanguage:
 
         found = packaged_file(self.package, self.file, install=PRETRAINED_INSTALL)
         if not is_gguf_available():
-            raise BadInput(f"the package gguf (transformers reads GGUF files with it) is not installed: run "
-                           f"{PRETRAINED_INSTALL}")  # fmt: skip
+            raise BadInput(
+                f"the package gguf (transformers reads GGUF with it) is not installed: run {PRETRAINED_INSTALL}"
+            )
         return found
 
 
@@ -158,8 +159,10 @@ def qwen2_vl_config(
     """A Qwen2-VL config whose language model has the Llama's dimensions and the tokenizer's ids."""
     head_dim = getattr(language, "head_dim", None) or language.hidden_size // language.num_attention_heads
     if head_dim * language.num_attention_heads != language.hidden_size:
-        raise StageFailure(f"Qwen2's attention needs head_dim x heads = hidden size; the model has {head_dim} x "
-                           f"{language.num_attention_heads} != {language.hidden_size}")  # fmt: skip
+        heads = language.num_attention_heads
+        raise StageFailure(
+            f"Qwen2 needs head_dim x heads = hidden size; {head_dim} x {heads} != {language.hidden_size}"
+        )
     if getattr(language, "attention_bias", False) or getattr(language, "mlp_bias", False):
         raise StageFailure("the language model has attention or MLP biases beyond Qwen2's q/k/v ones")
     rope = dict(language.rope_parameters or {})
