@@ -61,7 +61,9 @@ class TinyModelConfig(Strict):
         description="model family: qwen2_vl or qwen2_5_vl (tiny dimensions in configs/models/tiny-*.json)",
     )
     seed: Seed = Field(0, description="seed of the random weights")
-    vocab_size: int = Field(1024, ge=300, le=65536, description="target size of the offline BPE vocabulary")
+    vocab_size: int = Field(
+        1024, ge=300, le=65536, description="target size of the offline BPE vocabulary (unused with tokenizer qwen2)"
+    )
     min_pixels: int = Field(
         56 * 56, ge=28 * 28, le=4096 * 4096, description="images are resized to at least this many pixels"
     )
