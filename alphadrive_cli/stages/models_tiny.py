@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,8 +18,19 @@ def dimensions_file(config: TinyModelConfig) -> Path:
 
 
 def default_tiny_name(config: TinyModelConfig) -> str:
-    """The dimensions file's stem (``tiny-qwen2-vl``, ``qwen2-vl-2b``…): the name when ``--name`` is not given."""
-    return dimensions_file(config).stem
+    """The dimensions file's stem (``tiny-qwen2-vl``, ``qwen2-vl-2b``…), ``-qwen2-tokenizer`` added with Qwen2's
+    tokenizer: the name when ``--name`` is not given."""
+    stem = dimensions_file(config).stem
+    return f"{stem}-qwen2-tokenizer" if config.tokenizer == "qwen2" else stem
+
+
+def tokenizer_provenance(kind: str) -> dict[str, Any]:
+    """Where the tokenizer came from: trained offline, or converted from the installed Qwen BPE table."""
+    if kind == "qwen2":
+        from alphadrive_cli.models.qwen2_tokenizer import qwen_table
+
+        return {"kind": "qwen2", "source": qwen_table().describe()}
+    return {"kind": "offline"}
 
 
 def run(config: TinyModelConfig, output: OutputSpec) -> Artifact:
@@ -32,6 +44,7 @@ def run(config: TinyModelConfig, output: OutputSpec) -> Artifact:
             config.max_pixels,
             dimensions=Path(config.dimensions) if config.dimensions else None,
             dtype=getattr(torch, config.dtype),
+            tokenizer=config.tokenizer,
         )
         model.save_pretrained(writer.dir)
         processor.save_pretrained(writer.dir)
@@ -43,6 +56,7 @@ def run(config: TinyModelConfig, output: OutputSpec) -> Artifact:
                     "family": config.family,
                     "source": "offline-random-weights",
                     "dimensions": dimensions_file(config).name,
+                    "tokenizer": tokenizer_provenance(config.tokenizer),
                 }
             },
         )
