@@ -652,12 +652,13 @@ def evaluate(
 
     if data is None:
         raise BadInput("eval needs --data DATA (and --model MODEL or --predictions FILE); see alphadrive eval --help")
-    if sum(value is not None for value in (model, predictions, base_url)) != 1:
-        raise BadInput("eval needs exactly one of --model MODEL, --predictions FILE or --base-url URL")
-    if base_url is None and any(value is not None for value in served.values()):
-        raise BadInput("--api-model, --api-key-env, --concurrency, --max-requests and --max-cost go with --base-url")
     api = {key: value for key, value in served.items() if value is not None}
     cfg = shared.resolve("eval", EvalConfig, {"split": split, "samples": samples, "api": api or None})
+    served_url = cfg.api.base_url  # the flag, or api.base_url from --config / --set
+    if sum(value is not None for value in (model, predictions, served_url)) != 1:
+        raise BadInput("eval needs exactly one of --model MODEL, --predictions FILE or --base-url URL")
+    if served_url is None and any(value is not None for value in served.values()):
+        raise BadInput("--api-model, --api-key-env, --concurrency, --max-requests and --max-cost go with --base-url")
     shared.emit(eval_open_loop.run(cfg, shared.output, data=data, model=model, predictions=predictions))
 
 

@@ -27,17 +27,10 @@ from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.teacher import store as store_module
 from tests.support.cli_checks import assert_one_line_error
 from tests.support.fault_server import FaultServer, last_user_text
+from tests.support.labelled_data import TEST_TRUTHS as TRUTHS
 from tests.support.labelled_data import make_labelled_data
 from tests.support.tiny_inputs import outspoken_tiny_model
 
-TRUTHS = [
-    ("KEEP", "STRAIGHT"),
-    ("KEEP", "LEFT_TURN"),
-    ("DECELERATE", "STRAIGHT"),
-    ("STOP", "STRAIGHT"),
-    ("ACCELERATE", "RIGHT_CHANGE"),
-    ("KEEP", "STRAIGHT"),
-]
 SECRET = "sk-test-eval-served-0123456789"
 TOKENS = 8
 
@@ -193,6 +186,9 @@ def test_a_rejected_key_and_bad_arguments_are_one_line_errors(cli, data: Path, t
         assert_one_line_error(cli(*base, "--model", tiny_model, *served_args(server)), 2, "exactly one of")
         assert_one_line_error(cli(*base, "--model", tiny_model, "--max-requests", "3"), 2, "go with --base-url")
         assert_one_line_error(cli(*base, *served_args(server), "--closed-loop"), 2, "--closed-loop needs --model")
+        # an endpoint set through the config counts as --base-url: it never silently replaces a predictions file
+        predictions = ("--predictions", str(data / "test.jsonl"), "--set", f"api.base_url={server.base_url}")
+        assert_one_line_error(cli(*base, *predictions), 2, "exactly one of")
 
 
 def _why_transformers_serve_cannot_run() -> str | None:

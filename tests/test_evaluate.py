@@ -17,17 +17,8 @@ from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
 from alphadrive_cli.config.schemas import EvalConfig, TinyModelConfig
 from alphadrive_cli.stages import eval_open_loop as evaluate_stage
 from alphadrive_cli.stages import models_tiny
+from tests.support.labelled_data import TEST_TRUTHS as TRUTHS
 from tests.support.labelled_data import judged, make_labelled_data
-
-# Six test frames with hand-chosen truths.
-TRUTHS = [
-    ("KEEP", "STRAIGHT"),
-    ("KEEP", "LEFT_TURN"),
-    ("DECELERATE", "STRAIGHT"),
-    ("STOP", "STRAIGHT"),
-    ("ACCELERATE", "RIGHT_CHANGE"),
-    ("KEEP", "STRAIGHT"),
-]
 
 
 def make_data(root: Path) -> Path:

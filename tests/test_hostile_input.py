@@ -146,6 +146,15 @@ def test_a_key_passed_as_any_value_is_redacted_in_the_error(cli, data: Path, mon
         assert KEY not in result.stderr
 
 
+def test_an_endpoint_url_carrying_a_credential_is_refused_without_echoing_it(cli, data: Path) -> None:
+    for url in (f"http://user:{KEY}@127.0.0.1:9/v1", f"http://127.0.0.1:9/v1?api-key={KEY}"):
+        distill = cli("distill", "--data", data, "--teacher", "openai", "--model", "x", "--set", f"base_url={url}")
+        served = cli("eval", "--data", data, "--base-url", url, "--api-model", "x")
+        for result in (distill, served):
+            assert_one_line_error(result, 2, "carries a credential", "api_key_env", "<redacted>")
+            assert KEY not in result.stderr
+
+
 # 2. A teacher that answers nothing is a failure, publishes nothing, and resumes.
 
 

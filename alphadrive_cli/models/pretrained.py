@@ -11,7 +11,7 @@ width. SmolLM2's own tokenizer (from the GGUF) is kept, with Qwen-VL's vision to
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,7 +230,10 @@ def transfer_language(source: PreTrainedModel, target: PreTrainedModel) -> None:
 
 @torch.no_grad()
 def text_logit_gap(
-    original: PreTrainedModel, built: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts=TEXT_CHECK_PROMPTS
+    original: PreTrainedModel,
+    built: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str] = TEXT_CHECK_PROMPTS,
 ) -> float:
     """Largest |difference| between the two models' next-token logits over the original vocabulary, on text-only
     prompts (the built model must compute the original's function)."""

@@ -21,7 +21,7 @@ from alphadrive_cli.models.packaged import PackagedFile, packaged_file
 from alphadrive_cli.models.tokenizer import END_OF_TURN, PAD_TOKEN
 
 QWEN_TABLE = ("dashscope", "dashscope/resources/qwen.tiktoken")
-QWEN_TABLE_INSTALL = "make install (or: pip install --no-deps dashscope==2.0.2)"
+QWEN_TABLE_INSTALL = "pip install --no-deps dashscope==2.0.2 (make install does it on a fresh install)"
 # Qwen2-VL's special tokens in id order, from 151643 (Qwen2-VL-2B-Instruct's tokenizer_config.json)
 QWEN2_VL_SPECIAL_TOKENS = (
     "<|endoftext|>",

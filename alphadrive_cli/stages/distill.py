@@ -34,25 +34,23 @@ from alphadrive_cli.data.records import SPLITS, Record, dataset_vocabulary, iter
 from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.prompts import PromptTemplate, load_prompt
 from alphadrive_cli.teacher.base import TeacherRequest
-from alphadrive_cli.teacher.client import Budget, BudgetReached, ask, cost_usd, image_data_url, request_key
+from alphadrive_cli.teacher.client import (
+    STORE_NAME,
+    TRANSPORT_SETTINGS,
+    Budget,
+    BudgetReached,
+    ask,
+    cost_usd,
+    image_data_url,
+    request_key,
+)
 from alphadrive_cli.teacher.filtering import KEPT, judge_trace, reasoning_of, verify_agrees
 from alphadrive_cli.teacher.grounded import GroundedTemplates, grounded_trace
 from alphadrive_cli.teacher.store import AnswerStore
 from alphadrive_cli.ui import console, user_text
 
-STORE_NAME = "requests.jsonl"
 CHARS_PER_TOKEN = 4  # rough text-token estimate for --dry-run and the cost budget
-# How to reach the teacher, not what it answers: changing them keeps an unfinished run resumable.
-TRANSPORT_SETTINGS = (
-    "max_requests",
-    "max_cost_usd",
-    "concurrency",
-    "base_url",
-    "api_key_env",
-    "timeout_s",
-    "max_retries",
-    "min_answered_share",
-)
+RESUMABLE_CHANGES = (*TRANSPORT_SETTINGS, "min_answered_share")  # settings a resumed run may change
 
 
 def check_answered(jobs: Sequence[Job], store: AnswerStore, config: DistillConfig, partial: Path) -> None:
@@ -201,7 +199,7 @@ def run(config: DistillConfig, output: OutputSpec, *, data: Path, dry_run: bool 
         _report_dry_run(jobs, config, output)
         return None
     settings = config.model_dump(mode="json")
-    identity = {key: value for key, value in settings.items() if key not in TRANSPORT_SETTINGS}
+    identity = {key: value for key, value in settings.items() if key not in RESUMABLE_CHANGES}
     with output.begin("distill", "distill", settings, inputs={"data": data}, identity=identity) as writer:
         writer.add_prompt(prompt.id, prompt.sha256)
         store = AnswerStore(writer.path(STORE_NAME))

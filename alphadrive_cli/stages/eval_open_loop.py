@@ -239,11 +239,13 @@ def _scored(config: EvalConfig, model: str | None, predictions: Path | None) -> 
     """What is scored, as the manifest's ``scored``: a model, a served model (its name and URL) or a file."""
     if model is not None:
         return {"model": model}
-    if config.api.base_url is not None:
-        return {"api_model": config.api.model, "base_url": config.api.base_url}
-    if predictions is None or not predictions.is_file():
-        raise BadInput(f"no such predictions file: {predictions}")
-    return {"predictions_sha256": sha256_file(predictions)}
+    if predictions is not None:
+        if not predictions.is_file():
+            raise BadInput(f"no such predictions file: {predictions}")
+        return {"predictions_sha256": sha256_file(predictions)}
+    if config.api.base_url is None:
+        raise BadInput("eval needs --model MODEL, --predictions FILE or --base-url URL")
+    return {"api_model": config.api.model, "base_url": config.api.base_url}
 
 
 def run(

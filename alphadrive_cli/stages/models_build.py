@@ -52,6 +52,7 @@ def run(config: BuildModelConfig, output: OutputSpec) -> Artifact:
             answer = sample_answer(built.model, built.processor)
             built.model.save_pretrained(writer.dir)
             built.processor.save_pretrained(writer.dir)
+            progress.advance(task)
         model = built.model
         return writer.publish(
             counts={

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, parse_answer
+from alphadrive_cli.config.schemas import ImportConfig
 from alphadrive_cli.data.importers import (
     ImageRoot,
     ProblemLog,
@@ -35,7 +36,7 @@ from alphadrive_cli.models.loading import ModelSource, load_model_and_processor,
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
 from alphadrive_cli.ui import console, progress_bar, user_text
 
-MAX_IMAGE_MEGAPIXELS = 40.0  # data import's default
+MAX_IMAGE_MEGAPIXELS = ImportConfig.model_fields["max_image_megapixels"].default  # data import's default
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,12 @@ def run(model: str, frames_file: Path, settings: PredictSettings, out: Path | No
             f"{problem['reason']}: {user_text(problem['detail'])}",
             soft_wrap=True,
         )
-    rows = _planned(source, frames, settings) if frames else iter(())
+    rows = _planned(source, frames, settings) if frames else (row for row in ())
     if out is None:
         try:
             _write_lines(sys.stdout, rows, log.problems)
         except BrokenPipeError:  # the reader had enough (`| head`): stop planning, quietly
+            rows.close()  # ends the planning generator and its progress bar
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
             return 0
     else:
@@ -133,6 +135,8 @@ def run(model: str, frames_file: Path, settings: PredictSettings, out: Path | No
                 _write_lines(handle, rows, log.problems)
             os.replace(temporary, out)
         except OSError as exc:
+            if exc.filename not in (str(temporary), str(out)):
+                raise  # not the output file's fault (a model that does not load, say)
             raise BadInput(f"cannot write {out}: {exc.strerror or exc}") from None
         finally:
             temporary.unlink(missing_ok=True)

@@ -21,6 +21,18 @@ from alphadrive_cli.teacher.store import ANSWERED, AnswerStore
 from alphadrive_cli.ui import progress_bar
 
 FATAL_STATUSES = ("401", "403", "404")  # wrong key, no access, wrong model or URL: every request would fail
+STORE_NAME = "requests.jsonl"  # the answers of an unfinished run, in its partial artifact
+# How to reach the endpoint and how much to spend, not what it answers: changing them keeps a run resumable.
+TRANSPORT_SETTINGS = (
+    "base_url",
+    "api_key_env",
+    "concurrency",
+    "max_retries",
+    "timeout_s",
+    "max_requests",
+    "max_cost_usd",
+    "prices",
+)
 
 
 class EndpointSettings(Protocol):
@@ -114,9 +126,7 @@ def ask(
     """Send every request without a stored reply whose outcome is in ``answered``; each reply goes to the store as
     it arrives. ``offline`` writes the answers instead of the endpoint (distill's grounded teacher); ``seed`` seeds the
     retries' jitter."""
-    pending = [
-        request for request in requests if getattr(store.replies.get(request.key), "outcome", None) not in answered
-    ]
+    pending = [request for request in requests if not store.answered(request.key, answered)]
     if not pending:
         return
     with progress_bar("requests") as progress:

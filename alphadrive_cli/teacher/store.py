@@ -8,7 +8,7 @@ are stored too (every outcome is recorded) and asked again on the next run.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -36,10 +36,10 @@ class AnswerStore:
             except (json.JSONDecodeError, TypeError):  # a line cut by a crash: its request is sent again
                 continue
 
-    def answered(self, key: str) -> bool:
-        """True when a usable answer for ``key`` is stored."""
+    def answered(self, key: str, outcomes: Collection[str] = ANSWERED) -> bool:
+        """True when an answer for ``key`` is stored whose outcome is one of ``outcomes`` (default: usable)."""
         reply = self.replies.get(key)
-        return reply is not None and reply.outcome in ANSWERED
+        return reply is not None and reply.outcome in outcomes
 
     def add(self, reply: TeacherReply) -> None:
         """Record a reply durably (flushed line by line), secrets redacted."""

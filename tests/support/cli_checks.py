@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+
+import pytest
+
 
 def assert_one_line_error(result, code: int, *fragments: str) -> None:
     """``result`` exited with ``code``, printed nothing on stdout and one ``error:`` line holding ``fragments``."""
@@ -12,3 +16,15 @@ def assert_one_line_error(result, code: int, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def hide_distribution(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+    """Make ``importlib.metadata`` report ``package`` as not installed for the rest of the test."""
+    real = importlib.metadata.distribution
+
+    def without(name: str):
+        if name == package:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", without)

@@ -13,6 +13,15 @@ from alphadrive_cli.artifacts.store import begin
 from alphadrive_cli.data.publish import publish_dataset
 from alphadrive_cli.data.records import SPLITS, Record
 
+# Six frames with hand-chosen truths, for the eval tests: every speed class and three path classes.
+TEST_TRUTHS = [
+    ("KEEP", "STRAIGHT"),
+    ("KEEP", "LEFT_TURN"),
+    ("DECELERATE", "STRAIGHT"),
+    ("STOP", "STRAIGHT"),
+    ("ACCELERATE", "RIGHT_CHANGE"),
+    ("KEEP", "STRAIGHT"),
+]
 SCENE = {"lane": 0, "lanes": 2, "lead_vehicle": None, "left_lane": "free", "right_lane": "none"}
 
 
