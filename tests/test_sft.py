@@ -18,7 +18,7 @@ from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
 from alphadrive_cli.cli import app
 from alphadrive_cli.config.resolve import resolve_config
-from alphadrive_cli.config.schemas import DistillConfig, SftConfig, TinyModelConfig
+from alphadrive_cli.config.schemas import DistillConfig, SftConfig, TinyModelConfig, ValidationConfig
 from alphadrive_cli.data.records import iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models import loading
@@ -30,6 +30,7 @@ from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training import callbacks as training_callbacks
 from alphadrive_cli.training.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
+from alphadrive_cli.training.validation import validation_sample
 from alphadrive_cli.ui import console
 from tests.support.interrupts import InterruptAfterSave, Interrupted
 from tests.support.labelled_data import make_labelled_data
@@ -325,6 +326,23 @@ def test_validation_scores_every_n_steps_and_keep_best_publishes_that_step(input
     assert matches(best), summary
     if best != 5:
         assert not matches(5)
+
+
+def test_the_validation_sample_depends_on_its_own_seed_only(tmp_path: Path) -> None:
+    data = open_artifact(make_labelled_data(tmp_path / "runs", [("KEEP", "STRAIGHT")] * 12, {"val": range(12)}))
+    for_every_seed = validation_sample(data, DEFAULT_VOCABULARY, ValidationConfig(frames=4))
+    training = resolve_config("sft", SftConfig, overrides=["seed=7"])  # the training seed does not reach the draw
+    assert validation_sample(data, DEFAULT_VOCABULARY, training.validation.model_copy(update={"frames": 4})) == (
+        for_every_seed
+    )
+    drawn = {
+        tuple(
+            record.id
+            for record in validation_sample(data, DEFAULT_VOCABULARY, ValidationConfig(frames=4, sample_seed=s))
+        )
+        for s in range(5)
+    }
+    assert len(for_every_seed) == 4 and len(drawn) > 1
 
 
 def test_keep_best_needs_validation_scores(inputs) -> None:

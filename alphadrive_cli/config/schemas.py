@@ -392,7 +392,12 @@ class ValidationConfig(Strict):
     every_steps: int = Field(
         0, ge=0, le=10**7, description="score the validation sample every this many steps (0: never)"
     )
-    frames: int = Field(64, ge=1, le=MAX_COUNT, description="size of the validation sample, drawn once with the seed")
+    frames: int = Field(64, ge=1, le=MAX_COUNT, description="size of the validation sample, drawn once")
+    sample_seed: Seed = Field(
+        0,
+        description="seed of the draw, apart from the training seed, so that runs of every seed are validated on "
+        "the same frames",
+    )
     batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="validation frames generated for at once")
     max_new_tokens: int = Field(256, ge=1, le=8192, description="longest greedy answer during validation")
     keep: Literal["last", "best"] = Field(

@@ -296,7 +296,7 @@ def _train(
     if config.validation.every_steps:
         if config.validation.keep == "best" and launch_world_size() > 1:  # sharded weights (ZeRO-3) copy as shards
             raise BadInput("validation.keep: best runs in one process; drop it or train with one process")
-        sample = validation_sample(data, vocabulary, config.validation, config.seed)
+        sample = validation_sample(data, vocabulary, config.validation)
         validation = validation_callback(sample, data.path, processor, template, vocabulary, config.validation)
         callbacks.insert(1, validation)  # before TensorBoard, which logs what it adds
         panels += validation_panels(vocabulary)

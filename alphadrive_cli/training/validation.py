@@ -31,16 +31,15 @@ ACCURACY_KEY = "val/planning_accuracy"
 FORMAT_KEY = "val/format_valid_rate"
 
 
-def validation_sample(
-    data: Artifact, vocabulary: ActionVocabulary, config: ValidationConfig, seed: int
-) -> list[Record]:
-    """Up to ``config.frames`` records of the validation split, drawn once with ``seed`` (in file order)."""
+def validation_sample(data: Artifact, vocabulary: ActionVocabulary, config: ValidationConfig) -> list[Record]:
+    """Up to ``config.frames`` records of the validation split, drawn once with ``config.sample_seed`` (in file
+    order)."""
     records = list(iter_split(data, "val", vocabulary)) if (data.path / "val.jsonl").is_file() else []
     if not records:
         raise BadInput(f"{data.path} has no validation records: validation.every_steps needs a val split")
     if len(records) <= config.frames:
         return records
-    chosen = sorted(random.Random(seed).sample(range(len(records)), config.frames))
+    chosen = sorted(random.Random(config.sample_seed).sample(range(len(records)), config.frames))
     return [records[index] for index in chosen]
 
 
