@@ -12,8 +12,8 @@ import pytest
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import open_artifact
 from alphadrive_cli.data.records import Record, iter_split
-from alphadrive_cli.teacher import store as store_module
 from tests.support.fault_server import FaultServer, last_user_text
+from tests.support.interrupts import ctrl_c_after_stored
 from tests.support.labelled_data import make_labelled_data
 
 LABELS = [
@@ -148,21 +148,11 @@ def test_killed_half_way_then_resumed_answers_every_sample_exactly_once(
     cli, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    real_add = store_module.AnswerStore.add
-    added: list[str] = []
-
-    def add_then_die(self, reply):
-        real_add(self, reply)
-        added.append(reply.sample_id)
-        if len(added) == 3:
-            raise KeyboardInterrupt  # Ctrl-C right after the third answer was stored
-
     with FaultServer(answer=teacher_answer) as server:
         server.script_sample("(frame 1)", ["500", "ok"])
-        monkeypatch.setattr(store_module.AnswerStore, "add", add_then_die)
-        interrupted = cli("distill", "--data", data, *openai_args(server))
+        with ctrl_c_after_stored(monkeypatch, 3):
+            interrupted = cli("distill", "--data", data, *openai_args(server))
         assert interrupted.exit_code == 130 and interrupted.stdout == ""
-        monkeypatch.setattr(store_module.AnswerStore, "add", real_add)
         first_run = len(server.requests)
         resumed = cli("distill", "--data", data, *openai_args(server))
     assert resumed.exit_code == 0, resumed.stderr

@@ -24,9 +24,9 @@ from alphadrive_cli.config.schemas import TinyModelConfig
 from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
 from alphadrive_cli.stages import models_tiny
-from alphadrive_cli.teacher import store as store_module
 from tests.support.cli_checks import assert_one_line_error
 from tests.support.fault_server import FaultServer, last_user_text
+from tests.support.interrupts import ctrl_c_after_stored
 from tests.support.labelled_data import TEST_TRUTHS as TRUTHS
 from tests.support.labelled_data import make_labelled_data
 from tests.support.tiny_inputs import outspoken_tiny_model
@@ -128,20 +128,10 @@ def test_faults_are_retried_the_key_stays_off_disk_and_scripted_answers_are_scor
 def test_interrupted_or_stopped_by_a_budget_it_resumes_without_asking_twice(
     cli, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_add = store_module.AnswerStore.add
-    added: list[str] = []
-
-    def add_then_die(self, reply):
-        real_add(self, reply)
-        added.append(reply.sample_id)
-        if len(added) == 2:
-            raise KeyboardInterrupt  # Ctrl-C right after the second answer was stored
-
     with FaultServer() as server:
-        monkeypatch.setattr(store_module.AnswerStore, "add", add_then_die)
-        interrupted = cli("eval", "--data", data, *served_args(server, "--concurrency", "1"))
+        with ctrl_c_after_stored(monkeypatch, 2):
+            interrupted = cli("eval", "--data", data, *served_args(server, "--concurrency", "1"))
         assert interrupted.exit_code == 130 and interrupted.stdout == ""
-        monkeypatch.setattr(store_module.AnswerStore, "add", real_add)
         stopped = cli("eval", "--data", data, *served_args(server, "--concurrency", "1", "--max-requests", "2"))
         assert stopped.exit_code == 1 and "--max-requests 2" in stopped.stderr and "re-run" in stopped.stderr
         assert_one_line_error(stopped, 1)
