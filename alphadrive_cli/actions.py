@@ -24,6 +24,7 @@ _OPEN_TAG = re.compile(r"<\s*answer\s*>", re.IGNORECASE | re.ASCII)
 _CLOSE_TAG = re.compile(r"<\s*/\s*answer\s*>", re.IGNORECASE | re.ASCII)
 
 ANSWER_FORMAT = re.compile(r"^<think>.*?</think>\s*<answer>.*?</answer>$", re.DOTALL)
+ANSWER_ONLY_FORMAT = re.compile(r"^<answer>.*?</answer>$", re.DOTALL)
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -162,9 +163,10 @@ def parse_answer(text: str, vocabulary: ActionVocabulary = DEFAULT_VOCABULARY) -
     )
 
 
-def matches_answer_format(text: str) -> bool:
-    """The paper's format reward: ``<think>…</think><answer>…</answer>`` and nothing else."""
-    return ANSWER_FORMAT.match(text.strip()) is not None
+def matches_answer_format(text: str, reasoning: bool = True) -> bool:
+    """The paper's format reward: ``<think>…</think><answer>…</answer>`` and nothing else; without ``reasoning``
+    (the paper's answer-only ablation), ``<answer>…</answer>`` and nothing else."""
+    return (ANSWER_FORMAT if reasoning else ANSWER_ONLY_FORMAT).match(text.strip()) is not None
 
 
 def format_answer(speed: str, path: str, vocabulary: ActionVocabulary = DEFAULT_VOCABULARY) -> str:

@@ -547,6 +547,14 @@ def grpo(
             help=key_help(GrpoConfig, "model"),
         ),
     ] = None,
+    no_reasoning: Annotated[
+        bool,
+        typer.Option(
+            "--no-reasoning",
+            help="Reward answers without reasoning, <answer>…</answer> alone (after `sft --no-reasoning`: the "
+            "paper's ablation); sets rewards.reasoning=false.",
+        ),
+    ] = False,
     *,
     shared: StageOptions,
 ) -> None:
@@ -562,7 +570,7 @@ def grpo(
     """
     from alphadrive_cli.stages import grpo as grpo_stage  # keeps --help fast
 
-    cfg = shared.resolve("grpo", GrpoConfig, {"model": init})
+    cfg = shared.resolve("grpo", GrpoConfig, {"model": init, "rewards": {"reasoning": False} if no_reasoning else None})
     shared.emit(grpo_stage.run(cfg, shared.output, data=data))
 
 

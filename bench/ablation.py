@@ -45,12 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS
+from alphadrive_cli.evaluation.metrics import paired_difference_ci, wilson_interval
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench.report import report
 
-ROWS = ("sft_no_reasoning", "sft_reasoning", "rl_only", "sft_rl")
+ROWS = ("sft_no_reasoning", "sft_no_reasoning_rl", "sft_reasoning", "rl_only", "sft_rl")
 ROW_TITLES = {
     "sft_no_reasoning": "SFT, no reasoning",
+    "sft_no_reasoning_rl": "SFT + RL, no reasoning",
     "sft_reasoning": "SFT with reasoning",
     "rl_only": "RL only",
     "sft_rl": "SFT + RL (AlphaDrive)",
@@ -62,6 +64,8 @@ ROW_TITLES = {
 }
 SAFETY_ROW = "sft_rl_safety"  # with --judge: row 4 with the simulator's verdicts as a fifth reward (#20)
 SAFETY_SETS = ("rewards.safety_coef=1.0",)
+# The SFT row each GRPO row starts from (RL only starts from the untrained model)
+RL_START = {"sft_rl": "sft_reasoning", "sft_no_reasoning_rl": "sft_no_reasoning", SAFETY_ROW: "sft_reasoning"}
 BRAKING = ("DECELERATE", "STOP")  # the speed plans that slow the car down
 ACTION_NAMES = tuple(DEFAULT_ACTION_WEIGHTS)
 # A GRPO stage that fails is run once more, from the start, without graph decoding (CUDA graphs of a compiled
@@ -76,6 +80,7 @@ REWARD_ABLATIONS: dict[str, tuple[str, ...]] = {
     "no_diversity": ("rewards.diversity_floor=1.0",),
     "no_format": ("rewards.format_coef=0",),
 }
+RL_START.update(dict.fromkeys(REWARD_ABLATIONS, "sft_reasoning"))
 
 
 THREAD_VARIABLES = (
@@ -120,15 +125,20 @@ def _grpo_settings(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
     return ("--scale", args.scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
 
 
+def _scored_data(args: argparse.Namespace) -> str:
+    """The data set the rows are scored on (and the safety reward reads): with --judge, the judged copy."""
+    return "@judged" if args.judge else "@data"
+
+
 def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     """Open-loop (test split) and closed-loop scoring of one trained row, and with --samples K > 1 open loop
     with K sampled answers per frame."""
-    model, scale = f"@{row}-s{seed}", ("--scale", args.scale)
+    model, scale, data = f"@{row}-s{seed}", ("--scale", args.scale), _scored_data(args)
     sampled = ("--set", f"samples={args.samples}")
     return [
-        Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", "@data", *scale)),
+        Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale)),
         *(
-            [Job(f"sampled-{row}-s{seed}", ("eval", "--model", model, "--data", "@data", *scale, *sampled))]
+            [Job(f"sampled-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale, *sampled))]
             if args.samples > 1
             else []
         ),
@@ -140,10 +150,10 @@ def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
                 "--model",
                 model,
                 "--data",
-                "@data",
+                data,
                 *scale,
-                "--episodes",
-                str(args.episodes),
+                "--seeds",  # each model seed drives its own simulator seeds: the seeds of a row pool into one sample
+                ",".join(str(seed * args.episodes + episode) for episode in range(args.episodes)),
                 "--set",
                 f"closed_loop.seconds={args.seconds}",
             ),
@@ -175,39 +185,54 @@ def model_command(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def plan(args: argparse.Namespace) -> list[Job]:
-    """Every command of the ablation, in priority order: the four rows and their scores seed by seed, then the
-    reward ablations (first seed only) and theirs, so that a run cut short has finished the headline first."""
-    jobs = data_jobs(args.frames, args.workers, args.data_set, judge=args.judge)
+    """Every command of the ablation, in priority order: the rows of --rows and their scores seed by seed, then
+    the reward ablations and theirs, so that a run cut short has finished the headline first. The SFT rows are
+    trained wherever a GRPO row starts from them."""
+    trace_sets = [f"share={args.sft_share}"] if args.sft_share < 1 else []
+    # judged apart from `data sim` (`data judge`), so that training, which needs no verdicts, starts meanwhile
+    jobs = data_jobs(args.frames, args.workers, args.data_set, trace_sets)
+    if args.judge:
+        jobs.append(Job("judged", ("data", "judge", "@data", "--workers", str(args.workers))))
     scale = ("--scale", args.scale)
+    rows = [row for row in ROWS if row in args.rows]
     for seed in args.seeds:
         sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
         grpo = _grpo_settings(seed, args)
+        commands = {
+            "sft_no_reasoning": ("sft", "--data", "@data", "--model", f"@model-s{seed}", "--no-reasoning", *sft),
+            "sft_no_reasoning_rl": (
+                "grpo",
+                "--data",
+                "@data",
+                "--init",
+                f"@sft_no_reasoning-s{seed}",
+                "--no-reasoning",
+                *grpo,
+            ),
+            "sft_reasoning": ("sft", "--data", "@traces", "--model", f"@model-s{seed}", *sft),
+            "rl_only": ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo),
+            "sft_rl": ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo),
+        }
+        trained = {*rows, *(RL_START[row] for row in rows if row in RL_START)}
+        if args.judge or args.reward_ablation:
+            trained.add("sft_reasoning")
+        jobs.append(Job(f"model-s{seed}", model_command(seed, args)))
         jobs += [
-            Job(f"model-s{seed}", model_command(seed, args)),
-            Job(
-                f"sft_no_reasoning-s{seed}",
-                ("sft", "--data", "@data", "--model", f"@model-s{seed}", "--no-reasoning", *sft),
-            ),
-            Job(f"sft_reasoning-s{seed}", ("sft", "--data", "@traces", "--model", f"@model-s{seed}", *sft)),
-            Job(f"rl_only-s{seed}", ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo), GRPO_FALLBACK),
-            Job(
-                f"sft_rl-s{seed}",
-                ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo),
-                GRPO_FALLBACK,
-            ),
+            Job(f"{row}-s{seed}", commands[row], GRPO_FALLBACK if commands[row][0] == "grpo" else ())
+            for row in ROWS
+            if row in trained
         ]
-        jobs += [job for row in ROWS for job in _evaluations(row, seed, args)]
+        jobs += [job for row in rows for job in _evaluations(row, seed, args)]
         if args.judge:
             jobs += [
                 Job(
                     f"{SAFETY_ROW}-s{seed}",
-                    ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo, *with_sets(SAFETY_SETS)),
+                    ("grpo", "--data", "@judged", "--init", f"@sft_reasoning-s{seed}", *grpo, *with_sets(SAFETY_SETS)),
                     GRPO_FALLBACK,
                 ),
                 *_evaluations(SAFETY_ROW, seed, args),
             ]
-    if args.reward_ablation:
-        seed = args.seeds[0]
+    for seed in args.seeds if args.reward_ablation else ():
         jobs += [
             Job(
                 f"{row}-s{seed}",
@@ -348,8 +373,9 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
     metrics = json.loads((opened / "metrics.json").read_text())
     drivers = json.loads((closed / "closed_loop.json").read_text())["drivers"]
     trained = paths[f"{row}-s{seed}"]
-    after_sft = row in ("sft_rl", SAFETY_ROW) or row in REWARD_ABLATIONS  # GRPO from the reasoning SFT: its SFT counts
-    chain = [f"{row}-s{seed}"] + ([f"sft_reasoning-s{seed}"] if after_sft else [])
+    start = f"{RL_START[row]}-s{seed}" if row in RL_START else None  # GRPO after an SFT row: that SFT counts
+    chain = [f"{row}-s{seed}", *([start] if start else [])]
+    start_eval = paths.get(f"open-{start}")
     return {
         "train_wall_s": round(train_seconds(root, chain), 1),
         "artifact": str(trained.relative_to(root)),
@@ -365,8 +391,23 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
         "expert_closed_loop": drivers["expert"]["overall"],
         "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
         "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))],
+        **({"gain_over_sft": gain_over(plan_outcomes(start_eval), plan_outcomes(opened))} if start_eval else {}),
         **_judged_scores(metrics, paths.get(f"sampled-{row}-s{seed}")),
     }
+
+
+def plan_outcomes(eval_dir: Path) -> dict[str, bool]:
+    """Whether each frame's plan was right, by frame id, from one `eval`'s predictions."""
+    lines = (eval_dir / "predictions.jsonl").read_text().splitlines()
+    return {row["id"]: row["plan_correct"] for row in map(json.loads, lines)}
+
+
+def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
+    """A run's planning accuracy minus its start's on the same frames, with its paired bootstrap 95 % interval."""
+    frames = sorted(start)
+    if sorted(run) != frames:
+        raise ValueError("the two evaluations scored different frames")
+    return paired_difference_ci([start[frame] for frame in frames], [run[frame] for frame in frames])
 
 
 def _judged_scores(metrics: dict[str, Any], sampled: Path | None) -> dict[str, Any]:
@@ -399,14 +440,22 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "path macro F1": cell([r["path_macro_f1"] for r in runs]),
                 "format valid": cell([r["format_valid_rate"] for r in runs]),
                 "collisions": cell([r["closed_loop"]["collision_rate"] for r in runs], "{:.2f}"),
+                "collisions, seeds pooled [95% CI]": pooled_collisions([r["closed_loop"] for r in runs]),
                 "route completion": cell([r["closed_loop"]["route_completion_rate"] for r in runs], "{:.2f}"),
                 "speed m/s": cell([r["closed_loop"]["mean_speed_mps"] for r in runs], "{:.1f}"),
                 "unparsed plans": cell([r["closed_loop"]["parse_failure_rate"] for r in runs], "{:.2f}"),
                 "train s": cell([r["train_wall_s"] for r in runs], "{:.0f}"),
+                "gain over its SFT [95% CI], per seed": " / ".join(_gain_text(r["gain_over_sft"]) for r in runs)
+                if all("gain_over_sft" in r for r in runs)
+                else "–",
                 **_judged_cells(runs),
             }
         )
-    expert = next((by_seed[seed]["expert_closed_loop"] for by_seed in results.values() for seed in by_seed), None)
+    # the expert drives each seed's simulator seeds: one per seed, from any row that has that seed
+    experts = list(
+        {seed: run["expert_closed_loop"] for by_seed in results.values() for seed, run in by_seed.items()}.values()
+    )
+    expert = experts[0] if experts else None
     if expert is not None:
         rows.append(
             {
@@ -417,13 +466,28 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "path macro F1": "–",
                 "format valid": "–",
                 "collisions": f"{expert['collision_rate']:.2f}",
+                "collisions, seeds pooled [95% CI]": pooled_collisions(experts),
                 "route completion": f"{expert['route_completion_rate']:.2f}",
                 "speed m/s": f"{expert['mean_speed_mps']:.1f}",
                 "unparsed plans": "–",
                 "train s": "–",
+                "gain over its SFT [95% CI], per seed": "–",
             }
         )
     return rows
+
+
+def pooled_collisions(overalls: list[dict[str, Any]]) -> str:
+    """The collision rate over every episode of a row's seeds (each seed drives its own simulator seeds), with
+    its 95 % Wilson interval, e.g. ``0.42 [0.29, 0.56] of 50``."""
+    episodes = sum(overall["episodes"] for overall in overalls)
+    collisions = sum(round(overall["collision_rate"] * overall["episodes"]) for overall in overalls)
+    low, high = wilson_interval(collisions, episodes)
+    return f"{collisions / max(1, episodes):.2f} [{low:.2f}, {high:.2f}] of {episodes}"
+
+
+def _gain_text(gain: dict[str, float]) -> str:
+    return f"{gain['difference']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
 
 
 JUDGED_COLUMNS = {  # column: (metrics key, key inside it)
@@ -484,9 +548,15 @@ def main() -> None:
     )
     parser.add_argument("--scale", default="tiny", help="scale preset of the training and eval stages")
     parser.add_argument("--sft-epochs", type=float, default=3)
-    parser.add_argument("--grpo-steps", type=int, default=40)
+    parser.add_argument(
+        "--sft-share", type=float, default=1.0, help="traces for this share of each split (distill --set share=)"
+    )
+    parser.add_argument("--grpo-steps", type=int, default=40, help="-1: the preset's epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--reward-ablation", action="store_true", help="also SFT + RL without each reward (first seed)")
+    parser.add_argument(
+        "--rows", nargs="+", choices=ROWS, default=list(ROWS), help="the main rows to train and score [all]"
+    )
+    parser.add_argument("--reward-ablation", action="store_true", help="also SFT + RL without each reward (every seed)")
     parser.add_argument(
         "--judge", action="store_true", help="judge every plan of the data (data sim --judge), add the safety row"
     )
@@ -519,15 +589,18 @@ def main() -> None:
         "path macro F1",
         "format valid",
         "collisions",
+        "collisions, seeds pooled [95% CI]",
         "route completion",
         "speed m/s",
         "unparsed plans",
         "train s",
+        "gain over its SFT [95% CI], per seed",
         *(JUDGED_COLUMNS if args.judge else ()),
     )
     print(
-        f"data: {args.frames} simulator frames (seed 0), grounded traces; model: {args.dimensions or 'tiny'} "
-        f"{' '.join(args.model_set)} from random weights; scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
+        f"data: {args.frames} simulator frames (seed 0), grounded traces on {args.sft_share:.0%}; "
+        f"model: {args.dimensions or 'tiny'} {' '.join(args.model_set)} from random weights; "
+        f"scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
         f"GRPO {args.grpo_steps} steps{'; plans judged by the simulator' if args.judge else ''}; "
         f"closed loop: 5 scenarios x {args.episodes} seeds x {args.seconds} s; "
         f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s"
@@ -541,7 +614,9 @@ def main() -> None:
         model_set=args.model_set,
         scale=args.scale,
         sft_epochs=args.sft_epochs,
+        sft_share=args.sft_share,
         grpo_steps=args.grpo_steps,
+        rows=args.rows,
         seeds=args.seeds,
         judge=args.judge,
         samples=args.samples,

@@ -27,14 +27,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from alphadrive_cli.artifacts.store import partial_dir  # noqa: E402
-from alphadrive_cli.evaluation.metrics import paired_difference_ci  # noqa: E402
 from alphadrive_cli.training.plots import curve  # noqa: E402
-from bench.ablation import Job, data_jobs, execute, train_seconds, with_sets  # noqa: E402
+from bench.ablation import Job, data_jobs, execute, gain_over, plan_outcomes, train_seconds, with_sets  # noqa: E402
 from bench.report import report  # noqa: E402
 
-# Every GRPO setting tried, by name (the `small` preset plus these `--set`s); the first is the preset as it was.
+# Every GRPO setting tried, by name (the `small` preset plus these `--set`s); the first is the preset as it was
+# before the study (lr 5e-5).
 CONFIGS: dict[str, tuple[str, ...]] = {
-    "preset_lr5e-5": (),
+    "preset_lr5e-5": ("learning_rate=5e-5",),  # the preset before the study adopted 2e-5
     "lr1e-6": ("learning_rate=1e-6",),
     "lr5e-6": ("learning_rate=5e-6",),
     "lr2e-5": ("learning_rate=2e-5",),
@@ -114,20 +114,6 @@ def val_scores(eval_dir: Path) -> dict[str, Any]:
             for action, values in metrics[head]["per_class"].items()
         },
     }
-
-
-def plan_outcomes(eval_dir: Path) -> dict[str, bool]:
-    """Whether each validation frame's plan was right, by frame id, from one `eval`'s predictions."""
-    lines = (eval_dir / "predictions.jsonl").read_text().splitlines()
-    return {row["id"]: row["plan_correct"] for row in map(json.loads, lines)}
-
-
-def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
-    """A run's planning accuracy minus the start's on the same validation frames, with its paired 95 % interval."""
-    frames = sorted(start)
-    if sorted(run) != frames:
-        raise ValueError("the two evaluations scored different frames")
-    return paired_difference_ci([start[frame] for frame in frames], [run[frame] for frame in frames])
 
 
 def failed_run(root: Path, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:

@@ -100,7 +100,15 @@ GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, cha
         (),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
+    (
+        "row 9 + each rollout scored in one gradient-free pass of 512 (scoring_batch_size), not 8 of 64",
+        (),
+        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
+    ),
 ]
+# preset settings that a row leaves unset are reset to the stage default, so each row measures what it lists
+# whatever the preset has adopted since
+ROW_DEFAULTS = {"generation_batch_size": None, "scoring_batch_size": None}
 OTHER_ROWS: list[tuple[str, str, tuple[str, ...]]] = [  # (stage, change, changes switched off)
     ("sft", "baseline", ("rope", "dedup", "vision_attention")),
     ("sft", "+ batched rope index (SFT batches hold no repeated frames)", ("dedup", "vision_attention")),
@@ -166,6 +174,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
             "seed": 0,
             **settings,
         },
+        overrides=[f"{key}=null" for key in ROW_DEFAULTS if key not in settings],
     )
     artifact = grpo_stage.run(
         config, OutputSpec(Path(args.workdir) / "runs", f"grpo-{index}", ResumePolicy.RESTART), data=Path(paths["data"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alphadrive_cli.evaluation.metrics import open_loop_metrics
+from alphadrive_cli.evaluation.metrics import open_loop_metrics, wilson_interval
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench import ablation
 
@@ -78,6 +78,8 @@ def _ablation_args(**overrides: object) -> Namespace:
         "samples": 0,
         "episodes": 1,
         "seconds": 5.0,
+        "sft_share": 1.0,
+        "rows": list(ablation.ROWS),
     }
     return Namespace(**{**values, **overrides})
 
@@ -86,21 +88,30 @@ def test_judge_adds_the_safety_row_and_sampled_evaluations() -> None:
     plain = {job.key: job for job in ablation.plan(_ablation_args())}
     assert "--judge" not in plain["data"].args and not any("safety" in key or "sampled" in key for key in plain)
     judged = {job.key: job for job in ablation.plan(_ablation_args(judge=True, samples=8))}
-    assert "--judge" in judged["data"].args
+    # judged apart, so that the rows train meanwhile; they are scored on the judged copy
+    assert judged["judged"].args[:3] == ("data", "judge", "@data") and "--judge" not in judged["data"].args
     for seed in (0, 1):
-        # the same GRPO run as SFT + RL, with the safety reward added
+        # the same GRPO run as SFT + RL, on the judged copy, with the safety reward added
         assert judged[f"sft_rl_safety-s{seed}"].args == (
-            *judged[f"sft_rl-s{seed}"].args,
+            *[("@judged" if arg == "@data" else arg) for arg in judged[f"sft_rl-s{seed}"].args],
             "--set",
             "rewards.safety_coef=1.0",
         )
+        assert judged[f"sft_rl-s{seed}"].needs == ("data", f"sft_reasoning-s{seed}")
+        assert "@judged" in judged[f"open-sft_rl-s{seed}"].args
         for row in ("sft_reasoning", "sft_rl", "sft_rl_safety"):
             assert "samples=8" in judged[f"sampled-{row}-s{seed}"].args
             assert f"open-{row}-s{seed}" in judged and f"closed-{row}-s{seed}" in judged
 
 
 def test_judged_rows_carry_the_simulators_verdicts(tmp_path: Path) -> None:
-    overall = {"collision_rate": 0.1, "route_completion_rate": 0.9, "mean_speed_mps": 20.0, "parse_failure_rate": 0.0}
+    overall = {
+        "episodes": 10,
+        "collision_rate": 0.1,
+        "route_completion_rate": 0.9,
+        "mean_speed_mps": 20.0,
+        "parse_failure_rate": 0.0,
+    }
     metrics = open_loop_metrics([("KEEP", "STRAIGHT")], ["<think>t</think><answer>KEEP, STRAIGHT</answer>"])
     results: dict = {}
     for seed, (greedy, two) in enumerate(((0.8, 0.5), (0.6, 0.3))):
@@ -124,6 +135,10 @@ def test_judged_rows_carry_the_simulators_verdicts(tmp_path: Path) -> None:
     assert row["2+ acceptable of K"] == "0.400 (0.300–0.500)"
     assert row["acceptable plans of K"] == "1.400 (1.300–1.500)"
     assert "acceptable (sim)" not in expert
+    # each seed drove its own 10 episodes, one collision each: 2 of 20, with the Wilson interval of that
+    low, high = wilson_interval(2, 20)
+    assert row["collisions, seeds pooled [95% CI]"] == f"0.10 [{low:.2f}, {high:.2f}] of 20"
+    assert expert["collisions, seeds pooled [95% CI]"] == row["collisions, seeds pooled [95% CI]"]
 
 
 def test_scores_wait_for_both_evaluations(tmp_path: Path) -> None:
@@ -150,6 +165,38 @@ def test_mean_f1_averages_each_rows_seeds_and_draws_them(tmp_path: Path) -> None
     }
     f1_comparison_png(f1, "per-class F1", tmp_path / "f1.png")
     assert (tmp_path / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> None:
+    jobs = {job.key: job for job in ablation.plan(_ablation_args(reward_ablation=True))}
+    for seed in (0, 1):
+        answer_only = jobs[f"sft_no_reasoning_rl-s{seed}"].args
+        assert answer_only[:5] == ("grpo", "--data", "@data", "--init", f"@sft_no_reasoning-s{seed}")
+        assert "--no-reasoning" in answer_only
+        for row in ablation.REWARD_ABLATIONS:
+            assert jobs[f"{row}-s{seed}"].needs == ("data", f"sft_reasoning-s{seed}")
+            assert f"open-{row}-s{seed}" in jobs
+    assert jobs["traces"].args == ("distill", "--data", "@data", "--teacher", "grounded")
+    chosen = {job.key for job in ablation.plan(_ablation_args(rows=["sft_rl"], sft_share=0.5))}
+    # the SFT a chosen GRPO row starts from is trained, not scored; rows not chosen are neither
+    assert {"sft_reasoning-s0", "sft_rl-s0", "open-sft_rl-s0"} <= chosen
+    assert not {"open-sft_reasoning-s0", "rl_only-s0", "sft_no_reasoning-s0"} & chosen
+    assert next(j for j in ablation.plan(_ablation_args(sft_share=0.5)) if j.key == "traces").args[-2:] == (
+        "--set",
+        "share=0.5",
+    )
+
+
+def test_a_grpo_rows_gain_over_its_sft_start_is_paired_on_the_same_frames(tmp_path: Path) -> None:
+    start = tmp_path / "open-sft"
+    run = tmp_path / "open-rl"
+    _write(start, "predictions.jsonl", [{"id": f"f{i}", "plan_correct": i < 2} for i in range(4)])
+    _write(run, "predictions.jsonl", [{"id": f"f{i}", "plan_correct": i < 3} for i in reversed(range(4))])
+    gain = ablation.gain_over(ablation.plan_outcomes(start), ablation.plan_outcomes(run))
+    assert gain["difference"] == pytest.approx(0.25) and gain["frames"] == 4
+    _write(run, "predictions.jsonl", [{"id": "other", "plan_correct": True}])
+    with pytest.raises(ValueError, match="different frames"):
+        ablation.gain_over(ablation.plan_outcomes(start), ablation.plan_outcomes(run))
 
 
 def test_the_models_come_from_models_tiny_or_with_a_language_from_models_build() -> None:

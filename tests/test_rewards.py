@@ -76,6 +76,25 @@ def test_format_zero_means_no_planning_reward() -> None:
     assert result.format == 0.0 and result.quality == 0.0 and result.total == 0.0
 
 
+def test_answer_only_format_rewards_answers_without_reasoning() -> None:
+    """rewards.reasoning false (grpo --no-reasoning): <answer>…</answer> alone is the format, and a reasoning
+    block is then as wrong as text around the answer."""
+    assert format_reward("<answer>STOP, STRAIGHT</answer>", reasoning=False) == 1.0
+    assert format_reward(" <answer>stop straight</answer>\n", reasoning=False) == 1.0
+    assert format_reward(completion("STOP", "STRAIGHT"), reasoning=False) == 0.0
+    assert format_reward("Sure: <answer>STOP, STRAIGHT</answer>", reasoning=False) == 0.0
+    answer_only = RewardConfig(reasoning=False)
+    right, hedged, reasoned = group_rewards(
+        ["<answer>STOP, STRAIGHT</answer>", "<answer>STOP, KEEP, STRAIGHT</answer>", completion("STOP", "STRAIGHT")],
+        [("STOP", "STRAIGHT")] * 3,
+        [0, 0, 0],
+        answer_only,
+    )
+    assert (right.format, right.speed_accuracy, right.path_accuracy) == (1.0, 1.0, 1.0)
+    assert hedged.speed_accuracy == pytest.approx(2 / 3) and hedged.path_accuracy == 1.0
+    assert reasoned.format == 0.0 and reasoned.total == 0.0
+
+
 def test_planning_accuracy_rejects_unknown_truth() -> None:
     with pytest.raises(ValueError, match="'FLY'"):
         planning_accuracy(completion("STOP", "STRAIGHT"), "FLY", "STRAIGHT")

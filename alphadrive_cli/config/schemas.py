@@ -504,6 +504,11 @@ class RewardConfig(Strict):
         "released_code: as the released training code, accuracy x mean weight of the predicted words + 0.4 "
         "if every answered word is new in the batch so far, else - 0.4 (docs/rewards.md)",
     )
+    reasoning: bool = Field(
+        True,
+        description="the format every reward asks for: <think>…</think><answer>…</answer>; false: <answer>…</answer> "
+        "alone, for a policy trained on answers only (grpo --no-reasoning, the paper's ablation)",
+    )
     format_coef: float = Field(
         1.0, ge=0, le=1e3, description="format reward's weight in the total (Alg. 1 adds it with no coefficient)"
     )
@@ -605,6 +610,14 @@ class GrpoConfig(TrainingConfig):
         "per_device_batch_size x gradient_accumulation_steps x processes); a multiple of that "
         "feeds several optimiser steps from one rollout (TRL's generation_batch_size; decoding is launch-bound, "
         "docs/benchmarks.md)",
+    )
+    scoring_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_BATCH,
+        description="completions per forward pass when a rollout is scored without gradients (old-policy and "
+        "reference log-probabilities; null: per_device_batch_size, TRL's chunk); a larger chunk means fewer "
+        "launch-bound passes of a small model for more activation memory (docs/benchmarks.md)",
     )
     compile_generation: bool = Field(
         True,

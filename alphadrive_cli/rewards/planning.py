@@ -69,9 +69,10 @@ class RewardBreakdown:
         return asdict(self)
 
 
-def format_reward(completion: str) -> float:
-    """1.0 if ``completion`` is exactly ``<think>…</think><answer>…</answer>``, else 0.0."""
-    return 1.0 if matches_answer_format(completion) else 0.0
+def format_reward(completion: str, reasoning: bool = True) -> float:
+    """1.0 if ``completion`` is exactly ``<think>…</think><answer>…</answer>`` (without ``reasoning``:
+    ``<answer>…</answer>``), else 0.0."""
+    return 1.0 if matches_answer_format(completion, reasoning) else 0.0
 
 
 def set_f1(predicted: Set[str], truth: str) -> float:
@@ -158,7 +159,7 @@ def group_rewards(
     for speed, path in truths:
         _check_truth(speed, path, vocabulary)
 
-    formats = [format_reward(text) for text in completions]
+    formats = [format_reward(text, config.reasoning) for text in completions]
     parsed = [parse_answer(text, vocabulary) for text in completions]
     safety = [  # a hedge (several actions of a head) is no plan
         1.0 if ok and acceptable is not None and answer.plan in acceptable[i] else 0.0

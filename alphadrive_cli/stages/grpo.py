@@ -38,6 +38,7 @@ from alphadrive_cli.rewards.trl_adapter import (
 from alphadrive_cli.training.class_balance import balanced_prompts, inverse_frequency_weights
 from alphadrive_cli.training.distributed import is_main_process, launch_world_size
 from alphadrive_cli.training.run import RunSetup, TrainingRecipe, finite_round, run_training, trainer_arguments
+from alphadrive_cli.training.scoring import scoring_in_chunks_of
 from alphadrive_cli.ui import console
 
 SAMPLES = "samples.jsonl"
@@ -181,7 +182,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             reward_weights=self.rewards.reward_weights(),
             log_completions=False,
         )
-        trainer = GRPOTrainer(
+        trainer = scoring_in_chunks_of(GRPOTrainer, config.scoring_batch_size)(
             model=model,
             reward_funcs=self.rewards.reward_functions(),
             args=args,
@@ -212,6 +213,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             "generation": {
                 "batch_size": trainer.args.generation_batch_size,
                 "steps_per_generation": trainer.args.steps_per_generation,
+                "scoring_batch_size": self.config.scoring_batch_size or trainer.args.per_device_train_batch_size,
                 "compiled": self.compiled,
                 "cache": "static" if self.compiled else "dynamic",
             },
