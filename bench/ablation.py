@@ -199,7 +199,8 @@ def plan(args: argparse.Namespace) -> list[Job]:
         sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
         grpo = _grpo_settings(seed, args)
         commands = {
-            "sft_no_reasoning": ("sft", "--data", "@data", "--model", f"@model-s{seed}", "--no-reasoning", *sft),
+            # the frames reasoning SFT trains on (--sft-share), their answers only
+            "sft_no_reasoning": ("sft", "--data", "@traces", "--model", f"@model-s{seed}", "--no-reasoning", *sft),
             "sft_no_reasoning_rl": (
                 "grpo",
                 "--data",
@@ -616,7 +617,7 @@ def main() -> None:
         sft_epochs=args.sft_epochs,
         sft_share=args.sft_share,
         grpo_steps=args.grpo_steps,
-        rows=args.rows,
+        main_rows=args.rows,
         seeds=args.seeds,
         judge=args.judge,
         samples=args.samples,

@@ -173,6 +173,12 @@ def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> 
         answer_only = jobs[f"sft_no_reasoning_rl-s{seed}"].args
         assert answer_only[:5] == ("grpo", "--data", "@data", "--init", f"@sft_no_reasoning-s{seed}")
         assert "--no-reasoning" in answer_only
+        # both SFT rows train on the same frames (the traces' share), one of them on the answers only
+        assert (
+            jobs[f"sft_no_reasoning-s{seed}"].needs
+            == jobs[f"sft_reasoning-s{seed}"].needs
+            == ("traces", f"model-s{seed}")
+        )
         for row in ablation.REWARD_ABLATIONS:
             assert jobs[f"{row}-s{seed}"].needs == ("data", f"sft_reasoning-s{seed}")
             assert f"open-{row}-s{seed}" in jobs
