@@ -216,7 +216,8 @@ def test_real_grpo_steps_exercise_every_reward(policy, tmp_path: Path) -> None:
     assert not (artifact.path / "checkpoints").exists()
 
 
-def test_grpo_artifact_evaluates_and_traces_back_to_the_data(policy, cli, tmp_path: Path) -> None:
+def one_cli_step(cli, policy, tmp_path: Path, *extra: str) -> Path:
+    """`alphadrive grpo` for one short step from the SFT policy, with ``extra`` arguments: its artifact."""
     result = cli(
         "grpo",
         "--data",
@@ -229,9 +230,14 @@ def test_grpo_artifact_evaluates_and_traces_back_to_the_data(policy, cli, tmp_pa
         "max_steps=1",
         "--set",
         "max_completion_length=24",
+        *extra,
     )
     assert result.exit_code == 0, result.stderr
-    grpo = Path(result.stdout.strip())
+    return Path(result.stdout.strip())
+
+
+def test_grpo_artifact_evaluates_and_traces_back_to_the_data(policy, cli, tmp_path: Path) -> None:
+    grpo = one_cli_step(cli, policy, tmp_path)
     evaluated = cli(
         "eval",
         "--model",
@@ -254,24 +260,7 @@ def test_grpo_artifact_evaluates_and_traces_back_to_the_data(policy, cli, tmp_pa
 def test_no_reasoning_flag_rewards_answers_alone(policy, cli, tmp_path: Path) -> None:
     """grpo --no-reasoning (after sft --no-reasoning, the paper's ablation) asks for <answer>…</answer> alone:
     the flag reaches the rewards, and the sampled completions are scored by that format."""
-    result = cli(
-        "grpo",
-        "--data",
-        policy["data"],
-        "--init",
-        policy["sft"],
-        "--no-reasoning",
-        "--out-root",
-        tmp_path,
-        "--set",
-        "max_steps=1",
-        "--set",
-        "max_completion_length=24",
-        "--set",
-        "sample_every=1",
-    )
-    assert result.exit_code == 0, result.stderr
-    artifact = open_artifact(Path(result.stdout.strip()))
+    artifact = open_artifact(one_cli_step(cli, policy, tmp_path, "--no-reasoning", "--set", "sample_every=1"))
     assert artifact.manifest["config"]["rewards"]["reasoning"] is False
     samples = [json.loads(line) for line in (artifact.path / "samples.jsonl").read_text().splitlines()]
     assert samples
