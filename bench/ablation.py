@@ -62,6 +62,7 @@ ROW_TITLES = {
     "no_format": "SFT + RL without the format reward",
     "sft_rl_safety": "SFT + RL with the safety reward",
 }
+ANSWER_ONLY = "sft_no_reasoning"  # the rows trained on answers alone start with this
 SAFETY_ROW = "sft_rl_safety"  # with --judge: row 4 with the simulator's verdicts as a fifth reward (#20)
 SAFETY_SETS = ("rewards.safety_coef=1.0",)
 # The SFT row each GRPO row starts from (RL only starts from the untrained model)
@@ -185,9 +186,9 @@ def model_command(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def plan(args: argparse.Namespace) -> list[Job]:
-    """Every command of the ablation, in priority order: the rows of --rows and their scores seed by seed, then
-    the reward ablations and theirs, so that a run cut short has finished the headline first. The SFT rows are
-    trained wherever a GRPO row starts from them."""
+    """Every command of the ablation, in priority order: the rows of --rows with reasoning (and the safety row)
+    and their scores seed by seed, then the answer-only rows, then the reward ablations and theirs, so that a run
+    cut short has finished the headline first. The SFT rows are trained wherever a GRPO row starts from them."""
     trace_sets = [f"share={args.sft_share}"] if args.sft_share < 1 else []
     # judged apart from `data sim` (`data judge`), so that training, which needs no verdicts, starts meanwhile
     jobs = data_jobs(args.frames, args.workers, args.data_set, trace_sets)
@@ -195,6 +196,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         jobs.append(Job("judged", ("data", "judge", "@data", "--workers", str(args.workers))))
     scale = ("--scale", args.scale)
     rows = [row for row in ROWS if row in args.rows]
+    seeded: list[Job] = []
     for seed in args.seeds:
         sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
         grpo = _grpo_settings(seed, args)
@@ -217,15 +219,15 @@ def plan(args: argparse.Namespace) -> list[Job]:
         trained = {*rows, *(RL_START[row] for row in rows if row in RL_START)}
         if args.judge or args.reward_ablation:
             trained.add("sft_reasoning")
-        jobs.append(Job(f"model-s{seed}", model_command(seed, args)))
-        jobs += [
+        seeded.append(Job(f"model-s{seed}", model_command(seed, args)))
+        seeded += [
             Job(f"{row}-s{seed}", commands[row], GRPO_FALLBACK if commands[row][0] == "grpo" else ())
             for row in ROWS
             if row in trained
         ]
-        jobs += [job for row in rows for job in _evaluations(row, seed, args)]
+        seeded += [job for row in rows for job in _evaluations(row, seed, args)]
         if args.judge:
-            jobs += [
+            seeded += [
                 Job(
                     f"{SAFETY_ROW}-s{seed}",
                     ("grpo", "--data", "@judged", "--init", f"@sft_reasoning-s{seed}", *grpo, *with_sets(SAFETY_SETS)),
@@ -233,6 +235,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
                 ),
                 *_evaluations(SAFETY_ROW, seed, args),
             ]
+    jobs += sorted(seeded, key=lambda job: ANSWER_ONLY in job.key)  # stable: the answer-only rows last
     for seed in args.seeds if args.reward_ablation else ():
         jobs += [
             Job(
@@ -456,8 +459,7 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
     experts = list(
         {seed: run["expert_closed_loop"] for by_seed in results.values() for seed, run in by_seed.items()}.values()
     )
-    expert = experts[0] if experts else None
-    if expert is not None:
+    if experts:
         rows.append(
             {
                 "configuration": "expert driver (labels)",
@@ -466,10 +468,10 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "speed macro F1": "–",
                 "path macro F1": "–",
                 "format valid": "–",
-                "collisions": f"{expert['collision_rate']:.2f}",
+                "collisions": cell([expert["collision_rate"] for expert in experts], "{:.2f}"),
                 "collisions, seeds pooled [95% CI]": pooled_collisions(experts),
-                "route completion": f"{expert['route_completion_rate']:.2f}",
-                "speed m/s": f"{expert['mean_speed_mps']:.1f}",
+                "route completion": cell([expert["route_completion_rate"] for expert in experts], "{:.2f}"),
+                "speed m/s": cell([expert["mean_speed_mps"] for expert in experts], "{:.1f}"),
                 "unparsed plans": "–",
                 "train s": "–",
                 "gain over its SFT [95% CI], per seed": "–",

@@ -183,6 +183,9 @@ def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> 
             assert jobs[f"{row}-s{seed}"].needs == ("data", f"sft_reasoning-s{seed}")
             assert f"open-{row}-s{seed}" in jobs
     assert jobs["traces"].args == ("distill", "--data", "@data", "--teacher", "grounded")
+    # a run cut short has the rows with reasoning of every seed before any answer-only row
+    order = [job.key for job in ablation.plan(_ablation_args())]
+    assert max(order.index(f"closed-sft_rl-s{seed}") for seed in (0, 1)) < order.index("sft_no_reasoning-s0")
     chosen = {job.key for job in ablation.plan(_ablation_args(rows=["sft_rl"], sft_share=0.5))}
     # the SFT a chosen GRPO row starts from is trained, not scored; rows not chosen are neither
     assert {"sft_reasoning-s0", "sft_rl-s0", "open-sft_rl-s0"} <= chosen
