@@ -21,6 +21,8 @@ from alphadrive_cli.stages import grpo as grpo_stage
 from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training.numerics import avoid_cudnn_attention
+from tests.support.labelled_data import make_labelled_data
+from tests.support.tiny_inputs import image, prompt, tiny
 
 pytestmark = pytest.mark.gpu
 
@@ -74,7 +76,6 @@ def test_qwen2_vl_2b_architecture_builds_and_generates_on_cuda() -> None:
 
 def test_qlora_sft_on_cuda_trains_a_4bit_model(tmp_path) -> None:
     """QLoRA (bitsandbytes NF4) SFT of the tiny model on CUDA: really 4-bit, peak memory recorded."""
-    from labelled_data import make_labelled_data
 
     from alphadrive_cli.config.schemas import DistillConfig, SftConfig
 
@@ -125,7 +126,6 @@ def test_graph_decoding_replays_its_compiled_step_on_cuda() -> None:
     """graph_sample on CUDA (tiny model, bf16): the replayed CUDA graph gives the greedy tokens of the same
     compiled step run without capture, and sampling draws fresh noise at every replay (equal logits: the final
     norm zeroed, so a repeated draw would repeat each row's token)."""
-    from test_models import image, prompt, tiny
 
     from alphadrive_cli.models.graph_decoding import use_graph_decoding
 
@@ -153,7 +153,6 @@ def test_graph_decoding_replays_its_compiled_step_on_cuda() -> None:
 def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> None:
     """GRPO training every weight (fp32 master weights under bf16 autocast, as the GPU ablation runs) decodes
     its rollouts with graph decoding on CUDA: two steps train and the manifest says the rollouts were compiled."""
-    from labelled_data import make_labelled_data
 
     from alphadrive_cli.config.schemas import GrpoConfig
 
