@@ -47,6 +47,7 @@ from typing import Any
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS
 from alphadrive_cli.evaluation.metrics import paired_difference_ci, wilson_interval
 from alphadrive_cli.evaluation.plots import f1_comparison_png
+from bench.common import device_facts
 from bench.report import report
 
 ROWS = ("sft_no_reasoning", "sft_no_reasoning_rl", "sft_reasoning", "rl_only", "sft_rl")
@@ -612,6 +613,9 @@ def main() -> None:
         columns,
         summary_rows(results),
         args.out,
+        **device_facts(),
+        command="python -m bench.ablation " + " ".join(sys.argv[1:]),
+        wall_s=round(time.perf_counter() - started, 1),
         frames=args.frames,
         dimensions=str(args.dimensions or "tiny"),
         model_set=args.model_set,
