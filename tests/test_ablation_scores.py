@@ -59,6 +59,10 @@ def test_scores_count_what_the_model_answered_and_how_often_it_braked(tmp_path: 
     assert scored["closed_loop_braking_share"] == pytest.approx(0.5)
     assert scored["train_metrics"] == {"first_reward": 1.5, "nonfinite_steps_skipped": []}
     assert scored["planning_accuracy"] == pytest.approx(0.5)
+    assert scored["format_valid_rate"] == 1.0
+    # the same evaluations as an answer-only row: judged by the format it was trained for, <answer> alone
+    answer_only = {key.replace("sft_rl", "sft_no_reasoning_rl"): path for key, path in paths.items()}
+    assert ablation.scores(tmp_path, answer_only, "sft_no_reasoning_rl", 0)["format_valid_rate"] == 0.0
 
 
 def _ablation_args(**overrides: object) -> Namespace:

@@ -138,6 +138,8 @@ def test_hand_case_open_loop_metrics() -> None:
     metrics = open_loop_metrics(TRUTHS, COMPLETIONS, DEFAULT_VOCABULARY)
     assert metrics["planning_accuracy"] == pytest.approx(1 / 3)
     assert metrics["format_valid_rate"] == pytest.approx(2 / 3)
+    # only frame 4 is an answer alone: the format of a model trained without reasoning
+    assert metrics["answer_only_format_rate"] == pytest.approx(1 / 6)
     assert metrics["parse_failures"] == 1
     assert_prf(metrics["speed"]["per_class"], SPEED_EXPECTED)
     assert_prf(metrics["path"]["per_class"], PATH_EXPECTED)
@@ -150,6 +152,7 @@ def test_hand_case_open_loop_metrics() -> None:
         "frames": 6,
         "planning_correct": 2,
         "format_valid": 4,
+        "answer_only_format": 1,
         "parse_failures": 1,
         "no_answer_tag": 1,
         "hedged": 0,

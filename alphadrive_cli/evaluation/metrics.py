@@ -221,7 +221,9 @@ def open_loop_metrics(
     Each completion is read with :func:`actions.parse_answer`. Per head, the prediction is the
     one action found for that head; none or several (hedging) is ``None``, i.e. wrong. The
     plan is ``parsed.plan`` (both heads single), else ``None``. Answers are scored whether or
-    not the completion has the exact reward format; ``format_valid_rate`` reports that apart.
+    not the completion has the exact reward format; ``format_valid_rate`` reports that apart, and
+    ``answer_only_format_rate`` the answer-only format (``<answer>…</answer>`` alone, what a model trained
+    without reasoning is rewarded for).
     """
     if len(truths) != len(completions):
         raise ValueError(f"{len(truths)} truths but {len(completions)} completions")
@@ -235,11 +237,13 @@ def open_loop_metrics(
     speed_truth = [speed for speed, _ in truths]
     path_truth = [path for _, path in truths]
     format_valid = sum(1 for text in completions if matches_answer_format(text))
+    answer_only = sum(1 for text in completions if matches_answer_format(text, reasoning=False))
     correct = sum(1 for t, p in zip(truths, plans, strict=False) if p is not None and p == tuple(t))
     failures = sum(1 for p in plans if p is None)
     return {
         "planning_accuracy": _ratio(correct, len(truths)),
         "format_valid_rate": _ratio(format_valid, len(completions)),
+        "answer_only_format_rate": _ratio(answer_only, len(completions)),
         "parse_failures": failures,
         "speed": _head_metrics(speed_truth, [single_action(a.speed) for a in parsed], vocabulary.speed),
         "path": _head_metrics(path_truth, [single_action(a.path) for a in parsed], vocabulary.path),
@@ -247,6 +251,7 @@ def open_loop_metrics(
             "frames": len(truths),
             "planning_correct": correct,
             "format_valid": format_valid,
+            "answer_only_format": answer_only,
             "parse_failures": failures,
             "no_answer_tag": sum(1 for a in parsed if not a.has_answer),
             "hedged": sum(1 for a in parsed if len(a.speed) > 1 or len(a.path) > 1),
