@@ -551,7 +551,7 @@ def grpo(
         bool,
         typer.Option(
             "--no-reasoning",
-            help="Reward answers without reasoning, <answer>…</answer> alone (after `sft --no-reasoning`: the "
+            help="Reward answers without reasoning, `<answer>…</answer>` alone (after `sft --no-reasoning`: the "
             "paper's ablation); sets rewards.reasoning=false.",
         ),
     ] = False,
