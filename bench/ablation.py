@@ -66,8 +66,6 @@ ROW_TITLES = {
 ANSWER_ONLY = "sft_no_reasoning"  # the rows trained on answers alone start with this
 SAFETY_ROW = "sft_rl_safety"  # with --judge: row 4 with the simulator's verdicts as a fifth reward (#20)
 SAFETY_SETS = ("rewards.safety_coef=1.0",)
-# The SFT row each GRPO row starts from (RL only starts from the untrained model)
-RL_START = {"sft_rl": "sft_reasoning", "sft_no_reasoning_rl": "sft_no_reasoning", SAFETY_ROW: "sft_reasoning"}
 BRAKING = ("DECELERATE", "STOP")  # the speed plans that slow the car down
 ACTION_NAMES = tuple(DEFAULT_ACTION_WEIGHTS)
 # A GRPO stage that fails is run once more, from the start, without graph decoding (CUDA graphs of a compiled
@@ -82,7 +80,13 @@ REWARD_ABLATIONS: dict[str, tuple[str, ...]] = {
     "no_diversity": ("rewards.diversity_floor=1.0",),
     "no_format": ("rewards.format_coef=0",),
 }
-RL_START.update(dict.fromkeys(REWARD_ABLATIONS, "sft_reasoning"))
+# The SFT row each GRPO row starts from (RL only starts from the untrained model)
+RL_START = {
+    "sft_rl": "sft_reasoning",
+    "sft_no_reasoning_rl": "sft_no_reasoning",
+    SAFETY_ROW: "sft_reasoning",
+    **dict.fromkeys(REWARD_ABLATIONS, "sft_reasoning"),
+}
 
 
 THREAD_VARIABLES = (
@@ -125,6 +129,14 @@ def with_sets(sets: Sequence[str]) -> list[str]:
 def _grpo_settings(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
     """The scale preset, step count and seed every GRPO row of ``seed`` trains with."""
     return ("--scale", args.scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
+
+
+def _rl_after_reasoning_sft(
+    seed: int, args: argparse.Namespace, sets: Sequence[str] = (), data: str = "@data"
+) -> tuple[str, ...]:
+    """The `grpo` command of a row that continues the seed's reasoning SFT (AlphaDrive's SFT + RL), with ``sets``
+    changing its rewards."""
+    return ("grpo", "--data", data, "--init", f"@sft_reasoning-s{seed}", *_grpo_settings(seed, args), *with_sets(sets))
 
 
 def _scored_data(args: argparse.Namespace) -> str:
@@ -215,7 +227,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
             ),
             "sft_reasoning": ("sft", "--data", "@traces", "--model", f"@model-s{seed}", *sft),
             "rl_only": ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo),
-            "sft_rl": ("grpo", "--data", "@data", "--init", f"@sft_reasoning-s{seed}", *grpo),
+            "sft_rl": _rl_after_reasoning_sft(seed, args),
         }
         trained = {*rows, *(RL_START[row] for row in rows if row in RL_START)}
         if args.judge or args.reward_ablation:
@@ -231,7 +243,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
             seeded += [
                 Job(
                     f"{SAFETY_ROW}-s{seed}",
-                    ("grpo", "--data", "@judged", "--init", f"@sft_reasoning-s{seed}", *grpo, *with_sets(SAFETY_SETS)),
+                    _rl_after_reasoning_sft(seed, args, SAFETY_SETS, data="@judged"),
                     GRPO_FALLBACK,
                 ),
                 *_evaluations(SAFETY_ROW, seed, args),
@@ -239,19 +251,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
     jobs += sorted(seeded, key=lambda job: ANSWER_ONLY in job.key)  # stable: the answer-only rows last
     for seed in args.seeds if args.reward_ablation else ():
         jobs += [
-            Job(
-                f"{row}-s{seed}",
-                (
-                    "grpo",
-                    "--data",
-                    "@data",
-                    "--init",
-                    f"@sft_reasoning-s{seed}",
-                    *_grpo_settings(seed, args),
-                    *with_sets(list(sets)),
-                ),
-                GRPO_FALLBACK,
-            )
+            Job(f"{row}-s{seed}", _rl_after_reasoning_sft(seed, args, sets), GRPO_FALLBACK)
             for row, sets in REWARD_ABLATIONS.items()
         ]
         jobs += [job for row in REWARD_ABLATIONS for job in _evaluations(row, seed, args)]
@@ -380,7 +380,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
     trained = paths[f"{row}-s{seed}"]
     start = f"{RL_START[row]}-s{seed}" if row in RL_START else None  # GRPO after an SFT row: that SFT counts
     chain = [f"{row}-s{seed}", *([start] if start else [])]
-    start_eval = paths.get(f"open-{start}")
+    start_eval = paths.get(f"open-{start}") if start else None
     return {
         "train_wall_s": round(train_seconds(root, chain), 1),
         "artifact": str(trained.relative_to(root)),
