@@ -47,6 +47,7 @@ from tests.support.tiny_inputs import (
     MIN_PIXELS,
     SEED,
     VOCAB,
+    assistant_marked_text,
     image,
     prompt,
     tiny,
@@ -167,16 +168,7 @@ def test_chat_template_marks_assistant_tokens(tiny_qwen2_vl) -> None:
     _, processor = tiny_qwen2_vl
     answer = "<answer>ACCELERATE, STRAIGHT</answer>"
     messages = [{"role": "user", "content": "Go?"}, {"role": "assistant", "content": answer}]
-    out = processor.tokenizer.apply_chat_template(
-        messages,
-        chat_template=processor.chat_template,
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=True,
-    )
-    ids, mask = out["input_ids"], out["assistant_masks"]
-    marked = [token for token, flag in zip(ids, mask, strict=False) if flag]
-    assert processor.tokenizer.decode(marked) == answer + END_OF_TURN
+    assert assistant_marked_text(processor, messages) == answer + END_OF_TURN
 
 
 def test_processor_expands_image_pad(tiny_qwen2_vl) -> None:

@@ -21,6 +21,7 @@ from alphadrive_cli.models.qwen2_tokenizer import (
 from alphadrive_cli.models.tiny import QWEN2_CHAT_TEMPLATE_FILE, build_processor
 from alphadrive_cli.resources import CONFIG_DIR
 from tests.support.cli_checks import assert_one_line_error, hide_distribution
+from tests.support.tiny_inputs import assistant_marked_text
 
 
 def _installed(package: str) -> bool:
@@ -145,15 +146,7 @@ def test_chat_template_has_a_system_turn_images_and_marked_assistant_turns(proce
     prompt = processor.apply_chat_template(own_system, tokenize=False, add_generation_prompt=True, add_vision_id=True)
     assert prompt.startswith("<|im_start|>system\nDrive.<|im_end|>\n") and "helpful" not in prompt
     assert "Picture 1: <|vision_start|>" in prompt and prompt.endswith("<|im_start|>assistant\n")
-    out = processor.tokenizer.apply_chat_template(
-        messages,
-        chat_template=processor.chat_template,
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=True,
-    )
-    marked = [token for token, flag in zip(out["input_ids"], out["assistant_masks"], strict=True) if flag]
-    assert processor.tokenizer.decode(marked) == "<answer>KEEP, STRAIGHT</answer><|im_end|>"
+    assert assistant_marked_text(processor, messages) == "<answer>KEEP, STRAIGHT</answer><|im_end|>"
 
 
 def test_missing_dashscope_is_one_line_naming_the_install(cli, monkeypatch: pytest.MonkeyPatch) -> None:

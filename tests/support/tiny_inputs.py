@@ -33,6 +33,20 @@ def image(color: tuple[int, int, int] = (30, 160, 90), size: int = 112) -> Image
     return Image.frombytes("RGB", (size, size), pixels)
 
 
+def assistant_marked_text(processor, messages: list[dict]) -> str:
+    """The text of the tokens the chat template marks as the assistant's (the tokens an assistant-only loss
+    trains on), tokenized through the processor's own template."""
+    out = processor.tokenizer.apply_chat_template(
+        messages,
+        chat_template=processor.chat_template,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    marked = [token for token, flag in zip(out["input_ids"], out["assistant_masks"], strict=True) if flag]
+    return processor.tokenizer.decode(marked)
+
+
 def prompt(text: str) -> str:
     """A single-turn prompt with one image, written out by hand (independent of the chat template)."""
     return f"<|im_start|>user\n{IMAGE_BLOCK}{text}<|im_end|>\n{ASSISTANT_HEADER}"
