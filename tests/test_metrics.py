@@ -20,6 +20,7 @@ from alphadrive_cli.evaluation.metrics import (
     paired_difference_ci,
     per_class_prf,
     planning_accuracy,
+    reward_signal,
 )
 
 SPEEDS = DEFAULT_VOCABULARY.speed  # KEEP, ACCELERATE, DECELERATE, STOP
@@ -193,6 +194,29 @@ def test_multimodality_hand_case() -> None:
         "mean_distinct_plans": pytest.approx(5 / 3),  # (2 + 0 + 3) / 3
         "truth_covered_rate": pytest.approx(1 / 3),  # frame 1 only
     }
+
+
+def test_reward_signal_hand_case() -> None:
+    """Three frames of three samples: prose only (no reward anywhere), one sample in the reasoning format among
+    prose (the only group a reasoning-format GRPO could learn from), and three equal answer-only completions
+    (paid by the answer-only format, but all alike, so no advantage there either)."""
+    prose = "The road is clear, so keep going straight."
+    samples = [
+        [prose, prose, prose],
+        [format_completion("clear road", "KEEP", "STRAIGHT"), prose, prose],
+        ["<answer>STOP, LEFT_TURN</answer>"] * 3,
+    ]
+    truths = [("KEEP", "STRAIGHT"), ("KEEP", "STRAIGHT"), ("STOP", "LEFT_TURN")]
+    result = reward_signal(samples, truths, DEFAULT_VOCABULARY)
+    assert (result["frames"], result["samples"]) == (3, 9)
+    assert result["reasoning"]["format_rate"] == pytest.approx(1 / 9)
+    assert result["reasoning"]["groups_with_signal_rate"] == pytest.approx(1 / 3)
+    assert result["reasoning"]["mean_reward"] > 0
+    assert result["answer_only"]["format_rate"] == pytest.approx(3 / 9)
+    assert result["answer_only"]["groups_with_signal_rate"] == 0.0
+    assert result["answer_only"]["mean_reward"] > 0
+    with pytest.raises(ValueError, match="2 frames of samples but 3 truths"):
+        reward_signal(samples[:2], truths, DEFAULT_VOCABULARY)
 
 
 def test_empty_inputs_give_zero() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import tomllib
 
 from bench import wheelhouse
@@ -48,3 +49,37 @@ def test_the_lent_gpu_command_fetches_cpython_312_wheels_without_their_needs(tmp
 def test_wheel_names_are_matched_as_pip_writes_them() -> None:
     assert wheelhouse.wheel_prefix("pydantic-core==2.50.5") == "pydantic_core-2.50.5-"
     assert "pydantic_core-2.50.5-cp312-cp312-manylinux2014_x86_64.whl".startswith("pydantic_core-2.50.5-")
+
+
+def test_a_wheel_split_for_a_small_transfer_joins_back_byte_for_byte(tmp_path: Path) -> None:
+    wheel = tmp_path / "whl" / "big_pkg-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    content = bytes(range(256)) * 10  # 2,560 bytes
+    wheel.write_bytes(content)
+    folders = wheelhouse.split_wheel(wheel, tmp_path / "whl-parts", limit=1024)
+    assert [folder.name for folder in folders] == ["1", "2", "3"] and not wheel.exists()
+    assert all(sum(f.stat().st_size for f in folder.glob("*.part-*")) <= 1024 for folder in folders)
+    carried = tmp_path / "carried"  # each folder arrives on its own, into one directory
+    carried.mkdir()
+    for folder in folders:
+        for file in folder.iterdir():
+            (carried / file.name).write_bytes(file.read_bytes())
+    joined = wheelhouse.join_parts(carried, tmp_path / "dest")
+    assert joined == [tmp_path / "dest" / wheel.name] and joined[0].read_bytes() == content
+
+
+def test_a_missing_or_damaged_part_stops_the_join_and_writes_no_wheel(tmp_path: Path) -> None:
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"x" * 3000)
+    folders = wheelhouse.split_wheel(wheel, tmp_path / "parts", limit=1000)
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    for folder in folders[:2]:  # the last part never arrived
+        for file in folder.iterdir():
+            (carried / file.name).write_bytes(file.read_bytes())
+    with pytest.raises(SystemExit, match="do not match its sha256"):
+        wheelhouse.join_parts(carried, tmp_path / "dest")
+    (carried / f"{wheel.name}.part-01").unlink()  # a gap
+    with pytest.raises(SystemExit, match="without gaps"):
+        wheelhouse.join_parts(carried, tmp_path / "dest")
+    assert not any((tmp_path / "dest").glob("*.whl"))

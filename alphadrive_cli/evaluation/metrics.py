@@ -20,6 +20,8 @@ from alphadrive_cli.actions import (
     matches_answer_format,
     parse_answer,
 )
+from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, RewardConfig
+from alphadrive_cli.rewards.planning import group_rewards
 
 Plan = tuple[str, str]
 INVALID_COLUMN = "invalid"
@@ -160,6 +162,41 @@ def multimodality(samples_per_frame: Sequence[Sequence[Plan | None]], truths: Se
             sum(1 for plans, truth in zip(distinct, truths, strict=False) if tuple(truth) in plans), len(truths)
         ),
     }
+
+
+def reward_signal(
+    samples_per_frame: Sequence[Sequence[str]], truths: Sequence[Plan], vocabulary: ActionVocabulary
+) -> dict[str, Any]:
+    """What GRPO would learn from if each frame's K sampled completions were one group of its rollout.
+
+    Per reward format (``reasoning``: ``<think>…</think><answer>…</answer>``; ``answer_only``:
+    ``<answer>…</answer>``): ``format_rate``, the share of samples the format reward pays; ``mean_reward``, the
+    mean total reward; ``groups_with_signal_rate``, the share of frames whose K rewards are not all equal, the
+    only groups with a non-zero advantage (TRL's ``frac_reward_zero_std`` is one minus it; 0 means GRPO cannot
+    learn). Rewards are the default ``RewardConfig``'s, weight 1 for an action it has no weight for.
+    """
+    if len(samples_per_frame) != len(truths):
+        raise ValueError(f"{len(samples_per_frame)} frames of samples but {len(truths)} truths")
+    texts = [text for samples in samples_per_frame for text in samples]
+    group_ids = [frame for frame, samples in enumerate(samples_per_frame) for _ in samples]
+    group_truths = [tuple(truths[frame]) for frame in group_ids]
+    weights = {action: DEFAULT_ACTION_WEIGHTS.get(action, 1.0) for action in vocabulary.speed + vocabulary.path}
+    result: dict[str, Any] = {"frames": len(truths), "samples": len(texts)}
+    for name, reasoning in (("reasoning", True), ("answer_only", False)):
+        config = RewardConfig(reasoning=reasoning, action_weights=weights)
+        totals = [reward.total for reward in group_rewards(texts, group_truths, group_ids, config, vocabulary)]
+        formats = [matches_answer_format(text, reasoning) for text in texts]
+        by_frame: dict[int, list[float]] = {}
+        for frame, total in zip(group_ids, totals, strict=True):
+            by_frame.setdefault(frame, []).append(total)
+        result[name] = {
+            "format_rate": _ratio(sum(formats), len(texts)),
+            "mean_reward": _ratio(sum(totals), len(texts)),
+            "groups_with_signal_rate": _ratio(
+                sum(1 for rewards in by_frame.values() if max(rewards) - min(rewards) > 1e-9), len(truths)
+            ),
+        }
+    return result
 
 
 def judged_plans(

@@ -28,7 +28,13 @@ from alphadrive_cli.artifacts.store import (
 from alphadrive_cli.config.schemas import EvalConfig
 from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.evaluation.metrics import judged_plans, multimodality, open_loop_metrics, single_action
+from alphadrive_cli.evaluation.metrics import (
+    judged_plans,
+    multimodality,
+    open_loop_metrics,
+    reward_signal,
+    single_action,
+)
 from alphadrive_cli.evaluation.plots import confusion_png, f1_bars_png
 from alphadrive_cli.evaluation.served import identity_settings, served_completions
 from alphadrive_cli.models.generation import GenerationSettings, complete_records
@@ -189,6 +195,12 @@ def metrics_table(metrics: dict[str, Any], vocabulary: ActionVocabulary, title: 
         "plan", "planning accuracy", "", "", f"{metrics['planning_accuracy']:.3f}", str(metrics["counts"]["frames"])
     )
     table.add_row("", "format valid", "", "", f"{metrics['format_valid_rate']:.3f}", "")
+    if "reward_signal" in metrics:  # K samples per frame: what a first GRPO rollout would learn from
+        signal = metrics["reward_signal"]["reasoning"]
+        table.add_row(
+            "", "samples in format", "", "", f"{signal['format_rate']:.3f}", str(metrics["reward_signal"]["samples"])
+        )
+        table.add_row("", "groups with reward signal", "", "", f"{signal['groups_with_signal_rate']:.3f}", "")
     if "judged" in metrics:
         judged = metrics["judged"]
         table.add_row("", "acceptable (simulator)", "", "", f"{judged['acceptable_rate']:.3f}", str(judged["frames"]))
@@ -210,6 +222,8 @@ def publish_evaluation(
     answers = [[parse_answer(text, vocabulary).plan for text in completions.get(record.id, [""])] for record in records]
     if any(len(texts) > 1 for texts in completions.values()):
         metrics["multimodality"] = multimodality(answers, truths)
+        samples = [completions.get(record.id, [""]) for record in records]
+        metrics["reward_signal"] = reward_signal(samples, truths, vocabulary)
     judged = [index for index, record in enumerate(records) if record.plans]
     if judged:  # a data set judged by the simulator (data judge): verdicts beside exact match
         metrics["judged"] = judged_plans(
