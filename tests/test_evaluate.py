@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -291,3 +292,22 @@ def test_judged_data_scores_answers_by_the_simulators_verdicts(cli, tmp_path: Pa
     assert [row["plan_acceptable"] for row in rows] == [True, False]
     table = cli("eval", "compare", artifact, artifact, "--markdown").stdout
     assert "acceptable plan (simulator)" in table and "2+ acceptable plans of K" in table
+
+
+def test_format_following_bench_scores_samples_with_and_without_images(
+    data: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import format_following
+
+    out = tmp_path / "format.json"
+    argv = ["format_following", "--model", str(tiny_model), "--data", str(data), "--split", "test"]
+    monkeypatch.setattr(
+        sys, "argv", [*argv, "--frames", "2", "--samples", "3", "--prefill", "<think>", "--out", str(out)]
+    )
+    format_following.main()
+    result = json.loads(out.read_text())
+    assert (result["frames"], result["samples"], result["model"]) == (2, 3, tiny_model.name)
+    for name in ("with_images", "text_only"):
+        assert result[name]["reward_signal"]["samples"] == 6
+        assert result[name]["tags"]["<think>"] == 6  # the prefill starts every completion
+        assert result[name]["first_sample"].startswith("<think>")

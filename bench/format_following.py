@@ -1,0 +1,99 @@
+"""Does a model follow the student prompt's answer format before any training, with and without its image?
+
+Usage: python -m bench.format_following --model M --data D [--split val] [--frames 8] [--samples 8] [--prefill TEXT]
+[--out FILE]
+
+For the first --frames frames of D's split, K sampled completions (temperature 1) of the student prompt, once
+with the frame's images and once with the text alone, each scored as `eval --samples K` scores them
+(`reward_signal`: share of samples in each reward format, groups whose rewards differ) and counted for each tag
+of the format. It tells whether a model that `eval` finds out of format is derailed by its vision tokens (a random
+vision tower in front of a pretrained language model) or does not follow the instruction at all. --prefill TEXT
+starts every answer with TEXT (e.g. ``<think>``), which then counts as part of each completion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.artifacts.store import open_artifact
+from alphadrive_cli.data.records import iter_split
+from alphadrive_cli.evaluation.metrics import reward_signal
+from alphadrive_cli.models.generation import GenerationSettings, generate
+from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
+from alphadrive_cli.prompts import STUDENT_PROMPT, driving_messages, load_prompt
+from bench.common import device_facts
+
+TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+
+
+def sampled(
+    model: Any, processor: Any, data: Path, records: list, samples: int, images: bool, prefill: str = ""
+) -> list[list[str]]:
+    """K completions per record of the student prompt, with the records' images or without any, each answer
+    started with ``prefill`` (included in the completions returned)."""
+    template = load_prompt(STUDENT_PROMPT)
+    prompts = [
+        processor.apply_chat_template(
+            driving_messages(
+                template,
+                record.navigation,
+                record.ego_speed_mps,
+                len(record.images) if images else 0,
+                DEFAULT_VOCABULARY,
+            ),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        + prefill
+        for record in records
+    ]
+    pictures = [
+        [Image.open(data / path).convert("RGB") for path in record.images] if images else [] for record in records
+    ]
+    completions = generate(model, processor, prompts, pictures, GenerationSettings(256, samples, 1.0))
+    return [[prefill + text for text in row] for row in completions]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model artifact, directory or hub id")
+    parser.add_argument("--data", type=Path, required=True, help="data artifact")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prefill", default="", help="text every answer starts with (e.g. '<think>')")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    data = open_artifact(args.data)
+    records = list(iter_split(data, args.split, DEFAULT_VOCABULARY))[: args.frames]
+    model, processor = load_model_and_processor(resolve_model_source(args.model), dtype="auto", device_map="auto")
+    model.eval()
+    truths = [(record.speed_action, record.path_action) for record in records]
+    model_name = Path(args.model).name if Path(args.model).exists() else args.model  # no path of this machine
+    result: dict[str, Any] = {"model": model_name, "data": data.path.name, "split": args.split, "frames": len(records)}
+    result.update(samples=args.samples, seed=args.seed, prefill=args.prefill, **device_facts())
+    for name, images in (("with_images", True), ("text_only", False)):
+        texts = sampled(model, processor, data.path, records, args.samples, images, args.prefill)
+        flat = [text for row in texts for text in row]
+        result[name] = {
+            "tags": {tag: sum(tag in text for text in flat) for tag in TAGS},
+            "reward_signal": reward_signal(texts, truths, DEFAULT_VOCABULARY),
+            "first_sample": flat[0][:300],
+        }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
