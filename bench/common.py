@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import tempfile
 from pathlib import Path
@@ -30,12 +31,25 @@ REAL_2B_MODEL: dict[str, Any] = {
 }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo, else what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def device_facts() -> dict[str, Any]:
     """Device and library versions of this run."""
     import transformers
 
     facts = {
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor()})",
+        "device": torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"cpu ({cpu_model()}, {os.cpu_count()} cores)",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),

@@ -19,17 +19,8 @@ from alphadrive_cli.artifacts.store import OutputSpec, ResumePolicy
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.stages import data_sim
+from bench.common import cpu_model
 from bench.report import report
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphadrive_cli.actions import DEFAULT_VOCABULARY, format_completion
+from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary, format_completion
 from alphadrive_cli.evaluation.metrics import (
     confusion_matrix,
     format_valid_rate,
@@ -217,6 +217,15 @@ def test_reward_signal_hand_case() -> None:
     assert result["answer_only"]["mean_reward"] > 0
     with pytest.raises(ValueError, match="2 frames of samples but 3 truths"):
         reward_signal(samples[:2], truths, DEFAULT_VOCABULARY)
+
+
+def test_reward_signal_takes_a_users_own_vocabulary() -> None:
+    """Actions the default weights do not know weigh 1: a right and a wrong answer in one group still differ."""
+    vocabulary = ActionVocabulary(speed=("GO", "WAIT"), path=("AHEAD", "BACK"))
+    samples = [[format_completion("x", "GO", "AHEAD", vocabulary), format_completion("x", "WAIT", "BACK", vocabulary)]]
+    result = reward_signal(samples, [("GO", "AHEAD")], vocabulary)
+    assert result["reasoning"]["format_rate"] == 1.0
+    assert result["reasoning"]["groups_with_signal_rate"] == 1.0
 
 
 def test_empty_inputs_give_zero() -> None:
