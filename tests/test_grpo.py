@@ -36,6 +36,7 @@ from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training import callbacks as training_callbacks
 from alphadrive_cli.training import run as training_run
 from alphadrive_cli.training.class_balance import balanced_prompts, inverse_frequency_weights
+from alphadrive_cli.training.reward_signal import RewardSignalWatch
 from alphadrive_cli.ui import console
 from tests.support.interrupts import InterruptAfterSave, Interrupted
 from tests.support.labelled_data import judged, make_labelled_data
@@ -282,6 +283,10 @@ def test_rl_only_from_the_base_model_trains_fresh_adapters(policy, tmp_path: Pat
         grpo_config(policy["model"], max_steps=1), OutputSpec(tmp_path / "runs"), data=policy["data"]
     )
     assert artifact.manifest["model"]["init"] == "fresh LoRA on the base model"
+    # a random base model never answers in format: no group had unequal rewards, and the manifest says so
+    history = json.loads((artifact.path / "log_history.json").read_text())
+    assert [entry["frac_reward_zero_std"] for entry in history if "frac_reward_zero_std" in entry] == [1.0]
+    assert artifact.manifest["metrics"]["steps_with_reward_signal"] == 0
     config = json.loads((artifact.path / "adapter_config.json").read_text())
     assert config["r"] == 8 and Path(config["base_model_name_or_path"]) == policy["model"].resolve()
 
@@ -532,3 +537,30 @@ def test_safety_reward_refuses_data_without_verdicts(policy, tmp_path: Path) -> 
 def test_plan_keys_round_trip() -> None:
     plans = [(speed, path) for speed in DEFAULT_VOCABULARY.speed for path in DEFAULT_VOCABULARY.path]
     assert [plan_of_key(plan_key(plan)) for plan in plans] == plans
+
+
+def test_the_reward_signal_watch_warns_once_when_the_first_steps_cannot_learn() -> None:
+    """Logs without TRL's zero-std fraction (evaluation, the final summary) are not steps; a step with any group of
+    unequal rewards settles the watch for good."""
+    flat_start = RewardSignalWatch(steps=2)
+    with console.capture() as captured:
+        for logs in ({"loss": 0.0}, {"frac_reward_zero_std": 1.0}, {"eval_loss": 1.0}, {"frac_reward_zero_std": 1.0}):
+            flat_start.on_log(None, None, None, logs=logs)
+        flat_start.on_log(None, None, None, logs={"frac_reward_zero_std": 1.0})
+    text = " ".join(captured.get().split())
+    assert text.count("no reward signal in the first 2 logged steps") == 1
+    learning = RewardSignalWatch(steps=2)
+    with console.capture() as captured:
+        for value in (1.0, 0.5, 1.0, 1.0, 1.0):
+            learning.on_log(None, None, None, logs={"frac_reward_zero_std": value})
+    assert captured.get() == ""
+
+
+def test_reward_summary_counts_the_steps_with_a_reward_signal() -> None:
+    history = [
+        {"reward": 0.0, "frac_reward_zero_std": 1.0},
+        {"reward": 0.4, "frac_reward_zero_std": 0.75},
+        {"reward": 0.9, "frac_reward_zero_std": 0.0},
+        {"train_runtime": 3.0},
+    ]
+    assert grpo_stage.reward_summary(history)["steps_with_reward_signal"] == 2

@@ -37,6 +37,7 @@ from alphadrive_cli.rewards.trl_adapter import (
 )
 from alphadrive_cli.training.class_balance import balanced_prompts, inverse_frequency_weights
 from alphadrive_cli.training.distributed import is_main_process, launch_world_size
+from alphadrive_cli.training.reward_signal import RewardSignalWatch, has_signal
 from alphadrive_cli.training.run import RunSetup, TrainingRecipe, finite_round, run_training, trainer_arguments
 from alphadrive_cli.training.scoring import scoring_in_chunks_of
 from alphadrive_cli.ui import console
@@ -195,7 +196,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 with_verdicts=self.rewards.uses_safety,
             ),
             processing_class=setup.processor,
-            callbacks=setup.callbacks,
+            callbacks=[*setup.callbacks, RewardSignalWatch()],
         )
         if trainer.ref_model is not None:  # TRL loads it again from the weights' path
             use_fast_paths(trainer.ref_model)
@@ -232,7 +233,10 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         }
 
     def headline(self, metrics: Mapping[str, Any]) -> str:
-        return f"{metrics['steps']} steps, reward {metrics['first_reward']} -> {metrics['final_reward']}"
+        line = f"{metrics['steps']} steps, reward {metrics['first_reward']} -> {metrics['final_reward']}"
+        if metrics.get("steps_with_reward_signal") == 0:
+            line += " (no step had a reward signal: every group's rewards were equal, so the policy did not learn)"
+        return line
 
 
 def run(config: GrpoConfig, output: OutputSpec, *, data: Path) -> Artifact:
@@ -305,6 +309,7 @@ def reward_summary(history: list[dict[str, Any]], window: int = 5) -> dict[str, 
         "first_reward": mean(first, "reward"),
         "final_reward": mean(last, "reward"),
         "final_zero_std_fraction": mean(last, "frac_reward_zero_std"),
+        "steps_with_reward_signal": sum(1 for entry in steps if has_signal(entry)),
     }
     for component in ("format", "speed_accuracy", "path_accuracy", "quality"):
         summary[f"final_{component}"] = mean(last, f"planning/{component}/mean")
