@@ -533,6 +533,14 @@ def per_class_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[s
     ]
 
 
+def model_description(args: argparse.Namespace) -> str:
+    """What each seed's model starts from, for the report's header."""
+    vision = f"{args.dimensions or 'tiny'} {' '.join(args.model_set)}".strip()
+    if args.language:
+        return f"{args.language} pretrained language model behind a random vision tower ({vision})"
+    return f"{vision} from random weights"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("runs/ablation"), help="artifact root")
@@ -604,7 +612,7 @@ def main() -> None:
     )
     print(
         f"data: {args.frames} simulator frames (seed 0), grounded traces on {args.sft_share:.0%}; "
-        f"model: {args.dimensions or 'tiny'} {' '.join(args.model_set)} from random weights; "
+        f"model: {model_description(args)}; "
         f"scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
         f"GRPO {args.grpo_steps} steps{'; plans judged by the simulator' if args.judge else ''}; "
         f"closed loop: 5 scenarios x {args.episodes} seeds x {args.seconds} s; "

@@ -221,3 +221,12 @@ def test_the_models_come_from_models_tiny_or_with_a_language_from_models_build()
     args.language = "smollm2-135m"
     assert ablation.model_command(1, args) == ("models", "build", "--language", "smollm2-135m", "--seed", "1",
                                                "--vision-dims", "dims.json", "--set", "max_pixels=50176")  # fmt: skip
+
+
+def test_the_report_header_says_what_each_model_starts_from() -> None:
+    scratch = Namespace(dimensions=None, model_set=[], language=None)
+    assert ablation.model_description(scratch) == "tiny from random weights"
+    pretrained = Namespace(dimensions="small.json", model_set=["max_pixels=50176"], language="smollm2-135m")
+    assert ablation.model_description(pretrained) == (
+        "smollm2-135m pretrained language model behind a random vision tower (small.json max_pixels=50176)"
+    )
