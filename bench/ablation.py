@@ -15,8 +15,9 @@ language model behind a random vision tower: `models build`), trained in four ro
 seed only) without each of the four rewards in turn. Every row is scored open loop on the test split
 and closed loop (`eval --closed-loop`, all scenarios, the same seeds for every row, the expert beside).
 With --judge the data set is judged by the simulator (`data sim --judge`): every row also gets the share of its
-answers judged acceptable, a fifth row per seed trains row 4 with the safety reward (`rewards.safety_coef=1`),
-and --samples K scores each row once more with K sampled answers per frame (frames with 2+ acceptable plans).
+answers judged acceptable and a fifth row per seed trains row 4 with the safety reward (`rewards.safety_coef=1`).
+--samples K scores each row once more with K sampled answers per frame: the share of test frames whose K answers
+would give GRPO a reward signal in the row's own format, and on judged data the frames with 2+ acceptable plans.
 
 Commands run as a dependency graph, --jobs at a time (independent rows train concurrently), each with
 its share of the cores as its thread count, in priority order: the four rows and their scores seed by
@@ -398,7 +399,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
         "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
         "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))],
         **({"gain_over_sft": gain_over(plan_outcomes(start_eval), plan_outcomes(opened))} if start_eval else {}),
-        **_judged_scores(metrics, paths.get(f"sampled-{row}-s{seed}")),
+        **_sampled_scores(metrics, paths.get(f"sampled-{row}-s{seed}"), answer_only=row.startswith(ANSWER_ONLY)),
     }
 
 
@@ -416,13 +417,16 @@ def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
     return paired_difference_ci([start[frame] for frame in frames], [run[frame] for frame in frames])
 
 
-def _judged_scores(metrics: dict[str, Any], sampled: Path | None) -> dict[str, Any]:
-    """The simulator's verdicts on a row's answers (a judged data set): greedy, and with K samples (once scored)."""
-    if "judged" not in metrics:
-        return {}
-    scored = {"judged": metrics["judged"]}
+def _sampled_scores(metrics: dict[str, Any], sampled: Path | None, answer_only: bool) -> dict[str, Any]:
+    """The simulator's verdicts on a row's answers (a judged data set), and once its K-sample evaluation is done,
+    their verdicts and the reward signal GRPO would start from there, in the format the row was trained for."""
+    scored = {"judged": metrics["judged"]} if "judged" in metrics else {}
     if sampled is not None:
-        scored["judged_sampled"] = json.loads((sampled / "metrics.json").read_text())["judged"]
+        sampled_metrics = json.loads((sampled / "metrics.json").read_text())
+        if "judged" in metrics:
+            scored["judged_sampled"] = sampled_metrics["judged"]
+        if "reward_signal" in sampled_metrics:  # evaluations from before eval reported it have none
+            scored["reward_signal"] = sampled_metrics["reward_signal"]["answer_only" if answer_only else "reasoning"]
     return scored
 
 
@@ -454,7 +458,7 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "gain over its SFT [95% CI], per seed": " / ".join(_gain_text(r["gain_over_sft"]) for r in runs)
                 if all("gain_over_sft" in r for r in runs)
                 else "–",
-                **_judged_cells(runs),
+                **_optional_cells(runs),
             }
         )
     # the expert drives each seed's simulator seeds: one per seed, from any row that has that seed
@@ -500,13 +504,14 @@ JUDGED_COLUMNS = {  # column: (metrics key, key inside it)
     "2+ acceptable of K": ("judged_sampled", "two_acceptable_plans_rate"),
     "acceptable plans of K": ("judged_sampled", "mean_distinct_acceptable_plans"),
 }
+SAMPLED_COLUMNS = {"groups with reward signal of K": ("reward_signal", "groups_with_signal_rate")}
 
 
-def _judged_cells(runs: list[dict[str, Any]]) -> dict[str, str]:
-    """The judged columns a row has on every seed, as table cells."""
+def _optional_cells(runs: list[dict[str, Any]]) -> dict[str, str]:
+    """The judged and sampled columns a row has on every seed, as table cells."""
     return {
         column: cell([run[group][key] for run in runs])
-        for column, (group, key) in JUDGED_COLUMNS.items()
+        for column, (group, key) in {**JUDGED_COLUMNS, **SAMPLED_COLUMNS}.items()
         if all(group in run for run in runs)
     }
 
@@ -609,6 +614,7 @@ def main() -> None:
         "train s",
         "gain over its SFT [95% CI], per seed",
         *(JUDGED_COLUMNS if args.judge else ()),
+        *(SAMPLED_COLUMNS if args.samples > 1 else ()),
     )
     print(
         f"data: {args.frames} simulator frames (seed 0), grounded traces on {args.sft_share:.0%}; "

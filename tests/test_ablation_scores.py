@@ -128,7 +128,13 @@ def test_judged_rows_carry_the_simulators_verdicts(tmp_path: Path) -> None:
         _write(
             paths[f"sampled-sft_rl-s{seed}"],
             "metrics.json",
-            {"judged": {"two_acceptable_plans_rate": two, "mean_distinct_acceptable_plans": 1.0 + two}},
+            {
+                "judged": {"two_acceptable_plans_rate": two, "mean_distinct_acceptable_plans": 1.0 + two},
+                "reward_signal": {  # a reasoning row: its own format's signal is the one reported
+                    "reasoning": {"groups_with_signal_rate": 0.2 + 0.2 * seed},
+                    "answer_only": {"groups_with_signal_rate": 0.0},
+                },
+            },
         )
         closed = {"drivers": {"model": {"overall": overall}, "expert": {"overall": overall}}}
         _write(paths[f"closed-sft_rl-s{seed}"], "closed_loop.json", closed)
@@ -138,6 +144,7 @@ def test_judged_rows_carry_the_simulators_verdicts(tmp_path: Path) -> None:
     assert row["acceptable (sim)"] == "0.700 (0.600–0.800)"
     assert row["2+ acceptable of K"] == "0.400 (0.300–0.500)"
     assert row["acceptable plans of K"] == "1.400 (1.300–1.500)"
+    assert row["groups with reward signal of K"] == "0.300 (0.200–0.400)"
     assert "acceptable (sim)" not in expert
     # each seed drove its own 10 episodes, one collision each: 2 of 20, with the Wilson interval of that
     low, high = wilson_interval(2, 20)
