@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
+from transformers import PreTrainedModel, ProcessorMixin
 
-from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.actions import ActionVocabulary
 from alphadrive_cli.artifacts.store import open_artifact
-from alphadrive_cli.data.records import iter_split
+from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.evaluation.metrics import reward_signal
 from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
@@ -34,10 +37,16 @@ TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
 def sampled(
-    model: Any, processor: Any, data: Path, records: list, samples: int, images: bool, prefill: str = ""
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    data: Path,
+    records: Sequence[Record],
+    vocabulary: ActionVocabulary,
+    settings: tuple[int, bool, str],
 ) -> list[list[str]]:
-    """K completions per record of the student prompt, with the records' images or without any, each answer
-    started with ``prefill`` (included in the completions returned)."""
+    """``settings`` = (K, with images, prefill): K completions per record of the student prompt, with the
+    records' images or without any, each answer started with the prefill (included in the texts returned)."""
+    samples, images, prefill = settings
     template = load_prompt(STUDENT_PROMPT)
     prompts = [
         processor.apply_chat_template(
@@ -46,7 +55,7 @@ def sampled(
                 record.navigation,
                 record.ego_speed_mps,
                 len(record.images) if images else 0,
-                DEFAULT_VOCABULARY,
+                vocabulary,
             ),
             add_generation_prompt=True,
             tokenize=False,
@@ -74,19 +83,27 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     data = open_artifact(args.data)
-    records = list(iter_split(data, args.split, DEFAULT_VOCABULARY))[: args.frames]
+    vocabulary = dataset_vocabulary(data)
+    records = list(iter_split(data, args.split, vocabulary))[: args.frames]
+    if not records:
+        raise SystemExit(f"no frames to sample: the {args.split} split of {data.path.name} is empty or --frames is 0")
     model, processor = load_model_and_processor(resolve_model_source(args.model), dtype="auto", device_map="auto")
     model.eval()
     truths = [(record.speed_action, record.path_action) for record in records]
     model_name = Path(args.model).name if Path(args.model).exists() else args.model  # no path of this machine
     result: dict[str, Any] = {"model": model_name, "data": data.path.name, "split": args.split, "frames": len(records)}
     result.update(samples=args.samples, seed=args.seed, prefill=args.prefill, **device_facts())
+    options = ["--split", args.split, "--frames", str(args.frames), "--samples", str(args.samples)]
+    options += ["--seed", str(args.seed), *(["--prefill", args.prefill] if args.prefill else [])]
+    result["command"] = shlex.join(
+        ["python", "-m", "bench.format_following", "--model", model_name, "--data", data.path.name, *options]
+    )
     for name, images in (("with_images", True), ("text_only", False)):
-        texts = sampled(model, processor, data.path, records, args.samples, images, args.prefill)
+        texts = sampled(model, processor, data.path, records, vocabulary, (args.samples, images, args.prefill))
         flat = [text for row in texts for text in row]
         result[name] = {
             "tags": {tag: sum(tag in text for text in flat) for tag in TAGS},
-            "reward_signal": reward_signal(texts, truths, DEFAULT_VOCABULARY),
+            "reward_signal": reward_signal(texts, truths, vocabulary),
             "first_sample": flat[0][:300],
         }
     text = json.dumps(result, indent=2)

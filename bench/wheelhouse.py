@@ -10,10 +10,10 @@ Versions come from constraints.txt where it pins them, else from the list; each 
 ``--no-deps`` so torch and its CUDA wheels never come along.
 
 A transfer that takes at most N MiB at a time (the lent GPU machine's carry: 64 MiB a call) gets the wheels in
-parts: ``--split-mib N`` moves every wheel above N MiB out of --dest into ``<dest>-parts/1``, ``/2``, … (one
-piece of each per folder, each folder at most N MiB, its sha256 beside), to be carried one folder at a time into
-one directory there and put together with ``python -m bench.wheelhouse --join DIR --dest WHEELS``, which checks
-every sha256 before it writes a wheel.
+parts: ``--split-mib N`` moves every wheel above N MiB out of --dest into pieces of at most N MiB, one per folder
+``<dest>-parts/1``, ``/2``, … (numbered on across wheels, the whole wheel's sha256 beside each piece), to be
+carried into one directory there and put together with ``python -m bench.wheelhouse --join DIR --dest WHEELS``,
+which checks every sha256 before it writes a wheel.
 """
 
 from __future__ import annotations
@@ -145,15 +145,20 @@ def _sha256(path: Path) -> str:
 
 
 def split_wheel(wheel: Path, parts_root: Path, limit: int) -> list[Path]:
-    """Move ``wheel`` into pieces of at most ``limit`` bytes, piece k in ``parts_root/k`` (``NAME.part-k``), with
-    the whole wheel's sha256 in each folder (``NAME.sha256``); the folders, in order."""
+    """Move ``wheel`` into pieces of at most ``limit`` bytes (``NAME.part-k``), each in the next free numbered
+    folder of ``parts_root`` with the whole wheel's sha256 (``NAME.sha256``); the folders, in order. Pieces of an
+    earlier split of the same wheel are removed first."""
     if limit < 1:
         raise SystemExit("--split-mib must be positive")
+    for stale in parts_root.glob(f"*/{wheel.name}.*"):
+        stale.unlink()
+    used = [int(folder.name) for folder in parts_root.glob("*") if folder.name.isdigit() and any(folder.iterdir())]
+    first = max(used, default=0) + 1
     checksum = _sha256(wheel)
     folders = []
     with wheel.open("rb") as handle:
         for number, piece in enumerate(iter(lambda: handle.read(limit), b""), start=1):
-            folder = parts_root / str(number)
+            folder = parts_root / str(first + number - 1)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{wheel.name}.part-{number:02d}").write_bytes(piece)
             (folder / f"{wheel.name}.sha256").write_text(checksum + "\n")
@@ -168,7 +173,7 @@ def join_parts(parts: Path, dest: Path) -> list[Path]:
     joined = []
     for checksum_file in sorted(parts.glob("*.whl.sha256")):
         name = checksum_file.name.removesuffix(".sha256")
-        pieces = sorted(parts.glob(f"{name}.part-*"))
+        pieces = sorted(parts.glob(f"{name}.part-*"), key=lambda piece: int(piece.name.rsplit("-", 1)[1]))
         numbers = [int(piece.name.rsplit("-", 1)[1]) for piece in pieces]
         if numbers != list(range(1, len(numbers) + 1)):
             raise SystemExit(

@@ -237,3 +237,13 @@ def test_the_report_header_says_what_each_model_starts_from() -> None:
     assert ablation.model_description(pretrained) == (
         "smollm2-135m pretrained language model behind a random vision tower (small.json max_pixels=50176)"
     )
+
+
+def test_an_answer_only_row_reports_the_reward_signal_of_its_own_format_on_unjudged_data(tmp_path: Path) -> None:
+    signal = {"reasoning": {"groups_with_signal_rate": 0.0}, "answer_only": {"groups_with_signal_rate": 0.6}}
+    _write(tmp_path / "sampled", "metrics.json", {"reward_signal": signal})
+    plain = {"planning_accuracy": 0.5}  # no judged verdicts
+    assert ablation._sampled_scores(plain, tmp_path / "sampled", answer_only=True) == {
+        "reward_signal": {"groups_with_signal_rate": 0.6}
+    }
+    assert ablation._sampled_scores(plain, None, answer_only=True) == {}

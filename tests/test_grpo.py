@@ -279,9 +279,11 @@ def walk(node) -> set[tuple[str, str | None]]:
 
 
 def test_rl_only_from_the_base_model_trains_fresh_adapters(policy, tmp_path: Path) -> None:
-    artifact = grpo_stage.run(
-        grpo_config(policy["model"], max_steps=1), OutputSpec(tmp_path / "runs"), data=policy["data"]
-    )
+    with console.capture() as captured:
+        artifact = grpo_stage.run(
+            grpo_config(policy["model"], max_steps=1), OutputSpec(tmp_path / "runs"), data=policy["data"]
+        )
+    assert "no step had a reward signal" in " ".join(captured.get().split())
     assert artifact.manifest["model"]["init"] == "fresh LoRA on the base model"
     # a random base model never answers in format: no group had unequal rewards, and the manifest says so
     history = json.loads((artifact.path / "log_history.json").read_text())

@@ -83,3 +83,23 @@ def test_a_missing_or_damaged_part_stops_the_join_and_writes_no_wheel(tmp_path: 
     with pytest.raises(SystemExit, match="without gaps"):
         wheelhouse.join_parts(carried, tmp_path / "dest")
     assert not any((tmp_path / "dest").glob("*.whl"))
+
+
+def test_two_split_wheels_keep_one_piece_a_folder_and_a_new_split_replaces_the_old(tmp_path: Path) -> None:
+    """Each folder stays within the limit however many wheels are split, and splitting a wheel again (another
+    limit) leaves none of its old pieces behind to spoil the join."""
+    parts = tmp_path / "parts"
+    first, second = tmp_path / "a-1.0-py3-none-any.whl", tmp_path / "b-1.0-py3-none-any.whl"
+    first.write_bytes(b"a" * 2500)
+    second.write_bytes(b"b" * 1500)
+    assert [f.name for f in wheelhouse.split_wheel(first, parts, limit=1000)] == ["1", "2", "3"]
+    assert [f.name for f in wheelhouse.split_wheel(second, parts, limit=1000)] == ["4", "5"]
+    assert all(sum(p.stat().st_size for p in folder.glob("*.part-*")) <= 1000 for folder in parts.iterdir())
+    first.write_bytes(b"c" * 2500)  # the same wheel again, split coarser
+    wheelhouse.split_wheel(first, parts, limit=2000)
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    for file in parts.glob("*/*"):
+        (carried / file.name).write_bytes(file.read_bytes())
+    joined = {wheel.name: wheel.read_bytes() for wheel in wheelhouse.join_parts(carried, tmp_path / "dest")}
+    assert joined == {first.name: b"c" * 2500, second.name: b"b" * 1500}

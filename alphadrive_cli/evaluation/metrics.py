@@ -22,6 +22,7 @@ from alphadrive_cli.actions import (
 )
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, RewardConfig
 from alphadrive_cli.rewards.planning import group_rewards
+from alphadrive_cli.rewards.trl_adapter import component_statistics
 
 Plan = tuple[str, str]
 INVALID_COLUMN = "invalid"
@@ -167,13 +168,14 @@ def multimodality(samples_per_frame: Sequence[Sequence[Plan | None]], truths: Se
 def reward_signal(
     samples_per_frame: Sequence[Sequence[str]], truths: Sequence[Plan], vocabulary: ActionVocabulary
 ) -> dict[str, Any]:
-    """What GRPO would learn from if each frame's K sampled completions were one group of its rollout.
+    """What GRPO would learn from if each frame's sampled completions were one group of its rollout.
 
     Per reward format (``reasoning``: ``<think>…</think><answer>…</answer>``; ``answer_only``:
     ``<answer>…</answer>``): ``format_rate``, the share of samples the format reward pays; ``mean_reward``, the
-    mean total reward; ``groups_with_signal_rate``, the share of frames whose K rewards are not all equal, the
-    only groups with a non-zero advantage (TRL's ``frac_reward_zero_std`` is one minus it; 0 means GRPO cannot
-    learn). Rewards are the default ``RewardConfig``'s, weight 1 for an action it has no weight for.
+    mean total reward; ``groups_with_signal_rate``, the share of frames whose rewards are not all equal, the only
+    groups with a non-zero advantage (TRL's ``frac_reward_zero_std`` is one minus it; 0 means GRPO cannot learn;
+    a frame with a single sample never has signal). Rewards are the default ``RewardConfig``'s, weight 1 for an
+    action it has no weight for.
     """
     if len(samples_per_frame) != len(truths):
         raise ValueError(f"{len(samples_per_frame)} frames of samples but {len(truths)} truths")
@@ -184,17 +186,14 @@ def reward_signal(
     result: dict[str, Any] = {"frames": len(truths), "samples": len(texts)}
     for name, reasoning in (("reasoning", True), ("answer_only", False)):
         config = RewardConfig(reasoning=reasoning, action_weights=weights)
-        totals = [reward.total for reward in group_rewards(texts, group_truths, group_ids, config, vocabulary)]
-        formats = [matches_answer_format(text, reasoning) for text in texts]
-        by_frame: dict[int, list[float]] = {}
-        for frame, total in zip(group_ids, totals, strict=True):
-            by_frame.setdefault(frame, []).append(total)
+        if not texts:
+            result[name] = {"format_rate": 0.0, "mean_reward": 0.0, "groups_with_signal_rate": 0.0}
+            continue
+        stats = component_statistics(group_rewards(texts, group_truths, group_ids, config, vocabulary), group_ids)
         result[name] = {
-            "format_rate": _ratio(sum(formats), len(texts)),
-            "mean_reward": _ratio(sum(totals), len(texts)),
-            "groups_with_signal_rate": _ratio(
-                sum(1 for rewards in by_frame.values() if max(rewards) - min(rewards) > 1e-9), len(truths)
-            ),
+            "format_rate": stats["planning/format/mean"],
+            "mean_reward": stats["planning/total/mean"],
+            "groups_with_signal_rate": 1.0 - stats["planning/total/zero_std_groups"],
         }
     return result
 

@@ -196,11 +196,14 @@ def metrics_table(metrics: dict[str, Any], vocabulary: ActionVocabulary, title: 
     )
     table.add_row("", "format valid", "", "", f"{metrics['format_valid_rate']:.3f}", "")
     if "reward_signal" in metrics:  # K samples per frame: what a first GRPO rollout would learn from
-        signal = metrics["reward_signal"]["reasoning"]
-        table.add_row(
-            "", "samples in format", "", "", f"{signal['format_rate']:.3f}", str(metrics["reward_signal"]["samples"])
-        )
-        table.add_row("", "groups with reward signal", "", "", f"{signal['groups_with_signal_rate']:.3f}", "")
+        signal = metrics["reward_signal"]
+        for form, label in (("reasoning", "reasoning"), ("answer_only", "answer-only")):
+            table.add_row(
+                "", f"samples in {label} format", "", "", f"{signal[form]['format_rate']:.3f}", str(signal["samples"])
+            )
+            table.add_row(
+                "", f"groups with {label} signal", "", "", f"{signal[form]['groups_with_signal_rate']:.3f}", ""
+            )
     if "judged" in metrics:
         judged = metrics["judged"]
         table.add_row("", "acceptable (simulator)", "", "", f"{judged['acceptable_rate']:.3f}", str(judged["frames"]))

@@ -294,6 +294,12 @@ def _init_kind(source: ModelSource, config: GrpoConfig) -> str:
     return "every weight trained" if config.finetune == "full" else "fresh LoRA on the base model"
 
 
+def _steps_with_signal(steps: list[dict[str, Any]]) -> int | None:
+    """How many logged steps had a group of unequal rewards (None if no step logged TRL's zero-std fraction)."""
+    signals = [signal for signal in map(has_signal, steps) if signal is not None]
+    return sum(signals) if signals else None
+
+
 def reward_summary(history: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
     """Mean total reward and component means over the first and the last ``window`` logged steps."""
     steps = [entry for entry in history if "reward" in entry and entry.get("reward") is not None]
@@ -309,7 +315,7 @@ def reward_summary(history: list[dict[str, Any]], window: int = 5) -> dict[str, 
         "first_reward": mean(first, "reward"),
         "final_reward": mean(last, "reward"),
         "final_zero_std_fraction": mean(last, "frac_reward_zero_std"),
-        "steps_with_reward_signal": sum(1 for entry in steps if has_signal(entry)),
+        "steps_with_reward_signal": _steps_with_signal(steps),
     }
     for component in ("format", "speed_accuracy", "path_accuracy", "quality"):
         summary[f"final_{component}"] = mean(last, f"planning/{component}/mean")
