@@ -307,13 +307,15 @@ def test_format_following_bench_scores_samples_with_and_without_images(
 
     out = tmp_path / "format.json"
     argv = ["format_following", "--model", str(tiny_model), "--data", str(data), "--split", "test"]
-    monkeypatch.setattr(
-        sys, "argv", [*argv, "--frames", "2", "--samples", "3", "--prefill", "<think>", "--out", str(out)]
-    )
+    options = ["--frames", "2", "--samples", "3", "--prefill", "<think>", "--example", "e.g. <answer>KEEP</answer>"]
+    monkeypatch.setattr(sys, "argv", [*argv, *options, "--out", str(out)])
     format_following.main()
     result = json.loads(out.read_text())
     assert (result["frames"], result["samples"], result["model"]) == (2, 3, tiny_model.name)
-    assert str(tmp_path) not in result["command"] and result["command"].endswith("--prefill '<think>'")
+    assert (
+        str(tmp_path) not in result["command"] and "--prefill '<think>' --example 'e.g. <answer>" in result["command"]
+    )
+    assert result["example"] == "e.g. <answer>KEEP</answer>"
     for name in ("with_images", "text_only"):
         assert result[name]["reward_signal"]["samples"] == 6
         assert result[name]["tags"]["<think>"] == 6  # the prefill starts every completion
