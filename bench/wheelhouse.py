@@ -137,11 +137,10 @@ def main() -> None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """Hex sha256 of a file. Not artifacts.store.sha256_file: `--join` runs on the lent machine before any wheel is
+    installed, where alphadrive's imports (pydantic) are not there yet, so this module keeps to the standard library."""
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def split_wheel(wheel: Path, parts_root: Path, limit: int) -> list[Path]:
@@ -173,8 +172,8 @@ def join_parts(parts: Path, dest: Path) -> list[Path]:
     joined = []
     for checksum_file in sorted(parts.glob("*.whl.sha256")):
         name = checksum_file.name.removesuffix(".sha256")
-        pieces = sorted(parts.glob(f"{name}.part-*"), key=lambda piece: int(piece.name.rsplit("-", 1)[1]))
-        numbers = [int(piece.name.rsplit("-", 1)[1]) for piece in pieces]
+        numbered = sorted((int(piece.name.rsplit("-", 1)[1]), piece) for piece in parts.glob(f"{name}.part-*"))
+        numbers, pieces = [number for number, _ in numbered], [piece for _, piece in numbered]
         if numbers != list(range(1, len(numbers) + 1)):
             raise SystemExit(
                 f"{name}: parts {numbers} in {parts}, expected 1 to {max(numbers, default=0)} without gaps"
