@@ -222,10 +222,10 @@ def publish_evaluation(
     """Score the completions and write metrics, predictions, plots and the manifest."""
     truths = [(record.speed_action, record.path_action) for record in records]
     metrics = open_loop_metrics(truths, [completions.get(record.id, [""])[0] for record in records], vocabulary)
-    answers = [[parse_answer(text, vocabulary).plan for text in completions.get(record.id, [""])] for record in records]
+    samples = [completions.get(record.id, [""]) for record in records]
+    answers = [[parse_answer(text, vocabulary).plan for text in texts] for texts in samples]
     if any(len(texts) > 1 for texts in completions.values()):
         metrics["multimodality"] = multimodality(answers, truths)
-        samples = [completions.get(record.id, [""]) for record in records]
         metrics["reward_signal"] = reward_signal(samples, truths, vocabulary)
     judged = [index for index, record in enumerate(records) if record.plans]
     if judged:  # a data set judged by the simulator (data judge): verdicts beside exact match
