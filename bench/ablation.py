@@ -419,15 +419,23 @@ def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
 
 def _sampled_scores(metrics: dict[str, Any], sampled: Path | None, answer_only: bool) -> dict[str, Any]:
     """The simulator's verdicts on a row's answers (a judged data set), and once its K-sample evaluation is done,
-    their verdicts and the reward signal GRPO would start from there, in the format the row was trained for."""
+    their verdicts, the reward signal GRPO would start from there, in the format the row was trained for, and the
+    first sampled answer scored both ways (``protocols``: the paper's released evaluation of its RL model samples
+    at temperature 1 and scores the first answer by the released code's rule)."""
     scored = {"judged": metrics["judged"]} if "judged" in metrics else {}
+    protocols = {}
+    if "released_code_accuracy" in metrics:  # evaluations from before eval reported it have none
+        protocols["released_code_greedy"] = metrics["released_code_accuracy"]
     if sampled is not None:
         sampled_metrics = json.loads((sampled / "metrics.json").read_text())
         if "judged" in metrics:
             scored["judged_sampled"] = sampled_metrics["judged"]
         if "reward_signal" in sampled_metrics:  # evaluations from before eval reported it have none
             scored["reward_signal"] = sampled_metrics["reward_signal"]["answer_only" if answer_only else "reasoning"]
-    return scored
+        protocols["sampled_exact"] = sampled_metrics["planning_accuracy"]
+        if "released_code_accuracy" in sampled_metrics:
+            protocols["released_code_sampled"] = sampled_metrics["released_code_accuracy"]
+    return scored | ({"protocols": protocols} if protocols else {})
 
 
 def cell(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -504,15 +512,20 @@ JUDGED_COLUMNS = {  # column: (metrics key, key inside it)
     "2+ acceptable of K": ("judged_sampled", "two_acceptable_plans_rate"),
     "acceptable plans of K": ("judged_sampled", "mean_distinct_acceptable_plans"),
 }
-SAMPLED_COLUMNS = {"groups with reward signal of K": ("reward_signal", "groups_with_signal_rate")}
+SAMPLED_COLUMNS = {
+    "groups with reward signal of K": ("reward_signal", "groups_with_signal_rate"),
+    "first sampled answer: planning accuracy": ("protocols", "sampled_exact"),
+    "first sampled answer: released code's rule": ("protocols", "released_code_sampled"),
+}
+PROTOCOL_COLUMNS = {"released code's rule (greedy)": ("protocols", "released_code_greedy")}
 
 
 def _optional_cells(runs: list[dict[str, Any]]) -> dict[str, str]:
-    """The judged and sampled columns a row has on every seed, as table cells."""
+    """The judged, sampled and released-rule columns a row has on every seed, as table cells."""
     return {
         column: cell([run[group][key] for run in runs])
-        for column, (group, key) in {**JUDGED_COLUMNS, **SAMPLED_COLUMNS}.items()
-        if all(group in run for run in runs)
+        for column, (group, key) in {**PROTOCOL_COLUMNS, **JUDGED_COLUMNS, **SAMPLED_COLUMNS}.items()
+        if all(key in run.get(group, {}) for run in runs)
     }
 
 
@@ -613,6 +626,7 @@ def main() -> None:
         "unparsed plans",
         "train s",
         "gain over its SFT [95% CI], per seed",
+        *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
         *(SAMPLED_COLUMNS if args.samples > 1 else ()),
     )

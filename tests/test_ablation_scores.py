@@ -129,6 +129,8 @@ def test_judged_rows_carry_the_simulators_verdicts(tmp_path: Path) -> None:
             paths[f"sampled-sft_rl-s{seed}"],
             "metrics.json",
             {
+                "planning_accuracy": two / 2,
+                "released_code_accuracy": two,
                 "judged": {"two_acceptable_plans_rate": two, "mean_distinct_acceptable_plans": 1.0 + two},
                 "reward_signal": {  # a reasoning row: its own format's signal is the one reported
                     "reasoning": {"groups_with_signal_rate": 0.2 + 0.2 * seed},
@@ -145,6 +147,9 @@ def test_judged_rows_carry_the_simulators_verdicts(tmp_path: Path) -> None:
     assert row["2+ acceptable of K"] == "0.400 (0.300–0.500)"
     assert row["acceptable plans of K"] == "1.400 (1.300–1.500)"
     assert row["groups with reward signal of K"] == "0.300 (0.200–0.400)"
+    assert row["first sampled answer: planning accuracy"] == "0.200 (0.150–0.250)"
+    assert row["first sampled answer: released code's rule"] == "0.400 (0.300–0.500)"
+    assert row["released code's rule (greedy)"] == "1.000 (1.000–1.000)"  # the greedy answer is the exact plan
     assert "acceptable (sim)" not in expert
     # each seed drove its own 10 episodes, one collision each: 2 of 20, with the Wilson interval of that
     low, high = wilson_interval(2, 20)
@@ -241,9 +246,24 @@ def test_the_report_header_says_what_each_model_starts_from() -> None:
 
 def test_an_answer_only_row_reports_the_reward_signal_of_its_own_format_on_unjudged_data(tmp_path: Path) -> None:
     signal = {"reasoning": {"groups_with_signal_rate": 0.0}, "answer_only": {"groups_with_signal_rate": 0.6}}
-    _write(tmp_path / "sampled", "metrics.json", {"reward_signal": signal})
-    plain = {"planning_accuracy": 0.5}  # no judged verdicts
+    _write(tmp_path / "sampled", "metrics.json", {"reward_signal": signal, "planning_accuracy": 0.25})
+    plain = {"planning_accuracy": 0.5}  # no judged verdicts, and from before eval reported the released rule
     assert ablation._sampled_scores(plain, tmp_path / "sampled", answer_only=True) == {
-        "reward_signal": {"groups_with_signal_rate": 0.6}
+        "reward_signal": {"groups_with_signal_rate": 0.6},
+        "protocols": {"sampled_exact": 0.25},
     }
     assert ablation._sampled_scores(plain, None, answer_only=True) == {}
+
+
+def test_a_row_is_scored_by_the_released_rule_greedy_and_on_its_first_sampled_answer(tmp_path: Path) -> None:
+    _write(tmp_path / "sampled", "metrics.json", {"planning_accuracy": 0.25, "released_code_accuracy": 0.5})
+    greedy = {"planning_accuracy": 0.5, "released_code_accuracy": 0.625}
+    protocols = ablation._sampled_scores(greedy, tmp_path / "sampled", answer_only=False)["protocols"]
+    assert protocols == {"released_code_greedy": 0.625, "sampled_exact": 0.25, "released_code_sampled": 0.5}
+    # a column shows only where every seed has its number: the older seed lacks the sampled released rule
+    older = {"protocols": {"released_code_greedy": 0.5, "sampled_exact": 0.125}}
+    cells = ablation._optional_cells([{"protocols": protocols}, older])
+    assert cells == {
+        "released code's rule (greedy)": "0.562 (0.500–0.625)",
+        "first sampled answer: planning accuracy": "0.188 (0.125–0.250)",
+    }

@@ -20,6 +20,7 @@ from alphadrive_cli.evaluation.metrics import (
     paired_difference_ci,
     per_class_prf,
     planning_accuracy,
+    released_code_correct,
     reward_signal,
 )
 
@@ -138,6 +139,7 @@ def test_hand_case_planning_accuracy_and_format_rate() -> None:
 def test_hand_case_open_loop_metrics() -> None:
     metrics = open_loop_metrics(TRUTHS, COMPLETIONS, DEFAULT_VOCABULARY)
     assert metrics["planning_accuracy"] == pytest.approx(1 / 3)
+    assert metrics["released_code_accuracy"] == pytest.approx(1 / 3)  # frames 1 and 5; 2 and 3 are lower case
     assert metrics["format_valid_rate"] == pytest.approx(2 / 3)
     # only frame 4 is an answer alone: the format of a model trained without reasoning
     assert metrics["answer_only_format_rate"] == pytest.approx(1 / 6)
@@ -152,6 +154,7 @@ def test_hand_case_open_loop_metrics() -> None:
     assert metrics["counts"] == {
         "frames": 6,
         "planning_correct": 2,
+        "released_code_correct": 2,
         "format_valid": 4,
         "answer_only_format": 1,
         "parse_failures": 1,
@@ -367,3 +370,24 @@ def test_judged_plans_counts_unparsed_and_unoffered_answers_as_unacceptable() ->
     }  # one answer per frame: no K-sample numbers
     with pytest.raises(ValueError, match="verdicts"):
         judged_plans([[None]], acceptable)
+
+
+def test_released_code_rule_counts_hedges_and_reasoning_mentions() -> None:
+    """The released evaluation reads the whole completion: a hedge, or the truth named in the reasoning while the
+    answer is another plan, counts as right; exact match (planning accuracy) counts neither."""
+    truths = [("STOP", "STRAIGHT"), ("KEEP", "LEFT_TURN"), ("KEEP", "STRAIGHT"), ("KEEP", "STRAIGHT")]
+    completions = [
+        "<think>t</think><answer>KEEP, STOP, STRAIGHT</answer>",  # hedged speed
+        "<think>not KEEP, LEFT_TURN here</think><answer>STOP, STRAIGHT</answer>",  # truth only in the reasoning
+        "<think>t</think><answer>keep, straight</answer>",  # right, but lower case: the rule is case-sensitive
+        "<think>t</think><answer>KEEP, STRAIGHT</answer>",
+    ]
+    metrics = open_loop_metrics(truths, completions)
+    assert metrics["planning_accuracy"] == pytest.approx(2 / 4)
+    assert metrics["released_code_accuracy"] == pytest.approx(3 / 4)
+    assert [released_code_correct(text, truth) for text, truth in zip(completions, truths, strict=True)] == [
+        True,
+        True,
+        False,
+        True,
+    ]

@@ -141,6 +141,14 @@ def planning_accuracy(truth_pairs: Sequence[Plan], predicted_pairs: Sequence[Pla
     return _ratio(correct, len(truth_pairs))
 
 
+def released_code_correct(text: str, truth: Plan) -> bool:
+    """The paper's released evaluation's rule (``eval_tools/qwen2vl_plan_cmd_eval_{sft,grpo}.py`` at
+    mr-d-self-driving/AlphaDrive bb4104c): a frame is right when both true action names occur, case-sensitive,
+    anywhere in the completion, its reasoning included; a hedge or a mention in the reasoning counts."""
+    speed, path = truth
+    return speed in text and path in text
+
+
 def format_valid_rate(texts: Sequence[str]) -> float:
     """Fraction of texts in the exact ``<think>…</think><answer>…</answer>`` format."""
     return _ratio(sum(1 for text in texts if matches_answer_format(text)), len(texts))
@@ -256,7 +264,8 @@ def open_loop_metrics(
 
     Each completion is read with :func:`actions.parse_answer`. Per head, the prediction is the
     one action found for that head; none or several (hedging) is ``None``, i.e. wrong. The
-    plan is ``parsed.plan`` (both heads single), else ``None``. Answers are scored whether or
+    plan is ``parsed.plan`` (both heads single), else ``None``. ``released_code_accuracy`` scores the same
+    completions by the paper's released evaluation (:func:`released_code_correct`). Answers are scored whether or
     not the completion has the exact reward format; ``format_valid_rate`` reports that apart, and
     ``answer_only_format_rate`` the answer-only format (``<answer>…</answer>`` alone, what a model trained
     without reasoning is rewarded for).
@@ -275,9 +284,11 @@ def open_loop_metrics(
     format_valid = sum(1 for text in completions if matches_answer_format(text))
     answer_only = sum(1 for text in completions if matches_answer_format(text, reasoning=False))
     correct = sum(1 for t, p in zip(truths, plans, strict=False) if p is not None and p == tuple(t))
+    released = sum(1 for t, text in zip(truths, completions, strict=True) if released_code_correct(text, t))
     failures = sum(1 for p in plans if p is None)
     return {
         "planning_accuracy": _ratio(correct, len(truths)),
+        "released_code_accuracy": _ratio(released, len(truths)),
         "format_valid_rate": _ratio(format_valid, len(completions)),
         "answer_only_format_rate": _ratio(answer_only, len(completions)),
         "parse_failures": failures,
@@ -286,6 +297,7 @@ def open_loop_metrics(
         "counts": {
             "frames": len(truths),
             "planning_correct": correct,
+            "released_code_correct": released,
             "format_valid": format_valid,
             "answer_only_format": answer_only,
             "parse_failures": failures,

@@ -34,6 +34,7 @@ def _columns(vocabulary: ActionVocabulary) -> list[tuple[str, tuple[str, ...]]]:
         ("speed macro F1", ("open", "speed", "macro_f1")),
         ("path macro F1", ("open", "path", "macro_f1")),
         ("planning accuracy", ("open", "planning_accuracy")),
+        ("released code's rule", ("open", "released_code_accuracy")),
         ("format valid", ("open", "format_valid_rate")),
         ("acceptable plan (simulator)", ("open", "judged", "acceptable_rate")),
         ("best of K acceptable", ("open", "judged", "best_of_k_acceptable_rate")),

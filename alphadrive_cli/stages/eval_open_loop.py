@@ -194,6 +194,7 @@ def metrics_table(metrics: dict[str, Any], vocabulary: ActionVocabulary, title: 
     table.add_row(
         "plan", "planning accuracy", "", "", f"{metrics['planning_accuracy']:.3f}", str(metrics["counts"]["frames"])
     )
+    table.add_row("", "released code's rule", "", "", f"{metrics['released_code_accuracy']:.3f}", "")
     table.add_row("", "format valid", "", "", f"{metrics['format_valid_rate']:.3f}", "")
     if "reward_signal" in metrics:  # K samples per frame: what a first GRPO rollout would learn from
         signal = metrics["reward_signal"]
