@@ -382,6 +382,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
     start = f"{RL_START[row]}-s{seed}" if row in RL_START else None  # GRPO after an SFT row: that SFT counts
     chain = [f"{row}-s{seed}", *([start] if start else [])]
     start_eval = paths.get(f"open-{start}") if start else None
+    sampled, start_sampled = paths.get(f"sampled-{row}-s{seed}"), paths.get(f"sampled-{start}") if start else None
     return {
         "train_wall_s": round(train_seconds(root, chain), 1),
         "artifact": str(trained.relative_to(root)),
@@ -399,7 +400,13 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
         "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
         "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))],
         **({"gain_over_sft": gain_over(plan_outcomes(start_eval), plan_outcomes(opened))} if start_eval else {}),
-        **_sampled_scores(metrics, paths.get(f"sampled-{row}-s{seed}"), answer_only=row.startswith(ANSWER_ONLY)),
+        # the same on each frame's first sampled answer, the decoding of the paper's released RL evaluation
+        **(
+            {"sampled_gain_over_sft": gain_over(plan_outcomes(start_sampled), plan_outcomes(sampled))}
+            if sampled and start_sampled
+            else {}
+        ),
+        **_sampled_scores(metrics, sampled, answer_only=row.startswith(ANSWER_ONLY)),
     }
 
 
@@ -463,9 +470,10 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "speed m/s": cell([r["closed_loop"]["mean_speed_mps"] for r in runs], "{:.1f}"),
                 "unparsed plans": cell([r["closed_loop"]["parse_failure_rate"] for r in runs], "{:.2f}"),
                 "train s": cell([r["train_wall_s"] for r in runs], "{:.0f}"),
-                "gain over its SFT [95% CI], per seed": " / ".join(_gain_text(r["gain_over_sft"]) for r in runs)
-                if all("gain_over_sft" in r for r in runs)
-                else "–",
+                **{
+                    title: " / ".join(_gain_text(r[key]) for r in runs) if all(key in r for r in runs) else "–"
+                    for title, key in GAIN_COLUMNS.items()
+                },
                 **_optional_cells(runs),
             }
         )
@@ -488,7 +496,7 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "speed m/s": cell([expert["mean_speed_mps"] for expert in experts], "{:.1f}"),
                 "unparsed plans": "–",
                 "train s": "–",
-                "gain over its SFT [95% CI], per seed": "–",
+                **dict.fromkeys(GAIN_COLUMNS, "–"),
             }
         )
     return rows
@@ -501,6 +509,12 @@ def pooled_collisions(overalls: list[dict[str, Any]]) -> str:
     collisions = sum(round(overall["collision_rate"] * overall["episodes"]) for overall in overalls)
     low, high = wilson_interval(collisions, episodes)
     return f"{collisions / max(1, episodes):.2f} [{low:.2f}, {high:.2f}] of {episodes}"
+
+
+GAIN_COLUMNS = {  # column: the run's key of a paired gain over the SFT row it starts from
+    "gain over its SFT [95% CI], per seed": "gain_over_sft",
+    "gain on the first sampled answer [95% CI], per seed": "sampled_gain_over_sft",
+}
 
 
 def _gain_text(gain: dict[str, float]) -> str:
@@ -628,7 +642,7 @@ def main() -> None:
         "gain over its SFT [95% CI], per seed",
         *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
-        *(SAMPLED_COLUMNS if args.samples > 1 else ()),
+        *((*SAMPLED_COLUMNS, "gain on the first sampled answer [95% CI], per seed") if args.samples > 1 else ()),
     )
     print(
         f"data: {args.frames} simulator frames (seed 0), grounded traces on {args.sft_share:.0%}; "

@@ -267,3 +267,34 @@ def test_a_row_is_scored_by_the_released_rule_greedy_and_on_its_first_sampled_an
         "released code's rule (greedy)": "0.562 (0.500–0.625)",
         "first sampled answer: planning accuracy": "0.188 (0.125–0.250)",
     }
+
+
+def test_an_rl_row_gains_over_its_sft_greedy_and_on_the_first_sampled_answer(tmp_path: Path) -> None:
+    """Both gains are paired over the same frames, each from its own pair of evaluations' predictions."""
+    outcomes = {  # evaluation: whether each of frames a, b, c, d was planned right
+        "open-sft_reasoning-s0": [True, True, False, False],
+        "sampled-sft_reasoning-s0": [False, False, False, True],
+        "open-sft_rl-s0": [True, True, False, False],
+        "sampled-sft_rl-s0": [True, True, True, True],
+    }
+    paths = {key: tmp_path / key for key in (*outcomes, "sft_rl-s0", "closed-sft_rl-s0")}
+    for key, correct in outcomes.items():
+        rows = [{"id": frame, "plan_correct": right} for frame, right in zip("abcd", correct, strict=True)]
+        _write(paths[key], "predictions.jsonl", rows)
+    metrics = open_loop_metrics([("KEEP", "STRAIGHT")], ["<think>t</think><answer>KEEP, STRAIGHT</answer>"])
+    _write(paths["open-sft_rl-s0"], "metrics.json", metrics)
+    _write(paths["sampled-sft_rl-s0"], "metrics.json", metrics)
+    _write(paths["sft_rl-s0"], "manifest.json", {"metrics": {}})
+    overall = {"episodes": 1, "collision_rate": 0.0, "route_completion_rate": 1.0, "mean_speed_mps": 1.0}
+    overall["parse_failure_rate"] = 0.0
+    closed = {"drivers": {"model": {"overall": overall}, "expert": {"overall": overall}}}
+    _write(paths["closed-sft_rl-s0"], "closed_loop.json", closed)
+    _write(paths["closed-sft_rl-s0"], "decisions.jsonl", [{"plan": ["KEEP", "STRAIGHT"]}])
+    scored = ablation.scores(tmp_path, paths, "sft_rl", 0)
+    assert scored is not None
+    assert scored["gain_over_sft"]["difference"] == 0.0
+    assert scored["sampled_gain_over_sft"]["difference"] == 0.75
+    assert scored["sampled_gain_over_sft"]["low"] > 0.0
+    row = ablation.summary_rows({"sft_rl": {0: scored}})[0]
+    assert row["gain over its SFT [95% CI], per seed"].startswith("+0.000")
+    assert row["gain on the first sampled answer [95% CI], per seed"].startswith("+0.750")
