@@ -17,7 +17,10 @@ and closed loop (`eval --closed-loop`, all scenarios, the same seeds for every r
 With --judge the data set is judged by the simulator (`data sim --judge`): every row also gets the share of its
 answers judged acceptable and a fifth row per seed trains row 4 with the safety reward (`rewards.safety_coef=1`).
 --samples K scores each row once more with K sampled answers per frame: the share of test frames whose K answers
-would give GRPO a reward signal in the row's own format, and on judged data the frames with 2+ acceptable plans.
+would give GRPO a reward signal in the row's own format, on judged data the frames with 2+ acceptable plans,
+and each RL row's gain over its SFT on the first sampled answer and as the paper's released scripts compare them
+(the SFT model greedy, the RL model's first answer sampled at temperature 1, both by the released rule:
+docs/spec.md#metrics). Every row also reports the released rule on its greedy answers.
 
 Commands run as a dependency graph, --jobs at a time (independent rows train concurrently), each with
 its share of the cores as its thread count, in priority order: the four rows and their scores seed by
@@ -46,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS
-from alphadrive_cli.evaluation.metrics import paired_difference_ci, wilson_interval
+from alphadrive_cli.evaluation.metrics import paired_difference_ci, released_code_correct, wilson_interval
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench.common import device_facts
 from bench.report import report
@@ -406,14 +409,24 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
             if sampled and start_sampled
             else {}
         ),
+        # as the released scripts compare the two: the SFT model greedy (its saved generation settings), the RL
+        # model's first sampled answer, both by the released rule
+        **(
+            {"released_protocol_gain": gain_over(plan_outcomes(start_eval, True), plan_outcomes(sampled, True))}
+            if sampled and start_eval
+            else {}
+        ),
         **_sampled_scores(metrics, sampled, answer_only=row.startswith(ANSWER_ONLY)),
     }
 
 
-def plan_outcomes(eval_dir: Path) -> dict[str, bool]:
-    """Whether each frame's plan was right, by frame id, from one `eval`'s predictions."""
-    lines = (eval_dir / "predictions.jsonl").read_text().splitlines()
-    return {row["id"]: row["plan_correct"] for row in map(json.loads, lines)}
+def plan_outcomes(eval_dir: Path, released_rule: bool = False) -> dict[str, bool]:
+    """Whether each frame's plan was right, by frame id, from one `eval`'s predictions: its exact plan, or with
+    ``released_rule`` by the paper's released evaluation (metrics.released_code_correct)."""
+    rows = map(json.loads, (eval_dir / "predictions.jsonl").read_text().splitlines())
+    if released_rule:
+        return {row["id"]: released_code_correct(row["text"], tuple(row["truth"])) for row in rows}
+    return {row["id"]: row["plan_correct"] for row in rows}
 
 
 def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
@@ -514,6 +527,7 @@ def pooled_collisions(overalls: list[dict[str, Any]]) -> str:
 GAIN_COLUMNS = {  # column: the run's key of a paired gain over the SFT row it starts from
     "gain over its SFT [95% CI], per seed": "gain_over_sft",
     "gain on the first sampled answer [95% CI], per seed": "sampled_gain_over_sft",
+    "gain as the released scripts compare [95% CI], per seed": "released_protocol_gain",
 }
 
 
@@ -642,7 +656,7 @@ def main() -> None:
         "gain over its SFT [95% CI], per seed",
         *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
-        *((*SAMPLED_COLUMNS, "gain on the first sampled answer [95% CI], per seed") if args.samples > 1 else ()),
+        *((*SAMPLED_COLUMNS, *list(GAIN_COLUMNS)[1:]) if args.samples > 1 else ()),
     )
     print(
         f"data: {args.frames} simulator frames (seed 0), grounded traces on {args.sft_share:.0%}; "

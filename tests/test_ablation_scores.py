@@ -278,8 +278,11 @@ def test_an_rl_row_gains_over_its_sft_greedy_and_on_the_first_sampled_answer(tmp
         "sampled-sft_rl-s0": [True, True, True, True],
     }
     paths = {key: tmp_path / key for key in (*outcomes, "sft_rl-s0", "closed-sft_rl-s0")}
-    for key, correct in outcomes.items():
-        rows = [{"id": frame, "plan_correct": right} for frame, right in zip("abcd", correct, strict=True)]
+    for key, correct in outcomes.items():  # the released rule reads the text: a wrong answer names no truth here
+        rows = [
+            {"id": frame, "plan_correct": right, "truth": ["KEEP", "STRAIGHT"], "text": "KEEP, STRAIGHT" * right}
+            for frame, right in zip("abcd", correct, strict=True)
+        ]
         _write(paths[key], "predictions.jsonl", rows)
     metrics = open_loop_metrics([("KEEP", "STRAIGHT")], ["<think>t</think><answer>KEEP, STRAIGHT</answer>"])
     _write(paths["open-sft_rl-s0"], "metrics.json", metrics)
@@ -295,6 +298,8 @@ def test_an_rl_row_gains_over_its_sft_greedy_and_on_the_first_sampled_answer(tmp
     assert scored["gain_over_sft"]["difference"] == 0.0
     assert scored["sampled_gain_over_sft"]["difference"] == 0.75
     assert scored["sampled_gain_over_sft"]["low"] > 0.0
+    assert scored["released_protocol_gain"]["difference"] == 0.5  # greedy SFT (2 of 4) against sampled RL (4 of 4)
     row = ablation.summary_rows({"sft_rl": {0: scored}})[0]
     assert row["gain over its SFT [95% CI], per seed"].startswith("+0.000")
     assert row["gain on the first sampled answer [95% CI], per seed"].startswith("+0.750")
+    assert row["gain as the released scripts compare [95% CI], per seed"].startswith("+0.500")
