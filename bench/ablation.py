@@ -4,7 +4,8 @@ Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablat
        [--data-set render.image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
        [--language smollm2-135m]
-       [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--jobs 8] [--budget-s 540]
+       [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--supervised-control]
+       [--jobs 8] [--budget-s 540]
        [--judge [--samples 8]] [--plot f1.png]
 
 Runs the real CLI stage by stage, as a user would: one simulator data set and its grounded traces,
@@ -12,7 +13,10 @@ then per seed a model built from random weights of the dimensions given (or, wit
 language model behind a random vision tower: `models build`), trained in four rows:
 1. `sft --no-reasoning` (answers only), 2. `sft` on the traces, 3. `grpo` from the untrained model
 (RL only), 4. `grpo` from row 2 (the AlphaDrive recipe); with --reward-ablation, row 4 again (first
-seed only) without each of the four rewards in turn. Every row is scored open loop on the test split
+seed only) without each of the four rewards in turn; with --supervised-control, beside each SFT + RL row its SFT
+continued with SFT's loss on every train frame's label (traces without --sft-share) for as many frames as the RL
+row trains on, the row that says whether RL beats using the same labels as targets. Every row is scored open loop
+on the test split
 and closed loop (`eval --closed-loop`, all scenarios, the same seeds for every row, the expert beside).
 With --judge the data set is judged by the simulator (`data sim --judge`): every row also gets the share of its
 answers judged acceptable and a fifth row per seed trains row 4 with the safety reward (`rewards.safety_coef=1`).
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -48,7 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS
+from alphadrive_cli.config.resolve import resolve_config
+from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, GrpoConfig, SftConfig
 from alphadrive_cli.evaluation.metrics import paired_difference_ci, released_code_correct, wilson_interval
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench.common import device_facts
@@ -66,6 +72,8 @@ ROW_TITLES = {
     "no_diversity": "SFT + RL without the diversity reward",
     "no_format": "SFT + RL without the format reward",
     "sft_rl_safety": "SFT + RL with the safety reward",
+    "sft_no_reasoning_more": "SFT continued on every label, no reasoning",
+    "sft_reasoning_more": "SFT continued on every trace",
 }
 ANSWER_ONLY = "sft_no_reasoning"  # the rows trained on answers alone start with this
 SAFETY_ROW = "sft_rl_safety"  # with --judge: row 4 with the simulator's verdicts as a fifth reward (#20)
@@ -84,12 +92,18 @@ REWARD_ABLATIONS: dict[str, tuple[str, ...]] = {
     "no_diversity": ("rewards.diversity_floor=1.0",),
     "no_format": ("rewards.format_coef=0",),
 }
-# The SFT row each GRPO row starts from (RL only starts from the untrained model)
+# With --supervised-control: for each RL row after SFT, that SFT continued with SFT's own loss on the labels of
+# every train frame, for as many frames as the RL row trains on (the comparison that says whether RL beats
+# using the same labels as targets)
+CONTROLS = {"sft_rl": "sft_reasoning_more", "sft_no_reasoning_rl": "sft_no_reasoning_more"}
+# The SFT row each GRPO row (and each supervised control) starts from (RL only starts from the untrained model)
 RL_START = {
     "sft_rl": "sft_reasoning",
     "sft_no_reasoning_rl": "sft_no_reasoning",
     SAFETY_ROW: "sft_reasoning",
     **dict.fromkeys(REWARD_ABLATIONS, "sft_reasoning"),
+    "sft_reasoning_more": "sft_reasoning",
+    "sft_no_reasoning_more": "sft_no_reasoning",
 }
 
 
@@ -179,6 +193,18 @@ def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     ]
 
 
+def control_length(args: argparse.Namespace) -> tuple[str, ...]:
+    """The `--set`s that give a supervised control as many train frames as its RL row: the RL row's epochs over
+    every label when RL runs the preset's epochs (--grpo-steps -1), else its steps' frames in SFT batches."""
+    grpo = resolve_config("grpo", GrpoConfig, args.scale)
+    if args.grpo_steps < 0:
+        return ("--set", f"epochs={grpo.epochs}")
+    sft = resolve_config("sft", SftConfig, args.scale)
+    frames = args.grpo_steps * grpo.per_device_batch_size * grpo.gradient_accumulation_steps // grpo.num_generations
+    batch = sft.per_device_batch_size * sft.gradient_accumulation_steps
+    return ("--set", f"max_steps={max(1, math.ceil(frames / batch))}")
+
+
 def data_jobs(
     frames: int, workers: int, data_sets: Sequence[str], trace_sets: Sequence[str] = (), judge: bool = False
 ) -> list[Job]:
@@ -213,6 +239,9 @@ def plan(args: argparse.Namespace) -> list[Job]:
         jobs.append(Job("judged", ("data", "judge", "@data", "--workers", str(args.workers))))
     scale = ("--scale", args.scale)
     rows = [row for row in ROWS if row in args.rows]
+    if args.supervised_control:
+        rows += [CONTROLS[row] for row in rows if row in CONTROLS]
+        jobs.append(Job("traces_all", ("distill", "--data", "@data", "--teacher", "grounded")))
     seeded: list[Job] = []
     for seed in args.seeds:
         sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
@@ -233,13 +262,19 @@ def plan(args: argparse.Namespace) -> list[Job]:
             "rl_only": ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo),
             "sft_rl": _rl_after_reasoning_sft(seed, args),
         }
+        for rl_row, control in CONTROLS.items():  # every label of the train split, from the RL row's SFT start
+            start = RL_START[rl_row]
+            reasoning = () if start == "sft_reasoning" else ("--no-reasoning",)
+            more = (*scale, *control_length(args), "--set", f"seed={seed}")
+            commands[control] = ("sft", "--data", "@traces_all", "--model", f"@{start}-s{seed}", *reasoning, *more)
+
         trained = {*rows, *(RL_START[row] for row in rows if row in RL_START)}
         if args.judge or args.reward_ablation:
             trained.add("sft_reasoning")
         seeded.append(Job(f"model-s{seed}", model_command(seed, args)))
         seeded += [
             Job(f"{row}-s{seed}", commands[row], GRPO_FALLBACK if commands[row][0] == "grpo" else ())
-            for row in ROWS
+            for row in (*ROWS, *CONTROLS.values())
             if row in trained
         ]
         seeded += [job for row in rows for job in _evaluations(row, seed, args)]
@@ -413,7 +448,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
         # model's first sampled answer, both by the released rule
         **(
             {"released_protocol_gain": gain_over(plan_outcomes(start_eval, True), plan_outcomes(sampled, True))}
-            if sampled and start_eval
+            if sampled and start_eval and row not in CONTROLS.values()
             else {}
         ),
         **_sampled_scores(metrics, sampled, answer_only=row.startswith(ANSWER_ONLY)),
@@ -617,6 +652,11 @@ def main() -> None:
     )
     parser.add_argument("--reward-ablation", action="store_true", help="also SFT + RL without each reward (every seed)")
     parser.add_argument(
+        "--supervised-control",
+        action="store_true",
+        help="also, beside each SFT + RL row, its SFT continued on every train label for as many frames as RL sees",
+    )
+    parser.add_argument(
         "--judge", action="store_true", help="judge every plan of the data (data sim --judge), add the safety row"
     )
     parser.add_argument("--samples", type=int, default=0, help="with K > 1, also score K sampled answers per frame")
@@ -636,7 +676,7 @@ def main() -> None:
     started = time.perf_counter()
     paths = execute(plan(args), args.root, args.jobs, args.budget_s)
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    for row in (*ROWS, SAFETY_ROW, *REWARD_ABLATIONS):
+    for row in (*ROWS, *CONTROLS.values(), SAFETY_ROW, *REWARD_ABLATIONS):
         for seed in args.seeds:
             if (scored := scores(args.root, paths, row, seed)) is not None:
                 results.setdefault(row, {})[seed] = scored

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
+from alphadrive_cli.config.resolve import resolve_config
+from alphadrive_cli.config.schemas import GrpoConfig, SftConfig
 from alphadrive_cli.evaluation.metrics import open_loop_metrics, wilson_interval
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench import ablation
@@ -77,6 +80,7 @@ def _ablation_args(**overrides: object) -> Namespace:
         "seeds": [0, 1],
         "model_set": [],
         "reward_ablation": False,
+        "supervised_control": False,
         "language": None,
         "judge": False,
         "samples": 0,
@@ -303,3 +307,20 @@ def test_an_rl_row_gains_over_its_sft_greedy_and_on_the_first_sampled_answer(tmp
     assert row["gain over its SFT [95% CI], per seed"].startswith("+0.000")
     assert row["gain on the first sampled answer [95% CI], per seed"].startswith("+0.750")
     assert row["gain as the released scripts compare [95% CI], per seed"].startswith("+0.500")
+
+
+def test_the_supervised_control_continues_each_rl_rows_sft_on_every_label_for_as_many_frames() -> None:
+    """RL trains on grpo_steps x (completions per step / completions per frame) frames: the control trains SFT
+    on every train frame's label (traces without --sft-share) for as many, in SFT's batches."""
+    args = _ablation_args(rows=["sft_no_reasoning", "sft_no_reasoning_rl"], supervised_control=True, sft_share=0.5)
+    jobs = {job.key: job for job in ablation.plan(args)}
+    assert jobs["traces_all"].args == ("distill", "--data", "@data", "--teacher", "grounded")
+    control = jobs["sft_no_reasoning_more-s1"].args
+    assert control[:6] == ("sft", "--data", "@traces_all", "--model", "@sft_no_reasoning-s1", "--no-reasoning")
+    grpo, sft = (resolve_config(stage, schema, "tiny") for stage, schema in (("grpo", GrpoConfig), ("sft", SftConfig)))
+    frames = 4 * grpo.per_device_batch_size * grpo.gradient_accumulation_steps // grpo.num_generations
+    steps = max(1, math.ceil(frames / (sft.per_device_batch_size * sft.gradient_accumulation_steps)))
+    assert f"max_steps={steps}" in control and "open-sft_no_reasoning_more-s1" in jobs
+    assert "sft_reasoning_more-s0" not in jobs  # no reasoning RL row asked for, so no control of it
+    assert ablation.control_length(_ablation_args(grpo_steps=-1)) == ("--set", f"epochs={grpo.epochs}")
+    assert not any("more" in key for key in (job.key for job in ablation.plan(_ablation_args())))
