@@ -241,7 +241,10 @@ def plan(args: argparse.Namespace) -> list[Job]:
     rows = [row for row in ROWS if row in args.rows]
     if args.supervised_control:
         rows += [CONTROLS[row] for row in rows if row in CONTROLS]
-        jobs.append(Job("traces_all", ("distill", "--data", "@data", "--teacher", "grounded")))
+        if args.sft_share < 1:  # else the traces already cover every label
+            jobs.append(Job("traces_all", ("distill", "--data", "@data", "--teacher", "grounded")))
+    every_label = "@traces_all" if args.sft_share < 1 else "@traces"
+    control_sets = control_length(args) if args.supervised_control else ()
     seeded: list[Job] = []
     for seed in args.seeds:
         sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
@@ -262,11 +265,11 @@ def plan(args: argparse.Namespace) -> list[Job]:
             "rl_only": ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo),
             "sft_rl": _rl_after_reasoning_sft(seed, args),
         }
-        for rl_row, control in CONTROLS.items():  # every label of the train split, from the RL row's SFT start
+        for rl_row, control in CONTROLS.items() if args.supervised_control else ():  # from the RL row's SFT start
             start = RL_START[rl_row]
             reasoning = () if start == "sft_reasoning" else ("--no-reasoning",)
-            more = (*scale, *control_length(args), "--set", f"seed={seed}")
-            commands[control] = ("sft", "--data", "@traces_all", "--model", f"@{start}-s{seed}", *reasoning, *more)
+            more = (*scale, *control_sets, "--set", f"seed={seed}")
+            commands[control] = ("sft", "--data", every_label, "--model", f"@{start}-s{seed}", *reasoning, *more)
 
         trained = {*rows, *(RL_START[row] for row in rows if row in RL_START)}
         if args.judge or args.reward_ablation:
