@@ -315,7 +315,8 @@ class Runner:
 
     def __call__(self, job: Job, paths: dict[str, Path]) -> Path:
         args = [str(paths[arg[1:]]) if arg.startswith("@") else arg for arg in job.args]
-        print(f"$ alphadrive {' '.join(args)} --name {job.key}", file=sys.stderr, flush=True)
+        # one write, so that stages started together print whole lines
+        print(f"$ alphadrive {' '.join(args)} --name {job.key}\n", end="", file=sys.stderr, flush=True)
         started = time.perf_counter()
         with (self.root / "logs" / f"{job.key}.log").open("a") as log:
             process = subprocess.Popen(
@@ -340,6 +341,12 @@ class Runner:
             raise RuntimeError(f"{job.key} exited with {process.returncode} after {seconds:.0f} s (logs/{job.key}.log)")
         return Path(stdout.strip())
 
+    def out_of_memory(self, key: str) -> bool:
+        """Whether the stage's last run ended with the GPU out of memory (its log's last error line)."""
+        log = (self.root / "logs" / f"{key}.log").read_text().splitlines()
+        errors = [line for line in log if line.startswith("error:")]
+        return bool(errors) and "OutOfMemoryError" in errors[-1]
+
     def stop(self) -> None:
         for key, process in list(self.running.items()):
             if key not in self.stopped:
@@ -347,14 +354,23 @@ class Runner:
                 process.send_signal(signal.SIGTERM)
 
 
-def execute(jobs: list[Job], root: Path, workers: int, budget_s: float) -> dict[str, Path]:
+MEMORY_RETRIES = 3  # times a stage that ran out of GPU memory beside other stages is started again
+
+
+def execute(
+    jobs: list[Job], root: Path, workers: int, budget_s: float, runner: Runner | None = None
+) -> dict[str, Path]:
     """Run ``jobs`` in dependency order, ``workers`` at a time; after ``budget_s`` seconds start nothing new and
-    stop what runs. The artifact path of every job that is done."""
+    stop what runs. A stage that runs out of GPU memory while others run starts again (resuming its checkpoint)
+    once another stage has ended, up to MEMORY_RETRIES times. The artifact path of every job that is done."""
     paths = {job.key: path for job in jobs if (path := published(root, job.key)) is not None}
     failed: set[str] = set()
-    runner = Runner(root, max(1, (os.cpu_count() or 1) // workers))
+    runner = runner or Runner(root, max(1, (os.cpu_count() or 1) // workers))
     deadline = time.monotonic() + budget_s
     futures: dict[Future[Path], Job] = {}
+    ended = 0  # stages that have ended so far
+    held: dict[str, int] = {}  # stage out of memory -> stages ended when it was; it waits for one more to end
+    memory_retries: dict[str, int] = {}
     with ThreadPoolExecutor(workers) as pool:
         while True:
             open_jobs = [
@@ -364,7 +380,10 @@ def execute(jobs: list[Job], root: Path, workers: int, budget_s: float) -> dict[
                 if any(need in failed for need in job.needs):
                     failed.add(job.key)
                 elif (
-                    time.monotonic() < deadline and len(futures) < workers and all(need in paths for need in job.needs)
+                    time.monotonic() < deadline
+                    and len(futures) < workers
+                    and all(need in paths for need in job.needs)
+                    and held.get(job.key, -1) < ended
                 ):
                     futures[pool.submit(runner, job, paths)] = job
             if not futures:
@@ -377,12 +396,23 @@ def execute(jobs: list[Job], root: Path, workers: int, budget_s: float) -> dict[
                 runner.stop()
             for future in finished:
                 job = futures.pop(future)
+                ended += 1
                 try:
                     paths[job.key] = future.result()
                 except RuntimeError as error:
                     print(f"failed: {error}", file=sys.stderr, flush=True)
                     if time.monotonic() >= deadline:
                         continue  # stopped by the budget: the next invocation resumes it
+                    retries = memory_retries.get(job.key, 0)
+                    if futures and retries < MEMORY_RETRIES and runner.out_of_memory(job.key):
+                        memory_retries[job.key] = retries + 1
+                        held[job.key] = ended
+                        print(
+                            f"{job.key} ran out of GPU memory beside other stages: it starts again once one ends",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        continue
                     if job.fallback:
                         print(f"retrying {job.key} with {' '.join(job.fallback)}", file=sys.stderr, flush=True)
                         jobs[jobs.index(job)] = job.retried()

@@ -8,9 +8,9 @@ weights, `sft --scale small` on the traces, then every configuration of CONFIGS 
 from that SFT model for --rl-epochs passes over the train split, validated every --every steps on --val-frames
 frames of the validation split (greedy plans). Each run, and the SFT model, is then scored by `eval --split val`
 on the whole split, and each run's gain over the SFT model comes with a paired bootstrap 95 % interval (the same
-frames). The test split is not touched: the winner is scored there once, by bench/ablation.py. Jobs run through
-bench/ablation.py's runner (a dependency graph, --jobs at a time, resumable under the same --root, stopped at
---budget-s).
+frames), as does its difference from the REFERENCE configuration. The test split is not touched: the winner is
+scored there once, by bench/ablation.py. Jobs run through bench/ablation.py's runner (a dependency graph, --jobs at
+a time, resumable under the same --root, stopped at --budget-s).
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from alphadrive_cli.training.plots import curve  # noqa: E402
 from bench.ablation import Job, data_jobs, execute, gain_over, plan_outcomes, train_seconds, with_sets  # noqa: E402
 from bench.report import report  # noqa: E402
 
-# Every GRPO setting tried, by name (the `small` preset plus these `--set`s); the first is the preset as it was
-# before the study (lr 5e-5).
+# The `small` preset as the study ran it, before it adopted `scale_rewards: none` (docs/results.md): every
+# configuration below is these `--set`s and its own (the later wins).
+STUDY_BASE = ("scale_rewards=group",)
+# Every GRPO setting tried, by name; the first is the preset as it was before the study (lr 5e-5).
 CONFIGS: dict[str, tuple[str, ...]] = {
     "preset_lr5e-5": ("learning_rate=5e-5",),  # the preset before the study adopted 2e-5
     "lr1e-6": ("learning_rate=1e-6",),
@@ -50,6 +52,7 @@ CONFIGS: dict[str, tuple[str, ...]] = {
     "lr2e-5_safety": ("learning_rate=2e-5", "rewards.safety_coef=1.0"),  # needs --judge (#20's safety reward)
 }
 NEEDS_JUDGED_DATA = ("lr2e-5_safety",)
+REFERENCE = "lr2e-5"  # the adopted learning rate alone: every other configuration is one change from it
 ACCURACY = "val/planning_accuracy"
 
 
@@ -91,7 +94,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         "seed=0",
     ]
     for name in args.configs:
-        sets = [*common, *CONFIGS[name]]
+        sets = [*common, *STUDY_BASE, *CONFIGS[name]]
         jobs += [
             Job(f"rl-{name}", ("grpo", "--data", "@data", "--init", "@sft", *scale, *with_sets(sets))),
             Job(f"val-{name}", ("eval", "--model", f"@rl-{name}", "--data", "@data", *scale, "--set", "split=val")),
@@ -174,6 +177,10 @@ def summary(root: Path, paths: dict[str, Path], configs: list[str]) -> tuple[lis
                 gain = gain_over(plan_outcomes(paths["val-sft"]), plan_outcomes(paths[f"val-{name}"]))
                 row["val_gain_over_sft"] = gain["difference"]
                 row["val_gain_ci95"] = [gain["low"], gain["high"]]
+            if name != REFERENCE and f"val-{REFERENCE}" in paths:
+                versus = gain_over(plan_outcomes(paths[f"val-{REFERENCE}"]), plan_outcomes(paths[f"val-{name}"]))
+                row["val_gain_over_reference"] = versus["difference"]
+                row["val_reference_ci95"] = [versus["low"], versus["high"]]
         rows.append(row)
     return rows, curves
 
@@ -249,6 +256,8 @@ def main() -> None:
         "val_planning_accuracy",
         "val_gain_over_sft",
         "val_gain_ci95",
+        "val_gain_over_reference",
+        "val_reference_ci95",
         "val_speed_macro_f1",
         "val_path_macro_f1",
         "val_format_valid_rate",

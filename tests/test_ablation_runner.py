@@ -1,0 +1,94 @@
+"""The benchmarks' stage scheduler (bench/ablation.py's execute) and the recipe study's comparison columns."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from bench import ablation, recipe_study
+from bench.ablation import Job, Runner, execute
+
+
+class ScriptedRunner(Runner):
+    """Runs no command: each stage sleeps, or fails as the GPU running out of memory does, as scripted."""
+
+    def __init__(self, root: Path, seconds: dict[str, float], out_of_memory_runs: dict[str, int]) -> None:
+        super().__init__(root, threads=1)
+        self.seconds = seconds
+        self.out_of_memory_runs = out_of_memory_runs  # stage -> how many of its first runs fail so
+        self.events: list[tuple[str, str]] = []
+
+    def __call__(self, job: Job, paths: dict[str, Path]) -> Path:
+        self.events.append(("start", job.key))
+        time.sleep(self.seconds.get(job.key, 0.0))
+        if self.out_of_memory_runs.get(job.key, 0) > 0:
+            self.out_of_memory_runs[job.key] -= 1
+            with (self.root / "logs" / f"{job.key}.log").open("a") as log:
+                log.write("error: OutOfMemoryError: CUDA out of memory. Tried to allocate 652.00 MiB.\n")
+            self.events.append(("failed", job.key))
+            raise RuntimeError(f"{job.key} exited with 1")
+        self.events.append(("end", job.key))
+        return self.root / job.key
+
+
+def test_a_stage_out_of_gpu_memory_beside_others_starts_again_once_one_ends(tmp_path: Path) -> None:
+    jobs = [Job("slow", ("x",)), Job("greedy", ("x",)), Job("after", ("x", "@greedy"))]
+    runner = ScriptedRunner(tmp_path, {"slow": 0.5}, {"greedy": 1})
+    paths = execute(jobs, tmp_path, workers=2, budget_s=float("inf"), runner=runner)
+    assert set(paths) == {"slow", "greedy", "after"}
+    events = runner.events
+    assert events.count(("start", "greedy")) == 2
+    second_start = len(events) - 1 - events[::-1].index(("start", "greedy"))
+    assert events.index(("end", "slow")) < second_start  # it waited for the other stage to free its memory
+
+
+def test_a_stage_out_of_gpu_memory_alone_fails_with_what_needs_it(tmp_path: Path) -> None:
+    jobs = [Job("greedy", ("x",)), Job("after", ("x", "@greedy"))]
+    runner = ScriptedRunner(tmp_path, {}, {"greedy": 1})
+    assert execute(jobs, tmp_path, workers=2, budget_s=float("inf"), runner=runner) == {}
+    assert runner.events == [("start", "greedy"), ("failed", "greedy")]
+
+
+def test_retries_for_memory_are_bounded(tmp_path: Path) -> None:
+    slow = {f"slow{index}": 0.15 * (index + 1) for index in range(6)}  # six ends, each a chance to start again
+    jobs = [Job(key, ("x",)) for key in slow] + [Job("greedy", ("x",))]
+    runner = ScriptedRunner(tmp_path, slow, {"greedy": 10})
+    paths = execute(jobs, tmp_path, workers=7, budget_s=float("inf"), runner=runner)
+    assert set(paths) == set(slow)
+    assert runner.events.count(("start", "greedy")) == 1 + ablation.MEMORY_RETRIES
+
+
+def _eval(path: Path, right: list[bool]) -> Path:
+    path.mkdir(parents=True)
+    head = {"macro_f1": 0.5, "per_class": {"KEEP": {"f1": 0.5}}}
+    metrics = {"planning_accuracy": sum(right) / len(right), "format_valid_rate": 1.0, "speed": head, "path": head}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    rows = [{"id": f"f{index}", "plan_correct": value} for index, value in enumerate(right)]
+    (path / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _run(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "log_history.json").write_text(json.dumps([{"step": 50, "val/planning_accuracy": 0.5}]))
+    (path / "manifest.json").write_text(json.dumps({"metrics": {"steps": 50}}))
+    return path
+
+
+def test_each_study_run_is_compared_with_the_reference_configuration_on_the_same_frames(tmp_path: Path) -> None:
+    other = "lr2e-5_scale_none"
+    paths = {
+        "val-sft": _eval(tmp_path / "val-sft", [False] * 40),
+        f"rl-{recipe_study.REFERENCE}": _run(tmp_path / "rl-ref"),
+        f"val-{recipe_study.REFERENCE}": _eval(tmp_path / "val-ref", [True] * 10 + [False] * 30),
+        f"rl-{other}": _run(tmp_path / "rl-other"),
+        f"val-{other}": _eval(tmp_path / "val-other", [True] * 30 + [False] * 10),
+    }
+    rows, _ = recipe_study.summary(tmp_path, paths, [recipe_study.REFERENCE, other])
+    by_config = {row["config"]: row for row in rows}
+    assert "val_gain_over_reference" not in by_config[recipe_study.REFERENCE]
+    assert by_config[other]["val_gain_over_reference"] == 0.5
+    low, high = by_config[other]["val_reference_ci95"]
+    assert 0 < low <= 0.5 <= high
+    assert by_config[other]["val_gain_over_sft"] == 0.75
