@@ -404,9 +404,11 @@ def execute(
                     if time.monotonic() >= deadline:
                         continue  # stopped by the budget: the next invocation resumes it
                     retries = memory_retries.get(job.key, 0)
-                    if futures and retries < MEMORY_RETRIES and runner.out_of_memory(job.key):
+                    others_ended_too = len(finished) > 1  # their memory is free already: no need to wait
+                    if (futures or others_ended_too) and retries < MEMORY_RETRIES and runner.out_of_memory(job.key):
                         memory_retries[job.key] = retries + 1
-                        held[job.key] = ended
+                        if not others_ended_too:
+                            held[job.key] = ended
                         print(
                             f"{job.key} ran out of GPU memory beside other stages: it starts again once one ends",
                             file=sys.stderr,
