@@ -102,9 +102,8 @@ RL_START = {
     "sft_no_reasoning_rl": "sft_no_reasoning",
     SAFETY_ROW: "sft_reasoning",
     **dict.fromkeys(REWARD_ABLATIONS, "sft_reasoning"),
-    "sft_reasoning_more": "sft_reasoning",
-    "sft_no_reasoning_more": "sft_no_reasoning",
 }
+RL_START |= {control: RL_START[rl_row] for rl_row, control in CONTROLS.items()}
 
 
 THREAD_VARIABLES = (
@@ -300,6 +299,12 @@ def plan(args: argparse.Namespace) -> list[Job]:
     return jobs
 
 
+def last_error(log: Path) -> str | None:
+    """The last one-line error (``error: ...``) a stage's log holds, if any."""
+    errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
+    return errors[-1] if errors else None
+
+
 class Runner:
     """Runs jobs as subprocesses of the CLI, logging each to ``<root>/logs/<key>.log`` and its wall time to
     ``<root>/jobs.jsonl``; ``stop()`` sends SIGTERM to every running stage (which then keeps its checkpoint)."""
@@ -343,9 +348,7 @@ class Runner:
 
     def out_of_memory(self, key: str) -> bool:
         """Whether the stage's last run ended with the GPU out of memory (its log's last error line)."""
-        log = (self.root / "logs" / f"{key}.log").read_text().splitlines()
-        errors = [line for line in log if line.startswith("error:")]
-        return bool(errors) and "OutOfMemoryError" in errors[-1]
+        return "OutOfMemoryError" in (last_error(self.root / "logs" / f"{key}.log") or "")
 
     def stop(self) -> None:
         for key, process in list(self.running.items()):

@@ -28,7 +28,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from alphadrive_cli.artifacts.store import partial_dir  # noqa: E402
 from alphadrive_cli.training.plots import curve  # noqa: E402
-from bench.ablation import Job, data_jobs, execute, gain_over, plan_outcomes, train_seconds, with_sets  # noqa: E402
+from bench.ablation import (  # noqa: E402
+    Job,
+    data_jobs,
+    execute,
+    gain_over,
+    last_error,
+    plan_outcomes,
+    train_seconds,
+    with_sets,
+)
 from bench.report import report  # noqa: E402
 
 # The `small` preset as the study ran it, before it adopted `scale_rewards: none` (docs/results.md): every
@@ -125,7 +134,7 @@ def failed_run(root: Path, name: str) -> tuple[dict[str, Any], list[dict[str, An
     log = root / "logs" / f"rl-{name}.log"
     if not log.is_file():
         return None
-    errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
+    error = last_error(log)
     states = sorted(
         partial_dir(root / "grpo", f"rl-{name}").glob("checkpoints/checkpoint-*/trainer_state.json"),
         key=lambda path: int(path.parent.name.split("-")[1]),
@@ -134,7 +143,7 @@ def failed_run(root: Path, name: str) -> tuple[dict[str, Any], list[dict[str, An
     row = {
         "config": name,
         "sets": list(CONFIGS[name]),
-        "outcome": errors[-1] if errors else "stopped without a published model",
+        "outcome": error or "stopped without a published model",
         "steps": max((int(entry["step"]) for entry in history), default=0),
     }
     return row, history
