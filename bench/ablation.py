@@ -365,7 +365,9 @@ def execute(
 ) -> dict[str, Path]:
     """Run ``jobs`` in dependency order, ``workers`` at a time; after ``budget_s`` seconds start nothing new and
     stop what runs. A stage that runs out of GPU memory while others run starts again (resuming its checkpoint)
-    once another stage has ended, up to MEMORY_RETRIES times. The artifact path of every job that is done."""
+    once another stage has ended, up to MEMORY_RETRIES times, and from then on one stage fewer runs at once (at
+    least one), so that stages larger than ``workers`` allows for stop crowding each other out of the GPU. The
+    artifact path of every job that is done."""
     paths = {job.key: path for job in jobs if (path := published(root, job.key)) is not None}
     failed: set[str] = set()
     runner = runner or Runner(root, max(1, (os.cpu_count() or 1) // workers))
@@ -374,6 +376,7 @@ def execute(
     ended = 0  # stages that have ended so far
     held: dict[str, int] = {}  # stage out of memory -> stages ended when it was; it waits for one more to end
     memory_retries: dict[str, int] = {}
+    limit = workers  # stages at once: lowered by one each time a stage runs out of GPU memory beside others
     with ThreadPoolExecutor(workers) as pool:
         while True:
             open_jobs = [
@@ -384,7 +387,7 @@ def execute(
                     failed.add(job.key)
                 elif (
                     time.monotonic() < deadline
-                    and len(futures) < workers
+                    and len(futures) < limit
                     and all(need in paths for need in job.needs)
                     and held.get(job.key, -1) < ended
                 ):
@@ -412,8 +415,10 @@ def execute(
                         memory_retries[job.key] = retries + 1
                         if not others_ended_too:
                             held[job.key] = ended
+                        limit = max(1, limit - 1)
                         print(
-                            f"{job.key} ran out of GPU memory beside other stages: it starts again once one ends",
+                            f"{job.key} ran out of GPU memory beside other stages: it starts again once one ends; "
+                            f"at most {limit} stages at once from now on",
                             file=sys.stderr,
                             flush=True,
                         )

@@ -43,6 +43,21 @@ def test_a_stage_out_of_gpu_memory_beside_others_starts_again_once_one_ends(tmp_
     assert events.index(("end", "slow")) < second_start  # it waited for the other stage to free its memory
 
 
+def test_after_a_stage_runs_out_of_gpu_memory_one_stage_fewer_runs_at_once(tmp_path: Path) -> None:
+    """Three at once until one runs out of memory, then at most two: the GPU held only two of this size."""
+    slow = {f"slow{index}": 0.3 for index in range(5)}
+    jobs = [Job("greedy", ("x",)), *(Job(key, ("x",)) for key in slow)]
+    runner = ScriptedRunner(tmp_path, {"greedy": 0.1, **slow}, {"greedy": 1})
+    paths = execute(jobs, tmp_path, workers=3, budget_s=float("inf"), runner=runner)
+    assert set(paths) == {"greedy", *slow}
+    running, most_after_failure, failed = 0, 0, False
+    for kind, _ in runner.events:
+        running += {"start": 1, "end": -1, "failed": -1}[kind]
+        failed = failed or kind == "failed"
+        most_after_failure = max(most_after_failure, running) if failed else 0
+    assert failed and most_after_failure == 2
+
+
 def test_a_stage_out_of_gpu_memory_alone_fails_with_what_needs_it(tmp_path: Path) -> None:
     jobs = [Job("greedy", ("x",)), Job("after", ("x", "@greedy"))]
     runner = ScriptedRunner(tmp_path, {}, {"greedy": 1})
