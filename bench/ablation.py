@@ -55,7 +55,8 @@ from typing import Any
 
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, GrpoConfig, SftConfig
-from alphadrive_cli.evaluation.metrics import paired_difference_ci, released_code_correct, wilson_interval
+from alphadrive_cli.evaluation.metrics import wilson_interval
+from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench.common import device_facts
 from bench.report import report
@@ -496,23 +497,6 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
         ),
         **_sampled_scores(metrics, sampled, answer_only=row.startswith(ANSWER_ONLY)),
     }
-
-
-def plan_outcomes(eval_dir: Path, released_rule: bool = False) -> dict[str, bool]:
-    """Whether each frame's plan was right, by frame id, from one `eval`'s predictions: its exact plan, or with
-    ``released_rule`` by the paper's released evaluation (metrics.released_code_correct)."""
-    rows = map(json.loads, (eval_dir / "predictions.jsonl").read_text().splitlines())
-    if released_rule:
-        return {row["id"]: released_code_correct(row["text"], tuple(row["truth"])) for row in rows}
-    return {row["id"]: row["plan_correct"] for row in rows}
-
-
-def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
-    """A run's planning accuracy minus its start's on the same frames, with its paired bootstrap 95 % interval."""
-    frames = sorted(start)
-    if sorted(run) != frames:
-        raise ValueError("the two evaluations scored different frames")
-    return paired_difference_ci([start[frame] for frame in frames], [run[frame] for frame in frames])
 
 
 def _sampled_scores(metrics: dict[str, Any], sampled: Path | None, answer_only: bool) -> dict[str, Any]:

@@ -27,14 +27,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from alphadrive_cli.artifacts.store import partial_dir  # noqa: E402
+from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes  # noqa: E402
 from alphadrive_cli.training.plots import curve  # noqa: E402
 from bench.ablation import (  # noqa: E402
     Job,
     data_jobs,
     execute,
-    gain_over,
     last_error,
-    plan_outcomes,
     train_seconds,
     with_sets,
 )

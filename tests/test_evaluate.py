@@ -227,6 +227,11 @@ def test_compare_shows_deltas_against_the_first(cli, data: Path, tmp_path: Path)
     assert lines[0].startswith("| artifact | frames |") and len(lines) == 4
     assert "| eval/perfect-v1 | 6 |" in lines[2] and "1.000 |" in lines[2]
     assert "0.500 (-0.500)" in lines[3]  # planning accuracy
+    # the same six frames: the difference frame by frame, with its paired bootstrap interval
+    assert lines[0].endswith("| planning accuracy vs first, same frames [95% CI] |")
+    assert lines[2].endswith("| – |")
+    low, high = map(float, lines[3].rsplit("|", 2)[1].split("[")[1].rstrip("] ").split(","))
+    assert "| -0.500 [" in lines[3] and low < -0.5 < high <= 0.0
     assert cli("eval", "compare", first).exit_code == 2
     assert cli("eval", "compare", first, str(data)).exit_code == 2  # not an eval artifact
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
 from alphadrive_cli.artifacts.store import Artifact, open_artifact
 from alphadrive_cli.errors import BadInput
+from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
 
 INTERVALS = {"collision_rate": "collision_rate_ci95"}  # numbers shown with their 95 % interval
 CLOSED_LOOP_COLUMNS = (
@@ -75,9 +76,28 @@ def _results(artifact: Artifact) -> dict:
     return results
 
 
+PAIRED_COLUMN = "planning accuracy vs first, same frames [95% CI]"
+
+
+def _outcomes(artifact: Artifact) -> dict[str, bool] | None:
+    """Which frames an open-loop eval planned right, by frame id; None for a closed-loop one."""
+    return plan_outcomes(artifact.path) if (artifact.path / "predictions.jsonl").is_file() else None
+
+
+def _paired_gain(base: dict[str, bool] | None, other: dict[str, bool] | None) -> str:
+    """The planning accuracy difference over the first artifact with its paired bootstrap interval, where both
+    scored the same frames; "–" otherwise."""
+    if base is None or other is None or base.keys() != other.keys():
+        return "–"
+    gain = gain_over(base, other)
+    return f"{gain['difference']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
+
+
 def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
     """Header and rows (one per artifact, first one absolute, the others with deltas); open-loop and
-    closed-loop numbers side by side (the collision rate with its 95 % interval), "–" where an artifact has none."""
+    closed-loop numbers side by side (the collision rate with its 95 % interval), "–" where an artifact has none;
+    where open-loop evals scored the same frames as the first, their planning accuracy difference with its
+    paired bootstrap 95 % interval."""
     if len(paths) < 2:
         raise BadInput("compare needs at least two eval artifacts")
     artifacts: list[Artifact] = [open_artifact(path, stage="eval") for path in paths]
@@ -89,7 +109,11 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
         for title, path in _columns(vocabulary)
         if any(_lookup(values, path) is not None for values in results)
     ]
+    outcomes = [_outcomes(artifact) for artifact in artifacts]
+    paired = [_paired_gain(outcomes[0], other) for other in outcomes[1:]]
     header = ["artifact", "frames", *(title for title, _ in columns)]
+    if any(cell != "–" for cell in paired):
+        header.append(PAIRED_COLUMN)
     rows = []
     for index, (artifact, values) in enumerate(zip(artifacts, results, strict=False)):
         cells = [artifact.label, str(artifact.manifest["counts"].get("frames", "–"))]
@@ -101,6 +125,8 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
                 cells.append(f"{value:.3f}{_interval(values, path)}")
             else:
                 cells.append(f"{value:.3f}{_interval(values, path)} ({value - base:+.3f})")
+        if header[-1] == PAIRED_COLUMN:
+            cells.append("–" if index == 0 else paired[index - 1])
         rows.append(cells)
     return header, rows
 
