@@ -80,8 +80,14 @@ PAIRED_COLUMN = "planning accuracy vs first, same frames [95% CI]"
 
 
 def _outcomes(artifact: Artifact) -> dict[str, bool] | None:
-    """Which frames an open-loop eval planned right, by frame id; None for a closed-loop one."""
-    return plan_outcomes(artifact.path) if (artifact.path / "predictions.jsonl").is_file() else None
+    """Which frames an open-loop eval planned right, by frame id; None for a closed-loop one (or one whose
+    predictions do not say)."""
+    if not (artifact.path / "predictions.jsonl").is_file():
+        return None
+    try:
+        return plan_outcomes(artifact.path)
+    except (KeyError, ValueError):
+        return None
 
 
 def _paired_gain(base: dict[str, bool] | None, other: dict[str, bool] | None) -> str:
