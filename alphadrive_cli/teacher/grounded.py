@@ -12,7 +12,7 @@ import random
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -159,6 +159,12 @@ class GroundedTemplates:
         return rng.choice(self.phrases[leaf]).format(**values)
 
 
+class Phrasing(Protocol):
+    """What the sentence builders need of a template set: one filled alternative of a leaf."""
+
+    def pick(self, rng: random.Random, leaf: str, **values: str) -> str: ...
+
+
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -167,7 +173,7 @@ def _capitalized(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _speed_sentence(speed: float, limit: float | None, rng: random.Random, t: GroundedTemplates) -> str:
+def _speed_sentence(speed: float, limit: float | None, rng: random.Random, t: Phrasing) -> str:
     if speed < STOPPED_MPS:
         return t.pick(rng, "speed.stopped", speed=f"{speed:.1f}")
     if limit is None:
@@ -176,7 +182,7 @@ def _speed_sentence(speed: float, limit: float | None, rng: random.Random, t: Gr
     return t.pick(rng, f"speed.{leaf}", speed=f"{speed:.1f}", limit=f"{limit:.0f}")
 
 
-def _lead_sentences(lead: Any, speed: float, rng: random.Random, t: GroundedTemplates) -> list[str]:
+def _lead_sentences(lead: Any, speed: float, rng: random.Random, t: Phrasing) -> list[str]:
     if lead is None:
         return [t.pick(rng, "lead.absent")]
     gap = _number(lead.get("gap_m")) if isinstance(lead, dict) else None
@@ -198,7 +204,7 @@ def _lead_sentences(lead: Any, speed: float, rng: random.Random, t: GroundedTemp
     return sentences
 
 
-def _lane_sentences(left: Any, right: Any, rng: random.Random, t: GroundedTemplates) -> list[str]:
+def _lane_sentences(left: Any, right: Any, rng: random.Random, t: Phrasing) -> list[str]:
     left = left if left in LANE_STATES else None
     right = right if right in LANE_STATES else None
     if left == right == "none":
@@ -209,7 +215,7 @@ def _lane_sentences(left: Any, right: Any, rng: random.Random, t: GroundedTempla
     return [_capitalized(clause) + "." for clause in clauses]
 
 
-def _scene_sentences(scene: dict[str, Any], speed: float, rng: random.Random, t: GroundedTemplates) -> list[str]:
+def _scene_sentences(scene: dict[str, Any], speed: float, rng: random.Random, t: Phrasing) -> list[str]:
     sentences: list[str] = []
     if "lead_vehicle" in scene:
         sentences += _lead_sentences(scene["lead_vehicle"], speed, rng, t)
@@ -227,6 +233,29 @@ def _scene_sentences(scene: dict[str, Any], speed: float, rng: random.Random, t:
         leaf = "traffic.none" if count == 0 else "traffic.one" if count == 1 else "traffic.many"
         sentences.append(t.pick(rng, leaf, count=f"{count:.0f}"))
     return sentences
+
+
+class _FactRecorder:
+    """A Phrasing that writes nothing and records each leaf a trace would state, with its values."""
+
+    def __init__(self) -> None:
+        self.facts: list[tuple[str, dict[str, str]]] = []
+
+    def pick(self, rng: random.Random, leaf: str, **values: str) -> str:
+        self.facts.append((leaf, values))
+        return ""
+
+
+def stated_facts(scene: dict[str, Any], ego_speed_mps: float) -> list[tuple[str, dict[str, str]]]:
+    """The template leaves (e.g. ``"lead.close"``), each with its formatted values, that a grounded trace of a
+    frame with these scene facts and speed states: what a faithful reasoning says about the frame (navigation and
+    conclusions left out). The same leaves for every phrasing and random draw."""
+    recorder = _FactRecorder()
+    limit = _number(scene.get("speed_limit_mps"))
+    rng = random.Random(0)
+    _speed_sentence(ego_speed_mps, limit if limit and limit > 0 else None, rng, recorder)
+    _scene_sentences(scene, ego_speed_mps, rng, recorder)
+    return [(leaf, values) for leaf, values in recorder.facts if leaf != "lanes.both"]
 
 
 def grounded_trace(

@@ -1,0 +1,156 @@
+"""Does a model's reasoning state the frame's facts? Its sentences read back through the grounded teacher's
+phrasings and compared, fact by fact, with what a faithful trace of the same frame states.
+
+A model trained on grounded traces (`distill --teacher grounded`) writes their sentences: the speed against the
+limit, the lead vehicle (none, close, far, an obstacle) and whether it is slower or faster, each side lane, the
+junction, yielding and the traffic around. Each is one *fact* with a *state* (``lead``: ``close``); reading the
+model's sentences back with the same phrasings gives the state it claims, and `stated_facts` the state the scene
+has. A claim that differs is a wrong fact; a fact the scene has and the model does not mention is missing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from alphadrive_cli.teacher.grounded import GroundedTemplates, stated_facts
+
+NUMBER = r"-?\d+(?:\.\d+)?"
+NUMERIC_VALUES = {"speed": "speed", "lead": "gap", "junction": "distance", "traffic": "count"}
+
+
+def fact_of(leaf: str) -> list[tuple[str, str]]:
+    """The (fact, state) pairs a template leaf states: ``"lead.slower"`` -> ``[("lead motion", "slower")]``."""
+    head, _, rest = leaf.partition(".")
+    if head == "lead":
+        return [("lead motion" if rest in ("slower", "faster", "same_speed") else "lead", rest)]
+    if head == "lanes":
+        if rest == "single":
+            return [("left lane", "none"), ("right lane", "none")]
+        side, _, state = rest.partition(".")
+        return [(f"{side} lane", state)]
+    if head == "yielding":
+        return [("yielding", "yes")]
+    return [(head, rest)]
+
+
+def _pattern(alternative: str) -> re.Pattern[str]:
+    """A regular expression that finds one phrasing in a text, its {placeholders} captured as numbers."""
+    escaped = re.escape(alternative)
+    for name in set(re.findall(r"\\\{(\w+)\\\}", escaped)):
+        escaped = escaped.replace(rf"\{{{name}\}}", f"(?P<{name}>{NUMBER})", 1).replace(rf"\{{{name}\}}", NUMBER)
+    return re.compile(escaped, re.IGNORECASE)
+
+
+def phrase_patterns(templates: GroundedTemplates) -> dict[str, list[re.Pattern[str]]]:
+    """Every scene leaf's phrasings as patterns (navigation, conclusions and the lane-joining leaf left out: the
+    side-lane clauses are found on their own)."""
+    skipped = ("navigation", "conclusion.", "lanes.both")
+    return {
+        leaf: [_pattern(alternative) for alternative in alternatives]
+        for leaf, alternatives in templates.phrases.items()
+        if not leaf.startswith(skipped)
+    }
+
+
+def claimed_facts(text: str, patterns: Mapping[str, list[re.Pattern[str]]]) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each fact a text claims, as (state, captured values), from the first phrasing of it in the text."""
+    found: list[tuple[int, str, dict[str, str]]] = []
+    for leaf, alternatives in patterns.items():
+        for pattern in alternatives:
+            if match := pattern.search(text):
+                found.append((match.start(), leaf, match.groupdict()))
+    claims: dict[str, tuple[str, dict[str, str]]] = {}
+    for _, leaf, values in sorted(found, key=lambda item: item[0]):
+        for fact, state in fact_of(leaf):
+            claims.setdefault(fact, (state, values))
+    return claims
+
+
+def true_facts(scene: dict[str, Any], ego_speed_mps: float) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each fact a faithful trace of the frame states, as (state, values); ``yielding`` only where it holds."""
+    return {
+        fact: (state, values) for leaf, values in stated_facts(scene, ego_speed_mps) for fact, state in fact_of(leaf)
+    }
+
+
+def compare_facts(
+    frames: Iterable[tuple[dict[str, Any], float, str, bool]], templates: GroundedTemplates
+) -> dict[str, Any]:
+    """Per fact, over ``frames`` (scene, ego speed, the model's text, whether its speed action was right): how
+    often the model states it right, wrong, or not at all, the states it confuses, the mean absolute error of its
+    number where it states the right state, and the speed-action accuracy on frames whose lead fact it got right
+    against those it got wrong or left out (does a wrong perception explain a wrong plan?)."""
+    patterns = phrase_patterns(templates)
+    counts: dict[str, Counter[str]] = {}
+    confusions: dict[str, Counter[str]] = {}
+    errors: dict[str, list[float]] = {}
+    speed_by_lead: dict[str, list[bool]] = {"right": [], "wrong or missing": []}
+    for scene, speed, text, speed_right in frames:
+        truth, claims = true_facts(scene, speed), claimed_facts(text, patterns)
+        for fact, (state, values) in truth.items():
+            claimed = claims.get(fact)
+            outcome = "missing" if claimed is None else "right" if claimed[0] == state else "wrong"
+            counts.setdefault(fact, Counter())[outcome] += 1
+            if outcome == "wrong":
+                confusions.setdefault(fact, Counter())[f"{state} -> {claimed[0]}"] += 1
+            key = NUMERIC_VALUES.get(fact)
+            if outcome == "right" and key in values and claimed[1].get(key) is not None:
+                errors.setdefault(fact, []).append(abs(float(claimed[1][key]) - float(values[key])))
+            if fact == "lead":
+                speed_by_lead["right" if outcome == "right" else "wrong or missing"].append(speed_right)
+        if "yielding" in claims and "yielding" not in truth:
+            counts.setdefault("yielding", Counter())["claimed without cause"] += 1
+    return {
+        "facts": {
+            fact: {
+                "frames": sum(count[key] for key in ("right", "wrong", "missing")),
+                **{key: count[key] for key in ("right", "wrong", "missing", "claimed without cause") if key in count},
+                "right_rate": round(count["right"] / max(1, count["right"] + count["wrong"] + count["missing"]), 4),
+                "confusions": dict(confusions.get(fact, Counter()).most_common(5)),
+                **({"mean_abs_error": round(sum(errors[fact]) / len(errors[fact]), 3)} if errors.get(fact) else {}),
+            }
+            for fact, count in sorted(counts.items())
+        },
+        "speed_accuracy_by_lead_fact": {
+            group: {"frames": len(rights), "speed_accuracy": round(sum(rights) / max(1, len(rights)), 4)}
+            for group, rights in speed_by_lead.items()
+        },
+    }
+
+
+TABLE_FACTS = ("speed", "lead", "lead motion", "junction", "yielding")
+
+
+def _fact_states(scene: dict[str, Any], speed: float) -> tuple[str, ...]:
+    facts = true_facts(scene, speed)
+    return tuple(facts.get(fact, ("-",))[0] for fact in TABLE_FACTS)
+
+
+def fact_table_accuracy(
+    train: Iterable[tuple[dict[str, Any], float, str]], scored: Iterable[tuple[dict[str, Any], float, str]]
+) -> dict[str, Any]:
+    """How far perfect knowledge of the stated facts goes: the speed action most often labelled, in ``train``
+    (scene, ego speed, speed action), for each combination of the states of TABLE_FACTS, scored on ``scored``
+    (unseen combinations get the overall majority), beside always answering the majority action."""
+    table: dict[tuple[str, ...], Counter[str]] = {}
+    overall: Counter[str] = Counter()
+    for scene, speed, action in train:
+        table.setdefault(_fact_states(scene, speed), Counter())[action] += 1
+        overall[action] += 1
+    majority = overall.most_common(1)[0][0]
+    right = frames = majority_right = 0
+    for scene, speed, action in scored:
+        cell = table.get(_fact_states(scene, speed))
+        right += (cell.most_common(1)[0][0] if cell else majority) == action
+        majority_right += majority == action
+        frames += 1
+    return {
+        "facts": list(TABLE_FACTS),
+        "combinations": len(table),
+        "frames": frames,
+        "speed_accuracy": round(right / max(1, frames), 4),
+        "majority_speed_accuracy": round(majority_right / max(1, frames), 4),
+    }

@@ -1,0 +1,104 @@
+"""Does each model's reasoning state its frames' facts? Open-loop evals of models trained on grounded traces.
+
+Usage: python -m bench.reasoning_facts EVAL [EVAL ...] [--templates grounded-v1] [--out FILE]
+
+Each eval's predictions are read back through the grounded teacher's phrasings (`evaluation/reasoning_facts.py`)
+and compared, fact by fact, with what a faithful trace of the same frame states (its data set, the eval's own
+input, holds the scene facts). Prints, per fact, the share of frames each model states right, then each model's
+speed-action accuracy: overall, on the frames whose lead vehicle it describes right against the others, and what
+a lookup table from the true states of the facts to the train split's most frequent speed action scores on the
+same frames (how far perfect perception of what the traces state would go).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from alphadrive_cli.artifacts.store import open_artifact
+from alphadrive_cli.evaluation.reasoning_facts import compare_facts, fact_table_accuracy
+from alphadrive_cli.teacher.grounded import DEFAULT_TEMPLATES, GroundedTemplates
+from bench.report import report
+
+
+def split_records(data: Path, split: str) -> dict[str, dict[str, Any]]:
+    """A data artifact's split as raw records by id: only their scene facts are read, so neither the images nor
+    their hashes are needed."""
+    lines = (open_artifact(data, "data", check=False).path / f"{split}.jsonl").read_text().splitlines()
+    return {record["id"]: record for record in map(json.loads, filter(None, lines))}
+
+
+def eval_facts(eval_dir: Path, templates: GroundedTemplates) -> dict[str, Any]:
+    """`compare_facts` over one open-loop eval's predictions and the records of the split it scored, and the
+    `fact_table_accuracy` of its data set (fit on the train split) on that split."""
+    artifact = open_artifact(eval_dir, "eval")
+    data_input = next(item for item in artifact.manifest["inputs"] if item["role"] == "data")
+    data = (eval_dir / data_input["path"]).resolve()
+    records = split_records(data, artifact.manifest["split"])
+    train = split_records(data, "train").values()
+    ceiling = fact_table_accuracy(
+        ((r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in train),
+        ((r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in records.values()),
+    )
+    predictions = [json.loads(line) for line in (eval_dir / "predictions.jsonl").read_text().splitlines() if line]
+    frames = [
+        (records[row["id"]].get("scene") or {}, records[row["id"]]["ego_speed_mps"], row["text"], row["speed_correct"])
+        for row in predictions
+    ]
+    return {
+        "eval": str(eval_dir),
+        "frames": len(frames),
+        "speed_accuracy": round(sum(row["speed_correct"] for row in predictions) / max(1, len(predictions)), 4),
+        **compare_facts(frames, templates),
+        "fact_table": ceiling,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("evals", nargs="+", type=Path, help="open-loop eval artifacts")
+    parser.add_argument("--templates", default=DEFAULT_TEMPLATES, help="the grounded phrasings the models learnt")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    templates = GroundedTemplates.load(args.templates)
+    results = [eval_facts(path, templates) for path in args.evals]
+    facts = sorted({fact for result in results for fact in result["facts"]})
+    rows = [
+        {
+            "fact": fact,
+            **{
+                result["eval"]: (
+                    f"{entry['right_rate']:.2f} of {entry['frames']}" if (entry := result["facts"].get(fact)) else "–"
+                )
+                for result in results
+            },
+        }
+        for fact in facts
+    ]
+    rows += [
+        {"fact": "speed action right", **{r["eval"]: f"{r['speed_accuracy']:.2f}" for r in results}},
+        {
+            "fact": "speed action right from a table of the true facts (fit on train)",
+            **{r["eval"]: f"{r['fact_table']['speed_accuracy']:.2f}" for r in results},
+        },
+    ]
+    rows += [
+        {
+            "fact": f"speed action right, lead fact {group}",
+            **{
+                result["eval"]: f"{cell['speed_accuracy']:.2f} of {cell['frames']}"
+                for result in results
+                if (cell := result["speed_accuracy_by_lead_fact"][group])
+            },
+        }
+        for group in ("right", "wrong or missing")
+    ]
+    columns = ["fact", *(result["eval"] for result in results)]
+    command = "python -m bench.reasoning_facts " + " ".join(map(str, args.evals))
+    report(columns, rows, args.out, command=command, templates=templates.id, results=results)
+
+
+if __name__ == "__main__":
+    main()

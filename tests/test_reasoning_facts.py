@@ -1,0 +1,155 @@
+"""Reading a model's reasoning back into scene facts (evaluation/reasoning_facts.py, bench/reasoning_facts.py)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alphadrive_cli.data.records import Record
+from alphadrive_cli.evaluation.reasoning_facts import (
+    claimed_facts,
+    compare_facts,
+    fact_table_accuracy,
+    phrase_patterns,
+    true_facts,
+)
+from alphadrive_cli.teacher.grounded import GroundedTemplates, grounded_trace
+
+SCENES: list[dict[str, Any]] = [
+    {  # a slower car close ahead, traffic on both sides, a junction coming
+        "lead_vehicle": {"gap_m": 12.0, "relative_speed_mps": -2.0},
+        "left_lane": "occupied",
+        "right_lane": "free",
+        "speed_limit_mps": 20.0,
+        "distance_to_junction_m": 40.0,
+        "vehicles_within_50m": 3,
+        "yielding": True,
+    },
+    {  # an obstacle, no side lanes, alone
+        "lead_vehicle": {"gap_m": 30.0, "kind": "obstacle"},
+        "left_lane": "none",
+        "right_lane": "none",
+        "speed_limit_mps": 10.0,
+        "vehicles_within_50m": 0,
+    },
+    {  # nothing ahead, at the junction, one car around
+        "lead_vehicle": None,
+        "left_lane": "free",
+        "right_lane": "none",
+        "speed_limit_mps": 15.0,
+        "distance_to_junction_m": 2.0,
+        "vehicles_within_50m": 1,
+    },
+    {  # a faster car far ahead
+        "lead_vehicle": {"gap_m": 80.0, "relative_speed_mps": 1.5},
+        "left_lane": "none",
+        "right_lane": "occupied",
+        "speed_limit_mps": 30.0,
+        "vehicles_within_50m": 4,
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def templates() -> GroundedTemplates:
+    return GroundedTemplates.load()
+
+
+def _trace(scene: dict[str, Any], speed: float, seed: int, templates: GroundedTemplates) -> str:
+    record = Record(
+        id="f",
+        images=["images/f.png"],
+        navigation="follow the road",
+        ego_speed_mps=speed,
+        speed_action="KEEP",
+        path_action="STRAIGHT",
+        scene=scene,
+        source={"scenario": "test"},
+    )
+    return grounded_trace(record, random.Random(seed), templates)
+
+
+@pytest.mark.parametrize("speed", [0.0, 9.6, 20.4, 31.0])
+def test_every_phrasing_of_a_faithful_trace_reads_back_as_the_scene_facts(
+    templates: GroundedTemplates, speed: float
+) -> None:
+    """A grounded trace, whichever phrasings its seed draws, states every fact of its scene right, numbers too."""
+    patterns = phrase_patterns(templates)
+    for scene in SCENES:
+        truth = true_facts(scene, speed)
+        for seed in range(12):
+            claims = claimed_facts(_trace(scene, speed, seed, templates), patterns)
+            assert {fact: state for fact, (state, _) in claims.items()} == {
+                fact: state for fact, (state, _) in truth.items()
+            }
+            for fact, (_, values) in truth.items():
+                for name, said in claims[fact][1].items():  # a phrasing may leave a number out
+                    assert float(said) == pytest.approx(float(values[name])), (fact, name)
+
+
+def test_a_wrong_or_missing_sentence_counts_as_such_and_the_plan_is_split_by_it(templates: GroundedTemplates) -> None:
+    """Frame 1 says 'no vehicle ahead' of a close, slower car; frame 2 leaves the lead car out; frame 3 is right."""
+    close = SCENES[0]
+    faithful = _trace(close, 9.6, 0, templates)
+    lead_sentences = [s for alt in templates.phrases["lead.close"] for s in [alt.format(gap="12")] if s in faithful]
+    assert len(lead_sentences) == 1
+    wrong = faithful.replace(lead_sentences[0], templates.phrases["lead.absent"][0])
+    missing = faithful.replace(lead_sentences[0], "")
+    frames = [(close, 9.6, wrong, False), (close, 9.6, missing, False), (close, 9.6, faithful, True)]
+    result = compare_facts(frames, templates)
+    lead = result["facts"]["lead"]
+    assert (lead["frames"], lead["right"], lead["wrong"], lead["missing"]) == (3, 1, 1, 1)
+    assert lead["confusions"] == {"close -> absent": 1}
+    assert result["facts"]["speed"]["right_rate"] == 1.0
+    assert result["speed_accuracy_by_lead_fact"] == {
+        "right": {"frames": 1, "speed_accuracy": 1.0},
+        "wrong or missing": {"frames": 2, "speed_accuracy": 0.0},
+    }
+    assert result["facts"]["yielding"]["right"] == 3
+
+
+def test_the_bench_reads_an_eval_and_its_data(templates: GroundedTemplates, tmp_path: Path, monkeypatch) -> None:
+    """bench/reasoning_facts.py finds the eval's data set through its manifest and scores the split it scored."""
+    from bench import reasoning_facts
+
+    data, evaluation = tmp_path / "data" / "d-v1", tmp_path / "eval" / "e-v1"
+    data.mkdir(parents=True)
+    evaluation.mkdir(parents=True)
+    records = [
+        {"id": f"f{index}", "ego_speed_mps": 9.6, "scene": scene, "speed_action": "KEEP"}
+        for index, scene in enumerate(SCENES)
+    ]
+    for split in ("train", "test"):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    rows = [
+        {"id": record["id"], "text": _trace(record["scene"], 9.6, 1, templates), "speed_correct": True}
+        for record in records
+    ]
+    (evaluation / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    class Opened:
+        def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+            self.path, self.manifest = path, manifest
+
+    manifests = {evaluation: {"split": "test", "inputs": [{"role": "data", "path": "../../data/d-v1"}]}, data: {}}
+    monkeypatch.setattr(reasoning_facts, "open_artifact", lambda path, *_, **__: Opened(path, manifests[Path(path)]))
+    result = reasoning_facts.eval_facts(evaluation, templates)
+    assert result["frames"] == 4
+    assert all(entry["right_rate"] == 1.0 for entry in result["facts"].values())
+    assert result["speed_accuracy_by_lead_fact"]["right"] == {"frames": 4, "speed_accuracy": 1.0}
+    assert result["speed_accuracy"] == 1.0 and result["fact_table"]["speed_accuracy"] == 1.0
+
+
+def test_a_table_of_the_true_facts_scores_what_they_decide_and_no_more() -> None:
+    """Train: an obstacle always means STOP, an empty lane KEEP twice and DECELERATE once. On four scored frames
+    the table gets the obstacle and the KEEPs right, not the DECELERATE; the majority action (KEEP) gets two."""
+    obstacle, empty = SCENES[1], SCENES[2]
+    train = [(obstacle, 9.6, "STOP"), (empty, 9.6, "KEEP"), (empty, 9.6, "KEEP"), (empty, 9.6, "DECELERATE")]
+    scored = [(obstacle, 9.6, "STOP"), (empty, 9.6, "KEEP"), (empty, 9.6, "KEEP"), (empty, 9.6, "DECELERATE")]
+    result = fact_table_accuracy(train, scored)
+    assert result["combinations"] == 2 and result["frames"] == 4
+    assert result["speed_accuracy"] == 0.75 and result["majority_speed_accuracy"] == 0.5
