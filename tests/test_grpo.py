@@ -373,21 +373,6 @@ def test_scoring_in_larger_chunks_changes_no_number(policy, tmp_path: Path, monk
             assert after[key] == pytest.approx(before[key], rel=1e-4, abs=1e-6), key
 
 
-@pytest.mark.parametrize(
-    ("vocabulary", "floor", "expected"),
-    [(1024, 64, 512), (49_157, 64, 84), (151_936, 8, 27), (151_936, 64, 64)],
-    ids=["small-preset", "smollm2", "qwen2-floor-8", "qwen2-floor-binds"],
-)
-def test_a_scoring_chunk_keeps_its_logits_under_the_cap(vocabulary: int, floor: int, expected: int) -> None:
-    """512 sequences of 257 scored positions: the small preset's 1k vocabulary keeps the whole rollout in one
-    pass; a real vocabulary is cut to 2**30 logits a pass, but never below TRL's own chunk."""
-    from alphadrive_cli.training.scoring import LOGITS_PER_SCORING_PASS, scoring_chunk
-
-    chunk = scoring_chunk(512, 257, vocabulary, floor)
-    assert chunk == expected
-    assert chunk == floor or chunk * 257 * vocabulary <= LOGITS_PER_SCORING_PASS
-
-
 @pytest.mark.parametrize("full_under_autocast", [False, True], ids=["lora", "full-fp32-weights-bf16-autocast"])
 def test_compiled_generation_decodes_rollouts_through_graph_sample(
     policy, tmp_path: Path, monkeypatch, recwarn, full_under_autocast: bool

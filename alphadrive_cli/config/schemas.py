@@ -617,8 +617,7 @@ class GrpoConfig(TrainingConfig):
         le=MAX_BATCH,
         description="completions per forward pass when a rollout is scored without gradients (old-policy and "
         "reference log-probabilities; null: per_device_batch_size, TRL's chunk); a larger chunk means fewer "
-        "launch-bound passes of a small model for more activation memory (docs/benchmarks.md); fewer where a "
-        "pass's logits would exceed 2^30 elements (a large vocabulary), never fewer than TRL's chunk",
+        "launch-bound passes of a small model for more activation memory (docs/benchmarks.md)",
     )
     compile_generation: bool = Field(
         True,
