@@ -26,7 +26,7 @@ from bench.report import report
 def split_records(data: Path, split: str) -> dict[str, dict[str, Any]]:
     """A data artifact's split as raw records by id: only their scene facts are read, so neither the images nor
     their hashes are needed."""
-    lines = (open_artifact(data, "data", check=False).path / f"{split}.jsonl").read_text().splitlines()
+    lines = (open_artifact(data, ("data", "distill"), check=False).path / f"{split}.jsonl").read_text().splitlines()
     return {record["id"]: record for record in map(json.loads, filter(None, lines))}
 
 
@@ -88,9 +88,10 @@ def main() -> None:
         {
             "fact": f"speed action right, lead fact {group}",
             **{
-                result["eval"]: f"{cell['speed_accuracy']:.2f} of {cell['frames']}"
+                result["eval"]: "{speed_accuracy:.2f} of {frames}".format(
+                    **result["speed_accuracy_by_lead_fact"][group]
+                )
                 for result in results
-                if (cell := result["speed_accuracy_by_lead_fact"][group])
             },
         }
         for group in ("right", "wrong or missing")

@@ -12,6 +12,7 @@ import pytest
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import GrpoConfig, SftConfig
 from alphadrive_cli.evaluation.metrics import open_loop_metrics, wilson_interval
+from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench import ablation
 
@@ -221,11 +222,11 @@ def test_a_grpo_rows_gain_over_its_sft_start_is_paired_on_the_same_frames(tmp_pa
     run = tmp_path / "open-rl"
     _write(start, "predictions.jsonl", [{"id": f"f{i}", "plan_correct": i < 2} for i in range(4)])
     _write(run, "predictions.jsonl", [{"id": f"f{i}", "plan_correct": i < 3} for i in reversed(range(4))])
-    gain = ablation.gain_over(ablation.plan_outcomes(start), ablation.plan_outcomes(run))
+    gain = gain_over(plan_outcomes(start), plan_outcomes(run))
     assert gain["difference"] == pytest.approx(0.25) and gain["frames"] == 4
     _write(run, "predictions.jsonl", [{"id": "other", "plan_correct": True}])
     with pytest.raises(ValueError, match="different frames"):
-        ablation.gain_over(ablation.plan_outcomes(start), ablation.plan_outcomes(run))
+        gain_over(plan_outcomes(start), plan_outcomes(run))
 
 
 def test_the_models_come_from_models_tiny_or_with_a_language_from_models_build() -> None:

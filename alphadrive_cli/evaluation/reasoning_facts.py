@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from alphadrive_cli.errors import BadInput
 from alphadrive_cli.teacher.grounded import GroundedTemplates, stated_facts
 
 NUMBER = r"-?\d+(?:\.\d+)?"
@@ -82,7 +83,9 @@ def compare_facts(
     """Per fact, over ``frames`` (scene, ego speed, the model's text, whether its speed action was right): how
     often the model states it right, wrong, or not at all, the states it confuses, the mean absolute error of its
     number where it states the right state, and the speed-action accuracy on frames whose lead fact it got right
-    against those it got wrong or left out (does a wrong perception explain a wrong plan?)."""
+    against those it got wrong or left out (does a wrong perception explain a wrong plan?). A fact the scene does
+    not have is not scored, except yielding: claiming to yield where nothing requires it counts as "claimed without
+    cause"."""
     patterns = phrase_patterns(templates)
     counts: dict[str, Counter[str]] = {}
     confusions: dict[str, Counter[str]] = {}
@@ -134,12 +137,15 @@ def fact_table_accuracy(
 ) -> dict[str, Any]:
     """How far perfect knowledge of the stated facts goes: the speed action most often labelled, in ``train``
     (scene, ego speed, speed action), for each combination of the states of TABLE_FACTS, scored on ``scored``
-    (unseen combinations get the overall majority), beside always answering the majority action."""
+    (unseen combinations get the overall majority), beside always answering the majority action. BadInput if
+    ``train`` is empty."""
     table: dict[tuple[str, ...], Counter[str]] = {}
     overall: Counter[str] = Counter()
     for scene, speed, action in train:
         table.setdefault(_fact_states(scene, speed), Counter())[action] += 1
         overall[action] += 1
+    if not overall:
+        raise BadInput("the train split has no frames to fit the table of facts on")
     majority = overall.most_common(1)[0][0]
     right = frames = majority_right = 0
     for scene, speed, action in scored:

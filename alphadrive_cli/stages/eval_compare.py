@@ -79,6 +79,12 @@ def _results(artifact: Artifact) -> dict:
 PAIRED_COLUMN = "planning accuracy vs first, same frames [95% CI]"
 
 
+def _frames_scored(artifact: Artifact) -> tuple[object, object]:
+    """Which frames an eval scored: its data set's content hash and its split."""
+    data = [item.get("content_hash") for item in artifact.manifest.get("inputs", []) if item.get("role") == "data"]
+    return (data[0] if data else None, artifact.manifest.get("split"))
+
+
 def _outcomes(artifact: Artifact) -> dict[str, bool] | None:
     """Which frames an open-loop eval planned right, by frame id; None for a closed-loop one (or one whose
     predictions do not say)."""
@@ -92,7 +98,7 @@ def _outcomes(artifact: Artifact) -> dict[str, bool] | None:
 
 def _paired_gain(base: dict[str, bool] | None, other: dict[str, bool] | None) -> str:
     """The planning accuracy difference over the first artifact with its paired bootstrap interval, where both
-    scored the same frames; "–" otherwise."""
+    scored the same frames (the same data set's split, the same frame ids); "–" otherwise."""
     if base is None or other is None or base.keys() != other.keys():
         return "–"
     gain = gain_over(base, other)
@@ -115,8 +121,11 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
         for title, path in _columns(vocabulary)
         if any(_lookup(values, path) is not None for values in results)
     ]
-    outcomes = [_outcomes(artifact) for artifact in artifacts]
-    paired = [_paired_gain(outcomes[0], other) for other in outcomes[1:]]
+    first = _outcomes(artifacts[0])
+    paired = [
+        _paired_gain(first, _outcomes(artifact) if _frames_scored(artifact) == _frames_scored(artifacts[0]) else None)
+        for artifact in artifacts[1:]
+    ]
     header = ["artifact", "frames", *(title for title, _ in columns)]
     if any(cell != "–" for cell in paired):
         header.append(PAIRED_COLUMN)
