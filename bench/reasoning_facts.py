@@ -13,6 +13,7 @@ same frames (how far perfect perception of what the traces state would go).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,17 @@ def split_records(data: Path, split: str) -> dict[str, dict[str, Any]]:
     return {record["id"]: record for record in map(json.loads, filter(None, lines))}
 
 
+@functools.cache
+def fact_table(data: Path, split: str) -> dict[str, Any]:
+    """`fact_table_accuracy` of a data set, fit on its train split and scored on ``split`` (once per data set and
+    split, however many evals share them)."""
+
+    def labelled(records: dict[str, dict[str, Any]]) -> list[tuple[dict[str, Any], float, str]]:
+        return [(r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in records.values()]
+
+    return fact_table_accuracy(labelled(split_records(data, "train")), labelled(split_records(data, split)))
+
+
 def eval_facts(eval_dir: Path, templates: GroundedTemplates) -> dict[str, Any]:
     """`compare_facts` over one open-loop eval's predictions and the records of the split it scored, and the
     `fact_table_accuracy` of its data set (fit on the train split) on that split."""
@@ -37,11 +49,7 @@ def eval_facts(eval_dir: Path, templates: GroundedTemplates) -> dict[str, Any]:
     data_input = next(item for item in artifact.manifest["inputs"] if item["role"] == "data")
     data = (eval_dir / data_input["path"]).resolve()
     records = split_records(data, artifact.manifest["split"])
-    train = split_records(data, "train").values()
-    ceiling = fact_table_accuracy(
-        ((r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in train),
-        ((r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in records.values()),
-    )
+    ceiling = fact_table(data, artifact.manifest["split"])
     predictions = [json.loads(line) for line in (eval_dir / "predictions.jsonl").read_text().splitlines() if line]
     frames = [
         (records[row["id"]].get("scene") or {}, records[row["id"]]["ego_speed_mps"], row["text"], row["speed_correct"])

@@ -106,17 +106,19 @@ def compare_facts(
                 speed_by_lead["right" if outcome == "right" else "wrong or missing"].append(speed_right)
         if "yielding" in claims and "yielding" not in truth:
             counts.setdefault("yielding", Counter())["claimed without cause"] += 1
+
+    def summary(fact: str, count: Counter[str]) -> dict[str, Any]:
+        frames = count["right"] + count["wrong"] + count["missing"]
+        return {
+            "frames": frames,
+            **{key: count[key] for key in ("right", "wrong", "missing", "claimed without cause") if key in count},
+            "right_rate": round(count["right"] / max(1, frames), 4),
+            "confusions": dict(confusions.get(fact, Counter()).most_common(5)),
+            **({"mean_abs_error": round(sum(errors[fact]) / len(errors[fact]), 3)} if errors.get(fact) else {}),
+        }
+
     return {
-        "facts": {
-            fact: {
-                "frames": sum(count[key] for key in ("right", "wrong", "missing")),
-                **{key: count[key] for key in ("right", "wrong", "missing", "claimed without cause") if key in count},
-                "right_rate": round(count["right"] / max(1, count["right"] + count["wrong"] + count["missing"]), 4),
-                "confusions": dict(confusions.get(fact, Counter()).most_common(5)),
-                **({"mean_abs_error": round(sum(errors[fact]) / len(errors[fact]), 3)} if errors.get(fact) else {}),
-            }
-            for fact, count in sorted(counts.items())
-        },
+        "facts": {fact: summary(fact, count) for fact, count in sorted(counts.items())},
         "speed_accuracy_by_lead_fact": {
             group: {"frames": len(rights), "speed_accuracy": round(sum(rights) / max(1, len(rights)), 4)}
             for group, rights in speed_by_lead.items()

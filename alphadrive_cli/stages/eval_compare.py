@@ -121,9 +121,9 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
         for title, path in _columns(vocabulary)
         if any(_lookup(values, path) is not None for values in results)
     ]
-    first = _outcomes(artifacts[0])
+    first, first_frames = _outcomes(artifacts[0]), _frames_scored(artifacts[0])
     paired = [
-        _paired_gain(first, _outcomes(artifact) if _frames_scored(artifact) == _frames_scored(artifacts[0]) else None)
+        _paired_gain(first, _outcomes(artifact) if _frames_scored(artifact) == first_frames else None)
         for artifact in artifacts[1:]
     ]
     header = ["artifact", "frames", *(title for title, _ in columns)]

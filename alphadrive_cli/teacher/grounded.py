@@ -235,6 +235,15 @@ def _scene_sentences(scene: dict[str, Any], speed: float, rng: random.Random, t:
     return sentences
 
 
+def _observation_sentences(scene: dict[str, Any], speed: float, rng: random.Random, t: Phrasing) -> list[str]:
+    """What a trace observes: the speed (against the limit when known), then the scene facts."""
+    limit = _number(scene.get("speed_limit_mps"))
+    return [
+        _speed_sentence(speed, limit if limit and limit > 0 else None, rng, t),
+        *_scene_sentences(scene, speed, rng, t),
+    ]
+
+
 class _FactRecorder:
     """A Phrasing that writes nothing and records each leaf a trace would state, with its values."""
 
@@ -251,10 +260,7 @@ def stated_facts(scene: dict[str, Any], ego_speed_mps: float) -> list[tuple[str,
     frame with these scene facts and speed states: what a faithful reasoning says about the frame (navigation and
     conclusions left out). The same leaves for every phrasing and random draw."""
     recorder = _FactRecorder()
-    limit = _number(scene.get("speed_limit_mps"))
-    rng = random.Random(0)
-    _speed_sentence(ego_speed_mps, limit if limit and limit > 0 else None, rng, recorder)
-    _scene_sentences(scene, ego_speed_mps, rng, recorder)
+    _observation_sentences(scene, ego_speed_mps, random.Random(0), recorder)
     return [(leaf, values) for leaf, values in recorder.facts if leaf != "lanes.both"]
 
 
@@ -270,12 +276,9 @@ def grounded_trace(
     scene facts are present and well-formed, then concludes with the label's speed and path action.
     The same ``rng`` state gives the same text. ValueError if the label has no conclusion sentences.
     """
-    scene = record.scene or {}
-    limit = _number(scene.get("speed_limit_mps"))
     sentences = [
         templates.pick(rng, "navigation", navigation=record.navigation.strip()),
-        _speed_sentence(record.ego_speed_mps, limit if limit and limit > 0 else None, rng, templates),
-        *_scene_sentences(scene, record.ego_speed_mps, rng, templates),
+        *_observation_sentences(record.scene or {}, record.ego_speed_mps, rng, templates),
     ]
     for head, action in (("speed", record.speed_action), ("path", record.path_action)):
         leaf = f"conclusion.{head}.{action}"
