@@ -163,8 +163,8 @@ def _scored_data(args: argparse.Namespace) -> str:
 
 
 def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
-    """Open-loop (test split) and closed-loop scoring of one trained row, and with --samples K > 1 open loop
-    with K sampled answers per frame."""
+    """Open-loop (test split) and, with --episodes > 0, closed-loop scoring of one trained row, and with
+    --samples K > 1 open loop with K sampled answers per frame."""
     model, scale, data = f"@{row}-s{seed}", ("--scale", args.scale), _scored_data(args)
     sampled = ("--set", f"samples={args.samples}")
     return [
@@ -174,21 +174,27 @@ def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
             if args.samples > 1
             else []
         ),
-        Job(
-            f"closed-{row}-s{seed}",
-            (
-                "eval",
-                "--closed-loop",
-                "--model",
-                model,
-                "--data",
-                data,
-                *scale,
-                "--seeds",  # each model seed drives its own simulator seeds: the seeds of a row pool into one sample
-                ",".join(str(seed * args.episodes + episode) for episode in range(args.episodes)),
-                "--set",
-                f"closed_loop.seconds={args.seconds}",
-            ),
+        *(
+            [
+                Job(
+                    f"closed-{row}-s{seed}",
+                    (
+                        "eval",
+                        "--closed-loop",
+                        "--model",
+                        model,
+                        "--data",
+                        data,
+                        *scale,
+                        "--seeds",  # each model seed drives its own simulator seeds: a row's seeds pool into one sample
+                        ",".join(str(seed * args.episodes + episode) for episode in range(args.episodes)),
+                        "--set",
+                        f"closed_loop.seconds={args.seconds}",
+                    ),
+                )
+            ]
+            if args.episodes > 0
+            else []
         ),
     ]
 
@@ -452,14 +458,15 @@ def braking_share(closed: Path) -> float:
     return sum(decision["plan"][0] in BRAKING for decision in decisions) / max(1, len(decisions))
 
 
-def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str, Any] | None:
-    """One trained row's training metrics, open-loop metrics (test split) and closed-loop metrics (model and
-    expert), or None while its evaluations are not both done."""
+def scores(
+    root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop: bool = True
+) -> dict[str, Any] | None:
+    """One trained row's training metrics, open-loop metrics (test split) and, with ``closed_loop``, closed-loop
+    metrics (model and expert), or None while its evaluations are not all done."""
     opened, closed = paths.get(f"open-{row}-s{seed}"), paths.get(f"closed-{row}-s{seed}")
-    if opened is None or closed is None:
+    if opened is None or (closed_loop and closed is None):
         return None
     metrics = json.loads((opened / "metrics.json").read_text())
-    drivers = json.loads((closed / "closed_loop.json").read_text())["drivers"]
     trained = paths[f"{row}-s{seed}"]
     start = f"{RL_START[row]}-s{seed}" if row in RL_START else None  # GRPO after an SFT row: that SFT counts
     chain = [f"{row}-s{seed}", *([start] if start else [])]
@@ -476,11 +483,9 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
         "speed_f1": {a: v["f1"] for a, v in metrics["speed"]["per_class"].items()},
         "path_f1": {a: v["f1"] for a, v in metrics["path"]["per_class"].items()},
         "speed_confusion": speed_confusion(metrics["speed"]),
-        "closed_loop": drivers["model"]["overall"],
-        "closed_loop_braking_share": round(braking_share(closed), 4),
-        "expert_closed_loop": drivers["expert"]["overall"],
+        **(_closed_loop_scores(closed) if closed_loop and closed is not None else {}),
         "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
-        "eval_artifacts": [str(opened.relative_to(root)), str(closed.relative_to(root))],
+        "eval_artifacts": [str(path.relative_to(root)) for path in (opened, closed) if path is not None],
         **({"gain_over_sft": gain_over(plan_outcomes(start_eval), plan_outcomes(opened))} if start_eval else {}),
         # the same on each frame's first sampled answer, the decoding of the paper's released RL evaluation
         **(
@@ -496,6 +501,16 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int) -> dict[str,
             else {}
         ),
         **_sampled_scores(metrics, sampled, answer_only=row.startswith(ANSWER_ONLY)),
+    }
+
+
+def _closed_loop_scores(closed: Path) -> dict[str, Any]:
+    """A closed-loop eval's overall metrics for the model and the expert beside it, and the model's braking share."""
+    drivers = json.loads((closed / "closed_loop.json").read_text())["drivers"]
+    return {
+        "closed_loop": drivers["model"]["overall"],
+        "closed_loop_braking_share": round(braking_share(closed), 4),
+        "expert_closed_loop": drivers["expert"]["overall"],
     }
 
 
@@ -539,11 +554,7 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "speed macro F1": cell([r["speed_macro_f1"] for r in runs]),
                 "path macro F1": cell([r["path_macro_f1"] for r in runs]),
                 "format valid": cell([r["format_valid_rate"] for r in runs]),
-                "collisions": cell([r["closed_loop"]["collision_rate"] for r in runs], "{:.2f}"),
-                "collisions, seeds pooled [95% CI]": pooled_collisions([r["closed_loop"] for r in runs]),
-                "route completion": cell([r["closed_loop"]["route_completion_rate"] for r in runs], "{:.2f}"),
-                "speed m/s": cell([r["closed_loop"]["mean_speed_mps"] for r in runs], "{:.1f}"),
-                "unparsed plans": cell([r["closed_loop"]["parse_failure_rate"] for r in runs], "{:.2f}"),
+                **_closed_loop_cells([r.get("closed_loop") for r in runs]),
                 "train s": cell([r["train_wall_s"] for r in runs], "{:.0f}"),
                 **{
                     title: " / ".join(_gain_text(r[key]) for r in runs) if all(key in r for r in runs) else "–"
@@ -554,7 +565,12 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
         )
     # the expert drives each seed's simulator seeds: one per seed, from any row that has that seed
     experts = list(
-        {seed: run["expert_closed_loop"] for by_seed in results.values() for seed, run in by_seed.items()}.values()
+        {
+            seed: run["expert_closed_loop"]
+            for by_seed in results.values()
+            for seed, run in by_seed.items()
+            if "expert_closed_loop" in run
+        }.values()
     )
     if experts:
         rows.append(
@@ -565,16 +581,35 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "speed macro F1": "–",
                 "path macro F1": "–",
                 "format valid": "–",
-                "collisions": cell([expert["collision_rate"] for expert in experts], "{:.2f}"),
-                "collisions, seeds pooled [95% CI]": pooled_collisions(experts),
-                "route completion": cell([expert["route_completion_rate"] for expert in experts], "{:.2f}"),
-                "speed m/s": cell([expert["mean_speed_mps"] for expert in experts], "{:.1f}"),
+                **_closed_loop_cells(experts),
                 "unparsed plans": "–",
                 "train s": "–",
                 **dict.fromkeys(GAIN_COLUMNS, "–"),
             }
         )
     return rows
+
+
+CLOSED_LOOP_COLUMNS = ("collisions", "collisions, seeds pooled [95% CI]", "route completion", "speed m/s", "unparsed plans")
+
+
+def _closed_loop_cells(overalls: list[dict[str, Any] | None]) -> dict[str, str]:
+    """The closed-loop columns of one table row from each seed's overall metrics; "–" where a seed has none (a run
+    with --episodes 0) or a driver reports no parse failures (the expert)."""
+    if not overalls or any(overall is None for overall in overalls):
+        return dict.fromkeys(CLOSED_LOOP_COLUMNS, "–")
+    known = [overall for overall in overalls if overall is not None]
+    return {
+        "collisions": cell([o["collision_rate"] for o in known], "{:.2f}"),
+        "collisions, seeds pooled [95% CI]": pooled_collisions(known),
+        "route completion": cell([o["route_completion_rate"] for o in known], "{:.2f}"),
+        "speed m/s": cell([o["mean_speed_mps"] for o in known], "{:.1f}"),
+        "unparsed plans": (
+            cell([o["parse_failure_rate"] for o in known], "{:.2f}")
+            if all("parse_failure_rate" in o for o in known)
+            else "–"
+        ),
+    }
 
 
 def pooled_collisions(overalls: list[dict[str, Any]]) -> str:
@@ -687,7 +722,9 @@ def main() -> None:
         "--judge", action="store_true", help="judge every plan of the data (data sim --judge), add the safety row"
     )
     parser.add_argument("--samples", type=int, default=0, help="with K > 1, also score K sampled answers per frame")
-    parser.add_argument("--episodes", type=int, default=2, help="closed-loop episodes per scenario")
+    parser.add_argument(
+        "--episodes", type=int, default=2, help="closed-loop episodes per scenario (0: open loop only)"
+    )
     parser.add_argument("--seconds", type=float, default=15, help="closed-loop seconds per episode")
     parser.add_argument("--jobs", type=int, default=1, help="commands run at the same time")
     parser.add_argument(
@@ -705,7 +742,7 @@ def main() -> None:
     results: dict[str, dict[int, dict[str, Any]]] = {}
     for row in (*ROWS, *CONTROLS.values(), SAFETY_ROW, *REWARD_ABLATIONS):
         for seed in args.seeds:
-            if (scored := scores(args.root, paths, row, seed)) is not None:
+            if (scored := scores(args.root, paths, row, seed, closed_loop=args.episodes > 0)) is not None:
                 results.setdefault(row, {})[seed] = scored
     columns = (
         "configuration",
@@ -714,11 +751,7 @@ def main() -> None:
         "speed macro F1",
         "path macro F1",
         "format valid",
-        "collisions",
-        "collisions, seeds pooled [95% CI]",
-        "route completion",
-        "speed m/s",
-        "unparsed plans",
+        *CLOSED_LOOP_COLUMNS,
         "train s",
         "gain over its SFT [95% CI], per seed",
         *PROTOCOL_COLUMNS,
@@ -730,7 +763,7 @@ def main() -> None:
         f"model: {model_description(args)}; "
         f"scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
         f"GRPO {args.grpo_steps} steps{'; plans judged by the simulator' if args.judge else ''}; "
-        f"closed loop: 5 scenarios x {args.episodes} seeds x {args.seconds} s; "
+        f"closed loop: {f'5 scenarios x {args.episodes} seeds x {args.seconds} s' if args.episodes else 'none'}; "
         f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s"
     )
     report(

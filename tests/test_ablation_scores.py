@@ -329,3 +329,18 @@ def test_the_supervised_control_continues_each_rl_rows_sft_on_every_label_for_as
     shared = {job.key: job for job in ablation.plan(_ablation_args(rows=["sft_rl"], supervised_control=True))}
     assert "traces_all" not in shared and shared["sft_reasoning_more-s0"].args[:5] == (
         "sft", "--data", "@traces", "--model", "@sft_reasoning-s0")  # fmt: skip
+
+
+def test_with_no_episodes_rows_are_scored_open_loop_only(tmp_path: Path) -> None:
+    keys = {job.key for job in ablation.plan(_ablation_args(episodes=0))}
+    assert "open-sft_rl-s0" in keys and not any(key.startswith("closed-") for key in keys)
+    metrics = open_loop_metrics([("KEEP", "STRAIGHT")], ["<think>t</think><answer>KEEP, STRAIGHT</answer>"])
+    paths = {"sft_rl-s0": tmp_path / "grpo", "open-sft_rl-s0": tmp_path / "open"}
+    _write(paths["sft_rl-s0"], "manifest.json", {"metrics": {}})
+    _write(paths["open-sft_rl-s0"], "metrics.json", metrics)
+    assert ablation.scores(tmp_path, paths, "sft_rl", 0) is None  # a closed-loop run waits for its closed loop
+    scored = ablation.scores(tmp_path, paths, "sft_rl", 0, closed_loop=False)
+    assert scored is not None and "closed_loop" not in scored and scored["eval_artifacts"] == ["open"]
+    (row,) = ablation.summary_rows({"sft_rl": {0: scored}})  # no expert row: nobody drove
+    assert row["planning accuracy"] == "1.000"
+    assert all(row[column] == "–" for column in ablation.CLOSED_LOOP_COLUMNS)
