@@ -373,8 +373,9 @@ def execute(
     """Run ``jobs`` in dependency order, ``workers`` at a time; after ``budget_s`` seconds start nothing new and
     stop what runs. A stage that runs out of GPU memory while others run starts again (resuming its checkpoint)
     once another stage has ended, up to MEMORY_RETRIES times, and from then on one stage fewer runs at once (at
-    least one), so that stages larger than ``workers`` allows for stop crowding each other out of the GPU. The
-    artifact path of every job that is done."""
+    least one), so that stages larger than ``workers`` allows for stop crowding each other out of the GPU; stages
+    that started before such a lowering and then run out of memory lower it no further. The artifact path of
+    every job that is done."""
     paths = {job.key: path for job in jobs if (path := published(root, job.key)) is not None}
     failed: set[str] = set()
     runner = runner or Runner(root, max(1, (os.cpu_count() or 1) // workers))
@@ -384,6 +385,7 @@ def execute(
     held: dict[str, int] = {}  # stage out of memory -> stages ended when it was; it waits for one more to end
     memory_retries: dict[str, int] = {}
     limit = workers  # stages at once: lowered by one each time a stage runs out of GPU memory beside others
+    started_under: dict[Future[Path], int] = {}  # the limit each running stage started under
     with ThreadPoolExecutor(workers) as pool:
         while True:
             open_jobs = [
@@ -398,7 +400,8 @@ def execute(
                     and all(need in paths for need in job.needs)
                     and held.get(job.key, -1) < ended
                 ):
-                    futures[pool.submit(runner, job, paths)] = job
+                    future = pool.submit(runner, job, paths)
+                    futures[future], started_under[future] = job, limit
             if not futures:
                 return paths
             remaining = deadline - time.monotonic()
@@ -408,7 +411,7 @@ def execute(
             if time.monotonic() >= deadline:
                 runner.stop()
             for future in finished:
-                job = futures.pop(future)
+                job, crowd = futures.pop(future), started_under.pop(future)
                 ended += 1
                 try:
                     paths[job.key] = future.result()
@@ -422,7 +425,8 @@ def execute(
                         memory_retries[job.key] = retries + 1
                         if not others_ended_too:
                             held[job.key] = ended
-                        limit = max(1, limit - 1)
+                        if crowd == limit:  # a stage that started in a larger crowd says nothing new
+                            limit = max(1, limit - 1)
                         print(
                             f"{job.key} ran out of GPU memory beside other stages: it starts again once one ends; "
                             f"at most {limit} stages at once from now on",

@@ -77,8 +77,10 @@ start)
     ;;
 poll)
     sleep "${2:-60}"
+    # a lent machine can be taken back between calls: every poll brings back what is done so far, packed before
+    # anything is printed, so that output cut short (a closed pipe, a call's time limit) cannot lose it
+    pack
     progress
-    pack  # a lent machine can be taken back between calls: every poll brings back what is done so far
     ;;
 stash)
     stash
@@ -86,8 +88,8 @@ stash)
     ;;
 collect)
     while kill -0 "$(cat "$WORK/pid")" 2>/dev/null; do sleep 5; done
-    progress
     pack
+    progress
     ls -la "$OUT"
     ;;
 *)

@@ -107,3 +107,20 @@ def test_each_study_run_is_compared_with_the_reference_configuration_on_the_same
     low, high = by_config[other]["val_reference_ci95"]
     assert 0 < low <= 0.5 <= high
     assert by_config[other]["val_gain_over_sft"] == 0.75
+
+
+def test_stages_of_one_crowd_out_of_memory_together_lower_the_limit_once(tmp_path: Path) -> None:
+    """Three of four stages started together run out of memory (the last device run): four at once did not fit,
+    so three at once is the next try, not one."""
+    greedy = {f"greedy{index}": 0.05 * (index + 1) for index in range(3)}
+    slow = {f"slow{index}": 0.4 for index in range(4)}
+    jobs = [Job("long", ("x",)), *(Job(key, ("x",)) for key in greedy), *(Job(key, ("x",)) for key in slow)]
+    runner = ScriptedRunner(tmp_path, {"long": 0.6, **greedy, **slow}, dict.fromkeys(greedy, 1))
+    paths = execute(jobs, tmp_path, workers=4, budget_s=float("inf"), runner=runner)
+    assert set(paths) == {"long", *greedy, *slow}
+    running, most_after_failures, failures = 0, 0, 0
+    for kind, _ in runner.events:
+        running += {"start": 1, "end": -1, "failed": -1}[kind]
+        failures += kind == "failed"
+        most_after_failures = max(most_after_failures, running) if failures == 3 else 0
+    assert most_after_failures == 3
