@@ -462,9 +462,7 @@ def braking_share(closed: Path) -> float:
     return sum(decision["plan"][0] in BRAKING for decision in decisions) / max(1, len(decisions))
 
 
-def scores(
-    root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop: bool = True
-) -> dict[str, Any] | None:
+def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop: bool = True) -> dict[str, Any] | None:
     """One trained row's training metrics, open-loop metrics (test split) and, with ``closed_loop``, closed-loop
     metrics (model and expert), or None while its evaluations are not all done."""
     opened, closed = paths.get(f"open-{row}-s{seed}"), paths.get(f"closed-{row}-s{seed}")
@@ -594,7 +592,13 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
     return rows
 
 
-CLOSED_LOOP_COLUMNS = ("collisions", "collisions, seeds pooled [95% CI]", "route completion", "speed m/s", "unparsed plans")
+CLOSED_LOOP_COLUMNS = (
+    "collisions",
+    "collisions, seeds pooled [95% CI]",
+    "route completion",
+    "speed m/s",
+    "unparsed plans",
+)
 
 
 def _closed_loop_cells(overalls: list[dict[str, Any] | None]) -> dict[str, str]:
@@ -726,9 +730,7 @@ def main() -> None:
         "--judge", action="store_true", help="judge every plan of the data (data sim --judge), add the safety row"
     )
     parser.add_argument("--samples", type=int, default=0, help="with K > 1, also score K sampled answers per frame")
-    parser.add_argument(
-        "--episodes", type=int, default=2, help="closed-loop episodes per scenario (0: open loop only)"
-    )
+    parser.add_argument("--episodes", type=int, default=2, help="closed-loop episodes per scenario (0: open loop only)")
     parser.add_argument("--seconds", type=float, default=15, help="closed-loop seconds per episode")
     parser.add_argument("--jobs", type=int, default=1, help="commands run at the same time")
     parser.add_argument(

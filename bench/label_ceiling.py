@@ -1,0 +1,221 @@
+"""How much of a data set's speed labels can be predicted from what its records say about the frame?
+
+Usage: python -m bench.label_ceiling DATA [DATA ...] [--seeds 0 1 2 3 4] [--out FILE]
+
+Fits a small classifier (an MLP, epochs chosen on the validation split) from each record's recorded scene state to
+its speed action, on the train split, and scores the test split once, for three inputs:
+- ``facts``: the states of the facts a grounded trace states (speed against the limit, lead vehicle, its motion,
+  junction, yielding): a lookup table, as `bench.reasoning_facts` fits it;
+- ``frame``: every number the record holds about its frame (ego speed and limit, the lead's gap, closing speed and
+  kind, lanes, junction distance, traffic, yielding, scenario, the navigation instruction): what a perfect perceiver
+  of one frame, and its numbers, could know;
+- ``two frames``: the same plus the previous frame's ego speed and lead gap (one second earlier, same episode):
+  what a second image adds.
+Each score is a lower bound on what that input allows, since the classifier is small; where even ``frame`` leaves a
+class unpredictable, no model that sees one frame should be expected to learn it, by SFT or by RL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from bench.common import device_facts
+from bench.reasoning_facts import fact_table, split_records
+from bench.report import report
+
+SPEED_ACTIONS = DEFAULT_VOCABULARY.speed
+
+LANE_STATES = ("free", "occupied", "none")
+NO_LEAD_GAP_M = 100.0  # the gap a frame without a lead vehicle gets (and the cap on every gap)
+NO_JUNCTION_M = 200.0
+
+
+def frame_numbers(record: dict[str, Any]) -> list[float]:
+    """The numbers one record holds about its frame (categorical fields as one-hot, see `categories`)."""
+    scene = record.get("scene") or {}
+    lead = scene.get("lead_vehicle") or {}
+    speed, limit = record["ego_speed_mps"], scene.get("speed_limit_mps") or 0.0
+    junction = scene.get("distance_to_junction_m")
+    return [
+        speed,
+        limit,
+        speed - limit,
+        float(bool(lead)),
+        float(lead.get("kind") == "obstacle"),
+        lead_gap(record),
+        lead.get("relative_speed_mps", 0.0),
+        float(scene.get("lanes") or 1),
+        float(scene.get("lane") or 0),
+        *(float(scene.get("left_lane") == state) for state in LANE_STATES),
+        *(float(scene.get("right_lane") == state) for state in LANE_STATES),
+        NO_JUNCTION_M if junction is None else min(junction, NO_JUNCTION_M),
+        float(scene.get("vehicles_within_50m") or 0),
+        float(bool(scene.get("yielding"))),
+    ]
+
+
+def previous_numbers(record: dict[str, Any], previous: dict[str, Any] | None) -> list[float]:
+    """What the frame one step earlier in the same episode adds: its ego speed and lead gap, as changes."""
+    if previous is None:
+        return [0.0, 0.0, 0.0]
+    return [1.0, record["ego_speed_mps"] - previous["ego_speed_mps"], lead_gap(record) - lead_gap(previous)]
+
+
+def lead_gap(record: dict[str, Any]) -> float:
+    """The gap to the lead vehicle, capped; NO_LEAD_GAP_M without one."""
+    lead = (record.get("scene") or {}).get("lead_vehicle") or {}
+    return min(lead.get("gap_m", NO_LEAD_GAP_M), NO_LEAD_GAP_M)
+
+
+def categories(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """The scenarios and navigation instructions of the train split, for one-hot columns."""
+    return {
+        "scenario": sorted({r.get("source", {}).get("scenario", "") for r in records}),
+        "navigation": sorted({r.get("navigation", "") for r in records}),
+    }
+
+
+def features(
+    records: dict[str, dict[str, Any]], vocab: dict[str, list[str]], two_frames: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's feature matrix and speed-action targets."""
+    by_frame = {(r["source"]["episode"], r["source"]["frame"]): r for r in records.values() if "source" in r}
+    rows, targets = [], []
+    for record in records.values():
+        row = frame_numbers(record)
+        row += [float(record.get("source", {}).get("scenario", "") == name) for name in vocab["scenario"]]
+        row += [float(record.get("navigation", "") == text) for text in vocab["navigation"]]
+        if two_frames:
+            source = record.get("source", {})
+            row += previous_numbers(record, by_frame.get((source.get("episode"), source.get("frame", 0) - 1)))
+        rows.append(row)
+        targets.append(SPEED_ACTIONS.index(record["speed_action"]))
+    return torch.tensor(rows), torch.tensor(targets)
+
+
+def fit_and_score(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    seed: int,
+    epochs: int = 400,
+) -> dict[str, Any]:
+    """Train an MLP on ``train`` (full batch), keep the epoch best on ``val``, score ``test`` once with it."""
+    torch.manual_seed(seed)
+    mean, std = train[0].mean(0), train[0].std(0).clamp_min(1e-6)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(train[0].shape[1], 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, len(SPEED_ACTIONS)),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+
+    def predict(inputs: torch.Tensor) -> torch.Tensor:
+        return model((inputs - mean) / std).argmax(-1)
+
+    best_val, best_epoch, best_state = -1.0, 0, None
+    for epoch in range(1, epochs + 1):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model((train[0] - mean) / std), train[1]).backward()
+        optimizer.step()
+        if epoch % 10 == 0:
+            with torch.no_grad():
+                accuracy = (predict(val[0]) == val[1]).float().mean().item()
+            if accuracy > best_val:
+                best_val, best_epoch = accuracy, epoch
+                best_state = {key: value.clone() for key, value in model.state_dict().items()}
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    with torch.no_grad():
+        answers = predict(test[0])
+    return {"val_accuracy": best_val, "epoch": best_epoch, **scored(answers, test[1])}
+
+
+def scored(answers: torch.Tensor, truths: torch.Tensor) -> dict[str, Any]:
+    """Accuracy and each speed action's recall."""
+    recall = {
+        action: round(((answers == index) & (truths == index)).sum().item() / max(1, (truths == index).sum().item()), 4)
+        for index, action in enumerate(SPEED_ACTIONS)
+    }
+    return {"test_accuracy": round((answers == truths).float().mean().item(), 4), "recall": recall}
+
+
+def ceilings(data: Path, seeds: Sequence[int]) -> dict[str, Any]:
+    """Every input's score on one data set: the fact table once, the MLPs once per seed."""
+    splits = {name: split_records(data, name) for name in ("train", "val", "test")}
+    vocab = categories(list(splits["train"].values()))
+    test_truths = torch.tensor([SPEED_ACTIONS.index(r["speed_action"]) for r in splits["test"].values()])
+    result: dict[str, Any] = {
+        "data": str(data),
+        "frames": {name: len(records) for name, records in splits.items()},
+        "always KEEP": scored(torch.full_like(test_truths, SPEED_ACTIONS.index("KEEP")), test_truths),
+        "facts": fact_table(data, "test"),
+    }
+    for name, two_frames in (("frame", False), ("two frames", True)):
+        train, val, test = (features(splits[split], vocab, two_frames) for split in ("train", "val", "test"))
+        result[name] = [fit_and_score(train, val, test, seed) for seed in seeds]
+    return result
+
+
+def spread(values: Sequence[float]) -> str:
+    """The mean with the min-max over seeds."""
+    return f"{statistics.fmean(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, nargs="+", help="data artifacts (`data sim`), each scored on its own")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    results = [ceilings(data, args.seeds) for data in args.data]
+    rows = []
+    for result in results:
+        keep, facts = result["always KEEP"], result["facts"]
+        rows.append(
+            {
+                "data": result["data"],
+                "input": "always KEEP",
+                "test speed accuracy": f"{keep['test_accuracy']:.3f}",
+                "DECELERATE recall": f"{keep['recall']['DECELERATE']:.2f}",
+            }
+        )
+        rows.append(
+            {
+                "data": result["data"],
+                "input": "facts (lookup table)",
+                "test speed accuracy": f"{facts['speed_accuracy']:.3f}",
+            }
+        )
+        for name in ("frame", "two frames"):
+            runs = result[name]
+            rows.append(
+                {
+                    "data": result["data"],
+                    "input": f"{name} (MLP, {len(runs)} seeds)",
+                    "test speed accuracy": spread([run["test_accuracy"] for run in runs]),
+                    "DECELERATE recall": spread([run["recall"]["DECELERATE"] for run in runs]),
+                }
+            )
+    report(
+        ["data", "input", "test speed accuracy", "DECELERATE recall"],
+        rows,
+        args.out,
+        **device_facts(),
+        command="python -m bench.label_ceiling " + " ".join(map(str, args.data)),
+        seeds=args.seeds,
+        results=results,
+    )
+
+
+if __name__ == "__main__":
+    main()
