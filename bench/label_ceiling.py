@@ -6,13 +6,14 @@ Fits a small classifier (an MLP, epochs chosen on the validation split) from eac
 its speed action, on the train split, and scores the test split once, for three inputs:
 - ``facts``: the states of the facts a grounded trace states (speed against the limit, lead vehicle, its motion,
   junction, yielding): a lookup table, as `bench.reasoning_facts` fits it;
-- ``frame``: every number the record holds about its frame (ego speed and limit, the lead's gap, closing speed and
-  kind, lanes, junction distance, traffic, yielding, scenario, the navigation instruction): what a perfect perceiver
-  of one frame, and its numbers, could know;
-- ``two frames``: the same plus the previous frame's ego speed and lead gap (one second earlier, same episode):
-  what a second image adds.
-Each score is a lower bound on what that input allows, since the classifier is small; where even ``frame`` leaves a
-class unpredictable, no model that sees one frame should be expected to learn it, by SFT or by RL.
+- ``one frame``: every number the record holds about its frame that one image and the prompt can show (ego speed
+  and limit, the lead's gap and kind, lanes, junction distance, traffic, yielding, scenario, the navigation
+  instruction): what a perfect perceiver of one frame could know;
+- ``one frame + closing speed``: the same plus the lead's speed relative to the ego, which one image cannot show;
+- ``two frames``: ``one frame`` plus the previous frame's ego speed and lead gap (one second earlier, same
+  episode), as changes: what a second image, or the speed a second earlier in the prompt, adds.
+Each score is a lower bound on what that input allows, since the classifier is small; where even the richest input
+leaves a class unpredictable, no model that sees it should be expected to learn that class, by SFT or by RL.
 """
 
 from __future__ import annotations
@@ -35,10 +36,16 @@ SPEED_ACTIONS = DEFAULT_VOCABULARY.speed
 LANE_STATES = ("free", "occupied", "none")
 NO_LEAD_GAP_M = 100.0  # the gap a frame without a lead vehicle gets (and the cap on every gap)
 NO_JUNCTION_M = 200.0
+INPUTS = {  # name: (the lead's closing speed given, the previous frame's given)
+    "one frame": (False, False),
+    "one frame + closing speed": (True, False),
+    "two frames": (False, True),
+}
 
 
-def frame_numbers(record: dict[str, Any]) -> list[float]:
-    """The numbers one record holds about its frame (categorical fields as one-hot, see `categories`)."""
+def frame_numbers(record: dict[str, Any], closing_speed: bool) -> list[float]:
+    """The numbers one record holds about its frame (categorical fields as one-hot, see `categories`); the lead's
+    relative speed only with ``closing_speed``."""
     scene = record.get("scene") or {}
     lead = scene.get("lead_vehicle") or {}
     speed, limit = record["ego_speed_mps"], scene.get("speed_limit_mps") or 0.0
@@ -50,7 +57,7 @@ def frame_numbers(record: dict[str, Any]) -> list[float]:
         float(bool(lead)),
         float(lead.get("kind") == "obstacle"),
         lead_gap(record),
-        lead.get("relative_speed_mps", 0.0),
+        *([lead.get("relative_speed_mps", 0.0)] if closing_speed else []),
         float(scene.get("lanes") or 1),
         float(scene.get("lane") or 0),
         *(float(scene.get("left_lane") == state) for state in LANE_STATES),
@@ -83,13 +90,13 @@ def categories(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def features(
-    records: dict[str, dict[str, Any]], vocab: dict[str, list[str]], two_frames: bool
+    records: dict[str, dict[str, Any]], vocab: dict[str, list[str]], closing_speed: bool, two_frames: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split's feature matrix and speed-action targets."""
+    """A split's feature matrix and speed-action targets (``INPUTS`` says which input each flag pair is)."""
     by_frame = {(r["source"]["episode"], r["source"]["frame"]): r for r in records.values() if "source" in r}
     rows, targets = [], []
     for record in records.values():
-        row = frame_numbers(record)
+        row = frame_numbers(record, closing_speed)
         row += [float(record.get("source", {}).get("scenario", "") == name) for name in vocab["scenario"]]
         row += [float(record.get("navigation", "") == text) for text in vocab["navigation"]]
         if two_frames:
@@ -160,8 +167,10 @@ def ceilings(data: Path, seeds: Sequence[int]) -> dict[str, Any]:
         "always KEEP": scored(torch.full_like(test_truths, SPEED_ACTIONS.index("KEEP")), test_truths),
         "facts": fact_table(data, "test"),
     }
-    for name, two_frames in (("frame", False), ("two frames", True)):
-        train, val, test = (features(splits[split], vocab, two_frames) for split in ("train", "val", "test"))
+    for name, (closing_speed, two_frames) in INPUTS.items():
+        train, val, test = (
+            features(splits[split], vocab, closing_speed, two_frames) for split in ("train", "val", "test")
+        )
         result[name] = [fit_and_score(train, val, test, seed) for seed in seeds]
     return result
 
@@ -196,7 +205,7 @@ def main() -> None:
                 "test speed accuracy": f"{facts['speed_accuracy']:.3f}",
             }
         )
-        for name in ("frame", "two frames"):
+        for name in INPUTS:
             runs = result[name]
             rows.append(
                 {

@@ -34,7 +34,7 @@ def test_a_label_set_by_the_previous_frame_is_predictable_from_two_frames_and_no
     vocab = label_ceiling.categories(list(splits["train"].values()))
     scores = {}
     for name, two_frames in (("frame", False), ("two frames", True)):
-        train, val, test = (label_ceiling.features(splits[split], vocab, two_frames) for split in splits)
+        train, val, test = (label_ceiling.features(splits[split], vocab, False, two_frames) for split in splits)
         scores[name] = label_ceiling.fit_and_score(train, val, test, seed=0)
     assert scores["two frames"]["test_accuracy"] >= 0.95
     assert scores["two frames"]["recall"]["DECELERATE"] >= 0.9
@@ -44,7 +44,7 @@ def test_a_label_set_by_the_previous_frame_is_predictable_from_two_frames_and_no
 def test_the_previous_frame_is_the_same_episodes_one_step_earlier() -> None:
     records = _episodes(2, 0)
     vocab = label_ceiling.categories(list(records.values()))
-    matrix, _ = label_ceiling.features(records, vocab, two_frames=True)
+    matrix, _ = label_ceiling.features(records, vocab, closing_speed=False, two_frames=True)
     rows = dict(zip(records, matrix.tolist(), strict=True))
     assert rows["e0-f0"][-3:] == [0.0, 0.0, 0.0]  # the first frame has none
     change = records["e1-f3"]["ego_speed_mps"] - records["e1-f2"]["ego_speed_mps"]
