@@ -372,10 +372,10 @@ def execute(
 ) -> dict[str, Path]:
     """Run ``jobs`` in dependency order, ``workers`` at a time; after ``budget_s`` seconds start nothing new and
     stop what runs. A stage that runs out of GPU memory while others run starts again (resuming its checkpoint)
-    once another stage has ended, up to MEMORY_RETRIES times, and from then on one stage fewer runs at once (at
-    least one), so that stages larger than ``workers`` allows for stop crowding each other out of the GPU; stages
-    that started before such a lowering and then run out of memory lower it no further. The artifact path of
-    every job that is done."""
+    once another stage has ended, up to MEMORY_RETRIES times, and from then on at most one stage fewer than the
+    most it ran beside (at least one), so that stages larger than ``workers`` allows for stop crowding each other
+    out of the GPU, and stages of one crowd that run out of memory together lower the limit once. The artifact
+    path of every job that is done."""
     paths = {job.key: path for job in jobs if (path := published(root, job.key)) is not None}
     failed: set[str] = set()
     runner = runner or Runner(root, max(1, (os.cpu_count() or 1) // workers))
@@ -385,7 +385,7 @@ def execute(
     held: dict[str, int] = {}  # stage out of memory -> stages ended when it was; it waits for one more to end
     memory_retries: dict[str, int] = {}
     limit = workers  # stages at once: lowered by one each time a stage runs out of GPU memory beside others
-    started_under: dict[Future[Path], int] = {}  # the limit each running stage started under
+    crowds: dict[Future[Path], int] = {}  # the most stages each running stage has run beside (itself included)
     with ThreadPoolExecutor(workers) as pool:
         while True:
             open_jobs = [
@@ -400,8 +400,8 @@ def execute(
                     and all(need in paths for need in job.needs)
                     and held.get(job.key, -1) < ended
                 ):
-                    future = pool.submit(runner, job, paths)
-                    futures[future], started_under[future] = job, limit
+                    futures[pool.submit(runner, job, paths)] = job
+                    crowds.update({running: max(crowds.get(running, 0), len(futures)) for running in futures})
             if not futures:
                 return paths
             remaining = deadline - time.monotonic()
@@ -411,7 +411,7 @@ def execute(
             if time.monotonic() >= deadline:
                 runner.stop()
             for future in finished:
-                job, crowd = futures.pop(future), started_under.pop(future)
+                job, crowd = futures.pop(future), crowds.pop(future)
                 ended += 1
                 try:
                     paths[job.key] = future.result()
@@ -425,8 +425,7 @@ def execute(
                         memory_retries[job.key] = retries + 1
                         if not others_ended_too:
                             held[job.key] = ended
-                        if crowd == limit:  # a stage that started in a larger crowd says nothing new
-                            limit = max(1, limit - 1)
+                        limit = max(1, min(limit, crowd - 1))  # the crowd it ran in did not fit
                         print(
                             f"{job.key} ran out of GPU memory beside other stages: it starts again once one ends; "
                             f"at most {limit} stages at once from now on",
@@ -603,20 +602,16 @@ CLOSED_LOOP_COLUMNS = (
 
 def _closed_loop_cells(overalls: list[dict[str, Any] | None]) -> dict[str, str]:
     """The closed-loop columns of one table row from each seed's overall metrics; "–" where a seed has none (a run
-    with --episodes 0) or a driver reports no parse failures (the expert)."""
-    if not overalls or any(overall is None for overall in overalls):
-        return dict.fromkeys(CLOSED_LOOP_COLUMNS, "–")
+    with --episodes 0)."""
     known = [overall for overall in overalls if overall is not None]
+    if not known or len(known) < len(overalls):
+        return dict.fromkeys(CLOSED_LOOP_COLUMNS, "–")
     return {
         "collisions": cell([o["collision_rate"] for o in known], "{:.2f}"),
         "collisions, seeds pooled [95% CI]": pooled_collisions(known),
         "route completion": cell([o["route_completion_rate"] for o in known], "{:.2f}"),
         "speed m/s": cell([o["mean_speed_mps"] for o in known], "{:.1f}"),
-        "unparsed plans": (
-            cell([o["parse_failure_rate"] for o in known], "{:.2f}")
-            if all("parse_failure_rate" in o for o in known)
-            else "–"
-        ),
+        "unparsed plans": cell([o["parse_failure_rate"] for o in known], "{:.2f}"),
     }
 
 
@@ -692,6 +687,13 @@ def model_description(args: argparse.Namespace) -> str:
     return f"{vision} from random weights"
 
 
+def non_negative(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("runs/ablation"), help="artifact root")
@@ -730,7 +732,9 @@ def main() -> None:
         "--judge", action="store_true", help="judge every plan of the data (data sim --judge), add the safety row"
     )
     parser.add_argument("--samples", type=int, default=0, help="with K > 1, also score K sampled answers per frame")
-    parser.add_argument("--episodes", type=int, default=2, help="closed-loop episodes per scenario (0: open loop only)")
+    parser.add_argument(
+        "--episodes", type=non_negative, default=2, help="closed-loop episodes per scenario (0: open loop only)"
+    )
     parser.add_argument("--seconds", type=float, default=15, help="closed-loop seconds per episode")
     parser.add_argument("--jobs", type=int, default=1, help="commands run at the same time")
     parser.add_argument(

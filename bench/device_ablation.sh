@@ -50,7 +50,8 @@ pack() {  # everything but weights, frames and checkpoints (their trainer states
     cp "$WORK/driver.log" "$OUT/"
     find "$ROOT" -maxdepth 1 -type f \( -name '*.json' -o -name '*.png' \) -exec cp {} "$OUT/" \; 2>/dev/null || true
     (cd "$ROOT" && find . -type f -size -4M ! -name '*.safetensors' ! -name '*.bin' ! -name '*.pt' ! -path '*/images/*' \
-        \( ! -path '*/checkpoint-*' -o -name trainer_state.json \) -print0 | tar --null -czf "$OUT/results.tar.gz" -T -)
+        \( ! -path '*/checkpoint-*' -o -name trainer_state.json \) -print0 | tar --null -czf "$OUT/partial.tar.gz" -T -)
+    mv "$OUT/partial.tar.gz" "$OUT/results.tar.gz"  # a pack cut short leaves the last whole one
 }
 
 case "${1:-}" in
@@ -76,9 +77,11 @@ start)
     echo "$MODULE started (pid $(cat "$WORK/pid")), results under $ROOT"
     ;;
 poll)
-    sleep "${2:-60}"
     # a lent machine can be taken back between calls: every poll brings back what is done so far, packed before
-    # anything is printed, so that output cut short (a closed pipe, a call's time limit) cannot lose it
+    # and after its wait (a call cut by its time limit still returns the first) and before anything is printed
+    # (output cut short, by a closed pipe say, cannot lose it)
+    pack
+    sleep "${2:-60}"
     pack
     progress
     ;;

@@ -3,15 +3,18 @@
 Usage: python -m bench.label_ceiling DATA [DATA ...] [--seeds 0 1 2 3 4] [--out FILE]
 
 Fits a small classifier (an MLP, epochs chosen on the validation split) from each record's recorded scene state to
-its speed action, on the train split, and scores the test split once, for three inputs:
+its speed action, on the train split, and scores the test split once, beside a lookup table and always KEEP:
 - ``facts``: the states of the facts a grounded trace states (speed against the limit, lead vehicle, its motion,
   junction, yielding): a lookup table, as `bench.reasoning_facts` fits it;
 - ``one frame``: every number the record holds about its frame that one image and the prompt can show (ego speed
   and limit, the lead's gap and kind, lanes, junction distance, traffic, yielding, scenario, the navigation
   instruction): what a perfect perceiver of one frame could know;
 - ``one frame + closing speed``: the same plus the lead's speed relative to the ego, which one image cannot show;
-- ``two frames``: ``one frame`` plus the previous frame's ego speed and lead gap (one second earlier, same
-  episode), as changes: what a second image, or the speed a second earlier in the prompt, adds.
+- ``one frame + earlier speed``: ``one frame`` plus the change of the ego speed since the episode's previous frame
+  (one frame interval earlier, 1 s by default): what the speed a second earlier in the prompt would add;
+- ``two frames``: that plus the change of the lead gap since then: what a second image adds.
+Every input says whether the frame has a previous one (the first frame of an episode has none), so that no input
+learns the position in the episode that another lacks.
 Each score is a lower bound on what that input allows, since the classifier is small; where even the richest input
 leaves a class unpredictable, no model that sees it should be expected to learn that class, by SFT or by RL.
 """
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,10 +41,11 @@ SPEED_ACTIONS = DEFAULT_VOCABULARY.speed
 LANE_STATES = ("free", "occupied", "none")
 NO_LEAD_GAP_M = 100.0  # the gap a frame without a lead vehicle gets (and the cap on every gap)
 NO_JUNCTION_M = 200.0
-INPUTS = {  # name: (the lead's closing speed given, the previous frame's given)
-    "one frame": (False, False),
-    "one frame + closing speed": (True, False),
-    "two frames": (False, True),
+INPUTS: dict[str, tuple[bool, tuple[str, ...]]] = {  # name: (the lead's closing speed given, what changes are)
+    "one frame": (False, ()),
+    "one frame + closing speed": (True, ()),
+    "one frame + earlier speed": (False, ("speed",)),
+    "two frames": (False, ("speed", "gap")),
 }
 
 
@@ -68,17 +74,27 @@ def frame_numbers(record: dict[str, Any], closing_speed: bool) -> list[float]:
     ]
 
 
-def previous_numbers(record: dict[str, Any], previous: dict[str, Any] | None) -> list[float]:
-    """What the frame one step earlier in the same episode adds: its ego speed and lead gap, as changes."""
-    if previous is None:
-        return [0.0, 0.0, 0.0]
-    return [1.0, record["ego_speed_mps"] - previous["ego_speed_mps"], lead_gap(record) - lead_gap(previous)]
+def previous_numbers(record: dict[str, Any], previous: dict[str, Any] | None, changes: Sequence[str]) -> list[float]:
+    """Whether the frame one step earlier in the same episode exists and, of ``changes`` ("speed", "gap"), how the
+    ego speed and the lead gap changed since it (0 without it)."""
+    change = {
+        "speed": lambda before: record["ego_speed_mps"] - before["ego_speed_mps"],
+        "gap": lambda before: lead_gap(record) - lead_gap(before),
+    }
+    return [float(previous is not None), *(change[name](previous) if previous else 0.0 for name in changes)]
 
 
 def lead_gap(record: dict[str, Any]) -> float:
     """The gap to the lead vehicle, capped; NO_LEAD_GAP_M without one."""
     lead = (record.get("scene") or {}).get("lead_vehicle") or {}
     return min(lead.get("gap_m", NO_LEAD_GAP_M), NO_LEAD_GAP_M)
+
+
+def frame_key(record: dict[str, Any]) -> tuple[int, int] | None:
+    """(episode, frame) of a simulator record; None for a record without them (imported frames)."""
+    source = record.get("source") or {}
+    episode, frame = source.get("episode"), source.get("frame")
+    return None if episode is None or frame is None else (episode, frame)
 
 
 def categories(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
@@ -90,18 +106,17 @@ def categories(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def features(
-    records: dict[str, dict[str, Any]], vocab: dict[str, list[str]], closing_speed: bool, two_frames: bool
+    records: dict[str, dict[str, Any]], vocab: dict[str, list[str]], closing_speed: bool, changes: Sequence[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split's feature matrix and speed-action targets (``INPUTS`` says which input each flag pair is)."""
-    by_frame = {(r["source"]["episode"], r["source"]["frame"]): r for r in records.values() if "source" in r}
+    """A split's feature matrix and speed-action targets (``INPUTS`` names each pair of the last two arguments)."""
+    by_frame = {frame_key(r): r for r in records.values() if frame_key(r) is not None}
     rows, targets = [], []
     for record in records.values():
         row = frame_numbers(record, closing_speed)
         row += [float(record.get("source", {}).get("scenario", "") == name) for name in vocab["scenario"]]
         row += [float(record.get("navigation", "") == text) for text in vocab["navigation"]]
-        if two_frames:
-            source = record.get("source", {})
-            row += previous_numbers(record, by_frame.get((source.get("episode"), source.get("frame", 0) - 1)))
+        key = frame_key(record)
+        row += previous_numbers(record, by_frame.get((key[0], key[1] - 1)) if key else None, changes)
         rows.append(row)
         targets.append(SPEED_ACTIONS.index(record["speed_action"]))
     return torch.tensor(rows), torch.tensor(targets)
@@ -116,7 +131,8 @@ def fit_and_score(
 ) -> dict[str, Any]:
     """Train an MLP on ``train`` (full batch), keep the epoch best on ``val``, score ``test`` once with it."""
     torch.manual_seed(seed)
-    mean, std = train[0].mean(0), train[0].std(0).clamp_min(1e-6)
+    mean, std = train[0].mean(0), train[0].std(0)
+    std = torch.where(std < 1e-3, torch.ones_like(std), std)  # a column constant in train is left unscaled
     model = torch.nn.Sequential(
         torch.nn.Linear(train[0].shape[1], 64),
         torch.nn.ReLU(),
@@ -167,9 +183,9 @@ def ceilings(data: Path, seeds: Sequence[int]) -> dict[str, Any]:
         "always KEEP": scored(torch.full_like(test_truths, SPEED_ACTIONS.index("KEEP")), test_truths),
         "facts": fact_table(data, "test"),
     }
-    for name, (closing_speed, two_frames) in INPUTS.items():
+    for name, (closing_speed, changes) in INPUTS.items():
         train, val, test = (
-            features(splits[split], vocab, closing_speed, two_frames) for split in ("train", "val", "test")
+            features(splits[split], vocab, closing_speed, changes) for split in ("train", "val", "test")
         )
         result[name] = [fit_and_score(train, val, test, seed) for seed in seeds]
     return result
@@ -186,6 +202,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    started = time.perf_counter()
     results = [ceilings(data, args.seeds) for data in args.data]
     rows = []
     for result in results:
@@ -220,7 +237,8 @@ def main() -> None:
         rows,
         args.out,
         **device_facts(),
-        command="python -m bench.label_ceiling " + " ".join(map(str, args.data)),
+        command="python -m bench.label_ceiling " + " ".join(sys.argv[1:]),
+        wall_s=round(time.perf_counter() - started, 1),
         seeds=args.seeds,
         results=results,
     )

@@ -124,3 +124,23 @@ def test_stages_of_one_crowd_out_of_memory_together_lower_the_limit_once(tmp_pat
         failures += kind == "failed"
         most_after_failures = max(most_after_failures, running) if failures == 3 else 0
     assert most_after_failures == 3
+
+
+def test_the_limit_falls_below_the_crowd_a_stage_ran_out_of_memory_in_not_below_the_limit(tmp_path: Path) -> None:
+    """Up to four allowed, but only three ready: one of them running out of memory says three do not fit."""
+    later = {f"later{index}": 0.2 for index in range(4)}
+    jobs = [
+        Job("greedy", ("x",)),
+        Job("slow0", ("x",)),
+        Job("slow1", ("x",)),
+        *(Job(key, ("x", "@slow0")) for key in later),
+    ]
+    runner = ScriptedRunner(tmp_path, {"greedy": 0.1, "slow0": 0.3, "slow1": 0.3, **later}, {"greedy": 1})
+    paths = execute(jobs, tmp_path, workers=4, budget_s=float("inf"), runner=runner)
+    assert set(paths) == {"greedy", "slow0", "slow1", *later}
+    running, most_after_failure, failed = 0, 0, False
+    for kind, _ in runner.events:
+        running += {"start": 1, "end": -1, "failed": -1}[kind]
+        failed = failed or kind == "failed"
+        most_after_failure = max(most_after_failure, running) if failed else 0
+    assert failed and most_after_failure == 2
