@@ -4,7 +4,7 @@ Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablat
        [--data-set render.image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
        [--language smollm2-135m]
-       [--sft-epochs 3] [--grpo-steps 40] [--episodes 2] [--reward-ablation] [--supervised-control]
+       [--sft-epochs 3] [--grpo-steps 40] [--episodes 2 (0: no closed loop)] [--reward-ablation] [--supervised-control]
        [--jobs 8] [--budget-s 540]
        [--judge [--samples 8]] [--plot f1.png]
 
