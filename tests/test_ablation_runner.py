@@ -32,6 +32,16 @@ class ScriptedRunner(Runner):
         return self.root / job.key
 
 
+def most_at_once_after_failures(events: list[tuple[str, str]], failures: int) -> int:
+    """The most stages that ran at once after the given number of failures (0 if there were fewer)."""
+    running, most, failed = 0, 0, 0
+    for kind, _ in events:
+        running += {"start": 1, "end": -1, "failed": -1}[kind]
+        failed += kind == "failed"
+        most = max(most, running) if failed >= failures else 0
+    return most
+
+
 def test_a_stage_out_of_gpu_memory_beside_others_starts_again_once_one_ends(tmp_path: Path) -> None:
     jobs = [Job("slow", ("x",)), Job("greedy", ("x",)), Job("after", ("x", "@greedy"))]
     runner = ScriptedRunner(tmp_path, {"slow": 0.5}, {"greedy": 1})
@@ -50,12 +60,7 @@ def test_after_a_stage_runs_out_of_gpu_memory_one_stage_fewer_runs_at_once(tmp_p
     runner = ScriptedRunner(tmp_path, {"greedy": 0.1, **slow}, {"greedy": 1})
     paths = execute(jobs, tmp_path, workers=3, budget_s=float("inf"), runner=runner)
     assert set(paths) == {"greedy", *slow}
-    running, most_after_failure, failed = 0, 0, False
-    for kind, _ in runner.events:
-        running += {"start": 1, "end": -1, "failed": -1}[kind]
-        failed = failed or kind == "failed"
-        most_after_failure = max(most_after_failure, running) if failed else 0
-    assert failed and most_after_failure == 2
+    assert most_at_once_after_failures(runner.events, 1) == 2
 
 
 def test_a_stage_out_of_gpu_memory_alone_fails_with_what_needs_it(tmp_path: Path) -> None:
@@ -118,12 +123,7 @@ def test_stages_of_one_crowd_out_of_memory_together_lower_the_limit_once(tmp_pat
     runner = ScriptedRunner(tmp_path, {"long": 0.6, **greedy, **slow}, dict.fromkeys(greedy, 1))
     paths = execute(jobs, tmp_path, workers=4, budget_s=float("inf"), runner=runner)
     assert set(paths) == {"long", *greedy, *slow}
-    running, most_after_failures, failures = 0, 0, 0
-    for kind, _ in runner.events:
-        running += {"start": 1, "end": -1, "failed": -1}[kind]
-        failures += kind == "failed"
-        most_after_failures = max(most_after_failures, running) if failures == 3 else 0
-    assert most_after_failures == 3
+    assert most_at_once_after_failures(runner.events, 3) == 3
 
 
 def test_the_limit_falls_below_the_crowd_a_stage_ran_out_of_memory_in_not_below_the_limit(tmp_path: Path) -> None:
@@ -138,9 +138,4 @@ def test_the_limit_falls_below_the_crowd_a_stage_ran_out_of_memory_in_not_below_
     runner = ScriptedRunner(tmp_path, {"greedy": 0.1, "slow0": 0.3, "slow1": 0.3, **later}, {"greedy": 1})
     paths = execute(jobs, tmp_path, workers=4, budget_s=float("inf"), runner=runner)
     assert set(paths) == {"greedy", "slow0", "slow1", *later}
-    running, most_after_failure, failed = 0, 0, False
-    for kind, _ in runner.events:
-        running += {"start": 1, "end": -1, "failed": -1}[kind]
-        failed = failed or kind == "failed"
-        most_after_failure = max(most_after_failure, running) if failed else 0
-    assert failed and most_after_failure == 2
+    assert most_at_once_after_failures(runner.events, 1) == 2
