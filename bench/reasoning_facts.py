@@ -42,15 +42,20 @@ def fact_table(data: Path, split: str) -> dict[str, Any]:
     return fact_table_accuracy(labelled(split_records(data, "train")), labelled(split_records(data, split)))
 
 
+def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """An open-loop eval's data set, the split it scored, that split's records by id and the eval's predictions."""
+    artifact = open_artifact(eval_dir, "eval")
+    data_input = next(item for item in artifact.manifest["inputs"] if item["role"] == "data")
+    data, split = (eval_dir / data_input["path"]).resolve(), artifact.manifest["split"]
+    predictions = [json.loads(line) for line in (eval_dir / "predictions.jsonl").read_text().splitlines() if line]
+    return data, split, split_records(data, split), predictions
+
+
 def eval_facts(eval_dir: Path, templates: GroundedTemplates) -> dict[str, Any]:
     """`compare_facts` over one open-loop eval's predictions and the records of the split it scored, and the
     `fact_table_accuracy` of its data set (fit on the train split) on that split."""
-    artifact = open_artifact(eval_dir, "eval")
-    data_input = next(item for item in artifact.manifest["inputs"] if item["role"] == "data")
-    data = (eval_dir / data_input["path"]).resolve()
-    records = split_records(data, artifact.manifest["split"])
-    ceiling = fact_table(data, artifact.manifest["split"])
-    predictions = [json.loads(line) for line in (eval_dir / "predictions.jsonl").read_text().splitlines() if line]
+    data, split, records, predictions = scored_split(eval_dir)
+    ceiling = fact_table(data, split)
     frames = [
         (records[row["id"]].get("scene") or {}, records[row["id"]]["ego_speed_mps"], row["text"], row["speed_correct"])
         for row in predictions
