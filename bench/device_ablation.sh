@@ -16,13 +16,13 @@
 # A lent machine is released about 30 s after a call ends (and at 30 minutes held): issue the next `poll` at
 # once, and treat everything not yet packed into $OUT as lost.
 set -euo pipefail
-WORK=${ABLATION_WORK:-/root/ablation}    # outside the working tree, which each call replaces
+WORK=${ABLATION_WORK:-$HOME/ablation}    # outside the working tree, which each call replaces
 SRC=$WORK/src
 ROOT=$WORK/runs
 OUT=${OUT:-$WORK/out}
 MODULE=${BENCH_MODULE:-bench.ablation}
 WHEELS=${ABLATION_WHEELS:-.whl}
-PARTS=${ABLATION_PARTS:-/root/wheel-parts}  # outside every $WORK: parts stashed by one call, joined by a later one
+PARTS=${ABLATION_PARTS:-$HOME/wheel-parts}  # outside every $WORK: parts stashed by one call, joined by a later one
 
 stash() {
     mkdir -p "$PARTS"

@@ -1,7 +1,7 @@
 """Benchmark the `small` preset's stages one at a time, each speed change of #19 switched on in turn.
 
-Usage (one CUDA GPU): python -m bench.small_preset_speed --workdir /tmp/sp --out docs/bench/small_preset_speed.json
-CPU smoke test: python -m bench.small_preset_speed --smoke --workdir /tmp/sp
+Usage (one CUDA GPU): python -m bench.small_preset_speed --workdir runs/sp --out docs/bench/small_preset_speed.json
+CPU smoke test: python -m bench.small_preset_speed --smoke --workdir runs/sp
 
 The inputs are those of the H200 baseline (docs/benchmarks.md): `data sim` frames at 224 px (front camera),
 their grounded traces, the small Qwen2-VL (configs/models/small-qwen2-vl.json, random start) and a short
