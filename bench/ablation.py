@@ -384,7 +384,7 @@ def execute(
     ended = 0  # stages that have ended so far
     held: dict[str, int] = {}  # stage out of memory -> stages ended when it was; it waits for one more to end
     memory_retries: dict[str, int] = {}
-    limit = workers  # stages at once: lowered by one each time a stage runs out of GPU memory beside others
+    limit = workers  # stages at once: below the crowd a stage ran out of GPU memory in, once it has
     crowds: dict[Future[Path], int] = {}  # the most stages each running stage has run beside (itself included)
     with ThreadPoolExecutor(workers) as pool:
         while True:

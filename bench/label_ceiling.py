@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.evaluation.metrics import per_class_prf
 from bench.common import device_facts
 from bench.reasoning_facts import fact_table, split_records
 from bench.report import report
@@ -165,10 +166,8 @@ def fit_and_score(
 
 def scored(answers: torch.Tensor, truths: torch.Tensor) -> dict[str, Any]:
     """Accuracy and each speed action's recall."""
-    recall = {
-        action: round(((answers == index) & (truths == index)).sum().item() / max(1, (truths == index).sum().item()), 4)
-        for index, action in enumerate(SPEED_ACTIONS)
-    }
+    truth, predicted = ([SPEED_ACTIONS[index] for index in labels.tolist()] for labels in (truths, answers))
+    recall = {action: round(prf["recall"], 4) for action, prf in per_class_prf(truth, predicted, SPEED_ACTIONS).items()}
     return {"test_accuracy": round((answers == truths).float().mean().item(), 4), "recall": recall}
 
 
