@@ -48,6 +48,7 @@ progress() {
 pack() {  # everything but weights, frames and checkpoints (their trainer states, with the curves so far, kept)
     mkdir -p "$OUT"
     cp "$WORK/driver.log" "$OUT/"
+    [ -d "$ROOT" ] || return 0  # a poll right after start: the driver has not made its results folder yet
     find "$ROOT" -maxdepth 1 -type f \( -name '*.json' -o -name '*.png' \) -exec cp {} "$OUT/" \; 2>/dev/null || true
     (cd "$ROOT" && find . -type f -size -4M ! -name '*.safetensors' ! -name '*.bin' ! -name '*.pt' ! -path '*/images/*' \
         \( ! -path '*/checkpoint-*' -o -name trainer_state.json \) -print0 | tar --null -czf "$OUT/partial.tar.gz" -T -)

@@ -1,0 +1,50 @@
+"""bench/device_ablation.sh: the lent-machine driver's start, poll and collect, with a stand-in benchmark."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "device_ablation.sh"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def _driver(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the script from a bare checkout-like folder, with a stdlib module standing in for the benchmark."""
+    checkout = tmp_path / "checkout"
+    for folder in ("alphadrive_cli", "bench", "configs", "prompts", ".whl"):
+        (checkout / folder).mkdir(parents=True, exist_ok=True)
+    (checkout / "pyproject.toml").touch()
+    env = dict(
+        os.environ,
+        ABLATION_WORK=str(tmp_path / "work"),
+        ABLATION_PARTS=str(tmp_path / "parts"),
+        OUT=str(tmp_path / "out"),
+        BENCH_MODULE="timeit",
+    )
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], cwd=checkout, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_poll_right_after_start_packs_the_log_before_the_results_folder_exists(tmp_path):
+    started = _driver(tmp_path, "start", "-n", "1", "-r", "1", "import time; time.sleep(1)")
+    assert started.returncode == 0, started.stderr
+    polled = _driver(tmp_path, "poll", "0")
+    assert polled.returncode == 0, polled.stderr
+    assert (tmp_path / "out" / "driver.log").is_file()
+    assert not (tmp_path / "out" / "results.tar.gz").exists()
+
+
+def test_collect_waits_for_the_driver_and_packs_its_results(tmp_path):
+    runs = tmp_path / "work" / "runs"
+    code = f"import pathlib; pathlib.Path({str(runs)!r}).mkdir(); (pathlib.Path({str(runs)!r}) / 'ablation.json').write_text('{{}}')"
+    started = _driver(tmp_path, "start", "-n", "1", "-r", "1", code)
+    assert started.returncode == 0, started.stderr
+    collected = _driver(tmp_path, "collect")
+    assert collected.returncode == 0, collected.stderr
+    assert (tmp_path / "out" / "ablation.json").read_text() == "{}"
+    assert (tmp_path / "out" / "results.tar.gz").is_file()
