@@ -212,11 +212,17 @@ def control_length(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def data_jobs(
-    frames: int, workers: int, data_sets: Sequence[str], trace_sets: Sequence[str] = (), judge: bool = False
+    frames: int,
+    workers: int,
+    data_sets: Sequence[str],
+    trace_sets: Sequence[str] = (),
+    judge: bool = False,
+    data_seed: int = 0,
 ) -> list[Job]:
-    """One `data sim` data set (seed 0, ``data_sets`` as its ``--set``s, every plan judged with ``judge``) and its
-    grounded traces (``trace_sets``)."""
-    sim = ("data", "sim", "--frames", str(frames), "--seed", "0", "--workers", str(workers), *with_sets(data_sets))
+    """One `data sim` data set (simulator seed ``data_seed``, ``data_sets`` as its ``--set``s, every plan judged with
+    ``judge``) and its grounded traces (``trace_sets``)."""
+    sim = ("data", "sim", "--frames", str(frames), "--seed", str(data_seed), "--workers", str(workers))
+    sim = (*sim, *with_sets(data_sets))
     return [
         Job("data", (*sim, *(["--judge"] if judge else []))),
         Job("traces", ("distill", "--data", "@data", "--teacher", "grounded", *with_sets(trace_sets))),
@@ -240,7 +246,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
     cut short has finished the headline first. The SFT rows are trained wherever a GRPO row starts from them."""
     trace_sets = [f"share={args.sft_share}"] if args.sft_share < 1 else []
     # judged apart from `data sim` (`data judge`), so that training, which needs no verdicts, starts meanwhile
-    jobs = data_jobs(args.frames, args.workers, args.data_set, trace_sets)
+    jobs = data_jobs(args.frames, args.workers, args.data_set, trace_sets, data_seed=args.data_seed)
     if args.judge:
         jobs.append(Job("judged", ("data", "judge", "@data", "--workers", str(args.workers))))
     scale = ("--scale", args.scale)
@@ -700,6 +706,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes of `data sim`")
     parser.add_argument(
+        "--data-seed", type=int, default=0, help="`data sim --seed`: another simulator seed draws other episodes"
+    )
+    parser.add_argument(
         "--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. render.image_size=224"
     )
     parser.add_argument("--dimensions", type=Path, default=None, help="model dimensions JSON [default: the tiny model]")
@@ -769,7 +778,7 @@ def main() -> None:
         *((*SAMPLED_COLUMNS, *list(GAIN_COLUMNS)[1:]) if args.samples > 1 else ()),
     )
     print(
-        f"data: {args.frames} simulator frames (seed 0), grounded traces on {args.sft_share:.0%}; "
+        f"data: {args.frames} simulator frames (seed {args.data_seed}), grounded traces on {args.sft_share:.0%}; "
         f"model: {model_description(args)}; "
         f"scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
         f"GRPO {args.grpo_steps} steps{'; plans judged by the simulator' if args.judge else ''}; "
@@ -784,6 +793,7 @@ def main() -> None:
         command="python -m bench.ablation " + " ".join(sys.argv[1:]),
         wall_s=round(time.perf_counter() - started, 1),
         frames=args.frames,
+        data_seed=args.data_seed,
         dimensions=str(args.dimensions or "tiny"),
         model_set=args.model_set,
         scale=args.scale,

@@ -73,6 +73,7 @@ def _ablation_args(**overrides: object) -> Namespace:
     values = {
         "frames": 100,
         "workers": 2,
+        "data_seed": 0,
         "data_set": [],
         "dimensions": None,
         "scale": "tiny",
@@ -214,6 +215,11 @@ def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> 
     assert next(j for j in ablation.plan(_ablation_args(sft_share=0.5)) if j.key == "traces").args[-2:] == (
         "--set",
         "share=0.5",
+    )
+    data = {job.key: job for job in ablation.plan(_ablation_args(data_seed=3, data_set=["labels.horizon_s=2.0"]))}
+    assert data["data"].args == (
+        *("data", "sim", "--frames", "100", "--seed", "3", "--workers", "2"),
+        *("--set", "labels.horizon_s=2.0"),
     )
 
 

@@ -1,0 +1,98 @@
+"""What each GRPO run did while it trained: one entry per rollout and the mean of each quarter of the run.
+
+Usage: python -m bench.rl_curves GRPO_ARTIFACT [...] [--out FILE]
+
+Reads each run's `log_history.json` and manifest. With `generation_batch_size` above the optimiser batch, one rollout
+feeds several optimiser steps, and only the first step of each rollout logs fresh samples; those entries are kept.
+The table gives each quarter's mean sampled speed accuracy on the train frames and the share of groups whose samples
+all earned the same reward (no learning signal), the two numbers that say whether RL moved the policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.common import device_facts
+from bench.report import report
+
+LOGGED = (
+    "step",
+    "reward",
+    "reward_std",
+    "frac_reward_zero_std",
+    "kl",
+    "completions/mean_length",
+    "rewards/format/mean",
+    "rewards/speed_planning/mean",
+    "rewards/path_planning/mean",
+    "planning/speed_accuracy/mean",
+    "planning/path_accuracy/mean",
+    "train_elapsed_s",
+)
+QUARTERS = 4
+
+
+def rollout_entries(history: list[dict[str, Any]], steps_per_rollout: int) -> list[dict[str, Any]]:
+    """The log entries of each rollout's first optimiser step, cut to the keys of ``LOGGED``."""
+    return [
+        {key: entry[key] for key in LOGGED if key in entry}
+        for entry in history
+        if "reward" in entry and (entry["step"] - 1) % steps_per_rollout == 0
+    ]
+
+
+def quarter_means(entries: list[dict[str, Any]], key: str, steps: int) -> list[float | None]:
+    """Mean of ``key`` over the rollouts in each quarter of a run of ``steps`` optimiser steps."""
+    quarters: list[list[float]] = [[] for _ in range(QUARTERS)]
+    for entry in entries:
+        if key in entry:
+            quarters[min(QUARTERS - 1, (entry["step"] - 1) * QUARTERS // steps)].append(entry[key])
+    return [round(sum(values) / len(values), 3) if values else None for values in quarters]
+
+
+def run_curves(artifact: Path) -> dict[str, Any]:
+    """One GRPO artifact's metrics, rollout entries and quarter means."""
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    config, metrics = manifest["config"], manifest["metrics"]
+    steps_per_rollout = max(1, config["generation_batch_size"] // config["per_device_batch_size"])
+    log = rollout_entries(json.loads((artifact / "log_history.json").read_text()), steps_per_rollout)
+    return {
+        "metrics": metrics,
+        "speed_accuracy_by_quarter": quarter_means(log, "planning/speed_accuracy/mean", metrics["steps"]),
+        "zero_std_by_quarter": quarter_means(log, "frac_reward_zero_std", metrics["steps"]),
+        "log": log,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="grpo artifacts")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    runs = {path.name: run_curves(path) for path in args.runs}
+    rows = [
+        {
+            "run": name,
+            "steps": run["metrics"]["steps"],
+            "reward first → last": f"{run['metrics']['first_reward']:.3f} → {run['metrics']['final_reward']:.3f}",
+            "sampled speed accuracy by quarter": " / ".join(f"{value}" for value in run["speed_accuracy_by_quarter"]),
+            "groups without reward spread by quarter": " / ".join(f"{value}" for value in run["zero_std_by_quarter"]),
+            "samples/s": round(run["metrics"]["train_samples_per_second"], 1),
+            "peak GPU GB": run["metrics"].get("peak_memory_gb", "–"),
+        }
+        for name, run in runs.items()
+    ]
+    columns = list(rows[0])
+    report(columns, rows, None)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        facts = {**device_facts(), "command": "python -m bench.rl_curves " + " ".join(sys.argv[1:])}
+        args.out.write_text(json.dumps({**facts, "runs": runs}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
