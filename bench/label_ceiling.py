@@ -1,9 +1,10 @@
-"""How much of a data set's speed labels can be predicted from what its records say about the frame?
+"""How much of a data set's speed (or path) labels can be predicted from what its records say about the frame?
 
-Usage: python -m bench.label_ceiling DATA [DATA ...] [--seeds 0 1 2 3 4] [--out FILE]
+Usage: python -m bench.label_ceiling DATA [DATA ...] [--label speed|path] [--seeds 0 1 2 3 4] [--out FILE]
 
 Fits a small classifier (an MLP, epochs chosen on the validation split) from each record's recorded scene state to
-its speed action, on the train split, and scores the test split once, beside a lookup table and always KEEP:
+its speed action (or with --label path its path action), on the train split, and scores the test split once,
+beside always the train split's most frequent action and, for speed, a lookup table:
 - ``facts``: the states of the facts a grounded trace states (speed against the limit, lead vehicle, its motion,
   junction, yielding): a lookup table, as `bench.reasoning_facts` fits it;
 - ``one frame``: every number the record holds about its frame that one image and the prompt can show (ego speed
@@ -25,6 +26,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,8 @@ from bench.common import device_facts
 from bench.reasoning_facts import fact_table, split_records
 from bench.report import report
 
-SPEED_ACTIONS = DEFAULT_VOCABULARY.speed
+ACTIONS = {"speed": DEFAULT_VOCABULARY.speed, "path": DEFAULT_VOCABULARY.path}
+FOLLOWED = {"speed": ("DECELERATE",), "path": ("LEFT_CHANGE", "RIGHT_CHANGE")}  # the rare classes the table shows
 
 LANE_STATES = ("free", "occupied", "none")
 NO_LEAD_GAP_M = 100.0  # the gap a frame without a lead vehicle gets (and the cap on every gap)
@@ -107,9 +110,14 @@ def categories(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def features(
-    records: dict[str, dict[str, Any]], vocab: dict[str, list[str]], closing_speed: bool, changes: Sequence[str]
+    records: dict[str, dict[str, Any]],
+    vocab: dict[str, list[str]],
+    closing_speed: bool,
+    changes: Sequence[str],
+    label: str = "speed",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split's feature matrix and speed-action targets (``INPUTS`` names each pair of the last two arguments)."""
+    """A split's feature matrix and ``label``-action targets (``INPUTS`` names each pair of closing_speed and
+    changes)."""
     by_frame = {frame_key(r): r for r in records.values() if frame_key(r) is not None}
     rows, targets = [], []
     for record in records.values():
@@ -119,7 +127,7 @@ def features(
         key = frame_key(record)
         row += previous_numbers(record, by_frame.get((key[0], key[1] - 1)) if key else None, changes)
         rows.append(row)
-        targets.append(SPEED_ACTIONS.index(record["speed_action"]))
+        targets.append(ACTIONS[label].index(record[f"{label}_action"]))
     return torch.tensor(rows), torch.tensor(targets)
 
 
@@ -129,6 +137,7 @@ def fit_and_score(
     test: tuple[torch.Tensor, torch.Tensor],
     seed: int,
     epochs: int = 400,
+    label: str = "speed",
 ) -> dict[str, Any]:
     """Train an MLP on ``train`` (full batch), keep the epoch best on ``val``, score ``test`` once with it."""
     torch.manual_seed(seed)
@@ -139,7 +148,7 @@ def fit_and_score(
         torch.nn.ReLU(),
         torch.nn.Linear(64, 64),
         torch.nn.ReLU(),
-        torch.nn.Linear(64, len(SPEED_ACTIONS)),
+        torch.nn.Linear(64, len(ACTIONS[label])),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
 
@@ -161,32 +170,38 @@ def fit_and_score(
     model.load_state_dict(best_state)
     with torch.no_grad():
         answers = predict(test[0])
-    return {"val_accuracy": best_val, "epoch": best_epoch, **scored(answers, test[1])}
+    return {"val_accuracy": best_val, "epoch": best_epoch, **scored(answers, test[1], label)}
 
 
-def scored(answers: torch.Tensor, truths: torch.Tensor) -> dict[str, Any]:
-    """Accuracy and each speed action's recall."""
-    truth, predicted = ([SPEED_ACTIONS[index] for index in labels.tolist()] for labels in (truths, answers))
-    recall = {action: round(prf["recall"], 4) for action, prf in per_class_prf(truth, predicted, SPEED_ACTIONS).items()}
+def scored(answers: torch.Tensor, truths: torch.Tensor, label: str = "speed") -> dict[str, Any]:
+    """Accuracy and each action's recall."""
+    actions = ACTIONS[label]
+    truth, predicted = ([actions[index] for index in labels.tolist()] for labels in (truths, answers))
+    recall = {action: round(prf["recall"], 4) for action, prf in per_class_prf(truth, predicted, actions).items()}
     return {"test_accuracy": round((answers == truths).float().mean().item(), 4), "recall": recall}
 
 
-def ceilings(data: Path, seeds: Sequence[int]) -> dict[str, Any]:
-    """Every input's score on one data set: the fact table once, the MLPs once per seed."""
+def ceilings(data: Path, seeds: Sequence[int], label: str = "speed") -> dict[str, Any]:
+    """Every input's score on one data set: the majority answer and (speed) the fact table once, the MLPs once per
+    seed."""
     splits = {name: split_records(data, name) for name in ("train", "val", "test")}
     vocab = categories(list(splits["train"].values()))
-    test_truths = torch.tensor([SPEED_ACTIONS.index(r["speed_action"]) for r in splits["test"].values()])
+    actions, field = ACTIONS[label], f"{label}_action"
+    majority = Counter(record[field] for record in splits["train"].values()).most_common(1)[0][0]
+    test_truths = torch.tensor([actions.index(r[field]) for r in splits["test"].values()])
     result: dict[str, Any] = {
         "data": str(data),
+        "label": label,
         "frames": {name: len(records) for name, records in splits.items()},
-        "always KEEP": scored(torch.full_like(test_truths, SPEED_ACTIONS.index("KEEP")), test_truths),
-        "facts": fact_table(data, "test"),
+        "majority": majority,
+        "always the majority": scored(torch.full_like(test_truths, actions.index(majority)), test_truths, label),
+        **({"facts": fact_table(data, "test")} if label == "speed" else {}),
     }
     for name, (closing_speed, changes) in INPUTS.items():
         train, val, test = (
-            features(splits[split], vocab, closing_speed, changes) for split in ("train", "val", "test")
+            features(splits[split], vocab, closing_speed, changes, label) for split in ("train", "val", "test")
         )
-        result[name] = [fit_and_score(train, val, test, seed) for seed in seeds]
+        result[name] = [fit_and_score(train, val, test, seed, label=label) for seed in seeds]
     return result
 
 
@@ -198,46 +213,50 @@ def spread(values: Sequence[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="+", help="data artifacts (`data sim`), each scored on its own")
+    parser.add_argument("--label", choices=sorted(ACTIONS), default="speed", help="the action the classifier predicts")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
-    results = [ceilings(data, args.seeds) for data in args.data]
+    results = [ceilings(data, args.seeds, args.label) for data in args.data]
+    accuracy, followed = f"test {args.label} accuracy", FOLLOWED[args.label]
     rows = []
     for result in results:
-        keep, facts = result["always KEEP"], result["facts"]
+        majority = result["always the majority"]
         rows.append(
             {
                 "data": result["data"],
-                "input": "always KEEP",
-                "test speed accuracy": f"{keep['test_accuracy']:.3f}",
-                "DECELERATE recall": f"{keep['recall']['DECELERATE']:.2f}",
+                "input": f"always {result['majority']}",
+                accuracy: f"{majority['test_accuracy']:.3f}",
+                **{f"{action} recall": f"{majority['recall'][action]:.2f}" for action in followed},
             }
         )
-        rows.append(
-            {
-                "data": result["data"],
-                "input": "facts (lookup table)",
-                "test speed accuracy": f"{facts['speed_accuracy']:.3f}",
-            }
-        )
+        if "facts" in result:
+            rows.append(
+                {
+                    "data": result["data"],
+                    "input": "facts (lookup table)",
+                    accuracy: f"{result['facts']['speed_accuracy']:.3f}",
+                }
+            )
         for name in INPUTS:
             runs = result[name]
             rows.append(
                 {
                     "data": result["data"],
                     "input": f"{name} (MLP, {len(runs)} seeds)",
-                    "test speed accuracy": spread([run["test_accuracy"] for run in runs]),
-                    "DECELERATE recall": spread([run["recall"]["DECELERATE"] for run in runs]),
+                    accuracy: spread([run["test_accuracy"] for run in runs]),
+                    **{f"{action} recall": spread([run["recall"][action] for run in runs]) for action in followed},
                 }
             )
     report(
-        ["data", "input", "test speed accuracy", "DECELERATE recall"],
+        ["data", "input", accuracy, *(f"{action} recall" for action in followed)],
         rows,
         args.out,
         **device_facts(),
         command="python -m bench.label_ceiling " + " ".join(sys.argv[1:]),
         wall_s=round(time.perf_counter() - started, 1),
+        label=args.label,
         seeds=args.seeds,
         results=results,
     )

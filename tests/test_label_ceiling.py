@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import torch
+
 from bench import label_ceiling
 
 
@@ -55,3 +57,26 @@ def test_the_previous_frame_is_the_same_episodes_one_step_earlier_and_imported_f
     # every input says whether a previous frame exists, the one-frame input too
     one_frame, _ = label_ceiling.features(records, vocab, closing_speed=False, changes=())
     assert one_frame[list(records).index("e1-f3"), -1] == 1.0
+
+
+def test_the_path_label_is_predicted_the_same_way_and_the_majority_baseline_is_the_train_splits() -> None:
+    """A path label set by the navigation instruction: every input learns it, and always STRAIGHT (the train split's
+    most frequent path) is the baseline."""
+    splits = {name: _episodes(count, seed) for name, count, seed in (("train", 60, 0), ("val", 20, 1), ("test", 20, 2))}
+    for records in splits.values():
+        for index, record in enumerate(records.values()):
+            turn = index % 3 == 0
+            record["navigation"] = "turn left at the junction" if turn else "keep going"
+            record["path_action"] = "LEFT_TURN" if turn else "STRAIGHT"
+    vocab = label_ceiling.categories(list(splits["train"].values()))
+    closing_speed, changes = label_ceiling.INPUTS["one frame"]
+    train, val, test = (
+        label_ceiling.features(splits[split], vocab, closing_speed, changes, label="path") for split in splits
+    )
+    assert int(train[1].max()) < len(label_ceiling.ACTIONS["path"])
+    scored = label_ceiling.fit_and_score(train, val, test, seed=0, epochs=200, label="path")
+    assert scored["test_accuracy"] >= 0.95 and scored["recall"]["LEFT_TURN"] >= 0.9
+    assert set(scored["recall"]) == set(label_ceiling.ACTIONS["path"])
+    majority = label_ceiling.scored(torch.zeros_like(test[1]), test[1], label="path")
+    assert label_ceiling.ACTIONS["path"][0] == "STRAIGHT" and majority["recall"]["STRAIGHT"] == 1.0
+    assert majority["test_accuracy"] < 0.7
