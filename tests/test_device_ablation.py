@@ -41,7 +41,9 @@ def test_poll_right_after_start_packs_the_log_before_the_results_folder_exists(t
 
 def test_collect_waits_for_the_driver_and_packs_its_results(tmp_path):
     runs = tmp_path / "work" / "runs"
-    code = f"import pathlib; pathlib.Path({str(runs)!r}).mkdir(); (pathlib.Path({str(runs)!r}) / 'ablation.json').write_text('{{}}')"
+    code = (
+        f"import pathlib; runs = pathlib.Path({str(runs)!r}); runs.mkdir(); (runs / 'ablation.json').write_text('{{}}')"
+    )
     started = _driver(tmp_path, "start", "-n", "1", "-r", "1", code)
     assert started.returncode == 0, started.stderr
     collected = _driver(tmp_path, "collect")
