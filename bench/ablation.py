@@ -3,7 +3,7 @@
 Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablation_cpu.json
        [--data-set render.image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
-       [--language smollm2-135m]
+       [--language smollm2-135m] [--data-seed 0]
        [--sft-epochs 3] [--grpo-steps 40] [--episodes 2 (0: no closed loop)] [--reward-ablation] [--supervised-control]
        [--jobs 8] [--budget-s 540]
        [--judge [--samples 8]] [--plot f1.png]
@@ -24,7 +24,8 @@ answers judged acceptable and a fifth row per seed trains row 4 with the safety 
 would give GRPO a reward signal in the row's own format, on judged data the frames with 2+ acceptable plans,
 and each RL row's gain over its SFT on the first sampled answer and as the paper's released scripts compare them
 (the SFT model greedy, the RL model's first answer sampled at temperature 1, both by the released rule:
-docs/spec.md#metrics). Every row also reports the released rule on its greedy answers.
+docs/spec.md#metrics). Every row also reports the released rule on its greedy answers, and every RL row its paired
+gain over the SFT row it starts from and the classes whose F1 fell more than 0.05 below that row's (#19's bar).
 
 Commands run as a dependency graph, --jobs at a time (independent rows train concurrently), each with
 its share of the cores as its thread count, in priority order: the four rows and their scores seed by
@@ -493,7 +494,14 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
         **(_closed_loop_scores(closed) if closed_loop and closed is not None else {}),
         "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
         "eval_artifacts": [str(path.relative_to(root)) for path in (opened, closed) if path is not None],
-        **({"gain_over_sft": gain_over(plan_outcomes(start_eval), plan_outcomes(opened))} if start_eval else {}),
+        **(
+            {
+                "gain_over_sft": gain_over(plan_outcomes(start_eval), plan_outcomes(opened)),
+                **f1_drops(start_eval, opened),
+            }
+            if start_eval
+            else {}
+        ),
         # the same on each frame's first sampled answer, the decoding of the paper's released RL evaluation
         **(
             {"sampled_gain_over_sft": gain_over(plan_outcomes(start_sampled), plan_outcomes(sampled))}
@@ -509,6 +517,27 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
         ),
         **_sampled_scores(metrics, sampled, answer_only=row.startswith(ANSWER_ONLY)),
     }
+
+
+F1_DROP = 0.05  # #19's bar: no class's F1 more than this below the SFT row the RL row starts from
+
+
+def f1_drops(start_eval: Path, opened: Path) -> dict[str, dict[str, list[float]]]:
+    """``{"f1_drops": {action: [F1 before, F1 after]}}``: the speed and path classes whose F1 fell by more than
+    F1_DROP from the starting SFT row's evaluation to this row's (empty where none did)."""
+    before, after = (json.loads((path / "metrics.json").read_text()) for path in (start_eval, opened))
+    return {
+        "f1_drops": {
+            action: [round(start["f1"], 4), round(after[head]["per_class"][action]["f1"], 4)]
+            for head in ("speed", "path")
+            for action, start in before[head]["per_class"].items()
+            if start["f1"] - after[head]["per_class"][action]["f1"] > F1_DROP
+        }
+    }
+
+
+def _f1_drop_text(drops: dict[str, list[float]]) -> str:
+    return ", ".join(f"{action} {before:.2f}→{after:.2f}" for action, (before, after) in drops.items()) or "none"
 
 
 def _closed_loop_scores(closed: Path) -> dict[str, Any]:
@@ -567,6 +596,11 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                     title: " / ".join(_gain_text(r[key]) for r in runs) if all(key in r for r in runs) else "–"
                     for title, key in GAIN_COLUMNS.items()
                 },
+                F1_DROP_COLUMN: (
+                    " / ".join(_f1_drop_text(r["f1_drops"]) for r in runs)
+                    if all("f1_drops" in r for r in runs)
+                    else "–"
+                ),
                 **_optional_cells(runs),
             }
         )
@@ -592,6 +626,7 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "unparsed plans": "–",
                 "train s": "–",
                 **dict.fromkeys(GAIN_COLUMNS, "–"),
+                F1_DROP_COLUMN: "–",
             }
         )
     return rows
@@ -635,6 +670,9 @@ GAIN_COLUMNS = {  # column: the run's key of a paired gain over the SFT row it s
     "gain on the first sampled answer [95% CI], per seed": "sampled_gain_over_sft",
     "gain as the released scripts compare [95% CI], per seed": "released_protocol_gain",
 }
+
+
+F1_DROP_COLUMN = f"classes whose F1 fell > {F1_DROP} below its SFT, per seed"
 
 
 def _gain_text(gain: dict[str, float]) -> str:
@@ -773,6 +811,7 @@ def main() -> None:
         *CLOSED_LOOP_COLUMNS,
         "train s",
         "gain over its SFT [95% CI], per seed",
+        F1_DROP_COLUMN,
         *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
         *((*SAMPLED_COLUMNS, *list(GAIN_COLUMNS)[1:]) if args.samples > 1 else ()),

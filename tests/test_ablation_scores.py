@@ -298,6 +298,7 @@ def test_an_rl_row_gains_over_its_sft_greedy_and_on_the_first_sampled_answer(tmp
     metrics = open_loop_metrics([("KEEP", "STRAIGHT")], ["<think>t</think><answer>KEEP, STRAIGHT</answer>"])
     _write(paths["open-sft_rl-s0"], "metrics.json", metrics)
     _write(paths["sampled-sft_rl-s0"], "metrics.json", metrics)
+    _write(paths["open-sft_reasoning-s0"], "metrics.json", metrics)
     _write(paths["sft_rl-s0"], "manifest.json", {"metrics": {}})
     overall = {"episodes": 1, "collision_rate": 0.0, "route_completion_rate": 1.0, "mean_speed_mps": 1.0}
     overall["parse_failure_rate"] = 0.0
@@ -314,6 +315,21 @@ def test_an_rl_row_gains_over_its_sft_greedy_and_on_the_first_sampled_answer(tmp
     assert row["gain over its SFT [95% CI], per seed"].startswith("+0.000")
     assert row["gain on the first sampled answer [95% CI], per seed"].startswith("+0.750")
     assert row["gain as the released scripts compare [95% CI], per seed"].startswith("+0.500")
+    assert scored["f1_drops"] == {} and row[ablation.F1_DROP_COLUMN] == "none"
+
+
+def test_an_rl_row_names_each_class_whose_f1_fell_more_than_the_bar_below_its_sft(tmp_path: Path) -> None:
+    truths = [("KEEP", "STRAIGHT"), ("ACCELERATE", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT")]
+    answer = "<think>t</think><answer>{}</answer>"
+    sft = open_loop_metrics(truths, [answer.format(", ".join(truth)) for truth in truths])
+    # RL answers KEEP at the ACCELERATE frame: ACCELERATE's F1 1 -> 0 and KEEP's 1 -> 0.67; the rest unchanged
+    rl_answers = ["KEEP, STRAIGHT", "KEEP, STRAIGHT", "DECELERATE, LEFT_TURN", "STOP, STRAIGHT"]
+    rl = open_loop_metrics(truths, [answer.format(text) for text in rl_answers])
+    _write(tmp_path / "sft", "metrics.json", sft)
+    _write(tmp_path / "rl", "metrics.json", rl)
+    drops = ablation.f1_drops(tmp_path / "sft", tmp_path / "rl")["f1_drops"]
+    assert drops == {"KEEP": [1.0, 0.6667], "ACCELERATE": [1.0, 0.0]}
+    assert ablation._f1_drop_text(drops) == "KEEP 1.00→0.67, ACCELERATE 1.00→0.00"
 
 
 def test_the_supervised_control_continues_each_rl_rows_sft_on_every_label_for_as_many_frames() -> None:
