@@ -141,6 +141,18 @@ def published(root: Path, name: str) -> Path | None:
     return found[0].parent if found else None
 
 
+def data_mismatch(root: Path, frames: int, data_seed: int) -> str | None:
+    """Why the data set already published under ``root`` is not the one asked for (another simulator seed or frame
+    count: every row would be trained on it), or None."""
+    data = published(root, "data")
+    if data is None:
+        return None
+    config = json.loads((data / "manifest.json").read_text())["config"]
+    asked = {"seed": data_seed, "frames": frames}
+    differ = [f"{key} {config.get(key)} (asked {value})" for key, value in asked.items() if config.get(key) != value]
+    return f"{root} already holds data of {', '.join(differ)}: give another --root" if differ else None
+
+
 def with_sets(sets: Sequence[str]) -> list[str]:
     return [part for item in sets for part in ("--set", item)]
 
@@ -497,7 +509,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
         **(
             {
                 "gain_over_sft": gain_over(plan_outcomes(start_eval), plan_outcomes(opened)),
-                **f1_drops(start_eval, opened),
+                "f1_drops": f1_drops(json.loads((start_eval / "metrics.json").read_text()), metrics),
             }
             if start_eval
             else {}
@@ -522,17 +534,14 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
 F1_DROP = 0.05  # #19's bar: no class's F1 more than this below the SFT row the RL row starts from
 
 
-def f1_drops(start_eval: Path, opened: Path) -> dict[str, dict[str, list[float]]]:
-    """``{"f1_drops": {action: [F1 before, F1 after]}}``: the speed and path classes whose F1 fell by more than
-    F1_DROP from the starting SFT row's evaluation to this row's (empty where none did)."""
-    before, after = (json.loads((path / "metrics.json").read_text()) for path in (start_eval, opened))
+def f1_drops(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[float]]:
+    """``{action: [F1 before, F1 after]}`` for the speed and path classes whose F1 fell by more than F1_DROP from
+    the starting SFT row's open-loop metrics (``before``) to this row's (empty where none did)."""
     return {
-        "f1_drops": {
-            action: [round(start["f1"], 4), round(after[head]["per_class"][action]["f1"], 4)]
-            for head in ("speed", "path")
-            for action, start in before[head]["per_class"].items()
-            if start["f1"] - after[head]["per_class"][action]["f1"] > F1_DROP
-        }
+        action: [round(start["f1"], 4), round(after[head]["per_class"][action]["f1"], 4)]
+        for head in ("speed", "path")
+        for action, start in before[head]["per_class"].items()
+        if start["f1"] - after[head]["per_class"][action]["f1"] > F1_DROP
     }
 
 
@@ -793,6 +802,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="write the per-class F1 of every row as a PNG")
     args = parser.parse_args()
+    if problem := data_mismatch(args.root, args.frames, args.data_seed):
+        parser.error(problem)
     args.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paths = execute(plan(args), args.root, args.jobs, args.budget_s)

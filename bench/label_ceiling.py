@@ -181,13 +181,18 @@ def scored(answers: torch.Tensor, truths: torch.Tensor, label: str = "speed") ->
     return {"test_accuracy": round((answers == truths).float().mean().item(), 4), "recall": recall}
 
 
+def majority_action(records: dict[str, dict[str, Any]], label: str = "speed") -> str:
+    """The most frequent ``label`` action of ``records`` (the train split: the baseline always answers it)."""
+    return Counter(record[f"{label}_action"] for record in records.values()).most_common(1)[0][0]
+
+
 def ceilings(data: Path, seeds: Sequence[int], label: str = "speed") -> dict[str, Any]:
     """Every input's score on one data set: the majority answer and (speed) the fact table once, the MLPs once per
     seed."""
     splits = {name: split_records(data, name) for name in ("train", "val", "test")}
     vocab = categories(list(splits["train"].values()))
     actions, field = ACTIONS[label], f"{label}_action"
-    majority = Counter(record[field] for record in splits["train"].values()).most_common(1)[0][0]
+    majority = majority_action(splits["train"], label)
     test_truths = torch.tensor([actions.index(r[field]) for r in splits["test"].values()])
     result: dict[str, Any] = {
         "data": str(data),

@@ -3,7 +3,7 @@
 Usage: python -m bench.rl_curves GRPO_ARTIFACT [...] [--out FILE]
 
 Reads each run's `log_history.json` and manifest. With `generation_batch_size` above the optimiser batch, one rollout
-feeds several optimiser steps, and only the first step of each rollout logs fresh samples; those entries are kept.
+feeds several optimiser steps, and only the first step of each rollout logs its rewards; those entries are kept.
 The table gives each quarter's mean sampled speed accuracy on the train frames and the share of groups whose samples
 all earned the same reward (no learning signal), the two numbers that say whether RL moved the policy.
 """
@@ -36,13 +36,9 @@ LOGGED = (
 QUARTERS = 4
 
 
-def rollout_entries(history: list[dict[str, Any]], steps_per_rollout: int) -> list[dict[str, Any]]:
-    """The log entries of each rollout's first optimiser step, cut to the keys of ``LOGGED``."""
-    return [
-        {key: entry[key] for key in LOGGED if key in entry}
-        for entry in history
-        if "reward" in entry and (entry["step"] - 1) % steps_per_rollout == 0
-    ]
+def rollout_entries(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The log entries that carry a rollout's rewards (the first optimiser step of each), cut to ``LOGGED``'s keys."""
+    return [{key: entry[key] for key in LOGGED if key in entry} for entry in history if "reward" in entry]
 
 
 def quarter_means(entries: list[dict[str, Any]], key: str, steps: int) -> list[float | None]:
@@ -56,10 +52,8 @@ def quarter_means(entries: list[dict[str, Any]], key: str, steps: int) -> list[f
 
 def run_curves(artifact: Path) -> dict[str, Any]:
     """One GRPO artifact's metrics, rollout entries and quarter means."""
-    manifest = json.loads((artifact / "manifest.json").read_text())
-    config, metrics = manifest["config"], manifest["metrics"]
-    steps_per_rollout = max(1, config["generation_batch_size"] // config["per_device_batch_size"])
-    log = rollout_entries(json.loads((artifact / "log_history.json").read_text()), steps_per_rollout)
+    metrics = json.loads((artifact / "manifest.json").read_text())["metrics"]
+    log = rollout_entries(json.loads((artifact / "log_history.json").read_text()))
     return {
         "metrics": metrics,
         "speed_accuracy_by_quarter": quarter_means(log, "planning/speed_accuracy/mean", metrics["steps"]),
@@ -73,7 +67,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="grpo artifacts")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    runs = {path.name: run_curves(path) for path in args.runs}
+    runs = {str(path): run_curves(path) for path in args.runs}
     rows = [
         {
             "run": name,

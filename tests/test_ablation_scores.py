@@ -217,6 +217,7 @@ def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> 
         "share=0.5",
     )
     data = {job.key: job for job in ablation.plan(_ablation_args(data_seed=3, data_set=["labels.horizon_s=2.0"]))}
+    assert data["data"].key == "data"  # one data set per --root: a root of another seed is refused (below)
     assert data["data"].args == (
         *("data", "sim", "--frames", "100", "--seed", "3", "--workers", "2"),
         *("--set", "labels.horizon_s=2.0"),
@@ -318,16 +319,14 @@ def test_an_rl_row_gains_over_its_sft_greedy_and_on_the_first_sampled_answer(tmp
     assert scored["f1_drops"] == {} and row[ablation.F1_DROP_COLUMN] == "none"
 
 
-def test_an_rl_row_names_each_class_whose_f1_fell_more_than_the_bar_below_its_sft(tmp_path: Path) -> None:
+def test_an_rl_row_names_each_class_whose_f1_fell_more_than_the_bar_below_its_sft() -> None:
     truths = [("KEEP", "STRAIGHT"), ("ACCELERATE", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT")]
     answer = "<think>t</think><answer>{}</answer>"
     sft = open_loop_metrics(truths, [answer.format(", ".join(truth)) for truth in truths])
     # RL answers KEEP at the ACCELERATE frame: ACCELERATE's F1 1 -> 0 and KEEP's 1 -> 0.67; the rest unchanged
     rl_answers = ["KEEP, STRAIGHT", "KEEP, STRAIGHT", "DECELERATE, LEFT_TURN", "STOP, STRAIGHT"]
     rl = open_loop_metrics(truths, [answer.format(text) for text in rl_answers])
-    _write(tmp_path / "sft", "metrics.json", sft)
-    _write(tmp_path / "rl", "metrics.json", rl)
-    drops = ablation.f1_drops(tmp_path / "sft", tmp_path / "rl")["f1_drops"]
+    drops = ablation.f1_drops(sft, rl)
     assert drops == {"KEEP": [1.0, 0.6667], "ACCELERATE": [1.0, 0.0]}
     assert ablation._f1_drop_text(drops) == "KEEP 1.00→0.67, ACCELERATE 1.00→0.00"
 
@@ -366,3 +365,12 @@ def test_with_no_episodes_rows_are_scored_open_loop_only(tmp_path: Path) -> None
     (row,) = ablation.summary_rows({"sft_rl": {0: scored}})  # no expert row: nobody drove
     assert row["planning accuracy"] == "1.000"
     assert all(row[column] == "–" for column in ablation.CLOSED_LOOP_COLUMNS)
+
+
+def test_a_root_whose_data_has_another_seed_or_size_is_refused(tmp_path: Path) -> None:
+    assert ablation.data_mismatch(tmp_path, frames=100, data_seed=0) is None  # nothing published yet
+    _write(tmp_path / "data" / "data-v1", "manifest.json", {"config": {"seed": 0, "frames": 100}})
+    assert ablation.data_mismatch(tmp_path, frames=100, data_seed=0) is None
+    problem = ablation.data_mismatch(tmp_path, frames=100, data_seed=2)
+    assert problem is not None and "seed 0 (asked 2)" in problem and "frames" not in problem
+    assert "frames 100 (asked 50)" in (ablation.data_mismatch(tmp_path, frames=50, data_seed=0) or "")

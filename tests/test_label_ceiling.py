@@ -77,6 +77,9 @@ def test_the_path_label_is_predicted_the_same_way_and_the_majority_baseline_is_t
     scored = label_ceiling.fit_and_score(train, val, test, seed=0, epochs=200, label="path")
     assert scored["test_accuracy"] >= 0.95 and scored["recall"]["LEFT_TURN"] >= 0.9
     assert set(scored["recall"]) == set(label_ceiling.ACTIONS["path"])
-    majority = label_ceiling.scored(torch.zeros_like(test[1]), test[1], label="path")
-    assert label_ceiling.ACTIONS["path"][0] == "STRAIGHT" and majority["recall"]["STRAIGHT"] == 1.0
-    assert majority["test_accuracy"] < 0.7
+    assert label_ceiling.majority_action(splits["train"], "path") == "STRAIGHT"
+    assert label_ceiling.majority_action(splits["train"], "speed") in ("KEEP", "DECELERATE")
+    turns = {key: {**record, "path_action": "LEFT_TURN"} for key, record in list(splits["train"].items())[:100]}
+    assert label_ceiling.majority_action({**splits["train"], **turns}, "path") == "LEFT_TURN"
+    majority = label_ceiling.scored(torch.zeros_like(test[1]), test[1], label="path")  # STRAIGHT is index 0
+    assert majority["recall"]["STRAIGHT"] == 1.0 and majority["test_accuracy"] < 0.7
