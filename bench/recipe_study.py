@@ -3,8 +3,10 @@
 Usage: python -m bench.recipe_study --root runs/study --frames 4000 --workers 15 --jobs 8 --budget-s 900 \
            --out docs/bench/recipe_study.json --plot docs/bench/recipe_study_curves.png [--configs lr5e-6 ...]
 
-One `data sim` data set (seed 0, front camera at 224 px) and its grounded traces, the small Qwen2-VL from random
-weights, `sft --scale small` on the traces, then every configuration of CONFIGS as a `grpo --scale small` run
+One `data sim` data set (--data-seed, front camera at 224 px, --data-set's settings) and its grounded traces, the
+small Qwen2-VL from random weights (or with --language a pretrained language model behind a random vision tower of
+that size: `models build`), `sft --scale small` on the traces (with --no-reasoning their answers only, and every
+GRPO run in the answer-only format), then every configuration of CONFIGS as a `grpo --scale small` run
 from that SFT model for --rl-epochs passes over the train split, validated every --every steps on --val-frames
 frames of the validation split (greedy plans). Each run, and the SFT model, is then scored by `eval --split val`
 on the whole split, and each run's gain over the SFT model comes with a paired bootstrap 95 % interval (the same
@@ -34,6 +36,7 @@ from bench.ablation import (  # noqa: E402
     data_jobs,
     execute,
     last_error,
+    model_command,
     train_seconds,
     with_sets,
 )
@@ -67,28 +70,34 @@ ACCURACY = "val/planning_accuracy"
 def plan(args: argparse.Namespace) -> list[Job]:
     """The data, traces, model, SFT, its validation score, then each configuration and its validation score."""
     scale = ("--scale", args.scale)
-    dims = ("--dimensions", args.dimensions) if args.dimensions else ()
+    answers_only = ("--no-reasoning",) if args.no_reasoning else ()
+    model = argparse.Namespace(
+        language=args.language, dimensions=args.dimensions or None, model_set=[f"max_pixels={args.image_size**2}"]
+    )
     jobs = [
         *data_jobs(
             args.frames,
             args.workers,
-            [f"render.image_size={args.image_size}"],
+            [f"render.image_size={args.image_size}", *args.data_set],
             [f"share={args.sft_share}"],
             judge=args.judge,
+            data_seed=args.data_seed,
         ),
+        Job("model", model_command(0, model)),
         Job(
-            "model",
+            "sft",
             (
-                "models",
-                "tiny",
-                "--seed",
-                "0",
-                *dims,
+                "sft",
+                "--data",
+                "@traces",
+                "--model",
+                "@model",
+                *answers_only,
+                *scale,
                 "--set",
-                f"max_pixels={args.image_size**2}",
+                f"epochs={args.sft_epochs}",
             ),
         ),
-        Job("sft", ("sft", "--data", "@traces", "--model", "@model", *scale, "--set", f"epochs={args.sft_epochs}")),
         Job("val-sft", ("eval", "--model", "@sft", "--data", "@data", *scale, "--set", "split=val")),
     ]
     common = [
@@ -104,18 +113,19 @@ def plan(args: argparse.Namespace) -> list[Job]:
     for name in args.configs:
         sets = [*common, *STUDY_BASE, *CONFIGS[name]]
         jobs += [
-            Job(f"rl-{name}", ("grpo", "--data", "@data", "--init", "@sft", *scale, *with_sets(sets))),
+            Job(f"rl-{name}", ("grpo", "--data", "@data", "--init", "@sft", *answers_only, *scale, *with_sets(sets))),
             Job(f"val-{name}", ("eval", "--model", f"@rl-{name}", "--data", "@data", *scale, "--set", "split=val")),
         ]
     return jobs
 
 
-def val_scores(eval_dir: Path) -> dict[str, Any]:
-    """Planning accuracy, format and per-class F1 of one `eval --split val`."""
+def val_scores(eval_dir: Path, answer_only: bool = False) -> dict[str, Any]:
+    """Planning accuracy, format (the answer-only format with ``answer_only``) and per-class F1 of one `eval --split
+    val`."""
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     return {
         "val_planning_accuracy": metrics["planning_accuracy"],
-        "val_format_valid_rate": metrics["format_valid_rate"],
+        "val_format_valid_rate": metrics["answer_only_format_rate" if answer_only else "format_valid_rate"],
         "val_speed_macro_f1": metrics["speed"]["macro_f1"],
         "val_path_macro_f1": metrics["path"]["macro_f1"],
         **({"val_acceptable_rate": metrics["judged"]["acceptable_rate"]} if "judged" in metrics else {}),
@@ -148,12 +158,14 @@ def failed_run(root: Path, name: str) -> tuple[dict[str, Any], list[dict[str, An
     return row, history
 
 
-def summary(root: Path, paths: dict[str, Path], configs: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def summary(
+    root: Path, paths: dict[str, Path], configs: list[str], answer_only: bool = False
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One row per configuration run (and the SFT start): finished, or failed with its error and its curve up to
-    its last checkpoint; and every run's validation curve."""
+    its last checkpoint; and every run's validation curve. ``answer_only``: the models answer without reasoning."""
     rows, curves = [], {}
     if "val-sft" in paths:
-        rows.append({"config": "SFT (start of every run)", **val_scores(paths["val-sft"])})
+        rows.append({"config": "SFT (start of every run)", **val_scores(paths["val-sft"], answer_only)})
     for name in configs:
         run = paths.get(f"rl-{name}")
         if run is None:
@@ -180,7 +192,7 @@ def summary(root: Path, paths: dict[str, Path], configs: list[str]) -> tuple[lis
             "best_val_sample_accuracy": manifest.get("validation", {}).get("best_planning_accuracy"),
         }
         if f"val-{name}" in paths:
-            row.update(val_scores(paths[f"val-{name}"]))
+            row.update(val_scores(paths[f"val-{name}"], answer_only))
             if "val-sft" in paths:
                 gain = gain_over(plan_outcomes(paths["val-sft"]), plan_outcomes(paths[f"val-{name}"]))
                 row["val_gain_over_sft"] = gain["difference"]
@@ -223,6 +235,14 @@ def main() -> None:
     parser.add_argument(
         "--dimensions", default="configs/models/small-qwen2-vl.json", help="model dimensions ('' = tiny)"
     )
+    parser.add_argument(
+        "--language", default=None, help="start from `models build --language L` (e.g. smollm2-135m) instead"
+    )
+    parser.add_argument("--no-reasoning", action="store_true", help="answer-only SFT and GRPO")
+    parser.add_argument("--data-seed", type=int, default=0, help="`data sim --seed`")
+    parser.add_argument(
+        "--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. labels.horizon_s=2.0"
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes")
     parser.add_argument(
@@ -255,7 +275,7 @@ def main() -> None:
     args.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paths = execute(plan(args), args.root, args.jobs, args.budget_s)
-    rows, curves = summary(args.root, paths, args.configs)
+    rows, curves = summary(args.root, paths, args.configs, answer_only=args.no_reasoning)
     print(f"this invocation {time.perf_counter() - started:.0f} s")
     columns = (
         "config",
@@ -277,7 +297,10 @@ def main() -> None:
     )
     settings = {
         key: getattr(args, key)
-        for key in ("frames", "sft_share", "sft_epochs", "rl_epochs", "rollout", "every", "val_frames", "judge")
+        for key in (
+            *("frames", "data_seed", "data_set", "language", "no_reasoning", "sft_share", "sft_epochs"),
+            *("rl_epochs", "rollout", "every", "val_frames", "judge"),
+        )
     }
     report(columns, rows, args.out, **settings, curves=curves)
     if args.plot is not None and curves:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -83,6 +84,7 @@ def _eval(path: Path, right: list[bool]) -> Path:
     path.mkdir(parents=True)
     head = {"macro_f1": 0.5, "per_class": {"KEEP": {"f1": 0.5}}}
     metrics = {"planning_accuracy": sum(right) / len(right), "format_valid_rate": 1.0, "speed": head, "path": head}
+    metrics["answer_only_format_rate"] = 0.25
     (path / "metrics.json").write_text(json.dumps(metrics))
     rows = [{"id": f"f{index}", "plan_correct": value} for index, value in enumerate(right)]
     (path / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -139,3 +141,41 @@ def test_the_limit_falls_below_the_crowd_a_stage_ran_out_of_memory_in_not_below_
     paths = execute(jobs, tmp_path, workers=4, budget_s=float("inf"), runner=runner)
     assert set(paths) == {"greedy", "slow0", "slow1", *later}
     assert most_at_once_after_failures(runner.events, 1) == 2
+
+
+def test_the_study_can_start_from_the_pretrained_language_model_answer_only_on_other_data() -> None:
+    args = argparse.Namespace(
+        frames=40,
+        workers=2,
+        image_size=64,
+        data_set=["labels.horizon_s=2.0"],
+        data_seed=2,
+        sft_share=0.5,
+        judge=False,
+        language="smollm2-135m",
+        dimensions="configs/models/small-qwen2-vl.json",
+        no_reasoning=True,
+        scale="tiny",
+        sft_epochs=1,
+        rl_epochs=0.1,
+        rollout=64,
+        every=5,
+        val_frames=8,
+        configs=["lr2e-5"],
+    )
+    jobs = {job.key: job.args for job in recipe_study.plan(args)}
+    assert jobs["data"][:6] == ("data", "sim", "--frames", "40", "--seed", "2")
+    assert jobs["data"][-4:] == ("--set", "render.image_size=64", "--set", "labels.horizon_s=2.0")
+    assert jobs["model"][:4] == ("models", "build", "--language", "smollm2-135m")
+    assert jobs["model"][-2:] == ("--set", "max_pixels=4096")
+    assert "--no-reasoning" in jobs["sft"] and "--no-reasoning" in jobs["rl-lr2e-5"]
+    args.language, args.no_reasoning, args.dimensions = None, False, ""
+    jobs = {job.key: job.args for job in recipe_study.plan(args)}
+    assert jobs["model"] == ("models", "tiny", "--seed", "0", "--set", "max_pixels=4096")
+    assert "--no-reasoning" not in jobs["sft"] + jobs["rl-lr2e-5"]
+
+
+def test_an_answer_only_study_reports_the_answer_only_format(tmp_path: Path) -> None:
+    evaluation = _eval(tmp_path / "val-sft", [True, False])
+    assert recipe_study.val_scores(evaluation)["val_format_valid_rate"] == 1.0
+    assert recipe_study.val_scores(evaluation, answer_only=True)["val_format_valid_rate"] == 0.25
