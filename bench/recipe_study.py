@@ -1,4 +1,4 @@
-"""#19's recipe study: GRPO settings after one reasoning SFT, compared on the validation split only.
+"""#19's recipe study: GRPO settings after one SFT (with reasoning by default), compared on the validation split only.
 
 Usage: python -m bench.recipe_study --root runs/study --frames 4000 --workers 15 --jobs 8 --budget-s 900 \
            --out docs/bench/recipe_study.json --plot docs/bench/recipe_study_curves.png [--configs lr5e-6 ...]
