@@ -5,7 +5,9 @@ Usage: python -m bench.rl_curves GRPO_ARTIFACT [...] [--out FILE]
 Reads each run's `log_history.json` and manifest. With `generation_batch_size` above the optimiser batch, one rollout
 feeds several optimiser steps, and only the first step of each rollout logs its rewards; those entries are kept.
 The table gives each quarter's mean sampled speed accuracy on the train frames and the share of groups whose samples
-all earned the same reward (no learning signal), the two numbers that say whether RL moved the policy.
+all earned the same reward (no learning signal), the two numbers that say whether RL moved the policy, and where the
+time went: the first step (compilation and the first rollout), a rollout step (generation, scoring and one
+optimiser step), an optimiser step between rollouts, and the time between steps (checkpoints, logging).
 """
 
 from __future__ import annotations
@@ -50,12 +52,28 @@ def quarter_means(entries: list[dict[str, Any]], key: str, steps: int) -> list[f
     return [round(sum(values) / len(values), 3) if values else None for values in quarters]
 
 
+def step_times(history: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds of the first step, of the mean later rollout step and optimiser step, and outside every step (the
+    last step's elapsed training time less the sum of the steps' own times)."""
+    steps = [entry for entry in history if "step_time" in entry]
+    rollouts = [entry["step_time"] for entry in steps[1:] if "reward" in entry]
+    between = [entry["step_time"] for entry in steps[1:] if "reward" not in entry]
+    return {
+        "first_step_s": round(steps[0]["step_time"], 2),
+        "rollout_step_s": round(sum(rollouts) / len(rollouts), 2) if rollouts else 0.0,
+        "optimiser_step_s": round(sum(between) / len(between), 3) if between else 0.0,
+        "outside_steps_s": round(steps[-1]["train_elapsed_s"] - sum(entry["step_time"] for entry in steps), 1),
+    }
+
+
 def run_curves(artifact: Path) -> dict[str, Any]:
     """One GRPO artifact's metrics, rollout entries and quarter means."""
     metrics = json.loads((artifact / "manifest.json").read_text())["metrics"]
-    log = rollout_entries(json.loads((artifact / "log_history.json").read_text()))
+    history = json.loads((artifact / "log_history.json").read_text())
+    log = rollout_entries(history)
     return {
         "metrics": metrics,
+        "step_times": step_times(history),
         "speed_accuracy_by_quarter": quarter_means(log, "planning/speed_accuracy/mean", metrics["steps"]),
         "zero_std_by_quarter": quarter_means(log, "frac_reward_zero_std", metrics["steps"]),
         "log": log,
@@ -76,6 +94,9 @@ def main() -> None:
             "sampled speed accuracy by quarter": " / ".join(f"{value}" for value in run["speed_accuracy_by_quarter"]),
             "groups without reward spread by quarter": " / ".join(f"{value}" for value in run["zero_std_by_quarter"]),
             "samples/s": round(run["metrics"]["train_samples_per_second"], 1),
+            "s: first step / rollout step / optimiser step / outside steps": " / ".join(
+                str(value) for value in run["step_times"].values()
+            ),
             "peak GPU GB": run["metrics"].get("peak_memory_gb", "–"),
         }
         for name, run in runs.items()

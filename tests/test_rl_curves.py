@@ -38,8 +38,25 @@ def test_quarter_means_place_each_rollout_by_its_step_and_leave_empty_quarters_e
 def test_a_run_is_its_manifests_metrics_and_its_rollouts(tmp_path: Path) -> None:
     metrics = {"steps": 16, "first_reward": 1.0, "final_reward": 13.0, "train_samples_per_second": 5.0}
     (tmp_path / "manifest.json").write_text(json.dumps({"metrics": metrics}))
-    (tmp_path / "log_history.json").write_text(json.dumps(_history(16, steps_per_rollout=4)))
+    history = [entry | {"step_time": 1.0, "train_elapsed_s": float(entry["step"])} for entry in _history(16, 4)[:-1]]
+    (tmp_path / "log_history.json").write_text(json.dumps(history))
     curves = rl_curves.run_curves(tmp_path)
     assert [entry["step"] for entry in curves["log"]] == [1, 5, 9, 13]
     assert curves["speed_accuracy_by_quarter"] == [0.01, 0.05, 0.09, 0.13]
     assert curves["metrics"] == metrics
+
+
+def test_step_times_split_the_first_step_rollouts_optimiser_steps_and_the_time_between() -> None:
+    history = [
+        {"step": 1, "reward": 1.0, "step_time": 30.0, "train_elapsed_s": 30.0},
+        {"step": 2, "step_time": 0.5, "train_elapsed_s": 30.5},
+        {"step": 3, "reward": 1.0, "step_time": 6.0, "train_elapsed_s": 38.5},  # 2 s outside: a checkpoint
+        {"step": 4, "step_time": 0.3, "train_elapsed_s": 38.8},
+        {"step": 4, "train_runtime": 39.0},
+    ]
+    assert rl_curves.step_times(history) == {
+        "first_step_s": 30.0,
+        "rollout_step_s": 6.0,
+        "optimiser_step_s": 0.4,
+        "outside_steps_s": 2.0,
+    }
