@@ -141,6 +141,9 @@ def published(root: Path, name: str) -> Path | None:
     return found[0].parent if found else None
 
 
+RL_ONLY_STOP = ("--set", "stop_without_signal=5")  # logged rollouts without any reward signal before RL only stops
+
+
 def data_mismatch(root: Path, frames: int, data_seed: int) -> str | None:
     """Why the data set already published under ``root`` is not the one asked for (another simulator seed or frame
     count: every row would be trained on it), or None."""
@@ -287,7 +290,8 @@ def plan(args: argparse.Namespace) -> list[Job]:
                 *grpo,
             ),
             "sft_reasoning": ("sft", "--data", "@traces", "--model", f"@model-s{seed}", *sft),
-            "rl_only": ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo),
+            # a start that never answers in format has no reward signal: its run stops instead of idling an epoch
+            "rl_only": ("grpo", "--data", "@data", "--init", f"@model-s{seed}", *grpo, *RL_ONLY_STOP),
             "sft_rl": _rl_after_reasoning_sft(seed, args),
         }
         for rl_row, control in CONTROLS.items() if args.supervised_control else ():  # from the RL row's SFT start

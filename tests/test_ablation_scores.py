@@ -212,6 +212,8 @@ def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> 
     # the SFT a chosen GRPO row starts from is trained, not scored; rows not chosen are neither
     assert {"sft_reasoning-s0", "sft_rl-s0", "open-sft_rl-s0"} <= chosen
     assert not {"open-sft_reasoning-s0", "rl_only-s0", "sft_no_reasoning-s0"} & chosen
+    rl_only = next(job for job in ablation.plan(_ablation_args()) if job.key == "rl_only-s0").args
+    assert rl_only[-2:] == ("--set", "stop_without_signal=5")  # RL only stops where it has nothing to learn
     assert next(j for j in ablation.plan(_ablation_args(sft_share=0.5)) if j.key == "traces").args[-2:] == (
         "--set",
         "share=0.5",

@@ -11,9 +11,11 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, lineage, open_artifact
@@ -291,6 +293,36 @@ def test_rl_only_from_the_base_model_trains_fresh_adapters(policy, tmp_path: Pat
     assert artifact.manifest["metrics"]["steps_with_reward_signal"] == 0
     config = json.loads((artifact.path / "adapter_config.json").read_text())
     assert config["r"] == 8 and Path(config["base_model_name_or_path"]) == policy["model"].resolve()
+
+
+def test_rl_only_without_reward_signal_stops_when_asked_and_leaves_the_model_as_it_was(policy, tmp_path: Path) -> None:
+    with console.capture() as captured:
+        artifact = grpo_stage.run(
+            grpo_config(policy["model"], max_steps=4, stop_without_signal=1),
+            OutputSpec(tmp_path / "runs"),
+            data=policy["data"],
+        )
+    assert "stopping: no reward signal in the first 1 logged steps" in " ".join(captured.get().split())
+    metrics = artifact.manifest["metrics"]
+    assert metrics["steps"] == 1 and metrics["stopped_without_reward_signal"] is True
+    # every advantage was zero: the fresh adapter's B matrices are still zero, so the policy is the base model
+    adapter = load_file(str(artifact.path / "adapter_model.safetensors"))
+    lora_b = [tensor for name, tensor in adapter.items() if "lora_B" in name]
+    assert lora_b and all(torch.count_nonzero(tensor) == 0 for tensor in lora_b)
+
+
+def test_the_reward_signal_watch_stops_a_run_only_while_no_step_has_had_signal() -> None:
+    flat = RewardSignalWatch(steps=10, stop_after=2)
+    control = SimpleNamespace(should_training_stop=False)
+    with console.capture():
+        for _ in range(2):
+            flat.on_log(None, None, control, logs={"frac_reward_zero_std": 1.0})
+    assert flat.stopped and control.should_training_stop
+    learning = RewardSignalWatch(steps=10, stop_after=2)
+    control = SimpleNamespace(should_training_stop=False)
+    for value in (0.5, 1.0, 1.0, 1.0):
+        learning.on_log(None, None, control, logs={"frac_reward_zero_std": value})
+    assert not learning.stopped and not control.should_training_stop
 
 
 def test_interrupted_run_resumes_without_repeating_samples(policy, tmp_path: Path, monkeypatch) -> None:

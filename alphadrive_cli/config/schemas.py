@@ -601,6 +601,13 @@ class GrpoConfig(TrainingConfig):
     sample_every: int = Field(
         10, ge=1, le=10**7, description="write completions with their rewards to samples.jsonl every N steps"
     )
+    stop_without_signal: int = Field(
+        0,
+        ge=0,
+        le=10**6,
+        description="stop the run once this many logged rollouts from the start all had no reward signal "
+        "(every group's rewards equal: every advantage zero, nothing to learn); 0: never stop, only warn after 10",
+    )
     sample_groups: int = Field(2, ge=1, le=MAX_BATCH, description="prompt groups written each time")
     generation_batch_size: int | None = Field(
         None,

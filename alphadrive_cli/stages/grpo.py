@@ -126,6 +126,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 "such as one from `alphadrive models tiny` for RL only)"
             )
         self._source = resolve_model_source(config.model)
+        self.signal_watch = RewardSignalWatch(stop_after=config.stop_without_signal)
 
     def policy_source(self) -> ModelSource:
         return self._source
@@ -196,7 +197,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 with_verdicts=self.rewards.uses_safety,
             ),
             processing_class=setup.processor,
-            callbacks=[*setup.callbacks, RewardSignalWatch()],
+            callbacks=[*setup.callbacks, self.signal_watch],
         )
         if trainer.ref_model is not None:  # TRL loads it again from the weights' path
             use_fast_paths(trainer.ref_model)
@@ -206,7 +207,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         return trainer
 
     def metrics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
-        return reward_summary(history)
+        return {**reward_summary(history), "stopped_without_reward_signal": self.signal_watch.stopped}
 
     def manifest(self, setup: RunSetup, trainer: Any) -> dict[str, dict[str, Any]]:
         return {
@@ -236,6 +237,8 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         line = f"{metrics['steps']} steps, reward {metrics['first_reward']} -> {metrics['final_reward']}"
         if metrics.get("steps_with_reward_signal") == 0:
             line += " (no step had a reward signal: every group's rewards were equal, so the policy did not learn)"
+        if metrics.get("stopped_without_reward_signal"):
+            line += "; stopped early by stop_without_signal"
         return line
 
 

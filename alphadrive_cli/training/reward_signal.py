@@ -24,26 +24,35 @@ def has_signal(logs: dict[str, Any]) -> bool | None:
 
 
 class RewardSignalWatch(TrainerCallback):
-    """Warns once, on the console, when the first ``steps`` logged training steps all had no reward signal."""
+    """Warns once, on the console, when the first ``steps`` logged training steps all had no reward signal; with
+    ``stop_after`` > 0, stops the run once that many logged steps from the start all had none (``stopped``)."""
 
-    def __init__(self, steps: int = 10) -> None:
+    def __init__(self, steps: int = 10, stop_after: int = 0) -> None:
         self.steps = steps
+        self.stop_after = stop_after
         self.flat = 0
-        self.settled = False
+        self.learning = False
+        self.stopped = False
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         signal = has_signal(logs or {})
-        if self.settled or signal is None:
+        if self.learning or self.stopped or signal is None:
             return
         if signal:
-            self.settled = True
+            self.learning = True
             return
         self.flat += 1
-        if self.flat >= self.steps:
-            self.settled = True
+        if self.flat == self.steps:
             console.print(
                 f"[yellow]warning:[/] no reward signal in the first {self.flat} logged steps: every group's "
                 "completions earned equal rewards, so every advantage is zero and the policy is not learning. A start "
                 "that never answers in the reward format cannot: warm it up with `alphadrive sft` first "
                 "(`alphadrive eval --samples 8` shows a model's reward signal before RL)"
+            )
+        if self.stop_after and self.flat >= self.stop_after:
+            self.stopped = True
+            control.should_training_stop = True
+            console.print(
+                f"stopping: no reward signal in the first {self.flat} logged steps (stop_without_signal); "
+                "the model is saved as it is"
             )
