@@ -34,6 +34,7 @@ from alphadrive_cli.training.plots import curve  # noqa: E402
 from bench.ablation import (  # noqa: E402
     Job,
     data_jobs,
+    data_mismatch,
     execute,
     last_error,
     model_command,
@@ -272,6 +273,8 @@ def main() -> None:
         parser.error(f"{', '.join(needs_judge)} needs judged data: add --judge")
     if args.configs is None:
         args.configs = [name for name in CONFIGS if args.judge or name not in NEEDS_JUDGED_DATA]
+    if problem := data_mismatch(args.root, args.frames, args.data_seed):
+        parser.error(problem)
     args.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paths = execute(plan(args), args.root, args.jobs, args.budget_s)

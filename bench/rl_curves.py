@@ -101,12 +101,14 @@ def main() -> None:
         }
         for name, run in runs.items()
     ]
-    columns = list(rows[0])
-    report(columns, rows, None)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        facts = {**device_facts(), "command": "python -m bench.rl_curves " + " ".join(sys.argv[1:])}
-        args.out.write_text(json.dumps({**facts, "runs": runs}, indent=1) + "\n")
+    report(
+        list(rows[0]),
+        rows,
+        args.out,
+        **device_facts(),
+        command="python -m bench.rl_curves " + " ".join(sys.argv[1:]),
+        curves=runs,
+    )
 
 
 if __name__ == "__main__":
