@@ -179,3 +179,21 @@ def test_an_answer_only_study_reports_the_answer_only_format(tmp_path: Path) -> 
     evaluation = _eval(tmp_path / "val-sft", [True, False])
     assert recipe_study.val_scores(evaluation)["val_format_valid_rate"] == 1.0
     assert recipe_study.val_scores(evaluation, answer_only=True)["val_format_valid_rate"] == 0.25
+
+
+def test_every_study_configuration_is_a_valid_grpo_config_that_keeps_its_settings() -> None:
+    """Each configuration, over the small preset and STUDY_BASE, validates and ends with its own values: a setting
+    that the schema refuses in that company, or that another layer overrides, fails here, not on the GPU."""
+    from alphadrive_cli.config.resolve import resolve_config
+    from alphadrive_cli.config.schemas import GrpoConfig
+
+    def value(config: GrpoConfig, setting: str) -> object:
+        found: object = config
+        for part in setting.partition("=")[0].split("."):
+            found = getattr(found, part)
+        return found
+
+    for name, sets in recipe_study.CONFIGS.items():
+        config = resolve_config("grpo", GrpoConfig, scale="small", overrides=[*recipe_study.STUDY_BASE, *sets])
+        alone = resolve_config("grpo", GrpoConfig, overrides=sets)  # the values as the schema reads the settings
+        assert all(value(config, setting) == value(alone, setting) for setting in sets), name
