@@ -68,6 +68,11 @@ CONFIGS: dict[str, tuple[str, ...]] = {
         "scale_rewards=none",
         "action_weighting=inverse_frequency",
     ),
+    "lr2e-5_scale_none_inverse_sqrt_freq": (  # the same push, milder
+        "learning_rate=2e-5",
+        "scale_rewards=none",
+        "action_weighting=inverse_sqrt_frequency",
+    ),
     "lr2e-5_safety": ("learning_rate=2e-5", "rewards.safety_coef=1.0"),  # needs --judge (#20's safety reward)
 }
 NEEDS_JUDGED_DATA = ("lr2e-5_safety",)

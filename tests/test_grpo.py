@@ -497,14 +497,22 @@ def test_inverse_frequency_weights_by_head() -> None:
     assert weights["KEEP"] == pytest.approx(10 / 12, abs=1e-4) and weights["STOP"] == pytest.approx(10 / 8)
     assert weights["STRAIGHT"] == pytest.approx(10 / 16) and weights["LEFT_TURN"] == pytest.approx(2.5)
     assert weights["ACCELERATE"] == weights["RIGHT_CHANGE"] == 4.0  # absent: the largest weight
+    roots = inverse_frequency_weights(records, DEFAULT_VOCABULARY, power=0.5)  # inverse_sqrt_frequency
+    assert roots["KEEP"] == pytest.approx((10 / 12) ** 0.5, abs=1e-4) and roots["STOP"] == pytest.approx(
+        1.25**0.5, abs=1e-4
+    )
+    assert roots["LEFT_TURN"] == pytest.approx(2.5**0.5, abs=1e-4) and roots["ACCELERATE"] == 4.0
 
 
-def test_grpo_takes_balanced_prompts_and_inverse_frequency_weights(policy, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("weighting", "power"), [("inverse_frequency", 1.0), ("inverse_sqrt_frequency", 0.5)])
+def test_grpo_takes_balanced_prompts_and_inverse_frequency_weights(
+    policy, tmp_path: Path, weighting: str, power: float
+) -> None:
     config = grpo_config(
         policy["sft"],
         max_steps=2,
         prompt_sampling="balanced",
-        action_weighting="inverse_frequency",
+        action_weighting=weighting,
         scale_rewards="batch",
     )
     artifact = grpo_stage.run(config, OutputSpec(tmp_path / "runs"), data=policy["data"])
@@ -512,13 +520,14 @@ def test_grpo_takes_balanced_prompts_and_inverse_frequency_weights(policy, tmp_p
     assert manifest["prompts"]["sampling"] == "balanced" and sum(manifest["prompts"]["classes"].values()) == 8
     records = list(iter_split(open_artifact(policy["data"]), "train", DEFAULT_VOCABULARY))
     trained_on = balanced_prompts(records, config.seed)  # the weights come from the prompts trained on
-    assert manifest["rewards"]["action_weights"] == inverse_frequency_weights(trained_on, DEFAULT_VOCABULARY)
+    assert manifest["rewards"]["action_weights"] == inverse_frequency_weights(trained_on, DEFAULT_VOCABULARY, power)
 
 
 @pytest.mark.parametrize(
     ("levers", "message"),
     [
         ({"action_weighting": "inverse_frequency"}, "use scale_rewards batch or none"),
+        ({"action_weighting": "inverse_sqrt_frequency"}, "inverse_sqrt_frequency is divided out"),
         (
             {"action_weighting": "inverse_frequency", "scale_rewards": "none", "rewards": {"style": "released_code"}},
             "use style algorithm1",

@@ -593,10 +593,11 @@ class GrpoConfig(TrainingConfig):
         description="uniform: every train frame once per epoch; balanced: a same-sized draw in which every "
         "(speed, path) class is equally likely (training/class_balance.py)",
     )
-    action_weighting: Literal["configured", "inverse_frequency"] = Field(
+    action_weighting: Literal["configured", "inverse_frequency", "inverse_sqrt_frequency"] = Field(
         "configured",
         description="configured: rewards.action_weights; inverse_frequency: each action weighs n / (k n_action) "
-        "over the train split, clipped to [0.25, 4] (needs scale_rewards batch or none to matter)",
+        "over the train split, clipped to [0.25, 4]; inverse_sqrt_frequency: the square root of that, milder "
+        "(both need scale_rewards batch or none to matter)",
     )
     sample_every: int = Field(
         10, ge=1, le=10**7, description="write completions with their rewards to samples.jsonl every N steps"
@@ -636,15 +637,16 @@ class GrpoConfig(TrainingConfig):
 
     @model_validator(mode="after")
     def _weighting_that_can_work(self) -> GrpoConfig:
-        if self.action_weighting == "inverse_frequency" and self.scale_rewards == "group":
+        weighting = self.action_weighting
+        if weighting != "configured" and self.scale_rewards == "group":
             raise ValueError(
-                "action_weighting: inverse_frequency is divided out by scale_rewards: group (a weight of the true "
+                f"action_weighting: {weighting} is divided out by scale_rewards: group (a weight of the true "
                 "action is the same for the whole group): use scale_rewards batch or none"
             )
-        if self.action_weighting == "inverse_frequency" and self.rewards.style == "released_code":
+        if weighting != "configured" and self.rewards.style == "released_code":
             raise ValueError(
                 "rewards.style: released_code weighs the predicted words, so inverse-frequency weights would pay "
-                "for naming rare actions: use style algorithm1 with inverse_frequency"
+                f"for naming rare actions: use style algorithm1 with {weighting}"
             )
         return self
 

@@ -160,8 +160,9 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             balanced_prompts(setup.records, config.seed) if config.prompt_sampling == "balanced" else setup.records
         )
         self.reward_config = config.rewards
-        if config.action_weighting == "inverse_frequency":  # of the prompts trained on: balanced ones need little
-            weights = inverse_frequency_weights(self.prompts, setup.vocabulary)
+        if config.action_weighting != "configured":  # of the prompts trained on: balanced ones need little
+            power = 0.5 if config.action_weighting == "inverse_sqrt_frequency" else 1.0
+            weights = inverse_frequency_weights(self.prompts, setup.vocabulary, power)
             self.reward_config = config.rewards.model_copy(update={"action_weights": weights})
         self.rewards = PlanningRewards(
             self.reward_config,
