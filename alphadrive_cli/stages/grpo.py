@@ -35,7 +35,7 @@ from alphadrive_cli.rewards.trl_adapter import (
     SampleLog,
     plan_key,
 )
-from alphadrive_cli.training.class_balance import balanced_prompts, inverse_frequency_weights
+from alphadrive_cli.training.class_balance import WEIGHTING_POWERS, balanced_prompts, inverse_frequency_weights
 from alphadrive_cli.training.distributed import is_main_process, launch_world_size
 from alphadrive_cli.training.reward_signal import RewardSignalWatch, has_signal
 from alphadrive_cli.training.run import RunSetup, TrainingRecipe, finite_round, run_training, trainer_arguments
@@ -160,8 +160,8 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             balanced_prompts(setup.records, config.seed) if config.prompt_sampling == "balanced" else setup.records
         )
         self.reward_config = config.rewards
-        if config.action_weighting != "configured":  # of the prompts trained on: balanced ones need little
-            power = 0.5 if config.action_weighting == "inverse_sqrt_frequency" else 1.0
+        if config.action_weighting in WEIGHTING_POWERS:  # of the prompts trained on: balanced ones need little
+            power = WEIGHTING_POWERS[config.action_weighting]
             weights = inverse_frequency_weights(self.prompts, setup.vocabulary, power)
             self.reward_config = config.rewards.model_copy(update={"action_weights": weights})
         self.rewards = PlanningRewards(

@@ -21,6 +21,7 @@ from alphadrive_cli.actions import ActionVocabulary
 from alphadrive_cli.data.records import Record
 
 WEIGHT_RANGE = (0.25, 4.0)
+WEIGHTING_POWERS = {"inverse_frequency": 1.0, "inverse_sqrt_frequency": 0.5}  # action_weighting -> the weight's power
 
 
 def balanced_prompts(records: Sequence[Record], seed: int) -> list[Record]:
