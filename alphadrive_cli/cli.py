@@ -224,6 +224,13 @@ def predict(
     max_new_tokens: Annotated[
         int, typer.Option(min=1, help="Tokens generated per answer at most (as eval's max_new_tokens).")
     ] = EvalConfig.model_fields["max_new_tokens"].default,
+    compile_generation: Annotated[
+        bool,
+        typer.Option(
+            help="On CUDA, decode through graph decoding (static KV cache, each step one CUDA graph; as eval's "
+            "compile_generation)."
+        ),
+    ] = EvalConfig.model_fields["compile_generation"].default,
 ) -> None:
     """Plan on frames nobody labelled: one JSON line per record of the frames file, on stdout (or `--out FILE`).
 
@@ -236,7 +243,7 @@ def predict(
     """
     from alphadrive_cli.stages import predict as predict_stage  # keeps --help fast
 
-    settings = predict_stage.PredictSettings(batch_size, max_new_tokens, images_root)
+    settings = predict_stage.PredictSettings(batch_size, max_new_tokens, images_root, compile_generation)
     bad = predict_stage.run(model, frames, settings, out)
     if bad:
         raise BadInput(f"{bad} record(s) of {frames} could not be planned (each named above; the rest were planned)")

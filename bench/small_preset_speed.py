@@ -16,6 +16,7 @@ figure, warm-up and compilation included) is reported beside it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -109,13 +110,16 @@ GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, cha
 # preset settings that a row leaves unset are reset to the stage default, so each row measures what it lists
 # whatever the preset has adopted since
 ROW_DEFAULTS = {"generation_batch_size": None, "scoring_batch_size": None}
-OTHER_ROWS: list[tuple[str, str, tuple[str, ...]]] = [  # (stage, change, changes switched off)
-    ("sft", "baseline", ("rope", "dedup", "vision_attention")),
-    ("sft", "+ batched rope index (SFT batches hold no repeated frames)", ("dedup", "vision_attention")),
-    ("sft", "+ every image of a batch attended in one call per vision block", ("dedup",)),
-    ("eval", "baseline", ("rope", "dedup", "vision_attention")),
-    ("eval", "+ batched rope index", ("dedup", "vision_attention")),
-    ("eval", "+ every image of a batch attended in one call per vision block", ("dedup",)),
+EAGER = {"compile_generation": False}  # eval as it decoded before graph decoding reached it
+OTHER_ROWS: list[tuple[str, str, tuple[str, ...], dict[str, Any]]] = [  # (stage, change, switched off, settings)
+    ("sft", "baseline", ("rope", "dedup", "vision_attention"), {}),
+    ("sft", "+ batched rope index (SFT batches hold no repeated frames)", ("dedup", "vision_attention"), {}),
+    ("sft", "+ every image of a batch attended in one call per vision block", ("dedup",), {}),
+    ("eval", "baseline", ("rope", "dedup", "vision_attention"), EAGER),
+    ("eval", "+ batched rope index", ("dedup", "vision_attention"), EAGER),
+    ("eval", "+ every image of a batch attended in one call per vision block", ("dedup",), EAGER),
+    ("eval", "+ graph decoding (static KV cache, every decoding step one CUDA graph)", ("dedup",), {}),
+    ("eval", "row 6 with batches of 512 frames, not 128", ("dedup",), {"batch_size": 512}),
 ]
 
 
@@ -196,9 +200,19 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     }
 
 
+def _plans(evaluation: Path) -> dict[str, Any]:
+    """What an eval row planned: its planning accuracy and a digest of its texts, so that rows decoding the same
+    frames in other ways can be checked to answer alike."""
+    texts = [json.loads(line)["text"] for line in (evaluation / "predictions.jsonl").read_text().splitlines()]
+    return {
+        "planning_accuracy": json.loads((evaluation / "metrics.json").read_text())["planning_accuracy"],
+        "texts_sha256": hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16],
+    }
+
+
 def run_other_row(index: int, paths: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     """One sft or eval row in this process, its changes switched off as the row says."""
-    stage, change, off = OTHER_ROWS[index]
+    stage, change, off, settings = OTHER_ROWS[index]
     for name in off:
         CHANGES[name]()
     from alphadrive_cli.artifacts.store import OutputSpec, ResumePolicy
@@ -218,7 +232,7 @@ def run_other_row(index: int, paths: dict[str, str], args: argparse.Namespace) -
     from alphadrive_cli.config.schemas import EvalConfig
     from alphadrive_cli.stages import eval_open_loop
 
-    config = resolve_config("eval", EvalConfig, scale=paths["scale"], options={"split": "val"})
+    config = resolve_config("eval", EvalConfig, scale=paths["scale"], options={"split": "val", **settings})
     started = time.perf_counter()
     artifact = eval_open_loop.run(config, output, model=paths["sft"], data=Path(paths["data"]))
     generation = artifact.manifest["report"]
@@ -226,9 +240,12 @@ def run_other_row(index: int, paths: dict[str, str], args: argparse.Namespace) -
         "stage": stage,
         "change": change,
         "switched_off": list(off),
+        "settings": settings,
         "frames_per_s": generation.get("frames_per_s"),
         "generation_s": generation.get("generation_s"),
+        "decoding": generation.get("decoding"),
         "stage_s": round(time.perf_counter() - started, 1),
+        **_plans(artifact.path),
     }
 
 

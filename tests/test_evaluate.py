@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +188,43 @@ def test_batched_and_single_generation_agree_greedily(data: Path, tiny_model: Pa
             json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()
         ]
     assert outputs[6] == outputs[1]
+
+
+def test_graph_decoding_plans_what_eager_decoding_plans(
+    data: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval's CUDA path (graph decoding over a static cache), forced on the CPU where its step runs eagerly: the
+    same greedy texts as transformers' own decoding, without falling back to it; the manifest says how it decoded."""
+    from alphadrive_cli.models import generation
+
+    def texts(artifact) -> list[str]:
+        return [json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
+
+    from transformers import AutoModelForImageTextToText
+
+    varied = tmp_path / "varied"  # the tiny model with spread-out language weights: completions that vary
+    shutil.copytree(tiny_model, varied, ignore=shutil.ignore_patterns("manifest.json", "*.safetensors"))
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for weight in model.model.language_model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0, 0.3)
+    model.save_pretrained(varied)
+    config = EvalConfig(batch_size=4, max_new_tokens=12)
+    eager = evaluate_stage.run(config, OutputSpec(tmp_path, "eager"), data=data, model=str(varied))
+    assert len(set(texts(eager))) == 6  # six different completions
+    assert eager.manifest["report"]["decoding"] == {"compiled": False, "cache": "dynamic"}  # the CPU default
+    monkeypatch.setattr(generation, "graphs_apply", lambda model: True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="graph decoding falls back")
+        graphs = evaluate_stage.run(config, OutputSpec(tmp_path, "graphs"), data=data, model=str(varied))
+    assert graphs.manifest["report"]["decoding"] == {"compiled": True, "cache": "static"}
+    assert texts(graphs) == texts(eager)
+    off = config.model_copy(update={"compile_generation": False})
+    assert evaluate_stage.run(off, OutputSpec(tmp_path, "off"), data=data, model=str(varied)).manifest["report"][
+        "decoding"
+    ] == {"compiled": False, "cache": "dynamic"}
 
 
 def test_interrupted_generation_resumes_from_the_cache(

@@ -176,6 +176,27 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> No
     assert manifest["training"]["device"] == "cuda" and manifest["metrics"]["steps"] == 2
 
 
+def test_eval_decodes_with_graphs_on_cuda(tmp_path) -> None:
+    """eval on CUDA decodes through graph decoding by default (the manifest says so) and plans what eager
+    decoding plans (the tiny model in fp32, greedy)."""
+    import json
+
+    from alphadrive_cli.config.schemas import EvalConfig
+    from alphadrive_cli.stages import eval_open_loop
+
+    data = make_labelled_data(tmp_path, [("KEEP", "STRAIGHT"), ("STOP", "LEFT_TURN")], {"test": range(2)})
+    model = models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path)).path
+    texts = {}
+    for compiled in (True, False):
+        config = EvalConfig(batch_size=2, max_new_tokens=16, compile_generation=compiled)
+        artifact = eval_open_loop.run(config, OutputSpec(tmp_path, f"eval-{compiled}"), data=data, model=str(model))
+        assert artifact.manifest["report"]["decoding"]["compiled"] is compiled
+        assert artifact.manifest["report"]["device"].startswith("cuda")
+        lines = (artifact.path / "predictions.jsonl").read_text().splitlines()
+        texts[compiled] = [json.loads(line)["text"] for line in lines]
+    assert texts[True] == texts[False]
+
+
 def test_attention_backward_stays_finite_where_cudnn_returns_nan() -> None:
     """pytorch/pytorch#196678: with a mask, a length of 64 modulo 128 and rows whose scores are all far below
     zero (a fully masked row of a left-padded batch), cuDNN's SDPA backward gives NaN query gradients. The

@@ -706,6 +706,11 @@ class EvalConfig(Strict):
     split: Literal["train", "val", "test"] = Field("test", description="the split scored: train, val or test")
     batch_size: int = Field(8, ge=1, le=MAX_BATCH, description="frames generated for at once")
     max_new_tokens: int = Field(256, ge=1, le=MAX_BATCH, description="tokens generated per answer")
+    compile_generation: bool = Field(
+        True,
+        description="on CUDA, decode with a static KV cache, folded-GQA decode attention and every decoding step "
+        "compiled and replayed as one CUDA graph (as grpo's rollouts); skipped with 4-bit weights",
+    )
     samples: int = Field(
         1,
         ge=1,

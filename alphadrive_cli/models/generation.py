@@ -1,4 +1,5 @@
-"""Batched generation for a Qwen-VL student: left padding, greedy or K samples per prompt."""
+"""Batched generation for a Qwen-VL student: left padding, greedy or K samples per prompt, on CUDA through graph
+decoding (a static KV cache, every decoding step one CUDA graph: :mod:`~alphadrive_cli.models.graph_decoding`)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 
 from alphadrive_cli.actions import ActionVocabulary
+from alphadrive_cli.models.graph_decoding import use_graph_decoding
+from alphadrive_cli.models.loading import ModelSource, load_model_and_processor
 from alphadrive_cli.prompts import PromptTemplate, StudentFrame, student_messages
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Greedy decoding when ``samples`` is 1, else ``samples`` completions sampled at ``temperature``."""
+    """Greedy decoding when ``samples`` is 1, else ``samples`` completions sampled at ``temperature``; with
+    ``static_cache`` a static KV cache, which a model set up by :func:`load_for_generation` decodes with graphs."""
 
     max_new_tokens: int
     samples: int = 1
     temperature: float = 1.0
+    static_cache: bool = False
+
+
+def graphs_apply(model: PreTrainedModel) -> bool:
+    """Whether graph decoding can speed ``model`` up: its weights are on a CUDA device and not 4-bit."""
+    return model.device.type == "cuda" and not getattr(model, "is_loaded_in_4bit", False)
+
+
+def load_for_generation(source: ModelSource, compile_generation: bool) -> tuple[PreTrainedModel, ProcessorMixin, bool]:
+    """The model of ``source`` (eval mode) and its processor, and whether it decodes with graphs: with
+    ``compile_generation`` on a CUDA device (and weights that are not 4-bit), ``generate`` decodes through
+    :func:`~alphadrive_cli.models.graph_decoding.use_graph_decoding`; pass ``static_cache=True`` then."""
+    model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
+    model.eval()
+    compiled = compile_generation and graphs_apply(model)
+    if compiled:
+        use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
+    return model, processor, compiled
 
 
 def generate(
@@ -46,6 +69,7 @@ def generate(
             top_p=None,
             top_k=None,
             num_return_sequences=settings.samples,
+            cache_implementation="static" if settings.static_cache else None,
             pad_token_id=processor.tokenizer.pad_token_id,
         )
     texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

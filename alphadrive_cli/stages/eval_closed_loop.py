@@ -25,8 +25,8 @@ from alphadrive_cli.evaluation.closed_loop.driving import EXPERT, EpisodeSpec, O
 from alphadrive_cli.evaluation.closed_loop.runner import FALLBACK_PLAN, DriveLog, Planner, drive
 from alphadrive_cli.evaluation.closed_loop.views import closed_loop_render
 from alphadrive_cli.evaluation.metrics import closed_loop_metrics
-from alphadrive_cli.models.generation import GenerationSettings, generate
-from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
+from alphadrive_cli.models.generation import GenerationSettings, generate, load_for_generation
+from alphadrive_cli.models.loading import ModelSource, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, driving_messages, load_prompt
 from alphadrive_cli.ui import console, progress_bar
 
@@ -46,10 +46,9 @@ TABLE_COLUMNS = (
 
 def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
     """Greedy plans for a batch of observations, ``batch_size`` views per generate call."""
-    model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
-    model.eval()
+    model, processor, compiled = load_for_generation(source, config.compile_generation)
     template = load_prompt(STUDENT_PROMPT)
-    settings = GenerationSettings(config.max_new_tokens)
+    settings = GenerationSettings(config.max_new_tokens, static_cache=compiled)
 
     def plan(observations: Sequence[Observation]) -> list[str]:
         texts: list[str] = []

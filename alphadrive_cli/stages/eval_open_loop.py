@@ -37,8 +37,8 @@ from alphadrive_cli.evaluation.metrics import (
 )
 from alphadrive_cli.evaluation.plots import confusion_png, f1_bars_png
 from alphadrive_cli.evaluation.served import identity_settings, served_completions
-from alphadrive_cli.models.generation import GenerationSettings, complete_records
-from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, model_inputs, resolve_model_source
+from alphadrive_cli.models.generation import GenerationSettings, complete_records, load_for_generation
+from alphadrive_cli.models.loading import ModelSource, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
 from alphadrive_cli.textfiles import read_text_file
 from alphadrive_cli.ui import console, progress_bar, user_text
@@ -86,9 +86,8 @@ def generate_completions(
     stats: dict[str, Any] = {"generated_frames": len(todo), "cached_frames": len(records) - len(todo)}
     if not todo:
         return done, stats
-    model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
-    model.eval()
-    settings = GenerationSettings(config.max_new_tokens, config.samples, config.temperature)
+    model, processor, compiled = load_for_generation(source, config.compile_generation)
+    settings = GenerationSettings(config.max_new_tokens, config.samples, config.temperature, static_cache=compiled)
     started = time.perf_counter()
     with progress_bar("frames") as progress, (writer.dir / CACHE_NAME).open("a", encoding="utf-8") as cache:
         task = progress.add_task("generating", total=len(todo), note="")
@@ -107,6 +106,7 @@ def generate_completions(
         frames_per_s=round(len(todo) / seconds, 3),
         model={"reference": source.reference, **source.describe()},
         device=str(model.device),
+        decoding={"compiled": compiled, "cache": "static" if compiled else "dynamic"},
     )
     console.print(f"generated {len(todo)} frames in {seconds:.1f} s ({stats['frames_per_s']} frames/s)")
     return done, stats

@@ -31,8 +31,8 @@ from alphadrive_cli.data.importers import (
     unlabelled_frame_from_row,
 )
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.models.generation import GenerationSettings, complete_records
-from alphadrive_cli.models.loading import ModelSource, load_model_and_processor, resolve_model_source
+from alphadrive_cli.models.generation import GenerationSettings, complete_records, load_for_generation
+from alphadrive_cli.models.loading import ModelSource, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
 from alphadrive_cli.ui import console, progress_bar, user_text
 
@@ -41,11 +41,13 @@ MAX_IMAGE_MEGAPIXELS = ImportConfig.model_fields["max_image_megapixels"].default
 
 @dataclass(frozen=True)
 class PredictSettings:
-    """How ``predict`` reads the frames and generates: batch size, answer length, where images are."""
+    """How ``predict`` reads the frames and generates: batch size, answer length, where images are, whether CUDA
+    decoding runs through graphs (as eval's ``compile_generation``)."""
 
     batch_size: int
     max_new_tokens: int
     images_root: Path | None = None
+    compile_generation: bool = True
 
 
 def read_frames(path: Path, images_root: Path | None) -> tuple[list[UnlabelledFrame], ProblemLog]:
@@ -76,10 +78,9 @@ def _planned(
     source: ModelSource, frames: Sequence[UnlabelledFrame], settings: PredictSettings
 ) -> Iterator[dict[str, Any]]:
     """The prediction of every frame, in order, generated a batch at a time (greedy)."""
-    model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
-    model.eval()
+    model, processor, compiled = load_for_generation(source, settings.compile_generation)
     template = load_prompt(STUDENT_PROMPT)
-    generation = GenerationSettings(settings.max_new_tokens)
+    generation = GenerationSettings(settings.max_new_tokens, static_cache=compiled)
     with progress_bar("frames") as progress:
         task = progress.add_task("planning", total=len(frames), note="")
         for start in range(0, len(frames), settings.batch_size):
