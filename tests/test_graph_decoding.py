@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -145,3 +146,32 @@ def test_beam_search_is_refused(setup) -> None:
     model, processor, batch = setup
     with pytest.raises(ValueError, match="beam_search needs transformers' own generate"):
         generate(model, batch, **settings(processor, num_beams=2), custom_generate=graph_sample)
+
+
+def test_a_model_set_up_for_graphs_is_recognised_through_a_peft_wrapper(setup, monkeypatch) -> None:
+    """What validation during training asks before it picks a static cache: a model set up for graph decoding,
+    bare or under a LoRA adapter (as `grpo` trains it), decodes through the graph without falling back."""
+    from peft import LoraConfig, get_peft_model
+
+    from alphadrive_cli.models import graph_decoding
+    from alphadrive_cli.models.generation import decodes_with_graphs
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return graph_sample(*args, **kwargs)
+
+    monkeypatch.setattr(graph_decoding, "graph_sample", counted)
+    model, processor, batch = setup
+    plain = generate(model, batch, **settings(processor))
+    fresh = copy.deepcopy(model)
+    assert not decodes_with_graphs(fresh)
+    use_graph_decoding(fresh)
+    adapted = get_peft_model(fresh, LoraConfig(r=2, target_modules=["q_proj"]))  # B starts at 0: same outputs
+    assert decodes_with_graphs(fresh) and decodes_with_graphs(adapted)
+    assert not decodes_with_graphs(get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj"])))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="graph decoding falls back")
+        assert torch.equal(generate(adapted, batch, **settings(processor)), plain)
+    assert calls == [1]

@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 
 from alphadrive_cli.actions import ActionVocabulary
-from alphadrive_cli.models.graph_decoding import use_graph_decoding
+from alphadrive_cli.models.graph_decoding import generate_with_graphs, use_graph_decoding
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor
 from alphadrive_cli.prompts import PromptTemplate, StudentFrame, student_messages
 
@@ -32,6 +32,13 @@ class GenerationSettings:
 def graphs_apply(model: PreTrainedModel) -> bool:
     """Whether graph decoding can speed ``model`` up: its weights are on a CUDA device and not 4-bit."""
     return model.device.type == "cuda" and not getattr(model, "is_loaded_in_4bit", False)
+
+
+def decodes_with_graphs(model: PreTrainedModel) -> bool:
+    """Whether ``model`` (or the model a PEFT wrapper holds) was set up for graph decoding (by
+    :func:`load_for_generation`, or by ``grpo`` for its rollouts): its generation then needs a static cache."""
+    inner = model.get_base_model() if isinstance(model, PeftModel) else model
+    return getattr(inner.__dict__.get("generate"), "__func__", None) is generate_with_graphs
 
 
 def load_for_generation(source: ModelSource, compile_generation: bool) -> tuple[PreTrainedModel, ProcessorMixin, bool]:
