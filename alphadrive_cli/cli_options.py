@@ -37,7 +37,14 @@ ConfigFile = Annotated[
 Overrides = Annotated[
     list[str] | None, typer.Option("--set", help="Override one config key, e.g. --set lora.r=16 (repeatable).")
 ]
-Scale = Annotated[str, typer.Option("--scale", help="Preset from configs/scale/: tiny (CPU) or qwen2vl-2b (GPU).")]
+Scale = Annotated[
+    str,
+    typer.Option(
+        "--scale",
+        help="Preset from configs/scale/: tiny (CPU, the tiny model), small (one GPU, a 20 M-parameter Qwen2-VL "
+        "trained from random weights or models build's) or qwen2vl-2b (GPU, LoRA on Qwen2-VL-2B).",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the bare path.")]
 Resume = Annotated[
     bool,

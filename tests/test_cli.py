@@ -51,6 +51,14 @@ def test_every_command_has_help(cli, command: list[str]) -> None:
     assert "Usage:" in result.stdout and "Example pipeline" in result.stdout
 
 
+def test_scale_help_names_every_preset() -> None:
+    from alphadrive_cli.cli_options import Scale
+    from alphadrive_cli.config.resolve import available_scales
+
+    help_text = Scale.__metadata__[0].help
+    assert available_scales() and all(f"{name} (" in help_text for name in available_scales())
+
+
 def test_version(cli) -> None:
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout.startswith("alphadrive ")
