@@ -504,6 +504,29 @@ def test_inverse_frequency_weights_by_head() -> None:
     assert roots["LEFT_TURN"] == pytest.approx(2.5**0.5, abs=1e-4) and roots["ACCELERATE"] == 4.0
 
 
+def test_inverse_frequency_weights_make_the_expected_accuracy_reward_the_mean_recall() -> None:
+    """What docs/grpo.md says the weighting optimises: under inverse-frequency weights (unclipped here) the
+    accuracy reward a policy earns on the train labels is, in expectation, its mean per-class recall (balanced
+    accuracy), not its accuracy. Giving up the rare class for a little more of the majority raises accuracy and
+    lowers the weighted reward."""
+    counts = {"KEEP": 50, "ACCELERATE": 7, "DECELERATE": 25, "STOP": 18}
+    records = _labelled([(action, "STRAIGHT") for action, count in counts.items() for _ in range(count)])
+    weights = inverse_frequency_weights(records, DEFAULT_VOCABULARY)
+    share = {action: count / sum(counts.values()) for action, count in counts.items()}
+    kept = {"KEEP": 0.9, "ACCELERATE": 0.5, "DECELERATE": 0.7, "STOP": 0.8}
+    dropped = {**kept, "KEEP": 0.98, "ACCELERATE": 0.0}
+
+    def accuracy(recall: dict[str, float]) -> float:
+        return sum(share[action] * recall[action] for action in counts)
+
+    def weighted_reward(recall: dict[str, float]) -> float:
+        return sum(share[action] * weights[action] * recall[action] for action in counts)
+
+    for recall in (kept, dropped):
+        assert weighted_reward(recall) == pytest.approx(sum(recall.values()) / len(recall), abs=1e-3)
+    assert accuracy(dropped) > accuracy(kept) and weighted_reward(dropped) < weighted_reward(kept)
+
+
 @pytest.mark.parametrize(("weighting", "power"), [("inverse_frequency", 1.0), ("inverse_sqrt_frequency", 0.5)])
 def test_grpo_takes_balanced_prompts_and_inverse_frequency_weights(
     policy, tmp_path: Path, weighting: str, power: float
