@@ -152,11 +152,14 @@ def test_graph_decoding_replays_its_compiled_step_on_cuda() -> None:
 
 def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> None:
     """GRPO training every weight (fp32 master weights under bf16 autocast, as the GPU ablation runs) decodes
-    its rollouts with graph decoding on CUDA: two steps train and the manifest says the rollouts were compiled."""
+    its rollouts with graph decoding on CUDA, and its validation passes through the same graphs: two steps
+    train, each validated, and the manifest says the rollouts were compiled."""
+    import json
 
     from alphadrive_cli.config.schemas import GrpoConfig
 
-    data = make_labelled_data(tmp_path, [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")], {"train": range(2)})
+    frames = [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")]
+    data = make_labelled_data(tmp_path, frames, {"train": range(2), "val": range(2)})
     model = models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path))
     policy = grpo_stage.run(
         GrpoConfig(
@@ -167,6 +170,7 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> No
             per_device_batch_size=4,
             num_generations=4,
             max_completion_length=16,
+            validation={"every_steps": 1, "frames": 2, "batch_size": 2, "max_new_tokens": 16},
         ),
         OutputSpec(tmp_path),
         data=data,
@@ -174,6 +178,8 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> No
     manifest = policy.manifest
     assert manifest["generation"]["compiled"] is True and manifest["generation"]["cache"] == "static"
     assert manifest["training"]["device"] == "cuda" and manifest["metrics"]["steps"] == 2
+    history = json.loads((policy.path / "log_history.json").read_text())
+    assert [entry["step"] for entry in history if "val/planning_accuracy" in entry] == [0, 1, 2]
 
 
 def test_eval_decodes_with_graphs_on_cuda(tmp_path) -> None:
