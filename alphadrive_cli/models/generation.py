@@ -20,13 +20,11 @@ from alphadrive_cli.prompts import PromptTemplate, StudentFrame, student_message
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Greedy decoding when ``samples`` is 1, else ``samples`` completions sampled at ``temperature``; with
-    ``static_cache`` a static KV cache, which a model set up by :func:`load_for_generation` decodes with graphs."""
+    """Greedy decoding when ``samples`` is 1, else ``samples`` completions sampled at ``temperature``."""
 
     max_new_tokens: int
     samples: int = 1
     temperature: float = 1.0
-    static_cache: bool = False
 
 
 def graphs_apply(model: PreTrainedModel) -> bool:
@@ -36,15 +34,15 @@ def graphs_apply(model: PreTrainedModel) -> bool:
 
 def decodes_with_graphs(model: PreTrainedModel) -> bool:
     """Whether ``model`` (or the model a PEFT wrapper holds) was set up for graph decoding (by
-    :func:`load_for_generation`, or by ``grpo`` for its rollouts): its generation then needs a static cache."""
+    :func:`load_for_generation`, or by ``grpo`` for its rollouts): :func:`generate` then gives it a static cache."""
     inner = model.get_base_model() if isinstance(model, PeftModel) else model
     return getattr(inner.__dict__.get("generate"), "__func__", None) is generate_with_graphs
 
 
 def load_for_generation(source: ModelSource, compile_generation: bool) -> tuple[PreTrainedModel, ProcessorMixin, bool]:
     """The model of ``source`` (eval mode) and its processor, and whether it decodes with graphs: with
-    ``compile_generation`` on a CUDA device (and weights that are not 4-bit), ``generate`` decodes through
-    :func:`~alphadrive_cli.models.graph_decoding.use_graph_decoding`; pass ``static_cache=True`` then."""
+    ``compile_generation`` on a CUDA device (and weights that are not 4-bit), :func:`generate` decodes it through
+    :func:`~alphadrive_cli.models.graph_decoding.use_graph_decoding`."""
     model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
     model.eval()
     compiled = compile_generation and graphs_apply(model)
@@ -60,7 +58,8 @@ def generate(
     images: Sequence[Sequence[Image.Image]],
     settings: GenerationSettings,
 ) -> list[list[str]]:
-    """Complete a batch of chat-formatted prompts (with their images); ``samples`` texts per prompt."""
+    """Complete a batch of chat-formatted prompts (with their images); ``samples`` texts per prompt (over a static
+    KV cache where the model decodes with graphs)."""
     processor.tokenizer.padding_side = "left"  # generation continues every row from its real last token
     flat_images = [image for row in images for image in row]
     inputs = processor(text=list(prompts), images=flat_images or None, padding=True, return_tensors="pt").to(
@@ -76,7 +75,7 @@ def generate(
             top_p=None,
             top_k=None,
             num_return_sequences=settings.samples,
-            cache_implementation="static" if settings.static_cache else None,
+            cache_implementation="static" if decodes_with_graphs(model) else None,
             pad_token_id=processor.tokenizer.pad_token_id,
         )
     texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

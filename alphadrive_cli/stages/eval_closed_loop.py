@@ -46,9 +46,9 @@ TABLE_COLUMNS = (
 
 def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
     """Greedy plans for a batch of observations, ``batch_size`` views per generate call."""
-    model, processor, compiled = load_for_generation(source, config.compile_generation)
+    model, processor, _ = load_for_generation(source, config.compile_generation)
     template = load_prompt(STUDENT_PROMPT)
-    settings = GenerationSettings(config.max_new_tokens, static_cache=compiled)
+    settings = GenerationSettings(config.max_new_tokens)
 
     def plan(observations: Sequence[Observation]) -> list[str]:
         texts: list[str] = []

@@ -87,7 +87,7 @@ def generate_completions(
     if not todo:
         return done, stats
     model, processor, compiled = load_for_generation(source, config.compile_generation)
-    settings = GenerationSettings(config.max_new_tokens, config.samples, config.temperature, static_cache=compiled)
+    settings = GenerationSettings(config.max_new_tokens, config.samples, config.temperature)
     started = time.perf_counter()
     with progress_bar("frames") as progress, (writer.dir / CACHE_NAME).open("a", encoding="utf-8") as cache:
         task = progress.add_task("generating", total=len(todo), note="")

@@ -78,9 +78,9 @@ def _planned(
     source: ModelSource, frames: Sequence[UnlabelledFrame], settings: PredictSettings
 ) -> Iterator[dict[str, Any]]:
     """The prediction of every frame, in order, generated a batch at a time (greedy)."""
-    model, processor, compiled = load_for_generation(source, settings.compile_generation)
+    model, processor, _ = load_for_generation(source, settings.compile_generation)
     template = load_prompt(STUDENT_PROMPT)
-    generation = GenerationSettings(settings.max_new_tokens, static_cache=compiled)
+    generation = GenerationSettings(settings.max_new_tokens)
     with progress_bar("frames") as progress:
         task = progress.add_task("planning", total=len(frames), note="")
         for start in range(0, len(frames), settings.batch_size):

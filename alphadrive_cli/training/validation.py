@@ -24,7 +24,7 @@ from alphadrive_cli.config.schemas import ValidationConfig
 from alphadrive_cli.data.records import Record, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.metrics import open_loop_metrics
-from alphadrive_cli.models.generation import GenerationSettings, complete_records, decodes_with_graphs
+from alphadrive_cli.models.generation import GenerationSettings, complete_records
 from alphadrive_cli.prompts import PromptTemplate
 
 ACCURACY_KEY = "val/planning_accuracy"
@@ -123,7 +123,7 @@ def validation_callback(
             padding_side, was_training = tokenizer.padding_side, model.training
             model.eval()
             texts: list[str] = []
-            settings = GenerationSettings(config.max_new_tokens, static_cache=decodes_with_graphs(model))
+            settings = GenerationSettings(config.max_new_tokens)
             try:
                 for start in range(0, len(records), config.batch_size):
                     batch = records[start : start + config.batch_size]
