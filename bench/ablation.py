@@ -260,7 +260,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
     """Every command of the ablation, in priority order: the rows of --rows with reasoning (and the safety row)
     and their scores seed by seed, then the answer-only rows, then the reward ablations and theirs, so that a run
     cut short has finished the headline first. The SFT rows are trained wherever a GRPO row starts from them."""
-    trace_sets = [f"share={args.sft_share}"] if args.sft_share < 1 else []
+    trace_sets = [*([f"share={args.sft_share}"] if args.sft_share < 1 else []), *args.trace_set]
     # judged apart from `data sim` (`data judge`), so that training, which needs no verdicts, starts meanwhile
     jobs = data_jobs(args.frames, args.workers, args.data_set, trace_sets, data_seed=args.data_seed)
     if args.judge:
@@ -761,6 +761,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. render.image_size=224"
+    )
+    parser.add_argument(
+        "--trace-set",
+        action="append",
+        default=[],
+        help="`distill --set` of the grounded traces (repeatable), e.g. grounded_facts=one_frame",
     )
     parser.add_argument("--dimensions", type=Path, default=None, help="model dimensions JSON [default: the tiny model]")
     parser.add_argument(

@@ -92,7 +92,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
             args.frames,
             args.workers,
             [f"render.image_size={args.image_size}", *args.data_set],
-            [f"share={args.sft_share}"],
+            [f"share={args.sft_share}", *args.trace_set],
             judge=args.judge,
             data_seed=args.data_seed,
         ),
@@ -255,6 +255,12 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0, help="`data sim --seed`")
     parser.add_argument(
         "--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. labels.horizon_s=2.0"
+    )
+    parser.add_argument(
+        "--trace-set",
+        action="append",
+        default=[],
+        help="`distill --set` of the grounded traces (repeatable), e.g. grounded_facts=one_frame",
     )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--workers", type=int, default=2, help="simulator worker processes")

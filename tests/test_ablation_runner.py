@@ -149,6 +149,7 @@ def test_the_study_can_start_from_the_pretrained_language_model_answer_only_on_o
         workers=2,
         image_size=64,
         data_set=["labels.horizon_s=2.0"],
+        trace_set=["grounded_facts=one_frame"],
         data_seed=2,
         sft_share=0.5,
         judge=False,
@@ -166,6 +167,7 @@ def test_the_study_can_start_from_the_pretrained_language_model_answer_only_on_o
     jobs = {job.key: job.args for job in recipe_study.plan(args)}
     assert jobs["data"][:6] == ("data", "sim", "--frames", "40", "--seed", "2")
     assert jobs["data"][-4:] == ("--set", "render.image_size=64", "--set", "labels.horizon_s=2.0")
+    assert jobs["traces"][-4:] == ("--set", "share=0.5", "--set", "grounded_facts=one_frame")
     assert jobs["model"][:4] == ("models", "build", "--language", "smollm2-135m")
     assert jobs["model"][-2:] == ("--set", "max_pixels=4096")
     assert "--no-reasoning" in jobs["sft"] and "--no-reasoning" in jobs["rl-lr2e-5"]

@@ -75,6 +75,7 @@ def _ablation_args(**overrides: object) -> Namespace:
         "workers": 2,
         "data_seed": 0,
         "data_set": [],
+        "trace_set": [],
         "dimensions": None,
         "scale": "tiny",
         "sft_epochs": 1.0,
@@ -217,6 +218,11 @@ def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> 
     assert next(j for j in ablation.plan(_ablation_args(sft_share=0.5)) if j.key == "traces").args[-2:] == (
         "--set",
         "share=0.5",
+    )
+    one_frame = _ablation_args(sft_share=0.5, trace_set=["grounded_facts=one_frame"])
+    assert next(j for j in ablation.plan(one_frame) if j.key == "traces").args[-4:] == (
+        *("--set", "share=0.5"),
+        *("--set", "grounded_facts=one_frame"),
     )
     data = {job.key: job for job in ablation.plan(_ablation_args(data_seed=3, data_set=["labels.horizon_s=2.0"]))}
     assert data["data"].key == "data"  # one data set per --root: a root of another seed is refused (below)

@@ -87,6 +87,26 @@ def test_grounded_teacher_distills_offline(cli, data: Path) -> None:
     assert "kept" in result.stderr
 
 
+def test_grounded_teacher_can_state_only_what_one_frame_shows(cli, data: Path, monkeypatch) -> None:
+    """`grounded_facts: one_frame` reaches every trace the teacher writes, and names the teacher apart (what it
+    leaves out is tested in tests/test_teacher_grounded.py)."""
+    from alphadrive_cli.stages import distill as distill_stage
+
+    real, asked = distill_stage.grounded_trace, []
+
+    def spy(*args):
+        asked.append(args[4])
+        return real(*args)
+
+    monkeypatch.setattr(distill_stage, "grounded_trace", spy)
+    result = cli("distill", "--data", data, "--set", "grounded_facts=one_frame")
+    assert result.exit_code == 0, result.stderr
+    artifact = open_artifact(Path(result.stdout.strip()), stage="distill")
+    assert asked == ["one_frame"] * 8
+    assert all(r.teacher["name"] == "grounded:grounded-v1+one_frame" for r in records(artifact.path))
+    assert artifact.manifest["config"]["grounded_facts"] == "one_frame"
+
+
 def test_share_distills_a_seeded_part_of_each_split(cli, data: Path) -> None:
     halves = []
     for seed in (0, 0, 1):

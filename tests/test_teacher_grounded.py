@@ -229,6 +229,27 @@ def test_reasoning_states_the_scene_facts(templates: GroundedTemplates) -> None:
     assert mentions(roundabout, phrases(templates, "junction.at"))
 
 
+def test_one_frame_traces_state_only_what_one_image_shows(templates: GroundedTemplates) -> None:
+    """With facts "one_frame" the reasoning leaves out the lead's relative speed and the traffic count (neither is
+    in one front image) and states everything else the full trace states; stated_facts says the same."""
+    for scene, speed in ((HIGHWAY, 24.3), (INTERSECTION, 9.8)):
+        record = make_record(scene, ego_speed=speed)
+        full = reasoning_of(grounded_trace(record, random.Random(0), templates))
+        one_frame = grounded_trace(record, random.Random(0), templates, facts="one_frame")
+        assert matches_answer_format(one_frame)
+        facts = grounded.stated_facts(scene, speed)
+        hidden = [(leaf, values) for leaf, values in facts if leaf in grounded.HIDDEN_FROM_ONE_FRAME]
+        assert len(hidden) == 2  # the lead's motion and the traffic count
+        assert grounded.stated_facts(scene, speed, "one_frame") == [fact for fact in facts if fact not in hidden]
+        for leaf, values in facts:
+            alternatives = phrases(templates, leaf, **values)
+            assert mentions(full, alternatives) or leaf.startswith("lanes.")  # lane clauses may be capitalised
+            if leaf in grounded.HIDDEN_FROM_ONE_FRAME:
+                assert not mentions(reasoning_of(one_frame), alternatives)
+            else:
+                assert mentions(reasoning_of(one_frame), alternatives) == mentions(full, alternatives)
+
+
 def test_lane_clauses_are_joined_per_side(templates: GroundedTemplates) -> None:
     both = reasoning_of(trace(templates, HIGHWAY)).lower()
     assert mentions(both, phrases(templates, "lanes.left.free"))

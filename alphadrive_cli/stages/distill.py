@@ -193,7 +193,8 @@ def run(config: DistillConfig, output: OutputSpec, *, data: Path, dry_run: bool 
     if templates is not None:
         templates.check_vocabulary(vocabulary)
     prompt = templates or load_prompt(config.teacher_prompt)  # what decides the answers: id and sha256
-    teacher_name = f"grounded:{prompt.id}" if templates else f"openai:{config.model}"
+    facts = "" if config.grounded_facts == "all" else f"+{config.grounded_facts}"
+    teacher_name = f"grounded:{prompt.id}{facts}" if templates else f"openai:{config.model}"
     jobs = plan_jobs(data, records, config, teacher_name, prompt, vocabulary)
     if dry_run:
         _report_dry_run(jobs, config, output)
@@ -207,7 +208,11 @@ def run(config: DistillConfig, output: OutputSpec, *, data: Path, dry_run: bool 
         grounded = (
             (
                 lambda job: grounded_trace(
-                    job.record, random.Random(f"{config.seed}:{job.request.key}"), templates, vocabulary
+                    job.record,
+                    random.Random(f"{config.seed}:{job.request.key}"),
+                    templates,
+                    vocabulary,
+                    config.grounded_facts,
                 )
             )
             if templates

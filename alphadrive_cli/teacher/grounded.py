@@ -12,7 +12,7 @@ import random
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import yaml
 
@@ -31,6 +31,12 @@ CLOSE_GAP_M = 20.0  # a lead vehicle is "close" below this gap ...
 CLOSE_HEADWAY_S = 2.0  # ... or below this time headway at the ego's speed
 AT_JUNCTION_M = 5.0  # closer than this the ego is "at the junction"
 LANE_STATES = ("free", "occupied", "none")
+FactSet = Literal["all", "one_frame"]
+# what the student's one front image and prompt cannot show: the lead's speed relative to the ego (no motion in one
+# image) and the count of vehicles within 50 m (behind and beside the ego too)
+HIDDEN_FROM_ONE_FRAME = frozenset(
+    {"lead.slower", "lead.faster", "lead.same_speed", "traffic.none", "traffic.one", "traffic.many"}
+)
 
 # The structure of a template file: every leaf is a list of alternatives, and the set names the
 # placeholders its alternatives may use. Conclusions are checked separately (keys are actions).
@@ -235,13 +241,29 @@ def _scene_sentences(scene: dict[str, Any], speed: float, rng: random.Random, t:
     return sentences
 
 
-def _observation_sentences(scene: dict[str, Any], speed: float, rng: random.Random, t: Phrasing) -> list[str]:
-    """What a trace observes: the speed (against the limit when known), then the scene facts."""
+class _Omitting:
+    """A Phrasing that states nothing for the ``hidden`` leaves (and draws nothing for them) and passes the rest on."""
+
+    def __init__(self, inner: Phrasing, hidden: frozenset[str]) -> None:
+        self.inner, self.hidden = inner, hidden
+
+    def pick(self, rng: random.Random, leaf: str, **values: str) -> str:
+        return "" if leaf in self.hidden else self.inner.pick(rng, leaf, **values)
+
+
+def _observation_sentences(
+    scene: dict[str, Any], speed: float, rng: random.Random, t: Phrasing, facts: FactSet = "all"
+) -> list[str]:
+    """What a trace observes: the speed (against the limit when known), then the scene facts; with ``facts``
+    "one_frame", none of those one front image cannot show (HIDDEN_FROM_ONE_FRAME)."""
+    if facts == "one_frame":
+        t = _Omitting(t, HIDDEN_FROM_ONE_FRAME)
     limit = _number(scene.get("speed_limit_mps"))
-    return [
+    sentences = [
         _speed_sentence(speed, limit if limit and limit > 0 else None, rng, t),
         *_scene_sentences(scene, speed, rng, t),
     ]
+    return [sentence for sentence in sentences if sentence]
 
 
 class _FactRecorder:
@@ -255,12 +277,15 @@ class _FactRecorder:
         return ""
 
 
-def stated_facts(scene: dict[str, Any], ego_speed_mps: float) -> list[tuple[str, dict[str, str]]]:
+def stated_facts(
+    scene: dict[str, Any], ego_speed_mps: float, facts: FactSet = "all"
+) -> list[tuple[str, dict[str, str]]]:
     """The template leaves (e.g. ``"lead.close"``), each with its formatted values, that a grounded trace of a
-    frame with these scene facts and speed states: what a faithful reasoning says about the frame (navigation and
-    conclusions left out). The same leaves for every phrasing and random draw."""
+    frame with these scene facts and speed states (with ``facts``, as :func:`grounded_trace`): what a faithful
+    reasoning says about the frame (navigation and conclusions left out). The same leaves for every phrasing and
+    random draw."""
     recorder = _FactRecorder()
-    _observation_sentences(scene, ego_speed_mps, random.Random(0), recorder)
+    _observation_sentences(scene, ego_speed_mps, random.Random(0), recorder, facts)
     return [(leaf, values) for leaf, values in recorder.facts if leaf != "lanes.both"]
 
 
@@ -269,16 +294,18 @@ def grounded_trace(
     rng: random.Random,
     templates: GroundedTemplates,
     vocabulary: ActionVocabulary = DEFAULT_VOCABULARY,
+    facts: FactSet = "all",
 ) -> str:
     """``<think>REASONING</think><answer>SPEED, PATH</answer>`` for the record's label.
 
     The reasoning states the navigation, the speed (against the limit when known) and whatever
-    scene facts are present and well-formed, then concludes with the label's speed and path action.
-    The same ``rng`` state gives the same text. ValueError if the label has no conclusion sentences.
+    scene facts are present and well-formed (with ``facts`` "one_frame", only those one front image can show),
+    then concludes with the label's speed and path action. The same ``rng`` state gives the same text.
+    ValueError if the label has no conclusion sentences.
     """
     sentences = [
         templates.pick(rng, "navigation", navigation=record.navigation.strip()),
-        *_observation_sentences(record.scene or {}, record.ego_speed_mps, rng, templates),
+        *_observation_sentences(record.scene or {}, record.ego_speed_mps, rng, templates, facts),
     ]
     for head, action in (("speed", record.speed_action), ("path", record.path_action)):
         leaf = f"conclusion.{head}.{action}"
