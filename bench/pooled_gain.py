@@ -13,6 +13,7 @@ runs: how much the runs themselves vary with the seed shows in the spread of the
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -97,7 +98,8 @@ def main() -> None:
         ["run", "frames", "sft accuracy", "rl accuracy", "gain [95% CI]"],
         rows,
         args.out,
-        command="python -m bench.pooled_gain " + " ".join(f"--pair {' '.join(pair)}" for pair in args.pair),
+        command=f"python -m bench.pooled_gain --group {shlex.quote(args.group)} "
+        + " ".join(f"--pair {' '.join(map(shlex.quote, pair))}" for pair in args.pair),
         pooled=pooled,
         wall_s=round(time.perf_counter() - started, 2),
     )

@@ -1,6 +1,6 @@
 """Does each model's reasoning state its frames' facts? Open-loop evals of models trained on grounded traces.
 
-Usage: python -m bench.reasoning_facts EVAL [EVAL ...] [--templates grounded-v1] [--out FILE]
+Usage: python -m bench.reasoning_facts EVAL [EVAL ...] [--templates grounded-v1] [--facts all|one_frame] [--out FILE]
 
 Each eval's predictions are read back through the grounded teacher's phrasings (`evaluation/reasoning_facts.py`)
 and compared, fact by fact, with what a faithful trace of the same frame states (its data set, the eval's own
@@ -20,7 +20,7 @@ from typing import Any
 
 from alphadrive_cli.artifacts.store import open_artifact
 from alphadrive_cli.evaluation.reasoning_facts import compare_facts, fact_table_accuracy
-from alphadrive_cli.teacher.grounded import DEFAULT_TEMPLATES, GroundedTemplates
+from alphadrive_cli.teacher.grounded import DEFAULT_TEMPLATES, FactSet, GroundedTemplates
 from bench.report import report
 
 
@@ -32,14 +32,14 @@ def split_records(data: Path, split: str) -> dict[str, dict[str, Any]]:
 
 
 @functools.cache
-def fact_table(data: Path, split: str) -> dict[str, Any]:
-    """`fact_table_accuracy` of a data set, fit on its train split and scored on ``split`` (once per data set and
-    split, however many evals share them)."""
+def fact_table(data: Path, split: str, facts: FactSet = "all") -> dict[str, Any]:
+    """`fact_table_accuracy` of a data set (the facts traces of ``facts`` state), fit on its train split and scored
+    on ``split`` (once per data set, split and facts, however many evals share them)."""
 
     def labelled(records: dict[str, dict[str, Any]]) -> list[tuple[dict[str, Any], float, str]]:
         return [(r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in records.values()]
 
-    return fact_table_accuracy(labelled(split_records(data, "train")), labelled(split_records(data, split)))
+    return fact_table_accuracy(labelled(split_records(data, "train")), labelled(split_records(data, split)), facts)
 
 
 def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -51,11 +51,12 @@ def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], 
     return data, split, split_records(data, split), predictions
 
 
-def eval_facts(eval_dir: Path, templates: GroundedTemplates) -> dict[str, Any]:
+def eval_facts(eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "all") -> dict[str, Any]:
     """`compare_facts` over one open-loop eval's predictions and the records of the split it scored, and the
-    `fact_table_accuracy` of its data set (fit on the train split) on that split."""
+    `fact_table_accuracy` of its data set (fit on the train split) on that split; ``facts``: what the traces the
+    model learnt from state."""
     data, split, records, predictions = scored_split(eval_dir)
-    ceiling = fact_table(data, split)
+    ceiling = fact_table(data, split, facts)
     frames = [
         (records[row["id"]].get("scene") or {}, records[row["id"]]["ego_speed_mps"], row["text"], row["speed_correct"])
         for row in predictions
@@ -64,7 +65,7 @@ def eval_facts(eval_dir: Path, templates: GroundedTemplates) -> dict[str, Any]:
         "eval": str(eval_dir),
         "frames": len(frames),
         "speed_accuracy": round(sum(row["speed_correct"] for row in predictions) / max(1, len(predictions)), 4),
-        **compare_facts(frames, templates),
+        **compare_facts(frames, templates, facts),
         "fact_table": ceiling,
     }
 
@@ -73,10 +74,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("evals", nargs="+", type=Path, help="open-loop eval artifacts")
     parser.add_argument("--templates", default=DEFAULT_TEMPLATES, help="the grounded phrasings the models learnt")
+    parser.add_argument(
+        "--facts",
+        choices=["all", "one_frame"],
+        default="all",
+        help="what the traces the models learnt state (their distill's grounded_facts)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     templates = GroundedTemplates.load(args.templates)
-    results = [eval_facts(path, templates) for path in args.evals]
+    results = [eval_facts(path, templates, args.facts) for path in args.evals]
     facts = sorted({fact for result in results for fact in result["facts"]})
     rows = [
         {

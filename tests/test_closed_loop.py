@@ -181,6 +181,7 @@ def test_one_command_gives_expert_and_model_rows_and_a_gif(cli, tiny_model: Path
     assert gif.is_animated and gif.n_frames == 6  # two episodes (gif_episodes=2) x three decisions
     assert artifact.manifest["metrics"]["closed_loop"]["expert"]["episodes"] == 2
     assert [i["role"] for i in artifact.manifest["inputs"]] == ["model"]
+    assert artifact.manifest["closed_loop"]["decoding"] == {"compiled": False, "cache": "dynamic"}  # the CPU
 
     compared = cli("eval", "compare", artifact.path, artifact.path, "--markdown")
     assert compared.exit_code == 0 and "closed-loop collision rate" in compared.stdout

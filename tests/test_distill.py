@@ -88,8 +88,9 @@ def test_grounded_teacher_distills_offline(cli, data: Path) -> None:
 
 
 def test_grounded_teacher_can_state_only_what_one_frame_shows(cli, data: Path, monkeypatch) -> None:
-    """`grounded_facts: one_frame` reaches every trace the teacher writes, and names the teacher apart (what it
-    leaves out is tested in tests/test_teacher_grounded.py)."""
+    """`grounded_facts: one_frame` reaches every trace the teacher writes, names the teacher apart and keeps the
+    phrasing of the full traces (what it leaves out is tested in tests/test_teacher_grounded.py); a model teacher
+    refuses it."""
     from alphadrive_cli.stages import distill as distill_stage
 
     real, asked = distill_stage.grounded_trace, []
@@ -105,6 +106,12 @@ def test_grounded_teacher_can_state_only_what_one_frame_shows(cli, data: Path, m
     assert asked == ["one_frame"] * 8
     assert all(r.teacher["name"] == "grounded:grounded-v1+one_frame" for r in records(artifact.path))
     assert artifact.manifest["config"]["grounded_facts"] == "one_frame"
+    # these frames have no lead vehicle and no traffic count: the traces are the full traces, phrasing included
+    full = cli("distill", "--data", data)
+    assert full.exit_code == 0, full.stderr
+    assert [r.reasoning for r in records(Path(full.stdout.strip()))] == [r.reasoning for r in records(artifact.path)]
+    openai = cli("distill", "--data", data, "--teacher", "openai", "--model", "m", "--set", "grounded_facts=one_frame")
+    assert openai.exit_code == 2 and "is for the grounded teacher" in openai.stderr
 
 
 def test_share_distills_a_seeded_part_of_each_split(cli, data: Path) -> None:

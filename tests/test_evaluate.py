@@ -21,6 +21,7 @@ from alphadrive_cli.stages import eval_open_loop as evaluate_stage
 from alphadrive_cli.stages import models_tiny
 from tests.support.labelled_data import TEST_TRUTHS as TRUTHS
 from tests.support.labelled_data import judged, make_labelled_data
+from tests.support.tiny_inputs import varied_copy
 
 
 def make_data(root: Path) -> Path:
@@ -200,22 +201,12 @@ def test_graph_decoding_plans_what_eager_decoding_plans(
     def texts(artifact) -> list[str]:
         return [json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
 
-    from transformers import AutoModelForImageTextToText
-
-    varied = tmp_path / "varied"  # the tiny model with spread-out language weights: completions that vary
-    shutil.copytree(tiny_model, varied, ignore=shutil.ignore_patterns("manifest.json", "*.safetensors"))
-    model = AutoModelForImageTextToText.from_pretrained(tiny_model)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for weight in model.model.language_model.parameters():
-            if weight.dim() == 2:
-                weight.normal_(0, 0.3)
-    model.save_pretrained(varied)
+    varied = varied_copy(tiny_model, tmp_path / "varied")
     config = EvalConfig(batch_size=4, max_new_tokens=12)
     eager = evaluate_stage.run(config, OutputSpec(tmp_path, "eager"), data=data, model=str(varied))
     assert len(set(texts(eager))) == 6  # six different completions
     assert eager.manifest["report"]["decoding"] == {"compiled": False, "cache": "dynamic"}  # the CPU default
-    monkeypatch.setattr(generation, "graphs_apply", lambda model: True)
+    monkeypatch.setattr(generation, "graph_decoding_blocker", lambda model: None)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="graph decoding falls back")
         graphs = evaluate_stage.run(config, OutputSpec(tmp_path, "graphs"), data=data, model=str(varied))

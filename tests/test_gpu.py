@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,7 @@ from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training.numerics import avoid_cudnn_attention
 from tests.support.labelled_data import make_labelled_data
-from tests.support.tiny_inputs import image, prompt, tiny
+from tests.support.tiny_inputs import image, prompt, tiny, varied_copy
 
 pytestmark = pytest.mark.gpu
 
@@ -161,20 +163,19 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> No
     frames = [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")]
     data = make_labelled_data(tmp_path, frames, {"train": range(2), "val": range(2)})
     model = models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path))
-    policy = grpo_stage.run(
-        GrpoConfig(
-            model=str(model.path),
-            finetune="full",
-            freeze_vision=False,
-            max_steps=2,
-            per_device_batch_size=4,
-            num_generations=4,
-            max_completion_length=16,
-            validation={"every_steps": 1, "frames": 2, "batch_size": 2, "max_new_tokens": 16},
-        ),
-        OutputSpec(tmp_path),
-        data=data,
+    config = GrpoConfig(
+        model=str(model.path),
+        finetune="full",
+        freeze_vision=False,
+        max_steps=2,
+        per_device_batch_size=4,
+        num_generations=4,
+        max_completion_length=16,
+        validation={"every_steps": 1, "frames": 2, "batch_size": 2, "max_new_tokens": 16},
     )
+    with warnings.catch_warnings():  # rollouts and validation both through the graphs, never falling back
+        warnings.filterwarnings("error", message="graph decoding falls back")
+        policy = grpo_stage.run(config, OutputSpec(tmp_path), data=data)
     manifest = policy.manifest
     assert manifest["generation"]["compiled"] is True and manifest["generation"]["cache"] == "static"
     assert manifest["training"]["device"] == "cuda" and manifest["metrics"]["steps"] == 2
@@ -184,14 +185,14 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> No
 
 def test_eval_decodes_with_graphs_on_cuda(tmp_path) -> None:
     """eval on CUDA decodes through graph decoding by default (the manifest says so) and plans what eager
-    decoding plans (the tiny model in fp32, greedy)."""
+    decoding plans (the tiny model with spread-out weights in fp32, greedy: completions that vary)."""
     import json
 
     from alphadrive_cli.config.schemas import EvalConfig
     from alphadrive_cli.stages import eval_open_loop
 
     data = make_labelled_data(tmp_path, [("KEEP", "STRAIGHT"), ("STOP", "LEFT_TURN")], {"test": range(2)})
-    model = models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path)).path
+    model = varied_copy(models_tiny.run(TinyModelConfig(), OutputSpec(tmp_path)).path, tmp_path / "varied")
     texts = {}
     for compiled in (True, False):
         config = EvalConfig(batch_size=2, max_new_tokens=16, compile_generation=compiled)
@@ -200,7 +201,7 @@ def test_eval_decodes_with_graphs_on_cuda(tmp_path) -> None:
         assert artifact.manifest["report"]["device"].startswith("cuda")
         lines = (artifact.path / "predictions.jsonl").read_text().splitlines()
         texts[compiled] = [json.loads(line)["text"] for line in lines]
-    assert texts[True] == texts[False]
+    assert texts[True] == texts[False] and len(set(texts[True])) == 2  # two completions that differ
 
 
 def test_attention_backward_stays_finite_where_cudnn_returns_nan() -> None:

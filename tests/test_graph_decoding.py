@@ -16,7 +16,7 @@ import torch
 
 from alphadrive_cli.models.graph_decoding import choose, graph_sample, use_graph_decoding
 from alphadrive_cli.models.tokenizer import IMAGE_TOKEN
-from tests.support.tiny_inputs import image, prompt, tiny
+from tests.support.tiny_inputs import image, prompt, spread_language_weights, tiny
 
 NEW_TOKENS = 16
 
@@ -25,11 +25,7 @@ NEW_TOKENS = 16
 def setup():
     """The tiny model with spread-out language weights, its processor and a left-padded batch of 4 prompts."""
     model, processor = tiny()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for weight in model.model.language_model.parameters():
-            if weight.dim() == 2:
-                weight.normal_(0, 0.3)
+    spread_language_weights(model)
     texts = [
         prompt("Go?"),
         prompt("The lead vehicle is close and slower; what should the ego vehicle do now?"),

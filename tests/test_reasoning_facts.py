@@ -15,9 +15,10 @@ from alphadrive_cli.evaluation.reasoning_facts import (
     compare_facts,
     fact_table_accuracy,
     phrase_patterns,
+    table_facts,
     true_facts,
 )
-from alphadrive_cli.teacher.grounded import GroundedTemplates, grounded_trace
+from alphadrive_cli.teacher.grounded import FactSet, GroundedTemplates, grounded_trace
 
 SCENES: list[dict[str, Any]] = [
     {  # a slower car close ahead, traffic on both sides, a junction coming
@@ -59,7 +60,7 @@ def templates() -> GroundedTemplates:
     return GroundedTemplates.load()
 
 
-def _trace(scene: dict[str, Any], speed: float, seed: int, templates: GroundedTemplates) -> str:
+def _trace(scene: dict[str, Any], speed: float, seed: int, templates: GroundedTemplates, facts: FactSet = "all") -> str:
     record = Record(
         id="f",
         images=["images/f.png"],
@@ -70,7 +71,7 @@ def _trace(scene: dict[str, Any], speed: float, seed: int, templates: GroundedTe
         scene=scene,
         source={"scenario": "test"},
     )
-    return grounded_trace(record, random.Random(seed), templates)
+    return grounded_trace(record, random.Random(seed), templates, facts=facts)
 
 
 @pytest.mark.parametrize("speed", [0.0, 9.6, 20.4, 31.0])
@@ -110,6 +111,20 @@ def test_a_wrong_or_missing_sentence_counts_as_such_and_the_plan_is_split_by_it(
         "wrong or missing": {"frames": 2, "speed_accuracy": 0.0},
     }
     assert result["facts"]["yielding"]["right"] == 3
+
+
+def test_one_frame_traces_are_scored_on_the_facts_they_state(templates: GroundedTemplates) -> None:
+    """Read back as if they were full traces, one-frame traces would miss the lead's motion and the traffic on
+    every frame; scored with facts "one_frame", every fact they state is right and those two are not asked for."""
+    frames = [(scene, 9.6, _trace(scene, 9.6, 2, templates, "one_frame"), True) for scene in SCENES]
+    as_full = compare_facts(frames, templates)["facts"]
+    assert as_full["lead motion"]["missing"] == as_full["lead motion"]["frames"] > 0
+    assert as_full["traffic"]["missing"] == len(SCENES)
+    as_stated = compare_facts(frames, templates, "one_frame")["facts"]
+    assert "lead motion" not in as_stated and "traffic" not in as_stated
+    assert all(entry["right_rate"] == 1.0 for entry in as_stated.values())
+    assert table_facts("one_frame") == ["speed", "lead", "junction", "yielding"]
+    assert "lead motion" in table_facts("all")
 
 
 def test_the_bench_reads_an_eval_and_its_data(templates: GroundedTemplates, tmp_path: Path, monkeypatch) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.teacher.grounded import GroundedTemplates, stated_facts
+from alphadrive_cli.teacher.grounded import HIDDEN_FROM_ONE_FRAME, FactSet, GroundedTemplates, stated_facts
 
 NUMBER = r"-?\d+(?:\.\d+)?"
 NUMERIC_VALUES = {"speed": "speed", "lead": "gap", "junction": "distance", "traffic": "count"}
@@ -70,29 +70,34 @@ def claimed_facts(text: str, patterns: Mapping[str, list[re.Pattern[str]]]) -> d
     return claims
 
 
-def true_facts(scene: dict[str, Any], ego_speed_mps: float) -> dict[str, tuple[str, dict[str, str]]]:
-    """Each fact a faithful trace of the frame states, as (state, values); ``yielding`` only where it holds."""
+def true_facts(
+    scene: dict[str, Any], ego_speed_mps: float, facts: FactSet = "all"
+) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each fact a faithful trace of the frame states (of ``facts``, as the traces were written), as (state,
+    values); ``yielding`` only where it holds."""
     return {
-        fact: (state, values) for leaf, values in stated_facts(scene, ego_speed_mps) for fact, state in fact_of(leaf)
+        fact: (state, values)
+        for leaf, values in stated_facts(scene, ego_speed_mps, facts)
+        for fact, state in fact_of(leaf)
     }
 
 
 def compare_facts(
-    frames: Iterable[tuple[dict[str, Any], float, str, bool]], templates: GroundedTemplates
+    frames: Iterable[tuple[dict[str, Any], float, str, bool]], templates: GroundedTemplates, facts: FactSet = "all"
 ) -> dict[str, Any]:
     """Per fact, over ``frames`` (scene, ego speed, the model's text, whether its speed action was right): how
     often the model states it right, wrong, or not at all, the states it confuses, the mean absolute error of its
     number where it states the right state, and the speed-action accuracy on frames whose lead fact it got right
     against those it got wrong or left out (does a wrong perception explain a wrong plan?). A fact the scene does
     not have is not scored, except yielding: claiming to yield where nothing requires it counts as "claimed without
-    cause"."""
+    cause". ``facts``: what the traces the models learnt from stated (the distill's ``grounded_facts``)."""
     patterns = phrase_patterns(templates)
     counts: dict[str, Counter[str]] = {}
     confusions: dict[str, Counter[str]] = {}
     errors: dict[str, list[float]] = {}
     speed_by_lead: dict[str, list[bool]] = {"right": [], "wrong or missing": []}
     for scene, speed, text, speed_right in frames:
-        truth, claims = true_facts(scene, speed), claimed_facts(text, patterns)
+        truth, claims = true_facts(scene, speed, facts), claimed_facts(text, patterns)
         for fact, (state, values) in truth.items():
             claimed = claims.get(fact)
             outcome = "missing" if claimed is None else "right" if claimed[0] == state else "wrong"
@@ -129,34 +134,43 @@ def compare_facts(
 TABLE_FACTS = ("speed", "lead", "lead motion", "junction", "yielding")
 
 
-def _fact_states(scene: dict[str, Any], speed: float) -> tuple[str, ...]:
-    facts = true_facts(scene, speed)
-    return tuple(facts.get(fact, ("-",))[0] for fact in TABLE_FACTS)
+def table_facts(facts: FactSet) -> list[str]:
+    """The TABLE_FACTS that traces of ``facts`` state (one-frame traces leave the lead's motion out)."""
+    hidden = {fact for leaf in HIDDEN_FROM_ONE_FRAME for fact, _ in fact_of(leaf)} if facts == "one_frame" else set()
+    return [fact for fact in TABLE_FACTS if fact not in hidden]
+
+
+def _fact_states(scene: dict[str, Any], speed: float, facts: FactSet) -> tuple[str, ...]:
+    stated = true_facts(scene, speed, facts)
+    return tuple(stated.get(fact, ("-",))[0] for fact in TABLE_FACTS)
 
 
 def fact_table_accuracy(
-    train: Iterable[tuple[dict[str, Any], float, str]], scored: Iterable[tuple[dict[str, Any], float, str]]
+    train: Iterable[tuple[dict[str, Any], float, str]],
+    scored: Iterable[tuple[dict[str, Any], float, str]],
+    facts: FactSet = "all",
 ) -> dict[str, Any]:
     """How far perfect knowledge of the stated facts goes: the speed action most often labelled, in ``train``
-    (scene, ego speed, speed action), for each combination of the states of TABLE_FACTS, scored on ``scored``
+    (scene, ego speed, speed action), for each combination of the states of TABLE_FACTS that traces of ``facts``
+    state, scored on ``scored``
     (unseen combinations get the overall majority), beside always answering the majority action. BadInput if
     ``train`` is empty."""
     table: dict[tuple[str, ...], Counter[str]] = {}
     overall: Counter[str] = Counter()
     for scene, speed, action in train:
-        table.setdefault(_fact_states(scene, speed), Counter())[action] += 1
+        table.setdefault(_fact_states(scene, speed, facts), Counter())[action] += 1
         overall[action] += 1
     if not overall:
         raise BadInput("the train split has no frames to fit the table of facts on")
     majority = overall.most_common(1)[0][0]
     right = frames = majority_right = 0
     for scene, speed, action in scored:
-        cell = table.get(_fact_states(scene, speed))
+        cell = table.get(_fact_states(scene, speed, facts))
         right += (cell.most_common(1)[0][0] if cell else majority) == action
         majority_right += majority == action
         frames += 1
     return {
-        "facts": list(TABLE_FACTS),
+        "facts": table_facts(facts),
         "combinations": len(table),
         "frames": frames,
         "speed_accuracy": round(right / max(1, frames), 4),

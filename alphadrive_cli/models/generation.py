@@ -15,7 +15,9 @@ from transformers import PreTrainedModel, ProcessorMixin
 from alphadrive_cli.actions import ActionVocabulary
 from alphadrive_cli.models.graph_decoding import generate_with_graphs, use_graph_decoding
 from alphadrive_cli.models.loading import ModelSource, load_model_and_processor
+from alphadrive_cli.models.lora import is_quantized
 from alphadrive_cli.prompts import PromptTemplate, StudentFrame, student_messages
+from alphadrive_cli.ui import console
 
 
 @dataclass(frozen=True)
@@ -27,28 +29,43 @@ class GenerationSettings:
     temperature: float = 1.0
 
 
-def graphs_apply(model: PreTrainedModel) -> bool:
-    """Whether graph decoding can speed ``model`` up: its weights are on a CUDA device and not 4-bit."""
-    return model.device.type == "cuda" and not getattr(model, "is_loaded_in_4bit", False)
+def unwrapped(model: PreTrainedModel | PeftModel) -> PreTrainedModel:
+    """The model a PEFT wrapper holds (the model itself when it has none)."""
+    return model.get_base_model() if isinstance(model, PeftModel) else model
 
 
-def decodes_with_graphs(model: PreTrainedModel) -> bool:
+def graph_decoding_blocker(model: PreTrainedModel) -> str | None:
+    """Why graph decoding cannot run ``model`` (None when it can): it needs every weight on one CUDA device,
+    unquantized."""
+    devices = {str(device) for device in (getattr(model, "hf_device_map", None) or {}).values()}
+    if model.device.type != "cuda":
+        return "the model is not on a CUDA device"
+    if len(devices) > 1:
+        return f"the model is split over {len(devices)} devices"
+    if is_quantized(model):
+        return "quantized weights cannot be compiled"
+    return None
+
+
+def decodes_with_graphs(model: PreTrainedModel | PeftModel) -> bool:
     """Whether ``model`` (or the model a PEFT wrapper holds) was set up for graph decoding (by
     :func:`load_for_generation`, or by ``grpo`` for its rollouts): :func:`generate` then gives it a static cache."""
-    inner = model.get_base_model() if isinstance(model, PeftModel) else model
-    return getattr(inner.__dict__.get("generate"), "__func__", None) is generate_with_graphs
+    return getattr(unwrapped(model).__dict__.get("generate"), "__func__", None) is generate_with_graphs
 
 
 def load_for_generation(source: ModelSource, compile_generation: bool) -> tuple[PreTrainedModel, ProcessorMixin, bool]:
     """The model of ``source`` (eval mode) and its processor, and whether it decodes with graphs: with
-    ``compile_generation`` on a CUDA device (and weights that are not 4-bit), :func:`generate` decodes it through
-    :func:`~alphadrive_cli.models.graph_decoding.use_graph_decoding`."""
+    ``compile_generation`` where :func:`graph_decoding_blocker` finds nothing against it, :func:`generate` decodes
+    it through :func:`~alphadrive_cli.models.graph_decoding.use_graph_decoding`; on a CUDA device the console says
+    why it does not."""
     model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
     model.eval()
-    compiled = compile_generation and graphs_apply(model)
-    if compiled:
-        use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
-    return model, processor, compiled
+    blocker = graph_decoding_blocker(model) if compile_generation else "compile_generation is off"
+    if blocker is None:
+        use_graph_decoding(unwrapped(model))
+    elif compile_generation and model.device.type == "cuda":
+        console.print(f"[yellow]note:[/] graph decoding is off: {blocker}")
+    return model, processor, blocker is None
 
 
 def generate(
@@ -75,8 +92,8 @@ def generate(
             top_p=None,
             top_k=None,
             num_return_sequences=settings.samples,
-            cache_implementation="static" if decodes_with_graphs(model) else None,
             pad_token_id=processor.tokenizer.pad_token_id,
+            **({"cache_implementation": "static"} if decodes_with_graphs(model) else {}),
         )
     texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return [texts[i * settings.samples : (i + 1) * settings.samples] for i in range(len(prompts))]

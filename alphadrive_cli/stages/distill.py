@@ -182,6 +182,8 @@ def run(config: DistillConfig, output: OutputSpec, *, data: Path, dry_run: bool 
         raise BadInput("--teacher openai needs --model (the teacher's model name, e.g. gpt-4o)")
     if config.verify and config.teacher == "grounded":
         raise BadInput("--verify needs a model teacher: the grounded teacher always knows the label")
+    if config.grounded_facts != "all" and config.teacher != "grounded":
+        raise BadInput(f"grounded_facts: {config.grounded_facts} is for the grounded teacher (--teacher grounded)")
     records = [
         (split, record)
         for split in config.splits
@@ -193,9 +195,12 @@ def run(config: DistillConfig, output: OutputSpec, *, data: Path, dry_run: bool 
     if templates is not None:
         templates.check_vocabulary(vocabulary)
     prompt = templates or load_prompt(config.teacher_prompt)  # what decides the answers: id and sha256
-    facts = "" if config.grounded_facts == "all" else f"+{config.grounded_facts}"
-    teacher_name = f"grounded:{prompt.id}{facts}" if templates else f"openai:{config.model}"
+    teacher_name = f"grounded:{prompt.id}" if templates else f"openai:{config.model}"
+    # the requests' keys (which seed the grounded teacher's phrasing) do not depend on grounded_facts: a one-frame
+    # trace is its full twin without the hidden sentences
     jobs = plan_jobs(data, records, config, teacher_name, prompt, vocabulary)
+    if templates and config.grounded_facts != "all":
+        teacher_name += f"+{config.grounded_facts}"
     if dry_run:
         _report_dry_run(jobs, config, output)
         return None

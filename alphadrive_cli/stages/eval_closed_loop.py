@@ -44,9 +44,10 @@ TABLE_COLUMNS = (
 )
 
 
-def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
-    """Greedy plans for a batch of observations, ``batch_size`` views per generate call."""
-    model, processor, _ = load_for_generation(source, config.compile_generation)
+def model_planner(source: ModelSource, config: EvalConfig) -> tuple[Planner, bool]:
+    """Greedy plans for a batch of observations, ``batch_size`` views per generate call, and whether they are
+    decoded with graphs."""
+    model, processor, compiled = load_for_generation(source, config.compile_generation)
     template = load_prompt(STUDENT_PROMPT)
     settings = GenerationSettings(config.max_new_tokens)
 
@@ -65,7 +66,7 @@ def model_planner(source: ModelSource, config: EvalConfig) -> Planner:
             texts.extend(row[0] for row in generate(model, processor, prompts, [o.images for o in batch], settings))
         return texts
 
-    return plan
+    return plan, compiled
 
 
 def run(config: EvalConfig, output: OutputSpec, *, model: str, data: Path | None = None) -> Artifact:
@@ -96,7 +97,7 @@ def _drive_and_publish(
     writer: ArtifactWriter, source: ModelSource, config: EvalConfig, render: RenderConfig, specs: list[EpisodeSpec]
 ) -> Artifact:
     loop = config.closed_loop
-    planner = model_planner(source, config)
+    planner, compiled = model_planner(source, config)
     per_episode = max(1, round(loop.seconds / loop.decision_interval_s))
     log = DriveLog(record_episodes={spec.id for spec in specs[: loop.gif_episodes]})
     started = time.perf_counter()
@@ -138,6 +139,7 @@ def _drive_and_publish(
                 "model": {"reference": source.reference, **source.describe()},
                 "episodes": [spec.id for spec in specs],
                 "wall_s": round(seconds, 2),
+                "decoding": {"compiled": compiled, "cache": "static" if compiled else "dynamic"},
                 "gif": GIF if gif_frames else None,
             }
         },

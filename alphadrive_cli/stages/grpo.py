@@ -148,10 +148,10 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         return processor_location(source)
 
     def build_trainer(self, setup: RunSetup) -> Any:
-        from peft import PeftModel
         from trl import GRPOConfig as TrlGrpoConfig
         from trl import GRPOTrainer
 
+        from alphadrive_cli.models.generation import unwrapped
         from alphadrive_cli.models.graph_decoding import use_graph_decoding
 
         config, model = self.config, setup.model
@@ -204,7 +204,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             use_fast_paths(trainer.ref_model)
         trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off
         if self.compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
-            use_graph_decoding(model.get_base_model() if isinstance(model, PeftModel) else model)
+            use_graph_decoding(unwrapped(model))
         return trainer
 
     def metrics(self, history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -242,13 +242,15 @@ def _scene_sentences(scene: dict[str, Any], speed: float, rng: random.Random, t:
 
 
 class _Omitting:
-    """A Phrasing that states nothing for the ``hidden`` leaves (and draws nothing for them) and passes the rest on."""
+    """A Phrasing that states nothing for the ``hidden`` leaves and passes the rest on. It still draws their
+    phrasing, so that every other sentence is the one the full trace of the same random state has."""
 
     def __init__(self, inner: Phrasing, hidden: frozenset[str]) -> None:
         self.inner, self.hidden = inner, hidden
 
     def pick(self, rng: random.Random, leaf: str, **values: str) -> str:
-        return "" if leaf in self.hidden else self.inner.pick(rng, leaf, **values)
+        text = self.inner.pick(rng, leaf, **values)
+        return "" if leaf in self.hidden else text
 
 
 def _observation_sentences(
@@ -285,8 +287,9 @@ def stated_facts(
     reasoning says about the frame (navigation and conclusions left out). The same leaves for every phrasing and
     random draw."""
     recorder = _FactRecorder()
-    _observation_sentences(scene, ego_speed_mps, random.Random(0), recorder, facts)
-    return [(leaf, values) for leaf, values in recorder.facts if leaf != "lanes.both"]
+    _observation_sentences(scene, ego_speed_mps, random.Random(0), recorder)
+    hidden = HIDDEN_FROM_ONE_FRAME if facts == "one_frame" else frozenset()
+    return [(leaf, values) for leaf, values in recorder.facts if leaf != "lanes.both" and leaf not in hidden]
 
 
 def grounded_trace(

@@ -22,6 +22,32 @@ def tiny(family: str = "qwen2_vl", seed: int = SEED):
     return build_tiny_model(family, seed, vocab_size=VOCAB, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
 
 
+def spread_language_weights(model, seed: int = SEED) -> None:
+    """Redraw a tiny model's language weight matrices with a larger spread (in place), so that its greedy
+    completions vary from token to token and between prompts (the untrained tiny model repeats one token)."""
+    import torch
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for weight in model.model.language_model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0, 0.3)
+
+
+def varied_copy(model_dir: Path, destination: Path) -> Path:
+    """A plain model directory holding the model of ``model_dir`` with spread-out language weights, and its
+    processor files."""
+    import shutil
+
+    from transformers import AutoModelForImageTextToText
+
+    shutil.copytree(model_dir, destination, ignore=shutil.ignore_patterns("manifest.json", "*.safetensors"))
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    spread_language_weights(model)
+    model.save_pretrained(destination)
+    return destination
+
+
 def image(color: tuple[int, int, int] = (30, 160, 90), size: int = 112) -> Image.Image:
     """A deterministic, non-constant RGB image (a gradient plus a colour), so patches differ."""
     pixels = bytes(
