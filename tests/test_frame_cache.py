@@ -70,6 +70,26 @@ def test_patched_images_equal_the_processor_and_patch_each_image_once(model_and_
     assert cached.merge_size == inner.merge_size  # every other attribute is the wrapped processor's
 
 
+def test_the_same_batch_twice_in_a_row_is_assembled_once(model_and_processor):
+    """TRL asks for a rollout's images twice in a row (without tensors, then as PyTorch tensors): the second call
+    gets the first call's patches, not another copy, and still equals the processor; another batch is assembled
+    anew, and the one before it is left as it was."""
+    _, processor = model_and_processor
+    inner = processor.image_processor
+    cached = PatchedImages(inner, capacity=8)
+    a, b = image((1, 2, 3)), image((90, 10, 200), size=84)
+    batch = [[a], [a], [b], [b]]
+    first = cached(batch)
+    second = cached(batch, return_tensors="pt")
+    assert np.shares_memory(second["pixel_values"].numpy(), first["pixel_values"])
+    assert np.array_equal(second["pixel_values"].numpy(), np.asarray(inner(batch)["pixel_values"]))
+    before = first["pixel_values"].copy()
+    other = cached([[b], [a]], return_tensors="pt")
+    assert not np.shares_memory(other["pixel_values"].numpy(), first["pixel_values"])
+    assert np.array_equal(other["pixel_values"].numpy(), np.asarray(inner([b, a])["pixel_values"]))
+    assert np.array_equal(first["pixel_values"], before)
+
+
 def test_patched_images_inside_the_processor(model_and_processor):
     _, processor = model_and_processor
     texts, images = [prompt("Go?"), prompt("Stop now")], [image(), image((5, 90, 200))]
