@@ -228,7 +228,7 @@ def predict(
         bool,
         typer.Option(
             help="On CUDA, decode through graph decoding (static KV cache, each step one CUDA graph; as eval's "
-            "compile_generation)."
+            "compile_generation): pays for its compilation on large inputs or models."
         ),
     ] = EvalConfig.model_fields["compile_generation"].default,
 ) -> None:

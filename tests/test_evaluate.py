@@ -202,7 +202,7 @@ def test_graph_decoding_plans_what_eager_decoding_plans(
         return [json.loads(line)["text"] for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
 
     varied = varied_copy(tiny_model, tmp_path / "varied")
-    config = EvalConfig(batch_size=4, max_new_tokens=12)
+    config = EvalConfig(batch_size=4, max_new_tokens=12, compile_generation=True)
     eager = evaluate_stage.run(config, OutputSpec(tmp_path, "eager"), data=data, model=str(varied))
     assert len(set(texts(eager))) == 6  # six different completions
     assert eager.manifest["report"]["decoding"] == {"compiled": False, "cache": "dynamic"}  # the CPU default

@@ -47,7 +47,7 @@ class PredictSettings:
     batch_size: int
     max_new_tokens: int
     images_root: Path | None = None
-    compile_generation: bool = True
+    compile_generation: bool = False
 
 
 def read_frames(path: Path, images_root: Path | None) -> tuple[list[UnlabelledFrame], ProblemLog]:
