@@ -60,6 +60,7 @@ from alphadrive_cli.evaluation.metrics import wilson_interval
 from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench.common import device_facts
+from bench.pooled_gain import pooled_gain
 from bench.report import report
 
 ROWS = ("sft_no_reasoning", "sft_no_reasoning_rl", "sft_reasoning", "rl_only", "sft_rl")
@@ -590,8 +591,31 @@ def cell(values: list[float], fmt: str = "{:.3f}") -> str:
     return text + (f" ({fmt.format(min(values))}–{fmt.format(max(values))})" if len(values) > 1 else "")
 
 
-def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One table row per configuration: the mean over its seeds, with the spread where there are several."""
+def seeds_pooled_gains(
+    paths: dict[str, Path], results: dict[str, dict[int, dict[str, Any]]]
+) -> dict[str, dict[str, float | int]]:
+    """Each GRPO row's gain over the SFT row it starts from, pooled over its seeds (`bench/pooled_gain.py`: the
+    seeds share the test frames, which the bootstrap resamples once for all of them), where it has two seeds or
+    more and each has both open-loop evals."""
+    pooled = {}
+    for row, by_seed in results.items():
+        if row not in RL_START:
+            continue
+        evals = [(paths.get(f"open-{RL_START[row]}-s{seed}"), paths.get(f"open-{row}-s{seed}")) for seed in by_seed]
+        if len(evals) > 1 and all(start and run for start, run in evals):
+            pooled[row] = pooled_gain([(plan_outcomes(start), plan_outcomes(run)) for start, run in evals])
+    return pooled
+
+
+POOLED_GAIN_COLUMN = "gain over its SFT, seeds pooled [95% CI]"
+
+
+def summary_rows(
+    results: dict[str, dict[int, dict[str, Any]]], pooled: dict[str, dict[str, float | int]] | None = None
+) -> list[dict[str, Any]]:
+    """One table row per configuration: the mean over its seeds, with the spread where there are several (and a
+    GRPO row's gain pooled over its seeds, from :func:`seeds_pooled_gains`)."""
+    pooled = pooled or {}
     rows = []
     for row, by_seed in results.items():
         runs = [by_seed[seed] for seed in sorted(by_seed)]
@@ -609,6 +633,7 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                     title: " / ".join(_gain_text(r[key]) for r in runs) if all(key in r for r in runs) else "–"
                     for title, key in GAIN_COLUMNS.items()
                 },
+                POOLED_GAIN_COLUMN: _pooled_text(pooled[row]) if row in pooled else "–",
                 F1_DROP_COLUMN: (
                     " / ".join(_f1_drop_text(r["f1_drops"]) for r in runs)
                     if all("f1_drops" in r for r in runs)
@@ -639,6 +664,7 @@ def summary_rows(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str
                 "unparsed plans": "–",
                 "train s": "–",
                 **dict.fromkeys(GAIN_COLUMNS, "–"),
+                POOLED_GAIN_COLUMN: "–",
                 F1_DROP_COLUMN: "–",
             }
         )
@@ -690,6 +716,10 @@ F1_DROP_COLUMN = f"classes whose F1 fell > {F1_DROP} below its SFT, per seed"
 
 def _gain_text(gain: dict[str, float]) -> str:
     return f"{gain['difference']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
+
+
+def _pooled_text(gain: dict[str, float | int]) -> str:
+    return f"{gain['gain']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
 
 
 JUDGED_COLUMNS = {  # column: (metrics key, key inside it)
@@ -832,6 +862,7 @@ def main() -> None:
         *CLOSED_LOOP_COLUMNS,
         "train s",
         "gain over its SFT [95% CI], per seed",
+        POOLED_GAIN_COLUMN,
         F1_DROP_COLUMN,
         *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
@@ -845,13 +876,15 @@ def main() -> None:
         f"closed loop: {f'5 scenarios x {args.episodes} seeds x {args.seconds} s' if args.episodes else 'none'}; "
         f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s"
     )
+    pooled = seeds_pooled_gains(paths, results)
     report(
         columns,
-        summary_rows(results),
+        summary_rows(results, pooled),
         args.out,
         **device_facts(),
         command="python -m bench.ablation " + " ".join(sys.argv[1:]),
         wall_s=round(time.perf_counter() - started, 1),
+        seeds_pooled_gains=pooled,
         frames=args.frames,
         data_seed=args.data_seed,
         dimensions=str(args.dimensions or "tiny"),

@@ -327,6 +327,34 @@ def test_an_rl_row_gains_over_its_sft_greedy_and_on_the_first_sampled_answer(tmp
     assert scored["f1_drops"] == {} and row[ablation.F1_DROP_COLUMN] == "none"
 
 
+def test_an_rl_row_gain_is_pooled_over_its_seeds_where_each_has_both_evals(tmp_path: Path) -> None:
+    """Seed 0 gains 2 of 4 frames, seed 1 nothing: pooled +0.25 (the seeds share the frames); the SFT row and a
+    GRPO row with one seed, or a seed without its SFT's eval, get no pooled gain."""
+    outcomes = {
+        "open-sft_reasoning-s0": [True, False, False, False],
+        "open-sft_rl-s0": [True, True, True, False],
+        "open-sft_reasoning-s1": [True, True, False, False],
+        "open-sft_rl-s1": [True, True, False, False],
+        "open-sft_no_reasoning_rl-s0": [True, True, True, True],
+        "open-sft_no_reasoning_rl-s1": [True, True, True, True],
+        "open-sft_rl_safety-s0": [True, True, True, True],
+    }
+    paths = {key: tmp_path / key for key in outcomes}
+    for key, correct in outcomes.items():
+        rows = [{"id": frame, "plan_correct": right} for frame, right in zip("abcd", correct, strict=True)]
+        _write(paths[key], "predictions.jsonl", rows)
+    results = {
+        "sft_reasoning": {0: {}, 1: {}},
+        "sft_rl": {0: {}, 1: {}},
+        "sft_no_reasoning_rl": {0: {}, 1: {}},  # its SFT row was not evaluated
+        "sft_rl_safety": {0: {}},  # one seed
+    }
+    pooled = ablation.seeds_pooled_gains(paths, results)
+    assert set(pooled) == {"sft_rl"}
+    assert pooled["sft_rl"]["gain"] == 0.25 and pooled["sft_rl"]["pairs"] == 2 and pooled["sft_rl"]["frame_sets"] == 1
+    assert pooled["sft_rl"]["low"] <= 0.25 <= pooled["sft_rl"]["high"]
+
+
 def test_an_rl_row_names_each_class_whose_f1_fell_more_than_the_bar_below_its_sft() -> None:
     truths = [("KEEP", "STRAIGHT"), ("ACCELERATE", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT")]
     answer = "<think>t</think><answer>{}</answer>"
