@@ -60,7 +60,7 @@ from alphadrive_cli.evaluation.metrics import wilson_interval
 from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench.common import device_facts
-from bench.pooled_gain import pooled_gain
+from bench.pooled_gain import interval_text, pooled_gain
 from bench.report import report
 
 ROWS = ("sft_no_reasoning", "sft_no_reasoning_rl", "sft_reasoning", "rl_only", "sft_rl")
@@ -715,11 +715,11 @@ F1_DROP_COLUMN = f"classes whose F1 fell > {F1_DROP} below its SFT, per seed"
 
 
 def _gain_text(gain: dict[str, float]) -> str:
-    return f"{gain['difference']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
+    return interval_text(gain["difference"], gain["low"], gain["high"])
 
 
 def _pooled_text(gain: dict[str, float | int]) -> str:
-    return f"{gain['gain']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
+    return interval_text(gain["gain"], gain["low"], gain["high"])
 
 
 JUDGED_COLUMNS = {  # column: (metrics key, key inside it)

@@ -58,6 +58,11 @@ def pooled_gain(
     }
 
 
+def interval_text(value: float, low: float, high: float) -> str:
+    """A signed gain with its interval, e.g. ``+0.044 [+0.024, +0.066]``."""
+    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -84,14 +89,14 @@ def main() -> None:
                 "frames": gain["frames"],
                 "sft accuracy": round(float(np.mean(list(start.values()))), 4),
                 "rl accuracy": round(float(np.mean(list(run.values()))), 4),
-                "gain [95% CI]": f"{gain['difference']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]",
+                "gain [95% CI]": interval_text(gain["difference"], gain["low"], gain["high"]),
             }
         )
     pooled = pooled_gain(outcomes)
     rows.append(
         {
             "run": f"{args.group}: mean of {pooled['pairs']} runs on {pooled['frame_sets']} frame sets",
-            "gain [95% CI]": f"{pooled['gain']:+.3f} [{pooled['low']:+.3f}, {pooled['high']:+.3f}]",
+            "gain [95% CI]": interval_text(pooled["gain"], pooled["low"], pooled["high"]),
         }
     )
     report(

@@ -60,12 +60,19 @@ def load_for_generation(source: ModelSource, compile_generation: bool) -> tuple[
     why it does not."""
     model, processor = load_model_and_processor(source, dtype="auto", device_map="auto")
     model.eval()
-    blocker = graph_decoding_blocker(model) if compile_generation else "compile_generation is off"
+    if not compile_generation:
+        return model, processor, False
+    blocker = graph_decoding_blocker(model)
     if blocker is None:
         use_graph_decoding(unwrapped(model))
-    elif compile_generation and model.device.type == "cuda":
+    elif model.device.type == "cuda":
         console.print(f"[yellow]note:[/] graph decoding is off: {blocker}")
     return model, processor, blocker is None
+
+
+def decoding_summary(compiled: bool) -> dict[str, bool | str]:
+    """How a stage decoded, for its manifest: with graphs over a static KV cache, or transformers' own loop."""
+    return {"compiled": compiled, "cache": "static" if compiled else "dynamic"}
 
 
 def generate(

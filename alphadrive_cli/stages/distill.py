@@ -199,7 +199,7 @@ def run(config: DistillConfig, output: OutputSpec, *, data: Path, dry_run: bool 
     # the requests' keys (which seed the grounded teacher's phrasing) do not depend on grounded_facts: a one-frame
     # trace is its full twin without the hidden sentences
     jobs = plan_jobs(data, records, config, teacher_name, prompt, vocabulary)
-    if templates and config.grounded_facts != "all":
+    if config.grounded_facts != "all":  # refused above for a model teacher
         teacher_name += f"+{config.grounded_facts}"
     if dry_run:
         _report_dry_run(jobs, config, output)

@@ -25,7 +25,7 @@ from alphadrive_cli.evaluation.closed_loop.driving import EXPERT, EpisodeSpec, O
 from alphadrive_cli.evaluation.closed_loop.runner import FALLBACK_PLAN, DriveLog, Planner, drive
 from alphadrive_cli.evaluation.closed_loop.views import closed_loop_render
 from alphadrive_cli.evaluation.metrics import closed_loop_metrics
-from alphadrive_cli.models.generation import GenerationSettings, generate, load_for_generation
+from alphadrive_cli.models.generation import GenerationSettings, decoding_summary, generate, load_for_generation
 from alphadrive_cli.models.loading import ModelSource, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, driving_messages, load_prompt
 from alphadrive_cli.ui import console, progress_bar
@@ -139,7 +139,7 @@ def _drive_and_publish(
                 "model": {"reference": source.reference, **source.describe()},
                 "episodes": [spec.id for spec in specs],
                 "wall_s": round(seconds, 2),
-                "decoding": {"compiled": compiled, "cache": "static" if compiled else "dynamic"},
+                "decoding": decoding_summary(compiled),
                 "gif": GIF if gif_frames else None,
             }
         },

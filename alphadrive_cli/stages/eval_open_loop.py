@@ -37,7 +37,12 @@ from alphadrive_cli.evaluation.metrics import (
 )
 from alphadrive_cli.evaluation.plots import confusion_png, f1_bars_png
 from alphadrive_cli.evaluation.served import identity_settings, served_completions
-from alphadrive_cli.models.generation import GenerationSettings, complete_records, load_for_generation
+from alphadrive_cli.models.generation import (
+    GenerationSettings,
+    complete_records,
+    decoding_summary,
+    load_for_generation,
+)
 from alphadrive_cli.models.loading import ModelSource, model_inputs, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
 from alphadrive_cli.textfiles import read_text_file
@@ -106,7 +111,7 @@ def generate_completions(
         frames_per_s=round(len(todo) / seconds, 3),
         model={"reference": source.reference, **source.describe()},
         device=str(model.device),
-        decoding={"compiled": compiled, "cache": "static" if compiled else "dynamic"},
+        decoding=decoding_summary(compiled),
     )
     console.print(f"generated {len(todo)} frames in {seconds:.1f} s ({stats['frames_per_s']} frames/s)")
     return done, stats

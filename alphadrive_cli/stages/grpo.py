@@ -25,6 +25,7 @@ from alphadrive_cli.config.schemas import GrpoConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages
+from alphadrive_cli.models.generation import decoding_summary, unwrapped
 from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source, use_fast_paths
 from alphadrive_cli.prompts import PromptTemplate, student_messages
 from alphadrive_cli.rewards.trl_adapter import (
@@ -151,7 +152,6 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         from trl import GRPOConfig as TrlGrpoConfig
         from trl import GRPOTrainer
 
-        from alphadrive_cli.models.generation import unwrapped
         from alphadrive_cli.models.graph_decoding import use_graph_decoding
 
         config, model = self.config, setup.model
@@ -217,8 +217,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 "batch_size": trainer.args.generation_batch_size,
                 "steps_per_generation": trainer.args.steps_per_generation,
                 "scoring_batch_size": self.config.scoring_batch_size or trainer.args.per_device_train_batch_size,
-                "compiled": self.compiled,
-                "cache": "static" if self.compiled else "dynamic",
+                **decoding_summary(self.compiled),
             },
             "rewards": {
                 "functions": self.rewards.function_names(),
