@@ -12,14 +12,13 @@ from hypothesis import strategies as st
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary, format_completion
 from alphadrive_cli.evaluation.metrics import (
     confusion_matrix,
-    format_valid_rate,
+    correct_plans,
     judged_plans,
     macro_f1,
     multimodality,
     open_loop_metrics,
     paired_difference_ci,
     per_class_prf,
-    planning_accuracy,
     released_code_correct,
     reward_signal,
 )
@@ -129,18 +128,16 @@ def test_hand_case_confusion_matrix_has_invalid_column() -> None:
     assert confusion_matrix(PATH_TRUTH, PATH_PRED, PATHS) == PATH_CONFUSION
 
 
-def test_hand_case_planning_accuracy_and_format_rate() -> None:
-    # Frames 1 and 5 have both heads right: 2/6.
-    assert planning_accuracy(TRUTHS, PREDICTIONS) == pytest.approx(1 / 3)
-    # Frames 4 (no <think>) and 6 (no tags) fail the format: 4/6.
-    assert format_valid_rate(COMPLETIONS) == pytest.approx(2 / 3)
+def test_hand_case_correct_plans() -> None:
+    # Frames 1 and 5 have both heads right: 2 of 6.
+    assert correct_plans(TRUTHS, PREDICTIONS) == 2
 
 
 def test_hand_case_open_loop_metrics() -> None:
     metrics = open_loop_metrics(TRUTHS, COMPLETIONS, DEFAULT_VOCABULARY)
     assert metrics["planning_accuracy"] == pytest.approx(1 / 3)
     assert metrics["released_code_accuracy"] == pytest.approx(1 / 3)  # frames 1 and 5; 2 and 3 are lower case
-    assert metrics["format_valid_rate"] == pytest.approx(2 / 3)
+    assert metrics["format_valid_rate"] == pytest.approx(2 / 3)  # frames 4 (no <think>) and 6 (no tags) fail it
     # only frame 4 is an answer alone: the format of a model trained without reasoning
     assert metrics["answer_only_format_rate"] == pytest.approx(1 / 6)
     assert metrics["parse_failures"] == 1
@@ -234,8 +231,7 @@ def test_reward_signal_takes_a_users_own_vocabulary() -> None:
 def test_empty_inputs_give_zero() -> None:
     assert per_class_prf([], [], SPEEDS)["KEEP"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert macro_f1([], [], SPEEDS) == 0.0
-    assert planning_accuracy([], []) == 0.0
-    assert format_valid_rate([]) == 0.0
+    assert correct_plans([], []) == 0
     assert multimodality([], [])["mean_distinct_plans"] == 0.0
 
 
@@ -289,7 +285,7 @@ def test_all_metrics_lie_in_unit_interval(rows: list) -> None:
         assert [sum(row) for row in matrix] == [truth.count(c) for c in classes]
         invalid = [sum(1 for t, p in zip(truth, pred, strict=False) if t == c and p is None) for c in classes]
         assert [row[-1] for row in matrix] == invalid
-    assert 0.0 <= planning_accuracy(truths, preds) <= 1.0
+    assert 0 <= correct_plans(truths, preds) <= len(truths)
 
 
 @PROPERTY
@@ -321,7 +317,7 @@ def test_permutation_invariance(rows: list, rnd: random.Random) -> None:
         assert per_class_prf(truth, pred, classes) == per_class_prf(truth2, pred2, classes)
         assert macro_f1(truth, pred, classes) == macro_f1(truth2, pred2, classes)
         assert confusion_matrix(truth, pred, classes) == confusion_matrix(truth2, pred2, classes)
-    assert planning_accuracy(a[4], a[5]) == pytest.approx(planning_accuracy(b[4], b[5]))
+    assert correct_plans(a[4], a[5]) == correct_plans(b[4], b[5])
 
 
 @PROPERTY

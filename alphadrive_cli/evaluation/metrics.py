@@ -131,14 +131,11 @@ def confusion_matrix(truth: Sequence[str], predicted: Sequence[str | None], clas
     return matrix
 
 
-def planning_accuracy(truth_pairs: Sequence[Plan], predicted_pairs: Sequence[Plan | None]) -> float:
-    """Fraction of frames whose predicted (speed, path) plan is exactly the true one."""
+def correct_plans(truth_pairs: Sequence[Plan], predicted_pairs: Sequence[Plan | None]) -> int:
+    """How many frames' predicted (speed, path) plan is exactly the true one."""
     if len(truth_pairs) != len(predicted_pairs):
         raise ValueError(f"{len(truth_pairs)} truths but {len(predicted_pairs)} predictions")
-    correct = sum(
-        1 for t, p in zip(truth_pairs, predicted_pairs, strict=False) if p is not None and tuple(p) == tuple(t)
-    )
-    return _ratio(correct, len(truth_pairs))
+    return sum(1 for t, p in zip(truth_pairs, predicted_pairs, strict=True) if p is not None and tuple(p) == tuple(t))
 
 
 def released_code_correct(text: str, truth: Plan) -> bool:
@@ -147,11 +144,6 @@ def released_code_correct(text: str, truth: Plan) -> bool:
     anywhere in the completion, its reasoning included; a hedge or a mention in the reasoning counts."""
     speed, path = truth
     return speed in text and path in text
-
-
-def format_valid_rate(texts: Sequence[str]) -> float:
-    """Fraction of texts in the exact ``<think>…</think><answer>…</answer>`` format."""
-    return _ratio(sum(1 for text in texts if matches_answer_format(text)), len(texts))
 
 
 def multimodality(samples_per_frame: Sequence[Sequence[Plan | None]], truths: Sequence[Plan]) -> dict[str, float | int]:
@@ -283,7 +275,7 @@ def open_loop_metrics(
     path_truth = [path for _, path in truths]
     format_valid = sum(1 for text in completions if matches_answer_format(text))
     answer_only = sum(1 for text in completions if matches_answer_format(text, reasoning=False))
-    correct = sum(1 for t, p in zip(truths, plans, strict=False) if p is not None and p == tuple(t))
+    correct = correct_plans(truths, plans)
     released = sum(1 for t, text in zip(truths, completions, strict=True) if released_code_correct(text, t))
     failures = sum(1 for p in plans if p is None)
     return {
