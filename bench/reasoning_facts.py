@@ -20,7 +20,7 @@ from typing import Any
 
 from alphadrive_cli.artifacts.store import open_artifact
 from alphadrive_cli.evaluation.reasoning_facts import compare_facts, fact_table_accuracy
-from alphadrive_cli.teacher.grounded import DEFAULT_TEMPLATES, FactSet, GroundedTemplates
+from alphadrive_cli.teacher.grounded import DEFAULT_TEMPLATES, HIDDEN_LEAVES, FactSet, GroundedTemplates
 from bench.report import report
 
 
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--templates", default=DEFAULT_TEMPLATES, help="the grounded phrasings the models learnt")
     parser.add_argument(
         "--facts",
-        choices=["all", "one_frame"],
+        choices=list(HIDDEN_LEAVES),
         default="all",
         help="what the traces the models learnt state (their distill's grounded_facts)",
     )

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.teacher.grounded import HIDDEN_FROM_ONE_FRAME, FactSet, GroundedTemplates, stated_facts
+from alphadrive_cli.teacher.grounded import HIDDEN_LEAVES, FactSet, GroundedTemplates, stated_facts
 
 NUMBER = r"-?\d+(?:\.\d+)?"
 NUMERIC_VALUES = {"speed": "speed", "lead": "gap", "junction": "distance", "traffic": "count"}
@@ -136,7 +136,7 @@ TABLE_FACTS = ("speed", "lead", "lead motion", "junction", "yielding")
 
 def table_facts(facts: FactSet) -> list[str]:
     """The TABLE_FACTS that traces of ``facts`` state (one-frame traces leave the lead's motion out)."""
-    hidden = {fact for leaf in HIDDEN_FROM_ONE_FRAME for fact, _ in fact_of(leaf)} if facts == "one_frame" else set()
+    hidden = {fact for leaf in HIDDEN_LEAVES[facts] for fact, _ in fact_of(leaf)}
     return [fact for fact in TABLE_FACTS if fact not in hidden]
 
 

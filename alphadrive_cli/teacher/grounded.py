@@ -37,6 +37,7 @@ FactSet = Literal["all", "one_frame"]
 HIDDEN_FROM_ONE_FRAME = frozenset(
     {"lead.slower", "lead.faster", "lead.same_speed", "traffic.none", "traffic.one", "traffic.many"}
 )
+HIDDEN_LEAVES: dict[FactSet, frozenset[str]] = {"all": frozenset(), "one_frame": HIDDEN_FROM_ONE_FRAME}
 
 # The structure of a template file: every leaf is a list of alternatives, and the set names the
 # placeholders its alternatives may use. Conclusions are checked separately (keys are actions).
@@ -258,8 +259,8 @@ def _observation_sentences(
 ) -> list[str]:
     """What a trace observes: the speed (against the limit when known), then the scene facts; with ``facts``
     "one_frame", none of those one front image cannot show (HIDDEN_FROM_ONE_FRAME)."""
-    if facts == "one_frame":
-        t = _Omitting(t, HIDDEN_FROM_ONE_FRAME)
+    if HIDDEN_LEAVES[facts]:
+        t = _Omitting(t, HIDDEN_LEAVES[facts])
     limit = _number(scene.get("speed_limit_mps"))
     sentences = [
         _speed_sentence(speed, limit if limit and limit > 0 else None, rng, t),
@@ -288,7 +289,7 @@ def stated_facts(
     random draw."""
     recorder = _FactRecorder()
     _observation_sentences(scene, ego_speed_mps, random.Random(0), recorder)
-    hidden = HIDDEN_FROM_ONE_FRAME if facts == "one_frame" else frozenset()
+    hidden = HIDDEN_LEAVES[facts]
     return [(leaf, values) for leaf, values in recorder.facts if leaf != "lanes.both" and leaf not in hidden]
 
 
