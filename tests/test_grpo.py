@@ -370,6 +370,11 @@ def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Pat
         grpo_stage.run(
             grpo_config(policy["sft"], generation_batch_size=12), OutputSpec(tmp_path / "runs"), data=policy["data"]
         )
+    # 40 completions of 4 a frame are 10 frames a rollout, more than the 8 train frames: said before any loading
+    with pytest.raises(BadInput, match="one rollout takes 10 frames .* has 8 train frames: .* at most 32 completions"):
+        grpo_stage.run(
+            grpo_config(policy["sft"], generation_batch_size=40), OutputSpec(tmp_path / "runs"), data=policy["data"]
+        )
 
 
 def test_scoring_in_larger_chunks_changes_no_number(policy, tmp_path: Path, monkeypatch) -> None:

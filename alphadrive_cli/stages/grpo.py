@@ -137,6 +137,15 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             self.config.rewards.check_vocabulary(vocabulary)
         except ValueError as exc:
             raise BadInput(f"rewards: {exc}") from None
+        rollout_frames = _rollout_frames(self.config) * launch_world_size()
+        if len(records) < rollout_frames:  # TRL's sampler would then yield no rollout at all
+            completions = rollout_frames * self.config.num_generations
+            raise BadInput(
+                f"one rollout takes {rollout_frames} frames ({completions} completions / num_generations = "
+                f"{self.config.num_generations}), but {data.path} has {len(records)} train frames: lower "
+                f"generation_batch_size (or per_device_batch_size) to at most "
+                f"{len(records) * self.config.num_generations} completions, or use more frames"
+            )
         unjudged = [record.id for record in records if record.plans is None]
         if self.config.rewards.safety_coef > 0 and unjudged:
             raise BadInput(
