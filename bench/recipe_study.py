@@ -10,9 +10,11 @@ GRPO run in the answer-only format), then every configuration of CONFIGS as a `g
 from that SFT model for --rl-epochs passes over the train split, validated every --every steps on --val-frames
 frames of the validation split (greedy plans). Each run, and the SFT model, is then scored by `eval --split val`
 on the whole split, and each run's gain over the SFT model comes with a paired bootstrap 95 % interval (the same
-frames), as does its difference from the REFERENCE configuration. The test split is not touched: the winner is
-scored there once, by bench/ablation.py. Jobs run through bench/ablation.py's runner (a dependency graph, --jobs at
-a time, resumable under the same --root, stopped at --budget-s).
+frames), as does its difference from the --reference configuration (REFERENCE unless given); each run's row also
+names the classes whose validation F1 fell more than 0.05 below the SFT model's (#19's per-class bar, bench/
+ablation.py's F1_DROP). The test split is not touched: the winner is scored there once, by bench/ablation.py.
+Jobs run through bench/ablation.py's runner (a dependency graph, --jobs at a time, resumable under the same --root,
+stopped at --budget-s).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from bench.ablation import (  # noqa: E402
     data_jobs,
     data_mismatch,
     execute,
+    f1_drop_text,
+    f1_drops,
     last_error,
     model_command,
     train_seconds,
@@ -132,10 +136,14 @@ def plan(args: argparse.Namespace) -> list[Job]:
     return jobs
 
 
+def _metrics(eval_dir: Path) -> dict[str, Any]:
+    return json.loads((eval_dir / "metrics.json").read_text())
+
+
 def val_scores(eval_dir: Path, answer_only: bool = False) -> dict[str, Any]:
     """Planning accuracy, format (the answer-only format with ``answer_only``) and per-class F1 of one `eval --split
     val`."""
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    metrics = _metrics(eval_dir)
     return {
         "val_planning_accuracy": metrics["planning_accuracy"],
         "val_format_valid_rate": metrics["answer_only_format_rate" if answer_only else "format_valid_rate"],
@@ -172,10 +180,15 @@ def failed_run(root: Path, name: str) -> tuple[dict[str, Any], list[dict[str, An
 
 
 def summary(
-    root: Path, paths: dict[str, Path], configs: list[str], answer_only: bool = False
+    root: Path,
+    paths: dict[str, Path],
+    configs: list[str],
+    answer_only: bool = False,
+    reference: str = REFERENCE,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One row per configuration run (and the SFT start): finished, or failed with its error and its curve up to
-    its last checkpoint; and every run's validation curve. ``answer_only``: the models answer without reasoning."""
+    its last checkpoint; and every run's validation curve. ``answer_only``: the models answer without reasoning;
+    ``reference``: the configuration every other run is compared with on the same frames."""
     rows, curves = [], {}
     if "val-sft" in paths:
         rows.append({"config": "SFT (start of every run)", **val_scores(paths["val-sft"], answer_only)})
@@ -210,8 +223,10 @@ def summary(
                 gain = gain_over(plan_outcomes(paths["val-sft"]), plan_outcomes(paths[f"val-{name}"]))
                 row["val_gain_over_sft"] = gain["difference"]
                 row["val_gain_ci95"] = [gain["low"], gain["high"]]
-            if name != REFERENCE and f"val-{REFERENCE}" in paths:
-                versus = gain_over(plan_outcomes(paths[f"val-{REFERENCE}"]), plan_outcomes(paths[f"val-{name}"]))
+                row["val_f1_drops"] = f1_drops(_metrics(paths["val-sft"]), _metrics(paths[f"val-{name}"]))
+                row["val_classes_below_sft"] = f1_drop_text(row["val_f1_drops"])
+            if name != reference and f"val-{reference}" in paths:
+                versus = gain_over(plan_outcomes(paths[f"val-{reference}"]), plan_outcomes(paths[f"val-{name}"]))
                 row["val_gain_over_reference"] = versus["difference"]
                 row["val_reference_ci95"] = [versus["low"], versus["high"]]
         rows.append(row)
@@ -279,6 +294,12 @@ def main() -> None:
     )
     parser.add_argument("--configs", nargs="+", default=None, choices=list(CONFIGS), help="default: every one")
     parser.add_argument(
+        "--reference",
+        default=REFERENCE,
+        choices=list(CONFIGS),
+        help=f"the configuration every other run is compared with on the same frames (default {REFERENCE})",
+    )
+    parser.add_argument(
         "--judge", action="store_true", help="judge every plan of the data (data sim --judge): the safety config"
     )
     parser.add_argument("--jobs", type=int, default=1)
@@ -291,12 +312,14 @@ def main() -> None:
         parser.error(f"{', '.join(needs_judge)} needs judged data: add --judge")
     if args.configs is None:
         args.configs = [name for name in CONFIGS if args.judge or name not in NEEDS_JUDGED_DATA]
+    if args.reference not in args.configs and args.reference != REFERENCE:
+        parser.error(f"--reference {args.reference} is not among the configurations run (--configs)")
     if problem := data_mismatch(args.root, args.frames, args.data_seed):
         parser.error(problem)
     args.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paths = execute(plan(args), args.root, args.jobs, args.budget_s)
-    rows, curves = summary(args.root, paths, args.configs, answer_only=args.no_reasoning)
+    rows, curves = summary(args.root, paths, args.configs, answer_only=args.no_reasoning, reference=args.reference)
     print(f"this invocation {time.perf_counter() - started:.0f} s")
     columns = (
         "config",
@@ -307,6 +330,7 @@ def main() -> None:
         "val_gain_ci95",
         "val_gain_over_reference",
         "val_reference_ci95",
+        "val_classes_below_sft",
         "val_speed_macro_f1",
         "val_path_macro_f1",
         "val_format_valid_rate",
@@ -320,7 +344,7 @@ def main() -> None:
         key: getattr(args, key)
         for key in (
             *("frames", "data_seed", "data_set", "language", "no_reasoning", "sft_share", "sft_epochs"),
-            *("rl_epochs", "rollout", "every", "val_frames", "judge"),
+            *("rl_epochs", "rollout", "every", "val_frames", "judge", "reference"),
         )
     }
     report(columns, rows, args.out, **settings, curves=curves)

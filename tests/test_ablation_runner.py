@@ -80,9 +80,9 @@ def test_retries_for_memory_are_bounded(tmp_path: Path) -> None:
     assert runner.events.count(("start", "greedy")) == 1 + ablation.MEMORY_RETRIES
 
 
-def _eval(path: Path, right: list[bool]) -> Path:
+def _eval(path: Path, right: list[bool], keep_f1: float = 0.5) -> Path:
     path.mkdir(parents=True)
-    head = {"macro_f1": 0.5, "per_class": {"KEEP": {"f1": 0.5}}}
+    head = {"macro_f1": 0.5, "per_class": {"KEEP": {"f1": keep_f1}}}
     metrics = {"planning_accuracy": sum(right) / len(right), "format_valid_rate": 1.0, "speed": head, "path": head}
     metrics["answer_only_format_rate"] = 0.25
     (path / "metrics.json").write_text(json.dumps(metrics))
@@ -199,3 +199,25 @@ def test_every_study_configuration_is_a_valid_grpo_config_that_keeps_its_setting
         config = resolve_config("grpo", GrpoConfig, scale="small", overrides=[*recipe_study.STUDY_BASE, *sets])
         alone = resolve_config("grpo", GrpoConfig, overrides=sets)  # the values as the schema reads the settings
         assert all(value(config, setting) == value(alone, setting) for setting in sets), name
+
+
+def test_the_study_compares_with_the_reference_it_is_given_and_names_classes_below_the_sft_start(
+    tmp_path: Path,
+) -> None:
+    """--reference picks what every other run is compared with (planned run 1 compares with the adopted preset, not
+    REFERENCE); a run whose class F1 fell more than 0.05 below the SFT start's says which class, as #19's bar asks."""
+    preset, weighted = "lr2e-5_scale_none", "lr2e-5_scale_none_inverse_freq"
+    paths = {
+        "val-sft": _eval(tmp_path / "val-sft", [False] * 40),
+        f"rl-{preset}": _run(tmp_path / "rl-preset"),
+        f"val-{preset}": _eval(tmp_path / "val-preset", [True] * 20 + [False] * 20, keep_f1=0.3),
+        f"rl-{weighted}": _run(tmp_path / "rl-weighted"),
+        f"val-{weighted}": _eval(tmp_path / "val-weighted", [True] * 30 + [False] * 10, keep_f1=0.46),
+    }
+    rows, _ = recipe_study.summary(tmp_path, paths, [preset, weighted], reference=preset)
+    by_config = {row["config"]: row for row in rows}
+    assert "val_gain_over_reference" not in by_config[preset]
+    assert by_config[weighted]["val_gain_over_reference"] == 0.25
+    assert by_config[preset]["val_classes_below_sft"] == "KEEP 0.50→0.30"
+    assert by_config[preset]["val_f1_drops"] == {"KEEP": [0.5, 0.3]}
+    assert by_config[weighted]["val_classes_below_sft"] == "none"  # 0.04 below: within the bar

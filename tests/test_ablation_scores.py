@@ -364,7 +364,7 @@ def test_an_rl_row_names_each_class_whose_f1_fell_more_than_the_bar_below_its_sf
     rl = open_loop_metrics(truths, [answer.format(text) for text in rl_answers])
     drops = ablation.f1_drops(sft, rl)
     assert drops == {"KEEP": [1.0, 0.6667], "ACCELERATE": [1.0, 0.0]}
-    assert ablation._f1_drop_text(drops) == "KEEP 1.00→0.67, ACCELERATE 1.00→0.00"
+    assert ablation.f1_drop_text(drops) == "KEEP 1.00→0.67, ACCELERATE 1.00→0.00"
 
 
 def test_the_supervised_control_continues_each_rl_rows_sft_on_every_label_for_as_many_frames() -> None:
