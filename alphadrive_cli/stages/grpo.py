@@ -143,7 +143,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             raise BadInput(
                 f"one rollout takes {rollout_frames} frames ({completions} completions / num_generations = "
                 f"{self.config.num_generations}), but {data.path} has {len(records)} train frames: lower "
-                f"generation_batch_size (or per_device_batch_size) to at most "
+                f"generation_batch_size (without it: per_device_batch_size x gradient_accumulation_steps) to at most "
                 f"{len(records) * self.config.num_generations} completions, or use more frames"
             )
         unjudged = [record.id for record in records if record.plans is None]
