@@ -136,14 +136,14 @@ def plan(args: argparse.Namespace) -> list[Job]:
     return jobs
 
 
-def _metrics(eval_dir: Path) -> dict[str, Any]:
+def eval_metrics(eval_dir: Path) -> dict[str, Any]:
+    """The metrics.json of one `eval` artifact."""
     return json.loads((eval_dir / "metrics.json").read_text())
 
 
-def val_scores(eval_dir: Path, answer_only: bool = False) -> dict[str, Any]:
+def val_scores(metrics: dict[str, Any], answer_only: bool = False) -> dict[str, Any]:
     """Planning accuracy, format (the answer-only format with ``answer_only``) and per-class F1 of one `eval --split
-    val`."""
-    metrics = _metrics(eval_dir)
+    val`'s metrics."""
     return {
         "val_planning_accuracy": metrics["planning_accuracy"],
         "val_format_valid_rate": metrics["answer_only_format_rate" if answer_only else "format_valid_rate"],
@@ -190,8 +190,10 @@ def summary(
     its last checkpoint; and every run's validation curve. ``answer_only``: the models answer without reasoning;
     ``reference``: the configuration every other run is compared with on the same frames."""
     rows, curves = [], {}
-    if "val-sft" in paths:
-        rows.append({"config": "SFT (start of every run)", **val_scores(paths["val-sft"], answer_only)})
+    sft_metrics = sft_outcomes = None
+    if "val-sft" in paths:  # read once: every run is compared with it
+        sft_metrics, sft_outcomes = eval_metrics(paths["val-sft"]), plan_outcomes(paths["val-sft"])
+        rows.append({"config": "SFT (start of every run)", **val_scores(sft_metrics, answer_only)})
     for name in configs:
         run = paths.get(f"rl-{name}")
         if run is None:
@@ -218,15 +220,16 @@ def summary(
             "best_val_sample_accuracy": manifest.get("validation", {}).get("best_planning_accuracy"),
         }
         if f"val-{name}" in paths:
-            row.update(val_scores(paths[f"val-{name}"], answer_only))
-            if "val-sft" in paths:
-                gain = gain_over(plan_outcomes(paths["val-sft"]), plan_outcomes(paths[f"val-{name}"]))
+            metrics, outcomes = eval_metrics(paths[f"val-{name}"]), plan_outcomes(paths[f"val-{name}"])
+            row.update(val_scores(metrics, answer_only))
+            if sft_metrics is not None:
+                gain = gain_over(sft_outcomes, outcomes)
                 row["val_gain_over_sft"] = gain["difference"]
                 row["val_gain_ci95"] = [gain["low"], gain["high"]]
-                row["val_f1_drops"] = f1_drops(_metrics(paths["val-sft"]), _metrics(paths[f"val-{name}"]))
+                row["val_f1_drops"] = f1_drops(sft_metrics, metrics)
                 row["val_classes_below_sft"] = f1_drop_text(row["val_f1_drops"])
             if name != reference and f"val-{reference}" in paths:
-                versus = gain_over(plan_outcomes(paths[f"val-{reference}"]), plan_outcomes(paths[f"val-{name}"]))
+                versus = gain_over(plan_outcomes(paths[f"val-{reference}"]), outcomes)
                 row["val_gain_over_reference"] = versus["difference"]
                 row["val_reference_ci95"] = [versus["low"], versus["high"]]
         rows.append(row)
@@ -295,7 +298,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=None, choices=list(CONFIGS), help="default: every one")
     parser.add_argument(
         "--reference",
-        default=REFERENCE,
+        default=None,
         choices=list(CONFIGS),
         help=f"the configuration every other run is compared with on the same frames (default {REFERENCE})",
     )
@@ -312,8 +315,9 @@ def main() -> None:
         parser.error(f"{', '.join(needs_judge)} needs judged data: add --judge")
     if args.configs is None:
         args.configs = [name for name in CONFIGS if args.judge or name not in NEEDS_JUDGED_DATA]
-    if args.reference not in args.configs and args.reference != REFERENCE:
+    if args.reference is not None and args.reference not in args.configs:
         parser.error(f"--reference {args.reference} is not among the configurations run (--configs)")
+    args.reference = args.reference or REFERENCE
     if problem := data_mismatch(args.root, args.frames, args.data_seed):
         parser.error(problem)
     args.root.mkdir(parents=True, exist_ok=True)

@@ -178,7 +178,7 @@ def test_the_study_can_start_from_the_pretrained_language_model_answer_only_on_o
 
 
 def test_an_answer_only_study_reports_the_answer_only_format(tmp_path: Path) -> None:
-    evaluation = _eval(tmp_path / "val-sft", [True, False])
+    evaluation = recipe_study.eval_metrics(_eval(tmp_path / "val-sft", [True, False]))
     assert recipe_study.val_scores(evaluation)["val_format_valid_rate"] == 1.0
     assert recipe_study.val_scores(evaluation, answer_only=True)["val_format_valid_rate"] == 0.25
 
