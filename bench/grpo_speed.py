@@ -99,14 +99,15 @@ class Timer:
         GRPOTrainer._generate_and_score_completions = timed_rollout
         training_callbacks.EXTRA_CALLBACKS.append(StepTimes())
 
-    def summary(self, warmup_steps: int) -> dict[str, Any]:
-        """Throughput and time split over the steps after ``warmup_steps``."""
-        start, end = self.steps[warmup_steps], self.steps[-1]
+    def summary(self, warmup_steps: int, measured_steps: int | None = None) -> dict[str, Any]:
+        """Throughput and time split over the ``measured_steps`` steps after ``warmup_steps`` (default: all)."""
+        last = len(self.steps) - 1 if measured_steps is None else warmup_steps + measured_steps
+        start, end = self.steps[warmup_steps], self.steps[last]
         window = end - start
-        generation = [g for g in self.generation if g[0] >= start]
+        generation = [g for g in self.generation if start <= g[0] < end]
         gen_s = sum(g[1] - g[0] for g in generation)
-        rollout_s = sum(r[1] - r[0] for r in self.rollouts if r[0] >= start)
-        steps = len(self.steps) - 1 - warmup_steps
+        rollout_s = sum(r[1] - r[0] for r in self.rollouts if start <= r[0] < end)
+        steps = last - warmup_steps
         return {
             "steps_measured": steps,
             "samples_per_s": round(steps * self.per_step / window, 3),

@@ -150,6 +150,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     from alphadrive_cli.config.resolve import resolve_config
     from alphadrive_cli.config.schemas import GrpoConfig
     from alphadrive_cli.stages import grpo as grpo_stage
+    from bench.grpo_profile import RolloutProfile
     from bench.grpo_speed import Timer
 
     change, off, settings = GRPO_ROWS[index]
@@ -167,13 +168,17 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     measured = max(args.measured_steps * preset_step // per_step, steps_per_rollout)  # as many samples per row
     timer = Timer(per_step)
     timer.install()
+    profiled = steps_per_rollout if args.profile else 0  # one more rollout cycle, after the timed steps
+    if profiled:
+        profile = RolloutProfile(warmup + measured, profiled)
+        profile.install()
     config = resolve_config(
         "grpo",
         GrpoConfig,
         scale=paths["scale"],
         options={
             "model": paths["sft"],
-            "max_steps": warmup + measured,
+            "max_steps": warmup + measured + profiled,
             "save_steps": 100_000,
             "sample_every": 100_000,
             "seed": 0,
@@ -192,7 +197,8 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
         "change": change,
         "switched_off": list(off),
         "settings": settings,
-        **timer.summary(warmup),
+        **timer.summary(warmup, measured),
+        **({"profile": profile.result} if profiled else {}),
         "train_samples_per_second": metrics.get("train_samples_per_second"),
         "peak_memory_gb": metrics.get("peak_memory_gb"),
         "generation": artifact.manifest["generation"],
@@ -260,6 +266,11 @@ def main() -> None:
     parser.add_argument("--grpo-rows", type=int, nargs="*", default=list(range(len(GRPO_ROWS))))
     parser.add_argument("--other-rows", type=int, nargs="*", default=list(range(len(OTHER_ROWS))))
     parser.add_argument("--row-timeout", type=float, default=600, help="seconds a row may take")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="grpo rows: torch.profiler over one more rollout cycle after the timed steps (bench/grpo_profile.py)",
+    )
     parser.add_argument("--smoke", action="store_true", help="the tiny model on the CPU: a test of this script")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: grpo-N or other-N, run in this process

@@ -1,0 +1,111 @@
+"""torch.profiler over one whole GRPO rollout cycle: where a `grpo` stage's time goes, on the host and on the GPU.
+
+`bench.small_preset_speed --profile` installs it in a grpo row's process. It starts after the warm-up steps and
+records the next ``steps`` optimiser steps (one rollout and the steps it feeds), with TRL's phases marked
+(:data:`PHASES`). Its summary says, for that window, how long each phase held the host and how much GPU time
+its kernels took, how busy the GPU was, and the kernels that took it longest. The profiler slows the host, so
+the window's samples/s is not a speed figure; the shares are what it is for.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile, record_function
+
+PHASES = {  # GRPOTrainer method: the label its calls get in the profile
+    "training_step": "training step (the rollout when one is due, forward, backward)",
+    "_generate_and_score_completions": "rollout: generation and scoring",
+    "_generate_single_turn": "generation",
+    "_get_per_token_logps_and_entropies": "log-probabilities: scoring and loss forwards",
+}
+TOP_KERNELS = 20
+
+
+def mark(cls: type, method: str, label: str) -> None:
+    """Run every call of ``cls.method`` inside a profiler range named ``label``."""
+    inner = getattr(cls, method)
+
+    @functools.wraps(inner)
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        with record_function(label):
+            return inner(*args, **kwargs)
+
+    setattr(cls, method, marked)
+
+
+def summarise(prof: profile, window_s: float, steps: int) -> dict[str, Any]:
+    """Host and GPU time of each marked phase, the GPU's busy share and the longest kernels of ``prof``."""
+    averages = prof.key_averages()
+    phases = {
+        label: {
+            "calls": event.count,
+            "host_s": round(event.cpu_time_total / 1e6, 3),
+            "gpu_s": round(event.device_time_total / 1e6, 3),
+        }
+        for label in PHASES.values()
+        for event in averages
+        if event.key == label
+    }
+    kernels = [event for event in averages if event.device_type == DeviceType.CUDA]
+    busy_s = sum(event.self_device_time_total for event in kernels) / 1e6
+    longest = sorted(kernels, key=lambda event: event.self_device_time_total, reverse=True)[:TOP_KERNELS]
+    return {
+        "steps": steps,
+        "window_s": round(window_s, 3),
+        "gpu_busy_s": round(busy_s, 3),
+        "gpu_busy_share": round(busy_s / window_s, 3) if window_s else None,
+        "kernel_launches": sum(event.count for event in kernels),
+        "phases": phases,
+        "longest_kernels": [
+            {"kernel": event.key[:120], "calls": event.count, "gpu_ms": round(event.self_device_time_total / 1e3, 2)}
+            for event in longest
+        ],
+    }
+
+
+class RolloutProfile:
+    """Profile optimiser steps ``start + 1`` to ``start + steps`` of a GRPO run (see the module docstring)."""
+
+    def __init__(self, start: int, steps: int) -> None:
+        self.start, self.steps = start, steps
+        self.profiler: profile | None = None
+        self.began = 0.0
+        self.result: dict[str, Any] | None = None
+
+    @staticmethod
+    def _now() -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def install(self) -> None:
+        """Mark TRL's phases and add the callback that starts and stops the profiler."""
+        from transformers import TrainerCallback
+        from trl import GRPOTrainer
+
+        from alphadrive_cli.training import callbacks as training_callbacks
+
+        for method, label in PHASES.items():
+            mark(GRPOTrainer, method, label)
+        recorder = self
+
+        class Window(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                if state.global_step == recorder.start:
+                    activities = [ProfilerActivity.CPU]
+                    if torch.cuda.is_available():
+                        activities.append(ProfilerActivity.CUDA)
+                    recorder.profiler = profile(activities=activities)
+                    recorder.profiler.__enter__()
+                    recorder.began = recorder._now()
+                elif state.global_step == recorder.start + recorder.steps and recorder.profiler is not None:
+                    window = recorder._now() - recorder.began
+                    recorder.profiler.__exit__(None, None, None)
+                    recorder.result = summarise(recorder.profiler, window, recorder.steps)
+
+        training_callbacks.EXTRA_CALLBACKS.append(Window())
