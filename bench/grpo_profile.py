@@ -39,19 +39,21 @@ def mark(cls: type, method: str, label: str) -> None:
 
 
 def summarise(prof: profile, window_s: float, steps: int) -> dict[str, Any]:
-    """Host and GPU time of each marked phase, the GPU's busy share and the longest kernels of ``prof``."""
+    """Host time and GPU kernel time of each marked phase, the GPU's busy share and the longest kernels of
+    ``prof``. On CUDA each phase is also recorded as a GPU-side span with the phase's name: those spans are left
+    out of the kernels."""
     averages = prof.key_averages()
+    labels = set(PHASES.values())
     phases = {
-        label: {
+        event.key: {
             "calls": event.count,
             "host_s": round(event.cpu_time_total / 1e6, 3),
-            "gpu_s": round(event.device_time_total / 1e6, 3),
+            "gpu_kernels_s": round(event.device_time_total / 1e6, 3),  # of the kernels launched inside it
         }
-        for label in PHASES.values()
         for event in averages
-        if event.key == label
+        if event.key in labels and event.device_type == DeviceType.CPU
     }
-    kernels = [event for event in averages if event.device_type == DeviceType.CUDA]
+    kernels = [event for event in averages if event.device_type == DeviceType.CUDA and event.key not in labels]
     busy_s = sum(event.self_device_time_total for event in kernels) / 1e6
     longest = sorted(kernels, key=lambda event: event.self_device_time_total, reverse=True)[:TOP_KERNELS]
     return {

@@ -77,6 +77,9 @@ CONFIGS: dict[str, tuple[str, ...]] = {
         "scale_rewards=none",
         "action_weighting=inverse_sqrt_frequency",
     ),
+    # the adopted preset with rollouts sampled by a bf16 copy of the policy (a speed change that changes what is
+    # sampled: it is adopted only if validation does not suffer)
+    "lr2e-5_scale_none_bf16_rollouts": ("learning_rate=2e-5", "scale_rewards=none", "rollout_dtype=bfloat16"),
     "lr2e-5_safety": ("learning_rate=2e-5", "rewards.safety_coef=1.0"),  # needs --judge (#20's safety reward)
 }
 NEEDS_JUDGED_DATA = ("lr2e-5_safety",)

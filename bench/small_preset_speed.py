@@ -106,6 +106,11 @@ GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, cha
         (),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
+    (
+        "row 10 + rollouts decoded by a bf16 copy of the fp32 policy (rollout_dtype: bfloat16)",
+        (),
+        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512, "rollout_dtype": "bfloat16"},
+    ),
 ]
 # preset settings that a row leaves unset are reset to the stage default, so each row measures what it lists
 # whatever the preset has adopted since

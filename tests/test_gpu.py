@@ -152,10 +152,11 @@ def test_graph_decoding_replays_its_compiled_step_on_cuda() -> None:
     assert sampled.unique().numel() > 0.8 * sampled.numel()
 
 
-def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> None:
+@pytest.mark.parametrize("rollout_dtype", ["weights", "bfloat16"])
+def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path, rollout_dtype) -> None:
     """GRPO training every weight (fp32 master weights under bf16 autocast, as the GPU ablation runs) decodes
-    its rollouts with graph decoding on CUDA, and its validation passes through the same graphs: two steps
-    train, each validated, and the manifest says the rollouts were compiled."""
+    its rollouts with graph decoding on CUDA, in fp32 or with a bf16 copy of the policy, and its validation
+    passes through the same graphs: two steps train, each validated, and the manifest says how they decoded."""
     import json
 
     from alphadrive_cli.config.schemas import GrpoConfig
@@ -172,12 +173,14 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path) -> No
         num_generations=4,
         max_completion_length=16,
         validation={"every_steps": 1, "frames": 2, "batch_size": 2, "max_new_tokens": 16},
+        rollout_dtype=rollout_dtype,
     )
     with warnings.catch_warnings():  # rollouts and validation both through the graphs, never falling back
         warnings.filterwarnings("error", message="graph decoding falls back")
         policy = grpo_stage.run(config, OutputSpec(tmp_path), data=data)
     manifest = policy.manifest
     assert manifest["generation"]["compiled"] is True and manifest["generation"]["cache"] == "static"
+    assert manifest["generation"]["rollout_dtype"] == rollout_dtype
     assert manifest["training"]["device"] == "cuda" and manifest["metrics"]["steps"] == 2
     history = json.loads((policy.path / "log_history.json").read_text())
     assert [entry["step"] for entry in history if "val/planning_accuracy" in entry] == [0, 1, 2]

@@ -364,6 +364,7 @@ def test_one_batched_rollout_feeds_several_optimiser_steps(policy, tmp_path: Pat
         "scoring_batch_size": 8,
         "compiled": torch.cuda.is_available(),
         "cache": "static" if torch.cuda.is_available() else "dynamic",
+        "rollout_dtype": "weights",
     }
     assert artifact.manifest["metrics"]["steps"] == 4
     with pytest.raises(BadInput, match="generation_batch_size = 12 is not a multiple"):
@@ -410,14 +411,20 @@ def test_scoring_in_larger_chunks_changes_no_number(policy, tmp_path: Path, monk
             assert after[key] == pytest.approx(before[key], rel=1e-4, abs=1e-6), key
 
 
-@pytest.mark.parametrize("full_under_autocast", [False, True], ids=["lora", "full-fp32-weights-bf16-autocast"])
+@pytest.mark.parametrize(
+    ("full_under_autocast", "rollout_dtype"),
+    [(False, "weights"), (True, "weights"), (True, "bfloat16"), (False, "bfloat16")],
+    ids=["lora", "full-fp32-weights-bf16-autocast", "full-bf16-rollout-copy", "lora-bf16-asked"],
+)
 def test_compiled_generation_decodes_rollouts_through_graph_sample(
-    policy, tmp_path: Path, monkeypatch, recwarn, full_under_autocast: bool
+    policy, tmp_path: Path, monkeypatch, recwarn, full_under_autocast: bool, rollout_dtype: str
 ) -> None:
     """The compile_generation route, forced on the CPU (eager steps, no CUDA graph): TRL's generate call on the
     PEFT-wrapped policy reaches graph_sample with the static cache and TRL's sampling settings (no fallback to
     transformers' loop), and the rollouts train. Also for finetune: full under bf16 autocast (as on a GPU),
-    whose fp32 weights once put fp32 keys and bf16 values into one static cache."""
+    whose fp32 weights once put fp32 keys and bf16 values into one static cache, and there with
+    rollout_dtype: bfloat16, whose rollouts decode with a bf16 copy of the policy (a LoRA policy, whose
+    frozen base is not fp32 here, gets none)."""
     from alphadrive_cli.models import graph_decoding
     from alphadrive_cli.stages import grpo
     from alphadrive_cli.training.policy import Precision
@@ -425,7 +432,7 @@ def test_compiled_generation_decodes_rollouts_through_graph_sample(
     calls = []
 
     def spy(model, input_ids, *args, **kwargs):
-        calls.append(type(kwargs["past_key_values"]).__name__)
+        calls.append((type(kwargs["past_key_values"]).__name__, next(model.parameters()).dtype))
         return sample(model, input_ids, *args, **kwargs)
 
     sample = graph_decoding.graph_sample
@@ -435,11 +442,15 @@ def test_compiled_generation_decodes_rollouts_through_graph_sample(
     if full_under_autocast:
         monkeypatch.setattr(training_run, "training_precision", lambda: Precision(cuda=False, bf16=True))
     artifact = grpo_stage.run(
-        grpo_config(policy["model"], max_steps=1, **settings), OutputSpec(tmp_path / "runs"), data=policy["data"]
+        grpo_config(policy["model"], max_steps=1, rollout_dtype=rollout_dtype, **settings),
+        OutputSpec(tmp_path / "runs"),
+        data=policy["data"],
     )
-    assert calls == ["StaticCache"]
+    copied = full_under_autocast and rollout_dtype == "bfloat16"
+    assert calls == [("StaticCache", torch.bfloat16 if copied else torch.float32)]
     assert not [warning for warning in recwarn if "falls back" in str(warning.message)]
     assert artifact.manifest["generation"]["compiled"] and artifact.manifest["metrics"]["steps"] == 1
+    assert artifact.manifest["generation"]["rollout_dtype"] == ("bfloat16" if copied else "weights")
 
 
 @pytest.mark.parametrize(

@@ -639,6 +639,14 @@ class GrpoConfig(TrainingConfig):
         "skipped with gradient_checkpointing (TRL toggles it around every rollout, which would "
         "recompile) and with 4-bit weights (not compilable)",
     )
+    rollout_dtype: Literal["weights", "bfloat16"] = Field(
+        "weights",
+        description="with graph decoding, what rollouts decode in: weights: the policy's own dtype (fp32 under "
+        "finetune: full, most of a small-preset rollout's GPU time on an H100); bfloat16: a bf16 copy of an fp32 "
+        "policy, refreshed from its weights before every rollout (bf16 kernels and KV cache, the weights the "
+        "autocast loss forward multiplies by; the copy costs 2 bytes a parameter). Not timed on a GPU yet "
+        "(docs/benchmarks.md); the manifest's generation.rollout_dtype says which ran",
+    )
 
     @model_validator(mode="after")
     def _weighting_that_can_work(self) -> GrpoConfig:

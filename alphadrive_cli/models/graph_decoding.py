@@ -43,6 +43,7 @@ from transformers.generation import (
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from alphadrive_cli.models.decode_attention import use_folded_gqa
+from alphadrive_cli.models.rollout_copy import rollout_copy_of
 
 CHECK_EVERY = 8  # decoding steps between the host's checks whether every sequence has finished
 WARMUP_STEPS = 2  # steps run (and compiled) outside the graph before it is captured
@@ -299,8 +300,13 @@ def generate_with_graphs(model: PreTrainedModel, *args: Any, **kwargs: Any) -> A
     accelerate's mixed precision replaces a prepared model's ``forward`` on the instance by one that runs under
     autocast; with fp32 weights (``finetune: full``) that writes fp32 keys (rotary embeddings upcast them) and
     bf16 values, which one static cache cannot hold. Decoding without that wrapper keeps the cache in the
-    weights' dtype; a bf16 model decodes in bf16 either way.
+    weights' dtype; a bf16 model decodes in bf16 either way. A model given a bf16
+    :class:`~alphadrive_cli.models.rollout_copy.RolloutCopy` decodes with that copy, refreshed from its weights.
     """
+    rollout_copy = rollout_copy_of(model)
+    if rollout_copy is not None:
+        rollout_copy.refresh()
+        return type(rollout_copy.model).generate(rollout_copy.model, *args, custom_generate=graph_sample, **kwargs)
     wrapped = model.__dict__.pop("forward", None)
     try:
         return type(model).generate(model, *args, custom_generate=graph_sample, **kwargs)

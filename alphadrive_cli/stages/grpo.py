@@ -27,6 +27,7 @@ from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages
 from alphadrive_cli.models.generation import decoding_summary, unwrapped
 from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source, use_fast_paths
+from alphadrive_cli.models.rollout_copy import attach_bf16_copy
 from alphadrive_cli.prompts import PromptTemplate, student_messages
 from alphadrive_cli.rewards.trl_adapter import (
     COMPONENTS,
@@ -128,6 +129,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             )
         self._source = resolve_model_source(config.model)
         self.signal_watch = RewardSignalWatch(stop_after=config.stop_without_signal)
+        self.rollout_copy = False  # whether rollouts decode with a bf16 copy of the policy (rollout_dtype)
 
     def policy_source(self) -> ModelSource:
         return self._source
@@ -214,6 +216,8 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off
         if self.compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
             use_graph_decoding(unwrapped(model))
+            if config.rollout_dtype == "bfloat16":
+                self.rollout_copy = attach_bf16_copy(unwrapped(model))
         return trainer
 
     def metrics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -227,6 +231,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 "steps_per_generation": trainer.args.steps_per_generation,
                 "scoring_batch_size": self.config.scoring_batch_size or trainer.args.per_device_train_batch_size,
                 **decoding_summary(self.compiled),
+                "rollout_dtype": "bfloat16" if self.rollout_copy else "weights",
             },
             "rewards": {
                 "functions": self.rewards.function_names(),
