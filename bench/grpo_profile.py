@@ -10,12 +10,13 @@ the window's samples/s is not a speed figure; the shares are what it is for.
 from __future__ import annotations
 
 import functools
-import time
 from typing import Any
 
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
+
+from bench.grpo_speed import Timer
 
 PHASES = {  # GRPOTrainer method: the label its calls get in the profile
     "training_step": "training step (the rollout when one is due, forward, backward)",
@@ -79,12 +80,6 @@ class RolloutProfile:
         self.began = 0.0
         self.result: dict[str, Any] | None = None
 
-    @staticmethod
-    def _now() -> float:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
     def install(self) -> None:
         """Mark TRL's phases and add the callback that starts and stops the profiler."""
         from transformers import TrainerCallback
@@ -104,9 +99,9 @@ class RolloutProfile:
                         activities.append(ProfilerActivity.CUDA)
                     recorder.profiler = profile(activities=activities)
                     recorder.profiler.__enter__()
-                    recorder.began = recorder._now()
+                    recorder.began = Timer.now()
                 elif state.global_step == recorder.start + recorder.steps and recorder.profiler is not None:
-                    window = recorder._now() - recorder.began
+                    window = Timer.now() - recorder.began
                     recorder.profiler.__exit__(None, None, None)
                     recorder.result = summarise(recorder.profiler, window, recorder.steps)
 
