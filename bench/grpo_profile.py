@@ -1,10 +1,10 @@
 """torch.profiler over one whole GRPO rollout cycle: where a `grpo` stage's time goes, on the host and on the GPU.
 
-`bench.small_preset_speed --profile` installs it in a grpo row's process. It starts after the warm-up steps and
-records the next ``steps`` optimiser steps (one rollout and the steps it feeds), with TRL's phases marked
-(:data:`PHASES`). Its summary says, for that window, how long each phase held the host and how much GPU time
-its kernels took, how busy the GPU was, and the kernels that took it longest. The profiler slows the host, so
-the window's samples/s is not a speed figure; the shares are what it is for.
+`bench.small_preset_speed --profile` installs it in a grpo row's process, after the row's timed steps. It records
+the next ``steps`` optimiser steps (one rollout and the steps it feeds), with TRL's phases marked (:data:`PHASES`).
+Its summary says, for that window, how long each phase held the host, how busy the GPU was, and the kernels that
+took it longest. The profiler slows the host, so the window's samples/s is not a speed figure; the shares are
+what it is for.
 """
 
 from __future__ import annotations
@@ -40,21 +40,25 @@ def mark(cls: type, method: str, label: str) -> None:
 
 
 def summarise(prof: profile, window_s: float, steps: int) -> dict[str, Any]:
-    """Host time and GPU kernel time of each marked phase, the GPU's busy share and the longest kernels of
-    ``prof``. On CUDA each phase is also recorded as a GPU-side span with the phase's name: those spans are left
-    out of the kernels."""
+    """The host time of each marked phase, the GPU's busy share and the longest kernels of ``prof``.
+
+    A phase's host time is inclusive (the rollout holds generation and scoring; ``training_step`` counts
+    micro-batches and holds the rollout when one is due). Kernels are not split by phase: a CUDA-graph replay and
+    the backward pass (on autograd's own thread) launch kernels that no marked range on the host owns. On CUDA,
+    every ``record_function`` range (the phases, the optimiser's, compiled graphs') is also recorded as a GPU-side
+    annotation: those spans are not kernels and are left out."""
     averages = prof.key_averages()
     labels = set(PHASES.values())
     phases = {
-        event.key: {
-            "calls": event.count,
-            "host_s": round(event.cpu_time_total / 1e6, 3),
-            "gpu_kernels_s": round(event.device_time_total / 1e6, 3),  # of the kernels launched inside it
-        }
+        event.key: {"calls": event.count, "host_s": round(event.cpu_time_total / 1e6, 3)}
         for event in averages
         if event.key in labels and event.device_type == DeviceType.CPU
     }
-    kernels = [event for event in averages if event.device_type == DeviceType.CUDA and event.key not in labels]
+    kernels = [
+        event
+        for event in averages
+        if event.device_type == DeviceType.CUDA and not getattr(event, "is_user_annotation", False)
+    ]
     busy_s = sum(event.self_device_time_total for event in kernels) / 1e6
     longest = sorted(kernels, key=lambda event: event.self_device_time_total, reverse=True)[:TOP_KERNELS]
     return {
@@ -100,9 +104,18 @@ class RolloutProfile:
                     recorder.profiler = profile(activities=activities)
                     recorder.profiler.__enter__()
                     recorder.began = Timer.now()
-                elif state.global_step == recorder.start + recorder.steps and recorder.profiler is not None:
-                    window = Timer.now() - recorder.began
-                    recorder.profiler.__exit__(None, None, None)
-                    recorder.result = summarise(recorder.profiler, window, recorder.steps)
+                elif state.global_step == recorder.start + recorder.steps:
+                    recorder.stop(recorder.steps)
+
+            def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                recorder.stop(state.global_step - recorder.start)  # a run that ended inside the window
 
         training_callbacks.EXTRA_CALLBACKS.append(Window())
+
+    def stop(self, steps: int) -> None:
+        """Close the window, if open, and summarise the ``steps`` it held."""
+        if self.profiler is None or self.result is not None:
+            return
+        window = Timer.now() - self.began
+        self.profiler.__exit__(None, None, None)
+        self.result = summarise(self.profiler, window, steps)

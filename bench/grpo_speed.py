@@ -101,7 +101,9 @@ class Timer:
 
     def summary(self, warmup_steps: int, measured_steps: int | None = None) -> dict[str, Any]:
         """Throughput and time split over the ``measured_steps`` steps after ``warmup_steps`` (default: all)."""
-        last = len(self.steps) - 1 if measured_steps is None else warmup_steps + measured_steps
+        last = len(self.steps) - 1  # a run that stopped early ends the window where it stopped
+        if measured_steps is not None:
+            last = min(last, warmup_steps + measured_steps)
         start, end = self.steps[warmup_steps], self.steps[last]
         window = end - start
         generation = [g for g in self.generation if start <= g[0] < end]
@@ -119,7 +121,7 @@ class Timer:
             "prompt_tokens_mean": round(self.generation[0][3], 1),
             "rollouts_measured": len(generation),
             "allocated_gb_at_rollouts": self.allocated_gb,
-            "step_seconds": [round(b - a, 3) for a, b in zip(self.steps, self.steps[1:], strict=False)],
+            "step_seconds": [round(b - a, 3) for a, b in zip(self.steps, self.steps[1 : last + 1], strict=False)],
         }
 
 

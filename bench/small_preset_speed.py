@@ -114,7 +114,7 @@ GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, cha
 ]
 # preset settings that a row leaves unset are reset to the stage default, so each row measures what it lists
 # whatever the preset has adopted since
-ROW_DEFAULTS = {"generation_batch_size": None, "scoring_batch_size": None}
+ROW_DEFAULTS = {"generation_batch_size": "null", "scoring_batch_size": "null", "rollout_dtype": "weights"}
 EAGER = {"compile_generation": False}  # eval as it decoded before graph decoding reached it (still its default)
 GRAPHS = {"compile_generation": True}
 OTHER_ROWS: list[tuple[str, str, tuple[str, ...], dict[str, Any]]] = [  # (stage, change, switched off, settings)
@@ -171,6 +171,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     steps_per_rollout = settings.get("generation_batch_size", per_step) // per_step
     warmup = steps_per_rollout * 2
     measured = max(args.measured_steps * preset_step // per_step, steps_per_rollout)  # as many samples per row
+    measured = -(-measured // steps_per_rollout) * steps_per_rollout  # whole rollout cycles: a profile holds one
     timer = Timer(per_step)
     timer.install()
     profiled = steps_per_rollout if args.profile else 0  # one more rollout cycle, after the timed steps
@@ -189,7 +190,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
             "seed": 0,
             **settings,
         },
-        overrides=[f"{key}=null" for key in ROW_DEFAULTS if key not in settings],
+        overrides=[f"{key}={value}" for key, value in ROW_DEFAULTS.items() if key not in settings],
     )
     artifact = grpo_stage.run(
         config, OutputSpec(Path(args.workdir) / "runs", f"grpo-{index}", ResumePolicy.RESTART), data=Path(paths["data"])

@@ -417,14 +417,14 @@ def test_scoring_in_larger_chunks_changes_no_number(policy, tmp_path: Path, monk
     ids=["lora", "full-fp32-weights-bf16-autocast", "full-bf16-rollout-copy", "lora-bf16-asked"],
 )
 def test_compiled_generation_decodes_rollouts_through_graph_sample(
-    policy, tmp_path: Path, monkeypatch, recwarn, full_under_autocast: bool, rollout_dtype: str
+    policy, tmp_path: Path, monkeypatch, recwarn, capsys, full_under_autocast: bool, rollout_dtype: str
 ) -> None:
     """The compile_generation route, forced on the CPU (eager steps, no CUDA graph): TRL's generate call on the
     PEFT-wrapped policy reaches graph_sample with the static cache and TRL's sampling settings (no fallback to
     transformers' loop), and the rollouts train. Also for finetune: full under bf16 autocast (as on a GPU),
     whose fp32 weights once put fp32 keys and bf16 values into one static cache, and there with
-    rollout_dtype: bfloat16, whose rollouts decode with a bf16 copy of the policy (a LoRA policy, whose
-    frozen base is not fp32 here, gets none)."""
+    rollout_dtype: bfloat16, whose rollouts decode with a bf16 copy of the policy (a LoRA policy gets none: its
+    weights are not its class's own, the adapters' layers are in them)."""
     from alphadrive_cli.models import graph_decoding
     from alphadrive_cli.stages import grpo
     from alphadrive_cli.training.policy import Precision
@@ -451,6 +451,10 @@ def test_compiled_generation_decodes_rollouts_through_graph_sample(
     assert not [warning for warning in recwarn if "falls back" in str(warning.message)]
     assert artifact.manifest["generation"]["compiled"] and artifact.manifest["metrics"]["steps"] == 1
     assert artifact.manifest["generation"]["rollout_dtype"] == ("bfloat16" if copied else "weights")
+    refused = rollout_dtype == "bfloat16" and not copied
+    assert (
+        "rollout_dtype: bfloat16 is not used: the policy is not a plain fp32 model" in capsys.readouterr().err
+    ) == refused
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,8 @@ def test_summary_counts_each_marked_call_and_its_host_time():
             FakeTrainer().training_step(torch.ones(64, 64))
         torch.ones(8) + 1  # outside every phase
     result = summarise(prof, window_s=2.0, steps=3)
-    phase = result["phases"][PHASES["training_step"]]
-    assert phase["calls"] == 3
-    assert phase["host_s"] > 0
+    assert result["phases"][PHASES["training_step"]]["calls"] == 3
+    assert result["phases"][PHASES["training_step"]]["host_s"] > 0
     assert set(result["phases"]) == {PHASES["training_step"]}  # unmarked phases are left out, not zero
     assert (result["gpu_busy_s"], result["kernel_launches"], result["longest_kernels"]) == (0, 0, [])
     assert result["gpu_busy_share"] == 0
@@ -34,3 +33,33 @@ def test_marked_method_returns_what_it_returned():
     mark(Plain, "_generate_single_turn", PHASES["_generate_single_turn"])
     assert Plain()._generate_single_turn(21) == 42
     assert Plain._generate_single_turn.__name__ == "_generate_single_turn"
+
+
+def test_gpu_side_annotations_are_not_counted_as_kernels():
+    """On CUDA each record_function range (a phase, the optimiser's step) is also a GPU-side annotation whose span
+    covers kernels: only the kernels count."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    def event(key, device_type, gpu_us, annotation=False, count=1):
+        return SimpleNamespace(
+            key=key,
+            device_type=device_type,
+            is_user_annotation=annotation,
+            count=count,
+            cpu_time_total=0 if device_type == DeviceType.CUDA else 500_000,
+            self_device_time_total=gpu_us,
+        )
+
+    events = [
+        event(PHASES["_generate_single_turn"], DeviceType.CPU, 0),
+        event(PHASES["_generate_single_turn"], DeviceType.CUDA, 900_000, annotation=True),
+        event("Optimizer.step#AdamW.step", DeviceType.CUDA, 300_000, annotation=True),
+        event("fmha_cutlassF_f32", DeviceType.CUDA, 400_000, count=6),
+        event("gemm", DeviceType.CUDA, 100_000, count=4),
+    ]
+    result = summarise(SimpleNamespace(key_averages=lambda: events), window_s=1.0, steps=8)
+    assert result["gpu_busy_s"] == 0.5 and result["gpu_busy_share"] == 0.5 and result["kernel_launches"] == 10
+    assert [kernel["kernel"] for kernel in result["longest_kernels"]] == ["fmha_cutlassF_f32", "gemm"]
+    assert result["phases"] == {PHASES["_generate_single_turn"]: {"calls": 1, "host_s": 0.5}}

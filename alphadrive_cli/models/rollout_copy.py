@@ -4,8 +4,10 @@ A full fine-tune keeps fp32 weights and trains under bf16 autocast, but graph de
 static cache holds one dtype, see :func:`~alphadrive_cli.models.graph_decoding.generate_with_graphs`), so every
 decoding step of a rollout ran in fp32: fp32 attention and fp32 matrix products without tensor cores. A
 :class:`RolloutCopy` is the same model in bf16, whose weights are refreshed from the policy's before every
-``generate``: its rollouts decode with bf16 kernels and a bf16 cache, multiplying by the bf16-rounded weights that
-the autocast loss forward multiplies by. The copy is kept outside the policy's modules (not in its
+``generate``: its rollouts decode with bf16 kernels and a bf16 cache. Its matrix products use the bf16-rounded
+weights that the autocast loss forward's do; unlike that forward it also keeps the embeddings, norms and
+residual stream in bf16, so it samples from a slightly different policy than the one GRPO scores (TRL's
+transformers path does not correct for that). The copy is kept outside the policy's modules (not in its
 ``state_dict``, not trained, not saved).
 """
 
@@ -33,8 +35,7 @@ class RolloutCopy:
     def refresh(self) -> None:
         """Copy the policy's current weights into the copy, rounded to bf16."""
         with torch.no_grad():
-            for mine, policy in self.pairs:
-                mine.copy_(policy)
+            torch._foreach_copy_([mine for mine, _ in self.pairs], [policy for _, policy in self.pairs])
 
 
 def bf16_copy(model: PreTrainedModel) -> RolloutCopy | None:
@@ -44,15 +45,16 @@ def bf16_copy(model: PreTrainedModel) -> RolloutCopy | None:
     stay fp32)."""
     config = copy.deepcopy(model.config)
     with torch.device("meta"):
-        twin = type(model)(config)
-    twin.tie_weights()  # as the policy's are (nothing is tied on the meta device until asked)
+        twin = type(model)(config)  # tied as the policy is (post_init ties)
     policy = dict(model.named_parameters())
-    if {name for name, _ in twin.named_parameters()} != set(policy):
+    if {name: parameter.shape for name, parameter in twin.named_parameters()} != {
+        name: parameter.shape for name, parameter in policy.items()
+    }:
         return None
+    for parameter in twin.parameters():
+        parameter.data = parameter.data.to(torch.bfloat16)  # still on meta: no fp32 twin is ever allocated
     twin = twin.to_empty(device=model.device)
     twin.tie_weights()  # to_empty gave each tied module its own tensor again
-    for parameter in twin.parameters():
-        parameter.data = parameter.data.to(torch.bfloat16)
     buffers = dict(model.named_buffers())
     with torch.no_grad():
         for name, buffer in twin.named_buffers():

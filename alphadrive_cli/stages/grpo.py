@@ -129,7 +129,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             )
         self._source = resolve_model_source(config.model)
         self.signal_watch = RewardSignalWatch(stop_after=config.stop_without_signal)
-        self.rollout_copy = False  # whether rollouts decode with a bf16 copy of the policy (rollout_dtype)
+        self.decodes_with_bf16_copy = False  # rollout_dtype: bfloat16 applied
 
     def policy_source(self) -> ModelSource:
         return self._source
@@ -216,9 +216,22 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off
         if self.compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
             use_graph_decoding(unwrapped(model))
-            if config.rollout_dtype == "bfloat16":
-                self.rollout_copy = attach_bf16_copy(unwrapped(model))
+        if config.rollout_dtype == "bfloat16":
+            self.decodes_with_bf16_copy = self._attach_bf16_copy(trainer, unwrapped(model))
         return trainer
+
+    def _attach_bf16_copy(self, trainer: Any, model: Any) -> bool:
+        """rollout_dtype: bfloat16 where it can apply; the console says why not where it cannot."""
+        if not self.compiled:
+            reason = "it needs graph decoding (compile_generation on CUDA)"
+        elif trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+            reason = "sharded training replaces the weights it would copy"
+        elif attach_bf16_copy(model):
+            return True
+        else:
+            reason = "the policy is not a plain fp32 model (finetune: full): it decodes in bf16 already or has adapters"
+        console.print(f"[yellow]note:[/] rollout_dtype: bfloat16 is not used: {reason}")
+        return False
 
     def metrics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         return {**reward_summary(history), "stopped_without_reward_signal": self.signal_watch.stopped}
@@ -231,7 +244,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 "steps_per_generation": trainer.args.steps_per_generation,
                 "scoring_batch_size": self.config.scoring_batch_size or trainer.args.per_device_train_batch_size,
                 **decoding_summary(self.compiled),
-                "rollout_dtype": "bfloat16" if self.rollout_copy else "weights",
+                "rollout_dtype": "bfloat16" if self.decodes_with_bf16_copy else "weights",
             },
             "rewards": {
                 "functions": self.rewards.function_names(),
