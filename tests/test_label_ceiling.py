@@ -42,6 +42,8 @@ def test_a_label_set_by_the_previous_frame_is_predictable_from_the_earlier_speed
         scores[name] = label_ceiling.fit_and_score(train, val, test, seed=0, epochs=200)
     assert scores["one frame + earlier speed"]["test_accuracy"] >= 0.95
     assert scores["one frame + earlier speed"]["recall"]["DECELERATE"] >= 0.9
+    assert scores["one frame + earlier speed"]["val_recall"]["DECELERATE"] >= 0.9  # the validation split too
+    assert set(scores["one frame"]["val_recall"]) == set(label_ceiling.ACTIONS["speed"])
     assert scores["one frame + earlier speed"]["test_accuracy"] >= scores["one frame"]["test_accuracy"] + 0.15
 
 
