@@ -57,7 +57,7 @@ from typing import Any
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, GrpoConfig, SftConfig
 from alphadrive_cli.evaluation.metrics import wilson_interval
-from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
+from alphadrive_cli.evaluation.paired import f1_change, gain_over, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench.common import device_facts
 from bench.pooled_gain import interval_text, pooled_gain
@@ -514,7 +514,9 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
         **(
             {
                 "gain_over_sft": gain_over(plan_outcomes(start_eval), plan_outcomes(opened)),
-                "f1_drops": f1_drops(json.loads((start_eval / "metrics.json").read_text()), metrics),
+                "f1_drops": f1_drops(
+                    json.loads((start_eval / "metrics.json").read_text()), metrics, (start_eval, opened)
+                ),
             }
             if start_eval
             else {}
@@ -539,20 +541,34 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
 F1_DROP = 0.05  # #19's bar: no class's F1 more than this below the SFT row the RL row starts from
 
 
-def f1_drops(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[float]]:
+def f1_drops(
+    before: dict[str, Any], after: dict[str, Any], evals: tuple[Path, Path] | None = None
+) -> dict[str, list[float]]:
     """``{action: [F1 before, F1 after]}`` for the speed and path classes whose F1 fell by more than F1_DROP from
-    the starting SFT row's open-loop metrics (``before``) to this row's (empty where none did)."""
-    return {
-        action: [round(start["f1"], 4), round(after[head]["per_class"][action]["f1"], 4)]
+    the starting SFT row's open-loop metrics (``before``) to this row's (empty where none did). With ``evals`` (the
+    two `eval` artifacts), each entry also holds the paired bootstrap 95 % interval of the change: a class with few
+    frames can cross the bar on one or two of them."""
+    drops = {
+        (head, action): [round(start["f1"], 4), round(after[head]["per_class"][action]["f1"], 4)]
         for head in ("speed", "path")
         for action, start in before[head]["per_class"].items()
         if start["f1"] - after[head]["per_class"][action]["f1"] > F1_DROP
     }
+    if evals is not None:
+        for (head, action), values in drops.items():
+            change = f1_change(*evals, head, action)
+            values += [change["low"], change["high"]]
+    return {action: values for (_, action), values in drops.items()}
 
 
 def f1_drop_text(drops: dict[str, list[float]]) -> str:
-    """The classes of :func:`f1_drops` as one cell: 'KEEP 0.86→0.75, ...', or 'none'."""
-    return ", ".join(f"{action} {before:.2f}→{after:.2f}" for action, (before, after) in drops.items()) or "none"
+    """The classes of :func:`f1_drops` as one cell: 'KEEP 0.86→0.75 [low, high], ...' (the interval where known),
+    or 'none'."""
+    cells = []
+    for action, values in drops.items():
+        interval = f" [{values[2]:+.2f}, {values[3]:+.2f}]" if values[2:] else ""
+        cells.append(f"{action} {values[0]:.2f}→{values[1]:.2f}{interval}")
+    return ", ".join(cells) or "none"
 
 
 def _closed_loop_scores(closed: Path) -> dict[str, Any]:

@@ -229,7 +229,7 @@ def summary(
                 gain = gain_over(sft_outcomes, outcomes)
                 row["val_gain_over_sft"] = gain["difference"]
                 row["val_gain_ci95"] = [gain["low"], gain["high"]]
-                row["val_f1_drops"] = f1_drops(sft_metrics, metrics)
+                row["val_f1_drops"] = f1_drops(sft_metrics, metrics, (paths["val-sft"], paths[f"val-{name}"]))
                 row["val_classes_below_sft"] = f1_drop_text(row["val_f1_drops"])
             if name != reference and f"val-{reference}" in paths:
                 versus = gain_over(plan_outcomes(paths[f"val-{reference}"]), outcomes)

@@ -367,6 +367,29 @@ def test_an_rl_row_names_each_class_whose_f1_fell_more_than_the_bar_below_its_sf
     assert ablation.f1_drop_text(drops) == "KEEP 1.00→0.67, ACCELERATE 1.00→0.00"
 
 
+def test_each_f1_drop_comes_with_its_paired_interval_over_the_frames(tmp_path: Path) -> None:
+    """With the two evaluations' answers, a drop carries the bootstrap interval of the change: ACCELERATE, right on
+    its one frame of four and then never, moves by -1 where a resample holds that frame and by 0 where not."""
+    truths = [("KEEP", "STRAIGHT"), ("ACCELERATE", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT")]
+    rl_answers = ["KEEP, STRAIGHT", "KEEP, STRAIGHT", "DECELERATE, LEFT_TURN", "STOP, STRAIGHT"]
+    answer = "<think>t</think><answer>{}</answer>"
+    evals = []
+    for name, texts in (("sft", [", ".join(truth) for truth in truths]), ("rl", rl_answers)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [
+            {"id": f"f{index}", "truth": list(truth), "parsed": {"speed": [speed], "path": [path]}}
+            for index, (truth, (speed, path)) in enumerate(zip(truths, (t.split(", ") for t in texts), strict=True))
+        ]
+        (folder / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        evals.append(folder)
+    sft = open_loop_metrics(truths, [answer.format(", ".join(truth)) for truth in truths])
+    rl = open_loop_metrics(truths, [answer.format(text) for text in rl_answers])
+    drops = ablation.f1_drops(sft, rl, (evals[0], evals[1]))
+    assert drops["ACCELERATE"] == [1.0, 0.0, -1.0, 0.0]
+    assert ablation.f1_drop_text({"ACCELERATE": drops["ACCELERATE"]}) == "ACCELERATE 1.00→0.00 [-1.00, +0.00]"
+
+
 def test_the_supervised_control_continues_each_rl_rows_sft_on_every_label_for_as_many_frames() -> None:
     """RL trains on grpo_steps x (completions per step / completions per frame) frames: the control trains SFT
     on every train frame's label (traces without --sft-share) for as many, in SFT's batches."""

@@ -18,6 +18,7 @@ from alphadrive_cli.evaluation.metrics import (
     multimodality,
     open_loop_metrics,
     paired_difference_ci,
+    paired_f1_change_ci,
     per_class_prf,
     released_code_correct,
     reward_signal,
@@ -387,3 +388,20 @@ def test_released_code_rule_counts_hedges_and_reasoning_mentions() -> None:
         False,
         True,
     ]
+
+
+def test_paired_f1_change_is_the_f1_difference_with_an_interval_from_the_same_frames():
+    truth = ["ACCELERATE"] * 30 + ["KEEP"] * 70
+    before = ["KEEP"] * 100  # never answers ACCELERATE: F1 0
+    after = ["ACCELERATE"] * 24 + ["KEEP"] * 6 + ["ACCELERATE"] * 6 + ["KEEP"] * 64  # 24 right, 6 false alarms
+    change = paired_f1_change_ci(truth, before, after, "ACCELERATE")
+    expected = per_class_prf(truth, after, ["KEEP", "ACCELERATE"])["ACCELERATE"]["f1"]
+    assert change["difference"] == round(expected, 4) == 0.8 and change["frames"] == 100
+    assert 0.65 < change["low"] < 0.8 < change["high"] < 0.95
+    same = paired_f1_change_ci(truth, after, after, "ACCELERATE")
+    assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    right_once = ["STOP", "KEEP", "KEEP", "KEEP"]
+    one_frame = paired_f1_change_ci(right_once, right_once, ["KEEP"] * 4, "STOP")
+    assert (one_frame["low"], one_frame["high"]) == (-1.0, 0.0)  # one frame of the class: the interval spans it
+    with pytest.raises(ValueError, match="truths"):
+        paired_f1_change_ci(truth, before[:-1], after, "ACCELERATE")

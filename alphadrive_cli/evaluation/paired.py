@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alphadrive_cli.evaluation.metrics import paired_difference_ci, released_code_correct
+from alphadrive_cli.evaluation.metrics import (
+    paired_difference_ci,
+    paired_f1_change_ci,
+    released_code_correct,
+    single_action,
+)
 
 
 def plan_outcomes(eval_dir: Path, released_rule: bool = False) -> dict[str, bool]:
@@ -24,3 +29,26 @@ def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
     if sorted(run) != frames:
         raise ValueError("the two evaluations scored different frames")
     return paired_difference_ci([start[frame] for frame in frames], [run[frame] for frame in frames])
+
+
+def head_answers(eval_dir: Path, head: str) -> dict[str, tuple[str, str | None]]:
+    """Each frame's true action of ``head`` (speed or path) and the one it predicted (None: none or hedged, as
+    the eval's metrics count it), by frame id, from one `eval`'s predictions."""
+    index = ("speed", "path").index(head)
+    rows = map(json.loads, (eval_dir / "predictions.jsonl").read_text().splitlines())
+    return {row["id"]: (row["truth"][index], single_action(frozenset(row["parsed"][head]))) for row in rows}
+
+
+def f1_change(start: Path, run: Path, head: str, action: str) -> dict[str, float]:
+    """``action``'s F1 in the `eval` at ``run`` minus in the one at ``start``, on the same frames, with its paired
+    bootstrap 95 % interval."""
+    before, after = head_answers(start, head), head_answers(run, head)
+    frames = sorted(before)
+    if sorted(after) != frames:
+        raise ValueError("the two evaluations scored different frames")
+    return paired_f1_change_ci(
+        [before[frame][0] for frame in frames],
+        [before[frame][1] for frame in frames],
+        [after[frame][1] for frame in frames],
+        action,
+    )
