@@ -726,7 +726,7 @@ GAIN_COLUMNS = {  # column: the run's key of a paired gain over the SFT row it s
 }
 
 
-F1_DROP_COLUMN = f"classes whose F1 fell > {F1_DROP} below its SFT, per seed"
+F1_DROP_COLUMN = f"classes whose F1 fell > {F1_DROP} below its SFT [95% CI of the change], per seed"
 
 
 def _gain_text(gain: dict[str, float]) -> str:
