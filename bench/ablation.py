@@ -57,7 +57,7 @@ from typing import Any
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, GrpoConfig, SftConfig
 from alphadrive_cli.evaluation.metrics import wilson_interval
-from alphadrive_cli.evaluation.paired import f1_change, gain_over, plan_outcomes
+from alphadrive_cli.evaluation.paired import f1_change, gain_over, head_answers, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench.common import device_facts
 from bench.pooled_gain import interval_text, pooled_gain
@@ -554,9 +554,10 @@ def f1_drops(
         for action, start in before[head]["per_class"].items()
         if start["f1"] - after[head]["per_class"][action]["f1"] > F1_DROP
     }
-    if evals is not None:
+    if evals is not None:  # each head's answers read once per evaluation
+        answers = {head: [head_answers(path, head) for path in evals] for head in {head for head, _ in drops}}
         for (head, action), values in drops.items():
-            change = f1_change(*evals, head, action)
+            change = f1_change(*answers[head], action)
             values += [change["low"], change["high"]]
     return {action: values for (_, action), values in drops.items()}
 

@@ -60,16 +60,25 @@ def paired_difference_ci(
     if len(baseline) != len(candidate):
         raise ValueError(f"{len(baseline)} baseline outcomes but {len(candidate)} candidate outcomes")
     if not baseline:
-        return {"difference": 0.0, "low": 0.0, "high": 0.0, "frames": 0}
+        return _paired_interval(0.0, np.zeros(1), 0)
     differences = np.asarray(candidate, dtype=float) - np.asarray(baseline, dtype=float)
-    draws = np.random.default_rng(seed).integers(0, len(differences), size=(resamples, len(differences)))
-    means = differences[draws].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
+    means = differences[_frame_draws(len(differences), resamples, seed)].mean(axis=1)
+    return _paired_interval(differences.mean(), means, len(differences))
+
+
+def _frame_draws(frames: int, resamples: int, seed: int) -> np.ndarray:
+    """``resamples`` draws of ``frames`` frame indices with replacement, one row per resample."""
+    return np.random.default_rng(seed).integers(0, frames, size=(resamples, frames))
+
+
+def _paired_interval(difference: float, resampled: np.ndarray, frames: int) -> dict[str, float]:
+    """A paired difference and the 95 % percentile interval of its resampled values, rounded as reported."""
+    low, high = np.percentile(resampled, [2.5, 97.5])
     return {
-        "difference": round(float(differences.mean()), 4),
+        "difference": round(float(difference), 4),
         "low": round(float(low), 4),
         "high": round(float(high), 4),
-        "frames": len(differences),
+        "frames": frames,
     }
 
 
@@ -88,8 +97,8 @@ def paired_f1_change_ci(
     if not len(truth) == len(baseline) == len(candidate):
         raise ValueError(f"{len(truth)} truths, {len(baseline)} and {len(candidate)} predictions")
     if not truth:
-        return {"difference": 0.0, "low": 0.0, "high": 0.0, "frames": 0}
-    draws = np.random.default_rng(seed).integers(0, len(truth), size=(resamples, len(truth)))
+        return _paired_interval(0.0, np.zeros(1), 0)
+    draws = _frame_draws(len(truth), resamples, seed)
     true = np.asarray([label == cls for label in truth])
 
     def f1(predicted: Sequence[str | None]) -> tuple[float, np.ndarray]:
@@ -100,13 +109,7 @@ def paired_f1_change_ci(
         return _ratio(twice_tp.sum(), twice_tp.sum() + wrong.sum()), scores
 
     (before, before_draws), (after, after_draws) = f1(baseline), f1(candidate)
-    low, high = np.percentile(after_draws - before_draws, [2.5, 97.5])
-    return {
-        "difference": round(float(after - before), 4),
-        "low": round(float(low), 4),
-        "high": round(float(high), 4),
-        "frames": len(truth),
-    }
+    return _paired_interval(after - before, after_draws - before_draws, len(truth))
 
 
 def _check_labels(truth: Sequence[str], predicted: Sequence[str | None], classes: Sequence[str]) -> None:

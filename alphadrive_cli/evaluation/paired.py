@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from alphadrive_cli.evaluation.metrics import (
     paired_difference_ci,
@@ -23,11 +24,17 @@ def plan_outcomes(eval_dir: Path, released_rule: bool = False) -> dict[str, bool
     return {row["id"]: row["plan_correct"] for row in rows}
 
 
-def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
-    """A run's planning accuracy minus its start's on the same frames, with its paired bootstrap 95 % interval."""
+def same_frames(start: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """The frame ids two evaluations both scored, sorted; an error where they scored different frames."""
     frames = sorted(start)
     if sorted(run) != frames:
         raise ValueError("the two evaluations scored different frames")
+    return frames
+
+
+def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
+    """A run's planning accuracy minus its start's on the same frames, with its paired bootstrap 95 % interval."""
+    frames = same_frames(start, run)
     return paired_difference_ci([start[frame] for frame in frames], [run[frame] for frame in frames])
 
 
@@ -39,13 +46,12 @@ def head_answers(eval_dir: Path, head: str) -> dict[str, tuple[str, str | None]]
     return {row["id"]: (row["truth"][index], single_action(frozenset(row["parsed"][head]))) for row in rows}
 
 
-def f1_change(start: Path, run: Path, head: str, action: str) -> dict[str, float]:
-    """``action``'s F1 in the `eval` at ``run`` minus in the one at ``start``, on the same frames, with its paired
-    bootstrap 95 % interval."""
-    before, after = head_answers(start, head), head_answers(run, head)
-    frames = sorted(before)
-    if sorted(after) != frames:
-        raise ValueError("the two evaluations scored different frames")
+def f1_change(
+    before: dict[str, tuple[str, str | None]], after: dict[str, tuple[str, str | None]], action: str
+) -> dict[str, float]:
+    """``action``'s F1 in a run's :func:`head_answers` (``after``) minus in its start's (``before``), on the same
+    frames, with its paired bootstrap 95 % interval."""
+    frames = same_frames(before, after)
     return paired_f1_change_ci(
         [before[frame][0] for frame in frames],
         [before[frame][1] for frame in frames],
