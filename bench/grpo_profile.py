@@ -102,7 +102,7 @@ class RolloutProfile:
                     if torch.cuda.is_available():
                         activities.append(ProfilerActivity.CUDA)
                     recorder.profiler = profile(activities=activities)
-                    recorder.profiler.__enter__()
+                    recorder.profiler.start()
                     recorder.began = Timer.now()
                 elif state.global_step == recorder.start + recorder.steps:
                     recorder.stop(recorder.steps)
@@ -117,5 +117,5 @@ class RolloutProfile:
         if self.profiler is None or self.result is not None:
             return
         window = Timer.now() - self.began
-        self.profiler.__exit__(None, None, None)
+        self.profiler.stop()
         self.result = summarise(self.profiler, window, steps)

@@ -27,7 +27,7 @@ from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages
 from alphadrive_cli.models.generation import decoding_summary, unwrapped
 from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source, use_fast_paths
-from alphadrive_cli.models.rollout_copy import attach_bf16_copy
+from alphadrive_cli.models.rollout_copy import attach_bf16_copy, rollout_copy_of
 from alphadrive_cli.prompts import PromptTemplate, student_messages
 from alphadrive_cli.rewards.trl_adapter import (
     COMPONENTS,
@@ -129,7 +129,6 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             )
         self._source = resolve_model_source(config.model)
         self.signal_watch = RewardSignalWatch(stop_after=config.stop_without_signal)
-        self.decodes_with_bf16_copy = False  # rollout_dtype: bfloat16 applied
 
     def policy_source(self) -> ModelSource:
         return self._source
@@ -217,21 +216,20 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         if self.compiled:  # where graph_sample falls back to transformers' _sample, that still compiles its step
             use_graph_decoding(unwrapped(model))
         if config.rollout_dtype == "bfloat16":
-            self.decodes_with_bf16_copy = self._attach_bf16_copy(trainer, unwrapped(model))
+            self._attach_bf16_copy(trainer, unwrapped(model))
         return trainer
 
-    def _attach_bf16_copy(self, trainer: Any, model: Any) -> bool:
+    def _attach_bf16_copy(self, trainer: Any, model: Any) -> None:
         """rollout_dtype: bfloat16 where it can apply; the console says why not where it cannot."""
         if not self.compiled:
             reason = "it needs graph decoding (compile_generation on CUDA)"
         elif trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
             reason = "sharded training replaces the weights it would copy"
         elif attach_bf16_copy(model):
-            return True
+            return
         else:
             reason = "the policy is not a plain fp32 model (finetune: full): it decodes in bf16 already or has adapters"
         console.print(f"[yellow]note:[/] rollout_dtype: bfloat16 is not used: {reason}")
-        return False
 
     def metrics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         return {**reward_summary(history), "stopped_without_reward_signal": self.signal_watch.stopped}
@@ -244,7 +242,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 "steps_per_generation": trainer.args.steps_per_generation,
                 "scoring_batch_size": self.config.scoring_batch_size or trainer.args.per_device_train_batch_size,
                 **decoding_summary(self.compiled),
-                "rollout_dtype": "bfloat16" if self.decodes_with_bf16_copy else "weights",
+                "rollout_dtype": "weights" if rollout_copy_of(unwrapped(trainer.model)) is None else "bfloat16",
             },
             "rewards": {
                 "functions": self.rewards.function_names(),
