@@ -12,8 +12,8 @@ Runs the real CLI stage by stage, as a user would: one simulator data set and it
 then per seed a model built from random weights of the dimensions given (or, with --language, a pretrained
 language model behind a random vision tower: `models build`), trained in four rows:
 1. `sft --no-reasoning` (answers only), 2. `sft` on the traces, 3. `grpo` from the untrained model
-(RL only), 4. `grpo` from row 2 (the AlphaDrive recipe); with --reward-ablation, row 4 again (first
-seed only) without each of the four rewards in turn; with --supervised-control, beside each SFT + RL row its SFT
+(RL only), 4. `grpo` from row 2 (the AlphaDrive recipe); with --reward-ablation, row 4 again (every
+seed) without each of the four rewards in turn; with --supervised-control, beside each SFT + RL row its SFT
 continued with SFT's loss on every train frame's label (traces without --sft-share) for as many frames as the RL
 row trains on, the row that says whether RL beats using the same labels as targets. Every row is scored open loop
 on the test split

@@ -80,6 +80,9 @@ CONFIGS: dict[str, tuple[str, ...]] = {
     # the adopted preset with rollouts sampled by a bf16 copy of the policy (a speed change that changes what is
     # sampled: it is adopted only if validation does not suffer)
     "lr2e-5_scale_none_bf16_rollouts": ("learning_rate=2e-5", "scale_rewards=none", "rollout_dtype=bfloat16"),
+    # the adopted preset sampling hotter: in the answer-only study (docs/results.md) most groups had no reward spread
+    # and no lane change was ever answered, and RL can only reward what it samples
+    "lr2e-5_scale_none_temp1.3": ("learning_rate=2e-5", "scale_rewards=none", "temperature=1.3"),
     "lr2e-5_safety": ("learning_rate=2e-5", "rewards.safety_coef=1.0"),  # needs --judge (#20's safety reward)
 }
 NEEDS_JUDGED_DATA = ("lr2e-5_safety",)
