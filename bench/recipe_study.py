@@ -12,7 +12,10 @@ frames of the validation split (greedy plans). Each run, and the SFT model, is t
 on the whole split, and each run's gain over the SFT model comes with a paired bootstrap 95 % interval (the same
 frames), as does its difference from the --reference configuration (REFERENCE unless given); each run's row also
 names the classes whose validation F1 fell more than 0.05 below the SFT model's (#19's per-class bar, bench/
-ablation.py's F1_DROP). The test split is not touched: the winner is scored there once, by bench/ablation.py.
+ablation.py's F1_DROP), how many validation frames' greedy answers changed from the SFT model's (per head, and
+how many plans became right or wrong), and per quarter of its training the sampled accuracy on the train frames and
+the share of groups without reward spread (bench/rl_curves.py): whether RL moved the policy at all. The test split
+is not touched: the winner is scored there once, by bench/ablation.py.
 Jobs run through bench/ablation.py's runner (a dependency graph, --jobs at a time, resumable under the same --root,
 stopped at --budget-s).
 """
@@ -31,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from alphadrive_cli.artifacts.store import partial_dir  # noqa: E402
-from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes  # noqa: E402
+from alphadrive_cli.evaluation.paired import answers_changed, gain_over, plan_outcomes  # noqa: E402
 from alphadrive_cli.training.plots import curve  # noqa: E402
 from bench.ablation import (  # noqa: E402
     Job,
@@ -46,6 +49,7 @@ from bench.ablation import (  # noqa: E402
     with_sets,
 )
 from bench.report import report  # noqa: E402
+from bench.rl_curves import training_signal  # noqa: E402
 
 # The `small` preset as the study ran it, before it adopted `scale_rewards: none` (docs/results.md): every
 # configuration below is these `--set`s and its own (the later wins).
@@ -224,6 +228,7 @@ def summary(
             "final_reward": manifest["metrics"].get("final_reward"),
             "best_val_step": manifest.get("validation", {}).get("best_step"),
             "best_val_sample_accuracy": manifest.get("validation", {}).get("best_planning_accuracy"),
+            **training_signal(history, manifest["metrics"].get("steps") or 1),
         }
         if f"val-{name}" in paths:
             metrics, outcomes = eval_metrics(paths[f"val-{name}"]), plan_outcomes(paths[f"val-{name}"])
@@ -234,6 +239,7 @@ def summary(
                 row["val_gain_ci95"] = [gain["low"], gain["high"]]
                 row["val_f1_drops"] = f1_drops(sft_metrics, metrics, (paths["val-sft"], paths[f"val-{name}"]))
                 row["val_classes_below_sft"] = f1_drop_text(row["val_f1_drops"])
+                row["val_answers_changed"] = answers_changed(paths["val-sft"], paths[f"val-{name}"])
             if name != reference and f"val-{reference}" in paths:
                 versus = gain_over(plan_outcomes(paths[f"val-{reference}"]), outcomes)
                 row["val_gain_over_reference"] = versus["difference"]
@@ -341,6 +347,9 @@ def main() -> None:
         "val_gain_over_reference",
         "val_reference_ci95",
         "val_classes_below_sft",
+        "val_answers_changed",
+        "zero_std_by_quarter",
+        "speed_accuracy_by_quarter",
         "val_speed_macro_f1",
         "val_path_macro_f1",
         "val_format_valid_rate",

@@ -52,6 +52,17 @@ def quarter_means(entries: list[dict[str, Any]], key: str, steps: int) -> list[f
     return [round(sum(values) / len(values), 3) if values else None for values in quarters]
 
 
+def training_signal(history: list[dict[str, Any]], steps: int) -> dict[str, list[float | None]]:
+    """Per quarter of a run of ``steps`` optimiser steps: the sampled speed and path accuracy on the train frames and
+    the share of groups whose samples all earned the same reward (flat groups: no learning signal)."""
+    log = rollout_entries(history)
+    return {
+        "speed_accuracy_by_quarter": quarter_means(log, "planning/speed_accuracy/mean", steps),
+        "path_accuracy_by_quarter": quarter_means(log, "planning/path_accuracy/mean", steps),
+        "zero_std_by_quarter": quarter_means(log, "frac_reward_zero_std", steps),
+    }
+
+
 def step_times(history: list[dict[str, Any]]) -> dict[str, float]:
     """Seconds of the first step, of the mean later rollout step and optimiser step, and outside every step (the
     last step's elapsed training time less the sum of the steps' own times)."""
@@ -70,13 +81,11 @@ def run_curves(artifact: Path) -> dict[str, Any]:
     """One GRPO artifact's metrics, rollout entries and quarter means."""
     metrics = json.loads((artifact / "manifest.json").read_text())["metrics"]
     history = json.loads((artifact / "log_history.json").read_text())
-    log = rollout_entries(history)
     return {
         "metrics": metrics,
         "step_times": step_times(history),
-        "speed_accuracy_by_quarter": quarter_means(log, "planning/speed_accuracy/mean", metrics["steps"]),
-        "zero_std_by_quarter": quarter_means(log, "frac_reward_zero_std", metrics["steps"]),
-        "log": log,
+        **training_signal(history, metrics["steps"]),
+        "log": rollout_entries(history),
     }
 
 

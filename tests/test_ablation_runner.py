@@ -102,7 +102,8 @@ def _eval(path: Path, right: list[bool], keep_f1: float = 0.5) -> Path:
 
 def _run(path: Path) -> Path:
     path.mkdir(parents=True)
-    (path / "log_history.json").write_text(json.dumps([{"step": 50, "val/planning_accuracy": 0.5}]))
+    history = [{"step": 1, "reward": 1.0, "frac_reward_zero_std": 0.25}, {"step": 50, "val/planning_accuracy": 0.5}]
+    (path / "log_history.json").write_text(json.dumps(history))
     (path / "manifest.json").write_text(json.dumps({"metrics": {"steps": 50}}))
     return path
 
@@ -123,6 +124,10 @@ def test_each_study_run_is_compared_with_the_reference_configuration_on_the_same
     low, high = by_config[other]["val_reference_ci95"]
     assert 0 < low <= 0.5 <= high
     assert by_config[other]["val_gain_over_sft"] == 0.75
+    # 30 frames' speed answers moved from STOP to KEEP and became right; no path answer moved
+    changed = {"frames": 40, "speed": 30, "path": 0, "became_right": 30, "became_wrong": 0}
+    assert by_config[other]["val_answers_changed"] == changed
+    assert by_config[other]["zero_std_by_quarter"] == [0.25, None, None, None]  # the rollout at step 1 of 50
 
 
 def test_stages_of_one_crowd_out_of_memory_together_lower_the_limit_once(tmp_path: Path) -> None:

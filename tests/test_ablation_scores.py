@@ -12,7 +12,7 @@ import pytest
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import GrpoConfig, SftConfig
 from alphadrive_cli.evaluation.metrics import open_loop_metrics, wilson_interval
-from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
+from alphadrive_cli.evaluation.paired import answers_changed, gain_over, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from bench import ablation
 
@@ -242,6 +242,22 @@ def test_a_grpo_rows_gain_over_its_sft_start_is_paired_on_the_same_frames(tmp_pa
     _write(run, "predictions.jsonl", [{"id": "other", "plan_correct": True}])
     with pytest.raises(ValueError, match="different frames"):
         gain_over(plan_outcomes(start), plan_outcomes(run))
+
+
+def test_answers_changed_counts_each_heads_moved_answers_and_the_plans_they_fixed_or_broke(tmp_path: Path) -> None:
+    """Frame 0's speed answer moves and its plan becomes right, frame 1's path answer moves and its plan becomes wrong,
+    frame 2's hedged speed answer (KEEP and STOP) stays hedged, frame 3 is the same in both."""
+    truth = ["KEEP", "STRAIGHT"]
+    before = [(["STOP"], ["STRAIGHT"], False), (["KEEP"], ["STRAIGHT"], True), (["KEEP", "STOP"], ["STRAIGHT"], False)]
+    after = [(["KEEP"], ["STRAIGHT"], True), (["KEEP"], ["LEFT_TURN"], False), (["STOP", "KEEP"], ["STRAIGHT"], False)]
+    for name, answers in (("sft", before), ("rl", after)):
+        rows = [
+            {"id": f"f{index}", "truth": truth, "parsed": {"speed": speed, "path": path}, "plan_correct": right}
+            for index, (speed, path, right) in enumerate([*answers, (["KEEP"], ["STRAIGHT"], True)])
+        ]
+        _write(tmp_path / name, "predictions.jsonl", rows)
+    changed = answers_changed(tmp_path / "sft", tmp_path / "rl")
+    assert changed == {"frames": 4, "speed": 1, "path": 1, "became_right": 1, "became_wrong": 1}
 
 
 def test_the_models_come_from_models_tiny_or_with_a_language_from_models_build() -> None:

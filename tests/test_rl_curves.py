@@ -46,6 +46,19 @@ def test_a_run_is_its_manifests_metrics_and_its_rollouts(tmp_path: Path) -> None
     assert curves["metrics"] == metrics
 
 
+def test_the_training_signal_is_the_sampled_accuracy_of_each_head_and_the_flat_groups_per_quarter() -> None:
+    history = [
+        {"step": 1, "reward": 1.0, "planning/path_accuracy/mean": 0.8, "frac_reward_zero_std": 0.5},
+        {"step": 2, "loss": 0.1},
+        {"step": 3, "reward": 1.0, "planning/path_accuracy/mean": 0.9, "frac_reward_zero_std": 0.75},
+    ]
+    assert rl_curves.training_signal(history, steps=4) == {
+        "speed_accuracy_by_quarter": [None] * 4,
+        "path_accuracy_by_quarter": [0.8, None, 0.9, None],
+        "zero_std_by_quarter": [0.5, None, 0.75, None],
+    }
+
+
 def test_step_times_split_the_first_step_rollouts_optimiser_steps_and_the_time_between() -> None:
     history = [
         {"step": 1, "reward": 1.0, "step_time": 30.0, "train_elapsed_s": 30.0},

@@ -58,3 +58,22 @@ def f1_change(
         [after[frame][1] for frame in frames],
         action,
     )
+
+
+def answers_changed(before: Path, after: Path) -> dict[str, int]:
+    """How many frames' greedy answers differ between two `eval`s of the same frames, per head, and how many of
+    the frames whose answer changed got a right plan that was wrong before, or the reverse."""
+    plans_before, plans_after = plan_outcomes(before), plan_outcomes(after)
+    frames = same_frames(plans_before, plans_after)
+    answers = {head: (head_answers(before, head), head_answers(after, head)) for head in ("speed", "path")}
+    moved = {
+        head: {frame for frame in frames if old[frame][1] != new[frame][1]} for head, (old, new) in answers.items()
+    }
+    either = moved["speed"] | moved["path"]
+    return {
+        "frames": len(frames),
+        "speed": len(moved["speed"]),
+        "path": len(moved["path"]),
+        "became_right": sum(plans_after[frame] and not plans_before[frame] for frame in either),
+        "became_wrong": sum(plans_before[frame] and not plans_after[frame] for frame in either),
+    }
