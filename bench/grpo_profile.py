@@ -2,9 +2,10 @@
 
 `bench.small_preset_speed --profile` installs it in a grpo row's process, after the row's timed steps. It records
 the next ``steps`` optimiser steps (one rollout and the steps it feeds), with TRL's phases marked (:data:`PHASES`).
-Its summary says, for that window, how long each phase held the host, how busy the GPU was, and the kernels that
-took it longest. The profiler slows the host, so the window's samples/s is not a speed figure; the shares are
-what it is for.
+Its summary says, for that window, how long each phase held the host (the rollout, the loss forward, backward,
+the optimiser step), how busy the GPU was, the kernels that took it longest, and the host operations that held the
+host longest by their own time (waits on the GPU show there: synchronisations, copies, `.item()`). The profiler
+slows the host, so the window's samples/s is not a speed figure; the shares are what it is for.
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ PHASES = {  # GRPOTrainer method: the label its calls get in the profile
     "_generate_and_score_completions": "rollout: generation and scoring",
     "_generate_single_turn": "generation",
     "_get_per_token_logps_and_entropies": "log-probabilities: scoring and loss forwards",
+    "compute_loss": "loss: forward and the loss's own bookkeeping",
 }
+BACKWARD = "backward (the host until autograd returns)"  # Accelerator.backward's label
+OPTIMISER_RANGE = "Optimizer.step#"  # torch's own range around every optimiser step
+OPTIMISER = "optimiser step"
 TOP_KERNELS = 20
+TOP_HOST_OPS = 20
 
 
 def mark(cls: type, method: str, label: str) -> None:
@@ -39,8 +45,15 @@ def mark(cls: type, method: str, label: str) -> None:
     setattr(cls, method, marked)
 
 
+def phase_of(key: str) -> str:
+    """The phase label of a profiled range: torch's range of every optimiser step (one per optimiser class) is one
+    phase; any other range is its own key."""
+    return OPTIMISER if key.startswith(OPTIMISER_RANGE) else key
+
+
 def summarise(prof: profile, window_s: float, steps: int) -> dict[str, Any]:
-    """The host time of each marked phase, the GPU's busy share and the longest kernels of ``prof``.
+    """The host time of each marked phase, the GPU's busy share, the longest kernels and the longest host operations
+    (by self time, phases left out) of ``prof``.
 
     A phase's host time is inclusive (the rollout holds generation and scoring; ``training_step`` counts
     micro-batches and holds the rollout when one is due). Kernels are not split by phase: a CUDA-graph replay and
@@ -48,12 +61,16 @@ def summarise(prof: profile, window_s: float, steps: int) -> dict[str, Any]:
     every ``record_function`` range (the phases, the optimiser's, compiled graphs') is also recorded as a GPU-side
     annotation: those spans are not kernels and are left out."""
     averages = prof.key_averages()
-    labels = set(PHASES.values())
-    phases = {
-        event.key: {"calls": event.count, "host_s": round(event.cpu_time_total / 1e6, 3)}
-        for event in averages
-        if event.key in labels and event.device_type == DeviceType.CPU
-    }
+    labels = {*PHASES.values(), BACKWARD, OPTIMISER}
+    on_host = [event for event in averages if event.device_type == DeviceType.CPU]
+    phases: dict[str, dict[str, float]] = {}
+    for event in on_host:
+        if (label := phase_of(event.key)) in labels:
+            phase = phases.setdefault(label, {"calls": 0, "host_s": 0.0})
+            phase["calls"] += event.count
+            phase["host_s"] = round(phase["host_s"] + event.cpu_time_total / 1e6, 3)
+    host_ops = [event for event in on_host if phase_of(event.key) not in labels]
+    longest_host = sorted(host_ops, key=lambda event: event.self_cpu_time_total, reverse=True)[:TOP_HOST_OPS]
     kernels = [
         event
         for event in averages
@@ -72,6 +89,10 @@ def summarise(prof: profile, window_s: float, steps: int) -> dict[str, Any]:
             {"kernel": event.key[:120], "calls": event.count, "gpu_ms": round(event.self_device_time_total / 1e3, 2)}
             for event in longest
         ],
+        "longest_host_ops": [
+            {"op": event.key[:120], "calls": event.count, "host_ms": round(event.self_cpu_time_total / 1e3, 2)}
+            for event in longest_host
+        ],
     }
 
 
@@ -86,6 +107,7 @@ class RolloutProfile:
 
     def install(self) -> None:
         """Mark TRL's phases and add the callback that starts and stops the profiler."""
+        from accelerate import Accelerator
         from transformers import TrainerCallback
         from trl import GRPOTrainer
 
@@ -93,6 +115,7 @@ class RolloutProfile:
 
         for method, label in PHASES.items():
             mark(GRPOTrainer, method, label)
+        mark(Accelerator, "backward", BACKWARD)
         recorder = self
 
         class Window(TrainerCallback):

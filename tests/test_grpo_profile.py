@@ -5,7 +5,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.grpo_profile import PHASES, mark, summarise
+from bench.grpo_profile import BACKWARD, OPTIMISER, PHASES, mark, summarise
 
 
 class FakeTrainer:
@@ -66,3 +66,35 @@ def test_gpu_side_annotations_are_not_counted_as_kernels():
     assert result["gpu_busy_s"] == 0.5 and result["gpu_busy_share"] == 0.5 and result["kernel_launches"] == 10
     assert [kernel["kernel"] for kernel in result["longest_kernels"]] == ["fmha_cutlassF_f32", "gemm"]
     assert result["phases"] == {PHASES["_generate_single_turn"]: {"calls": 1, "host_s": 0.5}}
+
+
+def test_the_optimisers_ranges_form_one_phase_and_the_longest_host_ops_leave_the_phases_out():
+    """torch names its range around an optimiser step after the optimiser's class: every class is one phase. The
+    host operations are ranked by their own time, so a wait on the GPU ranks above the phase that holds it."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    def host(key, total_us, self_us, count=1):
+        return SimpleNamespace(
+            key=key,
+            device_type=DeviceType.CPU,
+            count=count,
+            cpu_time_total=total_us,
+            self_cpu_time_total=self_us,
+            self_device_time_total=0,
+        )
+
+    events = [
+        host("Optimizer.step#AdamW.step", 200_000, 10_000, count=7),
+        host("Optimizer.step#SGD.step", 100_000, 5_000),
+        host(BACKWARD, 900_000, 1_000, count=8),
+        host("cudaStreamSynchronize", 700_000, 700_000, count=30),
+        host("aten::copy_", 50_000, 40_000, count=12),
+    ]
+    result = summarise(SimpleNamespace(key_averages=lambda: events), window_s=2.0, steps=8)
+    assert result["phases"] == {OPTIMISER: {"calls": 8, "host_s": 0.3}, BACKWARD: {"calls": 8, "host_s": 0.9}}
+    assert result["longest_host_ops"] == [
+        {"op": "cudaStreamSynchronize", "calls": 30, "host_ms": 700.0},
+        {"op": "aten::copy_", "calls": 12, "host_ms": 40.0},
+    ]
