@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 
-from alphadrive_cli.models.frame_cache import FRAME_KEY, DecodedFrames, PatchedImages, frame_key
+from alphadrive_cli.models.frame_cache import FRAME_KEY, DecodedFrames, PatchedImages, assemble_on, frame_key
 from alphadrive_cli.models.rope_index import batched_rope_index, use_batched_rope_index
 from tests.support.tiny_inputs import IMAGE_BLOCK, image, prompt, tiny
 
@@ -88,6 +88,31 @@ def test_the_same_batch_twice_in_a_row_is_assembled_once(model_and_processor):
     assert not np.shares_memory(other["pixel_values"].numpy(), first["pixel_values"])
     assert np.array_equal(other["pixel_values"].numpy(), np.asarray(inner([b, a])["pixel_values"]))
     assert np.array_equal(first["pixel_values"], before)
+
+
+@pytest.mark.parametrize("return_tensors", [None, "pt"])
+def test_batches_assembled_on_the_device_equal_the_processor_and_move_each_image_once(
+    model_and_processor, return_tensors
+):
+    """Assembled on the training device, the pixel values are a tensor there whatever the caller asks for (TRL uses a
+    tensor as it is and copies anything else twice on the host), equal to the processor's; each distinct image is
+    copied there once, the same batch again is the same tensor, and images that leave the cache leave the device."""
+    _, processor = model_and_processor
+    inner = processor.image_processor
+    wrapped = copy.copy(processor)
+    wrapped.image_processor = cached = PatchedImages(inner, capacity=2)
+    assert assemble_on(wrapped, torch.device("cpu"))
+    a, b, c = image((1, 2, 3)), image((90, 10, 200), size=84), image((5, 5, 5))
+    batch = [[a], [a], [b], [b], [a]]
+    got = cached(batch, return_tensors=return_tensors)
+    assert isinstance(got["pixel_values"], torch.Tensor) and got["pixel_values"].device == torch.device("cpu")
+    assert np.array_equal(got["pixel_values"].numpy(), np.asarray(inner(batch)["pixel_values"]))
+    assert np.array_equal(np.asarray(got["image_grid_thw"]), np.asarray(inner(batch)["image_grid_thw"]))
+    assert len(cached._on_device) == 2  # a and b, once each
+    assert cached(batch, return_tensors="pt")["pixel_values"] is got["pixel_values"]
+    cached([[c], [c]], return_tensors=return_tensors)
+    assert {key for key, _ in cached._on_device} == {frame_key(a), frame_key(c)}  # capacity 2: b, least recent, went
+    assert not assemble_on(processor.tokenizer, torch.device("cpu"))  # nothing to assemble there
 
 
 def test_patched_images_inside_the_processor(model_and_processor):

@@ -153,13 +153,25 @@ def test_graph_decoding_replays_its_compiled_step_on_cuda() -> None:
 
 
 @pytest.mark.parametrize("rollout_dtype", ["weights", "bfloat16"])
-def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path, rollout_dtype) -> None:
+def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path, rollout_dtype, monkeypatch) -> None:
     """GRPO training every weight (fp32 master weights under bf16 autocast, as the GPU ablation runs) decodes
     its rollouts with graph decoding on CUDA, in fp32 or with a bf16 copy of the policy, and its validation
-    passes through the same graphs: two steps train, each validated, and the manifest says how they decoded."""
+    passes through the same graphs: two steps train, each validated, and the manifest says how they decoded.
+    Every batch's pixel values are assembled on the GPU."""
     import json
 
     from alphadrive_cli.config.schemas import GrpoConfig
+    from alphadrive_cli.models.frame_cache import PatchedImages
+
+    assembled_on = []
+    assemble = PatchedImages._assemble
+
+    def recording(self, keys, pixels):
+        batch = assemble(self, keys, pixels)
+        assembled_on.append(getattr(batch, "device", None))
+        return batch
+
+    monkeypatch.setattr(PatchedImages, "_assemble", recording)
 
     frames = [("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")]
     data = make_labelled_data(tmp_path, frames, {"train": range(2), "val": range(2)})
@@ -184,6 +196,7 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path, rollo
     assert manifest["training"]["device"] == "cuda" and manifest["metrics"]["steps"] == 2
     history = json.loads((policy.path / "log_history.json").read_text())
     assert [entry["step"] for entry in history if "val/planning_accuracy" in entry] == [0, 1, 2]
+    assert assembled_on and all(device is not None and device.type == "cuda" for device in assembled_on)
 
 
 def test_eval_decodes_with_graphs_on_cuda(tmp_path) -> None:

@@ -5,6 +5,11 @@ of the rollout's optimiser steps, and runs the processor over the batch twice pe
 for the scoring forwards). Without these caches a frame is decoded ``steps_per_generation x num_generations``
 times and patched ``2 x num_generations`` times per rollout; with them, once each. Both are bounded (least
 recently used entries go first) and give exactly what the uncached code gives.
+
+Where a batch's patches are assembled matters too: at 512 completions a rollout's pixel values are about 600 MB.
+Assembled as a NumPy array, TRL copies them twice on the host before generation and then to the GPU twice a
+rollout; assembled on the training device (:func:`assemble_on`), each distinct image goes there once and TRL uses
+the tensor as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_utils import make_flat_list_of_images
@@ -66,11 +72,13 @@ class PatchedImages:
     def __init__(self, inner: Any, capacity: int) -> None:
         self.inner = inner
         self.capacity = capacity
+        self.device: torch.device | None = None  # where batches are assembled; None: NumPy arrays on the host
         self._patches: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._last: tuple[list[tuple[str, str]], dict[str, np.ndarray]] | None = None
+        self._on_device: dict[tuple[str, str], torch.Tensor] = {}
+        self._last: tuple[list[tuple[str, str]], dict[str, Any]] | None = None
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("inner", "capacity", "_patches", "_last"):  # not set yet: being unpickled or copied
+        if name in ("inner", "capacity", "device", "_patches", "_on_device", "_last"):  # being unpickled or copied
             raise AttributeError(name)
         return getattr(self.inner, name)
 
@@ -98,11 +106,30 @@ class PatchedImages:
         for key in keys:
             self._patches.move_to_end(key)
         while len(self._patches) > max(self.capacity, len(set(keys))):
-            self._patches.popitem(last=False)
+            self._on_device.pop(self._patches.popitem(last=False)[0], None)
         if self._last is None or self._last[0] != keys:
             assembled = {
-                "pixel_values": np.concatenate([pixels for pixels, _ in entries]),
+                "pixel_values": self._assemble(keys, [pixels for pixels, _ in entries]),
                 "image_grid_thw": np.stack([grid for _, grid in entries]),
             }
             self._last = (keys, assembled)
         return BatchFeature(data=dict(self._last[1]), tensor_type=return_tensors)
+
+    def _assemble(self, keys: list[tuple[str, str]], pixels: list[np.ndarray]) -> np.ndarray | torch.Tensor:
+        """One batch's pixel values: on the host, or on :attr:`device` from each distinct image's copy there."""
+        if self.device is None:
+            return np.concatenate(pixels)
+        for key, patches in zip(keys, pixels, strict=True):
+            if key not in self._on_device:
+                self._on_device[key] = torch.from_numpy(patches).to(self.device)
+        return torch.cat([self._on_device[key] for key in keys])
+
+
+def assemble_on(processor: Any, device: torch.device) -> bool:
+    """Have the :class:`PatchedImages` of ``processor`` (GRPO's) assemble every batch's pixel values on ``device``,
+    the training device, as a tensor whatever tensors the caller asks for; False where it holds none."""
+    patched = getattr(processor, "image_processor", None)
+    if not isinstance(patched, PatchedImages):
+        return False
+    patched.device = device
+    return True

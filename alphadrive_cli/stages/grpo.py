@@ -24,7 +24,7 @@ from alphadrive_cli.artifacts.store import Artifact, OutputSpec
 from alphadrive_cli.config.schemas import GrpoConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages
+from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages, assemble_on
 from alphadrive_cli.models.generation import decoding_summary, unwrapped
 from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source, use_fast_paths
 from alphadrive_cli.models.rollout_copy import attach_bf16_copy, rollout_copy_of
@@ -210,6 +210,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             processing_class=setup.processor,
             callbacks=[*setup.callbacks, self.signal_watch],
         )
+        assemble_on(setup.processor, trainer.accelerator.device)  # each rollout's pixel values built where they go
         if trainer.ref_model is not None:  # TRL loads it again from the weights' path
             use_fast_paths(trainer.ref_model)
         trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off
