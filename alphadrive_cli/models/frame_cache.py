@@ -73,12 +73,11 @@ class PatchedImages:
         self.inner = inner
         self.capacity = capacity
         self.device: torch.device | None = None  # where batches are assembled; None: NumPy arrays on the host
-        self._patches: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._on_device: dict[tuple[str, str], torch.Tensor] = {}
+        self._patches: OrderedDict[tuple[str, str], tuple[np.ndarray | torch.Tensor, np.ndarray]] = OrderedDict()
         self._last: tuple[list[tuple[str, str]], dict[str, Any]] | None = None
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("inner", "capacity", "device", "_patches", "_on_device", "_last"):  # being unpickled or copied
+        if name in ("inner", "capacity", "device", "_patches", "_last"):  # not set yet: being unpickled or copied
             raise AttributeError(name)
         return getattr(self.inner, name)
 
@@ -106,23 +105,25 @@ class PatchedImages:
         for key in keys:
             self._patches.move_to_end(key)
         while len(self._patches) > max(self.capacity, len(set(keys))):
-            self._on_device.pop(self._patches.popitem(last=False)[0], None)
+            self._patches.popitem(last=False)
         if self._last is None or self._last[0] != keys:
             assembled = {
-                "pixel_values": self._assemble(keys, [pixels for pixels, _ in entries]),
+                "pixel_values": self._assemble(keys),
                 "image_grid_thw": np.stack([grid for _, grid in entries]),
             }
             self._last = (keys, assembled)
         return BatchFeature(data=dict(self._last[1]), tensor_type=return_tensors)
 
-    def _assemble(self, keys: list[tuple[str, str]], pixels: list[np.ndarray]) -> np.ndarray | torch.Tensor:
-        """One batch's pixel values: on the host, or on :attr:`device` from each distinct image's copy there."""
+    def _assemble(self, keys: list[tuple[str, str]]) -> np.ndarray | torch.Tensor:
+        """One batch's pixel values: on the host, or on :attr:`device`, where each distinct image's cached patches
+        are moved once (the cache then holds them there)."""
         if self.device is None:
-            return np.concatenate(pixels)
-        for key, patches in zip(keys, pixels, strict=True):
-            if key not in self._on_device:
-                self._on_device[key] = torch.from_numpy(patches).to(self.device)
-        return torch.cat([self._on_device[key] for key in keys])
+            return np.concatenate([self._patches[key][0] for key in keys])
+        for key in dict.fromkeys(keys):
+            pixels, grid = self._patches[key]
+            if not isinstance(pixels, torch.Tensor):
+                self._patches[key] = (torch.from_numpy(pixels).to(self.device), grid)
+        return torch.cat([self._patches[key][0] for key in keys])
 
 
 def assemble_on(processor: Any, device: torch.device) -> bool:
