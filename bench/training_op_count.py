@@ -63,6 +63,19 @@ def batch_inputs(processor: Any, batch: int, tokens: int, image_size: int, devic
     return {key: value.to(device) for key, value in {**inputs, "labels": labels}.items()}
 
 
+def trained_model(dimensions: Path, image_size: int, device: str) -> tuple[torch.nn.Module, Any, torch.optim.Optimizer]:
+    """The model of ``dimensions`` from random weights, as `grpo` trains it (the stages' fast paths, TRL's fused LM
+    head), with its processor for frames of ``image_size`` and a fused AdamW."""
+    pixels = image_size**2
+    model, processor = build_tiny_model(
+        "qwen2_vl", 0, vocab_size=1024, min_pixels=pixels, max_pixels=pixels, dimensions=dimensions
+    )
+    model.to(device).train()
+    use_fast_paths(model)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    return model, processor, torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+
+
 def step_ops(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: dict[str, Any]) -> dict[str, Any]:
     """The operations of one optimiser step's forward, backward and optimiser, each a count, views and top ops."""
     device_type = next(model.parameters()).device.type
@@ -93,14 +106,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    pixels = args.image_size**2
-    model, processor = build_tiny_model(
-        "qwen2_vl", 0, vocab_size=1024, min_pixels=pixels, max_pixels=pixels, dimensions=args.dimensions
-    )
-    model.to(args.device).train()
-    use_fast_paths(model)
-    add_fused_lm_head(model, outputs=("log_probs", "entropy"))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    model, processor, optimizer = trained_model(args.dimensions, args.image_size, args.device)
     rows = []
     for batch in args.batch:
         inputs = batch_inputs(processor, batch, args.tokens, args.image_size, args.device)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import torch
-from trl.trainer.utils import add_fused_lm_head
 
-from alphadrive_cli.models.loading import use_fast_paths
-from alphadrive_cli.models.tiny import TINY_CONFIG_FILES, build_tiny_model
+from alphadrive_cli.models.tiny import TINY_CONFIG_FILES
 from bench import training_op_count
 
 
@@ -20,13 +18,7 @@ def test_the_counter_counts_every_op_and_views_apart() -> None:
 
 
 def test_a_step_counts_its_forward_backward_and_optimiser_and_the_count_barely_grows_with_the_batch() -> None:
-    model, processor = build_tiny_model(
-        "qwen2_vl", 0, vocab_size=1024, min_pixels=56 * 56, max_pixels=56 * 56, dimensions=TINY_CONFIG_FILES["qwen2_vl"]
-    )
-    model.train()
-    use_fast_paths(model)
-    add_fused_lm_head(model, outputs=("log_probs", "entropy"))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    model, processor, optimizer = training_op_count.trained_model(TINY_CONFIG_FILES["qwen2_vl"], 56, "cpu")
     counts = []
     for batch in (1, 3):
         inputs = training_op_count.batch_inputs(processor, batch, tokens=40, image_size=56, device="cpu")
