@@ -166,8 +166,8 @@ def test_grpo_full_finetune_decodes_rollouts_with_graphs_on_cuda(tmp_path, rollo
     assembled_on = []
     assemble = PatchedImages._assemble
 
-    def recording(self, keys, pixels):
-        batch = assemble(self, keys, pixels)
+    def recording(self, keys):
+        batch = assemble(self, keys)
         assembled_on.append(getattr(batch, "device", None))
         return batch
 
