@@ -411,6 +411,30 @@ def test_scoring_in_larger_chunks_changes_no_number(policy, tmp_path: Path, monk
             assert after[key] == pytest.approx(before[key], rel=1e-4, abs=1e-6), key
 
 
+@pytest.mark.parametrize("disable_dropout", [True, False])
+def test_rollouts_are_scored_without_dropout_unless_asked(
+    policy, tmp_path: Path, monkeypatch, disable_dropout: bool
+) -> None:
+    """The policy stays in train mode while TRL samples and scores a rollout: by default every dropout (the LoRA
+    adapter's 0.05 here) is 0 there, so the sampled policy is the trained one; disable_dropout: false keeps it."""
+    from trl import GRPOTrainer
+
+    active: list[float] = []
+    original = GRPOTrainer._get_per_token_logps_and_entropies
+
+    def spy(self, model, *args, **kwargs):
+        if not torch.is_grad_enabled():  # a rollout's scoring pass
+            active.extend(m.p for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.training)
+        return original(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", spy)
+    config = grpo_config(policy["sft"], max_steps=1, disable_dropout=disable_dropout)
+    artifact = grpo_stage.run(config, OutputSpec(tmp_path), data=policy["data"])
+    assert active, "no dropout module seen in a scoring pass"
+    assert max(active) == (0.0 if disable_dropout else config.lora.dropout)
+    assert artifact.manifest["config"]["disable_dropout"] is disable_dropout
+
+
 @pytest.mark.parametrize(
     ("full_under_autocast", "rollout_dtype"),
     [(False, "weights"), (True, "weights"), (True, "bfloat16"), (False, "bfloat16")],

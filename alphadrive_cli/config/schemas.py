@@ -639,6 +639,13 @@ class GrpoConfig(TrainingConfig):
         "skipped with gradient_checkpointing (TRL toggles it around every rollout, which would "
         "recompile) and with 4-bit weights (not compilable)",
     )
+    disable_dropout: bool = Field(
+        True,
+        description="set every dropout of the policy (LoRA's included) and reference to 0 (TRL's disable_dropout): "
+        "the model stays in train mode while it samples and scores a rollout, so with dropout on, completions would "
+        "come from, and their old log-probabilities be scored by, a randomly thinned policy rather than the one "
+        "trained; false keeps the dropout the model or its adapter was built with",
+    )
     rollout_dtype: Literal["weights", "bfloat16"] = Field(
         "weights",
         description="with graph decoding, what rollouts decode in: weights: the policy's own dtype (fp32 under "

@@ -190,6 +190,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             temperature=config.temperature,
             max_completion_length=config.max_completion_length,
             beta=config.beta,
+            disable_dropout=config.disable_dropout,
             loss_type=config.loss_type,
             scale_rewards=config.scale_rewards,
             reward_weights=self.rewards.reward_weights(),
