@@ -181,6 +181,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     from alphadrive_cli.stages import grpo as grpo_stage
     from bench.grpo_profile import RolloutProfile
     from bench.grpo_speed import Timer
+    from bench.sync_sites import SyncSites
 
     change, off, settings = GRPO_ROWS[index]
     for name in off:
@@ -202,13 +203,17 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     if profiled:
         profile = RolloutProfile(warmup + measured, profiled)
         profile.install()
+    counted = steps_per_rollout if args.sync_sites else 0  # and one more, its synchronisations counted
+    if counted:
+        sync_sites = SyncSites(warmup + measured + profiled, counted)
+        sync_sites.install()
     config = resolve_config(
         "grpo",
         GrpoConfig,
         scale=paths["scale"],
         options={
             "model": paths["sft"],
-            "max_steps": warmup + measured + profiled,
+            "max_steps": warmup + measured + profiled + counted,
             "save_steps": 100_000,
             "sample_every": 100_000,
             "seed": 0,
@@ -229,6 +234,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
         "settings": settings,
         **timer.summary(warmup, measured),
         **({"profile": profile.result} if profiled else {}),
+        **({"sync_sites": sync_sites.result} if counted else {}),
         "train_samples_per_second": metrics.get("train_samples_per_second"),
         "peak_memory_gb": metrics.get("peak_memory_gb"),
         "generation": artifact.manifest["generation"],
@@ -300,6 +306,12 @@ def main() -> None:
         "--profile",
         action="store_true",
         help="grpo rows: torch.profiler over one more rollout cycle after the timed steps (bench/grpo_profile.py)",
+    )
+    parser.add_argument(
+        "--sync-sites",
+        action="store_true",
+        help="grpo rows: one more rollout cycle after those, each synchronising operation counted by call site "
+        "(bench/sync_sites.py)",
     )
     parser.add_argument("--smoke", action="store_true", help="the tiny model on the CPU: a test of this script")
     parser.add_argument("--out", type=Path, default=None)

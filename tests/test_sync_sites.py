@@ -1,0 +1,60 @@
+"""bench/sync_sites.py: which calls it counts as making the host wait, where it says they came from."""
+
+import torch
+
+from bench.grpo_profile import PHASES
+from bench.sync_sites import SyncCounter, synchronising
+
+
+def host_reads(x: torch.Tensor) -> None:
+    x.sum().item()
+    x.tolist()
+    bool(x[0] > 1)
+    x[x > 2]
+    x.nonzero()
+    x.repeat_interleave(torch.ones(x.numel(), dtype=torch.long))
+
+
+def test_every_kind_of_host_read_is_counted_at_its_call_site():
+    counter = SyncCounter()
+    counter.on_cuda = False  # count host tensors: the CPU's view
+    with counter:
+        host_reads(torch.arange(6.0))
+        torch.arange(6.0) + 1  # no read: not counted
+        x = torch.arange(6.0)
+        x.repeat_interleave(torch.ones(6, dtype=torch.long), output_size=6)  # sized ahead: no wait
+    summary = counter.summary(steps=1)
+    assert summary["by_call"] == {
+        "item": 1,
+        "tolist": 1,
+        "bool": 1,
+        "boolean mask": 1,
+        "nonzero": 1,
+        "repeat_interleave": 1,
+    }
+    assert summary["syncs"] == 6
+    assert {site["site"].split(":")[0] for site in summary["sites"]} == {"tests/test_sync_sites.py"}
+    assert all(site["site"].endswith("host_reads") for site in summary["sites"])
+    assert summary["by_phase"] == {"-": 6}
+
+
+def test_on_cuda_only_device_tensors_count():
+    host = torch.arange(3.0)
+    assert synchronising(torch.Tensor.item, (host[0],), {}, on_cuda=True) is None
+    assert synchronising(torch.Tensor.item, (host[0],), {}, on_cuda=False) == "item"
+    assert synchronising(torch.Tensor.to, (host, "cpu"), {}, on_cuda=False) is None  # a move on the CPU is no read
+
+
+def test_a_trl_phase_on_the_stack_names_the_phase():
+    """The phase is the innermost TRL method of bench/grpo_profile.py's PHASES on the stack (a function compiled
+    under a TRL file's name stands in for TRL's own)."""
+    counter = SyncCounter()
+    counter.on_cuda = False
+    source = "def compute_loss(x):\n    return x.item()\n"
+    namespace: dict = {}
+    exec(compile(source, "/site-packages/trl/trainer/grpo_trainer.py", "exec"), namespace)
+    with counter:
+        namespace["compute_loss"](torch.tensor(1.0))
+    (site,) = counter.summary(steps=1)["sites"]
+    assert site["site"] == "trl/trainer/grpo_trainer.py:2 compute_loss"
+    assert site["phase"] == PHASES["compute_loss"]
