@@ -411,6 +411,26 @@ def test_scoring_in_larger_chunks_changes_no_number(policy, tmp_path: Path, monk
             assert after[key] == pytest.approx(before[key], rel=1e-4, abs=1e-6), key
 
 
+def test_each_prompt_of_a_rollout_is_tokenized_once(policy, tmp_path: Path, monkeypatch) -> None:
+    """TRL tokenizes a rollout's prompts twice, each repeated num_generations times; the processor's tokenizer
+    (models/distinct_texts.py) gets the distinct ones alone."""
+    from alphadrive_cli.models.distinct_texts import DistinctTexts
+
+    batches: list[tuple[int, int]] = []
+    original = DistinctTexts.__call__
+
+    def spy(self, text=None, *args, **kwargs):
+        if isinstance(text, list):
+            batches.append((len(text), len(set(text))))
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(DistinctTexts, "__call__", spy)
+    grpo_stage.run(grpo_config(policy["sft"], max_steps=1), OutputSpec(tmp_path), data=policy["data"])
+    rollouts = [(total, distinct) for total, distinct in batches if total == 8]  # 2 frames x 4 completions
+    assert len(rollouts) >= 2  # generation and scoring
+    assert all(distinct <= 2 for _, distinct in rollouts)
+
+
 @pytest.mark.parametrize("disable_dropout", [True, False])
 def test_rollouts_are_scored_without_dropout_unless_asked(
     policy, tmp_path: Path, monkeypatch, disable_dropout: bool

@@ -24,6 +24,7 @@ from alphadrive_cli.artifacts.store import Artifact, OutputSpec
 from alphadrive_cli.config.schemas import GrpoConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
+from alphadrive_cli.models.distinct_texts import tokenize_distinct_texts
 from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages, assemble_on
 from alphadrive_cli.models.generation import decoding_summary, unwrapped
 from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source, use_fast_paths
@@ -212,6 +213,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             callbacks=[*setup.callbacks, self.signal_watch],
         )
         assemble_on(setup.processor, trainer.accelerator.device)  # each rollout's pixel values built where they go
+        tokenize_distinct_texts(setup.processor)  # each of a rollout's prompts tokenized once, not twice x G
         if trainer.ref_model is not None:  # TRL loads it again from the weights' path
             use_fast_paths(trainer.ref_model)
         trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off

@@ -1,0 +1,74 @@
+"""Each distinct prompt of a GRPO rollout tokenized once, however often the rollout repeats it.
+
+TRL's GRPOTrainer repeats every prompt ``num_generations`` times and runs the processor over the whole rollout
+twice (for generation and for the scoring forwards), so the tokenizer reads ``2 x num_generations`` copies of each
+prompt a rollout: at the `small` preset 1,024 texts of which 64 differ. :class:`DistinctTexts` wraps the processor's
+tokenizer: a batch with repeated texts is tokenized once per distinct text and its rows gathered back in order,
+which gives exactly what the tokenizer gives for the whole batch (padding to the longest text is padding to the
+longest distinct one).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.tokenization_utils_base import BatchEncoding
+
+OWN = ("inner",)
+
+
+class DistinctTexts:
+    """A tokenizer that tokenizes each distinct text of a batch once. Every other attribute, read or set, is the
+    wrapped tokenizer's, and a copy or pickle of it is the wrapped tokenizer: a processor holding one saves exactly
+    what it would without."""
+
+    def __init__(self, inner: Any) -> None:
+        object.__setattr__(self, "inner", inner)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in OWN:  # not set yet: being unpickled or copied
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.inner, name, value)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return copy.deepcopy(self.inner, memo)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (copy.deepcopy, (self.inner,))
+
+    def __call__(self, text: Any = None, *args: Any, **kwargs: Any) -> Any:
+        repeated = isinstance(text, list) and all(isinstance(item, str) for item in text) and not args
+        rows = {item: row for row, item in enumerate(dict.fromkeys(text))} if repeated else {}
+        if not repeated or len(rows) == len(text) or kwargs.get("return_overflowing_tokens"):
+            return self.inner(text, *args, **kwargs)
+        encoded = self.inner(list(rows), **kwargs)
+        order = [rows[item] for item in text]
+        return BatchEncoding(
+            {key: gathered(value, order) for key, value in encoded.items()},
+            encoding=[encoded.encodings[row] for row in order] if encoded.encodings else None,
+            n_sequences=encoded.n_sequences,
+        )
+
+
+def gathered(value: Any, order: list[int]) -> Any:
+    """Rows ``order`` of one tokenizer output: a tensor, an array or a list."""
+    if isinstance(value, torch.Tensor):
+        return value[torch.tensor(order, device=value.device)]
+    if isinstance(value, np.ndarray):
+        return value[np.asarray(order)]
+    return [value[row] for row in order]
+
+
+def tokenize_distinct_texts(processor: Any) -> bool:
+    """Have ``processor``'s tokenizer tokenize each distinct text of a batch once; False where it has none."""
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is None or isinstance(tokenizer, DistinctTexts):
+        return False
+    processor.tokenizer = DistinctTexts(tokenizer)
+    return True
