@@ -59,8 +59,9 @@ def test_batches_without_repeats_and_other_calls_go_to_the_tokenizer_as_they_are
     wrapped(TEXTS[1:3])  # no repeat
     wrapped(TEXTS[0])  # one text
     wrapped(TEXTS, TEXTS)  # pairs
+    wrapped(TEXTS, text_pair=TEXTS)
     wrapped(TEXTS, return_overflowing_tokens=True, truncation=True, max_length=8)
-    assert counting.batches == [TEXTS[1:3], TEXTS[0], TEXTS, TEXTS]
+    assert counting.batches == [TEXTS[1:3], TEXTS[0], TEXTS, TEXTS, TEXTS]
 
 
 def test_inside_the_processor_text_and_images_give_the_same_inputs(processor):

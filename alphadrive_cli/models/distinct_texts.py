@@ -18,6 +18,7 @@ import torch
 from transformers.tokenization_utils_base import BatchEncoding
 
 OWN = ("inner",)
+ALONGSIDE = ("text_pair", "text_target", "text_pair_target", "return_overflowing_tokens")  # given: passed through
 
 
 class DistinctTexts:
@@ -43,9 +44,10 @@ class DistinctTexts:
         return (copy.deepcopy, (self.inner,))
 
     def __call__(self, text: Any = None, *args: Any, **kwargs: Any) -> Any:
-        repeated = isinstance(text, list) and all(isinstance(item, str) for item in text) and not args
+        alone = not args and not any(kwargs.get(key) for key in ALONGSIDE)  # a batch of texts and nothing beside it
+        repeated = alone and isinstance(text, list) and all(isinstance(item, str) for item in text)
         rows = {item: row for row, item in enumerate(dict.fromkeys(text))} if repeated else {}
-        if not repeated or len(rows) == len(text) or kwargs.get("return_overflowing_tokens"):
+        if not repeated or len(rows) == len(text):
             return self.inner(text, *args, **kwargs)
         encoded = self.inner(list(rows), **kwargs)
         order = [rows[item] for item in text]
