@@ -96,49 +96,76 @@ def summarise(prof: profile, window_s: float, steps: int) -> dict[str, Any]:
     }
 
 
-class RolloutProfile:
-    """Profile optimiser steps ``start + 1`` to ``start + steps`` of a GRPO run (see the module docstring)."""
+class StepWindow:
+    """Something recorded over optimiser steps ``start + 1`` to ``start + steps`` of a GRPO run: :meth:`begin` runs
+    at the end of step ``start``, :meth:`end` at the end of the window's last step (or of training, if that comes
+    first) and returns what :attr:`result` holds."""
 
     def __init__(self, start: int, steps: int) -> None:
         self.start, self.steps = start, steps
-        self.profiler: profile | None = None
-        self.began = 0.0
+        self.began: float | None = None
         self.result: dict[str, Any] | None = None
 
+    def begin(self) -> None:
+        """Start recording."""
+        raise NotImplementedError
+
+    def end(self, steps: int, window_s: float) -> dict[str, Any]:
+        """Stop recording and summarise the ``steps`` of the window, which took ``window_s`` seconds."""
+        raise NotImplementedError
+
     def install(self) -> None:
-        """Mark TRL's phases and add the callback that starts and stops the profiler."""
-        from accelerate import Accelerator
+        """Add the callback that opens and closes the window."""
         from transformers import TrainerCallback
-        from trl import GRPOTrainer
 
         from alphadrive_cli.training import callbacks as training_callbacks
 
-        for method, label in PHASES.items():
-            mark(GRPOTrainer, method, label)
-        mark(Accelerator, "backward", BACKWARD)
-        recorder = self
+        window = self
 
         class Window(TrainerCallback):
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                if state.global_step == recorder.start:
-                    activities = [ProfilerActivity.CPU]
-                    if torch.cuda.is_available():
-                        activities.append(ProfilerActivity.CUDA)
-                    recorder.profiler = profile(activities=activities)
-                    recorder.profiler.start()
-                    recorder.began = Timer.now()
-                elif state.global_step == recorder.start + recorder.steps:
-                    recorder.stop(recorder.steps)
+                if state.global_step == window.start:
+                    window.begin()
+                    window.began = Timer.now()
+                elif state.global_step == window.start + window.steps:
+                    window.stop(window.steps)
 
             def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                recorder.stop(state.global_step - recorder.start)  # a run that ended inside the window
+                window.stop(state.global_step - window.start)  # a run that ended inside the window
 
         training_callbacks.EXTRA_CALLBACKS.append(Window())
 
     def stop(self, steps: int) -> None:
         """Close the window, if open, and summarise the ``steps`` it held."""
-        if self.profiler is None or self.result is not None:
+        if self.began is None or self.result is not None:
             return
-        window = Timer.now() - self.began
+        self.result = self.end(steps, Timer.now() - self.began)
+
+
+class RolloutProfile(StepWindow):
+    """Profile optimiser steps ``start + 1`` to ``start + steps`` of a GRPO run (see the module docstring)."""
+
+    def __init__(self, start: int, steps: int) -> None:
+        super().__init__(start, steps)
+        self.profiler: profile | None = None
+
+    def install(self) -> None:
+        """Mark TRL's phases and add the callback that starts and stops the profiler."""
+        from accelerate import Accelerator
+        from trl import GRPOTrainer
+
+        for method, label in PHASES.items():
+            mark(GRPOTrainer, method, label)
+        mark(Accelerator, "backward", BACKWARD)
+        super().install()
+
+    def begin(self) -> None:
+        activities = [ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(ProfilerActivity.CUDA)
+        self.profiler = profile(activities=activities)
+        self.profiler.start()
+
+    def end(self, steps: int, window_s: float) -> dict[str, Any]:
         self.profiler.stop()
-        self.result = summarise(self.profiler, window, steps)
+        return summarise(self.profiler, window_s, steps)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from bench.grpo_profile import PHASES
+from bench.grpo_profile import PHASES, StepWindow
 
 Tensor = torch.Tensor
 SYNCING = {  # functions and methods that return a tensor's values, or a shape that depends on them, to the host
@@ -151,38 +151,16 @@ class SyncCounter(TorchFunctionMode):
         }
 
 
-class SyncSites:
+class SyncSites(StepWindow):
     """Count the synchronisations of optimiser steps ``start + 1`` to ``start + steps`` of a GRPO run."""
 
     def __init__(self, start: int, steps: int) -> None:
-        self.start, self.steps = start, steps
-        self.counter: SyncCounter | None = None
-        self.result: dict[str, Any] | None = None
+        super().__init__(start, steps)
+        self.counter = SyncCounter()
 
-    def install(self) -> None:
-        """Add the callback that opens and closes the window."""
-        from transformers import TrainerCallback
+    def begin(self) -> None:
+        self.counter.__enter__()
 
-        from alphadrive_cli.training import callbacks as training_callbacks
-
-        recorder = self
-
-        class Window(TrainerCallback):
-            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                if state.global_step == recorder.start:
-                    recorder.counter = SyncCounter()
-                    recorder.counter.__enter__()
-                elif state.global_step == recorder.start + recorder.steps:
-                    recorder.stop(recorder.steps)
-
-            def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                recorder.stop(state.global_step - recorder.start)  # a run that ended inside the window
-
-        training_callbacks.EXTRA_CALLBACKS.append(Window())
-
-    def stop(self, steps: int) -> None:
-        """Close the window, if open, and summarise the ``steps`` it held."""
-        if self.counter is None or self.result is not None:
-            return
+    def end(self, steps: int, window_s: float) -> dict[str, Any]:
         self.counter.__exit__(None, None, None)
-        self.result = self.counter.summary(steps)
+        return {**self.counter.summary(steps), "window_s": round(window_s, 3)}

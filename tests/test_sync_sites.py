@@ -58,3 +58,36 @@ def test_a_trl_phase_on_the_stack_names_the_phase():
     (site,) = counter.summary(steps=1)["sites"]
     assert site["site"] == "trl/trainer/grpo_trainer.py:2 compute_loss"
     assert site["phase"] == PHASES["compute_loss"]
+
+
+def test_a_window_covers_its_steps_and_closes_when_a_run_ends_inside_it(monkeypatch):
+    """bench/grpo_profile.py's StepWindow, which the sync count and the profile share: open at the end of step
+    ``start``, closed after ``steps`` more, or at the end of training if that comes first."""
+    from types import SimpleNamespace
+
+    from alphadrive_cli.training import callbacks
+    from bench.grpo_profile import StepWindow
+
+    class Recorded(StepWindow):
+        def begin(self) -> None:
+            self.began_at = self.step
+
+        def end(self, steps: int, window_s: float) -> dict:
+            return {"from": self.began_at, "to": self.step, "steps": steps}
+
+    def run(window: Recorded, last_step: int) -> None:
+        monkeypatch.setattr(callbacks, "EXTRA_CALLBACKS", [])
+        window.install()
+        (callback,) = callbacks.EXTRA_CALLBACKS
+        for step in range(1, last_step + 1):
+            window.step = step
+            callback.on_step_end(None, SimpleNamespace(global_step=step), None)
+        callback.on_train_end(None, SimpleNamespace(global_step=last_step), None)
+
+    whole, cut, never = Recorded(start=2, steps=3), Recorded(start=2, steps=3), Recorded(start=9, steps=3)
+    run(whole, last_step=8)
+    run(cut, last_step=3)
+    run(never, last_step=8)
+    assert whole.result == {"from": 2, "to": 5, "steps": 3}
+    assert cut.result == {"from": 2, "to": 3, "steps": 1}
+    assert never.result is None
