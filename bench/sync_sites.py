@@ -6,8 +6,10 @@ timed steps and any profiled cycle) every call that makes the host wait for a CU
 that size their output by the data) is counted by the first Python frame outside torch that made it (TRL,
 transformers, this repository) and by TRL's phase (bench/grpo_profile.py's labels). On CUDA only calls on a GPU
 tensor count. On a CPU every such call counts, those on tensors that stay on the host in a GPU run too: there the
-sites are candidates, read against the code. Not seen: calls inside compiled code and CUDA graph replays, and
-synchronisations below Python (a library calling ``torch.cuda.synchronize``, a copy from pageable host memory).
+sites are candidates, read against the code. Every torch call in the window passes through the counter, which
+slows the host and so gives the device more time to catch up: the counts are exact, the waits lower bounds. Not
+seen: calls inside compiled code and CUDA graph replays, and synchronisations below Python (a library calling
+``torch.cuda.synchronize``, a copy from pageable host memory).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ SYNCING = {  # functions and methods that return a tensor's values, or a shape t
 }
 DATA_SIZED = {Tensor.repeat_interleave, torch.repeat_interleave}  # sync unless given output_size
 MOVES = {Tensor.to}  # sync when they move a GPU tensor to the host (on a CPU every move is to the host: not counted)
+WATCHED = {*SYNCING, *DATA_SIZED, *MOVES, Tensor.__getitem__}
 TOP_SITES = 30
 TORCH_DIR = str(Path(torch.__file__).parent)
 
@@ -55,6 +58,8 @@ TORCH_DIR = str(Path(torch.__file__).parent)
 def synchronising(func: Any, args: tuple, kwargs: dict, on_cuda: bool) -> str | None:
     """The name under which the call ``func(*args, **kwargs)`` is counted, or None where it does not make the
     host wait (on CUDA: where its tensor is not on a GPU)."""
+    if func not in WATCHED:  # most calls: answered before looking at their arguments
+        return None
     tensor = next((a for a in args if isinstance(a, Tensor)), None)
     if tensor is None or (on_cuda and not tensor.is_cuda):
         return None
