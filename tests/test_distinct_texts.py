@@ -51,6 +51,8 @@ def test_repeated_texts_are_tokenized_once_and_give_the_same_batch(processor, re
     assert set(got) == set(want)
     assert all(same(want[key], got[key]) for key in want)
     assert [encoding.ids for encoding in got.encodings] == [encoding.ids for encoding in want.encodings]
+    if return_tensors is None:  # each row its own list, as the tokenizer gives them
+        assert got["input_ids"][0] is not got["input_ids"][1]
 
 
 def test_batches_without_repeats_and_other_calls_go_to_the_tokenizer_as_they_are(processor):
@@ -60,8 +62,10 @@ def test_batches_without_repeats_and_other_calls_go_to_the_tokenizer_as_they_are
     wrapped(TEXTS[0])  # one text
     wrapped(TEXTS, TEXTS)  # pairs
     wrapped(TEXTS, text_pair=TEXTS)
+    wrapped(["go", "go"], is_split_into_words=True)  # the words of one text
+    wrapped(TEXTS, tokenizer_kwargs={"return_overflowing_tokens": True})
     wrapped(TEXTS, return_overflowing_tokens=True, truncation=True, max_length=8)
-    assert counting.batches == [TEXTS[1:3], TEXTS[0], TEXTS, TEXTS, TEXTS]
+    assert counting.batches == [TEXTS[1:3], TEXTS[0], TEXTS, TEXTS, ["go", "go"], TEXTS, TEXTS]
 
 
 def test_inside_the_processor_text_and_images_give_the_same_inputs(processor):
@@ -80,7 +84,7 @@ def test_attributes_copies_and_saves_are_the_tokenizer_s(processor, tmp_path):
     wrapped = DistinctTexts(tokenizer)
     wrapped.padding_side = "left"  # set on the tokenizer, as the processor's users expect
     assert tokenizer.padding_side == "left" and wrapped.pad_token_id == tokenizer.pad_token_id
-    assert type(copy.deepcopy(wrapped)) is type(tokenizer)
+    assert type(copy.deepcopy(wrapped)) is type(tokenizer) and len(wrapped) == len(tokenizer)
     processor.save_pretrained(tmp_path / "plain")
     holder = copy.copy(processor)
     tokenize_distinct_texts(holder)

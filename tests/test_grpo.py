@@ -412,23 +412,28 @@ def test_scoring_in_larger_chunks_changes_no_number(policy, tmp_path: Path, monk
 
 
 def test_each_prompt_of_a_rollout_is_tokenized_once(policy, tmp_path: Path, monkeypatch) -> None:
-    """TRL tokenizes a rollout's prompts twice, each repeated num_generations times; the processor's tokenizer
-    (models/distinct_texts.py) gets the distinct ones alone."""
+    """TRL tokenizes a rollout's prompts twice, each repeated num_generations times; the tokenizer itself gets each
+    distinct prompt once (models/distinct_texts.py), never the repeated batch."""
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
     from alphadrive_cli.models.distinct_texts import DistinctTexts
 
-    batches: list[tuple[int, int]] = []
-    original = DistinctTexts.__call__
+    given: list[list[str]] = []  # what TRL asks the processor's tokenizer for
+    tokenized: list[list[str]] = []  # what the tokenizer itself tokenizes
+    for cls, seen in ((DistinctTexts, given), (PreTrainedTokenizerBase, tokenized)):
+        original = cls.__call__
 
-    def spy(self, text=None, *args, **kwargs):
-        if isinstance(text, list):
-            batches.append((len(text), len(set(text))))
-        return original(self, text, *args, **kwargs)
+        def spy(self, text=None, *args, _original=original, _seen=seen, **kwargs):
+            if isinstance(text, list):
+                _seen.append(list(text))
+            return _original(self, text, *args, **kwargs)
 
-    monkeypatch.setattr(DistinctTexts, "__call__", spy)
+        monkeypatch.setattr(cls, "__call__", spy)
     grpo_stage.run(grpo_config(policy["sft"], max_steps=1), OutputSpec(tmp_path), data=policy["data"])
-    rollouts = [(total, distinct) for total, distinct in batches if total == 8]  # 2 frames x 4 completions
+    rollouts = [texts for texts in given if len(texts) == 8]  # 2 frames x 4 completions
     assert len(rollouts) >= 2  # generation and scoring
-    assert all(distinct <= 2 for _, distinct in rollouts)
+    assert all(list(dict.fromkeys(texts)) in tokenized for texts in rollouts)
+    assert not any(len(texts) > len(set(texts)) for texts in tokenized)
 
 
 @pytest.mark.parametrize("disable_dropout", [True, False])

@@ -13,6 +13,8 @@ def host_reads(x: torch.Tensor) -> None:
     x[x > 2]
     x.nonzero()
     x.repeat_interleave(torch.ones(x.numel(), dtype=torch.long))
+    x.clone()[x > 4] = 0
+    torch.where(x > 3)
 
 
 def test_every_kind_of_host_read_is_counted_at_its_call_site():
@@ -23,6 +25,7 @@ def test_every_kind_of_host_read_is_counted_at_its_call_site():
         torch.arange(6.0) + 1  # no read: not counted
         x = torch.arange(6.0)
         x.repeat_interleave(torch.ones(6, dtype=torch.long), output_size=6)  # sized ahead: no wait
+        torch.where(x > 3, x, 0)  # elementwise: no wait
     summary = counter.summary(steps=1)
     assert summary["by_call"] == {
         "item": 1,
@@ -31,18 +34,32 @@ def test_every_kind_of_host_read_is_counted_at_its_call_site():
         "boolean mask": 1,
         "nonzero": 1,
         "repeat_interleave": 1,
+        "boolean mask set": 1,
+        "where (one argument)": 1,
     }
-    assert summary["syncs"] == 6
+    assert summary["syncs"] == 8
     assert {site["site"].split(":")[0] for site in summary["sites"]} == {"tests/test_sync_sites.py"}
     assert all(site["site"].endswith("host_reads") for site in summary["sites"])
-    assert summary["by_phase"] == {"-": 6}
+    assert summary["by_phase"] == {"-": 8}
 
 
-def test_on_cuda_only_device_tensors_count():
-    host = torch.arange(3.0)
+def test_on_cuda_only_device_tensors_and_blocking_copies_count():
+    """Meta tensors stand in for GPU ones: on CUDA a read counts only from the device, and a copy only where it
+    crosses between host and device and blocks; on a CPU no copy counts (every one is on the host)."""
+    host, device = torch.arange(3.0), torch.empty(3, device="meta")
+    to = torch.Tensor.to
     assert synchronising(torch.Tensor.item, (host[0],), {}, on_cuda=True) is None
+    assert synchronising(torch.Tensor.item, (device[0],), {}, on_cuda=True) == "item"
     assert synchronising(torch.Tensor.item, (host[0],), {}, on_cuda=False) == "item"
-    assert synchronising(torch.Tensor.to, (host, "cpu"), {}, on_cuda=False) is None  # a move on the CPU is no read
+    assert synchronising(to, (device, "cpu"), {}, on_cuda=True) == "to host"
+    assert synchronising(to, (device, host), {}, on_cuda=True) == "to host"  # .to(another tensor)
+    assert synchronising(to, (device,), {"device": torch.device("cpu")}, on_cuda=True) == "to host"
+    assert synchronising(to, (host, "meta"), {}, on_cuda=True) == "to device"
+    assert synchronising(torch.Tensor.copy_, (device, host), {}, on_cuda=True) == "to device"
+    assert synchronising(to, (device, "cpu"), {"non_blocking": True}, on_cuda=True) is None
+    assert synchronising(to, (device, torch.float16), {}, on_cuda=True) is None  # no move
+    assert synchronising(to, (host, "cpu"), {}, on_cuda=True) is None
+    assert synchronising(to, (device, "cpu"), {}, on_cuda=False) is None
 
 
 def test_a_trl_phase_on_the_stack_names_the_phase():
@@ -91,3 +108,25 @@ def test_a_window_covers_its_steps_and_closes_when_a_run_ends_inside_it(monkeypa
     assert whole.result == {"from": 2, "to": 5, "steps": 3}
     assert cut.result == {"from": 2, "to": 3, "steps": 1}
     assert never.result is None
+
+
+def test_graph_decoding_steps_run_outside_the_count(monkeypatch):
+    """Compiled code guards on the torch-function modes: a decoding step run inside the counter would be compiled
+    again, so SyncSites runs each one with the counter set aside (and counts what runs around them)."""
+    from alphadrive_cli.models import graph_decoding
+    from alphadrive_cli.training import callbacks
+    from bench.sync_sites import SyncSites
+
+    monkeypatch.setattr(callbacks, "EXTRA_CALLBACKS", [])
+    monkeypatch.setattr(graph_decoding.Replay, "__call__", graph_decoding.Replay.__call__)  # restored after
+    seen_modes = []
+    step = graph_decoding.Replay(lambda: seen_modes.append(torch.overrides._get_current_function_mode()), False)
+    window = SyncSites(start=0, steps=1)
+    window.install()
+    step()  # before the window: nothing to set aside
+    window.begin()
+    step()
+    torch.tensor(1.0).item()
+    result = window.end(steps=1, window_s=0.0)
+    assert seen_modes == [None, None]
+    assert result["by_call"] == {"item": 1}

@@ -641,7 +641,8 @@ class GrpoConfig(TrainingConfig):
     )
     disable_dropout: bool = Field(
         True,
-        description="set every dropout of the policy (LoRA's included) and reference to 0 (TRL's disable_dropout): "
+        description="set every dropout module (nn.Dropout) of the policy, LoRA's included, and of the reference to 0 "
+        "(TRL's disable_dropout; a model's functional attention dropout is not one): "
         "the model stays in train mode while it samples and scores a rollout, so with dropout on, completions would "
         "come from, and their old log-probabilities be scored by, a randomly thinned policy rather than the one "
         "trained; false keeps the dropout the model or its adapter was built with",

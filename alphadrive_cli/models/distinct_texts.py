@@ -18,7 +18,14 @@ import torch
 from transformers.tokenization_utils_base import BatchEncoding
 
 OWN = ("inner",)
-ALONGSIDE = ("text_pair", "text_target", "text_pair_target", "return_overflowing_tokens")  # given: passed through
+ALONGSIDE = (  # given, the call goes to the tokenizer as it is: rows would not be one per text
+    "text_pair",
+    "text_target",
+    "text_pair_target",
+    "return_overflowing_tokens",
+    "is_split_into_words",
+    "tokenizer_kwargs",
+)
 
 
 class DistinctTexts:
@@ -36,6 +43,9 @@ class DistinctTexts:
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self.inner, name, value)
+
+    def __len__(self) -> int:
+        return len(self.inner)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         return copy.deepcopy(self.inner, memo)
@@ -64,7 +74,7 @@ def gathered(value: Any, order: list[int]) -> Any:
         return value[torch.tensor(order, device=value.device)]
     if isinstance(value, np.ndarray):
         return value[np.asarray(order)]
-    return [value[row] for row in order]
+    return [copy.copy(value[row]) for row in order]  # each row its own list, as the tokenizer returns them
 
 
 def tokenize_distinct_texts(processor: Any) -> bool:
