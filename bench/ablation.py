@@ -13,7 +13,8 @@ then per seed a model built from random weights of the dimensions given (or, wit
 language model behind a random vision tower: `models build`), trained in four rows:
 1. `sft --no-reasoning` (answers only), 2. `sft` on the traces, 3. `grpo` from the untrained model
 (RL only), 4. `grpo` from row 2 (the AlphaDrive recipe); with --reward-ablation, row 4 again (every
-seed) without each of the four rewards in turn; with --supervised-control, beside each SFT + RL row its SFT
+seed) without each of the four rewards in turn, each paired with row 4 on the same test frames (per seed and pooled
+over the seeds: what that reward adds); with --supervised-control, beside each SFT + RL row its SFT
 continued with SFT's loss on every train frame's label (traces without --sft-share) for as many frames as the RL
 row trains on, the row that says whether RL beats using the same labels as targets. Every row is scored open loop
 on the test split
@@ -107,6 +108,8 @@ RL_START = {
     **dict.fromkeys(REWARD_ABLATIONS, "sft_reasoning"),
 }
 RL_START |= {control: RL_START[rl_row] for rl_row, control in CONTROLS.items()}
+# Each reward ablation against the row with all four rewards (same seed, same SFT start): what that reward adds
+ALL_REWARDS = dict.fromkeys(REWARD_ABLATIONS, "sft_rl")
 
 
 THREAD_VARIABLES = (
@@ -496,6 +499,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
     start = f"{RL_START[row]}-s{seed}" if row in RL_START else None  # GRPO after an SFT row: that SFT counts
     chain = [f"{row}-s{seed}", *([start] if start else [])]
     start_eval = paths.get(f"open-{start}") if start else None
+    all_rewards_eval = paths.get(f"open-{ALL_REWARDS[row]}-s{seed}") if row in ALL_REWARDS else None
     sampled, start_sampled = paths.get(f"sampled-{row}-s{seed}"), paths.get(f"sampled-{start}") if start else None
     return {
         "train_wall_s": round(train_seconds(root, chain), 1),
@@ -519,6 +523,11 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
                 ),
             }
             if start_eval
+            else {}
+        ),
+        **(
+            {"gain_over_all_rewards": gain_over(plan_outcomes(all_rewards_eval), plan_outcomes(opened))}
+            if all_rewards_eval
             else {}
         ),
         # the same on each frame's first sampled answer, the decoding of the paper's released RL evaluation
@@ -610,30 +619,35 @@ def cell(values: list[float], fmt: str = "{:.3f}") -> str:
 
 
 def seeds_pooled_gains(
-    paths: dict[str, Path], results: dict[str, dict[int, dict[str, Any]]]
+    paths: dict[str, Path], results: dict[str, dict[int, dict[str, Any]]], against: dict[str, str] = RL_START
 ) -> dict[str, dict[str, float | int]]:
-    """Each GRPO row's gain over the SFT row it starts from, pooled over its seeds (`bench/pooled_gain.py`: the
-    seeds share the test frames, which the bootstrap resamples once for all of them), where it has two seeds or
-    more and each has both open-loop evals."""
+    """Each row's gain over the row ``against`` names for it (by default: a GRPO row's over the SFT row it starts
+    from), pooled over its seeds (`bench/pooled_gain.py`: the seeds share the test frames, which the bootstrap
+    resamples once for all of them), where it has two seeds or more and each has both open-loop evals."""
     pooled = {}
     for row, by_seed in results.items():
-        if row not in RL_START:
+        if row not in against:
             continue
-        evals = [(paths.get(f"open-{RL_START[row]}-s{seed}"), paths.get(f"open-{row}-s{seed}")) for seed in by_seed]
+        evals = [(paths.get(f"open-{against[row]}-s{seed}"), paths.get(f"open-{row}-s{seed}")) for seed in by_seed]
         if len(evals) > 1 and all(start and run for start, run in evals):
             pooled[row] = pooled_gain([(plan_outcomes(start), plan_outcomes(run)) for start, run in evals])
     return pooled
 
 
 POOLED_GAIN_COLUMN = "gain over its SFT, seeds pooled [95% CI]"
+ALL_REWARDS_COLUMN = "against SFT + RL with all four rewards [95% CI], per seed"
+ALL_REWARDS_POOLED_COLUMN = "against SFT + RL with all four rewards, seeds pooled [95% CI]"
 
 
 def summary_rows(
-    results: dict[str, dict[int, dict[str, Any]]], pooled: dict[str, dict[str, float | int]] | None = None
+    results: dict[str, dict[int, dict[str, Any]]],
+    pooled: dict[str, dict[str, float | int]] | None = None,
+    pooled_against_all_rewards: dict[str, dict[str, float | int]] | None = None,
 ) -> list[dict[str, Any]]:
     """One table row per configuration: the mean over its seeds, with the spread where there are several (and a
-    GRPO row's gain pooled over its seeds, from :func:`seeds_pooled_gains`)."""
-    pooled = pooled or {}
+    GRPO row's gain pooled over its seeds, a reward ablation's difference from the row with all four rewards per
+    seed and pooled, from :func:`seeds_pooled_gains`)."""
+    pooled, against_all = pooled or {}, pooled_against_all_rewards or {}
     rows = []
     for row, by_seed in results.items():
         runs = [by_seed[seed] for seed in sorted(by_seed)]
@@ -652,6 +666,12 @@ def summary_rows(
                     for title, key in GAIN_COLUMNS.items()
                 },
                 POOLED_GAIN_COLUMN: _pooled_text(pooled[row]) if row in pooled else "–",
+                ALL_REWARDS_COLUMN: (
+                    " / ".join(_gain_text(r["gain_over_all_rewards"]) for r in runs)
+                    if all("gain_over_all_rewards" in r for r in runs)
+                    else "–"
+                ),
+                ALL_REWARDS_POOLED_COLUMN: _pooled_text(against_all[row]) if row in against_all else "–",
                 F1_DROP_COLUMN: (
                     " / ".join(f1_drop_text(r["f1_drops"]) for r in runs) if all("f1_drops" in r for r in runs) else "–"
                 ),
@@ -681,6 +701,8 @@ def summary_rows(
                 "train s": "–",
                 **dict.fromkeys(GAIN_COLUMNS, "–"),
                 POOLED_GAIN_COLUMN: "–",
+                ALL_REWARDS_COLUMN: "–",
+                ALL_REWARDS_POOLED_COLUMN: "–",
                 F1_DROP_COLUMN: "–",
             }
         )
@@ -879,6 +901,7 @@ def main() -> None:
         "train s",
         "gain over its SFT [95% CI], per seed",
         POOLED_GAIN_COLUMN,
+        *((ALL_REWARDS_COLUMN, ALL_REWARDS_POOLED_COLUMN) if args.reward_ablation else ()),
         F1_DROP_COLUMN,
         *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
@@ -893,14 +916,16 @@ def main() -> None:
         f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s"
     )
     pooled = seeds_pooled_gains(paths, results)
+    against_all = seeds_pooled_gains(paths, results, ALL_REWARDS)
     report(
         columns,
-        summary_rows(results, pooled),
+        summary_rows(results, pooled, against_all),
         args.out,
         **device_facts(),
         command="python -m bench.ablation " + " ".join(sys.argv[1:]),
         wall_s=round(time.perf_counter() - started, 1),
         seeds_pooled_gains=pooled,
+        seeds_pooled_against_all_rewards=against_all,
         frames=args.frames,
         data_seed=args.data_seed,
         dimensions=str(args.dimensions or "tiny"),

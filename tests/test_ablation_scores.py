@@ -371,6 +371,43 @@ def test_an_rl_row_gain_is_pooled_over_its_seeds_where_each_has_both_evals(tmp_p
     assert pooled["sft_rl"]["low"] <= 0.25 <= pooled["sft_rl"]["high"]
 
 
+def test_a_reward_ablation_is_paired_with_all_four_rewards_per_seed_and_pooled(tmp_path: Path) -> None:
+    """Without diversity, seed 0 loses 2 of 4 frames that SFT + RL got right and seed 1 ties it: -0.5 and 0.0 per
+    seed, -0.25 pooled; the row with every reward has nothing to be paired with."""
+    outcomes = {
+        "open-sft_reasoning-s0": [False, False, False, False],
+        "open-sft_reasoning-s1": [False, False, False, False],
+        "open-sft_rl-s0": [True, True, True, False],
+        "open-sft_rl-s1": [True, True, False, False],
+        "open-no_diversity-s0": [True, False, False, False],
+        "open-no_diversity-s1": [True, True, False, False],
+    }
+    paths = {key: tmp_path / key for key in outcomes}
+    metrics = open_loop_metrics([("KEEP", "STRAIGHT")], ["<think>t</think><answer>KEEP, STRAIGHT</answer>"])
+    for key, correct in outcomes.items():
+        rows = [{"id": frame, "plan_correct": right} for frame, right in zip("abcd", correct, strict=True)]
+        _write(paths[key], "predictions.jsonl", rows)
+        _write(paths[key], "metrics.json", metrics)
+    results: dict = {}
+    for row in ("sft_rl", "no_diversity"):
+        for seed in (0, 1):
+            paths[f"{row}-s{seed}"] = tmp_path / f"{row}-s{seed}"
+            _write(paths[f"{row}-s{seed}"], "manifest.json", {"metrics": {}})
+            results.setdefault(row, {})[seed] = ablation.scores(tmp_path, paths, row, seed, closed_loop=False)
+    assert "gain_over_all_rewards" not in results["sft_rl"][0]
+    assert [results["no_diversity"][seed]["gain_over_all_rewards"]["difference"] for seed in (0, 1)] == [-0.5, 0.0]
+    against_all = ablation.seeds_pooled_gains(paths, results, ablation.ALL_REWARDS)
+    assert set(against_all) == {"no_diversity"} and against_all["no_diversity"]["gain"] == -0.25
+    full, ablated = ablation.summary_rows(results, ablation.seeds_pooled_gains(paths, results), against_all)
+    assert full[ablation.ALL_REWARDS_COLUMN] == full[ablation.ALL_REWARDS_POOLED_COLUMN] == "–"
+    assert (
+        ablated[ablation.ALL_REWARDS_COLUMN].startswith("-0.500")
+        and " / +0.000" in ablated[ablation.ALL_REWARDS_COLUMN]
+    )
+    assert ablated[ablation.ALL_REWARDS_POOLED_COLUMN].startswith("-0.250")
+    assert ablated["gain over its SFT, seeds pooled [95% CI]"].startswith("+0.375")  # (1 + 2) / 8 over SFT
+
+
 def test_an_rl_row_names_each_class_whose_f1_fell_more_than_the_bar_below_its_sft() -> None:
     truths = [("KEEP", "STRAIGHT"), ("ACCELERATE", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT")]
     answer = "<think>t</think><answer>{}</answer>"
