@@ -23,6 +23,17 @@ def _write(path: Path, name: str, content: object) -> None:
     (path / name).write_text(lines)
 
 
+def _evals(root: Path, outcomes: dict[str, list[bool] | str]) -> dict[str, Path]:
+    """An evaluation directory per key whose predictions say whether frames a, b, c, ... were planned right (a list
+    of booleans, or a string of 1s and 0s)."""
+    paths = {key: root / key for key in outcomes}
+    for key, correct in outcomes.items():
+        right_or_not = [mark == "1" for mark in correct] if isinstance(correct, str) else correct
+        rows = [{"id": frame, "plan_correct": right} for frame, right in zip("abcd", right_or_not, strict=True)]
+        _write(paths[key], "predictions.jsonl", rows)
+    return paths
+
+
 def test_scores_count_what_the_model_answered_and_how_often_it_braked(tmp_path: Path) -> None:
     truths = [("DECELERATE", "STRAIGHT"), ("DECELERATE", "STRAIGHT"), ("KEEP", "STRAIGHT"), ("STOP", "STRAIGHT")]
     answers = ["KEEP, STRAIGHT", "DECELERATE, STRAIGHT", "KEEP, STRAIGHT", "none"]
@@ -355,10 +366,7 @@ def test_an_rl_row_gain_is_pooled_over_its_seeds_where_each_has_both_evals(tmp_p
         "open-sft_no_reasoning_rl-s1": [True, True, True, True],
         "open-sft_rl_safety-s0": [True, True, True, True],
     }
-    paths = {key: tmp_path / key for key in outcomes}
-    for key, correct in outcomes.items():
-        rows = [{"id": frame, "plan_correct": right} for frame, right in zip("abcd", correct, strict=True)]
-        _write(paths[key], "predictions.jsonl", rows)
+    paths = _evals(tmp_path, outcomes)
     results = {
         "sft_reasoning": {0: {}, 1: {}},
         "sft_rl": {0: {}, 1: {}},
@@ -374,20 +382,13 @@ def test_an_rl_row_gain_is_pooled_over_its_seeds_where_each_has_both_evals(tmp_p
 def test_a_reward_ablation_is_paired_with_all_four_rewards_per_seed_and_pooled(tmp_path: Path) -> None:
     """Without diversity, seed 0 loses 2 of 4 frames that SFT + RL got right and seed 1 ties it: -0.5 and 0.0 per
     seed, -0.25 pooled; the row with every reward has nothing to be paired with."""
-    outcomes = {
-        "open-sft_reasoning-s0": [False, False, False, False],
-        "open-sft_reasoning-s1": [False, False, False, False],
-        "open-sft_rl-s0": [True, True, True, False],
-        "open-sft_rl-s1": [True, True, False, False],
-        "open-no_diversity-s0": [True, False, False, False],
-        "open-no_diversity-s1": [True, True, False, False],
-    }
-    paths = {key: tmp_path / key for key in outcomes}
+    outcomes = {"sft_reasoning": ("0000", "0000"), "sft_rl": ("1110", "1100"), "no_diversity": ("1000", "1100")}
+    paths = _evals(
+        tmp_path, {f"open-{row}-s{seed}": by_seed[seed] for row, by_seed in outcomes.items() for seed in (0, 1)}
+    )
     metrics = open_loop_metrics([("KEEP", "STRAIGHT")], ["<think>t</think><answer>KEEP, STRAIGHT</answer>"])
-    for key, correct in outcomes.items():
-        rows = [{"id": frame, "plan_correct": right} for frame, right in zip("abcd", correct, strict=True)]
-        _write(paths[key], "predictions.jsonl", rows)
-        _write(paths[key], "metrics.json", metrics)
+    for path in paths.values():
+        _write(path, "metrics.json", metrics)
     results: dict = {}
     for row in ("sft_rl", "no_diversity"):
         for seed in (0, 1):
