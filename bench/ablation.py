@@ -666,11 +666,6 @@ def summary_rows(
                     for title, key in GAIN_COLUMNS.items()
                 },
                 POOLED_GAIN_COLUMN: _pooled_text(pooled[row]) if row in pooled else "–",
-                ALL_REWARDS_COLUMN: (
-                    " / ".join(_gain_text(r["gain_over_all_rewards"]) for r in runs)
-                    if all("gain_over_all_rewards" in r for r in runs)
-                    else "–"
-                ),
                 ALL_REWARDS_POOLED_COLUMN: _pooled_text(against_all[row]) if row in against_all else "–",
                 F1_DROP_COLUMN: (
                     " / ".join(f1_drop_text(r["f1_drops"]) for r in runs) if all("f1_drops" in r for r in runs) else "–"
@@ -701,7 +696,6 @@ def summary_rows(
                 "train s": "–",
                 **dict.fromkeys(GAIN_COLUMNS, "–"),
                 POOLED_GAIN_COLUMN: "–",
-                ALL_REWARDS_COLUMN: "–",
                 ALL_REWARDS_POOLED_COLUMN: "–",
                 F1_DROP_COLUMN: "–",
             }
@@ -742,10 +736,14 @@ def pooled_collisions(overalls: list[dict[str, Any]]) -> str:
     return f"{collisions / max(1, episodes):.2f} [{low:.2f}, {high:.2f}] of {episodes}"
 
 
-GAIN_COLUMNS = {  # column: the run's key of a paired gain over the SFT row it starts from
-    "gain over its SFT [95% CI], per seed": "gain_over_sft",
+SAMPLED_GAIN_COLUMNS = {  # column: the run's key of a paired gain over the SFT row it starts from, sampled
     "gain on the first sampled answer [95% CI], per seed": "sampled_gain_over_sft",
     "gain as the released scripts compare [95% CI], per seed": "released_protocol_gain",
+}
+GAIN_COLUMNS = {  # column: the run's key of a paired gain (over the SFT row it starts from, or another row)
+    "gain over its SFT [95% CI], per seed": "gain_over_sft",
+    **SAMPLED_GAIN_COLUMNS,
+    ALL_REWARDS_COLUMN: "gain_over_all_rewards",
 }
 
 
@@ -905,7 +903,7 @@ def main() -> None:
         F1_DROP_COLUMN,
         *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
-        *((*SAMPLED_COLUMNS, *list(GAIN_COLUMNS)[1:]) if args.samples > 1 else ()),
+        *((*SAMPLED_COLUMNS, *SAMPLED_GAIN_COLUMNS) if args.samples > 1 else ()),
     )
     print(
         f"data: {args.frames} simulator frames (seed {args.data_seed}), grounded traces on {args.sft_share:.0%}; "
