@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from transformers.tokenization_utils_base import BatchEncoding
 
-OWN = ("inner",)
+from alphadrive_cli.models.stand_in import StandIn
+
 ALONGSIDE = (  # given, the call goes to the tokenizer as it is: rows would not be one per text
     "text_pair",
     "text_target",
@@ -28,30 +29,18 @@ ALONGSIDE = (  # given, the call goes to the tokenizer as it is: rows would not 
 )
 
 
-class DistinctTexts:
+class DistinctTexts(StandIn):
     """A tokenizer that tokenizes each distinct text of a batch once. Every other attribute, read or set, is the
-    wrapped tokenizer's, and a copy or pickle of it is the wrapped tokenizer: a processor holding one saves exactly
-    what it would without."""
+    wrapped tokenizer's, and a copy or pickle of it is the wrapped tokenizer (:class:`StandIn`)."""
 
     def __init__(self, inner: Any) -> None:
         object.__setattr__(self, "inner", inner)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in OWN:  # not set yet: being unpickled or copied
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self.inner, name, value)
 
     def __len__(self) -> int:
         return len(self.inner)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return copy.deepcopy(self.inner, memo)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (copy.deepcopy, (self.inner,))
 
     def __call__(self, text: Any = None, *args: Any, **kwargs: Any) -> Any:
         alone = not args and not any(kwargs.get(key) for key in ALONGSIDE)  # a batch of texts and nothing beside it

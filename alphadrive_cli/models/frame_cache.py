@@ -14,7 +14,6 @@ the tensor as it is.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections import OrderedDict
 from typing import Any
@@ -24,6 +23,8 @@ import torch
 from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_utils import make_flat_list_of_images
+
+from alphadrive_cli.models.stand_in import StandIn
 
 FRAME_KEY = "alphadrive_frame"  # set in a decoded frame's PIL ``info``, which copies keep
 CACHED_OUTPUTS = frozenset({"pixel_values", "image_grid_thw"})
@@ -61,13 +62,14 @@ def frame_key(image: Any) -> str:
     return f"{array.dtype}{array.shape}:" + hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest()
 
 
-class PatchedImages:
+class PatchedImages(StandIn):
     """A Qwen-VL image processor that patches each distinct image once: the ``capacity`` most recently used
     images' patches are kept, and a batch is assembled from them in order. The last batch assembled is kept too:
     TRL asks for the same rollout's images twice in a row, and the second time gets the same arrays instead of
     another copy of every completion's patches (hundreds of MB at 512 completions). Every other attribute is the
-    wrapped processor's, and a copy or pickle of it is the wrapped processor: a processor holding one saves
-    exactly what it would without."""
+    wrapped processor's, and a copy or pickle of it is the wrapped processor (:class:`StandIn`)."""
+
+    OWN = ("inner", "capacity", "device", "_patches", "_last")
 
     def __init__(self, inner: Any, capacity: int) -> None:
         self.inner = inner
@@ -75,17 +77,6 @@ class PatchedImages:
         self.device: torch.device | None = None  # where batches are assembled; None: NumPy arrays on the host
         self._patches: OrderedDict[tuple[str, str], tuple[np.ndarray | torch.Tensor, np.ndarray]] = OrderedDict()
         self._last: tuple[list[tuple[str, str]], dict[str, Any]] | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("inner", "capacity", "device", "_patches", "_last"):  # not set yet: being unpickled or copied
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return copy.deepcopy(self.inner, memo)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (copy.deepcopy, (self.inner,))
 
     def __call__(self, images: Any, **kwargs: Any) -> BatchFeature:
         return_tensors = kwargs.pop("return_tensors", None)
