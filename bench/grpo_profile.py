@@ -106,6 +106,11 @@ class StepWindow:
         self.began: float | None = None
         self.result: dict[str, Any] | None = None
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the window has begun and not yet ended."""
+        return self.began is not None and self.result is None
+
     def begin(self) -> None:
         """Start recording."""
         raise NotImplementedError
@@ -125,8 +130,7 @@ class StepWindow:
         class Window(TrainerCallback):
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 if state.global_step == window.start:
-                    window.begin()
-                    window.began = Timer.now()
+                    window.open()
                 elif state.global_step == window.start + window.steps:
                     window.stop(window.steps)
 
@@ -135,11 +139,15 @@ class StepWindow:
 
         training_callbacks.EXTRA_CALLBACKS.append(Window())
 
+    def open(self) -> None:
+        """Begin recording, and the window's clock."""
+        self.begin()
+        self.began = Timer.now()
+
     def stop(self, steps: int) -> None:
         """Close the window, if open, and summarise the ``steps`` it held."""
-        if self.began is None or self.result is not None:
-            return
-        self.result = self.end(steps, Timer.now() - self.began)
+        if self.is_open:
+            self.result = self.end(steps, Timer.now() - self.began)
 
 
 class RolloutProfile(StepWindow):

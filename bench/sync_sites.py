@@ -202,7 +202,6 @@ class SyncSites(StepWindow):
     def __init__(self, start: int, steps: int) -> None:
         super().__init__(start, steps)
         self.counter = SyncCounter()
-        self.counting = False
 
     def install(self) -> None:
         """Add the window's callback, and keep graph decoding's steps out of the count: compiled code guards on the
@@ -214,7 +213,7 @@ class SyncSites(StepWindow):
 
         @functools.wraps(replay)
         def outside_the_count(step: Any) -> None:
-            if not window.counting:
+            if not window.is_open:
                 return replay(step)
             with _pop_mode_temporarily():
                 return replay(step)
@@ -224,9 +223,7 @@ class SyncSites(StepWindow):
 
     def begin(self) -> None:
         self.counter.__enter__()
-        self.counting = True
 
     def end(self, steps: int, window_s: float) -> dict[str, Any]:
-        self.counting = False
         self.counter.__exit__(None, None, None)
         return {**self.counter.summary(steps), "window_s": round(window_s, 3)}

@@ -124,9 +124,10 @@ def test_graph_decoding_steps_run_outside_the_count(monkeypatch):
     window = SyncSites(start=0, steps=1)
     window.install()
     step()  # before the window: nothing to set aside
-    window.begin()
+    window.open()
     step()
     torch.tensor(1.0).item()
-    result = window.end(steps=1, window_s=0.0)
+    window.stop(steps=1)
+    result = window.result
     assert seen_modes == [None, None]
     assert result["by_call"] == {"item": 1}
