@@ -436,6 +436,44 @@ def test_each_prompt_of_a_rollout_is_tokenized_once(policy, tmp_path: Path, monk
     assert not any(len(texts) > len(set(texts)) for texts in tokenized)
 
 
+def test_prompt_rows_hold_no_tensor_and_are_not_pinned(policy, tmp_path: Path, monkeypatch) -> None:
+    """TRL fetches a whole rollout's prompt rows at every optimiser step; a row holds no tensor, so the stage asks
+    the loader not to pin them (pinning would only walk every row's nested messages each step). On the CPU
+    transformers never pins, so the argument the stage passes is what is checked."""
+    import trl
+    from trl import GRPOTrainer
+
+    asked: list[dict] = []
+    rows: list[dict] = []
+
+    original_init = trl.GRPOConfig.__init__
+
+    def recording_init(self, **kwargs) -> None:
+        asked.append(kwargs)
+        original_init(self, **kwargs)
+
+    original = GRPOTrainer.get_train_dataloader
+
+    def spy(self):
+        rows.append(self.train_dataset[0])
+        return original(self)
+
+    monkeypatch.setattr(trl.GRPOConfig, "__init__", recording_init)
+    monkeypatch.setattr(GRPOTrainer, "get_train_dataloader", spy)
+    grpo_stage.run(grpo_config(policy["sft"], max_steps=1), OutputSpec(tmp_path), data=policy["data"])
+
+    def leaves(value: object) -> list[object]:
+        if isinstance(value, dict):
+            return [leaf for item in value.values() for leaf in leaves(item)]
+        if isinstance(value, (list, tuple)):
+            return [leaf for item in value for leaf in leaves(item)]
+        return [value]
+
+    assert [kwargs.get("dataloader_pin_memory") for kwargs in asked] == [False]
+    assert set(rows[0]) >= {"prompt", "images", "frame_id"}
+    assert not any(isinstance(leaf, torch.Tensor) for leaf in leaves(rows[0]))
+
+
 @pytest.mark.parametrize("disable_dropout", [True, False])
 def test_rollouts_are_scored_without_dropout_unless_asked(
     policy, tmp_path: Path, monkeypatch, disable_dropout: bool

@@ -46,6 +46,10 @@ from alphadrive_cli.training.scoring import scoring_in_chunks_of
 from alphadrive_cli.ui import console
 
 SAMPLES = "samples.jsonl"
+# A prompt row holds chat messages, frames and labels, never a tensor, so pinning a batch of rows pins nothing; it
+# only walks every row's nested messages, and TRL fetches a whole rollout's rows (512 at the small preset) at every
+# optimiser step, using them once a rollout (docs/benchmarks.md, row 14).
+PROMPT_LOADER = {"dataloader_pin_memory": False}
 CURVES = (
     ("total reward", ("reward",)),
     ("reward functions (mean)", tuple(f"rewards/{name}/mean" for name in (*REWARD_FUNCTIONS, SAFETY_FUNCTION))),
@@ -185,6 +189,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         setup.processor.image_processor = PatchedImages(setup.processor.image_processor, images_per_rollout)
         args = TrlGrpoConfig(
             **trainer_arguments(config, setup.precision, setup.checkpoints),
+            **PROMPT_LOADER,
             generation_batch_size=config.generation_batch_size,
             cache_implementation="static" if self.compiled else None,
             num_generations=config.num_generations,
