@@ -78,6 +78,12 @@ def _pinned_rows() -> None:
     grpo.PROMPT_LOADER = {}  # transformers' default: the loader pins every fetched batch of prompt rows
 
 
+def _rows_read_every_step() -> None:
+    from alphadrive_cli.stages import grpo
+
+    grpo.read_rows_once_a_rollout = lambda trainer: None
+
+
 CHANGES = {
     "rope": _no_rope_batching,
     "frames": _no_frame_caches,
@@ -86,81 +92,96 @@ CHANGES = {
     "device_patches": _no_device_patches,
     "distinct_texts": _no_distinct_texts,
     "unpinned_rows": _pinned_rows,
+    "rows_once": _rows_read_every_step,
 }  # each change, and how to switch it off
 
 GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, changes switched off, settings)
     (
         "baseline: the small preset as measured at 617519a",
-        ("rope", "frames", "dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows"),
+        (
+            "rope",
+            "frames",
+            "dedup",
+            "vision_attention",
+            "device_patches",
+            "distinct_texts",
+            "unpinned_rows",
+            "rows_once",
+        ),
         {"dataloader_workers": 2},
     ),
     (
         "+ batched rope index (host numpy, one copy each way)",
-        ("frames", "dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows"),
+        ("frames", "dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"dataloader_workers": 2},
     ),
     (
         "+ frame caches (each frame decoded once, patched once per rollout)",
-        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows"),
+        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"dataloader_workers": 2},
     ),
     (
         "+ generation_batch_size 512 (one rollout for 8 optimiser steps)",
-        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows"),
+        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "dataloader_workers": 2},
     ),
     (
         "+ dataloader_workers 0 (the caches live in the main process)",
-        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows"),
+        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "+ each distinct image through the vision tower once",
-        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows"),
+        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "+ beta 0 (no reference model: a recipe choice, measured for its cost)",
-        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows"),
+        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "beta": 0.0},
     ),
     (
         "row 6 with 512 completions per optimiser step (8x fewer, larger forwards; a recipe change)",
-        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows"),
+        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "per_device_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "row 6 + every image of a batch attended in one call per vision block",
-        ("device_patches", "distinct_texts", "unpinned_rows"),
+        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "row 9 + each rollout scored in one gradient-free pass of 512 (scoring_batch_size), not 8 of 64",
-        ("device_patches", "distinct_texts", "unpinned_rows"),
+        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
     (
         "row 10 + rollouts decoded by a bf16 copy of the fp32 policy (rollout_dtype: bfloat16)",
-        ("device_patches", "distinct_texts", "unpinned_rows"),
+        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512, "rollout_dtype": "bfloat16"},
     ),
     (
         "row 10 + each rollout's pixel values assembled on the GPU from one copy of each distinct image",
-        ("distinct_texts", "unpinned_rows"),
+        ("distinct_texts", "unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
     (
         "row 12 + each distinct prompt of a rollout tokenized once (the processor's tokenizer, not 2 x 8 times)",
-        ("unpinned_rows",),
+        ("unpinned_rows", "rows_once"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
     (
         "row 13 + prompt rows not pinned (TRL fetches a rollout's 512 rows every step; they hold no tensor)",
+        ("rows_once",),
+        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
+    ),
+    (
+        "row 14 + a rollout's prompt rows read from the table once, not at each of its 8 steps",
         (),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
     (
-        "row 14 with 2 loader workers (the small preset's setting until 2026-12-06)",
+        "row 15 with 2 loader workers (the small preset's setting until 2026-12-06)",
         (),
         {"generation_batch_size": 512, "dataloader_workers": 2, "scoring_batch_size": 512},
     ),

@@ -219,6 +219,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         )
         assemble_on(setup.processor, trainer.accelerator.device)  # each rollout's pixel values built where they go
         tokenize_distinct_texts(setup.processor)  # each of a rollout's prompts tokenized once, not twice x G
+        read_rows_once_a_rollout(trainer)
         if trainer.ref_model is not None:  # TRL loads it again from the weights' path
             use_fast_paths(trainer.ref_model)
         trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off
@@ -289,10 +290,13 @@ def prompt_rows(
     frames: DecodedFrames,
     with_verdicts: bool = False,
 ) -> Any:
-    """A ``datasets.Dataset`` of GRPO prompts: the student's chat messages, the frame's images (decoded from
-    the artifact when a row is read, through ``frames``), and the columns the rewards read (frame id, true
-    actions and, ``with_verdicts``, the plans the simulator judged acceptable)."""
+    """A dataset of GRPO prompts (:class:`~alphadrive_cli.training.rollout_rows.RolloutRows`): the student's chat
+    messages, the frame's images (decoded from the artifact when a row is read, through ``frames``), and the
+    columns the rewards read (frame id, true actions and, ``with_verdicts``, the plans the simulator judged
+    acceptable)."""
     import datasets
+
+    from alphadrive_cli.training.rollout_rows import RolloutRows
 
     datasets.disable_progress_bars()
     table = {
@@ -304,13 +308,19 @@ def prompt_rows(
     }
     if with_verdicts:
         table["acceptable_plans"] = [sorted(map(plan_key, record.acceptable_plans())) for record in records]
-    rows = datasets.Dataset.from_dict(table)
+    rows = RolloutRows.from_dict(table)
 
     def decode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         return {**batch, "images": [[frames(path) for path in paths] for paths in batch["images"]]}
 
     rows.set_transform(decode)
     return rows
+
+
+def read_rows_once_a_rollout(trainer: Any) -> None:
+    """The trainer's :class:`~alphadrive_cli.training.rollout_rows.RolloutRows` give the rows of a rollout's batch
+    back for as many steps as TRL's sampler repeats that batch, instead of reading them from the table each step."""
+    trainer.train_dataset.repeats = trainer.args.steps_per_generation * trainer.num_iterations
 
 
 def _rollout_completions(config: GrpoConfig) -> int:
