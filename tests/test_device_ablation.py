@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,13 @@ def test_collect_waits_for_the_driver_and_packs_its_results(tmp_path):
     assert collected.returncode == 0, collected.stderr
     assert (tmp_path / "out" / "ablation.json").read_text() == "{}"
     assert (tmp_path / "out" / "results.tar.gz").is_file()
+
+
+def test_poll_returns_once_the_driver_ends_not_after_its_whole_wait(tmp_path):
+    started = _driver(tmp_path, "start", "-n", "1", "-r", "1", "import time; time.sleep(1)")
+    assert started.returncode == 0, started.stderr
+    began = time.monotonic()
+    polled = _driver(tmp_path, "poll", "50")
+    assert polled.returncode == 0, polled.stderr
+    assert time.monotonic() - began < 30
+    assert "the driver has ended" in polled.stdout
