@@ -81,6 +81,7 @@ poll)
     # a lent machine can be taken back between calls: every poll brings back what is done so far, packed before
     # and after its wait (a call cut by its time limit still returns the first) and before anything is printed
     # (output cut short, by a closed pipe say, cannot lose it)
+    [ -s "$WORK/pid" ] || { echo "no driver was started under $WORK" >&2; exit 1; }
     pack
     deadline=$(( $(date +%s) + ${2:-60} ))  # waits no longer than the driver runs: a lent second is device time
     while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$(cat "$WORK/pid")" 2>/dev/null; do sleep 2; done

@@ -61,3 +61,9 @@ def test_poll_returns_once_the_driver_ends_not_after_its_whole_wait(tmp_path):
     assert polled.returncode == 0, polled.stderr
     assert time.monotonic() - began < 30
     assert "the driver has ended" in polled.stdout
+
+
+def test_poll_without_a_started_driver_says_so(tmp_path):
+    polled = _driver(tmp_path, "poll", "5")
+    assert polled.returncode == 1
+    assert "no driver was started" in polled.stderr

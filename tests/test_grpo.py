@@ -438,13 +438,14 @@ def test_each_prompt_of_a_rollout_is_tokenized_once(policy, tmp_path: Path, monk
 
 def test_prompt_rows_hold_no_tensor_and_are_not_pinned(policy, tmp_path: Path, monkeypatch) -> None:
     """TRL fetches a whole rollout's prompt rows at every optimiser step; a row holds no tensor, so the stage asks
-    the loader not to pin them (pinning would only walk every row's nested messages each step). On the CPU
-    transformers never pins, so the argument the stage passes is what is checked."""
+    the loader not to pin them (pinning would only walk every row's nested messages each step). torch ignores
+    ``pin_memory`` without CUDA, so what the stage passes and what the trainer holds are what is checked."""
     import trl
     from trl import GRPOTrainer
 
     asked: list[dict] = []
     rows: list[dict] = []
+    held: list[bool] = []
 
     original_init = trl.GRPOConfig.__init__
 
@@ -456,6 +457,7 @@ def test_prompt_rows_hold_no_tensor_and_are_not_pinned(policy, tmp_path: Path, m
 
     def spy(self):
         rows.append(self.train_dataset[0])
+        held.append(self.args.dataloader_pin_memory)
         return original(self)
 
     monkeypatch.setattr(trl.GRPOConfig, "__init__", recording_init)
@@ -470,6 +472,7 @@ def test_prompt_rows_hold_no_tensor_and_are_not_pinned(policy, tmp_path: Path, m
         return [value]
 
     assert [kwargs.get("dataloader_pin_memory") for kwargs in asked] == [False]
+    assert held == [False]
     assert set(rows[0]) >= {"prompt", "images", "frame_id"}
     assert not any(isinstance(leaf, torch.Tensor) for leaf in leaves(rows[0]))
 
