@@ -73,15 +73,21 @@ def _no_distinct_texts() -> None:
 
 
 def _pinned_rows() -> None:
-    from alphadrive_cli.stages import grpo
+    from alphadrive_cli.training import prompt_loader
 
-    grpo.PROMPT_LOADER = {}  # transformers' default: the loader pins every fetched batch of prompt rows
+    prompt_loader.ARGUMENTS = {}  # transformers' default: the loader pins every fetched batch of prompt rows
 
 
 def _rows_read_every_step() -> None:
-    from alphadrive_cli.stages import grpo
+    from alphadrive_cli.training import prompt_loader
 
-    grpo.read_rows_once_a_rollout = lambda trainer: None
+    prompt_loader.read_rows_once_a_rollout = lambda trainer: None
+
+
+def _batches_to_device() -> None:
+    from alphadrive_cli.training import prompt_loader
+
+    prompt_loader.leave_batches_on_host = lambda loader: None
 
 
 CHANGES = {
@@ -93,6 +99,7 @@ CHANGES = {
     "distinct_texts": _no_distinct_texts,
     "unpinned_rows": _pinned_rows,
     "rows_once": _rows_read_every_step,
+    "host_batches": _batches_to_device,
 }  # each change, and how to switch it off
 
 GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, changes switched off, settings)
@@ -107,81 +114,96 @@ GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, cha
             "distinct_texts",
             "unpinned_rows",
             "rows_once",
+            "host_batches",
         ),
         {"dataloader_workers": 2},
     ),
     (
         "+ batched rope index (host numpy, one copy each way)",
-        ("frames", "dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        (
+            "frames",
+            "dedup",
+            "vision_attention",
+            "device_patches",
+            "distinct_texts",
+            "unpinned_rows",
+            "rows_once",
+            "host_batches",
+        ),
         {"dataloader_workers": 2},
     ),
     (
         "+ frame caches (each frame decoded once, patched once per rollout)",
-        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"dataloader_workers": 2},
     ),
     (
         "+ generation_batch_size 512 (one rollout for 8 optimiser steps)",
-        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 2},
     ),
     (
         "+ dataloader_workers 0 (the caches live in the main process)",
-        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "+ each distinct image through the vision tower once",
-        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "+ beta 0 (no reference model: a recipe choice, measured for its cost)",
-        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "beta": 0.0},
     ),
     (
         "row 6 with 512 completions per optimiser step (8x fewer, larger forwards; a recipe change)",
-        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "per_device_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "row 6 + every image of a batch attended in one call per vision block",
-        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 0},
     ),
     (
         "row 9 + each rollout scored in one gradient-free pass of 512 (scoring_batch_size), not 8 of 64",
-        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
     (
         "row 10 + rollouts decoded by a bf16 copy of the fp32 policy (rollout_dtype: bfloat16)",
-        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once"),
+        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512, "rollout_dtype": "bfloat16"},
     ),
     (
         "row 10 + each rollout's pixel values assembled on the GPU from one copy of each distinct image",
-        ("distinct_texts", "unpinned_rows", "rows_once"),
+        ("distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
     (
         "row 12 + each distinct prompt of a rollout tokenized once (the processor's tokenizer, not 2 x 8 times)",
-        ("unpinned_rows", "rows_once"),
+        ("unpinned_rows", "rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
     (
         "row 13 + prompt rows not pinned (TRL fetches a rollout's 512 rows every step; they hold no tensor)",
-        ("rows_once",),
+        ("rows_once", "host_batches"),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
     (
         "row 14 + a rollout's prompt rows read from the table once, not at each of its 8 steps",
+        ("host_batches",),
+        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
+    ),
+    (
+        "row 15 + prompt rows left on the host (no walk of every row on its way to the device)",
         (),
         {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
     ),
     (
-        "row 15 with 2 loader workers (the small preset's setting until 2026-12-06)",
+        "row 16 with 2 loader workers (the small preset's setting until 2026-12-06)",
         (),
         {"generation_batch_size": 512, "dataloader_workers": 2, "scoring_batch_size": 512},
     ),

@@ -477,23 +477,32 @@ def test_prompt_rows_hold_no_tensor_and_are_not_pinned(policy, tmp_path: Path, m
     assert not any(isinstance(leaf, torch.Tensor) for leaf in leaves(rows[0]))
 
 
-def test_a_rollouts_prompt_rows_are_read_once_not_at_every_step(policy, tmp_path: Path, monkeypatch) -> None:
+def test_a_rollouts_prompt_rows_are_read_once_and_stay_on_the_host(policy, tmp_path: Path, monkeypatch) -> None:
     """TRL's loader hands the trainer a whole rollout's prompt rows at every optimiser step: with 2 steps a rollout
-    (generation_batch_size 16 of per_device_batch_size 8) and 4 steps, the table is read twice, not 4 times."""
+    (generation_batch_size 16 of per_device_batch_size 8) and 4 steps, the table is read twice, not 4 times, and
+    no batch goes through accelerate's walk to the device (a row holds no tensor)."""
+    import accelerate.data_loader
     import datasets
 
     reads: list[int] = []
-    original = datasets.Dataset.__getitems__
+    moved: list[object] = []
+    original_read, original_move = datasets.Dataset.__getitems__, accelerate.data_loader.send_to_device
 
-    def spy(self, keys):
+    def read(self, keys):
         reads.append(len(keys))
-        return original(self, keys)
+        return original_read(self, keys)
 
-    monkeypatch.setattr(datasets.Dataset, "__getitems__", spy)
+    def move(batch, *args, **kwargs):
+        moved.append(batch)
+        return original_move(batch, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "__getitems__", read)
+    monkeypatch.setattr(accelerate.data_loader, "send_to_device", move)
     config = grpo_config(policy["sft"], max_steps=4, generation_batch_size=16)
     artifact = grpo_stage.run(config, OutputSpec(tmp_path), data=policy["data"])
     assert artifact.manifest["metrics"]["steps"] == 4
     assert reads.count(16) == 2
+    assert moved == []
 
 
 @pytest.mark.parametrize("disable_dropout", [True, False])

@@ -38,6 +38,7 @@ from alphadrive_cli.rewards.trl_adapter import (
     SampleLog,
     plan_key,
 )
+from alphadrive_cli.training import prompt_loader
 from alphadrive_cli.training.class_balance import WEIGHTING_POWERS, balanced_prompts, inverse_frequency_weights
 from alphadrive_cli.training.distributed import is_main_process, launch_world_size
 from alphadrive_cli.training.reward_signal import RewardSignalWatch, has_signal
@@ -46,10 +47,6 @@ from alphadrive_cli.training.scoring import scoring_in_chunks_of
 from alphadrive_cli.ui import console
 
 SAMPLES = "samples.jsonl"
-# A prompt row holds chat messages, frames and labels, never a tensor, so pinning a batch of rows pins nothing; it
-# only walks every row's nested messages, and TRL fetches a whole rollout's rows (512 at the small preset) at every
-# optimiser step, using them once a rollout (docs/benchmarks.md, row 14).
-PROMPT_LOADER = {"dataloader_pin_memory": False}
 CURVES = (
     ("total reward", ("reward",)),
     ("reward functions (mean)", tuple(f"rewards/{name}/mean" for name in (*REWARD_FUNCTIONS, SAFETY_FUNCTION))),
@@ -189,7 +186,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         setup.processor.image_processor = PatchedImages(setup.processor.image_processor, images_per_rollout)
         args = TrlGrpoConfig(
             **trainer_arguments(config, setup.precision, setup.checkpoints),
-            **PROMPT_LOADER,
+            **prompt_loader.ARGUMENTS,
             generation_batch_size=config.generation_batch_size,
             cache_implementation="static" if self.compiled else None,
             num_generations=config.num_generations,
@@ -202,7 +199,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
             reward_weights=self.rewards.reward_weights(),
             log_completions=False,
         )
-        trainer = scoring_in_chunks_of(GRPOTrainer, config.scoring_batch_size)(
+        trainer = prompt_loader.host_prompt_loader(scoring_in_chunks_of(GRPOTrainer, config.scoring_batch_size))(
             model=model,
             reward_funcs=self.rewards.reward_functions(),
             args=args,
@@ -219,7 +216,6 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         )
         assemble_on(setup.processor, trainer.accelerator.device)  # each rollout's pixel values built where they go
         tokenize_distinct_texts(setup.processor)  # each of a rollout's prompts tokenized once, not twice x G
-        read_rows_once_a_rollout(trainer)
         if trainer.ref_model is not None:  # TRL loads it again from the weights' path
             use_fast_paths(trainer.ref_model)
         trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off
@@ -315,12 +311,6 @@ def prompt_rows(
 
     rows.set_transform(decode)
     return rows
-
-
-def read_rows_once_a_rollout(trainer: Any) -> None:
-    """The trainer's :class:`~alphadrive_cli.training.rollout_rows.RolloutRows` give the rows of a rollout's batch
-    back for as many steps as TRL's sampler repeats that batch, instead of reading them from the table each step."""
-    trainer.train_dataset.repeats = trainer.args.steps_per_generation * trainer.num_iterations
 
 
 def _rollout_completions(config: GrpoConfig) -> int:
