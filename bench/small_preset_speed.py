@@ -102,112 +102,72 @@ CHANGES = {
     "host_batches": _batches_to_device,
 }  # each change, and how to switch it off
 
-GRPO_ROWS: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [  # (change, changes switched off, settings)
-    (
-        "baseline: the small preset as measured at 617519a",
-        (
-            "rope",
-            "frames",
-            "dedup",
-            "vision_attention",
-            "device_patches",
-            "distinct_texts",
-            "unpinned_rows",
-            "rows_once",
-            "host_batches",
-        ),
-        {"dataloader_workers": 2},
-    ),
-    (
-        "+ batched rope index (host numpy, one copy each way)",
-        (
-            "frames",
-            "dedup",
-            "vision_attention",
-            "device_patches",
-            "distinct_texts",
-            "unpinned_rows",
-            "rows_once",
-            "host_batches",
-        ),
-        {"dataloader_workers": 2},
-    ),
-    (
-        "+ frame caches (each frame decoded once, patched once per rollout)",
-        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
-        {"dataloader_workers": 2},
-    ),
+ROLLOUT_512 = {"generation_batch_size": 512, "dataloader_workers": 0}  # one rollout feeds 8 optimiser steps
+SCORED_512 = {**ROLLOUT_512, "scoring_batch_size": 512}
+# (change, the last change of CHANGES it includes, settings): a row switches off every change after that one
+GRPO_ROWS: list[tuple[str, str | None, dict[str, Any]]] = [
+    ("baseline: the small preset as measured at 617519a", None, {"dataloader_workers": 2}),
+    ("+ batched rope index (host numpy, one copy each way)", "rope", {"dataloader_workers": 2}),
+    ("+ frame caches (each frame decoded once, patched once per rollout)", "frames", {"dataloader_workers": 2}),
     (
         "+ generation_batch_size 512 (one rollout for 8 optimiser steps)",
-        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
+        "frames",
         {"generation_batch_size": 512, "dataloader_workers": 2},
     ),
-    (
-        "+ dataloader_workers 0 (the caches live in the main process)",
-        ("dedup", "vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
-        {"generation_batch_size": 512, "dataloader_workers": 0},
-    ),
-    (
-        "+ each distinct image through the vision tower once",
-        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
-        {"generation_batch_size": 512, "dataloader_workers": 0},
-    ),
-    (
-        "+ beta 0 (no reference model: a recipe choice, measured for its cost)",
-        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
-        {"generation_batch_size": 512, "dataloader_workers": 0, "beta": 0.0},
-    ),
+    ("+ dataloader_workers 0 (the caches live in the main process)", "frames", ROLLOUT_512),
+    ("+ each distinct image through the vision tower once", "dedup", ROLLOUT_512),
+    ("+ beta 0 (no reference model: a recipe choice, measured for its cost)", "dedup", {**ROLLOUT_512, "beta": 0.0}),
     (
         "row 6 with 512 completions per optimiser step (8x fewer, larger forwards; a recipe change)",
-        ("vision_attention", "device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
-        {"generation_batch_size": 512, "per_device_batch_size": 512, "dataloader_workers": 0},
+        "dedup",
+        {**ROLLOUT_512, "per_device_batch_size": 512},
     ),
-    (
-        "row 6 + every image of a batch attended in one call per vision block",
-        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
-        {"generation_batch_size": 512, "dataloader_workers": 0},
-    ),
+    ("row 6 + every image of a batch attended in one call per vision block", "vision_attention", ROLLOUT_512),
     (
         "row 9 + each rollout scored in one gradient-free pass of 512 (scoring_batch_size), not 8 of 64",
-        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
-        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
+        "vision_attention",
+        SCORED_512,
     ),
     (
         "row 10 + rollouts decoded by a bf16 copy of the fp32 policy (rollout_dtype: bfloat16)",
-        ("device_patches", "distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
-        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512, "rollout_dtype": "bfloat16"},
+        "vision_attention",
+        {**SCORED_512, "rollout_dtype": "bfloat16"},
     ),
     (
         "row 10 + each rollout's pixel values assembled on the GPU from one copy of each distinct image",
-        ("distinct_texts", "unpinned_rows", "rows_once", "host_batches"),
-        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
+        "device_patches",
+        SCORED_512,
     ),
     (
         "row 12 + each distinct prompt of a rollout tokenized once (the processor's tokenizer, not 2 x 8 times)",
-        ("unpinned_rows", "rows_once", "host_batches"),
-        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
+        "distinct_texts",
+        SCORED_512,
     ),
     (
         "row 13 + prompt rows not pinned (TRL fetches a rollout's 512 rows every step; they hold no tensor)",
-        ("rows_once", "host_batches"),
-        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
+        "unpinned_rows",
+        SCORED_512,
     ),
-    (
-        "row 14 + a rollout's prompt rows read from the table once, not at each of its 8 steps",
-        ("host_batches",),
-        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
-    ),
+    ("row 14 + a rollout's prompt rows read from the table once, not at each of its 8 steps", "rows_once", SCORED_512),
     (
         "row 15 + prompt rows left on the host (no walk of every row on its way to the device)",
-        (),
-        {"generation_batch_size": 512, "dataloader_workers": 0, "scoring_batch_size": 512},
+        "host_batches",
+        SCORED_512,
     ),
     (
         "row 16 with 2 loader workers (the small preset's setting until 2026-12-06)",
-        (),
-        {"generation_batch_size": 512, "dataloader_workers": 2, "scoring_batch_size": 512},
+        "host_batches",
+        {**SCORED_512, "dataloader_workers": 2},
     ),
 ]
+
+
+def switched_off(last: str | None) -> tuple[str, ...]:
+    """The changes a row whose last included change is ``last`` switches off (all of them with None)."""
+    names = list(CHANGES)
+    return tuple(names[names.index(last) + 1 :] if last is not None else names)
+
+
 # preset settings that a row leaves unset are reset to the stage default, so each row measures what it lists
 # whatever the preset has adopted since
 ROW_DEFAULTS = {"generation_batch_size": "null", "scoring_batch_size": "null", "rollout_dtype": "weights"}
@@ -255,7 +215,8 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     from bench.grpo_speed import Timer
     from bench.sync_sites import SyncSites
 
-    change, off, settings = GRPO_ROWS[index]
+    change, last, settings = GRPO_ROWS[index]
+    off = switched_off(last)
     for name in off:
         CHANGES[name]()
     preset_step = FRAMES_PER_STEP * GROUP if not args.smoke else 2 * 4  # the tiny preset: two frames x four
