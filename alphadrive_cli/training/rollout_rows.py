@@ -23,7 +23,7 @@ class RolloutRows(datasets.Dataset):
     _served: int = 0
 
     def __getitems__(self, keys: list[Any]) -> list[dict[str, Any]]:
-        if self._last is not None and self._last[0] == keys and self._served < self.repeats - 1:
+        if self._last is not None and self._last[0] == list(keys) and self._served < self.repeats - 1:
             self._served += 1
             return self._last[1]
         rows = super().__getitems__(keys)
