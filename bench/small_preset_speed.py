@@ -213,6 +213,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     from alphadrive_cli.stages import grpo as grpo_stage
     from bench.grpo_profile import RolloutProfile
     from bench.grpo_speed import Timer
+    from bench.python_profile import PythonProfile
     from bench.sync_sites import SyncSites
 
     change, last, settings = GRPO_ROWS[index]
@@ -240,13 +241,17 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     if counted:
         sync_sites = SyncSites(warmup + measured + profiled, counted)
         sync_sites.install()
+    python_profiled = steps_per_rollout if args.python_profile else 0  # and one more, under cProfile
+    if python_profiled:
+        python_profile = PythonProfile(warmup + measured + profiled + counted, python_profiled)
+        python_profile.install()
     config = resolve_config(
         "grpo",
         GrpoConfig,
         scale=paths["scale"],
         options={
             "model": paths["sft"],
-            "max_steps": warmup + measured + profiled + counted,
+            "max_steps": warmup + measured + profiled + counted + python_profiled,
             "save_steps": 100_000,
             "sample_every": 100_000,
             "seed": 0,
@@ -268,6 +273,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
         **timer.summary(warmup, measured),
         **({"profile": profile.result} if profiled else {}),
         **({"sync_sites": sync_sites.result} if counted else {}),
+        **({"python_profile": python_profile.result} if python_profiled else {}),
         "train_samples_per_second": metrics.get("train_samples_per_second"),
         "peak_memory_gb": metrics.get("peak_memory_gb"),
         "generation": artifact.manifest["generation"],
@@ -345,6 +351,11 @@ def main() -> None:
         action="store_true",
         help="grpo rows: one more rollout cycle after those, each synchronising operation counted by call site "
         "(bench/sync_sites.py)",
+    )
+    parser.add_argument(
+        "--python-profile",
+        action="store_true",
+        help="grpo rows: one more rollout cycle after those, under cProfile, by function (bench/python_profile.py)",
     )
     parser.add_argument("--smoke", action="store_true", help="the tiny model on the CPU: a test of this script")
     parser.add_argument("--out", type=Path, default=None)
