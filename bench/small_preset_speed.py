@@ -233,25 +233,24 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
     measured = -(-measured // steps_per_rollout) * steps_per_rollout  # whole rollout cycles: a profile holds one
     timer = Timer(per_step)
     timer.install()
-    profiled = steps_per_rollout if args.profile else 0  # one more rollout cycle, after the timed steps
-    if profiled:
-        profile = RolloutProfile(warmup + measured, profiled)
-        profile.install()
-    counted = steps_per_rollout if args.sync_sites else 0  # and one more, its synchronisations counted
-    if counted:
-        sync_sites = SyncSites(warmup + measured + profiled, counted)
-        sync_sites.install()
-    python_profiled = steps_per_rollout if args.python_profile else 0  # and one more, under cProfile
-    if python_profiled:
-        python_profile = PythonProfile(warmup + measured + profiled + counted, python_profiled)
-        python_profile.install()
+    windows = {}  # each asked for: one more rollout cycle after the timed steps (and any window before it)
+    steps = warmup + measured
+    for key, window, asked in (
+        ("profile", RolloutProfile, args.profile),
+        ("sync_sites", SyncSites, args.sync_sites),
+        ("python_profile", PythonProfile, args.python_profile),
+    ):
+        if asked:
+            windows[key] = window(steps, steps_per_rollout)
+            windows[key].install()
+            steps += steps_per_rollout
     config = resolve_config(
         "grpo",
         GrpoConfig,
         scale=paths["scale"],
         options={
             "model": paths["sft"],
-            "max_steps": warmup + measured + profiled + counted + python_profiled,
+            "max_steps": steps,
             "save_steps": 100_000,
             "sample_every": 100_000,
             "seed": 0,
@@ -271,9 +270,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
         "switched_off": list(off),
         "settings": settings,
         **timer.summary(warmup, measured),
-        **({"profile": profile.result} if profiled else {}),
-        **({"sync_sites": sync_sites.result} if counted else {}),
-        **({"python_profile": python_profile.result} if python_profiled else {}),
+        **{key: window.result for key, window in windows.items()},
         "train_samples_per_second": metrics.get("train_samples_per_second"),
         "peak_memory_gb": metrics.get("peak_memory_gb"),
         "generation": artifact.manifest["generation"],
