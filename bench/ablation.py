@@ -398,11 +398,11 @@ def execute(
     jobs: list[Job], root: Path, workers: int, budget_s: float, runner: Runner | None = None
 ) -> dict[str, Path]:
     """Run ``jobs`` in dependency order, ``workers`` at a time; after ``budget_s`` seconds start nothing new and
-    stop what runs. A stage that runs out of GPU memory while others run starts again (resuming its checkpoint)
-    once another stage has ended, up to MEMORY_RETRIES times, and from then on at most one stage fewer than the
-    most it ran beside (at least one), so that stages larger than ``workers`` allows for stop crowding each other
-    out of the GPU, and stages of one crowd that run out of memory together lower the limit once. The artifact
-    path of every job that is done."""
+    stop what runs. A stage that runs out of GPU memory beside other stages starts again (resuming its checkpoint)
+    once another stage has ended (at once where none still runs), up to MEMORY_RETRIES times, and from then on at
+    most one stage fewer than the most it ran beside (at least one), so that stages larger than ``workers`` allows
+    for stop crowding each other out of the GPU, and stages of one crowd that run out of memory together lower the
+    limit once. The artifact path of every job that is done."""
     paths = {job.key: path for job in jobs if (path := published(root, job.key)) is not None}
     failed: set[str] = set()
     runner = runner or Runner(root, max(1, (os.cpu_count() or 1) // workers))
@@ -447,10 +447,10 @@ def execute(
                     if time.monotonic() >= deadline:
                         continue  # stopped by the budget: the next invocation resumes it
                     retries = memory_retries.get(job.key, 0)
-                    others_ended_too = len(finished) > 1  # their memory is free already: no need to wait
-                    if (futures or others_ended_too) and retries < MEMORY_RETRIES and runner.out_of_memory(job.key):
+                    # it ran beside others (those may have ended since, out of memory too): it may fit alone
+                    if crowd > 1 and retries < MEMORY_RETRIES and runner.out_of_memory(job.key):
                         memory_retries[job.key] = retries + 1
-                        if not others_ended_too:
+                        if futures and len(finished) == 1:  # others still hold their memory: wait for one to end
                             held[job.key] = ended
                         limit = max(1, min(limit, crowd - 1))  # the crowd it ran in did not fit
                         print(

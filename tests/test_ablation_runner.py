@@ -54,6 +54,17 @@ def test_a_stage_out_of_gpu_memory_beside_others_starts_again_once_one_ends(tmp_
     assert events.index(("end", "slow")) < second_start  # it waited for the other stage to free its memory
 
 
+def test_stages_out_of_gpu_memory_one_after_another_both_start_again(tmp_path: Path) -> None:
+    """Two stages run out of memory in turn (2026-12-06, beside another benchmark's stages): the first waits for the
+    second, which then finds nothing running; both start again, one at a time, rather than the second failing."""
+    jobs = [Job("first", ("x",)), Job("second", ("x",))]
+    runner = ScriptedRunner(tmp_path, {"first": 0.05, "second": 0.2}, {"first": 1, "second": 1})
+    paths = execute(jobs, tmp_path, workers=2, budget_s=float("inf"), runner=runner)
+    assert set(paths) == {"first", "second"}
+    assert runner.events.count(("start", "first")) == runner.events.count(("start", "second")) == 2
+    assert most_at_once_after_failures(runner.events, 2) == 1
+
+
 def test_after_a_stage_runs_out_of_gpu_memory_one_stage_fewer_runs_at_once(tmp_path: Path) -> None:
     """Three at once until one runs out of memory, then at most two: the GPU held only two of this size."""
     slow = {f"slow{index}": 0.3 for index in range(5)}
