@@ -164,9 +164,14 @@ def with_sets(sets: Sequence[str]) -> list[str]:
     return [part for item in sets for part in ("--set", item)]
 
 
+def _training_settings(args: argparse.Namespace) -> tuple[str, ...]:
+    """The scale preset every `sft` and `grpo` stage trains with, and deterministic kernels where asked for."""
+    return ("--scale", args.scale, *(("--set", "deterministic=true") if args.deterministic else ()))
+
+
 def _grpo_settings(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
-    """The scale preset, step count and seed every GRPO row of ``seed`` trains with."""
-    return ("--scale", args.scale, "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
+    """The training settings, step count and seed every GRPO row of ``seed`` trains with."""
+    return (*_training_settings(args), "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
 
 
 def _rl_after_reasoning_sft(
@@ -269,7 +274,6 @@ def plan(args: argparse.Namespace) -> list[Job]:
     jobs = data_jobs(args.frames, args.workers, args.data_set, trace_sets, data_seed=args.data_seed)
     if args.judge:
         jobs.append(Job("judged", ("data", "judge", "@data", "--workers", str(args.workers))))
-    scale = ("--scale", args.scale)
     rows = [row for row in ROWS if row in args.rows]
     if args.supervised_control:
         rows += [CONTROLS[row] for row in rows if row in CONTROLS]
@@ -279,7 +283,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
     control_sets = control_length(args) if args.supervised_control else ()
     seeded: list[Job] = []
     for seed in args.seeds:
-        sft = (*scale, "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
+        sft = (*_training_settings(args), "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
         grpo = _grpo_settings(seed, args)
         commands = {
             # the frames reasoning SFT trains on (--sft-share), their answers only
@@ -301,7 +305,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         for rl_row, control in CONTROLS.items() if args.supervised_control else ():  # from the RL row's SFT start
             start = RL_START[rl_row]
             reasoning = () if start == "sft_reasoning" else ("--no-reasoning",)
-            more = (*scale, *control_sets, "--set", f"seed={seed}")
+            more = (*_training_settings(args), *control_sets, "--set", f"seed={seed}")
             commands[control] = ("sft", "--data", every_label, "--model", f"@{start}-s{seed}", *reasoning, *more)
 
         trained = {*rows, *(RL_START[row] for row in rows if row in RL_START)}
@@ -855,6 +859,11 @@ def main() -> None:
         "--rows", nargs="+", choices=ROWS, default=list(ROWS), help="the main rows to train and score [all]"
     )
     parser.add_argument("--reward-ablation", action="store_true", help="also SFT + RL without each reward (every seed)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="every sft and grpo stage on deterministic kernels (`--set deterministic=true`), so repeats train alike",
+    )
     parser.add_argument(
         "--supervised-control",
         action="store_true",

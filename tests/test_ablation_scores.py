@@ -95,6 +95,7 @@ def _ablation_args(**overrides: object) -> Namespace:
         "model_set": [],
         "reward_ablation": False,
         "supervised_control": False,
+        "deterministic": False,
         "language": None,
         "judge": False,
         "samples": 0,
@@ -199,6 +200,21 @@ def test_mean_f1_averages_each_rows_seeds_and_draws_them(tmp_path: Path) -> None
     }
     f1_comparison_png(f1, "per-class F1", tmp_path / "f1.png")
     assert (tmp_path / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_deterministic_puts_every_training_stage_and_nothing_else_on_deterministic_kernels() -> None:
+    setting = ("--set", "deterministic=true")
+
+    def asks(job) -> bool:
+        return any(job.args[index : index + 2] == setting for index in range(len(job.args)))
+
+    plain = ablation.plan(_ablation_args(reward_ablation=True, supervised_control=True))
+    assert not any(asks(job) for job in plain)
+    jobs = ablation.plan(_ablation_args(reward_ablation=True, supervised_control=True, deterministic=True))
+    training = [job for job in jobs if job.args[0] in ("sft", "grpo")]
+    assert len(training) == len([job for job in plain if job.args[0] in ("sft", "grpo")]) > 10
+    assert all(asks(job) for job in training)
+    assert not any(asks(job) for job in jobs if job.args[0] not in ("sft", "grpo"))
 
 
 def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> None:

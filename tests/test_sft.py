@@ -29,6 +29,7 @@ from alphadrive_cli.stages import distill as distill_stage
 from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training import callbacks as training_callbacks
+from alphadrive_cli.training import run as run_module
 from alphadrive_cli.training.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
 from alphadrive_cli.training.validation import validation_sample
 from alphadrive_cli.ui import console
@@ -168,6 +169,24 @@ def test_loss_decreases_when_overfitting(inputs, tmp_path: Path) -> None:
     assert last < first - 0.1 and min(losses[-5:]) < min(losses[:5]), (
         losses
     )  # a random 200k-parameter model learns slowly
+
+
+def test_deterministic_runs_its_training_on_deterministic_kernels(inputs, tmp_path: Path, monkeypatch) -> None:
+    """`deterministic: true` holds torch's deterministic mode over the training and says so in the manifest;
+    the process is as before afterwards (tests/test_gpu.py checks that two such runs on CUDA train equal weights)."""
+    seen = []
+    train = run_module.train_and_save
+
+    def recording(*args, **kwargs):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_and_save", recording)
+    artifact = sft_stage.run(
+        config(inputs, max_steps=2, deterministic=True), OutputSpec(tmp_path / "runs"), data=inputs["distill"]
+    )
+    assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
+    assert artifact.manifest["training"]["deterministic_kernels"] is True
 
 
 def test_no_reasoning_trains_on_plain_data(inputs, tmp_path: Path) -> None:

@@ -463,6 +463,13 @@ class TrainingConfig(Strict):
         description="an update with NaN or infinite gradients is skipped; this many in a row stop the run as diverged",
     )
     seed: Seed = Field(0, description="seed of the data order, dropout and sampling")
+    deterministic: bool = Field(
+        False,
+        description=(
+            "deterministic GPU kernels, so that a rerun on the same machine trains the same weights (slower; "
+            "an operation without one stops the run)"
+        ),
+    )
     validation: ValidationConfig = ValidationConfig()
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ from alphadrive_cli.models.loading import ModelSource, model_config
 from alphadrive_cli.prompts import STUDENT_PROMPT, PromptTemplate, load_prompt
 from alphadrive_cli.training.callbacks import CLOCK_KEY, close_tensorboard, silence_stdout_callbacks, trainer_callbacks
 from alphadrive_cli.training.checkpoints import CHECKPOINT_DIR, last_checkpoint
+from alphadrive_cli.training.determinism import deterministic_kernels
 from alphadrive_cli.training.distributed import after_everyone, launch_world_size, on_main
 from alphadrive_cli.training.numerics import avoid_cudnn_attention, check_finite, nonfinite_steps
 from alphadrive_cli.training.policy import (
@@ -162,6 +163,7 @@ def training_summary(
         "dtype": str(weight_dtype(config, precision)).removeprefix("torch."),
         "autocast": "bfloat16" if precision.bf16 else None,
         "device": precision.device,
+        "deterministic_kernels": config.deterministic,
         "resumed_from_step": resumed_from,
     }
 
@@ -263,9 +265,10 @@ def run_training(recipe: TrainingRecipe[Any], data_path: Path, output: OutputSpe
         inputs[recipe.policy_role] = source.artifact
     settings = config.model_dump(mode="json")
     identity = {key: value for key, value in settings.items() if key not in recipe.run_only_settings}
-    with on_main(
-        lambda: output.begin(recipe.stage, recipe.stage, settings, inputs=inputs, identity=identity)
-    ) as writer:
+    with (
+        on_main(lambda: output.begin(recipe.stage, recipe.stage, settings, inputs=inputs, identity=identity)) as writer,
+        deterministic_kernels(config.deterministic),
+    ):
         return _train(recipe, writer, data, records, vocabulary, source, base_config)
 
 
