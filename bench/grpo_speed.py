@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,9 +111,12 @@ class Timer:
         gen_s = sum(g[1] - g[0] for g in generation)
         rollout_s = sum(r[1] - r[0] for r in self.rollouts if start <= r[0] < end)
         steps = last - warmup_steps
+        cycles = self.cycle_samples_per_s(warmup_steps, last)
         return {
             "steps_measured": steps,
             "samples_per_s": round(steps * self.per_step / window, 3),
+            "cycle_samples_per_s": cycles,
+            "median_cycle_samples_per_s": statistics.median(cycles) if cycles else None,
             "gen_tokens_per_s": round(sum(g[2] for g in generation) / gen_s, 1),
             "generation_share": round(gen_s / window, 3),
             "scoring_share": round((rollout_s - gen_s) / window, 3),
@@ -123,6 +127,22 @@ class Timer:
             "allocated_gb_at_rollouts": self.allocated_gb,
             "step_seconds": [round(b - a, 3) for a, b in zip(self.steps, self.steps[1 : last + 1], strict=False)],
         }
+
+    def cycle_samples_per_s(self, first: int, last: int) -> list[float]:
+        """Samples/s of each whole rollout cycle between steps ``first`` and ``last``: from a step that runs a
+        rollout to the next such step (the last cycle counts if it is as long as the one before it). One slow
+        rollout moves a window's mean; the cycles' median shows it."""
+        starts = [
+            step
+            for step in range(first, last)
+            if any(self.steps[step] <= begin < self.steps[step + 1] for begin, _ in self.rollouts)
+        ]
+        bounds = list(zip(starts, starts[1:], strict=False))
+        if bounds and last - starts[-1] == bounds[-1][1] - bounds[-1][0]:
+            bounds.append((starts[-1], last))
+        return [
+            round((end - begin) * self.per_step / (self.steps[end] - self.steps[begin]), 1) for begin, end in bounds
+        ]
 
 
 def row_settings(index: int) -> dict[str, Any]:

@@ -1,0 +1,32 @@
+"""bench/grpo_speed.py's Timer: the samples/s of each rollout cycle in the measured window (a synthetic timeline)."""
+
+from bench.grpo_speed import Timer
+
+
+def timeline(rollout_s: list[float], step_s: float = 0.1, steps_per_rollout: int = 4) -> Timer:
+    """A run whose every ``steps_per_rollout``-th step starts with a rollout of the given length."""
+    timer, now = Timer(per_step=64), 0.0
+    timer.steps.append(now)
+    for length in rollout_s:
+        for step in range(steps_per_rollout):
+            if step == 0:
+                timer.rollouts.append((now, now + length))
+                timer.generation.append((now, now + length / 2, 1000, 200.0))
+                now += length
+            now += step_s
+            timer.steps.append(now)
+    return timer
+
+
+def test_each_whole_cycle_gets_its_samples_per_second_and_the_median_ignores_one_slow_rollout() -> None:
+    timer = timeline([5.0, 1.0, 3.0, 1.0, 1.0])  # a compiling first rollout, then one slow one among four
+    summary = timer.summary(warmup_steps=4, measured_steps=16)
+    fast, slow = round(4 * 64 / 1.4, 1), round(4 * 64 / 3.4, 1)
+    assert summary["cycle_samples_per_s"] == [fast, slow, fast, fast]
+    assert summary["median_cycle_samples_per_s"] == fast
+    assert summary["samples_per_s"] < fast  # the window's mean carries the slow rollout
+
+
+def test_a_cycle_cut_by_the_window_is_left_out() -> None:
+    timer = timeline([1.0, 1.0, 1.0])
+    assert len(timer.summary(warmup_steps=0, measured_steps=10)["cycle_samples_per_s"]) == 2
