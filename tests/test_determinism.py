@@ -21,6 +21,7 @@ def test_deterministic_kernels_are_on_inside_and_as_before_after(monkeypatch) ->
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE
     assert not torch.are_deterministic_algorithms_enabled()
     assert not torch.backends.cudnn.deterministic
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
 
 
 def test_settings_come_back_when_the_run_fails() -> None:

@@ -33,6 +33,7 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic,
         torch.backends.cudnn.benchmark,
     )
+    workspace_was_set = "CUBLAS_WORKSPACE_CONFIG" in os.environ
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -41,3 +42,5 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[2], previous[3]
+        if not workspace_was_set:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
