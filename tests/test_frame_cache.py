@@ -166,6 +166,41 @@ def test_batched_rope_index_equals_transformers(model_and_processor, padding_sid
         assert torch.equal(ours, theirs)
 
 
+def test_batched_rope_index_equals_transformers_on_a_ragged_batch(model_and_processor):
+    """Eight rows of zero to three images of different sizes, prompts padded on the left and completions of
+    different lengths padded on the right, as GRPO's scoring forwards see them."""
+    model, processor = model_and_processor
+    generator = torch.Generator().manual_seed(0)
+    texts, images = [], []
+    for row in range(8):
+        count = row % 4
+        sizes = [28 * int(torch.randint(1, 5, (1,), generator=generator)) for _ in range(count)]
+        texts.append(f"<|im_start|>user\n{IMAGE_BLOCK * count}row {row}{' go' * row}?<|im_end|>\n")
+        images.append([image((row, 20 * index, 90), size=size) for index, size in enumerate(sizes)])
+    with_images = [index for index, row in enumerate(images) if row]
+    batch = _types_and_masks(processor, [texts[i] for i in with_images], [images[i] for i in with_images], "left")
+    text_only = _types_and_masks(processor, [t for i, t in enumerate(texts) if i not in with_images], None, "left")
+    width = max(batch["input_ids"].shape[1], text_only["input_ids"].shape[1])
+
+    def left_padded(tensor):
+        return torch.nn.functional.pad(tensor, (width - tensor.shape[1], 0))
+
+    prompts = {
+        key: torch.cat([left_padded(batch[key]), left_padded(text_only[key])])
+        for key in ("input_ids", "attention_mask", "mm_token_type_ids")
+    }
+    lengths = torch.randint(1, 9, (8,), generator=generator)
+    completion_mask = (torch.arange(8)[None] < lengths[:, None]).long()
+    input_ids = torch.cat([prompts["input_ids"], torch.randint(10, 100, (8, 8), generator=generator)], dim=1)
+    types = torch.cat([prompts["mm_token_type_ids"], torch.zeros(8, 8, dtype=torch.long)], dim=1)
+    mask = torch.cat([prompts["attention_mask"], completion_mask], dim=1)
+    assert batch["image_grid_thw"].shape[0] == sum(len(row) for row in images) == 12
+    kwargs = dict(mm_token_type_ids=types, image_grid_thw=batch["image_grid_thw"], attention_mask=mask)
+    expected = Qwen2VLModel.get_rope_index(model.model, input_ids, **kwargs)
+    got = batched_rope_index(model.model, input_ids, **kwargs)
+    assert all(torch.equal(ours, theirs) for ours, theirs in zip(got, expected, strict=True))
+
+
 def test_text_only_rows_and_install(model_and_processor):
     model, _ = model_and_processor
     input_ids = torch.randint(10, 100, (2, 9))

