@@ -13,7 +13,7 @@ TORCH_CPU := torch==2.13.0
 DEMO_HOME ?= runs/demo
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install pretrained demo test configs bench bench-data bench-gpu wheelhouse clean
+.PHONY: install pretrained demo test configs bench bench-data bench-rope bench-gpu wheelhouse clean
 
 install: $(STAMP)
 
@@ -47,7 +47,10 @@ configs: install  # regenerate configs/<stage>.yaml from the schemas' defaults (
 wheelhouse: install  # the wheels an offline machine needs beside its torch (bench/wheelhouse.txt) into .whl/
 	$(BIN)/python -m bench.wheelhouse --target $(or $(WHEELHOUSE_TARGET),lent-gpu) $(WHEELHOUSE_ARGS)
 
-bench: bench-data
+bench: bench-data bench-rope
+
+bench-rope: install  # host time of Qwen2-VL's rotary positions for a preset-shaped 512-row batch (~10 s); docs/bench/
+	$(BIN)/python -m bench.rope_index_speed --repeats 15 --out docs/bench/rope_index_speed_cpu.json
 
 bench-data: install  # frames/s of `data sim` by view and worker count (~20 min); docs/bench/, summary in docs/benchmarks.md
 	$(BIN)/python -m bench.data_sim --frames 5000 --workers 2 --out docs/bench/data_sim_5000.json

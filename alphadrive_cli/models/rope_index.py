@@ -5,10 +5,9 @@ host syncs each (``tolist``, ``item``): on a GPU about a millisecond a sequence,
 scoring or training forward, which at GRPO's batches of hundreds of sequences costs more than the small
 model's forward itself. :func:`batched_rope_index` computes the same positions with numpy on the host (one
 copy of the token types and mask to the host, one copy of the result back), for every token of the batch in
-array operations rather than a loop over its rows: 10.8 ms for a 512-row batch shaped like the `small` preset's
-GRPO forwards on this repository's CPU, against 26.4 ms row by row (2026-12-06; a rollout cycle runs four such
-batches). ``tests/test_frame_cache.py`` checks it equals the original on padded, ragged, multi-image and
-image-less batches.
+array operations rather than a loop over its rows (about twice as fast as a row loop in numpy on the CPU,
+``python -m bench.rope_index_speed`` against transformers' own). ``tests/test_frame_cache.py`` checks it equals
+the original on padded, ragged, multi-image and image-less batches.
 """
 
 from __future__ import annotations
