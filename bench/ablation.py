@@ -417,6 +417,8 @@ def execute(
     memory_retries: dict[str, int] = {}
     limit = workers  # stages at once: below the crowd a stage ran out of GPU memory in, once it has
     crowds: dict[Future[Path], int] = {}  # the most stages each running stage has run beside (itself included)
+    beside: dict[Future[Path], set[str]] = {}  # the stages each running stage has run beside
+    out_of_memory: set[str] = set()  # stages that ran out of GPU memory beside others
     with ThreadPoolExecutor(workers) as pool:
         while True:
             open_jobs = [
@@ -433,6 +435,10 @@ def execute(
                 ):
                     futures[pool.submit(runner, job, paths)] = job
                     crowds.update({running: max(crowds.get(running, 0), len(futures)) for running in futures})
+                    for running in futures:
+                        beside.setdefault(running, set()).update(
+                            futures[other].key for other in futures if other is not running
+                        )
             if not futures:
                 return paths
             remaining = deadline - time.monotonic()
@@ -442,7 +448,7 @@ def execute(
             if time.monotonic() >= deadline:
                 runner.stop()
             for future in finished:
-                job, crowd = futures.pop(future), crowds.pop(future)
+                job, crowd, neighbours = futures.pop(future), crowds.pop(future), beside.pop(future, set())
                 ended += 1
                 try:
                     paths[job.key] = future.result()
@@ -451,9 +457,11 @@ def execute(
                     if time.monotonic() >= deadline:
                         continue  # stopped by the budget: the next invocation resumes it
                     retries = memory_retries.get(job.key, 0)
-                    # it ran beside others (those may have ended since, out of memory too): it may fit alone
-                    if crowd > 1 and retries < MEMORY_RETRIES and runner.out_of_memory(job.key):
+                    # others still ran, or one it ran beside ran out too (their memory is free now): it may fit
+                    crowded = bool(futures) or len(finished) > 1 or bool(neighbours & out_of_memory)
+                    if crowded and retries < MEMORY_RETRIES and runner.out_of_memory(job.key):
                         memory_retries[job.key] = retries + 1
+                        out_of_memory.add(job.key)
                         if futures and len(finished) == 1:  # others still hold their memory: wait for one to end
                             held[job.key] = ended
                         limit = max(1, min(limit, crowd - 1))  # the crowd it ran in did not fit

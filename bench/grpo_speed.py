@@ -100,8 +100,9 @@ class Timer:
         GRPOTrainer._generate_and_score_completions = timed_rollout
         training_callbacks.EXTRA_CALLBACKS.append(StepTimes())
 
-    def summary(self, warmup_steps: int, measured_steps: int | None = None) -> dict[str, Any]:
-        """Throughput and time split over the ``measured_steps`` steps after ``warmup_steps`` (default: all)."""
+    def summary(self, warmup_steps: int, steps_per_rollout: int, measured_steps: int | None = None) -> dict[str, Any]:
+        """Throughput and time split over the ``measured_steps`` steps after ``warmup_steps`` (default: all), and
+        each whole rollout cycle of ``steps_per_rollout`` steps on its own."""
         last = len(self.steps) - 1  # a run that stopped early ends the window where it stopped
         if measured_steps is not None:
             last = min(last, warmup_steps + measured_steps)
@@ -111,7 +112,7 @@ class Timer:
         gen_s = sum(g[1] - g[0] for g in generation)
         rollout_s = sum(r[1] - r[0] for r in self.rollouts if start <= r[0] < end)
         steps = last - warmup_steps
-        cycles = self.cycle_samples_per_s(warmup_steps, last)
+        cycles = self.cycle_samples_per_s(warmup_steps, last, steps_per_rollout)
         return {
             "steps_measured": steps,
             "samples_per_s": round(steps * self.per_step / window, 3),
@@ -128,17 +129,17 @@ class Timer:
             "step_seconds": [round(b - a, 3) for a, b in zip(self.steps, self.steps[1 : last + 1], strict=False)],
         }
 
-    def cycle_samples_per_s(self, first: int, last: int) -> list[float]:
+    def cycle_samples_per_s(self, first: int, last: int, steps_per_rollout: int) -> list[float]:
         """Samples/s of each whole rollout cycle between steps ``first`` and ``last``: from a step that runs a
-        rollout to the next such step (the last cycle counts if it is as long as the one before it). One slow
-        rollout moves a window's mean; the cycles' median shows it."""
+        rollout to the next such step, or to ``last`` if that is ``steps_per_rollout`` steps on (a cycle the
+        window cuts is left out). One slow rollout moves a window's mean; the cycles' median shows it."""
         starts = [
             step
             for step in range(first, last)
             if any(self.steps[step] <= begin < self.steps[step + 1] for begin, _ in self.rollouts)
         ]
         bounds = list(zip(starts, starts[1:], strict=False))
-        if bounds and last - starts[-1] == bounds[-1][1] - bounds[-1][0]:
+        if starts and last - starts[-1] == steps_per_rollout:
             bounds.append((starts[-1], last))
         return [
             round((end - begin) * self.per_step / (self.steps[end] - self.steps[begin]), 1) for begin, end in bounds
@@ -195,7 +196,7 @@ def run_row(index: int, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "change": ROWS[index][0].format(rollout=args.rollout),
         "settings": settings,
-        **timer.summary(steps_per_rollout * warmup),
+        **timer.summary(steps_per_rollout * warmup, steps_per_rollout),
         "peak_memory_gb": manifest["metrics"].get("peak_memory_gb"),
         "generation": manifest["generation"],
         "compiled_graphs": counters["stats"]["unique_graphs"],

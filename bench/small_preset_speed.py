@@ -269,7 +269,7 @@ def run_grpo_row(index: int, paths: dict[str, str], args: argparse.Namespace) ->
         "change": change,
         "switched_off": list(off),
         "settings": settings,
-        **timer.summary(warmup, measured),
+        **timer.summary(warmup, steps_per_rollout, measured),
         **{key: window.result for key, window in windows.items()},
         "train_samples_per_second": metrics.get("train_samples_per_second"),
         "peak_memory_gb": metrics.get("peak_memory_gb"),

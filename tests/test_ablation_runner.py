@@ -65,6 +65,16 @@ def test_stages_out_of_gpu_memory_one_after_another_both_start_again(tmp_path: P
     assert most_at_once_after_failures(runner.events, 2) == 1
 
 
+def test_a_stage_out_of_gpu_memory_after_its_neighbours_ended_well_fails(tmp_path: Path) -> None:
+    """It ran beside another stage once, but that one ended without running out of memory long before: it ran
+    out alone, so starting it again alone would only repeat that."""
+    jobs = [Job("long", ("x",)), Job("short", ("x",))]
+    runner = ScriptedRunner(tmp_path, {"long": 0.3, "short": 0.05}, {"long": 1})
+    paths = execute(jobs, tmp_path, workers=2, budget_s=float("inf"), runner=runner)
+    assert set(paths) == {"short"}
+    assert runner.events.count(("start", "long")) == 1
+
+
 def test_after_a_stage_runs_out_of_gpu_memory_one_stage_fewer_runs_at_once(tmp_path: Path) -> None:
     """Three at once until one runs out of memory, then at most two: the GPU held only two of this size."""
     slow = {f"slow{index}": 0.3 for index in range(5)}

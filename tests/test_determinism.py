@@ -24,10 +24,21 @@ def test_deterministic_kernels_are_on_inside_and_as_before_after(monkeypatch) ->
     assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
 
 
-def test_settings_come_back_when_the_run_fails() -> None:
-    with pytest.raises(RuntimeError, match="stopped"), deterministic_kernels(True):
-        raise RuntimeError("stopped")
-    assert not torch.are_deterministic_algorithms_enabled()
+def test_the_settings_before_come_back_even_when_the_run_fails(monkeypatch) -> None:
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = True
+    try:
+        with pytest.raises(RuntimeError, match="stopped"), deterministic_kernels(True):
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()
+            assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"  # a setting of the user's own is kept
+            raise RuntimeError("stopped")
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = False
 
 
 def test_off_changes_nothing(monkeypatch) -> None:

@@ -201,6 +201,22 @@ def test_batched_rope_index_equals_transformers_on_a_ragged_batch(model_and_proc
     assert all(torch.equal(ours, theirs) for ours, theirs in zip(got, expected, strict=True))
 
 
+def test_batched_rope_index_refuses_media_runs_that_do_not_match_their_grids(model_and_processor):
+    """Two images with no token between them read as one run: the positions would be silently wrong."""
+    model, _ = model_and_processor
+    types = torch.tensor([[0, 1, 1, 1, 1, 0]])
+    grids = torch.tensor([[1, 2, 4], [1, 2, 4]])  # two images of 2 tokens each after the 2 x 2 merge
+    with pytest.raises(ValueError, match="does not match its grid"):
+        batched_rope_index(model.model, torch.zeros_like(types), types, image_grid_thw=grids)
+    with pytest.raises(ValueError, match="2 runs of media tokens of type 1, 1 grids"):
+        batched_rope_index(
+            model.model,
+            torch.zeros(1, 7, dtype=torch.long),
+            torch.tensor([[0, 1, 1, 0, 1, 1, 0]]),
+            image_grid_thw=grids[:1],
+        )
+
+
 def test_text_only_rows_and_install(model_and_processor):
     model, _ = model_and_processor
     input_ids = torch.randint(10, 100, (2, 9))

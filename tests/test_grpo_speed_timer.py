@@ -20,7 +20,7 @@ def timeline(rollout_s: list[float], step_s: float = 0.1, steps_per_rollout: int
 
 def test_each_whole_cycle_gets_its_samples_per_second_and_the_median_ignores_one_slow_rollout() -> None:
     timer = timeline([5.0, 1.0, 3.0, 1.0, 1.0])  # a compiling first rollout, then one slow one among four
-    summary = timer.summary(warmup_steps=4, measured_steps=16)
+    summary = timer.summary(warmup_steps=4, steps_per_rollout=4, measured_steps=16)
     fast, slow = round(4 * 64 / 1.4, 1), round(4 * 64 / 3.4, 1)
     assert summary["cycle_samples_per_s"] == [fast, slow, fast, fast]
     assert summary["median_cycle_samples_per_s"] == fast
@@ -29,4 +29,10 @@ def test_each_whole_cycle_gets_its_samples_per_second_and_the_median_ignores_one
 
 def test_a_cycle_cut_by_the_window_is_left_out() -> None:
     timer = timeline([1.0, 1.0, 1.0])
-    assert len(timer.summary(warmup_steps=0, measured_steps=10)["cycle_samples_per_s"]) == 2
+    assert len(timer.summary(warmup_steps=0, steps_per_rollout=4, measured_steps=10)["cycle_samples_per_s"]) == 2
+
+
+def test_a_window_of_one_cycle_has_its_samples_per_second() -> None:
+    """grpo_speed's default: one measured rollout after the warm-up."""
+    timer = timeline([5.0, 1.0])
+    assert timer.summary(warmup_steps=4, steps_per_rollout=4)["cycle_samples_per_s"] == [round(4 * 64 / 1.4, 1)]

@@ -53,7 +53,12 @@ def batched_rope_index(
     for kind, thw in ((1, image_grid_thw), (2, video_grid_thw)):
         of_kind = kinds[opens] == kind
         if of_kind.any():
-            grids[of_kind] = thw.detach().cpu().numpy()[: int(of_kind.sum())]
+            given = thw.detach().cpu().numpy() if thw is not None else np.zeros((0, 3), dtype=np.int64)
+            if len(given) < of_kind.sum():
+                raise ValueError(f"{int(of_kind.sum())} runs of media tokens of type {kind}, {len(given)} grids")
+            grids[of_kind] = given[: int(of_kind.sum())]
+    if (np.bincount(segment[media], minlength=len(grids)) != grids.prod(axis=1) // merge**2).any():
+        raise ValueError("a run of media tokens does not match its grid (adjacent images, or one cut short)")
     # each token advances the next one's position by 1 if it is text, by the larger side of its image if it closes one
     advance = (~media).astype(np.int64)
     advance[closes] = np.maximum(grids[segment[closes], 1], grids[segment[closes], 2]) // merge
