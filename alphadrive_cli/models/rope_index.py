@@ -57,16 +57,17 @@ def batched_rope_index(
             if len(given) < of_kind.sum():
                 raise ValueError(f"{int(of_kind.sum())} runs of media tokens of type {kind}, {len(given)} grids")
             grids[of_kind] = given[: int(of_kind.sum())]
-    if (np.bincount(segment[media], minlength=len(grids)) != grids.prod(axis=1) // merge**2).any():
+    of_media = segment[media]  # each media token's image or video
+    if (np.bincount(of_media, minlength=len(grids)) != grids.prod(axis=1) // merge**2).any():
         raise ValueError("a run of media tokens does not match its grid (adjacent images, or one cut short)")
     # each token advances the next one's position by 1 if it is text, by the larger side of its image if it closes one
     advance = (~media).astype(np.int64)
-    advance[closes] = np.maximum(grids[segment[closes], 1], grids[segment[closes], 2]) // merge
+    advance[closes] = grids[segment[closes], 1:].max(axis=1) // merge
     before = np.cumsum(advance) - advance
     before -= before[first][np.cumsum(first) - 1]  # counted from the start of each row
     flat = np.repeat(before[None], 3, axis=0)
-    within = np.arange(len(kinds))[media] - np.flatnonzero(opens)[segment[media]]
-    _, height, width = (grids[segment[media]] // [1, merge, merge]).T
+    within = np.flatnonzero(media) - np.flatnonzero(opens)[of_media]
+    _, height, width = (grids[of_media] // [1, merge, merge]).T
     flat[:, media] += np.stack([within // (height * width), within // width % height, within % width])
     positions = np.zeros((3, *types.shape), dtype=np.int64)
     positions[:, keep] = flat
