@@ -90,6 +90,22 @@ def _batches_to_device() -> None:
     prompt_loader.leave_batches_on_host = lambda loader: None
 
 
+def _modalities_row_by_row() -> None:
+    from alphadrive_cli.stages import grpo
+
+    grpo.type_tokens_per_batch = lambda processor: False
+
+
+def _finite_check_per_tensor() -> None:
+    from alphadrive_cli.training import numerics
+
+    def per_tensor(tensors: Any) -> bool:  # the check as it was: two kernels and a result per gradient
+        local = [tensor.detach() for tensor in tensors]
+        return not local or bool(torch.stack([torch.isfinite(tensor).all() for tensor in local]).all())
+
+    numerics.all_finite = per_tensor
+
+
 CHANGES = {
     "rope": _no_rope_batching,
     "frames": _no_frame_caches,
@@ -100,6 +116,8 @@ CHANGES = {
     "unpinned_rows": _pinned_rows,
     "rows_once": _rows_read_every_step,
     "host_batches": _batches_to_device,
+    "token_types": _modalities_row_by_row,
+    "finite_check": _finite_check_per_tensor,
 }  # each change, and how to switch it off
 
 ROLLOUT_512 = {"generation_batch_size": 512, "dataloader_workers": 0}  # one rollout feeds 8 optimiser steps
@@ -159,6 +177,8 @@ GRPO_ROWS: list[tuple[str, str | None, dict[str, Any]]] = [
         "host_batches",
         {**SCORED_512, "dataloader_workers": 2},
     ),
+    ("row 16 + each batch's token modalities typed in one pass, not row by row", "token_types", SCORED_512),
+    ("row 18 + gradients checked for NaN and infinity in a few fused kernels", "finite_check", SCORED_512),
 ]
 
 

@@ -18,7 +18,7 @@ from alphadrive_cli.stages import distill as distill_stage
 from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training import callbacks as training_callbacks
-from alphadrive_cli.training.numerics import NonFiniteGradientGuard, check_finite, nonfinite_steps
+from alphadrive_cli.training.numerics import NonFiniteGradientGuard, all_finite, check_finite, nonfinite_steps
 from tests.support.labelled_data import make_labelled_data
 
 
@@ -49,6 +49,17 @@ def test_guard_skips_a_nonfinite_update_and_leaves_weights_and_moments_alone() -
     assert guard.streak == [2]
     _step(guard, model, optimizer, 0.5, 2)  # a finite step updates again and ends the streak
     assert not torch.equal(before[0], model.weight) and guard.streak == []
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_all_finite_finds_one_bad_element_among_tensors_of_mixed_dtypes(bad: float) -> None:
+    tensors = [torch.ones(3, 5), torch.full((7,), 3e38), torch.ones(4, dtype=torch.bfloat16), torch.zeros(0)]
+    assert all_finite(tensors)  # float32's largest values are finite: nothing squares or sums them into infinity
+    for index in range(3):
+        poisoned = [tensor.clone() for tensor in tensors]
+        poisoned[index].view(-1)[-1] = bad
+        assert not all_finite(poisoned)
+    assert all_finite([torch.zeros(0)])  # a process whose shards are all empty still takes part
 
 
 def test_guard_stops_a_run_after_the_limit_in_a_row() -> None:

@@ -29,6 +29,7 @@ from alphadrive_cli.models.frame_cache import DecodedFrames, PatchedImages, asse
 from alphadrive_cli.models.generation import decoding_summary, unwrapped
 from alphadrive_cli.models.loading import ModelSource, processor_location, resolve_model_source, use_fast_paths
 from alphadrive_cli.models.rollout_copy import attach_bf16_copy, rollout_copy_of
+from alphadrive_cli.models.token_types import type_tokens_per_batch
 from alphadrive_cli.prompts import PromptTemplate, student_messages
 from alphadrive_cli.rewards.trl_adapter import (
     COMPONENTS,
@@ -216,6 +217,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
         )
         assemble_on(setup.processor, trainer.accelerator.device)  # each rollout's pixel values built where they go
         tokenize_distinct_texts(setup.processor)  # each of a rollout's prompts tokenized once, not twice x G
+        type_tokens_per_batch(setup.processor)  # each batch's token modalities in one pass, not row by row
         if trainer.ref_model is not None:  # TRL loads it again from the weights' path
             use_fast_paths(trainer.ref_model)
         trainer.generation_config.disable_compile = not self.compiled  # TRL always turns generate's compilation off

@@ -32,7 +32,11 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     local = [_local(tensor).detach() for tensor in tensors]
     if not local:
         return True
-    flag = torch.stack([torch.isfinite(tensor).all() for tensor in local]).all().to(torch.int32)
+    filled = [tensor for tensor in local if tensor.numel()]  # an empty shard has no largest magnitude
+    # the largest magnitude: NaN and infinity carry through it and nothing can overflow, and on CUDA it takes a
+    # few fused kernels for all the tensors instead of two per tensor
+    largest = torch.nn.utils.get_total_norm(filled, norm_type=math.inf) if filled else local[0].new_zeros(())
+    flag = torch.isfinite(largest).to(torch.int32)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
     return bool(flag.item())
