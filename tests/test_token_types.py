@@ -46,7 +46,8 @@ def test_ragged_lists_and_padded_tensors_give_transformers_values() -> None:
 
 def test_inside_the_processor_the_batch_is_the_same_and_the_saved_files_too(processor, tmp_path) -> None:
     typed = copy.copy(processor)
-    assert type_tokens_per_batch(typed)
+    assert type_tokens_per_batch(typed) and isinstance(typed.create_mm_token_type_ids, ModalityTypes)
+    assert not isinstance(processor.create_mm_token_type_ids, ModalityTypes)  # the copy's own, not the original's
     images = [image((index * 40, 10, 200)) for index in range(len(TEXTS))]
     for tensors in ("pt", None):
         kwargs = {"padding": tensors is not None, "return_tensors": tensors, "return_mm_token_type_ids": True}

@@ -2,9 +2,9 @@
 
 transformers' processors build ``mm_token_type_ids`` row by row: a list per row, three ``np.isin`` on it, and
 back to a list, which the batch then turns into a tensor again. GRPO's trainer runs the processor over each
-rollout's 512 prompts twice, so that is about 3,000 small NumPy calls a rollout (45 ms a call of 512 rows on the
-CPU that CI runs on, more than the tokenizer's own share). :class:`ModalityTypes` gives the same values from one
-pass over the batch: a padded tensor batch stays a tensor, a ragged list batch comes back as lists.
+rollout's 512 prompts twice, so that is about 3,000 small NumPy calls a rollout (23 ms a call of 512 rows on this
+repository's CPU, 8 ms in one pass; docs/benchmarks.md, row 18). :class:`ModalityTypes` gives the same values from
+one pass over the batch: a padded tensor batch stays a tensor, a ragged list batch comes back as lists.
 """
 
 from __future__ import annotations
