@@ -1,12 +1,13 @@
 """Where does an RL run's gain come from? Each test frame by how many of several SFT runs plan it right.
 
-Usage: python -m bench.gain_by_sft_agreement --sft EVAL [EVAL ...] --rl EVAL [--out FILE]
+Usage: python -m bench.gain_by_sft_agreement --sft EVAL [EVAL ...] --rl EVAL [--start EVAL] [--out FILE]
 
 Repeats of one SFT command disagree on some frames (docs/results.md, the SFT repeats). Bucketing the test frames
 by how many of the SFT runs plan a frame right (never, sometimes, always) says what an RL run started from one
 of them did there: plans no SFT run had (RL right where SFT never is), plans the SFT runs were split on (RL's
 right answers on the "sometimes" frames against the SFT runs' mean there), and plans they all had that RL lost.
-Each bucket is also broken down by the frames' true plans.
+``--start`` names the SFT run the RL run started from, whose own right plans per bucket separate what RL did from
+how lucky its start was on the frames the runs split on. Each bucket is also broken down by the frames' true plans.
 """
 
 from __future__ import annotations
@@ -31,17 +32,21 @@ def bucket_of(rights: int, runs: int) -> str:
 
 
 def by_agreement(
-    sft_runs: Sequence[Mapping[str, bool]], rl: Mapping[str, bool], truths: Mapping[str, str]
+    sft_runs: Sequence[Mapping[str, bool]],
+    rl: Mapping[str, bool],
+    truths: Mapping[str, str],
+    start: Mapping[str, bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per bucket: its frames, the SFT runs' mean count of right plans there, the RL run's right plans, and both
-    by true plan (``truths``: each frame's true plan as text)."""
+    """Per bucket: its frames, the SFT runs' mean count of right plans there, the RL run's right plans (and its
+    ``start``'s, if given), and the RL run's by true plan (``truths``: each frame's true plan as text)."""
     if not sft_runs:
         raise ValueError("no SFT runs to bucket by")
     frames = same_frames(dict(rl), dict(sft_runs[0]))
-    for run in sft_runs[1:]:
+    for run in [*sft_runs[1:], *([start] if start is not None else [])]:
         same_frames(dict(rl), dict(run))
     rows = {
         bucket: {"bucket": bucket, "frames": 0, "sft right (mean)": 0.0, "rl right": 0, "truths": Counter()}
+        | ({"start right": 0} if start is not None else {})
         for bucket in BUCKETS
     }
     rl_right_by_truth: dict[str, Counter[str]] = {bucket: Counter() for bucket in BUCKETS}
@@ -51,6 +56,8 @@ def by_agreement(
         row["frames"] += 1
         row["sft right (mean)"] += rights / len(sft_runs)
         row["rl right"] += int(rl[frame])
+        if start is not None:
+            row["start right"] += int(start[frame])
         row["truths"][truths[frame]] += 1
         if rl[frame]:
             rl_right_by_truth[row["bucket"]][truths[frame]] += 1
@@ -73,16 +80,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sft", type=Path, nargs="+", required=True, help="the SFT runs' evals (same frames)")
     parser.add_argument("--rl", type=Path, required=True, help="the RL run's eval")
+    parser.add_argument("--start", type=Path, default=None, help="the eval of the SFT run the RL run started from")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    rows = by_agreement([plan_outcomes(path) for path in args.sft], plan_outcomes(args.rl), true_plans(args.rl))
+    start = plan_outcomes(args.start) if args.start is not None else None
+    sft = [plan_outcomes(path) for path in args.sft]
+    rows = by_agreement(sft, plan_outcomes(args.rl), true_plans(args.rl), start)
     report(
-        ["bucket", "frames", "sft right (mean)", "rl right", "rl - sft", "frames by true plan (rl right)"],
+        ["bucket", "frames", "sft right (mean)", *(["start right"] if start else []), "rl right", "rl - sft"]
+        + ["frames by true plan (rl right)"],
         rows,
         args.out,
         command="python -m bench.gain_by_sft_agreement --sft "
         + " ".join(shlex.quote(str(path)) for path in args.sft)
-        + f" --rl {shlex.quote(str(args.rl))}",
+        + f" --rl {shlex.quote(str(args.rl))}"
+        + (f" --start {shlex.quote(str(args.start))}" if args.start else ""),
         sft_runs=len(args.sft),
     )
 

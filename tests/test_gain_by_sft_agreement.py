@@ -25,6 +25,15 @@ def test_frames_fall_in_never_sometimes_and_always_with_what_rl_did_there() -> N
     assert rows["always"]["frames"] == 1 and rows["always"]["rl right"] == 0 and rows["always"]["rl - sft"] == -1.0
     assert rows["sometimes"]["frames by true plan (rl right)"] == "DECELERATE, STRAIGHT 2 (1)"
     assert rows["never"]["frames by true plan (rl right)"] == "KEEP, STRAIGHT 1 (1)"
+    assert "start right" not in rows["never"]
+
+
+def test_the_start_s_own_right_plans_per_bucket_separate_rl_from_its_start_s_luck() -> None:
+    sft = [outcomes("0011"), outcomes("0101"), outcomes("0001")]
+    rows = {row["bucket"]: row for row in by_agreement(sft, outcomes("1100"), TRUTHS, start=sft[0])}
+    assert [rows[bucket]["start right"] for bucket in ("never", "sometimes", "always")] == [0, 1, 1]
+    with pytest.raises(ValueError, match="different frames"):
+        by_agreement(sft, outcomes("1100"), TRUTHS, start=outcomes("001"))
 
 
 def test_runs_on_other_frames_and_no_runs_are_refused() -> None:
