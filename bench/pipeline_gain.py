@@ -1,0 +1,138 @@
+"""How much more does SFT -> RL plan right than SFT alone, when each was run several times?
+
+Usage: python -m bench.pipeline_gain --sft LABEL EVAL [--sft ...] --rl LABEL EVAL [--rl ...] [--out FILE]
+
+Each ``--sft`` / ``--rl`` is one run's open-loop `eval`; LABEL groups the runs of one configuration (a model seed,
+say) whose two arms are compared. A group's gain is the mean accuracy of its RL runs minus the mean of its SFT runs,
+each run counted once whichever SFT run an RL run started from. Its 95% interval comes from a two-level bootstrap
+that resamples the test frames (once for every run: all must have scored the same frames) and, within each arm,
+the runs themselves, so it covers both which frames were drawn and how far a repeat of either command lands from
+the last. The pooled row is the mean over groups, resampled the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alphadrive_cli.evaluation.paired import plan_outcomes, same_frames
+from bench.pooled_gain import interval_text
+from bench.report import report
+
+Outcomes = Mapping[str, bool]  # whether each frame's plan was right, by frame id
+
+
+def outcome_matrix(runs: Sequence[Outcomes], reference: Outcomes) -> np.ndarray:
+    """One row per run, one column per frame of ``reference`` (sorted): 1.0 where the plan was right."""
+    frames = sorted(reference)
+    for run in runs:
+        same_frames(reference, run)
+    return np.array([[float(run[frame]) for frame in frames] for run in runs])
+
+
+def pipeline_gain(
+    groups: Mapping[str, tuple[Sequence[Outcomes], Sequence[Outcomes]]], resamples: int = 4000, seed: int = 0
+) -> dict[str, dict[str, float | int]]:
+    """For each group's (SFT runs, RL runs), and pooled over the groups as ``"pooled"``: the RL runs' mean accuracy
+    minus the SFT runs' mean, with a 95% percentile interval that resamples frames and, per arm, runs."""
+    if not groups:
+        raise ValueError("no groups to compare")
+    for label, (sft_runs, rl_runs) in groups.items():
+        if not sft_runs or not rl_runs:
+            raise ValueError(f"group {label!r} needs at least one SFT and one RL run")
+    reference = next(iter(groups.values()))[0][0]
+    generator = np.random.default_rng(seed)
+    frame_draws = generator.integers(0, len(reference), size=(resamples, len(reference)))
+    results: dict[str, dict[str, float | int]] = {}
+    pooled_draws = np.zeros(resamples)
+    for label, (sft_runs, rl_runs) in groups.items():
+        arms = [outcome_matrix(sft_runs, reference), outcome_matrix(rl_runs, reference)]
+        arm_means = []
+        for arm in arms:
+            # accuracy of every run on every frame draw, then each draw's resampled runs averaged
+            accuracies = np.stack([arm[:, draw].mean(axis=1) for draw in frame_draws])
+            run_draws = generator.integers(0, len(arm), size=(resamples, len(arm)))
+            arm_means.append(np.take_along_axis(accuracies, run_draws, axis=1).mean(axis=1))
+        draws = arm_means[1] - arm_means[0]
+        pooled_draws += draws / len(groups)
+        low, high = np.percentile(draws, [2.5, 97.5])
+        results[label] = {
+            "gain": round(float(arms[1].mean() - arms[0].mean()), 4),
+            "low": round(float(low), 4),
+            "high": round(float(high), 4),
+            "sft_runs": len(arms[0]),
+            "rl_runs": len(arms[1]),
+        }
+    low, high = np.percentile(pooled_draws, [2.5, 97.5])
+    results["pooled"] = {
+        "gain": round(float(np.mean([result["gain"] for result in results.values()])), 4),
+        "low": round(float(low), 4),
+        "high": round(float(high), 4),
+        "groups": len(groups),
+    }
+    return results
+
+
+def arm_summary(runs: Sequence[Outcomes]) -> str:
+    """Mean accuracy of ``runs``, their range and standard deviation, e.g. ``0.750 (0.698–0.799, sd 0.031)``."""
+    accuracies = [float(np.mean(list(run.values()))) for run in runs]
+    spread = float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+    return f"{np.mean(accuracies):.3f} ({min(accuracies):.3f}–{max(accuracies):.3f}, sd {spread:.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for arm in ("sft", "rl"):
+        parser.add_argument(
+            f"--{arm}",
+            nargs=2,
+            action="append",
+            required=True,
+            metavar=("LABEL", "EVAL"),
+            help=f"one {arm.upper()} run's eval, under its group's label (all runs on the same frames)",
+        )
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    groups: dict[str, tuple[list[Outcomes], list[Outcomes]]] = {}
+    for arm_index, arm in enumerate((args.sft, args.rl)):
+        for label, evaluation in arm:
+            groups.setdefault(label, ([], []))[arm_index].append(plan_outcomes(Path(evaluation)))
+    results = pipeline_gain(groups)
+    rows: list[dict[str, Any]] = [
+        {
+            "group": label,
+            "sft runs": len(sft_runs),
+            "sft accuracy": arm_summary(sft_runs),
+            "rl runs": len(rl_runs),
+            "rl accuracy": arm_summary(rl_runs),
+            "gain [95% CI]": interval_text(results[label]["gain"], results[label]["low"], results[label]["high"]),
+        }
+        for label, (sft_runs, rl_runs) in groups.items()
+    ]
+    pooled = results["pooled"]
+    rows.append(
+        {
+            "group": f"pooled over {pooled['groups']} groups",
+            "gain [95% CI]": interval_text(pooled["gain"], pooled["low"], pooled["high"]),
+        }
+    )
+    report(
+        ["group", "sft runs", "sft accuracy", "rl runs", "rl accuracy", "gain [95% CI]"],
+        rows,
+        args.out,
+        command="python -m bench.pipeline_gain "
+        + " ".join(f"--{arm} {' '.join(map(shlex.quote, run))}" for arm in ("sft", "rl") for run in getattr(args, arm)),
+        groups=results,
+        wall_s=round(time.perf_counter() - started, 2),
+    )
+
+
+if __name__ == "__main__":
+    main()
