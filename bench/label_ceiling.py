@@ -1,9 +1,11 @@
-"""How much of a data set's speed (or path) labels can be predicted from what its records say about the frame?
+"""How much of a data set's speed (or path, or whole plan) labels can be predicted from what its records say about
+the frame?
 
-Usage: python -m bench.label_ceiling DATA [DATA ...] [--label speed|path] [--seeds 0 1 2 3 4] [--out FILE]
+Usage: python -m bench.label_ceiling DATA [DATA ...] [--label speed|path|plan] [--seeds 0 1 2 3 4] [--out FILE]
 
 Fits a small classifier (an MLP, epochs chosen on the validation split) from each record's recorded scene state to
-its speed action (or with --label path its path action), on the train split, and scores the test split once,
+its speed action (or with --label path its path action, with --label plan the pair of both as one class, what
+planning accuracy scores), on the train split, and scores the test split once,
 beside always the train split's most frequent action and, for speed, a lookup table:
 - ``facts``: the states of the facts a grounded trace states (speed against the limit, lead vehicle, its motion,
   junction, yielding): a lookup table, as `bench.reasoning_facts` fits it;
@@ -39,8 +41,13 @@ from bench.common import device_facts
 from bench.reasoning_facts import fact_table, split_records
 from bench.report import report
 
-ACTIONS = {"speed": DEFAULT_VOCABULARY.speed, "path": DEFAULT_VOCABULARY.path}
-FOLLOWED = {"speed": ("DECELERATE",), "path": ("LEFT_CHANGE", "RIGHT_CHANGE")}  # the rare classes the table shows
+PLANS = tuple(f"{speed}, {path}" for speed in DEFAULT_VOCABULARY.speed for path in DEFAULT_VOCABULARY.path)
+ACTIONS = {"speed": DEFAULT_VOCABULARY.speed, "path": DEFAULT_VOCABULARY.path, "plan": PLANS}
+FOLLOWED = {  # the rare classes the table shows
+    "speed": ("DECELERATE",),
+    "path": ("LEFT_CHANGE", "RIGHT_CHANGE"),
+    "plan": ("DECELERATE, STRAIGHT",),
+}
 
 LANE_STATES = ("free", "occupied", "none")
 NO_LEAD_GAP_M = 100.0  # the gap a frame without a lead vehicle gets (and the cap on every gap)
@@ -127,7 +134,7 @@ def features(
         key = frame_key(record)
         row += previous_numbers(record, by_frame.get((key[0], key[1] - 1)) if key else None, changes)
         rows.append(row)
-        targets.append(ACTIONS[label].index(record[f"{label}_action"]))
+        targets.append(ACTIONS[label].index(action_of(record, label)))
     return torch.tensor(rows), torch.tensor(targets)
 
 
@@ -187,9 +194,16 @@ def scored(answers: torch.Tensor, truths: torch.Tensor, label: str = "speed") ->
     return {"test_accuracy": round((answers == truths).float().mean().item(), 4), "recall": recall}
 
 
+def action_of(record: dict[str, Any], label: str) -> str:
+    """A record's ``label`` action: its speed or path action, or for ``plan`` both as ``"SPEED, PATH"``."""
+    if label == "plan":
+        return f"{record['speed_action']}, {record['path_action']}"
+    return record[f"{label}_action"]
+
+
 def majority_action(records: dict[str, dict[str, Any]], label: str = "speed") -> str:
     """The most frequent ``label`` action of ``records`` (the train split: the baseline always answers it)."""
-    return Counter(record[f"{label}_action"] for record in records.values()).most_common(1)[0][0]
+    return Counter(action_of(record, label) for record in records.values()).most_common(1)[0][0]
 
 
 def ceilings(data: Path, seeds: Sequence[int], label: str = "speed") -> dict[str, Any]:
@@ -197,9 +211,9 @@ def ceilings(data: Path, seeds: Sequence[int], label: str = "speed") -> dict[str
     seed."""
     splits = {name: split_records(data, name) for name in ("train", "val", "test")}
     vocab = categories(list(splits["train"].values()))
-    actions, field = ACTIONS[label], f"{label}_action"
+    actions = ACTIONS[label]
     majority = majority_action(splits["train"], label)
-    test_truths = torch.tensor([actions.index(r[field]) for r in splits["test"].values()])
+    test_truths = torch.tensor([actions.index(action_of(r, label)) for r in splits["test"].values()])
     result: dict[str, Any] = {
         "data": str(data),
         "label": label,

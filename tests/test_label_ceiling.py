@@ -85,3 +85,27 @@ def test_the_path_label_is_predicted_the_same_way_and_the_majority_baseline_is_t
     assert label_ceiling.majority_action({**splits["train"], **turns}, "path") == "LEFT_TURN"
     majority = label_ceiling.scored(torch.zeros_like(test[1]), test[1], label="path")  # STRAIGHT is index 0
     assert majority["recall"]["STRAIGHT"] == 1.0 and majority["test_accuracy"] < 0.7
+
+
+def test_the_plan_label_is_both_actions_as_one_class_and_needs_both_predictable() -> None:
+    """Path set by the instruction, speed by the previous frame: the plan is predictable only from the earlier
+    speed, and a plan's class is its "SPEED, PATH" pair."""
+    splits = {name: _episodes(count, seed) for name, count, seed in (("train", 80, 0), ("val", 20, 1), ("test", 30, 2))}
+    for records in splits.values():
+        for index, record in enumerate(records.values()):
+            turn = index % 3 == 0
+            record["navigation"] = "turn left at the junction" if turn else "keep going"
+            record["path_action"] = "LEFT_TURN" if turn else "STRAIGHT"
+    vocab = label_ceiling.categories(list(splits["train"].values()))
+    scores = {}
+    for name in ("one frame", "one frame + earlier speed"):
+        closing_speed, changes = label_ceiling.INPUTS[name]
+        train, val, test = (
+            label_ceiling.features(splits[split], vocab, closing_speed, changes, label="plan") for split in splits
+        )
+        scores[name] = label_ceiling.fit_and_score(train, val, test, seed=0, epochs=200, label="plan")
+    first = next(iter(splits["test"].values()))
+    assert label_ceiling.ACTIONS["plan"][int(test[1][0])] == f"{first['speed_action']}, {first['path_action']}"
+    assert scores["one frame + earlier speed"]["test_accuracy"] >= 0.9
+    assert scores["one frame + earlier speed"]["test_accuracy"] >= scores["one frame"]["test_accuracy"] + 0.15
+    assert label_ceiling.majority_action(splits["train"], "plan") in ("KEEP, STRAIGHT", "DECELERATE, STRAIGHT")
