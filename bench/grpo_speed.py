@@ -64,12 +64,36 @@ class Timer:
             torch.cuda.synchronize()
         return time.perf_counter()
 
-    def install(self) -> None:
-        """Wrap GRPOTrainer's generation and rollout methods, and time every optimiser step."""
+    def install_step_clock(self) -> None:
+        """Record the time as training starts and as every optimiser step ends (any trainer of this repository)."""
         from transformers import TrainerCallback
-        from trl import GRPOTrainer
 
         from alphadrive_cli.training import callbacks as training_callbacks
+
+        timer = self
+
+        class StepTimes(TrainerCallback):
+            def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+                timer.steps.append(timer.now())
+
+            def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+                timer.steps.append(timer.now())
+
+        training_callbacks.EXTRA_CALLBACKS.append(StepTimes())
+
+    def steady(self, warmup_steps: int) -> dict[str, Any]:
+        """Samples/s over the steps after ``warmup_steps``, and every step's seconds."""
+        steps = len(self.steps) - 1 - warmup_steps
+        window = self.steps[-1] - self.steps[warmup_steps]
+        return {
+            "steady_steps": steps,
+            "steady_samples_per_s": round(steps * self.per_step / window, 1),
+            "step_seconds": [round(b - a, 3) for a, b in zip(self.steps, self.steps[1:], strict=False)],
+        }
+
+    def install(self) -> None:
+        """Wrap GRPOTrainer's generation and rollout methods, and time every optimiser step."""
+        from trl import GRPOTrainer
 
         generate, rollout = GRPOTrainer._generate_single_turn, GRPOTrainer._generate_and_score_completions
         timer = self
@@ -89,16 +113,9 @@ class Timer:
             timer.rollouts.append((start, timer.now()))
             return out
 
-        class StepTimes(TrainerCallback):
-            def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
-                timer.steps.append(timer.now())
-
-            def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-                timer.steps.append(timer.now())
-
         GRPOTrainer._generate_single_turn = timed_generate
         GRPOTrainer._generate_and_score_completions = timed_rollout
-        training_callbacks.EXTRA_CALLBACKS.append(StepTimes())
+        self.install_step_clock()
 
     def summary(self, warmup_steps: int, steps_per_rollout: int, measured_steps: int | None = None) -> dict[str, Any]:
         """Throughput and time split over the ``measured_steps`` steps after ``warmup_steps`` (default: all), and

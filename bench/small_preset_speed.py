@@ -10,7 +10,8 @@ to, as in the ablation). Each row runs the real stage in its own process; a chan
 patching it out of that process (CHANGES says how), so the first row is the code as the baseline measured
 it. `grpo` rows are timed over the steps after the warm-up rollouts (the first two compile the decoder):
 samples/s = completions trained on per second of those steps; `train_samples_per_second` (the stage's own
-figure, warm-up and compilation included) is reported beside it.
+figure, warm-up and compilation included) is reported beside it. `sft` rows report both too: their steady
+samples/s counts the steps after the first SFT_WARMUP_STEPS.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bench.common import device_facts
 MODEL_DIMENSIONS = "configs/models/small-qwen2-vl.json"
 FRAMES_PER_STEP = 8  # the small preset: eight frames x eight completions per optimiser step
 GROUP = 8
+SFT_WARMUP_STEPS = 8  # sft rows: steps before the steady window (loader workers starting, first allocations)
 
 
 def _no_rope_batching() -> None:
@@ -321,13 +323,22 @@ def run_other_row(index: int, paths: dict[str, str], args: argparse.Namespace) -
     if stage == "sft":
         from alphadrive_cli.config.schemas import SftConfig
         from alphadrive_cli.stages import sft
+        from bench.grpo_speed import Timer
 
         config = resolve_config(
             "sft", SftConfig, scale=paths["scale"], options={"model": paths["model"], "max_steps": args.sft_steps}
         )
+        timer = Timer(config.per_device_batch_size * config.gradient_accumulation_steps)
+        timer.install_step_clock()
         metrics = sft.run(config, output, data=Path(paths["traces"])).manifest["metrics"]
         keys = ("train_samples_per_second", "train_runtime_s", "peak_memory_gb", "steps")
-        return {"stage": stage, "change": change, "switched_off": list(off), **{k: metrics.get(k) for k in keys}}
+        return {
+            "stage": stage,
+            "change": change,
+            "switched_off": list(off),
+            **{k: metrics.get(k) for k in keys},
+            **timer.steady(min(SFT_WARMUP_STEPS, args.sft_steps // 2)),
+        }
     from alphadrive_cli.config.schemas import EvalConfig
     from alphadrive_cli.stages import eval_open_loop
 

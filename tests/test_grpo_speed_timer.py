@@ -36,3 +36,28 @@ def test_a_window_of_one_cycle_has_its_samples_per_second() -> None:
     """grpo_speed's default: one measured rollout after the warm-up."""
     timer = timeline([5.0, 1.0])
     assert timer.summary(warmup_steps=4, steps_per_rollout=4)["cycle_samples_per_s"] == [round(4 * 64 / 1.4, 1)]
+
+
+def test_the_steady_window_leaves_the_warm_up_steps_out() -> None:
+    """sft rows: a slow start (loader workers, first allocations), then steps of 0.1 s at 32 samples."""
+    timer = Timer(per_step=32)
+    timer.steps.extend([0.0, 2.0, 3.0, *(3.0 + 0.1 * step for step in range(1, 11))])
+    steady = timer.steady(warmup_steps=2)
+    assert steady["steady_steps"] == 10
+    assert steady["steady_samples_per_s"] == 320.0
+    assert steady["step_seconds"][:2] == [2.0, 1.0] and len(steady["step_seconds"]) == 12
+
+
+def test_the_step_clock_records_the_start_and_every_step_end() -> None:
+    from alphadrive_cli.training import callbacks
+
+    timer = Timer(per_step=32)
+    timer.install_step_clock()
+    try:
+        clock = callbacks.EXTRA_CALLBACKS[-1]
+        clock.on_train_begin()
+        clock.on_step_end()
+        clock.on_step_end()
+    finally:
+        callbacks.EXTRA_CALLBACKS.pop()
+    assert len(timer.steps) == 3 and timer.steps == sorted(timer.steps)
