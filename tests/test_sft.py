@@ -367,3 +367,16 @@ def test_the_validation_sample_depends_on_its_own_seed_only(tmp_path: Path) -> N
 def test_keep_best_needs_validation_scores(inputs) -> None:
     with pytest.raises(BadInput, match="keep: best needs validation scores"):
         config(inputs, validation={"keep": "best"})
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_workers_live_through_the_whole_run_not_one_epoch(tmp_path: Path, workers: int) -> None:
+    """A worker restarted at every epoch loses its frame caches and stalls the first batch (0.4 s an epoch on an
+    H100, docs/benchmarks.md): with workers, the trainer keeps them; without, there is nothing to keep."""
+    from alphadrive_cli.training.policy import Precision
+    from alphadrive_cli.training.run import trainer_arguments
+
+    config = SftConfig(model="m", dataloader_workers=workers)
+    arguments = trainer_arguments(config, Precision(cuda=False, bf16=False), tmp_path)
+    assert arguments["dataloader_num_workers"] == workers
+    assert arguments["dataloader_persistent_workers"] is (workers > 0)

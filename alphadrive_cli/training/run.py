@@ -123,6 +123,8 @@ def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints:
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
         "remove_unused_columns": False,
         "dataloader_num_workers": config.dataloader_workers,
+        # workers (and the frame caches they fill) live through the whole run, not one epoch
+        "dataloader_persistent_workers": config.dataloader_workers > 0,
         "disable_tqdm": True,
     }
 
