@@ -454,7 +454,8 @@ class TrainingConfig(Strict):
         0,
         ge=0,
         le=256,
-        description="processes decoding and batching frames beside training (0: the training process itself)",
+        description="processes decoding and batching frames beside training, kept for the whole run (0: the training "
+        "process itself)",
     )
     max_nonfinite_steps: int = Field(
         5,
