@@ -32,6 +32,20 @@ def _episodes(count: int, seed: int) -> dict[str, dict[str, Any]]:
     return records
 
 
+def _instructed_splits(train: int, test: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """Train, val (20) and test splits of ``_episodes`` whose path is LEFT_TURN exactly where every third frame's
+    instruction says to turn left, STRAIGHT elsewhere."""
+    splits = {
+        name: _episodes(count, seed) for name, count, seed in (("train", train, 0), ("val", 20, 1), ("test", test, 2))
+    }
+    for records in splits.values():
+        for index, record in enumerate(records.values()):
+            turn = index % 3 == 0
+            record["navigation"] = "turn left at the junction" if turn else "keep going"
+            record["path_action"] = "LEFT_TURN" if turn else "STRAIGHT"
+    return splits
+
+
 def test_a_label_set_by_the_previous_frame_is_predictable_from_the_earlier_speed_and_not_from_one_frame() -> None:
     splits = {name: _episodes(count, seed) for name, count, seed in (("train", 80, 0), ("val", 20, 1), ("test", 30, 2))}
     vocab = label_ceiling.categories(list(splits["train"].values()))
@@ -64,12 +78,7 @@ def test_the_previous_frame_is_the_same_episodes_one_step_earlier_and_imported_f
 def test_the_path_label_is_predicted_the_same_way_and_the_majority_baseline_is_the_train_splits() -> None:
     """A path label set by the navigation instruction: every input learns it, and always STRAIGHT (the train split's
     most frequent path) is the baseline."""
-    splits = {name: _episodes(count, seed) for name, count, seed in (("train", 60, 0), ("val", 20, 1), ("test", 20, 2))}
-    for records in splits.values():
-        for index, record in enumerate(records.values()):
-            turn = index % 3 == 0
-            record["navigation"] = "turn left at the junction" if turn else "keep going"
-            record["path_action"] = "LEFT_TURN" if turn else "STRAIGHT"
+    splits = _instructed_splits(60, 20)
     vocab = label_ceiling.categories(list(splits["train"].values()))
     closing_speed, changes = label_ceiling.INPUTS["one frame"]
     train, val, test = (
@@ -90,12 +99,7 @@ def test_the_path_label_is_predicted_the_same_way_and_the_majority_baseline_is_t
 def test_the_plan_label_is_both_actions_as_one_class_and_needs_both_predictable() -> None:
     """Path set by the instruction, speed by the previous frame: the plan is predictable only from the earlier
     speed, and a plan's class is its "SPEED, PATH" pair."""
-    splits = {name: _episodes(count, seed) for name, count, seed in (("train", 80, 0), ("val", 20, 1), ("test", 30, 2))}
-    for records in splits.values():
-        for index, record in enumerate(records.values()):
-            turn = index % 3 == 0
-            record["navigation"] = "turn left at the junction" if turn else "keep going"
-            record["path_action"] = "LEFT_TURN" if turn else "STRAIGHT"
+    splits = _instructed_splits(80, 30)
     vocab = label_ceiling.categories(list(splits["train"].values()))
     scores = {}
     for name in ("one frame", "one frame + earlier speed"):
