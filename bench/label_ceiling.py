@@ -29,7 +29,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,16 +138,15 @@ def features(
     return torch.tensor(rows), torch.tensor(targets)
 
 
-def fit_and_score(
+def fit(
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
     seed: int,
     epochs: int = 400,
     label: str = "speed",
-) -> dict[str, Any]:
-    """Train an MLP on ``train`` (full batch), keep the epoch best on ``val``, score ``test`` once with it (and
-    report each action's recall on ``val`` too, where a rare class may have more frames than on ``test``)."""
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], float, int]:
+    """Train an MLP on ``train`` (full batch) and keep the epoch best on ``val``: its predictor (features to
+    action indices), that validation accuracy and the epoch."""
     torch.manual_seed(seed)
     mean, std = train[0].mean(0), train[0].std(0)
     std = torch.where(std < 1e-3, torch.ones_like(std), std)  # a column constant in train is left unscaled
@@ -161,7 +160,8 @@ def fit_and_score(
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
 
     def predict(inputs: torch.Tensor) -> torch.Tensor:
-        return model((inputs - mean) / std).argmax(-1)
+        with torch.no_grad():
+            return model((inputs - mean) / std).argmax(-1)
 
     best_val, best_epoch, best_state = -1.0, 0, None
     for epoch in range(1, epochs + 1):
@@ -169,20 +169,31 @@ def fit_and_score(
         torch.nn.functional.cross_entropy(model((train[0] - mean) / std), train[1]).backward()
         optimizer.step()
         if epoch % 10 == 0:
-            with torch.no_grad():
-                accuracy = (predict(val[0]) == val[1]).float().mean().item()
+            accuracy = (predict(val[0]) == val[1]).float().mean().item()
             if accuracy > best_val:
                 best_val, best_epoch = accuracy, epoch
                 best_state = {key: value.clone() for key, value in model.state_dict().items()}
     assert best_state is not None
     model.load_state_dict(best_state)
-    with torch.no_grad():
-        answers, val_answers = predict(test[0]), predict(val[0])
+    return predict, best_val, best_epoch
+
+
+def fit_and_score(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    seed: int,
+    epochs: int = 400,
+    label: str = "speed",
+) -> dict[str, Any]:
+    """:func:`fit` on ``train`` and ``val``, then score ``test`` once (and report each action's recall on ``val``
+    too, where a rare class may have more frames than on ``test``)."""
+    predict, best_val, best_epoch = fit(train, val, seed, epochs, label)
     return {
         "val_accuracy": best_val,
-        "val_recall": scored(val_answers, val[1], label)["recall"],
+        "val_recall": scored(predict(val[0]), val[1], label)["recall"],
         "epoch": best_epoch,
-        **scored(answers, test[1], label),
+        **scored(predict(test[0]), test[1], label),
     }
 
 

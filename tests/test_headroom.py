@@ -1,0 +1,51 @@
+"""bench/headroom.py: a model's wrong plans split by whether a classifier of one frame plans them right."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from bench.headroom import headroom, one_frame_right
+
+
+def test_wrong_frames_split_by_what_one_frame_tells() -> None:
+    told = {"a": True, "b": True, "c": False, "d": False, "e": True}
+    outcomes = {"a": False, "b": True, "c": False, "d": True, "e": False}
+    truths = {"a": "DECELERATE, STRAIGHT", "b": "KEEP, STRAIGHT", "c": "KEEP, LEFT_CHANGE", "d": "STOP, STRAIGHT"}
+    truths["e"] = "DECELERATE, STRAIGHT"
+    result = headroom(told, outcomes, truths)
+    assert (result["wrong"], result["told_by_one_frame"], result["not_told"]) == (3, 2, 1)
+    assert result["right_where_one_frame_is_not"] == 1  # d
+    assert result["told_by_true_plan"] == {"DECELERATE, STRAIGHT": 2}
+    assert result["accuracy"] == pytest.approx(0.4)
+
+
+def test_frames_of_another_split_are_refused() -> None:
+    with pytest.raises(ValueError, match="different frames"):
+        headroom({"a": True}, {"b": True}, {"a": "KEEP, STRAIGHT"})
+
+
+def split(count: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Frames whose path the instruction sets and whose speed is DECELERATE exactly where a lead is within 20 m."""
+    rng = random.Random(seed)
+    records = {}
+    for index in range(count):
+        gap, turn = rng.uniform(5, 60), rng.random() < 0.3
+        records[f"s{seed}-{index}"] = {
+            "ego_speed_mps": 10.0,
+            "navigation": "turn left" if turn else "keep going",
+            "scene": {"speed_limit_mps": 15.0, "lead_vehicle": {"kind": "vehicle", "gap_m": gap}},
+            "source": {"scenario": "highway"},
+            "speed_action": "DECELERATE" if gap < 20 else "KEEP",
+            "path_action": "LEFT_TURN" if turn else "STRAIGHT",
+        }
+    return records
+
+
+def test_the_one_frame_classifier_tells_plans_its_numbers_decide() -> None:
+    splits = {"train": split(300, 0), "val": split(60, 1), "test": split(60, 2)}
+    told = one_frame_right(splits, seeds=[0, 1, 2])
+    assert list(told) == list(splits["test"])
+    assert sum(told.values()) >= 0.9 * len(told)
