@@ -204,6 +204,7 @@ OTHER_ROWS: list[tuple[str, str, tuple[str, ...], dict[str, Any]]] = [  # (stage
     ("eval", "+ every image of a batch attended in one call per vision block", ("dedup",), EAGER),
     ("eval", "+ graph decoding (static KV cache, every decoding step one CUDA graph)", ("dedup",), GRAPHS),
     ("eval", "row 6 with batches of 512 frames, not 128", ("dedup",), {**GRAPHS, "batch_size": 512}),
+    ("eval", "row 5 with batches of 512 frames, not 128 (eager decoding)", ("dedup",), {**EAGER, "batch_size": 512}),
 ]
 
 
