@@ -37,9 +37,27 @@ def one_frame_right(splits: Mapping[str, dict[str, dict[str, Any]]], seeds: Sequ
     return {frame: 2 * int(count) > len(seeds) for frame, count in zip(splits["test"], votes, strict=True)}
 
 
-def headroom(told: Mapping[str, bool], outcomes: Mapping[str, bool], truths: Mapping[str, str]) -> dict[str, Any]:
+def lead_situation(record: dict[str, Any]) -> str:
+    """What is ahead in a record's frame: its lead vehicle's kind and gap (under 20, 20-40, 40 m or more), or no lead
+    and whether a junction is within 40 m."""
+    scene = record.get("scene") or {}
+    lead = scene.get("lead_vehicle")
+    if lead:
+        gap = lead.get("gap_m", 0.0)
+        return f"{lead.get('kind', 'vehicle')} {'<20' if gap < 20 else '20-40' if gap < 40 else '40+'} m ahead"
+    junction = scene.get("distance_to_junction_m")
+    return "no lead, junction within 40 m" if junction is not None and junction < 40 else "no lead, no junction near"
+
+
+def headroom(
+    told: Mapping[str, bool],
+    outcomes: Mapping[str, bool],
+    truths: Mapping[str, str],
+    situations: Mapping[str, str],
+) -> dict[str, Any]:
     """An eval's wrong frames (``outcomes``: right or not, by id) split by whether one frame tells their plan
-    (``told``), with the true plans (``truths``) of those it tells, most frequent first."""
+    (``told``), with the true plans (``truths``) and what is ahead (``situations``) of those it tells, most frequent
+    first."""
     frames = same_frames(told, outcomes)
     wrong = [frame for frame in frames if not outcomes[frame]]
     reachable = [frame for frame in wrong if told[frame]]
@@ -51,6 +69,7 @@ def headroom(told: Mapping[str, bool], outcomes: Mapping[str, bool], truths: Map
         "not_told": len(wrong) - len(reachable),
         "right_where_one_frame_is_not": sum(outcomes[frame] and not told[frame] for frame in frames),
         "told_by_true_plan": dict(Counter(truths[frame] for frame in reachable).most_common()),
+        "told_by_what_is_ahead": dict(Counter(situations[frame] for frame in reachable).most_common()),
     }
 
 
@@ -67,6 +86,7 @@ def main() -> None:
     splits = {name: split_records(args.data, name) for name in ("train", "val", "test")}
     told = one_frame_right(splits, args.seeds)
     truths = {frame: action_of(record, "plan") for frame, record in splits["test"].items()}
+    situations = {frame: lead_situation(record) for frame, record in splits["test"].items()}
     rows: list[dict[str, Any]] = [
         {
             "eval": f"one-frame classifier ({len(args.seeds)} seeds, majority)",
@@ -75,8 +95,11 @@ def main() -> None:
     ]
     results = {}
     for label, evaluation in args.eval:
-        result = results[label] = headroom(told, plan_outcomes(Path(evaluation)), truths)
-        plans = ", ".join(f"{plan} {count}" for plan, count in list(result["told_by_true_plan"].items())[:4])
+        result = results[label] = headroom(told, plan_outcomes(Path(evaluation)), truths, situations)
+        plans, ahead = (
+            ", ".join(f"{name} {count}" for name, count in list(result[key].items())[:4])
+            for key in ("told_by_true_plan", "told_by_what_is_ahead")
+        )
         told_share = result["told_by_one_frame"] / result["frames"]
         rows.append(
             {
@@ -86,6 +109,7 @@ def main() -> None:
                 "of them one frame tells": f"{result['told_by_one_frame']} ({told_share:.1%})",
                 "right where one frame does not tell": result["right_where_one_frame_is_not"],
                 "told, by true plan": plans,
+                "told, by what is ahead": ahead,
             }
         )
     report(

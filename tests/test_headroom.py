@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench.headroom import headroom, one_frame_right
+from bench.headroom import headroom, lead_situation, one_frame_right
 
 
 def test_wrong_frames_split_by_what_one_frame_tells() -> None:
@@ -15,16 +15,18 @@ def test_wrong_frames_split_by_what_one_frame_tells() -> None:
     outcomes = {"a": False, "b": True, "c": False, "d": True, "e": False}
     truths = {"a": "DECELERATE, STRAIGHT", "b": "KEEP, STRAIGHT", "c": "KEEP, LEFT_CHANGE", "d": "STOP, STRAIGHT"}
     truths["e"] = "DECELERATE, STRAIGHT"
-    result = headroom(told, outcomes, truths)
+    situations = {frame: "vehicle 40+ m ahead" if frame in ("a", "e") else "no lead, no junction near" for frame in told}
+    result = headroom(told, outcomes, truths, situations)
     assert (result["wrong"], result["told_by_one_frame"], result["not_told"]) == (3, 2, 1)
     assert result["right_where_one_frame_is_not"] == 1  # d
     assert result["told_by_true_plan"] == {"DECELERATE, STRAIGHT": 2}
+    assert result["told_by_what_is_ahead"] == {"vehicle 40+ m ahead": 2}
     assert result["accuracy"] == pytest.approx(0.4)
 
 
 def test_frames_of_another_split_are_refused() -> None:
     with pytest.raises(ValueError, match="different frames"):
-        headroom({"a": True}, {"b": True}, {"a": "KEEP, STRAIGHT"})
+        headroom({"a": True}, {"b": True}, {"a": "KEEP, STRAIGHT"}, {"a": "no lead, no junction near"})
 
 
 def split(count: int, seed: int) -> dict[str, dict[str, Any]]:
@@ -49,3 +51,14 @@ def test_the_one_frame_classifier_tells_plans_its_numbers_decide() -> None:
     told = one_frame_right(splits, seeds=[0, 1, 2])
     assert list(told) == list(splits["test"])
     assert sum(told.values()) >= 0.9 * len(told)
+
+
+def test_what_is_ahead_names_the_lead_and_its_gap_or_the_junction() -> None:
+    def record(lead: dict[str, Any] | None, junction: float | None = None) -> dict[str, Any]:
+        return {"scene": {"lead_vehicle": lead, "distance_to_junction_m": junction}}
+
+    assert lead_situation(record({"kind": "obstacle", "gap_m": 45.0})) == "obstacle 40+ m ahead"
+    assert lead_situation(record({"kind": "vehicle", "gap_m": 12.0})) == "vehicle <20 m ahead"
+    assert lead_situation(record({"kind": "vehicle", "gap_m": 20.0})) == "vehicle 20-40 m ahead"
+    assert lead_situation(record(None, 21.1)) == "no lead, junction within 40 m"
+    assert lead_situation(record(None)) == "no lead, no junction near"
