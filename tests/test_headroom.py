@@ -15,7 +15,9 @@ def test_wrong_frames_split_by_what_one_frame_tells() -> None:
     outcomes = {"a": False, "b": True, "c": False, "d": True, "e": False}
     truths = {"a": "DECELERATE, STRAIGHT", "b": "KEEP, STRAIGHT", "c": "KEEP, LEFT_CHANGE", "d": "STOP, STRAIGHT"}
     truths["e"] = "DECELERATE, STRAIGHT"
-    situations = {frame: "vehicle 40+ m ahead" if frame in ("a", "e") else "no lead, no junction near" for frame in told}
+    situations = {
+        frame: "vehicle 40+ m ahead" if frame in ("a", "e") else "no lead, no junction near" for frame in told
+    }
     result = headroom(told, outcomes, truths, situations)
     assert (result["wrong"], result["told_by_one_frame"], result["not_told"]) == (3, 2, 1)
     assert result["right_where_one_frame_is_not"] == 1  # d
