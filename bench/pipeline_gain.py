@@ -7,12 +7,15 @@ say) whose two arms are compared. A group's gain is the mean accuracy of its RL 
 each run counted once whichever SFT run an RL run started from. Its 95% interval comes from a two-level bootstrap
 that resamples the test frames (once for every run: all must have scored the same frames) and, within each arm,
 the runs themselves, so it covers both which frames were drawn and how far a repeat of either command lands from
-the last. The pooled row is the mean over groups, resampled the same way.
+the last. The pooled row is the mean over groups, resampled the same way. Beside it, each class's F1 averaged over
+each arm's runs, and the classes whose RL mean falls more than 0.05 below the SFT mean (#19's bar, between the two
+commands rather than between two draws).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +29,7 @@ from bench.pooled_gain import interval_text
 from bench.report import report
 
 Outcomes = Mapping[str, bool]  # whether each frame's plan was right, by frame id
+CLASS_MARGIN = 0.05  # #19: no class's F1 more than this below its SFT value
 
 
 def outcome_matrix(runs: Sequence[Outcomes], reference: Outcomes) -> np.ndarray:
@@ -86,6 +90,23 @@ def arm_summary(runs: Sequence[Outcomes]) -> str:
     return f"{np.mean(accuracies):.3f} ({min(accuracies):.3f}–{max(accuracies):.3f}, sd {spread:.3f})"
 
 
+def mean_class_f1(evaluations: Sequence[Path]) -> dict[str, float]:
+    """Each speed and path class's F1, averaged over ``evaluations`` (their metrics.json)."""
+    per_run = []
+    for evaluation in evaluations:
+        metrics = json.loads((evaluation / "metrics.json").read_text())
+        per_run.append(
+            {name: prf["f1"] for head in ("speed", "path") for name, prf in metrics[head]["per_class"].items()}
+        )
+    return {name: round(float(np.mean([run[name] for run in per_run])), 3) for name in per_run[0]}
+
+
+def classes_below(sft: Mapping[str, float], rl: Mapping[str, float], margin: float = CLASS_MARGIN) -> str:
+    """The classes whose mean F1 under RL is more than ``margin`` below SFT's, e.g. ``ACCELERATE 0.415 → 0.280``."""
+    below = [f"{name} {sft[name]:.3f} → {rl[name]:.3f}" for name in sft if rl[name] < sft[name] - margin]
+    return ", ".join(below) or "none"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for arm in ("sft", "rl"):
@@ -101,10 +122,13 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     groups: dict[str, tuple[list[Outcomes], list[Outcomes]]] = {}
+    folders: dict[str, tuple[list[Path], list[Path]]] = {}
     for arm_index, arm in enumerate((args.sft, args.rl)):
         for label, evaluation in arm:
             groups.setdefault(label, ([], []))[arm_index].append(plan_outcomes(Path(evaluation)))
+            folders.setdefault(label, ([], []))[arm_index].append(Path(evaluation))
     results = pipeline_gain(groups)
+    class_f1 = {label: tuple(map(mean_class_f1, arms)) for label, arms in folders.items()}
     rows: list[dict[str, Any]] = [
         {
             "group": label,
@@ -113,6 +137,7 @@ def main() -> None:
             "rl runs": len(rl_runs),
             "rl accuracy": arm_summary(rl_runs),
             "gain [95% CI]": interval_text(results[label]["gain"], results[label]["low"], results[label]["high"]),
+            "classes below SFT (mean F1)": classes_below(*class_f1[label]),
         }
         for label, (sft_runs, rl_runs) in groups.items()
     ]
@@ -124,12 +149,13 @@ def main() -> None:
         }
     )
     report(
-        ["group", "sft runs", "sft accuracy", "rl runs", "rl accuracy", "gain [95% CI]"],
+        ["group", "sft runs", "sft accuracy", "rl runs", "rl accuracy", "gain [95% CI]", "classes below SFT (mean F1)"],
         rows,
         args.out,
         command="python -m bench.pipeline_gain "
         + " ".join(f"--{arm} {' '.join(map(shlex.quote, run))}" for arm in ("sft", "rl") for run in getattr(args, arm)),
         groups=results,
+        class_f1={label: {"sft": sft, "rl": rl} for label, (sft, rl) in class_f1.items()},
         wall_s=round(time.perf_counter() - started, 2),
     )
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bench import pipeline_gain as module
-from bench.pipeline_gain import pipeline_gain
+from bench.pipeline_gain import classes_below, pipeline_gain
 
 
 def outcomes(rights: str) -> dict[str, bool]:
@@ -52,17 +52,25 @@ def test_runs_on_other_frames_or_an_empty_arm_are_refused() -> None:
         pipeline_gain({"g": ([outcomes("01")], [])})
 
 
-def write_eval(folder, rights: str) -> str:
-    """An `eval` folder whose predictions.jsonl is right where ``rights`` says."""
+def write_eval(folder, rights: str, accelerate_f1: float = 0.5) -> str:
+    """An `eval` folder whose predictions.jsonl is right where ``rights`` says, and whose metrics.json gives
+    ACCELERATE the F1 ``accelerate_f1`` and STRAIGHT 0.9."""
     folder.mkdir()
     rows = [{"id": frame, "plan_correct": right} for frame, right in outcomes(rights).items()]
     (folder / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    metrics = {
+        "speed": {"per_class": {"ACCELERATE": {"f1": accelerate_f1}}},
+        "path": {"per_class": {"STRAIGHT": {"f1": 0.9}}},
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
     return str(folder)
 
 
 def test_the_command_reads_evals_by_group_and_writes_the_table(tmp_path, monkeypatch, capsys) -> None:
-    sft = [write_eval(tmp_path / f"sft{index}", rights) for index, rights in enumerate(("0011", "0001"))]
-    rl = write_eval(tmp_path / "rl", "0111")
+    sft = [
+        write_eval(tmp_path / f"sft{index}", rights, 0.4 + 0.2 * index) for index, rights in enumerate(("0011", "0001"))
+    ]
+    rl = write_eval(tmp_path / "rl", "0111", accelerate_f1=0.42)
     out = tmp_path / "gain.json"
     argv = ["pipeline_gain", "--sft", "s0", sft[0], "--sft", "s0", sft[1], "--rl", "s0", rl, "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
@@ -70,4 +78,13 @@ def test_the_command_reads_evals_by_group_and_writes_the_table(tmp_path, monkeyp
     written = json.loads(out.read_text())
     assert written["groups"]["s0"]["gain"] == pytest.approx(0.75 - 0.375)
     assert written["runs"][0]["sft accuracy"].startswith("0.375 (0.250–0.500")
+    assert written["class_f1"]["s0"]["sft"] == {"ACCELERATE": 0.5, "STRAIGHT": 0.9}
+    assert written["runs"][0]["classes below SFT (mean F1)"] == "ACCELERATE 0.500 → 0.420"
     assert "pooled over 1 groups" in capsys.readouterr().out
+
+
+def test_only_a_fall_beyond_the_margin_counts_as_below() -> None:
+    sft = {"ACCELERATE": 0.415, "KEEP": 0.836, "DECELERATE": 0.644}
+    rl = {"ACCELERATE": 0.280, "KEEP": 0.80, "DECELERATE": 0.770}
+    assert classes_below(sft, rl) == "ACCELERATE 0.415 → 0.280"
+    assert classes_below(sft, sft) == "none"
