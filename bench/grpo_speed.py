@@ -84,6 +84,8 @@ class Timer:
     def steady(self, warmup_steps: int) -> dict[str, Any]:
         """Samples/s over the steps after ``warmup_steps``, and every step's seconds."""
         steps = len(self.steps) - 1 - warmup_steps
+        if steps < 1:
+            raise ValueError(f"{len(self.steps) - 1} steps timed, none after the {warmup_steps} warm-up steps")
         window = self.steps[-1] - self.steps[warmup_steps]
         return {
             "steady_steps": steps,

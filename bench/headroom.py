@@ -21,9 +21,11 @@ from typing import Any
 
 from alphadrive_cli.evaluation.paired import plan_outcomes, same_frames
 from bench.common import device_facts
-from bench.label_ceiling import INPUTS, action_of, categories, features, fit
+from bench.label_ceiling import INPUTS, action_of, categories, features, fit, lead_gap
 from bench.reasoning_facts import split_records
 from bench.report import report
+
+TOLD_COLUMN = "of them one frame tells (share of all frames)"
 
 
 def one_frame_right(splits: Mapping[str, dict[str, dict[str, Any]]], seeds: Sequence[int]) -> dict[str, bool]:
@@ -43,7 +45,7 @@ def lead_situation(record: dict[str, Any]) -> str:
     scene = record.get("scene") or {}
     lead = scene.get("lead_vehicle")
     if lead:
-        gap = lead.get("gap_m", 0.0)
+        gap = lead_gap(record)
         return f"{lead.get('kind', 'vehicle')} {'<20' if gap < 20 else '20-40' if gap < 40 else '40+'} m ahead"
     junction = scene.get("distance_to_junction_m")
     return "no lead, junction within 40 m" if junction is not None and junction < 40 else "no lead, no junction near"
@@ -106,7 +108,7 @@ def main() -> None:
                 "eval": label,
                 "accuracy": f"{result['accuracy']:.3f}",
                 "wrong": result["wrong"],
-                "of them one frame tells": f"{result['told_by_one_frame']} ({told_share:.1%})",
+                TOLD_COLUMN: f"{result['told_by_one_frame']} ({told_share:.1%})",
                 "right where one frame does not tell": result["right_where_one_frame_is_not"],
                 "told, by true plan": plans,
                 "told, by what is ahead": ahead,
@@ -117,9 +119,10 @@ def main() -> None:
             "eval",
             "accuracy",
             "wrong",
-            "of them one frame tells",
+            TOLD_COLUMN,
             "right where one frame does not tell",
             "told, by true plan",
+            "told, by what is ahead",
         ],
         rows,
         args.out,

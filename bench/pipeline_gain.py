@@ -7,9 +7,10 @@ say) whose two arms are compared. A group's gain is the mean accuracy of its RL 
 each run counted once whichever SFT run an RL run started from. Its 95% interval comes from a two-level bootstrap
 that resamples the test frames (once for every run: all must have scored the same frames) and, within each arm,
 the runs themselves, so it covers both which frames were drawn and how far a repeat of either command lands from
-the last. The pooled row is the mean over groups, resampled the same way. Beside it, each class's F1 averaged over
-each arm's runs, and the classes whose RL mean falls more than 0.05 below the SFT mean (#19's bar, between the two
-commands rather than between two draws).
+the last (an arm of one run adds no run-to-run spread, and the table marks it; with few runs the bootstrap also
+understates that spread, by (n-1)/n in variance). The pooled row is the mean over groups, resampled the same way.
+Beside it, each class's F1 averaged over each arm's runs, and the classes whose RL mean falls more than 0.05 below
+the SFT mean (#19's bar, between the two commands rather than between two draws).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def pipeline_gain(
     generator = np.random.default_rng(seed)
     frame_draws = generator.integers(0, len(reference), size=(resamples, len(reference)))
     results: dict[str, dict[str, float | int]] = {}
+    gains: list[float] = []
     pooled_draws = np.zeros(resamples)
     for label, (sft_runs, rl_runs) in groups.items():
         arms = [outcome_matrix(sft_runs, reference), outcome_matrix(rl_runs, reference)]
@@ -66,8 +68,9 @@ def pipeline_gain(
         draws = arm_means[1] - arm_means[0]
         pooled_draws += draws / len(groups)
         low, high = np.percentile(draws, [2.5, 97.5])
+        gains.append(float(arms[1].mean() - arms[0].mean()))
         results[label] = {
-            "gain": round(float(arms[1].mean() - arms[0].mean()), 4),
+            "gain": round(gains[-1], 4),
             "low": round(float(low), 4),
             "high": round(float(high), 4),
             "sft_runs": len(arms[0]),
@@ -75,7 +78,7 @@ def pipeline_gain(
         }
     low, high = np.percentile(pooled_draws, [2.5, 97.5])
     results["pooled"] = {
-        "gain": round(float(np.mean([result["gain"] for result in results.values()])), 4),
+        "gain": round(float(np.mean(gains)), 4),
         "low": round(float(low), 4),
         "high": round(float(high), 4),
         "groups": len(groups),
@@ -84,9 +87,12 @@ def pipeline_gain(
 
 
 def arm_summary(runs: Sequence[Outcomes]) -> str:
-    """Mean accuracy of ``runs``, their range and standard deviation, e.g. ``0.750 (0.698–0.799, sd 0.031)``."""
+    """Mean accuracy of ``runs``, their range and standard deviation, e.g. ``0.750 (0.698–0.799, sd 0.031)``; one
+    run says that its interval resamples frames only."""
     accuracies = [float(np.mean(list(run.values()))) for run in runs]
-    spread = float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+    if len(accuracies) == 1:
+        return f"{accuracies[0]:.3f} (one run: frames resampled only)"
+    spread = float(np.std(accuracies, ddof=1))
     return f"{np.mean(accuracies):.3f} ({min(accuracies):.3f}–{max(accuracies):.3f}, sd {spread:.3f})"
 
 

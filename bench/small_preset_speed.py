@@ -11,7 +11,8 @@ patching it out of that process (CHANGES says how), so the first row is the code
 it. `grpo` rows are timed over the steps after the warm-up rollouts (the first two compile the decoder):
 samples/s = completions trained on per second of those steps; `train_samples_per_second` (the stage's own
 figure, warm-up and compilation included) is reported beside it. `sft` rows report both too: their steady
-samples/s counts the steps after the first SFT_WARMUP_STEPS.
+samples/s counts the steps after the first SFT_WARMUP_STEPS (half the steps, if fewer); the step clock waits for the
+GPU at every step, which rows timed before 2026-12-06's tenth session did not.
 """
 
 from __future__ import annotations

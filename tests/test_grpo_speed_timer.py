@@ -1,5 +1,7 @@
 """bench/grpo_speed.py's Timer: the samples/s of each rollout cycle in the measured window (a synthetic timeline)."""
 
+import pytest
+
 from bench.grpo_speed import Timer
 
 
@@ -61,3 +63,10 @@ def test_the_step_clock_records_the_start_and_every_step_end() -> None:
     finally:
         callbacks.EXTRA_CALLBACKS.pop()
     assert len(timer.steps) == 3 and timer.steps == sorted(timer.steps)
+
+
+def test_a_run_that_ended_in_its_warm_up_has_no_steady_figure() -> None:
+    timer = Timer(per_step=32)
+    timer.steps.extend([0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="none after the 2 warm-up steps"):
+        timer.steady(warmup_steps=2)

@@ -48,11 +48,15 @@ def split(count: int, seed: int) -> dict[str, dict[str, Any]]:
     return records
 
 
-def test_the_one_frame_classifier_tells_plans_its_numbers_decide() -> None:
+def test_the_one_frame_classifier_tells_plans_its_numbers_decide_and_not_the_ones_they_contradict() -> None:
     splits = {"train": split(300, 0), "val": split(60, 1), "test": split(60, 2)}
+    contradicted = [frame for frame, record in splits["test"].items() if record["speed_action"] == "KEEP"][:3]
+    for frame in contradicted:  # a far lead, labelled as if it were near: no classifier of the numbers says so
+        splits["test"][frame]["speed_action"] = "DECELERATE"
     told = one_frame_right(splits, seeds=[0, 1, 2])
     assert list(told) == list(splits["test"])
-    assert sum(told.values()) >= 0.9 * len(told)
+    assert not any(told[frame] for frame in contradicted)
+    assert sum(told.values()) >= 0.9 * (len(told) - len(contradicted))
 
 
 def test_what_is_ahead_names_the_lead_and_its_gap_or_the_junction() -> None:
@@ -64,3 +68,4 @@ def test_what_is_ahead_names_the_lead_and_its_gap_or_the_junction() -> None:
     assert lead_situation(record({"kind": "vehicle", "gap_m": 20.0})) == "vehicle 20-40 m ahead"
     assert lead_situation(record(None, 21.1)) == "no lead, junction within 40 m"
     assert lead_situation(record(None)) == "no lead, no junction near"
+    assert lead_situation(record({"kind": "vehicle"})) == "vehicle 40+ m ahead"  # no gap known: as far as the cap

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
 from bench import pipeline_gain as module
-from bench.pipeline_gain import classes_below, pipeline_gain
+from bench.pipeline_gain import arm_summary, classes_below, pipeline_gain
 
 
 def outcomes(rights: str) -> dict[str, bool]:
@@ -52,7 +53,7 @@ def test_runs_on_other_frames_or_an_empty_arm_are_refused() -> None:
         pipeline_gain({"g": ([outcomes("01")], [])})
 
 
-def write_eval(folder, rights: str, accelerate_f1: float = 0.5) -> str:
+def write_eval(folder: Path, rights: str, accelerate_f1: float = 0.5) -> str:
     """An `eval` folder whose predictions.jsonl is right where ``rights`` says, and whose metrics.json gives
     ACCELERATE the F1 ``accelerate_f1`` and STRAIGHT 0.9."""
     folder.mkdir()
@@ -66,7 +67,9 @@ def write_eval(folder, rights: str, accelerate_f1: float = 0.5) -> str:
     return str(folder)
 
 
-def test_the_command_reads_evals_by_group_and_writes_the_table(tmp_path, monkeypatch, capsys) -> None:
+def test_the_command_reads_evals_by_group_and_writes_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     sft = [
         write_eval(tmp_path / f"sft{index}", rights, 0.4 + 0.2 * index) for index, rights in enumerate(("0011", "0001"))
     ]
@@ -88,3 +91,8 @@ def test_only_a_fall_beyond_the_margin_counts_as_below() -> None:
     rl = {"ACCELERATE": 0.280, "KEEP": 0.80, "DECELERATE": 0.770}
     assert classes_below(sft, rl) == "ACCELERATE 0.415 → 0.280"
     assert classes_below(sft, sft) == "none"
+
+
+def test_an_arm_of_one_run_says_its_interval_resamples_frames_only() -> None:
+    assert arm_summary([outcomes("0011")]) == "0.500 (one run: frames resampled only)"
+    assert arm_summary([outcomes("0011"), outcomes("0111")]).startswith("0.625 (0.500–0.750, sd 0.177)")

@@ -370,7 +370,9 @@ def test_keep_best_needs_validation_scores(inputs) -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_loader_workers_live_through_the_whole_run_not_one_epoch(tmp_path: Path, workers: int) -> None:
+def test_trainer_arguments_keep_loader_workers_through_the_run_when_there_are_some(
+    tmp_path: Path, workers: int
+) -> None:
     """A worker restarted at every epoch loses its frame caches and stalls the first batch (0.4 s an epoch on an
     H100, docs/benchmarks.md): with workers, the trainer keeps them; without, there is nothing to keep."""
     from alphadrive_cli.training.policy import Precision

@@ -123,7 +123,8 @@ def trainer_arguments(config: TrainingConfig, precision: Precision, checkpoints:
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
         "remove_unused_columns": False,
         "dataloader_num_workers": config.dataloader_workers,
-        # workers (and the frame caches they fill) live through the whole run, not one epoch
+        # workers (and the frame caches they fill) live through the whole run, not one epoch; a trainer that turns
+        # workers off (TRL's GRPOTrainer for an iterable dataset, which this project never passes) must turn this off
         "dataloader_persistent_workers": config.dataloader_workers > 0,
         "disable_tqdm": True,
     }
