@@ -10,13 +10,16 @@ the runs themselves, so it covers both which frames were drawn and how far a rep
 the last (an arm of one run adds no run-to-run spread, and the table marks it; with few runs the bootstrap also
 understates that spread, by (n-1)/n in variance). The pooled row is the mean over groups, resampled the same way.
 Beside it, each class's F1 averaged over each arm's runs, and the classes whose RL mean falls more than 0.05 below
-the SFT mean (#19's bar, between the two commands rather than between two draws).
+the SFT mean (#19's bar, between the two commands rather than between two draws), and a permutation p-value that
+the RL runs land closer together than the SFT runs (`spread_p_value`).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -86,14 +89,42 @@ def pipeline_gain(
     return results
 
 
+def run_accuracies(runs: Sequence[Outcomes]) -> list[float]:
+    """Each run's share of frames planned right."""
+    return [float(np.mean(list(run.values()))) for run in runs]
+
+
 def arm_summary(runs: Sequence[Outcomes]) -> str:
     """Mean accuracy of ``runs``, their range and standard deviation, e.g. ``0.750 (0.698–0.799, sd 0.031)``; one
     run says that its interval resamples frames only."""
-    accuracies = [float(np.mean(list(run.values()))) for run in runs]
+    accuracies = run_accuracies(runs)
     if len(accuracies) == 1:
         return f"{accuracies[0]:.3f} (one run: frames resampled only)"
     spread = float(np.std(accuracies, ddof=1))
     return f"{np.mean(accuracies):.3f} ({min(accuracies):.3f}–{max(accuracies):.3f}, sd {spread:.3f})"
+
+
+def spread_p_value(sft: Sequence[float], rl: Sequence[float], limit: int = 20_000, seed: int = 0) -> float | None:
+    """How often a split of the runs' accuracies, each centred on its arm's mean, gives the RL-sized part a spread
+    as far below the rest's as the RL runs' (variance ratio at least the observed one): a one-sided permutation
+    p-value that RL's repeats land closer together than SFT's. Every split where there are at most ``limit``,
+    else ``limit`` random ones; None where either arm has fewer than two runs or RL's runs agree exactly."""
+    if len(sft) < 2 or len(rl) < 2 or np.var(rl) == 0:
+        return None
+    residuals = np.array([*(value - np.mean(sft) for value in sft), *(value - np.mean(rl) for value in rl)])
+    observed = np.var(sft, ddof=1) / np.var(rl, ddof=1)
+    count = len(residuals)
+    if math.comb(count, len(rl)) <= limit:
+        splits = [list(chosen) for chosen in itertools.combinations(range(count), len(rl))]
+    else:
+        generator = np.random.default_rng(seed)
+        splits = [list(generator.choice(count, len(rl), replace=False)) for _ in range(limit)]
+    ratios = []
+    for chosen in splits:
+        rest = np.delete(residuals, chosen)
+        small = np.var(residuals[chosen], ddof=1)
+        ratios.append(np.inf if small == 0 else np.var(rest, ddof=1) / small)
+    return round(float(np.mean(np.array(ratios) >= observed * (1 - 1e-9))), 4)
 
 
 def mean_class_f1(evaluations: Sequence[Path]) -> dict[str, float]:
@@ -144,6 +175,7 @@ def main() -> None:
             "rl accuracy": arm_summary(rl_runs),
             "gain [95% CI]": interval_text(results[label]["gain"], results[label]["low"], results[label]["high"]),
             "classes below SFT (mean F1)": classes_below(*class_f1[label]),
+            "RL repeats closer than SFT's, p": spread_p_value(*(run_accuracies(runs) for runs in (sft_runs, rl_runs))),
         }
         for label, (sft_runs, rl_runs) in groups.items()
     ]
@@ -155,7 +187,16 @@ def main() -> None:
         }
     )
     report(
-        ["group", "sft runs", "sft accuracy", "rl runs", "rl accuracy", "gain [95% CI]", "classes below SFT (mean F1)"],
+        [
+            "group",
+            "sft runs",
+            "sft accuracy",
+            "rl runs",
+            "rl accuracy",
+            "gain [95% CI]",
+            "classes below SFT (mean F1)",
+            "RL repeats closer than SFT's, p",
+        ],
         rows,
         args.out,
         command="python -m bench.pipeline_gain "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import pipeline_gain as module
-from bench.pipeline_gain import arm_summary, classes_below, pipeline_gain
+from bench.pipeline_gain import arm_summary, classes_below, pipeline_gain, spread_p_value
 
 
 def outcomes(rights: str) -> dict[str, bool]:
@@ -96,3 +96,12 @@ def test_only_a_fall_beyond_the_margin_counts_as_below() -> None:
 def test_an_arm_of_one_run_says_its_interval_resamples_frames_only() -> None:
     assert arm_summary([outcomes("0011")]) == "0.500 (one run: frames resampled only)"
     assert arm_summary([outcomes("0011"), outcomes("0111")]).startswith("0.625 (0.500–0.750, sd 0.177)")
+
+
+def test_repeats_that_land_closer_together_than_sft_s_get_a_small_p_value() -> None:
+    sft = [0.70, 0.80, 0.72, 0.78, 0.69, 0.81]  # 0.03 to 0.06 from their mean
+    tight = spread_p_value(sft, [0.800, 0.801, 0.799])
+    assert tight == round(1 / 84, 4)  # no other 3 of the 9 centred values lie as close: one split in C(9, 3)
+    alike = spread_p_value(sft, [0.74, 0.86, 0.80])
+    assert alike is not None and alike >= 0.3
+    assert spread_p_value(sft, [0.8]) is None and spread_p_value(sft, [0.8, 0.8]) is None
