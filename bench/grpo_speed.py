@@ -90,8 +90,12 @@ class Timer:
         return {
             "steady_steps": steps,
             "steady_samples_per_s": round(steps * self.per_step / window, 1),
-            "step_seconds": [round(b - a, 3) for a, b in zip(self.steps, self.steps[1:], strict=False)],
+            "step_seconds": self.step_seconds(len(self.steps) - 1),
         }
+
+    def step_seconds(self, last: int) -> list[float]:
+        """Each optimiser step's seconds, up to step ``last``."""
+        return [round(b - a, 3) for a, b in zip(self.steps, self.steps[1 : last + 1], strict=False)]
 
     def install(self) -> None:
         """Wrap GRPOTrainer's generation and rollout methods, and time every optimiser step."""
@@ -145,7 +149,7 @@ class Timer:
             "prompt_tokens_mean": round(self.generation[0][3], 1),
             "rollouts_measured": len(generation),
             "allocated_gb_at_rollouts": self.allocated_gb,
-            "step_seconds": [round(b - a, 3) for a, b in zip(self.steps, self.steps[1 : last + 1], strict=False)],
+            "step_seconds": self.step_seconds(last),
         }
 
     def cycle_samples_per_s(self, first: int, last: int, steps_per_rollout: int) -> list[float]:

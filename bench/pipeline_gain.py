@@ -158,12 +158,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
-    groups: dict[str, tuple[list[Outcomes], list[Outcomes]]] = {}
     folders: dict[str, tuple[list[Path], list[Path]]] = {}
     for arm_index, arm in enumerate((args.sft, args.rl)):
         for label, evaluation in arm:
-            groups.setdefault(label, ([], []))[arm_index].append(plan_outcomes(Path(evaluation)))
             folders.setdefault(label, ([], []))[arm_index].append(Path(evaluation))
+    groups = {label: tuple([plan_outcomes(path) for path in arm] for arm in arms) for label, arms in folders.items()}
     results = pipeline_gain(groups)
     class_f1 = {label: tuple(map(mean_class_f1, arms)) for label, arms in folders.items()}
     rows: list[dict[str, Any]] = [
