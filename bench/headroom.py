@@ -1,12 +1,17 @@
 """Which of a model's wrong plans could one frame have told? Its test errors against a classifier of one frame.
 
-Usage: python -m bench.headroom DATA --eval LABEL EVAL [--eval ...] [--seeds 0 1 2 3 4] [--out FILE]
+Usage: python -m bench.headroom DATA --eval LABEL EVAL [--eval ...] [--input "one frame"] [--seeds 0 1 2 3 4]
+       [--out FILE]
 
-DATA is the data artifact whose test split the evals scored. The classifier is `bench.label_ceiling`'s "one frame"
-MLP for the whole plan (every number a record holds about its frame, to the speed and path actions as one class),
-fitted on DATA's train split with its epoch chosen on val, once per seed; a test frame counts as one that one frame
-tells where most seeds plan it right. Each eval's wrong frames split into those the classifier plans right, which a
-model that read the frame as well could still get, and those it does not; the first are listed by true plan.
+DATA is the data artifact whose test split the evals scored. The classifier is one of `bench.label_ceiling`'s MLPs
+for the whole plan (the speed and path actions as one class): by default "one frame" (every number a record holds
+about its frame), or with --input "the prompt alone" only what the student's prompt states. It is fitted on DATA's
+train split with its epoch chosen on val, once per seed; a test frame counts as one the input tells where most
+seeds plan it right. Each eval's wrong frames split into those the classifier plans right, which a model that read
+its input as well could still get, and those it does not; the first are listed by true plan. Beside them, how often
+the model answers the plan the classifier's seeds answer most. Against the prompt alone, an eval's right plans on
+frames the prompt does not tell are what its model must have read from the image, and a model that answers the
+prompt classifier's plan almost everywhere reads little else.
 """
 
 from __future__ import annotations
@@ -19,24 +24,52 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from alphadrive_cli.evaluation.paired import plan_outcomes, same_frames
+from alphadrive_cli.evaluation.paired import head_answers, plan_outcomes, same_frames
 from bench.common import device_facts
-from bench.label_ceiling import INPUTS, action_of, categories, features, fit, lead_gap
+from bench.label_ceiling import INPUTS, PLANS, PROMPT_INPUT, action_of, categories, fit, input_features, lead_gap
 from bench.reasoning_facts import split_records
 from bench.report import report
 
-TOLD_COLUMN = "of them one frame tells (share of all frames)"
+TOLD_COLUMN = "of them its input tells (share of all frames)"
+RIGHT_COLUMN = "right where its input does not tell"
+SAME_COLUMN = "same plan as the classifier (its seeds' most frequent)"
 
 
-def one_frame_right(splits: Mapping[str, dict[str, dict[str, Any]]], seeds: Sequence[int]) -> dict[str, bool]:
-    """For each test frame (by id), whether most seeds' one-frame plan classifier plans it right."""
+def classifier_plans(
+    splits: Mapping[str, dict[str, dict[str, Any]]], seeds: Sequence[int], name: str = "one frame"
+) -> dict[str, list[str]]:
+    """Each test frame's plan (by id) from each seed's plan classifier of the input called ``name``."""
     vocab = categories(list(splits["train"].values()))
-    closing_speed, changes = INPUTS["one frame"]
-    train, val, test = (
-        features(splits[split], vocab, closing_speed, changes, label="plan") for split in ("train", "val", "test")
-    )
-    votes = sum((fit(train, val, seed, label="plan")[0](test[0]) == test[1]).int() for seed in seeds)
-    return {frame: 2 * int(count) > len(seeds) for frame, count in zip(splits["test"], votes, strict=True)}
+    train, val, test = (input_features(splits[split], vocab, name, label="plan") for split in ("train", "val", "test"))
+    answers = [fit(train, val, seed, label="plan")[0](test[0]).tolist() for seed in seeds]
+    return {frame: [PLANS[seed_answers[row]] for seed_answers in answers] for row, frame in enumerate(splits["test"])}
+
+
+def told_frames(plans: Mapping[str, Sequence[str]], truths: Mapping[str, str]) -> dict[str, bool]:
+    """For each frame of ``plans`` (each seed's plan, by id), whether most seeds plan it right."""
+    return {
+        frame: 2 * sum(plan == truths[frame] for plan in answers) > len(answers) for frame, answers in plans.items()
+    }
+
+
+def modal_plans(plans: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Each frame's most frequent plan over the seeds (the first seed's among equally frequent ones)."""
+    return {frame: Counter(answers).most_common(1)[0][0] for frame, answers in plans.items()}
+
+
+def eval_plans(evaluation: Path) -> dict[str, str | None]:
+    """Each frame's greedy plan in an `eval` as ``"SPEED, PATH"`` (None where either head has no single answer)."""
+    speed, path = (head_answers(evaluation, head) for head in ("speed", "path"))
+    return {
+        frame: None if None in (speed[frame][1], path[frame][1]) else f"{speed[frame][1]}, {path[frame][1]}"
+        for frame in speed
+    }
+
+
+def same_plan_share(classifier: Mapping[str, str], model: Mapping[str, str | None]) -> float:
+    """The share of frames on which the model answers the classifier's plan."""
+    frames = same_frames(dict(classifier), dict(model))
+    return round(sum(classifier[frame] == model[frame] for frame in frames) / len(frames), 4)
 
 
 def lead_situation(record: dict[str, Any]) -> str:
@@ -57,7 +90,7 @@ def headroom(
     truths: Mapping[str, str],
     situations: Mapping[str, str],
 ) -> dict[str, Any]:
-    """An eval's wrong frames (``outcomes``: right or not, by id) split by whether one frame tells their plan
+    """An eval's wrong frames (``outcomes``: right or not, by id) split by whether the classifier tells their plan
     (``told``), with the true plans (``truths``) and what is ahead (``situations``) of those it tells, most frequent
     first."""
     frames = same_frames(told, outcomes)
@@ -67,9 +100,9 @@ def headroom(
         "frames": len(frames),
         "accuracy": round(sum(outcomes.values()) / len(frames), 4),
         "wrong": len(wrong),
-        "told_by_one_frame": len(reachable),
+        "told": len(reachable),
         "not_told": len(wrong) - len(reachable),
-        "right_where_one_frame_is_not": sum(outcomes[frame] and not told[frame] for frame in frames),
+        "right_where_not_told": sum(outcomes[frame] and not told[frame] for frame in frames),
         "told_by_true_plan": dict(Counter(truths[frame] for frame in reachable).most_common()),
         "told_by_what_is_ahead": dict(Counter(situations[frame] for frame in reachable).most_common()),
     }
@@ -81,36 +114,61 @@ def main() -> None:
     parser.add_argument(
         "--eval", nargs=2, action="append", required=True, metavar=("LABEL", "EVAL"), help="an eval folder"
     )
+    parser.add_argument(
+        "--input",
+        choices=[PROMPT_INPUT, *INPUTS],
+        default="one frame",
+        help="what the classifier reads (bench.label_ceiling's inputs)",
+    )
+    parser.add_argument(
+        "--beside",
+        choices=[PROMPT_INPUT, *INPUTS],
+        default=None,
+        help="another input: also count each eval's right plans on the frames its classifier tells and --input's not",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
     splits = {name: split_records(args.data, name) for name in ("train", "val", "test")}
-    told = one_frame_right(splits, args.seeds)
+    plans = classifier_plans(splits, args.seeds, args.input)
     truths = {frame: action_of(record, "plan") for frame, record in splits["test"].items()}
+    told = told_frames(plans, truths)
+    modal = modal_plans(plans)
     situations = {frame: lead_situation(record) for frame, record in splits["test"].items()}
+    beside_column, only_beside = None, []
+    if args.beside:
+        told_beside = told_frames(classifier_plans(splits, args.seeds, args.beside), truths)
+        only_beside = [frame for frame in truths if told_beside[frame] and not told[frame]]
+        beside_column = f"right of the {len(only_beside)} frames {args.beside} tells and {args.input} does not"
     rows: list[dict[str, Any]] = [
         {
-            "eval": f"one-frame classifier ({len(args.seeds)} seeds, majority)",
+            "eval": f"{args.input} classifier ({len(args.seeds)} seeds, majority)",
             "accuracy": f"{sum(told.values()) / len(told):.3f}",
         }
     ]
     results = {}
     for label, evaluation in args.eval:
-        result = results[label] = headroom(told, plan_outcomes(Path(evaluation)), truths, situations)
-        plans, ahead = (
+        outcomes = plan_outcomes(Path(evaluation))
+        result = results[label] = headroom(told, outcomes, truths, situations)
+        result["same_plan_as_classifier"] = same_plan_share(modal, eval_plans(Path(evaluation)))
+        if beside_column:
+            result["right_where_only_beside_tells"] = sum(outcomes[frame] for frame in only_beside)
+        by_plan, ahead = (
             ", ".join(f"{name} {count}" for name, count in list(result[key].items())[:4])
             for key in ("told_by_true_plan", "told_by_what_is_ahead")
         )
-        told_share = result["told_by_one_frame"] / result["frames"]
+        told_share = result["told"] / result["frames"]
         rows.append(
             {
                 "eval": label,
                 "accuracy": f"{result['accuracy']:.3f}",
                 "wrong": result["wrong"],
-                TOLD_COLUMN: f"{result['told_by_one_frame']} ({told_share:.1%})",
-                "right where one frame does not tell": result["right_where_one_frame_is_not"],
-                "told, by true plan": plans,
+                TOLD_COLUMN: f"{result['told']} ({told_share:.1%})",
+                RIGHT_COLUMN: result["right_where_not_told"],
+                SAME_COLUMN: f"{result['same_plan_as_classifier']:.3f}",
+                **({beside_column: result["right_where_only_beside_tells"]} if beside_column else {}),
+                "told, by true plan": by_plan,
                 "told, by what is ahead": ahead,
             }
         )
@@ -120,7 +178,9 @@ def main() -> None:
             "accuracy",
             "wrong",
             TOLD_COLUMN,
-            "right where one frame does not tell",
+            RIGHT_COLUMN,
+            SAME_COLUMN,
+            *([beside_column] if beside_column else []),
             "told, by true plan",
             "told, by what is ahead",
         ],
@@ -129,6 +189,7 @@ def main() -> None:
         **device_facts(),
         command="python -m bench.headroom " + " ".join(sys.argv[1:]),
         wall_s=round(time.perf_counter() - started, 1),
+        only_beside_frames=len(only_beside),
         results=results,
     )
 

@@ -7,6 +7,8 @@ Fits a small classifier (an MLP, epochs chosen on the validation split) from eac
 its speed action (or with --label path its path action, with --label plan the pair of both as one class, what
 planning accuracy scores), on the train split, and scores the test split once,
 beside always the train split's most frequent action and, for speed, a lookup table:
+- ``the prompt alone``: what the student's prompt states, the ego speed and the navigation instruction (no scene
+  number, and not whether the frame is an episode's first): what a model that reads nothing from the image can know;
 - ``facts``: the states of the facts a grounded trace states (speed against the limit, lead vehicle, its motion,
   junction, yielding): a lookup table, as `bench.reasoning_facts` fits it;
 - ``one frame``: every number the record holds about its frame that one image and the prompt can show (ego speed
@@ -52,6 +54,7 @@ FOLLOWED = {  # the rare classes the table shows
 LANE_STATES = ("free", "occupied", "none")
 NO_LEAD_GAP_M = 100.0  # the gap a frame without a lead vehicle gets (and the cap on every gap)
 NO_JUNCTION_M = 200.0
+PROMPT_INPUT = "the prompt alone"
 INPUTS: dict[str, tuple[bool, tuple[str, ...]]] = {  # name: (the lead's closing speed given, what changes are)
     "one frame": (False, ()),
     "one frame + closing speed": (True, ()),
@@ -83,6 +86,11 @@ def frame_numbers(record: dict[str, Any], closing_speed: bool) -> list[float]:
         float(scene.get("vehicles_within_50m") or 0),
         float(bool(scene.get("yielding"))),
     ]
+
+
+def prompt_numbers(record: dict[str, Any], navigations: Sequence[str]) -> list[float]:
+    """What the student's prompt states about a frame: its ego speed and (one-hot) navigation instruction."""
+    return [record["ego_speed_mps"], *(float(record.get("navigation", "") == text) for text in navigations)]
 
 
 def previous_numbers(record: dict[str, Any], previous: dict[str, Any] | None, changes: Sequence[str]) -> list[float]:
@@ -136,6 +144,17 @@ def features(
         rows.append(row)
         targets.append(ACTIONS[label].index(action_of(record, label)))
     return torch.tensor(rows), torch.tensor(targets)
+
+
+def input_features(
+    records: dict[str, dict[str, Any]], vocab: dict[str, list[str]], name: str, label: str = "speed"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's feature matrix for the input called ``name`` (PROMPT_INPUT or a key of INPUTS) and its
+    ``label``-action targets."""
+    if name != PROMPT_INPUT:
+        return features(records, vocab, *INPUTS[name], label=label)
+    rows = [prompt_numbers(record, vocab["navigation"]) for record in records.values()]
+    return torch.tensor(rows), torch.tensor([ACTIONS[label].index(action_of(r, label)) for r in records.values()])
 
 
 def fit(
@@ -233,10 +252,8 @@ def ceilings(data: Path, seeds: Sequence[int], label: str = "speed") -> dict[str
         "always the majority": scored(torch.full_like(test_truths, actions.index(majority)), test_truths, label),
         **({"facts": fact_table(data, "test")} if label == "speed" else {}),
     }
-    for name, (closing_speed, changes) in INPUTS.items():
-        train, val, test = (
-            features(splits[split], vocab, closing_speed, changes, label) for split in ("train", "val", "test")
-        )
+    for name in (PROMPT_INPUT, *INPUTS):
+        train, val, test = (input_features(splits[split], vocab, name, label) for split in ("train", "val", "test"))
         result[name] = [fit_and_score(train, val, test, seed, label=label) for seed in seeds]
     return result
 
@@ -275,7 +292,7 @@ def main() -> None:
                     accuracy: f"{result['facts']['speed_accuracy']:.3f}",
                 }
             )
-        for name in INPUTS:
+        for name in (PROMPT_INPUT, *INPUTS):
             runs = result[name]
             rows.append(
                 {

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.headroom import headroom, lead_situation, one_frame_right
+from bench.headroom import (
+    classifier_plans,
+    eval_plans,
+    headroom,
+    lead_situation,
+    modal_plans,
+    same_plan_share,
+    told_frames,
+)
 
 
 def test_wrong_frames_split_by_what_one_frame_tells() -> None:
@@ -19,8 +29,8 @@ def test_wrong_frames_split_by_what_one_frame_tells() -> None:
         frame: "vehicle 40+ m ahead" if frame in ("a", "e") else "no lead, no junction near" for frame in told
     }
     result = headroom(told, outcomes, truths, situations)
-    assert (result["wrong"], result["told_by_one_frame"], result["not_told"]) == (3, 2, 1)
-    assert result["right_where_one_frame_is_not"] == 1  # d
+    assert (result["wrong"], result["told"], result["not_told"]) == (3, 2, 1)
+    assert result["right_where_not_told"] == 1  # d
     assert result["told_by_true_plan"] == {"DECELERATE, STRAIGHT": 2}
     assert result["told_by_what_is_ahead"] == {"vehicle 40+ m ahead": 2}
     assert result["accuracy"] == pytest.approx(0.4)
@@ -53,7 +63,10 @@ def test_the_one_frame_classifier_tells_plans_its_numbers_decide_and_not_the_one
     contradicted = [frame for frame, record in splits["test"].items() if record["speed_action"] == "KEEP"][:3]
     for frame in contradicted:  # a far lead, labelled as if it were near: no classifier of the numbers says so
         splits["test"][frame]["speed_action"] = "DECELERATE"
-    told = one_frame_right(splits, seeds=[0, 1, 2])
+    plans = classifier_plans(splits, seeds=[0, 1, 2])
+    told = told_frames(
+        plans, {frame: f"{r['speed_action']}, {r['path_action']}" for frame, r in splits["test"].items()}
+    )
     assert list(told) == list(splits["test"])
     assert not any(told[frame] for frame in contradicted)
     assert sum(told.values()) >= 0.9 * (len(told) - len(contradicted))
@@ -69,3 +82,22 @@ def test_what_is_ahead_names_the_lead_and_its_gap_or_the_junction() -> None:
     assert lead_situation(record(None, 21.1)) == "no lead, junction within 40 m"
     assert lead_situation(record(None)) == "no lead, no junction near"
     assert lead_situation(record({"kind": "vehicle"})) == "vehicle 40+ m ahead"  # no gap known: as far as the cap
+
+
+def test_the_share_of_same_plans_counts_a_hedged_answer_as_different(tmp_path: Path) -> None:
+    rows = [
+        {"id": "a", "truth": ["KEEP", "STRAIGHT"], "parsed": {"speed": ["KEEP"], "path": ["STRAIGHT"]}},
+        {"id": "b", "truth": ["KEEP", "STRAIGHT"], "parsed": {"speed": ["KEEP", "STOP"], "path": ["STRAIGHT"]}},
+        {"id": "c", "truth": ["STOP", "STRAIGHT"], "parsed": {"speed": ["STOP"], "path": ["LEFT_TURN"]}},
+    ]
+    (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    model = eval_plans(tmp_path)
+    assert model == {"a": "KEEP, STRAIGHT", "b": None, "c": "STOP, LEFT_TURN"}
+    seeds_plans = {
+        "a": ["STOP, STRAIGHT", "KEEP, STRAIGHT", "KEEP, STRAIGHT"],
+        "b": ["KEEP, STRAIGHT"],
+        "c": ["STOP, STRAIGHT"],
+    }
+    classifier = modal_plans(seeds_plans)
+    assert classifier["a"] == "KEEP, STRAIGHT"
+    assert same_plan_share(classifier, model) == round(1 / 3, 4)
