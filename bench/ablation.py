@@ -6,7 +6,7 @@ Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablat
        [--language smollm2-135m] [--data-seed 0]
        [--sft-epochs 3] [--grpo-steps 40] [--episodes 2 (0: no closed loop)] [--reward-ablation] [--supervised-control]
        [--jobs 8] [--budget-s 540]
-       [--judge [--samples 8]] [--plot f1.png]
+       [--judge [--samples 8]] [--image-control] [--plot f1.png]
 
 Runs the real CLI stage by stage, as a user would: one simulator data set and its grounded traces,
 then per seed a model built from random weights of the dimensions given (or, with --language, a pretrained
@@ -25,8 +25,10 @@ answers judged acceptable and a fifth row per seed trains row 4 with the safety 
 would give GRPO a reward signal in the row's own format, on judged data the frames with 2+ acceptable plans,
 and each RL row's gain over its SFT on the first sampled answer and as the paper's released scripts compare them
 (the SFT model greedy, the RL model's first answer sampled at temperature 1, both by the released rule:
-docs/spec.md#metrics). Every row also reports the released rule on its greedy answers, and every RL row its paired
-gain over the SFT row it starts from and the classes whose F1 fell more than 0.05 below that row's (#19's bar).
+docs/spec.md#metrics). --image-control scores each row once more with every test frame planned from another
+frame's images (`eval --set images=shuffled`): how much of its accuracy its images earn. Every row also reports
+the released rule on its greedy answers, and every RL row its paired gain over the SFT row it starts from and the
+classes whose F1 fell more than 0.05 below that row's (#19's bar).
 
 Commands run as a dependency graph, --jobs at a time (independent rows train concurrently), each with
 its share of the cores as its thread count, in priority order: the four rows and their scores seed by
@@ -187,6 +189,9 @@ def _scored_data(args: argparse.Namespace) -> str:
     return "@judged" if args.judge else "@data"
 
 
+SHUFFLED_IMAGES = ("--set", "images=shuffled")
+
+
 def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     """Open-loop (test split) and, with --episodes > 0, closed-loop scoring of one trained row, and with
     --samples K > 1 open loop with K sampled answers per frame."""
@@ -194,6 +199,11 @@ def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     sampled = ("--set", f"samples={args.samples}")
     return [
         Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale)),
+        *(
+            [Job(f"shuffled-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale, *SHUFFLED_IMAGES))]
+            if args.image_control
+            else []
+        ),
         *(
             [Job(f"sampled-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale, *sampled))]
             if args.samples > 1
@@ -513,6 +523,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
     start_eval = paths.get(f"open-{start}") if start else None
     all_rewards_eval = paths.get(f"open-{ALL_REWARDS[row]}-s{seed}") if row in ALL_REWARDS else None
     sampled, start_sampled = paths.get(f"sampled-{row}-s{seed}"), paths.get(f"sampled-{start}") if start else None
+    shuffled = paths.get(f"shuffled-{row}-s{seed}")
     return {
         "train_wall_s": round(train_seconds(root, chain), 1),
         "artifact": str(trained.relative_to(root)),
@@ -540,6 +551,15 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
         **(
             {"gain_over_all_rewards": gain_over(plan_outcomes(all_rewards_eval), plan_outcomes(opened))}
             if all_rewards_eval
+            else {}
+        ),
+        # the same model planning every frame from another frame's images: what its images earn
+        **(
+            {
+                "shuffled_images_accuracy": json.loads((shuffled / "metrics.json").read_text())["planning_accuracy"],
+                "gain_over_shuffled_images": gain_over(plan_outcomes(shuffled), plan_outcomes(opened)),
+            }
+            if shuffled
             else {}
         ),
         # the same on each frame's first sampled answer, the decoding of the paper's released RL evaluation
@@ -682,6 +702,11 @@ def summary_rows(
                 F1_DROP_COLUMN: (
                     " / ".join(f1_drop_text(r["f1_drops"]) for r in runs) if all("f1_drops" in r for r in runs) else "–"
                 ),
+                SHUFFLED_ACCURACY_COLUMN: (
+                    cell([r["shuffled_images_accuracy"] for r in runs])
+                    if all("shuffled_images_accuracy" in r for r in runs)
+                    else "–"
+                ),
                 **_optional_cells(runs),
             }
         )
@@ -752,10 +777,13 @@ SAMPLED_GAIN_COLUMNS = {  # column: the run's key of a paired gain over the SFT 
     "gain on the first sampled answer [95% CI], per seed": "sampled_gain_over_sft",
     "gain as the released scripts compare [95% CI], per seed": "released_protocol_gain",
 }
+IMAGE_GAIN_COLUMN = "own images over other frames' [95% CI], per seed"
+SHUFFLED_ACCURACY_COLUMN = "planning accuracy, other frames' images"
 GAIN_COLUMNS = {  # column: the run's key of a paired gain (over the SFT row it starts from, or another row)
     "gain over its SFT [95% CI], per seed": "gain_over_sft",
     **SAMPLED_GAIN_COLUMNS,
     ALL_REWARDS_COLUMN: "gain_over_all_rewards",
+    IMAGE_GAIN_COLUMN: "gain_over_shuffled_images",
 }
 
 
@@ -882,6 +910,11 @@ def main() -> None:
     )
     parser.add_argument("--samples", type=int, default=0, help="with K > 1, also score K sampled answers per frame")
     parser.add_argument(
+        "--image-control",
+        action="store_true",
+        help="also score every row with each test frame planned from another frame's images (eval images=shuffled)",
+    )
+    parser.add_argument(
         "--episodes", type=non_negative, default=2, help="closed-loop episodes per scenario (0: open loop only)"
     )
     parser.add_argument("--seconds", type=float, default=15, help="closed-loop seconds per episode")
@@ -921,6 +954,7 @@ def main() -> None:
         *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
         *((*SAMPLED_COLUMNS, *SAMPLED_GAIN_COLUMNS) if args.samples > 1 else ()),
+        *((SHUFFLED_ACCURACY_COLUMN, IMAGE_GAIN_COLUMN) if args.image_control else ()),
     )
     print(
         f"data: {args.frames} simulator frames (seed {args.data_seed}), grounded traces on {args.sft_share:.0%}; "

@@ -17,6 +17,7 @@ from PIL import Image
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
 from alphadrive_cli.config.schemas import EvalConfig, TinyModelConfig
+from alphadrive_cli.errors import BadInput
 from alphadrive_cli.stages import eval_open_loop as evaluate_stage
 from alphadrive_cli.stages import models_tiny
 from tests.support.labelled_data import TEST_TRUTHS as TRUTHS
@@ -354,3 +355,38 @@ def test_format_following_bench_scores_samples_with_and_without_images(
         assert result[name]["reward_signal"]["samples"] == 6
         assert result[name]["tags"]["<think>"] == 6  # the prefill starts every completion
         assert result[name]["first_sample"].startswith("<think>")
+
+
+def test_shuffled_images_plan_each_frame_from_another_frame_s_images_and_score_its_own_labels(
+    data: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = evaluate_stage.complete_records
+    planned: list = []
+
+    def recording(model, processor, template, records, *args):
+        planned.extend(records)
+        return real(model, processor, template, records, *args)
+
+    monkeypatch.setattr(evaluate_stage, "complete_records", recording)
+    config = EvalConfig(batch_size=3, max_new_tokens=4, images="shuffled")
+    artifact = evaluate_stage.run(config, OutputSpec(tmp_path, "shuffled"), data=data, model=str(tiny_model))
+    own = {record.id: record for record in evaluate_stage._records(open_artifact(data), "test")[0]}
+    assert sorted(record.id for record in planned) == sorted(own)
+    assert all(record.images != own[record.id].images for record in planned)  # no frame keeps its own images
+    assert sorted(map(tuple, (r.images for r in planned))) == sorted(map(tuple, (r.images for r in own.values())))
+    assert all(record.navigation == own[record.id].navigation for record in planned)  # its own prompt
+    rows = [json.loads(line) for line in (artifact.path / "predictions.jsonl").read_text().splitlines()]
+    assert {row["id"]: row["truth"] for row in rows} == {
+        frame: [record.speed_action, record.path_action] for frame, record in own.items()
+    }
+    assert artifact.manifest["config"]["images"] == "shuffled"
+
+
+def test_shuffled_images_are_refused_where_nothing_is_generated(cli, data: Path, tmp_path: Path) -> None:
+    predictions = write_predictions(tmp_path / "p.jsonl", [{"id": "x", "text": answer("KEEP", "STRAIGHT")}])
+    result = cli("eval", "--predictions", str(predictions), "--data", str(data), "--set", "images=shuffled")
+    assert result.exit_code == 2 and "images=shuffled needs --model" in result.output
+    result = cli("eval", "--closed-loop", "--model", str(tmp_path / "any"), "--set", "images=shuffled")
+    assert result.exit_code == 2 and "open-loop diagnostic" in result.output
+    with pytest.raises(BadInput, match="at least two frames"):
+        evaluate_stage.with_shuffled_images(evaluate_stage._records(open_artifact(data), "train")[0])

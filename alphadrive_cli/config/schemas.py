@@ -755,6 +755,12 @@ class EvalConfig(Strict):
         le=100,
         description="sampling temperature with samples > 1 (one sample is greedy)",
     )
+    images: Literal["own", "shuffled"] = Field(
+        "own",
+        description="the images each frame is planned from: its own, or (shuffled) those of another frame of the "
+        "split, a fixed derangement, with the frame's own prompt and labels: how much of the score the images earn "
+        "(open loop only)",
+    )
     closed_loop: ClosedLoopConfig = ClosedLoopConfig()
     api: ServedModelConfig = ServedModelConfig()
 

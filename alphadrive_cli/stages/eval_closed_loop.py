@@ -20,6 +20,7 @@ from rich.table import Table
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.artifacts.store import Artifact, ArtifactWriter, OutputSpec
 from alphadrive_cli.config.schemas import EvalConfig, RenderConfig
+from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.closed_loop.animation import write_gif
 from alphadrive_cli.evaluation.closed_loop.driving import EXPERT, EpisodeSpec, Observation, episode_specs
 from alphadrive_cli.evaluation.closed_loop.runner import FALLBACK_PLAN, DriveLog, Planner, drive
@@ -71,6 +72,8 @@ def model_planner(source: ModelSource, config: EvalConfig) -> tuple[Planner, boo
 
 def run(config: EvalConfig, output: OutputSpec, *, model: str, data: Path | None = None) -> Artifact:
     """Drive the scenarios with the model and with the expert on the same seeds; publish the comparison."""
+    if config.images != "own":
+        raise BadInput("images=shuffled is an open-loop diagnostic: closed-loop driving sees its own frames")
     source = resolve_model_source(model)
     render, render_source = closed_loop_render(source, data)
     specs = episode_specs(list(config.closed_loop.scenarios), config.closed_loop.seed_list())

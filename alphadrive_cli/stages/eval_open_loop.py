@@ -9,6 +9,7 @@ the unfinished artifact batch by batch, so an interrupted evaluation resumes whe
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,16 @@ def _records(data: Artifact, split: str) -> tuple[list[Record], ActionVocabulary
     if not records:
         raise BadInput(f"{data.path} has no records in its {split} split")
     return records, vocabulary
+
+
+def with_shuffled_images(records: Sequence[Record], seed: int = 0) -> list[Record]:
+    """``records`` (same order, ids, prompts and labels), each with the images of another record: a random cycle
+    through all of them, so no frame keeps its own and every frame's images are used once."""
+    if len(records) < 2:
+        raise BadInput("images=shuffled needs at least two frames in the split")
+    order = random.Random(seed).sample(range(len(records)), len(records))
+    donor = {order[index]: order[(index + 1) % len(order)] for index in range(len(order))}
+    return [record.model_copy(update={"images": records[donor[index]].images}) for index, record in enumerate(records)]
 
 
 def _cached_completions(writer: ArtifactWriter) -> dict[str, list[str]]:
@@ -279,6 +290,10 @@ def run(
     data = open_artifact(data, stage=DATA_STAGES)
     records, vocabulary = _records(data, config.split)
     scored = _scored(config, model, predictions)
+    if config.images == "shuffled" and "predictions_sha256" in scored:
+        raise BadInput(
+            "images=shuffled needs --model or --base-url: a predictions file was planned from its own images"
+        )
     if "api_model" in scored and not config.api.model:
         raise BadInput("--base-url needs --api-model NAME: the name the endpoint serves the model under")
     source = resolve_model_source(model) if model is not None else None  # checked before any heavy loading
@@ -291,10 +306,11 @@ def run(
         inputs=inputs,
         identity={"config": identity_settings(config), **identity},
     ) as writer:
+        planned = with_shuffled_images(records) if config.images == "shuffled" else records
         if source is not None:
-            completions, report = generate_completions(writer, source, data, records, vocabulary, config)
+            completions, report = generate_completions(writer, source, data, planned, vocabulary, config)
         elif "api_model" in scored:
-            completions, report = served_completions(writer, data.path, records, vocabulary, config)
+            completions, report = served_completions(writer, data.path, planned, vocabulary, config)
         else:
             completions, report = read_predictions(predictions, records)
         return publish_evaluation(
