@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,13 @@ def device_facts() -> dict[str, Any]:
     except ImportError:
         pass
     return facts
+
+
+def run_facts(module: str, started: float) -> dict[str, Any]:
+    """What a benchmark's JSON says about its run: :func:`device_facts`, the command that ran ``module`` (this
+    process's arguments) and its wall seconds since ``started`` (a ``time.perf_counter()``)."""
+    command = " ".join([f"python -m {module}", *sys.argv[1:]])
+    return {**device_facts(), "command": command, "wall_s": round(time.perf_counter() - started, 1)}
 
 
 def bench_inputs(workdir: Path | None, tiny: bool, frames: int) -> tuple[Path, Path]:

@@ -17,7 +17,6 @@ prompt classifier's plan almost everywhere reads little else.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.evaluation.paired import head_answers, plan_outcomes, same_frames
-from bench.common import device_facts
+from bench.common import run_facts
 from bench.label_ceiling import INPUTS, PLANS, PROMPT_INPUT, action_of, categories, fit, input_features, lead_gap
 from bench.reasoning_facts import split_records
 from bench.report import report
@@ -186,9 +185,7 @@ def main() -> None:
         ],
         rows,
         args.out,
-        **device_facts(),
-        command="python -m bench.headroom " + " ".join(sys.argv[1:]),
-        wall_s=round(time.perf_counter() - started, 1),
+        **run_facts("bench.headroom", started),
         only_beside_frames=len(only_beside),
         results=results,
     )

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,7 +38,7 @@ import torch
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.evaluation.metrics import per_class_prf
-from bench.common import device_facts
+from bench.common import run_facts
 from bench.reasoning_facts import fact_table, split_records
 from bench.report import report
 
@@ -157,6 +156,26 @@ def input_features(
     return torch.tensor(rows), torch.tensor([ACTIONS[label].index(action_of(r, label)) for r in records.values()])
 
 
+class BestOnValidation:
+    """The weights of a model at its best validation accuracy so far, and that accuracy and epoch."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.accuracy, self.epoch = model, -1.0, 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, accuracy: float, epoch: int) -> None:
+        """Keep the model's weights if ``accuracy`` beats the best so far."""
+        if accuracy > self.accuracy:
+            self.accuracy, self.epoch = accuracy, epoch
+            self.state = {key: value.clone() for key, value in self.model.state_dict().items()}
+
+    def restore(self) -> tuple[float, int]:
+        """Load the kept weights back into the model; their validation accuracy and epoch."""
+        assert self.state is not None, "no epoch was offered"
+        self.model.load_state_dict(self.state)
+        return self.accuracy, self.epoch
+
+
 def fit(
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
@@ -182,19 +201,14 @@ def fit(
         with torch.no_grad():
             return model((inputs - mean) / std).argmax(-1)
 
-    best_val, best_epoch, best_state = -1.0, 0, None
+    best = BestOnValidation(model)
     for epoch in range(1, epochs + 1):
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model((train[0] - mean) / std), train[1]).backward()
         optimizer.step()
         if epoch % 10 == 0:
-            accuracy = (predict(val[0]) == val[1]).float().mean().item()
-            if accuracy > best_val:
-                best_val, best_epoch = accuracy, epoch
-                best_state = {key: value.clone() for key, value in model.state_dict().items()}
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    return predict, best_val, best_epoch
+            best.offer((predict(val[0]) == val[1]).float().mean().item(), epoch)
+    return predict, *best.restore()
 
 
 def fit_and_score(
@@ -263,6 +277,15 @@ def spread(values: Sequence[float]) -> str:
     return f"{statistics.fmean(values):.3f} ({min(values):.3f}–{max(values):.3f})"
 
 
+def seed_cells(runs: Sequence[dict[str, Any]], label: str) -> dict[str, str]:
+    """One input's table cells over its seeds' runs: test accuracy and the followed classes' recall, each as
+    :func:`spread`."""
+    return {
+        f"test {label} accuracy": spread([run["test_accuracy"] for run in runs]),
+        **{f"{action} recall": spread([run["recall"][action] for run in runs]) for action in FOLLOWED[label]},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="+", help="data artifacts (`data sim`), each scored on its own")
@@ -295,20 +318,13 @@ def main() -> None:
         for name in (PROMPT_INPUT, *INPUTS):
             runs = result[name]
             rows.append(
-                {
-                    "data": result["data"],
-                    "input": f"{name} (MLP, {len(runs)} seeds)",
-                    accuracy: spread([run["test_accuracy"] for run in runs]),
-                    **{f"{action} recall": spread([run["recall"][action] for run in runs]) for action in followed},
-                }
+                {"data": result["data"], "input": f"{name} (MLP, {len(runs)} seeds)", **seed_cells(runs, args.label)}
             )
     report(
         ["data", "input", accuracy, *(f"{action} recall" for action in followed)],
         rows,
         args.out,
-        **device_facts(),
-        command="python -m bench.label_ceiling " + " ".join(sys.argv[1:]),
-        wall_s=round(time.perf_counter() - started, 1),
+        **run_facts("bench.label_ceiling", started),
         label=args.label,
         seeds=args.seeds,
         results=results,

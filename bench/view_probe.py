@@ -16,7 +16,6 @@ this many frames, which is what the student's vision tower, trained from random 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,17 +26,18 @@ import torch
 from PIL import Image
 
 from alphadrive_cli.artifacts.store import open_artifact
-from bench.common import device_facts
+from bench.common import run_facts
 from bench.label_ceiling import (
     ACTIONS,
     FOLLOWED,
     PROMPT_INPUT,
+    BestOnValidation,
     action_of,
     categories,
     fit,
     prompt_numbers,
     scored,
-    spread,
+    seed_cells,
 )
 from bench.reasoning_facts import split_records
 from bench.report import report
@@ -106,7 +106,7 @@ def fit_probe(
             ]
         return torch.cat(chunks)
 
-    best_val, best_epoch, best_state = -1.0, 0, None
+    best = BestOnValidation(model)
     for epoch in range(1, epochs + 1):
         model.train()
         for indices in torch.randperm(len(train[2])).split(batch):
@@ -114,13 +114,8 @@ def fit_probe(
             logits = model(train[0][indices], (train[1][indices] - mean) / std)
             torch.nn.functional.cross_entropy(logits, train[2][indices]).backward()
             optimizer.step()
-        accuracy = (predict(val) == val[2]).float().mean().item()
-        if accuracy > best_val:
-            best_val, best_epoch = accuracy, epoch
-            best_state = {key: value.clone() for key, value in model.state_dict().items()}
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    return predict, best_val, best_epoch
+        best.offer((predict(val) == val[2]).float().mean().item(), epoch)
+    return predict, *best.restore()
 
 
 def probe(data: Path, seeds: Sequence[int], label: str, size: int, epochs: int) -> dict[str, Any]:
@@ -165,8 +160,7 @@ def main() -> None:
             "data": result["data"],
             "views": ", ".join(result["views"]),
             "input": f"{name} ({len(runs)} seeds)",
-            accuracy: spread([run["test_accuracy"] for run in runs]),
-            **{f"{action} recall": spread([run["recall"][action] for run in runs]) for action in followed},
+            **seed_cells(runs, args.label),
             "epochs chosen": ", ".join(str(run["epoch"]) for run in runs),
         }
         for result in results
@@ -176,9 +170,7 @@ def main() -> None:
         ["data", "views", "input", accuracy, *(f"{action} recall" for action in followed), "epochs chosen"],
         rows,
         args.out,
-        **device_facts(),
-        command="python -m bench.view_probe " + " ".join(sys.argv[1:]),
-        wall_s=round(time.perf_counter() - started, 1),
+        **run_facts("bench.view_probe", started),
         label=args.label,
         size=args.size,
         epochs=args.epochs,
