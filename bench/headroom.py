@@ -1,7 +1,7 @@
 """Which of a model's wrong plans could one frame have told? Its test errors against a classifier of one frame.
 
-Usage: python -m bench.headroom DATA --eval LABEL EVAL [--eval ...] [--input "one frame"] [--seeds 0 1 2 3 4]
-       [--out FILE]
+Usage: python -m bench.headroom DATA --eval LABEL EVAL [--eval ...] [--input "one frame"] [--beside INPUT]
+       [--seeds 0 1 2 3 4] [--out FILE]
 
 DATA is the data artifact whose test split the evals scored. The classifier is one of `bench.label_ceiling`'s MLPs
 for the whole plan (the speed and path actions as one class): by default "one frame" (every number a record holds
@@ -11,7 +11,9 @@ seeds plan it right. Each eval's wrong frames split into those the classifier pl
 its input as well could still get, and those it does not; the first are listed by true plan. Beside them, how often
 the model answers the plan the classifier's seeds answer most. Against the prompt alone, an eval's right plans on
 frames the prompt does not tell are what its model must have read from the image, and a model that answers the
-prompt classifier's plan almost everywhere reads little else.
+prompt classifier's plan almost everywhere reads little else. --beside another input counts, for each eval, its
+right plans on the frames that input's classifier tells and --input's does not (with --input "the prompt alone"
+--beside "one frame": what the model reads from a frame beyond its prompt).
 """
 
 from __future__ import annotations
