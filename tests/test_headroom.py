@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench import headroom as headroom_module
 from bench.headroom import (
     classifier_plans,
     eval_plans,
@@ -101,3 +103,38 @@ def test_the_share_of_same_plans_counts_a_hedged_answer_as_different(tmp_path: P
     classifier = modal_plans(seeds_plans)
     assert classifier["a"] == "KEEP, STRAIGHT"
     assert same_plan_share(classifier, model) == round(1 / 3, 4)
+
+
+def test_beside_counts_right_plans_on_the_frames_only_the_other_input_tells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    truth = {"a": "KEEP, STRAIGHT", "b": "DECELERATE, STRAIGHT", "c": "DECELERATE, STRAIGHT", "d": "STOP, STRAIGHT"}
+    test = {frame: {"speed_action": plan.split(", ")[0], "path_action": "STRAIGHT"} for frame, plan in truth.items()}
+    wrong = "KEEP, STRAIGHT"
+    classifiers = {  # the prompt alone tells a and d; one frame tells a, b and c
+        "the prompt alone": {"a": [truth["a"]], "b": [wrong], "c": [wrong], "d": [truth["d"]]},
+        "one frame": {"a": [truth["a"]], "b": [truth["b"]], "c": [truth["c"]], "d": [wrong]},
+    }
+    monkeypatch.setattr(headroom_module, "split_records", lambda data, split: test if split == "test" else {})
+    monkeypatch.setattr(headroom_module, "classifier_plans", lambda splits, seeds, name: classifiers[name])
+    answers = {"a": truth["a"], "b": truth["b"], "c": wrong, "d": wrong}  # right on a and b
+    rows = [
+        {
+            "id": frame,
+            "truth": truth[frame].split(", "),
+            "parsed": {"speed": [answer.split(", ")[0]], "path": ["STRAIGHT"]},
+            "plan_correct": answer == truth[frame],
+        }
+        for frame, answer in answers.items()
+    ]
+    (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "headroom.json"
+    arguments = ["--eval", "m", str(tmp_path), "--input", "the prompt alone", "--beside", "one frame", "--seeds", "0"]
+    monkeypatch.setattr(sys, "argv", ["headroom", "data", *arguments, "--out", str(out)])
+    headroom_module.main()
+    written = json.loads(out.read_text())
+    assert written["only_beside_frames"] == 2  # b and c
+    result = written["results"]["m"]
+    assert result["right_where_only_beside_tells"] == 1  # b
+    assert result["told"] == 1 and result["right_where_not_told"] == 1  # d wrong though told; b right untold
+    assert result["same_plan_as_classifier"] == 0.5  # a and c: the prompt classifier's KEEP, STRAIGHT
