@@ -156,6 +156,13 @@ def input_features(
     return torch.tensor(rows), torch.tensor([ACTIONS[label].index(action_of(r, label)) for r in records.values()])
 
 
+def column_scale(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column's mean and standard deviation over ``rows``, a deviation of 1 where the column is constant (it
+    is left unscaled)."""
+    mean, std = rows.mean(0), rows.std(0)
+    return mean, torch.where(std < 1e-3, torch.ones_like(std), std)
+
+
 class BestOnValidation:
     """The weights of a model at its best validation accuracy so far, and that accuracy and epoch."""
 
@@ -186,8 +193,7 @@ def fit(
     """Train an MLP on ``train`` (full batch) and keep the epoch best on ``val``: its predictor (features to
     action indices), that validation accuracy and the epoch."""
     torch.manual_seed(seed)
-    mean, std = train[0].mean(0), train[0].std(0)
-    std = torch.where(std < 1e-3, torch.ones_like(std), std)  # a column constant in train is left unscaled
+    mean, std = column_scale(train[0])
     model = torch.nn.Sequential(
         torch.nn.Linear(train[0].shape[1], 64),
         torch.nn.ReLU(),

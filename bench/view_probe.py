@@ -32,10 +32,10 @@ from bench.label_ceiling import (
     FOLLOWED,
     PROMPT_INPUT,
     BestOnValidation,
-    action_of,
     categories,
-    fit,
-    prompt_numbers,
+    column_scale,
+    fit_and_score,
+    input_features,
     scored,
     seed_cells,
 )
@@ -55,13 +55,11 @@ def frame_pixels(artifact: Path, record: dict[str, Any], size: int) -> np.ndarra
 
 
 def split_tensors(
-    artifact: Path, records: dict[str, dict[str, Any]], navigations: Sequence[str], size: int, label: str
+    artifact: Path, records: dict[str, dict[str, Any]], vocab: dict[str, list[str]], size: int, label: str
 ) -> Split:
     """A split's images, prompt numbers and ``label``-action targets."""
     images = torch.from_numpy(np.stack([frame_pixels(artifact, record, size) for record in records.values()]))
-    numbers = torch.tensor([prompt_numbers(record, navigations) for record in records.values()])
-    targets = torch.tensor([ACTIONS[label].index(action_of(record, label)) for record in records.values()])
-    return images, numbers, targets
+    return images, *input_features(records, vocab, PROMPT_INPUT, label)
 
 
 class ImageProbe(torch.nn.Module):
@@ -92,8 +90,7 @@ def fit_probe(
     """Train an :class:`ImageProbe` on ``train`` and keep the epoch best on ``val``: its predictor (a split to action
     indices), that validation accuracy and the epoch."""
     torch.manual_seed(seed)
-    mean, std = train[1].mean(0), train[1].std(0)
-    std = torch.where(std < 1e-3, torch.ones_like(std), std)
+    mean, std = column_scale(train[1])
     model = ImageProbe(train[0].shape[1], train[0].shape[2], train[1].shape[1], len(ACTIONS[label]))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
 
@@ -122,8 +119,8 @@ def probe(data: Path, seeds: Sequence[int], label: str, size: int, epochs: int) 
     """Both inputs' scores on one data set, once per seed."""
     artifact = open_artifact(data, ("data",), check=False).path
     splits = {name: split_records(data, name) for name in ("train", "val", "test")}
-    navigations = categories(list(splits["train"].values()))["navigation"]
-    train, val, test = (split_tensors(artifact, splits[name], navigations, size, label) for name in splits)
+    vocab = categories(list(splits["train"].values()))
+    train, val, test = (split_tensors(artifact, splits[name], vocab, size, label) for name in splits)
     result: dict[str, Any] = {
         "data": str(data),
         "views": [Path(image).stem.rsplit("_", 1)[-1] for image in next(iter(splits["test"].values()))["images"]],
@@ -136,10 +133,7 @@ def probe(data: Path, seeds: Sequence[int], label: str, size: int, epochs: int) 
         result["images + prompt"].append(
             {"val_accuracy": best_val, "epoch": best_epoch, **scored(predict(test), test[2], label)}
         )
-        predict_numbers, best_val, best_epoch = fit((train[1], train[2]), (val[1], val[2]), seed, label=label)
-        result[PROMPT_INPUT].append(
-            {"val_accuracy": best_val, "epoch": best_epoch, **scored(predict_numbers(test[1]), test[2], label)}
-        )
+        result[PROMPT_INPUT].append(fit_and_score(train[1:], val[1:], test[1:], seed, label=label))
     return result
 
 
