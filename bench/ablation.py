@@ -4,7 +4,8 @@ Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablat
        [--data-set render.image_size=224]
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
        [--language smollm2-135m] [--data-seed 0]
-       [--sft-epochs 3] [--grpo-steps 40] [--episodes 2 (0: no closed loop)] [--reward-ablation] [--supervised-control]
+       [--sft-epochs 3] [--sft-set language_frozen_epochs=2] [--grpo-steps 40] [--episodes 2 (0: no closed loop)]
+       [--reward-ablation] [--supervised-control]
        [--jobs 8] [--budget-s 540]
        [--judge [--samples 8]] [--image-control] [--plot f1.png]
 
@@ -293,7 +294,14 @@ def plan(args: argparse.Namespace) -> list[Job]:
     control_sets = control_length(args) if args.supervised_control else ()
     seeded: list[Job] = []
     for seed in args.seeds:
-        sft = (*_training_settings(args), "--set", f"epochs={args.sft_epochs}", "--set", f"seed={seed}")
+        sft = (
+            *_training_settings(args),
+            "--set",
+            f"epochs={args.sft_epochs}",
+            *with_sets(args.sft_set),
+            "--set",
+            f"seed={seed}",
+        )
         grpo = _grpo_settings(seed, args)
         commands = {
             # the frames reasoning SFT trains on (--sft-share), their answers only
@@ -887,6 +895,13 @@ def main() -> None:
     parser.add_argument("--scale", default="tiny", help="scale preset of the training and eval stages")
     parser.add_argument("--sft-epochs", type=float, default=3)
     parser.add_argument(
+        "--sft-set",
+        action="append",
+        default=[],
+        help="`sft --set` (repeatable) for the SFT rows trained from the built model (not the supervised controls, "
+        "which continue them), e.g. language_frozen_epochs=2",
+    )
+    parser.add_argument(
         "--sft-share", type=float, default=1.0, help="traces for this share of each split (distill --set share=)"
     )
     parser.add_argument("--grpo-steps", type=int, default=40, help="-1: the preset's epochs")
@@ -959,7 +974,7 @@ def main() -> None:
     print(
         f"data: {args.frames} simulator frames (seed {args.data_seed}), grounded traces on {args.sft_share:.0%}; "
         f"model: {model_description(args)}; "
-        f"scale preset {args.scale}; SFT {args.sft_epochs} epochs, "
+        f"scale preset {args.scale}; SFT {args.sft_epochs} epochs{''.join(f', {item}' for item in args.sft_set)}, "
         f"GRPO {args.grpo_steps} steps{'; plans judged by the simulator' if args.judge else ''}; "
         f"closed loop: {f'5 scenarios x {args.episodes} seeds x {args.seconds} s' if args.episodes else 'none'}; "
         f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s"
@@ -981,6 +996,7 @@ def main() -> None:
         model_set=args.model_set,
         scale=args.scale,
         sft_epochs=args.sft_epochs,
+        sft_set=args.sft_set,
         sft_share=args.sft_share,
         grpo_steps=args.grpo_steps,
         main_rows=args.rows,

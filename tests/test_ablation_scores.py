@@ -90,6 +90,7 @@ def _ablation_args(**overrides: object) -> Namespace:
         "dimensions": None,
         "scale": "tiny",
         "sft_epochs": 1.0,
+        "sft_set": [],
         "grpo_steps": 4,
         "seeds": [0, 1],
         "model_set": [],
@@ -216,6 +217,13 @@ def test_deterministic_puts_every_training_stage_and_nothing_else_on_determinist
     assert len(training) == len([job for job in plain if job.args[0] in ("sft", "grpo")]) > 10
     assert all(asks(job) for job in training)
     assert not any(asks(job) for job in jobs if job.args[0] not in ("sft", "grpo"))
+
+
+def test_sft_set_reaches_the_sft_rows_trained_from_the_built_model_and_nothing_else() -> None:
+    setting = ("--set", "language_frozen_epochs=2")
+    jobs = ablation.plan(_ablation_args(supervised_control=True, sft_set=["language_frozen_epochs=2"]))
+    asked = {job.key for job in jobs if any(job.args[i : i + 2] == setting for i in range(len(job.args)))}
+    assert asked == {f"{row}-s{seed}" for row in ("sft_no_reasoning", "sft_reasoning") for seed in (0, 1)}
 
 
 def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> None:

@@ -382,3 +382,54 @@ def test_trainer_arguments_keep_loader_workers_through_the_run_when_there_are_so
     arguments = trainer_arguments(config, Precision(cuda=False, bf16=False), tmp_path)
     assert arguments["dataloader_num_workers"] == workers
     assert arguments["dataloader_persistent_workers"] is (workers > 0)
+
+
+class _WeightWatch(TrainerCallback):
+    """Per optimiser step: whether the language model's and the vision tower's weights differ from the start."""
+
+    def __init__(self) -> None:
+        self.start: dict[str, torch.Tensor] = {}
+        self.moved: list[tuple[bool, bool]] = []
+
+    def _snapshot(self, model) -> dict[str, torch.Tensor]:
+        return {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs) -> None:
+        self.start = self._snapshot(model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs) -> None:
+        now = self._snapshot(model)
+        changed = {name for name, value in now.items() if not torch.equal(value, self.start[name])}
+        self.moved.append(
+            (any(".visual." not in f".{name}" for name in changed), any(".visual." in f".{name}" for name in changed))
+        )
+
+
+def test_language_frozen_epochs_train_the_vision_tower_alone_then_every_weight(
+    inputs, tmp_path: Path, monkeypatch
+) -> None:
+    watch = _WeightWatch()
+    monkeypatch.setattr(training_callbacks, "EXTRA_CALLBACKS", [watch])
+    frozen = {"finetune": "full", "freeze_vision": False, "language_frozen_epochs": 1}
+    cfg = config(inputs, max_steps=-1, epochs=2, learning_rate=1e-2, **frozen)
+    sft_stage.run(cfg, OutputSpec(tmp_path / "runs"), data=inputs["distill"])
+    # 6 train frames in batches of 2: the first epoch's 3 steps move the vision tower alone, the next every weight
+    assert watch.moved == [(False, True)] * 3 + [(True, True)] * 3
+
+
+@pytest.mark.parametrize("settings", [["finetune=lora"], ["freeze_vision=true"]])
+def test_language_frozen_epochs_need_a_trainable_vision_tower_of_a_full_model(cli, inputs, settings) -> None:
+    extra = [] if "freeze_vision=true" in settings else ["--set", "freeze_vision=false"]
+    flags = [part for setting in settings for part in ("--set", setting)]
+    result = cli(
+        "sft",
+        "--data",
+        inputs["distill"],
+        "--model",
+        inputs["model"],
+        "--set",
+        "language_frozen_epochs=1",
+        *flags,
+        *extra,
+    )
+    assert result.exit_code == 2 and "language_frozen_epochs trains the vision tower alone" in result.stderr

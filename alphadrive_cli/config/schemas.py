@@ -496,11 +496,27 @@ class SftConfig(TrainingConfig):
         description="tokens per example (prompt, image tokens and answer); longer ones are cut",
     )
     merge: bool = Field(False, description="also save the base model with the adapter merged in, under merged/")
+    language_frozen_epochs: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="epochs at the start in which only the vision tower (its merger included) trains and the language "
+        "model stays frozen, so that the loss can fall only through what the images say (finetune: full with "
+        "freeze_vision: false; 0: none)",
+    )
 
     @model_validator(mode="after")
     def _merge_needs_adapter(self) -> SftConfig:
         if self.merge and self.finetune == "full":
             raise ValueError("merge applies to LoRA adapters; finetune: full already saves the full model")
+        return self
+
+    @model_validator(mode="after")
+    def _language_warmup_trains_vision(self) -> SftConfig:
+        if self.language_frozen_epochs > 0 and (self.finetune != "full" or self.freeze_vision):
+            raise ValueError(
+                "language_frozen_epochs trains the vision tower alone: it needs finetune: full and freeze_vision: false"
+            )
         return self
 
 

@@ -71,9 +71,11 @@ class SftRecipe(TrainingRecipe[SftConfig]):
         from trl import SFTConfig as TrlSftConfig
         from trl import SFTTrainer
 
+        from alphadrive_cli.training.language_warmup import LanguageWarmup
         from alphadrive_cli.training.sft_data import VisionSFTCollator, sft_examples
 
         config = self.config
+        warmup = [LanguageWarmup(setup.model, config.language_frozen_epochs)] if config.language_frozen_epochs else []
         return SFTTrainer(
             model=setup.model,
             args=TrlSftConfig(
@@ -86,7 +88,7 @@ class SftRecipe(TrainingRecipe[SftConfig]):
                 setup.processor, setup.template, setup.vocabulary, setup.data.path, config.max_length
             ),
             processing_class=setup.processor,
-            callbacks=setup.callbacks,
+            callbacks=[*setup.callbacks, *warmup],
         )
 
     def metrics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
