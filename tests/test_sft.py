@@ -433,3 +433,36 @@ def test_language_frozen_epochs_need_a_trainable_vision_tower_of_a_full_model(cl
         *extra,
     )
     assert result.exit_code == 2 and "language_frozen_epochs trains the vision tower alone" in result.stderr
+
+
+def test_a_label_only_the_image_tells_is_learnt_through_the_vision_tower(tmp_path: Path) -> None:
+    """The whole path from pixels to the answer learns: every frame has the same prompt, dark frames are STOP and
+    bright ones KEEP. Planned from its own images the model answers right; from other frames' images
+    (eval images=shuffled) about half of its answers are wrong."""
+    from alphadrive_cli.config.schemas import EvalConfig
+    from alphadrive_cli.stages import eval_open_loop
+
+    labels = [("STOP", "STRAIGHT") if index % 2 == 0 else ("KEEP", "STRAIGHT") for index in range(48)]
+    shades = [20 + index % 7 if index % 2 == 0 else 230 - index % 7 for index in range(48)]
+    root = tmp_path / "runs"
+    data = make_labelled_data(root, labels, {"train": range(32), "test": range(32, 48)}, shades=shades)
+    model = models_tiny.run(TinyModelConfig(), OutputSpec(root)).path
+    cfg = resolve_config(
+        "sft",
+        SftConfig,
+        scale="tiny",
+        options={
+            "model": str(model),
+            "reasoning": False,
+            "freeze_vision": False,
+            "epochs": 40,
+            "per_device_batch_size": 8,
+        },
+    )
+    trained = sft_stage.run(cfg, OutputSpec(root), data=data).path
+    accuracy = {}
+    for images in ("own", "shuffled"):
+        config = EvalConfig(batch_size=16, max_new_tokens=16, images=images)
+        scored = eval_open_loop.run(config, OutputSpec(root, images), data=data, model=str(trained))
+        accuracy[images] = scored.manifest["metrics"]["planning_accuracy"]
+    assert accuracy["own"] >= 0.9 and accuracy["shuffled"] <= accuracy["own"] - 0.25, accuracy

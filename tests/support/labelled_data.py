@@ -46,21 +46,25 @@ def make_labelled_data(
     splits: Mapping[str, Sequence[int]],
     reasoning: str | None = None,
     plans: Mapping[int, list[dict]] | None = None,
+    shades: Sequence[int] | None = None,
 ) -> Path:
     """A data artifact with frame ``i`` labelled ``frames[i]`` (id ``f<i>``, navigation "... (frame i)"),
     placed in the splits that list its index (with ``reasoning``, every record carries that trace; with
-    ``plans``, frame ``i`` carries ``plans[i]`` as its judged plans); returns the artifact's path."""
+    ``plans``, frame ``i`` carries ``plans[i]`` as its judged plans); returns the artifact's path. With ``shades``,
+    frame ``i``'s image is the grey level ``shades[i]`` and every frame has the same prompt: only its image tells
+    it apart."""
     with begin("data", "hand", {}, root=root) as writer:
         records = []
         for index, (speed, path) in enumerate(frames):
             image = f"images/{index}.png"
-            Image.fromarray(np.full((32, 32, 3), 30 * index % 256, dtype=np.uint8)).save(writer.path(image))
+            shade = 30 * index % 256 if shades is None else shades[index]
+            Image.fromarray(np.full((32, 32, 3), shade, dtype=np.uint8)).save(writer.path(image))
             records.append(
                 Record(
                     id=f"f{index}",
                     images=[image],
-                    navigation=f"follow the road (frame {index})",
-                    ego_speed_mps=float(index),
+                    navigation="follow the road" if shades else f"follow the road (frame {index})",
+                    ego_speed_mps=10.0 if shades else float(index),
                     speed_action=speed,
                     path_action=path,
                     source={"origin": "test"},
