@@ -12,6 +12,7 @@ from alphadrive_cli.errors import BadInput
 from alphadrive_cli.resources import PROMPT_DIR
 
 STUDENT_PROMPT = "student-v1"
+PERCEPTION_PROMPT = "perception-v1"  # a question only the image answers (sft.perception_examples)
 
 
 @dataclass(frozen=True)
@@ -67,5 +68,10 @@ def driving_messages(
         speed_actions=", ".join(vocabulary.speed),
         path_actions=", ".join(vocabulary.path),
     )
+    return user_turn(text, image_count)
+
+
+def user_turn(text: str, image_count: int) -> list[dict[str, Any]]:
+    """One user message: ``image_count`` images, then ``text``."""
     content: list[dict[str, Any]] = [{"type": "image"} for _ in range(image_count)]
     return [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]

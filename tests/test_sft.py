@@ -20,19 +20,20 @@ from alphadrive_cli.cli import app
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DistillConfig, SftConfig, TinyModelConfig, ValidationConfig
 from alphadrive_cli.data.records import iter_split
-from alphadrive_cli.errors import BadInput
+from alphadrive_cli.errors import BadInput, StageFailure
 from alphadrive_cli.models import loading
 from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
 from alphadrive_cli.models.lora import apply_lora, lora_target_regex, quantization_config
-from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
+from alphadrive_cli.prompts import PERCEPTION_PROMPT, STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.stages import distill as distill_stage
 from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
 from alphadrive_cli.training import callbacks as training_callbacks
 from alphadrive_cli.training import run as run_module
-from alphadrive_cli.training.sft_data import END_OF_TURN, VisionSFTCollator, sft_examples
+from alphadrive_cli.training.sft_data import END_OF_TURN, VisionSFTCollator, perception_target, sft_examples
 from alphadrive_cli.training.validation import validation_sample
 from alphadrive_cli.ui import console
+from tests.support import labelled_data
 from tests.support.interrupts import InterruptAfterSave, Interrupted
 from tests.support.labelled_data import make_labelled_data
 
@@ -98,6 +99,42 @@ def test_collator_masks_prompt_tokens(inputs) -> None:
             f"<think>{record.reasoning}</think><answer>{record.speed_action}, {record.path_action}</answer>"
         )
         assert (labels[batch["attention_mask"][row] == 0] == -100).all()  # padding is never supervised
+
+
+def test_perception_examples_ask_what_the_images_show_without_speed_or_instruction(inputs) -> None:
+    _, processor = load_model_and_processor(resolve_model_source(str(inputs["model"])))
+    records = train_records(inputs["distill"])[:2]
+    examples = sft_examples(records, DEFAULT_VOCABULARY, reasoning=True, perception=True)
+    assert [example["task"] for example in examples] == ["plan", "plan", "perception", "perception"]
+    perceived = examples[2:]
+    # the test frames' scene: no lead, room on the left, no lane on the right
+    assert all("left" in example["target"] and "right" in example["target"] for example in perceived)
+    assert [example["target"] for example in perceived] == [perception_target(record) for record in records]
+    template = load_prompt(PERCEPTION_PROMPT)
+    collator = VisionSFTCollator(
+        processor, load_prompt(STUDENT_PROMPT), DEFAULT_VOCABULARY, inputs["distill"], 1024, template
+    )
+    batch = collator(perceived)
+    for row, example in enumerate(perceived):
+        prompt = collator.prompt_text(example)
+        assert template.text.strip() in prompt and example["navigation"] not in prompt and "m/s" not in prompt
+        labels = batch["labels"][row]
+        assert processor.tokenizer.decode(labels[labels != -100]) == example["target"] + END_OF_TURN
+    with pytest.raises(StageFailure, match="perception_template"):
+        VisionSFTCollator(processor, load_prompt(STUDENT_PROMPT), DEFAULT_VOCABULARY, inputs["distill"], 1024)(
+            perceived
+        )
+
+
+def test_perception_examples_train_and_are_counted_and_need_scene_facts(inputs, tmp_path: Path, monkeypatch) -> None:
+    artifact = sft_stage.run(
+        config(inputs, max_steps=2, perception_examples=True), OutputSpec(tmp_path / "runs"), data=inputs["distill"]
+    )
+    assert artifact.manifest["training"]["perception_examples"] == 6
+    monkeypatch.setattr(labelled_data, "SCENE", None)
+    sceneless = make_labelled_data(tmp_path / "plain", LABELS, {"train": range(6)}, reasoning="fine")
+    with pytest.raises(BadInput, match="perception_examples needs scene facts"):
+        sft_stage.run(config(inputs, perception_examples=True), OutputSpec(tmp_path / "runs"), data=sceneless)
 
 
 def test_no_reasoning_targets_are_answers_only(inputs) -> None:

@@ -265,6 +265,22 @@ def test_one_frame_traces_are_the_full_traces_without_what_one_image_cannot_show
         assert len(facts) - len(grounded.stated_facts(scene, speed, "one_frame")) == 2
 
 
+def test_a_scene_description_states_what_one_image_shows_and_no_speed(templates: GroundedTemplates) -> None:
+    """sft's perception target: the lead and its gap, the lanes, the junction; not the ego speed or limit, not the
+    lead's motion or the traffic count; a lead is close by its gap alone (the speed is not in the question)."""
+    recording = _Recording(templates)
+    text = grounded.scene_description(HIGHWAY, random.Random(0), recording)
+    leaves = [leaf for leaf, _ in recording.said]
+    assert leaves[0] == "lead.close" and not any(leaf.startswith("speed.") for leaf in leaves)
+    assert text.startswith(recording.said[0][1])  # the lead's sentence, as a trace phrases it
+    assert "14" in text and "30" not in text and "5" not in text.replace("14", "")  # no limit, no traffic count
+    far = {**HIGHWAY, "lead_vehicle": {**HIGHWAY["lead_vehicle"], "gap_m": 35.0}}
+    recording = _Recording(templates)
+    grounded.scene_description(far, random.Random(0), recording)
+    assert recording.said[0][0] == "lead.far"  # 35 m: far without a speed, though close at 24 m/s in a trace
+    assert grounded.scene_description({}, random.Random(0), templates) == ""
+
+
 def test_lane_clauses_are_joined_per_side(templates: GroundedTemplates) -> None:
     both = reasoning_of(trace(templates, HIGHWAY)).lower()
     assert mentions(both, phrases(templates, "lanes.left.free"))

@@ -496,6 +496,12 @@ class SftConfig(TrainingConfig):
         description="tokens per example (prompt, image tokens and answer); longer ones are cut",
     )
     merge: bool = Field(False, description="also save the base model with the adapter merged in, under merged/")
+    perception_examples: bool = Field(
+        False,
+        description="also train each frame on a question only its images answer (prompts/perception-v1.txt: no "
+        "speed, no instruction), answered with what its scene facts say one image shows (the lead or obstacle ahead "
+        "and its gap, the lanes beside, the junction; the grounded teacher's phrasing): simulator data",
+    )
     language_frozen_epochs: float = Field(
         0.0,
         ge=0,

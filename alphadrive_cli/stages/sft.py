@@ -22,6 +22,7 @@ from alphadrive_cli.config.schemas import SftConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, resolve_model_source
+from alphadrive_cli.prompts import PERCEPTION_PROMPT, load_prompt
 from alphadrive_cli.training.run import RunSetup, TrainingRecipe, finite_round, run_training, trainer_arguments
 from alphadrive_cli.ui import console
 
@@ -39,8 +40,16 @@ class SftRecipe(TrainingRecipe[SftConfig]):
     curves = (("training loss", ("loss",)), ("learning rate", ("learning_rate",)), ("gradient norm", ("grad_norm",)))
     curves_png = "training_curves.png"
     console_fields = (("loss", "loss"), ("grad_norm", "grad_norm"), ("learning_rate", "learning_rate"))
+    perception_count = 0  # the perception examples trained on (perception_examples)
 
     def check_records(self, data: Artifact, records: list[Record], vocabulary: ActionVocabulary) -> None:
+        from alphadrive_cli.training.sft_data import perception_target
+
+        if self.config.perception_examples and not any(perception_target(record) for record in records):
+            raise BadInput(
+                f"perception_examples needs scene facts an image shows (simulator data): none of the {len(records)} "
+                f"train records of {data.path} has any"
+            )
         if not self.config.reasoning:
             return
         missing = [record.id for record in records if not record.reasoning]
@@ -72,7 +81,7 @@ class SftRecipe(TrainingRecipe[SftConfig]):
         from trl import SFTTrainer
 
         from alphadrive_cli.training.language_warmup import LanguageWarmup
-        from alphadrive_cli.training.sft_data import VisionSFTCollator, sft_examples
+        from alphadrive_cli.training.sft_data import VisionSFTCollator
 
         config = self.config
         warmup = [LanguageWarmup(setup.model, config.language_frozen_epochs)] if config.language_frozen_epochs else []
@@ -83,13 +92,26 @@ class SftRecipe(TrainingRecipe[SftConfig]):
                 dataset_kwargs={"skip_prepare_dataset": True},
                 max_length=config.max_length,
             ),
-            train_dataset=Dataset.from_list(sft_examples(setup.records, setup.vocabulary, config.reasoning)),
+            train_dataset=Dataset.from_list(self.examples(setup)),
             data_collator=VisionSFTCollator(
-                setup.processor, setup.template, setup.vocabulary, setup.data.path, config.max_length
+                setup.processor,
+                setup.template,
+                setup.vocabulary,
+                setup.data.path,
+                config.max_length,
+                load_prompt(PERCEPTION_PROMPT) if config.perception_examples else None,
             ),
             processing_class=setup.processor,
             callbacks=[*setup.callbacks, *warmup],
         )
+
+    def examples(self, setup: RunSetup) -> list[dict[str, Any]]:
+        """The training examples; their perception share, for the manifest."""
+        from alphadrive_cli.training.sft_data import sft_examples
+
+        examples = sft_examples(setup.records, setup.vocabulary, self.config.reasoning, self.config.perception_examples)
+        self.perception_count = sum(example["task"] == "perception" for example in examples)
+        return examples
 
     def metrics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         losses = [entry["loss"] for entry in history if "loss" in entry]
@@ -101,7 +123,7 @@ class SftRecipe(TrainingRecipe[SftConfig]):
     def manifest(self, setup: RunSetup, trainer: Any) -> dict[str, dict[str, Any]]:
         return {
             "model": {"merged": MERGED_DIR if self.config.merge else None},
-            "training": {"reasoning": self.config.reasoning},
+            "training": {"reasoning": self.config.reasoning, "perception_examples": self.perception_count},
         }
 
     def headline(self, metrics: Mapping[str, Any]) -> str:

@@ -293,6 +293,14 @@ def stated_facts(
     return [(leaf, values) for leaf, values in recorder.facts if leaf != "lanes.both" and leaf not in hidden]
 
 
+def scene_description(scene: dict[str, Any], rng: random.Random, templates: Phrasing) -> str:
+    """What one image of the frame shows, in the grounded trace's phrasing: the lead or obstacle ahead and its gap,
+    the lanes beside, the junction (its yielding), nothing the image cannot show (HIDDEN_FROM_ONE_FRAME) and nothing
+    that needs the ego speed (a lead counts as close below CLOSE_GAP_M alone). Empty without such facts."""
+    sentences = _scene_sentences(scene, 0.0, rng, _Omitting(templates, HIDDEN_FROM_ONE_FRAME))
+    return " ".join(sentence for sentence in sentences if sentence)
+
+
 def grounded_trace(
     record: Record,
     rng: random.Random,

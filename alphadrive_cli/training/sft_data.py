@@ -8,10 +8,14 @@ target with the tokenizer alone, then concatenates them: the model is trained on
 boundary it continues from at generation time. Prompt and padding tokens get label -100; the target
 and the end-of-turn token ``<|im_end|>`` are supervised. Real Qwen2-VL chat templates have no
 ``{% generation %}`` markers, so masking is done here rather than by TRL's ``assistant_only_loss``.
+With ``perception_examples`` a frame also teaches a question only its images answer (``prompts/perception-v1.txt``,
+no speed, no instruction), answered with what its scene facts say one image shows.
 """
 
 from __future__ import annotations
 
+import functools
+import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,8 @@ from transformers import ProcessorMixin
 from alphadrive_cli.actions import ActionVocabulary, format_answer, format_completion
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import StageFailure
-from alphadrive_cli.prompts import PromptTemplate, student_messages
+from alphadrive_cli.prompts import PromptTemplate, student_messages, user_turn
+from alphadrive_cli.teacher.grounded import GroundedTemplates, scene_description
 
 END_OF_TURN = "<|im_end|>"
 IGNORE_INDEX = -100
@@ -38,20 +43,42 @@ def sft_target(record: Record, vocabulary: ActionVocabulary, reasoning: bool) ->
     return f"<answer>{format_answer(record.speed_action, record.path_action, vocabulary)}</answer>"
 
 
-def sft_examples(records: Iterable[Record], vocabulary: ActionVocabulary, reasoning: bool) -> list[dict[str, Any]]:
-    """Plain-dict training examples (what ``datasets.Dataset.from_list`` takes): the frame and its target."""
-    return [
-        {
-            "id": record.id,
-            "images": list(record.images),
-            "navigation": record.navigation,
-            "ego_speed_mps": record.ego_speed_mps,
-            "speed_action": record.speed_action,
-            "path_action": record.path_action,
-            "target": sft_target(record, vocabulary, reasoning),
-        }
-        for record in records
-    ]
+def sft_examples(
+    records: Iterable[Record], vocabulary: ActionVocabulary, reasoning: bool, perception: bool = False
+) -> list[dict[str, Any]]:
+    """Plain-dict training examples (what ``datasets.Dataset.from_list`` takes): the frame and its target; with
+    ``perception``, after them one more for each frame whose scene facts one image shows: the perception prompt
+    (its images alone) answered with what they show (:func:`perception_target`)."""
+    records = list(records)
+    examples = [_example(record, "plan", sft_target(record, vocabulary, reasoning)) for record in records]
+    if perception:
+        targets = ((record, perception_target(record)) for record in records)
+        examples += [_example(record, "perception", target) for record, target in targets if target]
+    return examples
+
+
+def perception_target(record: Record) -> str:
+    """What the record's images show, from its scene facts in the grounded teacher's phrasing (a draw fixed by
+    the record's id); empty where it has none."""
+    return scene_description(record.scene or {}, random.Random(f"{record.id}/perception"), _grounded_templates())
+
+
+@functools.cache
+def _grounded_templates() -> GroundedTemplates:
+    return GroundedTemplates.load()
+
+
+def _example(record: Record, task: str, target: str) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "task": task,
+        "images": list(record.images),
+        "navigation": record.navigation,
+        "ego_speed_mps": record.ego_speed_mps,
+        "speed_action": record.speed_action,
+        "path_action": record.path_action,
+        "target": target,
+    }
 
 
 def _record(example: dict[str, Any]) -> Record:
@@ -77,8 +104,10 @@ class VisionSFTCollator:
         vocabulary: ActionVocabulary,
         data_root: Path,
         max_length: int,
+        perception_template: PromptTemplate | None = None,
     ) -> None:
         self.processor = processor
+        self.perception_template = perception_template
         self.tokenizer = processor.tokenizer
         self.template = template
         self.vocabulary = vocabulary
@@ -88,7 +117,12 @@ class VisionSFTCollator:
         self.pad_id = pad if pad is not None else self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
 
     def prompt_text(self, example: dict[str, Any]) -> str:
-        messages = student_messages(self.template, _record(example), self.vocabulary)
+        if example.get("task") == "perception":
+            if self.perception_template is None:
+                raise StageFailure("a perception example needs the collator's perception_template")
+            messages = user_turn(self.perception_template.render(), len(example["images"]))
+        else:
+            messages = student_messages(self.template, _record(example), self.vocabulary)
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
