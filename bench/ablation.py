@@ -865,6 +865,20 @@ def non_negative(text: str) -> int:
     return int(text)
 
 
+def sft_settings_problem(args: argparse.Namespace) -> str | None:
+    """Why the SFT rows' settings (--scale, --sft-epochs, --sft-set) are no valid `sft` config, before anything
+    runs; None when they are."""
+    from alphadrive_cli.config.resolve import resolve_config
+    from alphadrive_cli.config.schemas import SftConfig
+    from alphadrive_cli.errors import BadInput
+
+    try:
+        resolve_config("sft", SftConfig, args.scale, overrides=[f"epochs={args.sft_epochs}", *args.sft_set])
+    except BadInput as exc:
+        return f"--sft-set: {exc}"
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("runs/ablation"), help="artifact root")
@@ -898,8 +912,8 @@ def main() -> None:
         "--sft-set",
         action="append",
         default=[],
-        help="`sft --set` (repeatable) for the SFT rows trained from the built model (not the supervised controls, "
-        "which continue them), e.g. language_frozen_epochs=2",
+        help="`sft --set` (repeatable) for the SFT rows trained from the built model, the answer-only row too (not "
+        "the supervised controls, which continue them), e.g. perception_examples=true; checked before anything runs",
     )
     parser.add_argument(
         "--sft-share", type=float, default=1.0, help="traces for this share of each split (distill --set share=)"
@@ -943,7 +957,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="write the per-class F1 of every row as a PNG")
     args = parser.parse_args()
-    if problem := data_mismatch(args.root, args.frames, args.data_seed):
+    if problem := data_mismatch(args.root, args.frames, args.data_seed) or sft_settings_problem(args):
         parser.error(problem)
     args.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -226,6 +226,13 @@ def test_sft_set_reaches_the_sft_rows_trained_from_the_built_model_and_nothing_e
     assert asked == {f"{row}-s{seed}" for row in ("sft_no_reasoning", "sft_reasoning") for seed in (0, 1)}
 
 
+def test_sft_settings_are_checked_before_anything_runs() -> None:
+    assert ablation.sft_settings_problem(_ablation_args(scale="small", sft_set=["language_frozen_epochs=0.5"])) is None
+    problem = ablation.sft_settings_problem(_ablation_args(sft_set=["language_frozen_epochs=0.5"]))
+    assert problem and "freeze_vision" in problem  # the tiny preset keeps its vision tower frozen
+    assert "unknown" in ablation.sft_settings_problem(_ablation_args(sft_set=["no_such_key=1"])).lower()
+
+
 def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> None:
     jobs = {job.key: job for job in ablation.plan(_ablation_args(reward_ablation=True))}
     for seed in (0, 1):

@@ -130,7 +130,9 @@ def test_perception_examples_train_and_are_counted_and_need_scene_facts(inputs, 
     artifact = sft_stage.run(
         config(inputs, max_steps=2, perception_examples=True), OutputSpec(tmp_path / "runs"), data=inputs["distill"]
     )
-    assert artifact.manifest["training"]["perception_examples"] == 6
+    assert artifact.manifest["training"]["perception_example_count"] == 6
+    assert artifact.manifest["training"]["perception_phrasing"]["id"] == "grounded-v1"
+    assert {"id": PERCEPTION_PROMPT, "sha256": load_prompt(PERCEPTION_PROMPT).sha256} in artifact.manifest["prompts"]
     monkeypatch.setattr(labelled_data, "SCENE", None)
     sceneless = make_labelled_data(tmp_path / "plain", LABELS, {"train": range(6)}, reasoning="fine")
     with pytest.raises(BadInput, match="perception_examples needs scene facts"):
@@ -454,6 +456,13 @@ def test_language_frozen_epochs_train_the_vision_tower_alone_then_every_weight(
     assert watch.moved == [(False, True)] * 3 + [(True, True)] * 3
 
 
+def test_language_frozen_epochs_must_leave_epochs_for_the_language_model(inputs) -> None:
+    frozen = {"finetune": "full", "freeze_vision": False, "max_steps": -1, "epochs": 2}
+    with pytest.raises(BadInput, match="language model would never train"):
+        config(inputs, language_frozen_epochs=2, **frozen)
+    assert config(inputs, language_frozen_epochs=1.5, **frozen).language_frozen_epochs == 1.5
+
+
 @pytest.mark.parametrize("settings", [["finetune=lora"], ["freeze_vision=true"]])
 def test_language_frozen_epochs_need_a_trainable_vision_tower_of_a_full_model(cli, inputs, settings) -> None:
     extra = [] if "freeze_vision=true" in settings else ["--set", "freeze_vision=false"]
@@ -499,7 +508,39 @@ def test_a_label_only_the_image_tells_is_learnt_through_the_vision_tower(tmp_pat
     trained = sft_stage.run(cfg, OutputSpec(root), data=data).path
     accuracy = {}
     for images in ("own", "shuffled"):
-        config = EvalConfig(batch_size=16, max_new_tokens=16, images=images)
-        scored = eval_open_loop.run(config, OutputSpec(root, images), data=data, model=str(trained))
+        settings = EvalConfig(batch_size=16, max_new_tokens=16, images=images)
+        scored = eval_open_loop.run(settings, OutputSpec(root, images), data=data, model=str(trained))
         accuracy[images] = scored.manifest["metrics"]["planning_accuracy"]
     assert accuracy["own"] >= 0.9 and accuracy["shuffled"] <= accuracy["own"] - 0.25, accuracy
+
+
+def test_keep_best_in_frozen_epochs_publishes_every_weight_of_that_step(inputs, tmp_path: Path, monkeypatch) -> None:
+    """With language_frozen_epochs, the best step's snapshot holds the language model too (as it stood then, not
+    as the last step left it)."""
+    from alphadrive_cli.training import validation as validation_module
+
+    accuracies, real = iter([0.0, 1.0, 0.5]), validation_module.validation_scores
+    monkeypatch.setattr(
+        validation_module,
+        "validation_scores",
+        lambda *args: {**real(*args), validation_module.ACCURACY_KEY: next(accuracies)},
+    )
+    per_step: dict[int, list[torch.Tensor]] = {}
+
+    class EveryWeight(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs) -> None:
+            per_step[state.global_step] = [weight.detach().clone() for weight in model.parameters()]
+
+    monkeypatch.setattr(training_callbacks, "EXTRA_CALLBACKS", [EveryWeight()])
+    frozen = {"finetune": "full", "freeze_vision": False, "language_frozen_epochs": 1, "learning_rate": 1e-2}
+    validation = {"every_steps": 3, "frames": 2, "max_new_tokens": 4, "keep": "best"}
+    cfg = config(inputs, max_steps=-1, epochs=2, validation=validation, **frozen)
+    artifact = sft_stage.run(cfg, OutputSpec(tmp_path / "runs"), data=inputs["distill"])
+    assert artifact.manifest["validation"]["published_step"] == 3
+    assert artifact.manifest["training"]["language_thawed_at_step"] == 4
+    published = list(load_file(artifact.path / "model.safetensors").values())
+
+    def kept(weights: list[torch.Tensor]) -> bool:
+        return all(any(t.shape == w.shape and torch.equal(t, w) for t in published) for w in weights)
+
+    assert kept(per_step[3]) and not kept(per_step[6])

@@ -273,7 +273,9 @@ def test_a_scene_description_states_what_one_image_shows_and_no_speed(templates:
     leaves = [leaf for leaf, _ in recording.said]
     assert leaves[0] == "lead.close" and not any(leaf.startswith("speed.") for leaf in leaves)
     assert text.startswith(recording.said[0][1])  # the lead's sentence, as a trace phrases it
-    assert "14" in text and "30" not in text and "5" not in text.replace("14", "")  # no limit, no traffic count
+    hidden = [said for leaf, said in recording.said if leaf in grounded.HIDDEN_FROM_ONE_FRAME]
+    assert len(hidden) == 2 and not any(said in text for said in hidden)  # the lead's motion, the traffic count
+    assert "14" in text and "m/s" not in text and "3.1" not in text
     far = {**HIGHWAY, "lead_vehicle": {**HIGHWAY["lead_vehicle"], "gap_m": 35.0}}
     recording = _Recording(templates)
     grounded.scene_description(far, random.Random(0), recording)

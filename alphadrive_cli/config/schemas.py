@@ -519,6 +519,11 @@ class SftConfig(TrainingConfig):
 
     @model_validator(mode="after")
     def _language_warmup_trains_vision(self) -> SftConfig:
+        if self.max_steps == -1 and self.language_frozen_epochs >= self.epochs:
+            raise ValueError(
+                f"language_frozen_epochs {self.language_frozen_epochs:g} must be below epochs {self.epochs:g}: "
+                "the language model would never train"
+            )
         if self.language_frozen_epochs > 0 and (self.finetune != "full" or self.freeze_vision):
             raise ValueError(
                 "language_frozen_epochs trains the vision tower alone: it needs finetune: full and freeze_vision: false"

@@ -40,7 +40,7 @@ class SftRecipe(TrainingRecipe[SftConfig]):
     curves = (("training loss", ("loss",)), ("learning rate", ("learning_rate",)), ("gradient norm", ("grad_norm",)))
     curves_png = "training_curves.png"
     console_fields = (("loss", "loss"), ("grad_norm", "grad_norm"), ("learning_rate", "learning_rate"))
-    perception_count = 0  # the perception examples trained on (perception_examples)
+    freeze: Any = None  # the LanguageFreeze of a run with language_frozen_epochs
 
     def check_records(self, data: Artifact, records: list[Record], vocabulary: ActionVocabulary) -> None:
         from alphadrive_cli.training.sft_data import perception_target
@@ -80,11 +80,14 @@ class SftRecipe(TrainingRecipe[SftConfig]):
         from trl import SFTConfig as TrlSftConfig
         from trl import SFTTrainer
 
-        from alphadrive_cli.training.language_warmup import LanguageWarmup
-        from alphadrive_cli.training.sft_data import VisionSFTCollator
+        from alphadrive_cli.training.language_freeze import LanguageFreeze
+        from alphadrive_cli.training.sft_data import VisionSFTCollator, sft_examples
 
         config = self.config
-        warmup = [LanguageWarmup(setup.model, config.language_frozen_epochs)] if config.language_frozen_epochs else []
+        self.freeze = LanguageFreeze(config.language_frozen_epochs) if config.language_frozen_epochs else None
+        perception = load_prompt(PERCEPTION_PROMPT) if config.perception_examples else None
+        if perception is not None:
+            setup.writer.add_prompt(perception.id, perception.sha256)
         return SFTTrainer(
             model=setup.model,
             args=TrlSftConfig(
@@ -92,26 +95,20 @@ class SftRecipe(TrainingRecipe[SftConfig]):
                 dataset_kwargs={"skip_prepare_dataset": True},
                 max_length=config.max_length,
             ),
-            train_dataset=Dataset.from_list(self.examples(setup)),
+            train_dataset=Dataset.from_list(
+                sft_examples(setup.records, setup.vocabulary, config.reasoning, config.perception_examples)
+            ),
             data_collator=VisionSFTCollator(
                 setup.processor,
                 setup.template,
                 setup.vocabulary,
                 setup.data.path,
                 config.max_length,
-                load_prompt(PERCEPTION_PROMPT) if config.perception_examples else None,
+                perception,
             ),
             processing_class=setup.processor,
-            callbacks=[*setup.callbacks, *warmup],
+            callbacks=[*setup.callbacks, *([self.freeze] if self.freeze else [])],
         )
-
-    def examples(self, setup: RunSetup) -> list[dict[str, Any]]:
-        """The training examples; their perception share, for the manifest."""
-        from alphadrive_cli.training.sft_data import sft_examples
-
-        examples = sft_examples(setup.records, setup.vocabulary, self.config.reasoning, self.config.perception_examples)
-        self.perception_count = sum(example["task"] == "perception" for example in examples)
-        return examples
 
     def metrics(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         losses = [entry["loss"] for entry in history if "loss" in entry]
@@ -123,7 +120,23 @@ class SftRecipe(TrainingRecipe[SftConfig]):
     def manifest(self, setup: RunSetup, trainer: Any) -> dict[str, dict[str, Any]]:
         return {
             "model": {"merged": MERGED_DIR if self.config.merge else None},
-            "training": {"reasoning": self.config.reasoning, "perception_examples": self.perception_count},
+            "training": {
+                "reasoning": self.config.reasoning,
+                **self.perception_summary(setup.records),
+                **({"language_thawed_at_step": self.freeze.thawed_at_step} if self.freeze else {}),
+            },
+        }
+
+    def perception_summary(self, records: list[Record]) -> dict[str, Any]:
+        """The manifest's word on the perception examples: how many, and the phrasing their targets come from."""
+        if not self.config.perception_examples:
+            return {}
+        from alphadrive_cli.training.sft_data import grounded_templates, perception_target
+
+        templates = grounded_templates()
+        return {
+            "perception_example_count": sum(bool(perception_target(record)) for record in records),
+            "perception_phrasing": {"id": templates.id, "sha256": templates.sha256},
         }
 
     def headline(self, metrics: Mapping[str, Any]) -> str:

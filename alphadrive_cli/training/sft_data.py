@@ -60,11 +60,12 @@ def sft_examples(
 def perception_target(record: Record) -> str:
     """What the record's images show, from its scene facts in the grounded teacher's phrasing (a draw fixed by
     the record's id); empty where it has none."""
-    return scene_description(record.scene or {}, random.Random(f"{record.id}/perception"), _grounded_templates())
+    return scene_description(record.scene or {}, random.Random(f"{record.id}/perception"), grounded_templates())
 
 
 @functools.cache
-def _grounded_templates() -> GroundedTemplates:
+def grounded_templates() -> GroundedTemplates:
+    """The grounded teacher's default phrasing, which perception targets are written in."""
     return GroundedTemplates.load()
 
 

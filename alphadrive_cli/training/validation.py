@@ -86,9 +86,13 @@ def validation_callback(
             self.best_weights: dict[str, Any] | None = None
             self.scored_steps: list[int] = []
             self.searched_from_step = 0
+            self.trained: set[str] = set()
 
         def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             self.searched_from_step = state.global_step  # > 0 after a resume: earlier steps' weights are gone
+            # the weights the run trains, read before any step: sft's language_frozen_epochs freezes some for a while
+            if model is not None:
+                self.trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
             if state.global_step == 0 and model is not None:  # where training starts; a resume has it logged
                 state.log_history.append({"step": 0, **self.score(model)})
                 self.scored_steps.append(0)
@@ -106,7 +110,7 @@ def validation_callback(
                     self.best_weights = {
                         name: parameter.detach().to("cpu", copy=True)
                         for name, parameter in model.named_parameters()
-                        if parameter.requires_grad
+                        if name in self.trained
                     }
 
         def on_log(

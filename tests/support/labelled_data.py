@@ -63,8 +63,8 @@ def make_labelled_data(
                 Record(
                     id=f"f{index}",
                     images=[image],
-                    navigation="follow the road" if shades else f"follow the road (frame {index})",
-                    ego_speed_mps=10.0 if shades else float(index),
+                    navigation="follow the road" if shades is not None else f"follow the road (frame {index})",
+                    ego_speed_mps=10.0 if shades is not None else float(index),
                     speed_action=speed,
                     path_action=path,
                     source={"origin": "test"},
