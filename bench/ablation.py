@@ -63,7 +63,7 @@ from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, GrpoConfig, Sf
 from alphadrive_cli.evaluation.metrics import wilson_interval
 from alphadrive_cli.evaluation.paired import f1_change, gain_over, head_answers, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
-from bench.common import device_facts
+from bench.common import run_facts
 from bench.pooled_gain import interval_text, pooled_gain
 from bench.report import report
 
@@ -999,9 +999,7 @@ def main() -> None:
         columns,
         summary_rows(results, pooled, against_all),
         args.out,
-        **device_facts(),
-        command="python -m bench.ablation " + " ".join(sys.argv[1:]),
-        wall_s=round(time.perf_counter() - started, 1),
+        **run_facts("bench.ablation", started),
         seeds_pooled_gains=pooled,
         seeds_pooled_against_all_rewards=against_all,
         frames=args.frames,

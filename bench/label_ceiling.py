@@ -87,9 +87,19 @@ def frame_numbers(record: dict[str, Any], closing_speed: bool) -> list[float]:
     ]
 
 
+def navigation_numbers(record: dict[str, Any], navigations: Sequence[str]) -> list[float]:
+    """A frame's navigation instruction, one-hot over ``navigations``."""
+    return [float(record.get("navigation", "") == text) for text in navigations]
+
+
 def prompt_numbers(record: dict[str, Any], navigations: Sequence[str]) -> list[float]:
     """What the student's prompt states about a frame: its ego speed and (one-hot) navigation instruction."""
-    return [record["ego_speed_mps"], *(float(record.get("navigation", "") == text) for text in navigations)]
+    return [record["ego_speed_mps"], *navigation_numbers(record, navigations)]
+
+
+def action_index(record: dict[str, Any], label: str) -> int:
+    """The index of the record's ``label`` action among ACTIONS[label]: a classifier's target."""
+    return ACTIONS[label].index(action_of(record, label))
 
 
 def previous_numbers(record: dict[str, Any], previous: dict[str, Any] | None, changes: Sequence[str]) -> list[float]:
@@ -137,11 +147,11 @@ def features(
     for record in records.values():
         row = frame_numbers(record, closing_speed)
         row += [float(record.get("source", {}).get("scenario", "") == name) for name in vocab["scenario"]]
-        row += [float(record.get("navigation", "") == text) for text in vocab["navigation"]]
+        row += navigation_numbers(record, vocab["navigation"])
         key = frame_key(record)
         row += previous_numbers(record, by_frame.get((key[0], key[1] - 1)) if key else None, changes)
         rows.append(row)
-        targets.append(ACTIONS[label].index(action_of(record, label)))
+        targets.append(action_index(record, label))
     return torch.tensor(rows), torch.tensor(targets)
 
 
@@ -153,7 +163,7 @@ def input_features(
     if name != PROMPT_INPUT:
         return features(records, vocab, *INPUTS[name], label=label)
     rows = [prompt_numbers(record, vocab["navigation"]) for record in records.values()]
-    return torch.tensor(rows), torch.tensor([ACTIONS[label].index(action_of(r, label)) for r in records.values()])
+    return torch.tensor(rows), torch.tensor([action_index(record, label) for record in records.values()])
 
 
 def column_scale(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,7 +273,7 @@ def ceilings(data: Path, seeds: Sequence[int], label: str = "speed") -> dict[str
     vocab = categories(list(splits["train"].values()))
     actions = ACTIONS[label]
     majority = majority_action(splits["train"], label)
-    test_truths = torch.tensor([actions.index(action_of(r, label)) for r in splits["test"].values()])
+    test_truths = torch.tensor([action_index(record, label) for record in splits["test"].values()])
     result: dict[str, Any] = {
         "data": str(data),
         "label": label,

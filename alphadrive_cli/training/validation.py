@@ -90,10 +90,11 @@ def validation_callback(
 
         def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             self.searched_from_step = state.global_step  # > 0 after a resume: earlier steps' weights are gone
+            if model is None:
+                return
             # the weights the run trains, read before any step: sft's language_frozen_epochs freezes some for a while
-            if model is not None:
-                self.trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
-            if state.global_step == 0 and model is not None:  # where training starts; a resume has it logged
+            self.trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+            if state.global_step == 0:  # where training starts; a resume has it logged
                 state.log_history.append({"step": 0, **self.score(model)})
                 self.scored_steps.append(0)
 
