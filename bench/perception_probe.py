@@ -22,13 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 
-from alphadrive_cli.artifacts.store import open_artifact
+from alphadrive_cli.artifacts.store import Artifact, open_artifact
 from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.evaluation.reasoning_facts import NUMERIC_VALUES, claimed_facts, phrase_patterns
-from alphadrive_cli.models.generation import GenerationSettings, generate, load_for_generation
+from alphadrive_cli.models.generation import GenerationSettings, complete_conversations, load_for_generation
 from alphadrive_cli.models.loading import resolve_model_source
 from alphadrive_cli.prompts import PERCEPTION_PROMPT, load_prompt, user_turn
 from alphadrive_cli.stages.eval_open_loop import DATA_STAGES, with_shuffled_images
@@ -39,16 +38,17 @@ from bench.report import report
 Facts = dict[str, tuple[str, dict[str, str]]]
 
 
-def described_records(data: Path, split: str) -> list[Record]:
-    """The split's records whose scene facts one image shows (those `sft.perception_examples` teaches)."""
-    artifact = open_artifact(data, DATA_STAGES)
-    return [record for record in iter_split(artifact, split, dataset_vocabulary(artifact)) if perception_target(record)]
+def described_records(data: Artifact, split: str) -> list[tuple[Record, str]]:
+    """The split's records whose scene facts one image shows (those `sft.perception_examples` teaches), each with
+    its perception target."""
+    targets = ((record, perception_target(record)) for record in iter_split(data, split, dataset_vocabulary(data)))
+    return [(record, target) for record, target in targets if target]
 
 
-def target_facts(records: Sequence[Record]) -> list[Facts]:
-    """Each record's perception target read back as facts: what a right answer states."""
+def target_facts(described: Sequence[tuple[Record, str]]) -> list[Facts]:
+    """Each perception target read back as facts: what a right answer states."""
     patterns = phrase_patterns(grounded_templates())
-    return [claimed_facts(perception_target(record), patterns) for record in records]
+    return [claimed_facts(target, patterns) for _, target in described]
 
 
 def answers(
@@ -67,14 +67,10 @@ def answers(
         task = progress.add_task("answering", total=len(records), note="")
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
-            prompts = [
-                processor.apply_chat_template(
-                    user_turn(question, len(record.images)), add_generation_prompt=True, tokenize=False
-                )
-                for record in batch
-            ]
-            images = [[Image.open(data_root / image).convert("RGB") for image in record.images] for record in batch]
-            texts += [rows[0] for rows in generate(model, processor, prompts, images, settings)]
+            conversations = [user_turn(question, len(record.images)) for record in batch]
+            paths = [record.images for record in batch]
+            completions = complete_conversations(model, processor, conversations, paths, data_root, settings)
+            texts += [rows[0] for rows in completions]
             progress.update(task, advance=len(batch))
     return texts
 
@@ -99,7 +95,7 @@ def fact_scores(truths: Sequence[Facts], texts: Sequence[str], train: Sequence[F
             continue
         numbered = [(float(t[1][key]), c) for t, c in pairs if key in t[1]]
         stated = [abs(float(c[1][key]) - value) for value, c in numbered if c is not None and c[1].get(key)]
-        typical = [float(facts[fact][1][key]) for facts in train if key in facts.get(fact, ("", {}))[1]]
+        typical = [float(facts[fact][1][key]) for facts in train if fact in facts and key in facts[fact][1]]
         if stated and typical:
             median = statistics.median(typical)
             scores[fact].update(
@@ -119,14 +115,15 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    records = described_records(args.data, args.split)
-    truths = target_facts(records)
-    train = target_facts(described_records(args.data, "train"))
-    data_root = open_artifact(args.data, DATA_STAGES).path
+    data = open_artifact(args.data, DATA_STAGES)
+    described = described_records(data, args.split)
+    records = [record for record, _ in described]
+    truths = target_facts(described)
+    train = target_facts(described_records(data, "train"))
     model, processor, _ = load_for_generation(resolve_model_source(args.model), compile_generation=False)
     results = {
         images: fact_scores(
-            truths, answers(model, processor, data_root, planned, args.batch_size, args.max_new_tokens), train
+            truths, answers(model, processor, data.path, planned, args.batch_size, args.max_new_tokens), train
         )
         for images, planned in (("own", records), ("shuffled", with_shuffled_images(records)))
     }

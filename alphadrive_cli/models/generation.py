@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import PeftModel
@@ -117,11 +118,25 @@ def complete_records(
 ) -> list[list[str]]:
     """:func:`generate` for one batch of records (or unlabelled frames): their student prompts and images (relative
     to ``data_root``, or absolute)."""
+    conversations = [student_messages(template, record, vocabulary) for record in records]
+    return complete_conversations(
+        model, processor, conversations, [record.images for record in records], data_root, settings
+    )
+
+
+def complete_conversations(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    conversations: Sequence[list[dict[str, Any]]],
+    image_paths: Sequence[Sequence[str]],
+    data_root: Path,
+    settings: GenerationSettings,
+) -> list[list[str]]:
+    """:func:`generate` for chat messages, each with the paths of its images (relative to ``data_root``, or
+    absolute)."""
     prompts = [
-        processor.apply_chat_template(
-            student_messages(template, record, vocabulary), add_generation_prompt=True, tokenize=False
-        )
-        for record in records
+        processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        for messages in conversations
     ]
-    images = [[Image.open(data_root / image).convert("RGB") for image in record.images] for record in records]
+    images = [[Image.open(data_root / image).convert("RGB") for image in paths] for paths in image_paths]
     return generate(model, processor, prompts, images, settings)

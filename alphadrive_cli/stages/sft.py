@@ -122,20 +122,21 @@ class SftRecipe(TrainingRecipe[SftConfig]):
             "model": {"merged": MERGED_DIR if self.config.merge else None},
             "training": {
                 "reasoning": self.config.reasoning,
-                **self.perception_summary(setup.records),
+                **self.perception_summary(trainer),
                 **({"language_thawed_at_step": self.freeze.thawed_at_step} if self.freeze else {}),
             },
         }
 
-    def perception_summary(self, records: list[Record]) -> dict[str, Any]:
-        """The manifest's word on the perception examples: how many, and the phrasing their targets come from."""
+    def perception_summary(self, trainer: Any) -> dict[str, Any]:
+        """The manifest's word on the perception examples: how many the trainer's data set holds, and the phrasing
+        their targets come from."""
         if not self.config.perception_examples:
             return {}
-        from alphadrive_cli.training.sft_data import grounded_templates, perception_target
+        from alphadrive_cli.training.sft_data import grounded_templates
 
         templates = grounded_templates()
         return {
-            "perception_example_count": sum(bool(perception_target(record)) for record in records),
+            "perception_example_count": sum(task == "perception" for task in trainer.train_dataset["task"]),
             "perception_phrasing": {"id": templates.id, "sha256": templates.sha256},
         }
 
