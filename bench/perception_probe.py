@@ -29,9 +29,9 @@ from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.evaluation.reasoning_facts import NUMERIC_VALUES, claimed_facts, phrase_patterns
 from alphadrive_cli.models.generation import GenerationSettings, complete_conversations, load_for_generation
 from alphadrive_cli.models.loading import resolve_model_source
-from alphadrive_cli.prompts import PERCEPTION_PROMPT, load_prompt, user_turn
+from alphadrive_cli.prompts import PERCEPTION_PROMPT, load_prompt, scene_phrasing, user_turn
 from alphadrive_cli.stages.eval_open_loop import DATA_STAGES, with_shuffled_images
-from alphadrive_cli.training.sft_data import grounded_templates, perception_target
+from alphadrive_cli.training.sft_data import perception_target
 from alphadrive_cli.ui import progress_bar
 from bench.report import report
 
@@ -47,7 +47,7 @@ def described_records(data: Artifact, split: str) -> list[tuple[Record, str]]:
 
 def target_facts(described: Sequence[tuple[Record, str]]) -> list[Facts]:
     """Each perception target read back as facts: what a right answer states."""
-    patterns = phrase_patterns(grounded_templates())
+    patterns = phrase_patterns(scene_phrasing())
     return [claimed_facts(target, patterns) for _, target in described]
 
 
@@ -80,7 +80,7 @@ def fact_scores(truths: Sequence[Facts], texts: Sequence[str], train: Sequence[F
     train targets' most frequent state gets right; for a fact with a number (the lead's gap, the junction's
     distance), the median absolute error where a text states one, beside that of always stating the train
     targets' median."""
-    patterns = phrase_patterns(grounded_templates())
+    patterns = phrase_patterns(scene_phrasing())
     claims = [claimed_facts(text, patterns) for text in texts]
     scores: dict[str, dict[str, Any]] = {}
     for fact in sorted({fact for truth in truths for fact in truth}):

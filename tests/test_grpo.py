@@ -678,7 +678,8 @@ def test_grpo_takes_balanced_prompts_and_inverse_frequency_weights(
     )
     artifact = grpo_stage.run(config, OutputSpec(tmp_path / "runs"), data=policy["data"])
     manifest = artifact.manifest
-    assert manifest["prompts"]["sampling"] == "balanced" and sum(manifest["prompts"]["classes"].values()) == 8
+    assert manifest["prompt_sampling"]["sampling"] == "balanced"
+    assert sum(manifest["prompt_sampling"]["classes"].values()) == 8
     records = list(iter_split(open_artifact(policy["data"]), "train", DEFAULT_VOCABULARY))
     trained_on = balanced_prompts(records, config.seed)  # the weights come from the prompts trained on
     assert manifest["rewards"]["action_weights"] == inverse_frequency_weights(trained_on, DEFAULT_VOCABULARY, power)

@@ -472,6 +472,13 @@ class TrainingConfig(Strict):
         ),
     )
     validation: ValidationConfig = ValidationConfig()
+    prompt: TemplateId | None = Field(
+        None,
+        description="the student prompt in prompts/: student-v1, or student-scene-v1, which also states what one "
+        "image shows, written from the frame's scene facts (a perfect perception, to study planning apart from "
+        "vision; simulator data); eval and grpo use the one the model trained with. Default: the start model's, "
+        "else student-v1",
+    )
 
     @model_validator(mode="after")
     def _quantized_needs_lora(self) -> TrainingConfig:

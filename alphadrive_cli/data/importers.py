@@ -447,6 +447,11 @@ class UnlabelledFrame:
         """The image files as text (absolute: they resolve against any root)."""
         return [str(file) for file in self.files]
 
+    @property
+    def scene(self) -> None:
+        """No scene facts: a frames file holds images, navigation and speed."""
+        return None
+
 
 def unlabelled_frame_from_row(row: Row, source: Source) -> UnlabelledFrame:
     """A frame without labels: ``image(s)``, ``navigation``, ``ego_speed_mps``; label columns, if any, are ignored."""

@@ -22,6 +22,7 @@ from alphadrive_cli.models.processor import SUPPORTED_FAMILIES, load_processor
 from alphadrive_cli.models.rope_index import use_batched_rope_index
 from alphadrive_cli.models.vision_attention import use_batched_vision_attention
 from alphadrive_cli.models.vision_dedup import use_distinct_image_features
+from alphadrive_cli.prompts import PromptTemplate, student_prompt
 from alphadrive_cli.training.numerics import check_finite
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -43,6 +44,11 @@ class ModelSource:
     def weights(self) -> ModelSource:
         """The source holding the full model's config and weights (the base, for an adapter)."""
         return self.base.weights if self.base is not None else self
+
+    def student_prompt(self, chosen: str | None = None) -> PromptTemplate:
+        """The student prompt to train or plan with: ``chosen``, else the one this model's artifact trained with, else
+        student-v1."""
+        return student_prompt(chosen, self.artifact.manifest if self.artifact is not None else None)
 
     def describe(self) -> dict[str, Any]:
         """A manifest-ready description (for hub ids and plain directories, which have no lineage)."""

@@ -28,7 +28,7 @@ from alphadrive_cli.evaluation.closed_loop.views import closed_loop_render
 from alphadrive_cli.evaluation.metrics import closed_loop_metrics
 from alphadrive_cli.models.generation import GenerationSettings, decoding_summary, generate, load_for_generation
 from alphadrive_cli.models.loading import ModelSource, model_inputs, resolve_model_source
-from alphadrive_cli.prompts import STUDENT_PROMPT, driving_messages, load_prompt
+from alphadrive_cli.prompts import add_prompts, driving_messages
 from alphadrive_cli.ui import console, progress_bar
 
 MODEL = "model"
@@ -49,7 +49,7 @@ def model_planner(source: ModelSource, config: EvalConfig) -> tuple[Planner, boo
     """Greedy plans for a batch of observations, ``batch_size`` views per generate call, and whether they are
     decoded with graphs."""
     model, processor, compiled = load_for_generation(source, config.compile_generation)
-    template = load_prompt(STUDENT_PROMPT)
+    template = source.student_prompt()
     settings = GenerationSettings(config.max_new_tokens)
 
     def plan(observations: Sequence[Observation]) -> list[str]:
@@ -58,7 +58,9 @@ def model_planner(source: ModelSource, config: EvalConfig) -> tuple[Planner, boo
             batch = observations[start : start + config.batch_size]
             prompts = [
                 processor.apply_chat_template(
-                    driving_messages(template, o.navigation, o.ego_speed_mps, len(o.images), DEFAULT_VOCABULARY),
+                    driving_messages(
+                        template, o.navigation, o.ego_speed_mps, len(o.images), DEFAULT_VOCABULARY, o.scene
+                    ),
                     add_generation_prompt=True,
                     tokenize=False,
                 )
@@ -91,8 +93,7 @@ def run(config: EvalConfig, output: OutputSpec, *, model: str, data: Path | None
         inputs=inputs,
         identity={"config": settings, "model": model},
     ) as writer:
-        template = load_prompt(STUDENT_PROMPT)
-        writer.add_prompt(template.id, template.sha256)
+        add_prompts(writer, source.student_prompt())
         return _drive_and_publish(writer, source, config, render, specs)
 
 

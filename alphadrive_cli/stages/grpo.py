@@ -259,7 +259,7 @@ class GrpoRecipe(TrainingRecipe[GrpoConfig]):
                 "style": self.reward_config.style,
                 "action_weights": self.reward_config.action_weights,
             },
-            "prompts": {
+            "prompt_sampling": {  # beside the manifest's "prompts", the templates used
                 "sampling": self.config.prompt_sampling,
                 "classes": dict(sorted(Counter(f"{r.speed_action}, {r.path_action}" for r in self.prompts).items())),
             },

@@ -33,7 +33,6 @@ from alphadrive_cli.data.importers import (
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.generation import GenerationSettings, complete_records, load_for_generation
 from alphadrive_cli.models.loading import ModelSource, resolve_model_source
-from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt
 from alphadrive_cli.ui import console, progress_bar, user_text
 
 MAX_IMAGE_MEGAPIXELS = ImportConfig.model_fields["max_image_megapixels"].default  # data import's default
@@ -79,7 +78,7 @@ def _planned(
 ) -> Iterator[dict[str, Any]]:
     """The prediction of every frame, in order, generated a batch at a time (greedy)."""
     model, processor, _ = load_for_generation(source, settings.compile_generation)
-    template = load_prompt(STUDENT_PROMPT)
+    template = source.student_prompt()
     generation = GenerationSettings(settings.max_new_tokens)
     with progress_bar("frames") as progress:
         task = progress.add_task("planning", total=len(frames), note="")
@@ -114,6 +113,11 @@ def run(model: str, frames_file: Path, settings: PredictSettings, out: Path | No
     if out is not None and out.exists():
         raise BadInput(f"{out} exists: choose a new file name (nothing was written)")
     source = resolve_model_source(model)  # a bad --model is one line before anything else happens
+    if source.student_prompt().states_scene:
+        raise BadInput(
+            f"model {model} plans from a prompt that states each frame's scene facts "
+            f"({source.student_prompt().id}), which a frames file does not hold: score it with eval on a data set"
+        )
     frames, log = read_frames(frames_file, settings.images_root)
     for problem in log.ordered():  # one line each, never wrapped: grep-able by file and line
         console.print(

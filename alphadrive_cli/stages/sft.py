@@ -22,7 +22,7 @@ from alphadrive_cli.config.schemas import SftConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, resolve_model_source
-from alphadrive_cli.prompts import PERCEPTION_PROMPT, load_prompt
+from alphadrive_cli.prompts import PERCEPTION_PROMPT, load_prompt, scene_phrasing
 from alphadrive_cli.training.run import RunSetup, TrainingRecipe, finite_round, run_training, trainer_arguments
 from alphadrive_cli.ui import console
 
@@ -132,9 +132,7 @@ class SftRecipe(TrainingRecipe[SftConfig]):
         their targets come from."""
         if not self.config.perception_examples:
             return {}
-        from alphadrive_cli.training.sft_data import grounded_templates
-
-        templates = grounded_templates()
+        templates = scene_phrasing()
         return {
             "perception_example_count": sum(task == "perception" for task in trainer.train_dataset["task"]),
             "perception_phrasing": {"id": templates.id, "sha256": templates.sha256},

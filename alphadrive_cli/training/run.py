@@ -20,7 +20,7 @@ from alphadrive_cli.config.schemas import TrainingConfig
 from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.loading import ModelSource, model_config
-from alphadrive_cli.prompts import STUDENT_PROMPT, PromptTemplate, load_prompt
+from alphadrive_cli.prompts import PromptTemplate, add_prompts, require_scene
 from alphadrive_cli.training.callbacks import CLOCK_KEY, close_tensorboard, silence_stdout_callbacks, trainer_callbacks
 from alphadrive_cli.training.checkpoints import CHECKPOINT_DIR, last_checkpoint
 from alphadrive_cli.training.determinism import deterministic_kernels
@@ -262,6 +262,8 @@ def run_training(recipe: TrainingRecipe[Any], data_path: Path, output: OutputSpe
         raise BadInput(f"{data.path} has no records in its train split")
     recipe.check_records(data, records, vocabulary)
     source = recipe.policy_source()
+    template = source.student_prompt(config.prompt)
+    require_scene(template, records)
     base_config = model_config(source)  # config only: fails early on unsupported models
     inputs: dict[str, Artifact] = {"data": data}
     if source.artifact is not None:
@@ -272,7 +274,7 @@ def run_training(recipe: TrainingRecipe[Any], data_path: Path, output: OutputSpe
         on_main(lambda: output.begin(recipe.stage, recipe.stage, settings, inputs=inputs, identity=identity)) as writer,
         deterministic_kernels(config.deterministic),
     ):
-        return _train(recipe, writer, data, records, vocabulary, source, base_config)
+        return _train(recipe, writer, data, records, vocabulary, source, base_config, template)
 
 
 def _train(
@@ -283,13 +285,13 @@ def _train(
     vocabulary: ActionVocabulary,
     source: ModelSource,
     base_config: Any,
+    template: PromptTemplate,
 ) -> Artifact:
     from alphadrive_cli.models.lora import trainable_parameters
     from alphadrive_cli.models.processor import load_processor
 
     config, family = recipe.config, base_config.model_type
-    template = load_prompt(STUDENT_PROMPT)
-    writer.add_prompt(template.id, template.sha256)
+    add_prompts(writer, template)
     precision = training_precision()
     avoid_cudnn_attention()
     model, quantized = load_policy(source, config, precision)

@@ -14,7 +14,6 @@ no speed, no instruction), answered with what its scene facts say one image show
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -27,8 +26,8 @@ from transformers import ProcessorMixin
 from alphadrive_cli.actions import ActionVocabulary, format_answer, format_completion
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import StageFailure
-from alphadrive_cli.prompts import PromptTemplate, student_messages, user_turn
-from alphadrive_cli.teacher.grounded import GroundedTemplates, scene_description
+from alphadrive_cli.prompts import PromptTemplate, scene_phrasing, student_messages, user_turn
+from alphadrive_cli.teacher.grounded import scene_description
 
 END_OF_TURN = "<|im_end|>"
 IGNORE_INDEX = -100
@@ -60,13 +59,7 @@ def sft_examples(
 def perception_target(record: Record) -> str:
     """What the record's images show, from its scene facts in the grounded teacher's phrasing (a draw fixed by
     the record's id); empty where it has none."""
-    return scene_description(record.scene or {}, random.Random(f"{record.id}/perception"), grounded_templates())
-
-
-@functools.cache
-def grounded_templates() -> GroundedTemplates:
-    """The grounded teacher's default phrasing, which perception targets are written in."""
-    return GroundedTemplates.load()
+    return scene_description(record.scene or {}, random.Random(f"{record.id}/perception"), scene_phrasing())
 
 
 def _example(record: Record, task: str, target: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from alphadrive_cli.data.sim.scenarios import (
     navigation,
     route_turn,
 )
+from alphadrive_cli.data.sim.scene import scene_facts
 
 IDLE = "IDLE"
 EXPERT = "expert"
@@ -57,11 +58,13 @@ def episode_specs(scenarios: list[str], seeds: list[int]) -> list[EpisodeSpec]:
 
 @dataclass
 class Observation:
-    """What the driver sees at a decision: the rendered views, the navigation instruction and the speed."""
+    """What the driver sees at a decision: the rendered views, the navigation instruction, the speed and the scene
+    facts (as a data set frame records them: what a prompt that states them reads)."""
 
     images: list[Image.Image]
     navigation: str
     ego_speed_mps: float
+    scene: dict[str, Any] | None = None
 
 
 @dataclass
@@ -128,12 +131,14 @@ class DrivingEpisode:
         return o.collided or o.off_road or self.steps >= round(self.seconds * POLICY_HZ)
 
     def observe(self) -> Observation:
-        """The views in the data set's rendering, the navigation instruction and the speed, as a data set frame."""
+        """The views in the data set's rendering, the navigation instruction, the speed and the scene facts, as a
+        data set frame."""
         scenario = SCENARIOS[self.spec.scenario]
         return Observation(
             render_views(self.env, self.render),
             navigation(scenario, self.turn, self.junction.passed),
             round(max(0.0, float(self.ego.speed)), 2),
+            scene_facts(self.env, self.ego, scenario, self.junction),
         )
 
     def apply(self, speed: str, path: str) -> None:
