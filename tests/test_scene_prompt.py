@@ -4,6 +4,7 @@ every scoring stage, refused where frames have no scene facts."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ from alphadrive_cli.stages import eval_open_loop, models_tiny
 from alphadrive_cli.stages import grpo as grpo_stage
 from alphadrive_cli.stages import sft as sft_stage
 from tests.support import labelled_data
+from tests.support.fault_server import FaultServer, last_user_text
 from tests.support.labelled_data import make_labelled_data
 
 LABELS = [("KEEP", "STRAIGHT"), ("DECELERATE", "LEFT_TURN"), ("STOP", "STRAIGHT"), ("ACCELERATE", "RIGHT_CHANGE")]
@@ -154,3 +156,26 @@ def test_closed_loop_observations_carry_the_live_scene_facts() -> None:
         episode.close()
     assert {"lead_vehicle", "left_lane", "right_lane"} <= set(observed.scene)
     assert perceived_scene_text(observed.scene)  # something to state in the prompt
+
+
+def test_eval_prompt_names_the_prompt_of_a_plain_model_directory_and_a_served_model(
+    scene_model, tmp_path: Path, cli
+) -> None:
+    plain = tmp_path / "plain-model"  # a model directory without a manifest, as a checkpoint or an export
+    shutil.copytree(scene_model["tiny"], plain, ignore=shutil.ignore_patterns("manifest.json"))
+    assert resolve_model_source(str(plain)).student_prompt().id == STUDENT_PROMPT
+    scored = cli("eval", "--model", plain, "--data", scene_model["data"], "--out-root", tmp_path / "runs",
+                 "--set", f"prompt={SCENE_PROMPT}", "--set", "max_new_tokens=4")  # fmt: skip
+    assert scored.exit_code == 0, scored.stderr
+    assert prompt_ids(json.loads((Path(scored.stdout.strip()) / "manifest.json").read_text()))[0] == SCENE_PROMPT
+    texts: list[str] = []
+
+    def answer(body) -> str:
+        texts.append(last_user_text(body))
+        return "<answer>KEEP, STRAIGHT</answer>"
+
+    with FaultServer(answer=answer) as server:
+        served = cli("eval", "--data", scene_model["data"], "--base-url", server.base_url, "--api-model", "m",
+                     "--out-root", tmp_path / "runs", "--set", f"prompt={SCENE_PROMPT}")  # fmt: skip
+    assert served.exit_code == 0, served.stderr
+    assert len(texts) == 4 and all(text.count("Perception: ") == 1 for text in texts)

@@ -795,6 +795,12 @@ class EvalConfig(Strict):
         "split, a fixed derangement, with the frame's own prompt and labels: how much of the score the images earn "
         "(open loop only)",
     )
+    prompt: TemplateId | None = Field(
+        None,
+        description="the student prompt a --model plans with (default: the one its artifact trained with, else "
+        "student-v1); for a plain model directory trained with another, such as a checkpoint of a run with "
+        "prompt: student-scene-v1",
+    )
     closed_loop: ClosedLoopConfig = ClosedLoopConfig()
     api: ServedModelConfig = ServedModelConfig()
 

@@ -19,7 +19,7 @@ from alphadrive_cli.artifacts.store import ArtifactWriter
 from alphadrive_cli.config.schemas import EvalConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import StageFailure
-from alphadrive_cli.prompts import STUDENT_PROMPT, PromptTemplate, load_prompt, student_messages
+from alphadrive_cli.prompts import PromptTemplate, add_prompts, student_messages, student_prompt
 from alphadrive_cli.teacher.base import TeacherRequest
 from alphadrive_cli.teacher.client import (
     STORE_NAME,
@@ -66,7 +66,7 @@ def identity_settings(config: EvalConfig) -> dict[str, Any]:
 def _requests(
     data_root: Path, records: Sequence[Record], vocabulary: ActionVocabulary, config: EvalConfig
 ) -> list[TeacherRequest]:
-    template = load_prompt(STUDENT_PROMPT)
+    template = student_prompt(config.prompt, None)
     temperature = 0.0 if config.samples == 1 else config.temperature  # one answer: greedy, as eval --model
     requests = []
     for record in records:
@@ -90,8 +90,8 @@ def served_completions(
     writer: ArtifactWriter, data_root: Path, records: Sequence[Record], vocabulary: ActionVocabulary, config: EvalConfig
 ) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Every record's ``samples`` answers from the endpoint (stored ones reused), and what the requests cost."""
-    template = load_prompt(STUDENT_PROMPT)
-    writer.add_prompt(template.id, template.sha256)
+    template = student_prompt(config.prompt, None)
+    add_prompts(writer, template)
     requests = _requests(data_root, records, vocabulary, config)
     store = AnswerStore(writer.path(STORE_NAME))
     budget = Budget(config.api)

@@ -49,7 +49,7 @@ def model_planner(source: ModelSource, config: EvalConfig) -> tuple[Planner, boo
     """Greedy plans for a batch of observations, ``batch_size`` views per generate call, and whether they are
     decoded with graphs."""
     model, processor, compiled = load_for_generation(source, config.compile_generation)
-    template = source.student_prompt()
+    template = source.student_prompt(config.prompt)
     settings = GenerationSettings(config.max_new_tokens)
 
     def plan(observations: Sequence[Observation]) -> list[str]:
@@ -93,7 +93,7 @@ def run(config: EvalConfig, output: OutputSpec, *, model: str, data: Path | None
         inputs=inputs,
         identity={"config": settings, "model": model},
     ) as writer:
-        add_prompts(writer, source.student_prompt())
+        add_prompts(writer, source.student_prompt(config.prompt))
         return _drive_and_publish(writer, source, config, render, specs)
 
 

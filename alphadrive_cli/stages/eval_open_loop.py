@@ -45,7 +45,7 @@ from alphadrive_cli.models.generation import (
     load_for_generation,
 )
 from alphadrive_cli.models.loading import ModelSource, model_inputs, resolve_model_source
-from alphadrive_cli.prompts import add_prompts, require_scene
+from alphadrive_cli.prompts import add_prompts, require_scene, student_prompt
 from alphadrive_cli.textfiles import read_text_file
 from alphadrive_cli.ui import console, progress_bar, user_text
 
@@ -98,7 +98,7 @@ def generate_completions(
 
     done = _cached_completions(writer)
     todo = [record for record in records if record.id not in done]
-    template = source.student_prompt()
+    template = source.student_prompt(config.prompt)
     add_prompts(writer, template)
     stats: dict[str, Any] = {"generated_frames": len(todo), "cached_frames": len(records) - len(todo)}
     if not todo:
@@ -298,8 +298,8 @@ def run(
     if "api_model" in scored and not config.api.model:
         raise BadInput("--base-url needs --api-model NAME: the name the endpoint serves the model under")
     source = resolve_model_source(model) if model is not None else None  # checked before any heavy loading
-    if source is not None:
-        require_scene(source.student_prompt(), records)
+    if predictions is None:  # a model or a served one plans here: from the scene too, with a prompt that states it
+        require_scene(source.student_prompt(config.prompt) if source else student_prompt(config.prompt, None), records)
     inputs = {"data": data, **model_inputs(source)}
     identity = {key: value for key, value in scored.items() if key != "base_url"}  # a moved server still resumes
     with output.begin(

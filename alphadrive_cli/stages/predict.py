@@ -113,10 +113,10 @@ def run(model: str, frames_file: Path, settings: PredictSettings, out: Path | No
     if out is not None and out.exists():
         raise BadInput(f"{out} exists: choose a new file name (nothing was written)")
     source = resolve_model_source(model)  # a bad --model is one line before anything else happens
-    if source.student_prompt().states_scene:
+    if (template := source.student_prompt()).states_scene:
         raise BadInput(
-            f"model {model} plans from a prompt that states each frame's scene facts "
-            f"({source.student_prompt().id}), which a frames file does not hold: score it with eval on a data set"
+            f"model {model} plans from a prompt that states each frame's scene facts ({template.id}), which a "
+            "frames file does not hold: score it with eval on a data set"
         )
     frames, log = read_frames(frames_file, settings.images_root)
     for problem in log.ordered():  # one line each, never wrapped: grep-able by file and line
