@@ -52,6 +52,9 @@ class StudentFrame(Protocol):
     """What the student's prompt is made of: a data set record, or a frame without labels (``predict``)."""
 
     @property
+    def id(self) -> str: ...
+
+    @property
     def images(self) -> Sequence[str]: ...
 
     @property
@@ -93,14 +96,14 @@ def add_prompts(log: PromptLog, template: PromptTemplate) -> None:
 
 
 def require_scene(template: PromptTemplate, frames: Iterable[StudentFrame]) -> None:
-    """Stop with one line when ``template`` states scene facts and a frame has none (``frames`` have an ``id``)."""
+    """Stop with one line when ``template`` states scene facts and a frame has none."""
     if not template.states_scene:
         return
     missing = [frame for frame in frames if not perceived_scene_text(frame.scene)]
     if missing:
         raise BadInput(
             f"prompt {template.id} states each frame's scene facts, and {len(missing)} frames have none (the first: "
-            f"{getattr(missing[0], 'id', '?')}): it needs simulator data, or records whose scene holds those facts"
+            f"{missing[0].id}): it needs simulator data, or records whose scene holds those facts"
         )
 
 

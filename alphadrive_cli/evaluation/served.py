@@ -19,7 +19,7 @@ from alphadrive_cli.artifacts.store import ArtifactWriter
 from alphadrive_cli.config.schemas import EvalConfig
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.errors import StageFailure
-from alphadrive_cli.prompts import PromptTemplate, add_prompts, student_messages, student_prompt
+from alphadrive_cli.prompts import PromptTemplate, add_prompts, student_messages
 from alphadrive_cli.teacher.base import TeacherRequest
 from alphadrive_cli.teacher.client import (
     STORE_NAME,
@@ -64,9 +64,12 @@ def identity_settings(config: EvalConfig) -> dict[str, Any]:
 
 
 def _requests(
-    data_root: Path, records: Sequence[Record], vocabulary: ActionVocabulary, config: EvalConfig
+    template: PromptTemplate,
+    data_root: Path,
+    records: Sequence[Record],
+    vocabulary: ActionVocabulary,
+    config: EvalConfig,
 ) -> list[TeacherRequest]:
-    template = student_prompt(config.prompt, None)
     temperature = 0.0 if config.samples == 1 else config.temperature  # one answer: greedy, as eval --model
     requests = []
     for record in records:
@@ -87,12 +90,17 @@ def _requests(
 
 
 def served_completions(
-    writer: ArtifactWriter, data_root: Path, records: Sequence[Record], vocabulary: ActionVocabulary, config: EvalConfig
+    writer: ArtifactWriter,
+    template: PromptTemplate,
+    data_root: Path,
+    records: Sequence[Record],
+    vocabulary: ActionVocabulary,
+    config: EvalConfig,
 ) -> tuple[dict[str, list[str]], dict[str, Any]]:
-    """Every record's ``samples`` answers from the endpoint (stored ones reused), and what the requests cost."""
-    template = student_prompt(config.prompt, None)
+    """Every record's ``samples`` answers to ``template`` from the endpoint (stored ones reused), and what the
+    requests cost."""
     add_prompts(writer, template)
-    requests = _requests(data_root, records, vocabulary, config)
+    requests = _requests(template, data_root, records, vocabulary, config)
     store = AnswerStore(writer.path(STORE_NAME))
     budget = Budget(config.api)
     started = time.perf_counter()

@@ -28,7 +28,7 @@ from alphadrive_cli.evaluation.closed_loop.views import closed_loop_render
 from alphadrive_cli.evaluation.metrics import closed_loop_metrics
 from alphadrive_cli.models.generation import GenerationSettings, decoding_summary, generate, load_for_generation
 from alphadrive_cli.models.loading import ModelSource, model_inputs, resolve_model_source
-from alphadrive_cli.prompts import add_prompts, driving_messages
+from alphadrive_cli.prompts import PromptTemplate, add_prompts, driving_messages
 from alphadrive_cli.ui import console, progress_bar
 
 MODEL = "model"
@@ -45,11 +45,10 @@ TABLE_COLUMNS = (
 )
 
 
-def model_planner(source: ModelSource, config: EvalConfig) -> tuple[Planner, bool]:
+def model_planner(source: ModelSource, template: PromptTemplate, config: EvalConfig) -> tuple[Planner, bool]:
     """Greedy plans for a batch of observations, ``batch_size`` views per generate call, and whether they are
     decoded with graphs."""
     model, processor, compiled = load_for_generation(source, config.compile_generation)
-    template = source.student_prompt(config.prompt)
     settings = GenerationSettings(config.max_new_tokens)
 
     def plan(observations: Sequence[Observation]) -> list[str]:
@@ -93,15 +92,21 @@ def run(config: EvalConfig, output: OutputSpec, *, model: str, data: Path | None
         inputs=inputs,
         identity={"config": settings, "model": model},
     ) as writer:
-        add_prompts(writer, source.student_prompt(config.prompt))
-        return _drive_and_publish(writer, source, config, render, specs)
+        template = source.student_prompt(config.prompt)
+        add_prompts(writer, template)
+        return _drive_and_publish(writer, source, template, config, render, specs)
 
 
 def _drive_and_publish(
-    writer: ArtifactWriter, source: ModelSource, config: EvalConfig, render: RenderConfig, specs: list[EpisodeSpec]
+    writer: ArtifactWriter,
+    source: ModelSource,
+    template: PromptTemplate,
+    config: EvalConfig,
+    render: RenderConfig,
+    specs: list[EpisodeSpec],
 ) -> Artifact:
     loop = config.closed_loop
-    planner, compiled = model_planner(source, config)
+    planner, compiled = model_planner(source, template, config)
     per_episode = max(1, round(loop.seconds / loop.decision_interval_s))
     log = DriveLog(record_episodes={spec.id for spec in specs[: loop.gif_episodes]})
     started = time.perf_counter()

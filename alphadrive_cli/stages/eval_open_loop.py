@@ -45,7 +45,7 @@ from alphadrive_cli.models.generation import (
     load_for_generation,
 )
 from alphadrive_cli.models.loading import ModelSource, model_inputs, resolve_model_source
-from alphadrive_cli.prompts import add_prompts, require_scene, student_prompt
+from alphadrive_cli.prompts import PromptTemplate, add_prompts, require_scene, student_prompt
 from alphadrive_cli.textfiles import read_text_file
 from alphadrive_cli.ui import console, progress_bar, user_text
 
@@ -88,17 +88,16 @@ def _cached_completions(writer: ArtifactWriter) -> dict[str, list[str]]:
 def generate_completions(
     writer: ArtifactWriter,
     source: ModelSource,
+    template: PromptTemplate,
     data: Artifact,
     records: Sequence[Record],
     vocabulary: ActionVocabulary,
     config: EvalConfig,
 ) -> tuple[dict[str, list[str]], dict[str, Any]]:
-    """Completions for every record (cached ones reused), with the prompt the model trained with, and throughput
-    figures."""
+    """Completions of ``template`` for every record (cached ones reused), and throughput figures."""
 
     done = _cached_completions(writer)
     todo = [record for record in records if record.id not in done]
-    template = source.student_prompt(config.prompt)
     add_prompts(writer, template)
     stats: dict[str, Any] = {"generated_frames": len(todo), "cached_frames": len(records) - len(todo)}
     if not todo:
@@ -298,8 +297,11 @@ def run(
     if "api_model" in scored and not config.api.model:
         raise BadInput("--base-url needs --api-model NAME: the name the endpoint serves the model under")
     source = resolve_model_source(model) if model is not None else None  # checked before any heavy loading
-    if predictions is None:  # a model or a served one plans here: from the scene too, with a prompt that states it
-        require_scene(source.student_prompt(config.prompt) if source else student_prompt(config.prompt, None), records)
+    # the prompt a model (the one it trained with) or a served model plans from; refused before any work where it
+    # states scene facts the frames lack
+    template = source.student_prompt(config.prompt) if source else student_prompt(config.prompt, None)
+    if predictions is None:
+        require_scene(template, records)
     inputs = {"data": data, **model_inputs(source)}
     identity = {key: value for key, value in scored.items() if key != "base_url"}  # a moved server still resumes
     with output.begin(
@@ -311,9 +313,9 @@ def run(
     ) as writer:
         planned = with_shuffled_images(records) if config.images == "shuffled" else records
         if source is not None:
-            completions, report = generate_completions(writer, source, data, planned, vocabulary, config)
+            completions, report = generate_completions(writer, source, template, data, planned, vocabulary, config)
         elif "api_model" in scored:
-            completions, report = served_completions(writer, data.path, planned, vocabulary, config)
+            completions, report = served_completions(writer, template, data.path, planned, vocabulary, config)
         else:
             completions, report = read_predictions(predictions, records)
         return publish_evaluation(

@@ -33,6 +33,7 @@ from alphadrive_cli.data.importers import (
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.models.generation import GenerationSettings, complete_records, load_for_generation
 from alphadrive_cli.models.loading import ModelSource, resolve_model_source
+from alphadrive_cli.prompts import PromptTemplate
 from alphadrive_cli.ui import console, progress_bar, user_text
 
 MAX_IMAGE_MEGAPIXELS = ImportConfig.model_fields["max_image_megapixels"].default  # data import's default
@@ -74,11 +75,10 @@ def _prediction(frame: UnlabelledFrame, text: str) -> dict[str, Any]:
 
 
 def _planned(
-    source: ModelSource, frames: Sequence[UnlabelledFrame], settings: PredictSettings
+    source: ModelSource, template: PromptTemplate, frames: Sequence[UnlabelledFrame], settings: PredictSettings
 ) -> Iterator[dict[str, Any]]:
     """The prediction of every frame, in order, generated a batch at a time (greedy)."""
     model, processor, _ = load_for_generation(source, settings.compile_generation)
-    template = source.student_prompt()
     generation = GenerationSettings(settings.max_new_tokens)
     with progress_bar("frames") as progress:
         task = progress.add_task("planning", total=len(frames), note="")
@@ -125,7 +125,7 @@ def run(model: str, frames_file: Path, settings: PredictSettings, out: Path | No
             f"{problem['reason']}: {user_text(problem['detail'])}",
             soft_wrap=True,
         )
-    rows = _planned(source, frames, settings) if frames else (row for row in ())
+    rows = _planned(source, template, frames, settings) if frames else (row for row in ())
     if out is None:
         try:
             _write_lines(sys.stdout, rows, log.problems)
