@@ -27,7 +27,9 @@ would give GRPO a reward signal in the row's own format, on judged data the fram
 and each RL row's gain over its SFT on the first sampled answer and as the paper's released scripts compare them
 (the SFT model greedy, the RL model's first answer sampled at temperature 1, both by the released rule:
 docs/spec.md#metrics). --image-control scores each row once more with every test frame planned from another
-frame's images (`eval --set images=shuffled`): how much of its accuracy its images earn. Every row also reports
+frame's images (`eval --set images=shuffled`): how much of its accuracy its images earn; --prompt-control NAME
+once more with the student prompt NAME (`eval --set prompt=NAME`; with `--sft-set prompt=student-scene-v1`,
+`student-v1` takes the stated scene away): how much of it that prompt's difference earns. Every row also reports
 the released rule on its greedy answers, and every RL row its paired gain over the SFT row it starts from and the
 classes whose F1 fell more than 0.05 below that row's (#19's bar).
 
@@ -63,6 +65,7 @@ from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, GrpoConfig, Sf
 from alphadrive_cli.evaluation.metrics import wilson_interval
 from alphadrive_cli.evaluation.paired import f1_change, gain_over, head_answers, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
+from alphadrive_cli.prompts import STUDENT_PROMPTS
 from bench.common import run_facts
 from bench.pooled_gain import interval_text, pooled_gain
 from bench.report import report
@@ -193,6 +196,15 @@ def _scored_data(args: argparse.Namespace) -> str:
 SHUFFLED_IMAGES = ("--set", "images=shuffled")
 
 
+def input_controls(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
+    """The asked-for scorings of every row with one input changed (job prefix: its `eval --set`s): other frames'
+    images (--image-control), another student prompt (--prompt-control)."""
+    return {
+        **({"shuffled": SHUFFLED_IMAGES} if args.image_control else {}),
+        **({"prompt": ("--set", f"prompt={args.prompt_control}")} if args.prompt_control else {}),
+    }
+
+
 def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     """Open-loop (test split) and, with --episodes > 0, closed-loop scoring of one trained row, and with
     --samples K > 1 open loop with K sampled answers per frame."""
@@ -201,9 +213,8 @@ def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
     return [
         Job(f"open-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale)),
         *(
-            [Job(f"shuffled-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale, *SHUFFLED_IMAGES))]
-            if args.image_control
-            else []
+            Job(f"{prefix}-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale, *sets))
+            for prefix, sets in input_controls(args).items()
         ),
         *(
             [Job(f"sampled-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale, *sampled))]
@@ -531,7 +542,6 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
     start_eval = paths.get(f"open-{start}") if start else None
     all_rewards_eval = paths.get(f"open-{ALL_REWARDS[row]}-s{seed}") if row in ALL_REWARDS else None
     sampled, start_sampled = paths.get(f"sampled-{row}-s{seed}"), paths.get(f"sampled-{start}") if start else None
-    shuffled = paths.get(f"shuffled-{row}-s{seed}")
     return {
         "train_wall_s": round(train_seconds(root, chain), 1),
         "artifact": str(trained.relative_to(root)),
@@ -561,15 +571,16 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
             if all_rewards_eval
             else {}
         ),
-        # the same model planning every frame from another frame's images: what its images earn
-        **(
-            {
-                "shuffled_images_accuracy": json.loads((shuffled / "metrics.json").read_text())["planning_accuracy"],
-                "gain_over_shuffled_images": gain_over(plan_outcomes(shuffled), plan_outcomes(opened)),
-            }
-            if shuffled
-            else {}
-        ),
+        # the same model planning every frame with one input changed: what that input earns
+        **{
+            key: value
+            for prefix, (accuracy_key, gain_key, *_) in INPUT_CONTROLS.items()
+            if (control := paths.get(f"{prefix}-{row}-s{seed}")) is not None
+            for key, value in (
+                (accuracy_key, json.loads((control / "metrics.json").read_text())["planning_accuracy"]),
+                (gain_key, gain_over(plan_outcomes(control), plan_outcomes(opened))),
+            )
+        },
         # the same on each frame's first sampled answer, the decoding of the paper's released RL evaluation
         **(
             {"sampled_gain_over_sft": gain_over(plan_outcomes(start_sampled), plan_outcomes(sampled))}
@@ -710,11 +721,10 @@ def summary_rows(
                 F1_DROP_COLUMN: (
                     " / ".join(f1_drop_text(r["f1_drops"]) for r in runs) if all("f1_drops" in r for r in runs) else "–"
                 ),
-                SHUFFLED_ACCURACY_COLUMN: (
-                    cell([r["shuffled_images_accuracy"] for r in runs])
-                    if all("shuffled_images_accuracy" in r for r in runs)
-                    else "–"
-                ),
+                **{
+                    column: cell([r[key] for r in runs]) if all(key in r for r in runs) else "–"
+                    for key, _, column, _ in INPUT_CONTROLS.values()
+                },
                 **_optional_cells(runs),
             }
         )
@@ -787,11 +797,17 @@ SAMPLED_GAIN_COLUMNS = {  # column: the run's key of a paired gain over the SFT 
 }
 IMAGE_GAIN_COLUMN = "own images over other frames' [95% CI], per seed"
 SHUFFLED_ACCURACY_COLUMN = "planning accuracy, other frames' images"
+PROMPT_GAIN_COLUMN = "own prompt over the control prompt [95% CI], per seed"
+PROMPT_ACCURACY_COLUMN = "planning accuracy, the control prompt"
+INPUT_CONTROLS = {  # job prefix: the run's accuracy and paired-gain keys, and their columns
+    "shuffled": ("shuffled_images_accuracy", "gain_over_shuffled_images", SHUFFLED_ACCURACY_COLUMN, IMAGE_GAIN_COLUMN),
+    "prompt": ("control_prompt_accuracy", "gain_over_control_prompt", PROMPT_ACCURACY_COLUMN, PROMPT_GAIN_COLUMN),
+}
 GAIN_COLUMNS = {  # column: the run's key of a paired gain (over the SFT row it starts from, or another row)
     "gain over its SFT [95% CI], per seed": "gain_over_sft",
     **SAMPLED_GAIN_COLUMNS,
     ALL_REWARDS_COLUMN: "gain_over_all_rewards",
-    IMAGE_GAIN_COLUMN: "gain_over_shuffled_images",
+    **{gain_column: gain_key for _, gain_key, _, gain_column in INPUT_CONTROLS.values()},
 }
 
 
@@ -944,6 +960,13 @@ def main() -> None:
         help="also score every row with each test frame planned from another frame's images (eval images=shuffled)",
     )
     parser.add_argument(
+        "--prompt-control",
+        metavar="NAME",
+        default=None,
+        help="also score every row with the student prompt NAME (eval prompt=NAME), e.g. student-v1 beside "
+        "--sft-set prompt=student-scene-v1: what the stated scene earns",
+    )
+    parser.add_argument(
         "--episodes", type=non_negative, default=2, help="closed-loop episodes per scenario (0: open loop only)"
     )
     parser.add_argument("--seconds", type=float, default=15, help="closed-loop seconds per episode")
@@ -959,6 +982,8 @@ def main() -> None:
     args = parser.parse_args()
     if problem := data_mismatch(args.root, args.frames, args.data_seed) or sft_settings_problem(args):
         parser.error(problem)
+    if args.prompt_control and args.prompt_control not in STUDENT_PROMPTS:
+        parser.error(f"--prompt-control {args.prompt_control}: no such student prompt ({', '.join(STUDENT_PROMPTS)})")
     args.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paths = execute(plan(args), args.root, args.jobs, args.budget_s)
@@ -983,7 +1008,7 @@ def main() -> None:
         *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
         *((*SAMPLED_COLUMNS, *SAMPLED_GAIN_COLUMNS) if args.samples > 1 else ()),
-        *((SHUFFLED_ACCURACY_COLUMN, IMAGE_GAIN_COLUMN) if args.image_control else ()),
+        *(column for prefix in input_controls(args) for column in INPUT_CONTROLS[prefix][2:]),
     )
     print(
         f"data: {args.frames} simulator frames (seed {args.data_seed}), grounded traces on {args.sft_share:.0%}; "

@@ -101,6 +101,7 @@ def _ablation_args(**overrides: object) -> Namespace:
         "judge": False,
         "samples": 0,
         "image_control": False,
+        "prompt_control": None,
         "episodes": 1,
         "seconds": 5.0,
         "sft_share": 1.0,
@@ -521,25 +522,34 @@ def test_a_root_whose_data_has_another_seed_or_size_is_refused(tmp_path: Path) -
     assert "frames 100 (asked 50)" in (ablation.data_mismatch(tmp_path, frames=50, data_seed=0) or "")
 
 
-def test_the_image_control_plans_every_frame_from_other_frames_images_and_pairs_it_with_the_own_images(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("asked", "prefix", "sets"),
+    [
+        ({"image_control": True}, "shuffled", ("--set", "images=shuffled")),
+        ({"prompt_control": "student-v1"}, "prompt", ("--set", "prompt=student-v1")),
+    ],
+)
+def test_an_input_control_scores_every_row_once_more_with_one_input_changed_and_pairs_it_with_the_row(
+    tmp_path: Path, asked: dict[str, object], prefix: str, sets: tuple[str, ...]
 ) -> None:
     plain = {job.key for job in ablation.plan(_ablation_args())}
-    assert not any(key.startswith("shuffled-") for key in plain)
-    jobs = {job.key: job for job in ablation.plan(_ablation_args(image_control=True, episodes=0))}
+    assert not any(key.startswith(f"{prefix}-") for key in plain)
+    jobs = {job.key: job for job in ablation.plan(_ablation_args(**asked, episodes=0))}
+    assert not any(key.startswith(other + "-") for other in ablation.INPUT_CONTROLS if other != prefix for key in jobs)
     for row in ("sft_reasoning", "sft_rl"):
-        assert jobs[f"shuffled-{row}-s1"].args == (*jobs[f"open-{row}-s1"].args, "--set", "images=shuffled")
+        assert jobs[f"{prefix}-{row}-s1"].args == (*jobs[f"open-{row}-s1"].args, *sets)
     truths = [("KEEP", "STRAIGHT")] * 4
     paths = {
         "sft_rl-s0": tmp_path / "grpo",
-        **_evals(tmp_path, {"open-sft_rl-s0": "1110", "shuffled-sft_rl-s0": "1000"}),
+        **_evals(tmp_path, {"open-sft_rl-s0": "1110", f"{prefix}-sft_rl-s0": "1000"}),
     }
     _write(paths["sft_rl-s0"], "manifest.json", {"metrics": {}})
-    for key, right in (("open-sft_rl-s0", 3), ("shuffled-sft_rl-s0", 1)):
+    for key, right in (("open-sft_rl-s0", 3), (f"{prefix}-sft_rl-s0", 1)):
         answers = ["KEEP, STRAIGHT"] * right + ["STOP, STRAIGHT"] * (4 - right)
         _write(paths[key], "metrics.json", open_loop_metrics(truths, [f"<answer>{a}</answer>" for a in answers]))
     scored = ablation.scores(tmp_path, paths, "sft_rl", 0, closed_loop=False)
-    assert scored["shuffled_images_accuracy"] == pytest.approx(0.25)
-    assert scored["gain_over_shuffled_images"]["difference"] == pytest.approx(0.5)
+    accuracy_key, gain_key, accuracy_column, gain_column = ablation.INPUT_CONTROLS[prefix]
+    assert scored[accuracy_key] == pytest.approx(0.25)
+    assert scored[gain_key]["difference"] == pytest.approx(0.5)
     (row,) = ablation.summary_rows({"sft_rl": {0: scored}})
-    assert row[ablation.SHUFFLED_ACCURACY_COLUMN] == "0.250" and row[ablation.IMAGE_GAIN_COLUMN].startswith("+0.500")
+    assert row[accuracy_column] == "0.250" and row[gain_column].startswith("+0.500")
