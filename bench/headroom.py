@@ -27,7 +27,16 @@ from typing import Any
 
 from alphadrive_cli.evaluation.paired import head_answers, plan_outcomes, same_frames
 from bench.common import run_facts
-from bench.label_ceiling import INPUTS, PLANS, PROMPT_INPUT, action_of, categories, fit, input_features, lead_gap
+from bench.label_ceiling import (
+    INPUTS,
+    PLANS,
+    PROMPT_INPUTS,
+    action_of,
+    categories,
+    fit,
+    input_features,
+    lead_gap,
+)
 from bench.reasoning_facts import split_records
 from bench.report import report
 
@@ -117,13 +126,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--input",
-        choices=[PROMPT_INPUT, *INPUTS],
+        choices=[*PROMPT_INPUTS, *INPUTS],
         default="one frame",
         help="what the classifier reads (bench.label_ceiling's inputs)",
     )
     parser.add_argument(
         "--beside",
-        choices=[PROMPT_INPUT, *INPUTS],
+        choices=[*PROMPT_INPUTS, *INPUTS],
         default=None,
         help="another input: also count each eval's right plans on the frames its classifier tells and --input's not",
     )

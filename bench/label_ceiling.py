@@ -9,6 +9,9 @@ planning accuracy scores), on the train split, and scores the test split once,
 beside always the train split's most frequent action and, for speed, a lookup table:
 - ``the prompt alone``: what the student's prompt states, the ego speed and the navigation instruction (no scene
   number, and not whether the frame is an episode's first): what a model that reads nothing from the image can know;
+- ``the scene prompt``: that plus what `prompt: student-scene-v1` states as text (its ``Perception:`` line): the
+  lead or obstacle and its gap, the lanes beside, the junction's distance and its yielding; not the speed limit,
+  the lead's closing speed or the traffic count, which the line leaves out;
 - ``facts``: the states of the facts a grounded trace states (speed against the limit, lead vehicle, its motion,
   junction, yielding): a lookup table, as `bench.reasoning_facts` fits it;
 - ``one frame``: every number the record holds about its frame that one image and the prompt can show (ego speed
@@ -54,6 +57,7 @@ LANE_STATES = ("free", "occupied", "none")
 NO_LEAD_GAP_M = 100.0  # the gap a frame without a lead vehicle gets (and the cap on every gap)
 NO_JUNCTION_M = 200.0
 PROMPT_INPUT = "the prompt alone"
+SCENE_PROMPT_INPUT = "the scene prompt"
 INPUTS: dict[str, tuple[bool, tuple[str, ...]]] = {  # name: (the lead's closing speed given, what changes are)
     "one frame": (False, ()),
     "one frame + closing speed": (True, ()),
@@ -95,6 +99,32 @@ def navigation_numbers(record: dict[str, Any], navigations: Sequence[str]) -> li
 def prompt_numbers(record: dict[str, Any], navigations: Sequence[str]) -> list[float]:
     """What the student's prompt states about a frame: its ego speed and (one-hot) navigation instruction."""
     return [record["ego_speed_mps"], *navigation_numbers(record, navigations)]
+
+
+def scene_line_numbers(record: dict[str, Any]) -> list[float]:
+    """The numbers the scene prompt's ``Perception:`` line states about a frame (`scene_description`): the lead
+    (whether there is one, whether it is an obstacle, its gap), the lanes beside, the junction's distance, yielding."""
+    scene = record.get("scene") or {}
+    lead = scene.get("lead_vehicle") or {}
+    junction = scene.get("distance_to_junction_m")
+    return [
+        float(bool(lead)),
+        float(lead.get("kind") == "obstacle"),
+        lead_gap(record),
+        *(float(scene.get("left_lane") == state) for state in LANE_STATES),
+        *(float(scene.get("right_lane") == state) for state in LANE_STATES),
+        NO_JUNCTION_M if junction is None else min(junction, NO_JUNCTION_M),
+        float(bool(scene.get("yielding"))),
+    ]
+
+
+PROMPT_INPUTS: dict[str, Callable[[dict[str, Any], Sequence[str]], list[float]]] = {  # name: a frame's numbers
+    PROMPT_INPUT: prompt_numbers,
+    SCENE_PROMPT_INPUT: lambda record, navigations: [
+        *prompt_numbers(record, navigations),
+        *scene_line_numbers(record),
+    ],
+}
 
 
 def action_index(record: dict[str, Any], label: str) -> int:
@@ -158,11 +188,11 @@ def features(
 def input_features(
     records: dict[str, dict[str, Any]], vocab: dict[str, list[str]], name: str, label: str = "speed"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split's feature matrix for the input called ``name`` (PROMPT_INPUT or a key of INPUTS) and its
+    """A split's feature matrix for the input called ``name`` (a key of PROMPT_INPUTS or INPUTS) and its
     ``label``-action targets."""
-    if name != PROMPT_INPUT:
+    if name not in PROMPT_INPUTS:
         return features(records, vocab, *INPUTS[name], label=label)
-    rows = [prompt_numbers(record, vocab["navigation"]) for record in records.values()]
+    rows = [PROMPT_INPUTS[name](record, vocab["navigation"]) for record in records.values()]
     return torch.tensor(rows), torch.tensor([action_index(record, label) for record in records.values()])
 
 
@@ -282,7 +312,7 @@ def ceilings(data: Path, seeds: Sequence[int], label: str = "speed") -> dict[str
         "always the majority": scored(torch.full_like(test_truths, actions.index(majority)), test_truths, label),
         **({"facts": fact_table(data, "test")} if label == "speed" else {}),
     }
-    for name in (PROMPT_INPUT, *INPUTS):
+    for name in (*PROMPT_INPUTS, *INPUTS):
         train, val, test = (input_features(splits[split], vocab, name, label) for split in ("train", "val", "test"))
         result[name] = [fit_and_score(train, val, test, seed, label=label) for seed in seeds]
     return result
@@ -331,7 +361,7 @@ def main() -> None:
                     accuracy: f"{result['facts']['speed_accuracy']:.3f}",
                 }
             )
-        for name in (PROMPT_INPUT, *INPUTS):
+        for name in (*PROMPT_INPUTS, *INPUTS):
             runs = result[name]
             rows.append(
                 {"data": result["data"], "input": f"{name} (MLP, {len(runs)} seeds)", **seed_cells(runs, args.label)}

@@ -113,3 +113,41 @@ def test_the_plan_label_is_both_actions_as_one_class_and_needs_both_predictable(
     assert scores["one frame + earlier speed"]["test_accuracy"] >= 0.9
     assert scores["one frame + earlier speed"]["test_accuracy"] >= scores["one frame"]["test_accuracy"] + 0.15
     assert label_ceiling.majority_action(splits["train"], "plan") == "KEEP, STRAIGHT"
+
+
+def test_the_scene_prompt_input_changes_exactly_where_the_perception_line_does() -> None:
+    """The scene prompt's numbers follow the facts `student-scene-v1` states (the lead and its gap, the lanes beside,
+    the junction) and ignore those its line leaves out (the speed limit, the lead's closing speed, the traffic)."""
+    from alphadrive_cli.prompts import perceived_scene_text
+
+    base = {
+        "id": "f",
+        "ego_speed_mps": 12.0,
+        "navigation": "keep going",
+        "scene": {
+            "speed_limit_mps": 20.0,
+            "lead_vehicle": {"kind": "vehicle", "gap_m": 30.0, "relative_speed_mps": -2.0},
+            "left_lane": "free",
+            "right_lane": "none",
+            "distance_to_junction_m": 80.0,
+            "vehicles_within_50m": 3,
+        },
+    }
+    numbers = label_ceiling.PROMPT_INPUTS[label_ceiling.SCENE_PROMPT_INPUT]
+    unstated = [
+        ("speed_limit_mps", 30.0),
+        ("vehicles_within_50m", 0),
+        ("lead_vehicle", {"kind": "vehicle", "gap_m": 30.0, "relative_speed_mps": 3.0}),
+    ]
+    stated = [
+        ("lead_vehicle", {"kind": "obstacle", "gap_m": 12.0}),
+        ("left_lane", "occupied"),
+        ("distance_to_junction_m", 40.0),
+    ]
+    for change in (*unstated, *stated):
+        key, value = change
+        changed = {**base, "scene": {**base["scene"], key: value}}
+        line_changed = perceived_scene_text(changed["scene"]) != perceived_scene_text(base["scene"])
+        assert line_changed == (change in stated), change
+        assert (numbers(changed, ["keep going"]) != numbers(base, ["keep going"])) == line_changed, change
+    assert numbers(base, ["keep going"])[:2] == label_ceiling.prompt_numbers(base, ["keep going"])

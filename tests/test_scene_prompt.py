@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts.store import OutputSpec
+from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import (
     DistillConfig,
@@ -20,9 +20,10 @@ from alphadrive_cli.config.schemas import (
     SftConfig,
     TinyModelConfig,
 )
+from alphadrive_cli.data.records import iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.closed_loop.driving import DrivingEpisode, EpisodeSpec
-from alphadrive_cli.models.loading import resolve_model_source
+from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import (
     SCENE_PROMPT,
     STUDENT_PROMPT,
@@ -30,12 +31,14 @@ from alphadrive_cli.prompts import (
     load_prompt,
     perceived_scene_text,
     scene_phrasing,
+    student_messages,
     student_prompt,
 )
 from alphadrive_cli.stages import distill as distill_stage
 from alphadrive_cli.stages import eval_open_loop, models_tiny
 from alphadrive_cli.stages import grpo as grpo_stage
 from alphadrive_cli.stages import sft as sft_stage
+from alphadrive_cli.training.sft_data import VisionSFTCollator, sft_examples
 from tests.support import labelled_data
 from tests.support.fault_server import FaultServer, last_user_text
 from tests.support.labelled_data import make_labelled_data
@@ -90,6 +93,23 @@ def test_sft_records_the_scene_prompt_and_its_phrasing(scene_model) -> None:
     assert prompt_ids(manifest) == [SCENE_PROMPT, scene_phrasing().id]
     assert manifest["config"]["prompt"] == SCENE_PROMPT
     assert resolve_model_source(str(scene_model["sft"])).student_prompt().id == SCENE_PROMPT
+
+
+def test_sft_trains_on_the_prompt_eval_shows_with_the_frames_scene_line(scene_model) -> None:
+    """Each SFT example, through the datasets table `sft` trains from, renders the very prompt eval and grpo show
+    for its frame, the ``Perception:`` line with the frame's facts included."""
+    from datasets import Dataset
+
+    template = load_prompt(SCENE_PROMPT)
+    _, processor = load_model_and_processor(resolve_model_source(str(scene_model["tiny"])))
+    records = list(iter_split(open_artifact(scene_model["distill"]), "train", DEFAULT_VOCABULARY))
+    table = Dataset.from_list(sft_examples(records, DEFAULT_VOCABULARY, reasoning=True))
+    collator = VisionSFTCollator(processor, template, DEFAULT_VOCABULARY, scene_model["distill"], 1024)
+    for record, example in zip(records, table, strict=True):
+        messages = student_messages(template, record, DEFAULT_VOCABULARY)
+        shown = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        assert record.scene and f"Perception: {perceived_scene_text(record.scene)}" in shown
+        assert collator.prompt_text(example) == shown
 
 
 def test_grpo_and_eval_plan_with_the_prompt_the_model_trained_with(scene_model, tmp_path: Path, monkeypatch) -> None:

@@ -14,6 +14,7 @@ no speed, no instruction), answered with what its scene facts say one image show
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -71,6 +72,8 @@ def _example(record: Record, task: str, target: str) -> dict[str, Any]:
         "ego_speed_mps": record.ego_speed_mps,
         "speed_action": record.speed_action,
         "path_action": record.path_action,
+        # as JSON: a scene prompt states it, and an Arrow table cannot hold dicts whose keys differ by frame
+        "scene": json.dumps(record.scene) if record.scene else "",
         "target": target,
     }
 
@@ -84,6 +87,7 @@ def _record(example: dict[str, Any]) -> Record:
         speed_action=example["speed_action"],
         path_action=example["path_action"],
         source={},
+        scene=json.loads(example["scene"]) if example["scene"] else None,
     )
 
 
