@@ -118,12 +118,14 @@ def scene_line_numbers(record: dict[str, Any]) -> list[float]:
     ]
 
 
+def scene_prompt_numbers(record: dict[str, Any], navigations: Sequence[str]) -> list[float]:
+    """What the scene prompt states about a frame: the prompt's numbers and its ``Perception:`` line's."""
+    return [*prompt_numbers(record, navigations), *scene_line_numbers(record)]
+
+
 PROMPT_INPUTS: dict[str, Callable[[dict[str, Any], Sequence[str]], list[float]]] = {  # name: a frame's numbers
     PROMPT_INPUT: prompt_numbers,
-    SCENE_PROMPT_INPUT: lambda record, navigations: [
-        *prompt_numbers(record, navigations),
-        *scene_line_numbers(record),
-    ],
+    SCENE_PROMPT_INPUT: scene_prompt_numbers,
 }
 
 
