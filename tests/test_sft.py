@@ -117,7 +117,7 @@ def test_perception_examples_ask_what_the_images_show_without_speed_or_instructi
     batch = collator(perceived)
     for row, example in enumerate(perceived):
         prompt = collator.prompt_text(example)
-        assert template.text.strip() in prompt and example["navigation"] not in prompt and "m/s" not in prompt
+        assert template.text.strip() in prompt and records[row].navigation not in prompt and "m/s" not in prompt
         labels = batch["labels"][row]
         assert processor.tokenizer.decode(labels[labels != -100]) == example["target"] + END_OF_TURN
     with pytest.raises(StageFailure, match="perception_template"):

@@ -14,7 +14,6 @@ no speed, no instruction), answered with what its scene facts say one image show
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -64,31 +63,13 @@ def perception_target(record: Record) -> str:
 
 
 def _example(record: Record, task: str, target: str) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "task": task,
-        "images": list(record.images),
-        "navigation": record.navigation,
-        "ego_speed_mps": record.ego_speed_mps,
-        "speed_action": record.speed_action,
-        "path_action": record.path_action,
-        # as JSON: a scene prompt states it, and an Arrow table cannot hold dicts whose keys differ by frame
-        "scene": json.dumps(record.scene) if record.scene else "",
-        "target": target,
-    }
+    # the whole record as one JSONL line: the prompt is built from it as eval builds it (its scene facts included),
+    # and an Arrow table cannot hold scene dicts whose keys differ by frame
+    return {"id": record.id, "task": task, "images": list(record.images), "target": target, "record": record.to_json()}
 
 
 def _record(example: dict[str, Any]) -> Record:
-    return Record(
-        id=example["id"],
-        images=example["images"],
-        navigation=example["navigation"],
-        ego_speed_mps=example["ego_speed_mps"],
-        speed_action=example["speed_action"],
-        path_action=example["path_action"],
-        source={},
-        scene=json.loads(example["scene"]) if example["scene"] else None,
-    )
+    return Record.model_validate_json(example["record"])
 
 
 class VisionSFTCollator:
