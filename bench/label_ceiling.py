@@ -72,23 +72,36 @@ def frame_numbers(record: dict[str, Any], closing_speed: bool) -> list[float]:
     scene = record.get("scene") or {}
     lead = scene.get("lead_vehicle") or {}
     speed, limit = record["ego_speed_mps"], scene.get("speed_limit_mps") or 0.0
-    junction = scene.get("distance_to_junction_m")
     return [
         speed,
         limit,
         speed - limit,
-        float(bool(lead)),
-        float(lead.get("kind") == "obstacle"),
-        lead_gap(record),
+        *lead_numbers(record),
         *([lead.get("relative_speed_mps", 0.0)] if closing_speed else []),
         float(scene.get("lanes") or 1),
         float(scene.get("lane") or 0),
-        *(float(scene.get("left_lane") == state) for state in LANE_STATES),
-        *(float(scene.get("right_lane") == state) for state in LANE_STATES),
-        NO_JUNCTION_M if junction is None else min(junction, NO_JUNCTION_M),
+        *lane_numbers(scene),
+        junction_number(scene),
         float(scene.get("vehicles_within_50m") or 0),
         float(bool(scene.get("yielding"))),
     ]
+
+
+def lead_numbers(record: dict[str, Any]) -> list[float]:
+    """Whether the frame has a lead vehicle, whether it is an obstacle, and its gap (`lead_gap`)."""
+    lead = (record.get("scene") or {}).get("lead_vehicle") or {}
+    return [float(bool(lead)), float(lead.get("kind") == "obstacle"), lead_gap(record)]
+
+
+def lane_numbers(scene: dict[str, Any]) -> list[float]:
+    """The lanes beside the ego's, each state one-hot over LANE_STATES, left then right."""
+    return [float(scene.get(side) == state) for side in ("left_lane", "right_lane") for state in LANE_STATES]
+
+
+def junction_number(scene: dict[str, Any]) -> float:
+    """The distance to the junction ahead, capped; NO_JUNCTION_M without one."""
+    junction = scene.get("distance_to_junction_m")
+    return NO_JUNCTION_M if junction is None else min(junction, NO_JUNCTION_M)
 
 
 def navigation_numbers(record: dict[str, Any], navigations: Sequence[str]) -> list[float]:
@@ -105,17 +118,7 @@ def scene_line_numbers(record: dict[str, Any]) -> list[float]:
     """The numbers the scene prompt's ``Perception:`` line states about a frame (`scene_description`): the lead
     (whether there is one, whether it is an obstacle, its gap), the lanes beside, the junction's distance, yielding."""
     scene = record.get("scene") or {}
-    lead = scene.get("lead_vehicle") or {}
-    junction = scene.get("distance_to_junction_m")
-    return [
-        float(bool(lead)),
-        float(lead.get("kind") == "obstacle"),
-        lead_gap(record),
-        *(float(scene.get("left_lane") == state) for state in LANE_STATES),
-        *(float(scene.get("right_lane") == state) for state in LANE_STATES),
-        NO_JUNCTION_M if junction is None else min(junction, NO_JUNCTION_M),
-        float(bool(scene.get("yielding"))),
-    ]
+    return [*lead_numbers(record), *lane_numbers(scene), junction_number(scene), float(bool(scene.get("yielding")))]
 
 
 def scene_prompt_numbers(record: dict[str, Any], navigations: Sequence[str]) -> list[float]:
