@@ -58,7 +58,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, GrpoConfig, SftConfig
@@ -574,11 +574,11 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
         # the same model planning every frame with one input changed: what that input earns
         **{
             key: value
-            for prefix, (accuracy_key, gain_key, *_) in INPUT_CONTROLS.items()
-            if (control := paths.get(f"{prefix}-{row}-s{seed}")) is not None
+            for prefix, control in INPUT_CONTROLS.items()
+            if (scored := paths.get(f"{prefix}-{row}-s{seed}")) is not None
             for key, value in (
-                (accuracy_key, json.loads((control / "metrics.json").read_text())["planning_accuracy"]),
-                (gain_key, gain_over(plan_outcomes(control), plan_outcomes(opened))),
+                (control.accuracy_key, json.loads((scored / "metrics.json").read_text())["planning_accuracy"]),
+                (control.gain_key, gain_over(plan_outcomes(scored), plan_outcomes(opened))),
             )
         },
         # the same on each frame's first sampled answer, the decoding of the paper's released RL evaluation
@@ -722,8 +722,12 @@ def summary_rows(
                     " / ".join(f1_drop_text(r["f1_drops"]) for r in runs) if all("f1_drops" in r for r in runs) else "–"
                 ),
                 **{
-                    column: cell([r[key] for r in runs]) if all(key in r for r in runs) else "–"
-                    for key, _, column, _ in INPUT_CONTROLS.values()
+                    control.accuracy_column: (
+                        cell([r[control.accuracy_key] for r in runs])
+                        if all(control.accuracy_key in r for r in runs)
+                        else "–"
+                    )
+                    for control in INPUT_CONTROLS.values()
                 },
                 **_optional_cells(runs),
             }
@@ -799,15 +803,30 @@ IMAGE_GAIN_COLUMN = "own images over other frames' [95% CI], per seed"
 SHUFFLED_ACCURACY_COLUMN = "planning accuracy, other frames' images"
 PROMPT_GAIN_COLUMN = "own prompt over the control prompt [95% CI], per seed"
 PROMPT_ACCURACY_COLUMN = "planning accuracy, the control prompt"
-INPUT_CONTROLS = {  # job prefix: the run's accuracy and paired-gain keys, and their columns
-    "shuffled": ("shuffled_images_accuracy", "gain_over_shuffled_images", SHUFFLED_ACCURACY_COLUMN, IMAGE_GAIN_COLUMN),
-    "prompt": ("control_prompt_accuracy", "gain_over_control_prompt", PROMPT_ACCURACY_COLUMN, PROMPT_GAIN_COLUMN),
+
+
+class InputControl(NamedTuple):
+    """Where a control scoring (one input changed) lands: the run's accuracy and paired-gain keys, their columns."""
+
+    accuracy_key: str
+    gain_key: str
+    accuracy_column: str
+    gain_column: str
+
+
+INPUT_CONTROLS = {  # job prefix: its InputControl
+    "shuffled": InputControl(
+        "shuffled_images_accuracy", "gain_over_shuffled_images", SHUFFLED_ACCURACY_COLUMN, IMAGE_GAIN_COLUMN
+    ),
+    "prompt": InputControl(
+        "control_prompt_accuracy", "gain_over_control_prompt", PROMPT_ACCURACY_COLUMN, PROMPT_GAIN_COLUMN
+    ),
 }
 GAIN_COLUMNS = {  # column: the run's key of a paired gain (over the SFT row it starts from, or another row)
     "gain over its SFT [95% CI], per seed": "gain_over_sft",
     **SAMPLED_GAIN_COLUMNS,
     ALL_REWARDS_COLUMN: "gain_over_all_rewards",
-    **{gain_column: gain_key for _, gain_key, _, gain_column in INPUT_CONTROLS.values()},
+    **{control.gain_column: control.gain_key for control in INPUT_CONTROLS.values()},
 }
 
 
@@ -1008,7 +1027,11 @@ def main() -> None:
         *PROTOCOL_COLUMNS,
         *(JUDGED_COLUMNS if args.judge else ()),
         *((*SAMPLED_COLUMNS, *SAMPLED_GAIN_COLUMNS) if args.samples > 1 else ()),
-        *(column for prefix in input_controls(args) for column in INPUT_CONTROLS[prefix][2:]),
+        *(
+            column
+            for prefix in input_controls(args)
+            for column in (INPUT_CONTROLS[prefix].accuracy_column, INPUT_CONTROLS[prefix].gain_column)
+        ),
     )
     print(
         f"data: {args.frames} simulator frames (seed {args.data_seed}), grounded traces on {args.sft_share:.0%}; "
