@@ -730,7 +730,11 @@ def evaluate_compare(
     artifacts: Annotated[list[Path], typer.Argument(help="Two or more eval artifacts; deltas are against the first.")],
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
 ) -> None:
-    """Side-by-side table of eval artifacts, with deltas against the first; `--markdown` to paste into docs."""
+    """Side-by-side table of eval artifacts, with deltas against the first; `--markdown` to paste into docs.
+
+    Where an open-loop eval scored the same frames as the first: the planning accuracy difference with its paired
+    bootstrap 95% interval, and per head which answers changed (e.g. KEEP→DECELERATE on KEEP 14: fourteen frames
+    truly KEEP that the first answered KEEP and this one DECELERATE)."""
     from alphadrive_cli.stages.eval_compare import comparison, markdown_table, rich_table
 
     header, rows = comparison(artifacts)

@@ -246,9 +246,8 @@ def test_compare_shows_deltas_against_the_first(cli, data: Path, tmp_path: Path)
     perfect = write_predictions(
         tmp_path / "perfect.jsonl", [{"id": f"f{i}", "text": answer(*t)} for i, t in enumerate(TRUTHS)]
     )
-    half = write_predictions(
-        tmp_path / "half.jsonl", [{"id": f"f{i}", "text": answer(*t) if i < 3 else "no"} for i, t in enumerate(TRUTHS)]
-    )
+    texts = [answer(*t) for t in TRUTHS[:3]] + [answer("DECELERATE", "STRAIGHT"), "no", "no"]  # f3: truly STOP
+    half = write_predictions(tmp_path / "half.jsonl", [{"id": f"f{i}", "text": text} for i, text in enumerate(texts)])
     first = cli("eval", "--predictions", perfect, "--data", data, "--name", "perfect").stdout.strip()
     second = cli("eval", "--predictions", half, "--data", data, "--name", "half").stdout.strip()
     table = cli("eval", "compare", first, second, "--markdown")
@@ -258,12 +257,41 @@ def test_compare_shows_deltas_against_the_first(cli, data: Path, tmp_path: Path)
     assert "| eval/perfect-v1 | 6 |" in lines[2] and "1.000 |" in lines[2]
     assert "0.500 (-0.500)" in lines[3]  # planning accuracy
     # the same six frames: the difference frame by frame, with its paired bootstrap interval
-    assert lines[0].endswith("| planning accuracy vs first, same frames [95% CI] |")
-    assert lines[2].endswith("| – |")
-    low, high = map(float, lines[3].rsplit("|", 2)[1].split("[")[1].rstrip("] ").split(","))
-    assert "| -0.500 [" in lines[3] and low < -0.5 < high <= 0.0
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    first_row, second_row = ([cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:])
+    paired = header.index("planning accuracy vs first, same frames [95% CI]")
+    assert first_row[paired:] == ["–", "–", "–"]
+    low, high = map(float, second_row[paired].split("[")[1].rstrip("]").split(","))
+    assert second_row[paired].startswith("-0.500 [") and low < -0.5 < high <= 0.0
+    # which answers changed, on which true actions (frames in id order where counts tie)
+    assert header[paired + 1 :] == [
+        f"{head} answers changed from the first's: first → this on the true action" for head in ("speed", "path")
+    ]
+    assert (
+        second_row[paired + 1] == "3: STOP→DECELERATE on STOP 1, ACCELERATE→none on ACCELERATE 1, KEEP→none on KEEP 1"
+    )
+    assert second_row[paired + 2] == "2: RIGHT_CHANGE→none on RIGHT_CHANGE 1, STRAIGHT→none on STRAIGHT 1"
     assert cli("eval", "compare", first).exit_code == 2
     assert cli("eval", "compare", first, str(data)).exit_code == 2  # not an eval artifact
+
+
+def test_answer_changes_count_each_kind_and_a_compare_cell_names_the_most_frequent() -> None:
+    from alphadrive_cli.evaluation.paired import answer_changes
+    from alphadrive_cli.stages.eval_compare import _changes
+
+    before = {f"f{i}": ("KEEP", "KEEP") for i in range(8)} | {"f8": ("STOP", "STOP")}
+    answers = ["DECELERATE"] * 3 + ["ACCELERATE"] * 2 + [None, "STOP", "KEEP", "DECELERATE"]
+    after = {frame: (truth, answer) for (frame, (truth, _)), answer in zip(before.items(), answers, strict=True)}
+    assert answer_changes(before, after) == {
+        ("KEEP", "KEEP", "DECELERATE"): 3,
+        ("KEEP", "KEEP", "ACCELERATE"): 2,
+        ("KEEP", "KEEP", None): 1,
+        ("KEEP", "KEEP", "STOP"): 1,
+        ("STOP", "STOP", "DECELERATE"): 1,
+    }
+    assert _changes(before, after) == "8: KEEP→DECELERATE on KEEP 3, KEEP→ACCELERATE on KEEP 2, KEEP→none on KEEP 1, …"
+    assert _changes(before, before) == "0"
+    assert _changes(before, {"f0": ("KEEP", "KEEP")}) == "–"  # other frames: nothing paired
 
 
 def test_a_peft_adapter_is_applied_on_its_base_model(cli, data: Path, tiny_model: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ in planning accuracy with its paired bootstrap 95 % interval (used by `eval comp
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,14 @@ def answers_changed(before: Path, after: Path) -> dict[str, int]:
         "became_right": sum(plans_after[frame] and not plans_before[frame] for frame in either),
         "became_wrong": sum(plans_before[frame] and not plans_after[frame] for frame in either),
     }
+
+
+def answer_changes(
+    before: dict[str, tuple[str, str | None]], after: dict[str, tuple[str, str | None]]
+) -> Counter[tuple[str, str | None, str | None]]:
+    """(true action, answer before, answer after) of every frame whose answer differs between two
+    :func:`head_answers` of the same frames, counted: what a run changed, and on which true actions."""
+    frames = same_frames(before, after)
+    return Counter(
+        (before[frame][0], before[frame][1], after[frame][1]) for frame in frames if before[frame][1] != after[frame][1]
+    )

@@ -11,7 +11,7 @@ from rich.table import Table
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
 from alphadrive_cli.artifacts.store import Artifact, open_artifact
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
+from alphadrive_cli.evaluation.paired import answer_changes, gain_over, head_answers, plan_outcomes
 
 INTERVALS = {"collision_rate": "collision_rate_ci95"}  # numbers shown with their 95 % interval
 CLOSED_LOOP_COLUMNS = (
@@ -77,6 +77,9 @@ def _results(artifact: Artifact) -> dict:
 
 
 PAIRED_COLUMN = "planning accuracy vs first, same frames [95% CI]"
+HEADS = ("speed", "path")
+CHANGES_COLUMNS = tuple(f"{head} answers changed from the first's: first → this on the true action" for head in HEADS)
+SHOWN_CHANGES = 3  # the most frequent changes a cell names
 
 
 def _frames_scored(artifact: Artifact) -> tuple[object, object]:
@@ -105,11 +108,39 @@ def _paired_gain(base: dict[str, bool] | None, other: dict[str, bool] | None) ->
     return f"{gain['difference']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
 
 
+def _answers(artifact: Artifact, head: str) -> dict[str, tuple[str, str | None]] | None:
+    """Each frame's true action of ``head`` and its answer, by frame id; None where the eval's predictions do not
+    say (a closed-loop eval)."""
+    if not (artifact.path / "predictions.jsonl").is_file():
+        return None
+    try:
+        return head_answers(artifact.path, head)
+    except (KeyError, ValueError):
+        return None
+
+
+def _changes(base: dict | None, other: dict | None) -> str:
+    """How many frames' answers differ from the first artifact's, and the most frequent changes with the true
+    action of their frames (``KEEP→DECELERATE on KEEP 9``), where both scored the same frames; "–" otherwise."""
+    if base is None or other is None or base.keys() != other.keys():
+        return "–"
+    changes = answer_changes(base, other)
+    shown = [
+        f"{old or 'none'}→{new or 'none'} on {truth} {count}"
+        for (truth, old, new), count in changes.most_common(SHOWN_CHANGES)
+    ]
+    return (
+        f"{changes.total()}"
+        + (": " + ", ".join(shown) if shown else "")
+        + (", …" if len(changes) > SHOWN_CHANGES else "")
+    )
+
+
 def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
     """Header and rows (one per artifact, first one absolute, the others with deltas); open-loop and
     closed-loop numbers side by side (the collision rate with its 95 % interval), "–" where an artifact has none;
     where open-loop evals scored the same frames as the first, their planning accuracy difference with its
-    paired bootstrap 95 % interval."""
+    paired bootstrap 95 % interval and, per head, which answers changed from the first's."""
     if len(paths) < 2:
         raise BadInput("compare needs at least two eval artifacts")
     artifacts: list[Artifact] = [open_artifact(path, stage="eval") for path in paths]
@@ -121,14 +152,16 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
         for title, path in _columns(vocabulary)
         if any(_lookup(values, path) is not None for values in results)
     ]
-    first, first_frames = _outcomes(artifacts[0]), _frames_scored(artifacts[0])
+    first_frames = _frames_scored(artifacts[0])
+    same_frames = [artifact if _frames_scored(artifact) == first_frames else None for artifact in artifacts[1:]]
     paired = [
-        _paired_gain(first, _outcomes(artifact) if _frames_scored(artifact) == first_frames else None)
-        for artifact in artifacts[1:]
+        [_paired_gain(_outcomes(artifacts[0]), _outcomes(artifact) if artifact else None)]
+        + [_changes(_answers(artifacts[0], head), _answers(artifact, head) if artifact else None) for head in HEADS]
+        for artifact in same_frames
     ]
     header = ["artifact", "frames", *(title for title, _ in columns)]
-    if any(cell != "–" for cell in paired):
-        header.append(PAIRED_COLUMN)
+    if any(cells[0] != "–" for cells in paired):
+        header += [PAIRED_COLUMN, *CHANGES_COLUMNS]
     rows = []
     for index, (artifact, values) in enumerate(zip(artifacts, results, strict=False)):
         cells = [artifact.label, str(artifact.manifest["counts"].get("frames", "–"))]
@@ -140,8 +173,8 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
                 cells.append(f"{value:.3f}{_interval(values, path)}")
             else:
                 cells.append(f"{value:.3f}{_interval(values, path)} ({value - base:+.3f})")
-        if header[-1] == PAIRED_COLUMN:
-            cells.append("–" if index == 0 else paired[index - 1])
+        if PAIRED_COLUMN in header:
+            cells += ["–"] * 3 if index == 0 else paired[index - 1]
         rows.append(cells)
     return header, rows
 
