@@ -176,8 +176,15 @@ def _training_settings(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _grpo_settings(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
-    """The training settings, step count and seed every GRPO row of ``seed`` trains with."""
-    return (*_training_settings(args), "--set", f"max_steps={args.grpo_steps}", "--set", f"seed={seed}")
+    """The training settings, step count, --grpo-set overrides and seed every GRPO row of ``seed`` trains with."""
+    return (
+        *_training_settings(args),
+        "--set",
+        f"max_steps={args.grpo_steps}",
+        *with_sets(args.grpo_set),
+        "--set",
+        f"seed={seed}",
+    )
 
 
 def _rl_after_reasoning_sft(
@@ -900,17 +907,22 @@ def non_negative(text: str) -> int:
     return int(text)
 
 
-def sft_settings_problem(args: argparse.Namespace) -> str | None:
-    """Why the SFT rows' settings (--scale, --sft-epochs, --sft-set) are no valid `sft` config, before anything
-    runs; None when they are."""
+def training_settings_problem(args: argparse.Namespace) -> str | None:
+    """Why the SFT rows' settings (--scale, --sft-epochs, --sft-set) are no valid `sft` config, or the GRPO rows'
+    (--grpo-set) no valid `grpo` config, before anything runs; None when they are."""
     from alphadrive_cli.config.resolve import resolve_config
-    from alphadrive_cli.config.schemas import SftConfig
+    from alphadrive_cli.config.schemas import GrpoConfig, SftConfig
     from alphadrive_cli.errors import BadInput
 
-    try:
-        resolve_config("sft", SftConfig, args.scale, overrides=[f"epochs={args.sft_epochs}", *args.sft_set])
-    except BadInput as exc:
-        return f"--sft-set: {exc}"
+    checks = (
+        ("--sft-set", "sft", SftConfig, [f"epochs={args.sft_epochs}", *args.sft_set]),
+        ("--grpo-set", "grpo", GrpoConfig, list(args.grpo_set)),
+    )
+    for option, stage, schema, overrides in checks:
+        try:
+            resolve_config(stage, schema, args.scale, overrides=overrides)
+        except BadInput as exc:
+            return f"{option}: {exc}"
     return None
 
 
@@ -954,6 +966,13 @@ def main() -> None:
         "--sft-share", type=float, default=1.0, help="traces for this share of each split (distill --set share=)"
     )
     parser.add_argument("--grpo-steps", type=int, default=40, help="-1: the preset's epochs")
+    parser.add_argument(
+        "--grpo-set",
+        action="append",
+        default=[],
+        help="`grpo --set` (repeatable) for every GRPO row, e.g. rewards.action_weights.DECELERATE=1.0; checked "
+        "before anything runs. Published stages are not run again, so a changed setting needs its own --root",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument(
         "--rows", nargs="+", choices=ROWS, default=list(ROWS), help="the main rows to train and score [all]"
@@ -999,7 +1018,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="write the per-class F1 of every row as a PNG")
     args = parser.parse_args()
-    if problem := data_mismatch(args.root, args.frames, args.data_seed) or sft_settings_problem(args):
+    if problem := data_mismatch(args.root, args.frames, args.data_seed) or training_settings_problem(args):
         parser.error(problem)
     if args.prompt_control and args.prompt_control not in STUDENT_PROMPTS:
         parser.error(f"--prompt-control {args.prompt_control}: no such student prompt ({', '.join(STUDENT_PROMPTS)})")
@@ -1037,7 +1056,8 @@ def main() -> None:
         f"data: {args.frames} simulator frames (seed {args.data_seed}), grounded traces on {args.sft_share:.0%}; "
         f"model: {model_description(args)}; "
         f"scale preset {args.scale}; SFT {args.sft_epochs} epochs{''.join(f', {item}' for item in args.sft_set)}, "
-        f"GRPO {args.grpo_steps} steps{'; plans judged by the simulator' if args.judge else ''}; "
+        f"GRPO {args.grpo_steps} steps{''.join(f', {item}' for item in args.grpo_set)}"
+        f"{'; plans judged by the simulator' if args.judge else ''}; "
         f"closed loop: {f'5 scenarios x {args.episodes} seeds x {args.seconds} s' if args.episodes else 'none'}; "
         f"seeds {args.seeds}; this invocation {time.perf_counter() - started:.0f} s"
     )
@@ -1059,6 +1079,7 @@ def main() -> None:
         sft_set=args.sft_set,
         sft_share=args.sft_share,
         grpo_steps=args.grpo_steps,
+        grpo_set=args.grpo_set,
         main_rows=args.rows,
         seeds=args.seeds,
         judge=args.judge,

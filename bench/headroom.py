@@ -1,7 +1,7 @@
 """Which of a model's wrong plans could one frame have told? Its test errors against a classifier of one frame.
 
 Usage: python -m bench.headroom DATA --eval LABEL EVAL [--eval ...] [--input "one frame"] [--beside INPUT]
-       [--seeds 0 1 2 3 4] [--out FILE]
+       [--reward-weighted] [--seeds 0 1 2 3 4] [--out FILE]
 
 DATA is the data artifact whose test split the evals scored. The classifier is one of `bench.label_ceiling`'s MLPs
 for the whole plan (the speed and path actions as one class): by default "one frame" (every number a record holds
@@ -13,7 +13,11 @@ the model answers the plan the classifier's seeds answer most. Against the promp
 frames the prompt does not tell are what its model must have read from the image, and a model that answers the
 prompt classifier's plan almost everywhere reads little else. --beside another input counts, for each eval, its
 right plans on the frames that input's classifier tells and --input's does not (with --input "the prompt alone"
---beside "one frame": what the model reads from a frame beyond its prompt).
+--beside "one frame": what the model reads from a frame beyond its prompt). --reward-weighted makes the classifier
+answer the plan of highest expected reward rather than its likeliest plan, each head paying its accuracy times the
+true action's weight (the default rewards.action_weights): the policy GRPO's accuracy reward favours where the
+input leaves an action open. An RL model whose plans move towards it, and away from the likeliest plan, follows
+the weights rather than the labels.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from alphadrive_cli.actions import DEFAULT_VOCABULARY
+from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS
 from alphadrive_cli.evaluation.paired import head_answers, plan_outcomes, same_frames
 from bench.common import run_facts
 from bench.label_ceiling import (
@@ -43,16 +51,42 @@ from bench.report import report
 TOLD_COLUMN = "of them its input tells (share of all frames)"
 RIGHT_COLUMN = "right where its input does not tell"
 SAME_COLUMN = "same plan as the classifier (its seeds' most frequent)"
+WEIGHTED = ", reward-weighted"
+
+
+def reward_plans(probabilities: torch.Tensor, weights: Mapping[str, float]) -> list[str]:
+    """For each row of plan probabilities (over PLANS), the plan whose expected planning reward is highest when
+    each head pays its accuracy times the true action's weight (Algorithm 1's quality without diversity): per head,
+    the action that maximises its weight times its probability, the other head summed out. Where the input leaves
+    an action open, this answers a heavier class below an even chance (DECELERATE at 1.5 against KEEP at 1.0 from
+    a probability of 0.4), where the likeliest plan would not."""
+    speeds, paths = DEFAULT_VOCABULARY.speed, DEFAULT_VOCABULARY.path
+    joint = probabilities.reshape(-1, len(speeds), len(paths))
+    speed_weights, path_weights = (torch.tensor([weights[action] for action in actions]) for actions in (speeds, paths))
+    speed = (joint.sum(2) * speed_weights).argmax(-1).tolist()
+    path = (joint.sum(1) * path_weights).argmax(-1).tolist()
+    return [f"{speeds[s]}, {paths[p]}" for s, p in zip(speed, path, strict=True)]
 
 
 def classifier_plans(
-    splits: Mapping[str, dict[str, dict[str, Any]]], seeds: Sequence[int], name: str = "one frame"
+    splits: Mapping[str, dict[str, dict[str, Any]]],
+    seeds: Sequence[int],
+    name: str = "one frame",
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, list[str]]:
-    """Each test frame's plan (by id) from each seed's plan classifier of the input called ``name``."""
+    """Each test frame's plan (by id) from each seed's plan classifier of the input called ``name``: its likeliest
+    plan, or with ``weights`` (action weights) the plan of highest expected reward (:func:`reward_plans`)."""
     vocab = categories(list(splits["train"].values()))
     train, val, test = (input_features(splits[split], vocab, name, label="plan") for split in ("train", "val", "test"))
-    answers = [fit(train, val, seed, label="plan")[0](test[0]).tolist() for seed in seeds]
-    return {frame: [PLANS[seed_answers[row]] for seed_answers in answers] for row, frame in enumerate(splits["test"])}
+    answers = []
+    for seed in seeds:
+        probabilities = fit(train, val, seed, label="plan")[0](test[0])
+        answers.append(
+            reward_plans(probabilities, weights)
+            if weights
+            else [PLANS[index] for index in probabilities.argmax(-1).tolist()]
+        )
+    return {frame: [seed_answers[row] for seed_answers in answers] for row, frame in enumerate(splits["test"])}
 
 
 def told_frames(plans: Mapping[str, Sequence[str]], truths: Mapping[str, str]) -> dict[str, bool]:
@@ -136,12 +170,19 @@ def main() -> None:
         default=None,
         help="another input: also count each eval's right plans on the frames its classifier tells and --input's not",
     )
+    parser.add_argument(
+        "--reward-weighted",
+        action="store_true",
+        help="the classifier answers the plan of highest expected reward under the default action weights "
+        "(rewards.action_weights: accuracy times the true action's weight), not its likeliest plan",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
     splits = {name: split_records(args.data, name) for name in ("train", "val", "test")}
-    plans = classifier_plans(splits, args.seeds, args.input)
+    weights = DEFAULT_ACTION_WEIGHTS if args.reward_weighted else None
+    plans = classifier_plans(splits, args.seeds, args.input, weights)
     truths = {frame: action_of(record, "plan") for frame, record in splits["test"].items()}
     told = told_frames(plans, truths)
     modal = modal_plans(plans)
@@ -153,7 +194,7 @@ def main() -> None:
         beside_column = f"right of the {len(only_beside)} frames {args.beside} tells and {args.input} does not"
     rows: list[dict[str, Any]] = [
         {
-            "eval": f"{args.input} classifier ({len(args.seeds)} seeds, majority)",
+            "eval": f"{args.input} classifier{WEIGHTED if weights else ''} ({len(args.seeds)} seeds, majority)",
             "accuracy": f"{sum(told.values()) / len(told):.3f}",
         }
     ]
@@ -198,6 +239,7 @@ def main() -> None:
         args.out,
         **run_facts("bench.headroom", started),
         only_beside_frames=len(only_beside),
+        reward_weighted=bool(weights),
         results=results,
     )
 

@@ -235,8 +235,8 @@ def fit(
     epochs: int = 400,
     label: str = "speed",
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], float, int]:
-    """Train an MLP on ``train`` (full batch) and keep the epoch best on ``val``: its predictor (features to
-    action indices), that validation accuracy and the epoch."""
+    """Train an MLP on ``train`` (full batch) and keep the epoch best on ``val``: its class probabilities (features
+    to one row of probabilities over ACTIONS[label] each), that validation accuracy and the epoch."""
     torch.manual_seed(seed)
     mean, std = column_scale(train[0])
     model = torch.nn.Sequential(
@@ -248,9 +248,9 @@ def fit(
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
 
-    def predict(inputs: torch.Tensor) -> torch.Tensor:
+    def probabilities(inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return model((inputs - mean) / std).argmax(-1)
+            return model((inputs - mean) / std).softmax(-1)
 
     best = BestOnValidation(model)
     for epoch in range(1, epochs + 1):
@@ -258,8 +258,8 @@ def fit(
         torch.nn.functional.cross_entropy(model((train[0] - mean) / std), train[1]).backward()
         optimizer.step()
         if epoch % 10 == 0:
-            best.offer((predict(val[0]) == val[1]).float().mean().item(), epoch)
-    return predict, *best.restore()
+            best.offer((probabilities(val[0]).argmax(-1) == val[1]).float().mean().item(), epoch)
+    return probabilities, *best.restore()
 
 
 def fit_and_score(
@@ -272,12 +272,12 @@ def fit_and_score(
 ) -> dict[str, Any]:
     """:func:`fit` on ``train`` and ``val``, then score ``test`` once (and report each action's recall on ``val``
     too, where a rare class may have more frames than on ``test``)."""
-    predict, best_val, best_epoch = fit(train, val, seed, epochs, label)
+    probabilities, best_val, best_epoch = fit(train, val, seed, epochs, label)
     return {
         "val_accuracy": best_val,
-        "val_recall": scored(predict(val[0]), val[1], label)["recall"],
+        "val_recall": scored(probabilities(val[0]).argmax(-1), val[1], label)["recall"],
         "epoch": best_epoch,
-        **scored(predict(test[0]), test[1], label),
+        **scored(probabilities(test[0]).argmax(-1), test[1], label),
     }
 
 

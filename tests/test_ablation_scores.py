@@ -92,6 +92,7 @@ def _ablation_args(**overrides: object) -> Namespace:
         "sft_epochs": 1.0,
         "sft_set": [],
         "grpo_steps": 4,
+        "grpo_set": [],
         "seeds": [0, 1],
         "model_set": [],
         "reward_ablation": False,
@@ -227,11 +228,23 @@ def test_sft_set_reaches_the_sft_rows_trained_from_the_built_model_and_nothing_e
     assert asked == {f"{row}-s{seed}" for row in ("sft_no_reasoning", "sft_reasoning") for seed in (0, 1)}
 
 
-def test_sft_settings_are_checked_before_anything_runs() -> None:
-    assert ablation.sft_settings_problem(_ablation_args(scale="small", sft_set=["language_frozen_epochs=0.5"])) is None
-    problem = ablation.sft_settings_problem(_ablation_args(sft_set=["language_frozen_epochs=0.5"]))
+def test_training_settings_are_checked_before_anything_runs() -> None:
+    check = ablation.training_settings_problem
+    assert check(_ablation_args(scale="small", sft_set=["language_frozen_epochs=0.5"])) is None
+    problem = check(_ablation_args(sft_set=["language_frozen_epochs=0.5"]))
     assert problem and "freeze_vision" in problem  # the tiny preset keeps its vision tower frozen
-    assert "unknown" in ablation.sft_settings_problem(_ablation_args(sft_set=["no_such_key=1"])).lower()
+    assert "unknown" in check(_ablation_args(sft_set=["no_such_key=1"])).lower()
+    assert check(_ablation_args(grpo_set=["rewards.action_weights.DECELERATE=1.0"])) is None
+    problem = check(_ablation_args(grpo_set=["no_such_key=1"]))
+    assert problem and problem.startswith("--grpo-set:") and "unknown" in problem.lower()
+
+
+def test_grpo_set_reaches_every_grpo_row_and_nothing_else() -> None:
+    setting = ("--set", "rewards.action_weights.DECELERATE=1.0")
+    args = _ablation_args(reward_ablation=True, grpo_set=["rewards.action_weights.DECELERATE=1.0"])
+    jobs = ablation.plan(args)
+    asked = {job.key for job in jobs if any(job.args[i : i + 2] == setting for i in range(len(job.args)))}
+    assert asked == {job.key for job in jobs if job.args[0] == "grpo"} and len(asked) > 4
 
 
 def test_answer_only_rl_row_chosen_rows_and_reward_ablations_on_every_seed() -> None:

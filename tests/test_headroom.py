@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS
 from bench import headroom as headroom_module
 from bench.headroom import (
     classifier_plans,
@@ -17,9 +19,11 @@ from bench.headroom import (
     headroom,
     lead_situation,
     modal_plans,
+    reward_plans,
     same_plan_share,
     told_frames,
 )
+from bench.label_ceiling import PLANS
 
 
 def test_wrong_frames_split_by_what_one_frame_tells() -> None:
@@ -74,6 +78,26 @@ def test_the_one_frame_classifier_tells_plans_its_numbers_decide_and_not_the_one
     assert sum(told.values()) >= 0.9 * (len(told) - len(contradicted))
 
 
+def test_the_reward_weighted_plan_answers_a_heavier_action_below_an_even_chance() -> None:
+    """Each head pays its accuracy times the true action's weight: DECELERATE (1.5) beats KEEP (1.0) once its
+    probability passes 0.4, where the likeliest plan stays KEEP; the path head is decided on its own marginal."""
+
+    def row(**probabilities: float) -> list[float]:
+        return [probabilities.get(plan.replace(", ", "_"), 0.0) for plan in PLANS]
+
+    rows = torch.tensor(
+        [
+            row(KEEP_STRAIGHT=0.55, DECELERATE_STRAIGHT=0.45),  # open: the weights decide
+            row(KEEP_STRAIGHT=0.65, DECELERATE_STRAIGHT=0.35),  # below 0.4: KEEP either way
+            # straight is the likeliest plan's path, but a left turn (1.5) at 0.45 of the path's mass pays more
+            row(KEEP_STRAIGHT=0.55, KEEP_LEFT_TURN=0.25, DECELERATE_LEFT_TURN=0.2),
+        ]
+    )
+    assert [PLANS[index] for index in rows.argmax(-1).tolist()] == ["KEEP, STRAIGHT"] * 3
+    assert reward_plans(rows, DEFAULT_ACTION_WEIGHTS) == ["DECELERATE, STRAIGHT", "KEEP, STRAIGHT", "KEEP, LEFT_TURN"]
+    assert reward_plans(rows, dict.fromkeys(DEFAULT_ACTION_WEIGHTS, 1.0)) == ["KEEP, STRAIGHT"] * 3
+
+
 def test_what_is_ahead_names_the_lead_and_its_gap_or_the_junction() -> None:
     def record(lead: dict[str, Any] | None, junction: float | None = None) -> dict[str, Any]:
         return {"scene": {"lead_vehicle": lead, "distance_to_junction_m": junction}}
@@ -116,7 +140,9 @@ def test_beside_counts_right_plans_on_the_frames_only_the_other_input_tells(
         "one frame": {"a": [truth["a"]], "b": [truth["b"]], "c": [truth["c"]], "d": [wrong]},
     }
     monkeypatch.setattr(headroom_module, "split_records", lambda data, split: test if split == "test" else {})
-    monkeypatch.setattr(headroom_module, "classifier_plans", lambda splits, seeds, name: classifiers[name])
+    monkeypatch.setattr(
+        headroom_module, "classifier_plans", lambda splits, seeds, name, weights=None: classifiers[name]
+    )
     answers = {"a": truth["a"], "b": truth["b"], "c": wrong, "d": wrong}  # right on a and b
     rows = [
         {
