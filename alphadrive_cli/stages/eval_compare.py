@@ -153,11 +153,11 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
         if any(_lookup(values, path) is not None for values in results)
     ]
     first_frames = _frames_scored(artifacts[0])
-    same_frames = [artifact if _frames_scored(artifact) == first_frames else None for artifact in artifacts[1:]]
+    comparable = [artifact if _frames_scored(artifact) == first_frames else None for artifact in artifacts[1:]]
     paired = [
         [_paired_gain(_outcomes(artifacts[0]), _outcomes(artifact) if artifact else None)]
         + [_changes(_answers(artifacts[0], head), _answers(artifact, head) if artifact else None) for head in HEADS]
-        for artifact in same_frames
+        for artifact in comparable
     ]
     header = ["artifact", "frames", *(title for title, _ in columns)]
     if any(cells[0] != "–" for cells in paired):
@@ -174,7 +174,7 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
             else:
                 cells.append(f"{value:.3f}{_interval(values, path)} ({value - base:+.3f})")
         if PAIRED_COLUMN in header:
-            cells += ["–"] * 3 if index == 0 else paired[index - 1]
+            cells += ["–"] * (1 + len(HEADS)) if index == 0 else paired[index - 1]
         rows.append(cells)
     return header, rows
 
