@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from rich.table import Table
 
@@ -13,6 +15,7 @@ from alphadrive_cli.artifacts.store import Artifact, open_artifact
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.paired import answer_changes, gain_over, head_answers, plan_outcomes
 
+T = TypeVar("T")
 INTERVALS = {"collision_rate": "collision_rate_ci95"}  # numbers shown with their 95 % interval
 CLOSED_LOOP_COLUMNS = (
     ("closed-loop collision rate", "collision_rate"),
@@ -88,13 +91,13 @@ def _frames_scored(artifact: Artifact) -> tuple[object, object]:
     return (data[0] if data else None, artifact.manifest.get("split"))
 
 
-def _outcomes(artifact: Artifact) -> dict[str, bool] | None:
-    """Which frames an open-loop eval planned right, by frame id; None for a closed-loop one (or one whose
-    predictions do not say)."""
-    if not (artifact.path / "predictions.jsonl").is_file():
+def _from_predictions(artifact: Artifact | None, read: Callable[[Path], T]) -> T | None:
+    """``read`` of an open-loop eval's folder (which frames it planned right, or one head's answers, by frame id);
+    None without an artifact, for a closed-loop eval, or where its predictions do not say."""
+    if artifact is None or not (artifact.path / "predictions.jsonl").is_file():
         return None
     try:
-        return plan_outcomes(artifact.path)
+        return read(artifact.path)
     except (KeyError, ValueError):
         return None
 
@@ -106,17 +109,6 @@ def _paired_gain(base: dict[str, bool] | None, other: dict[str, bool] | None) ->
         return "–"
     gain = gain_over(base, other)
     return f"{gain['difference']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
-
-
-def _answers(artifact: Artifact, head: str) -> dict[str, tuple[str, str | None]] | None:
-    """Each frame's true action of ``head`` and its answer, by frame id; None where the eval's predictions do not
-    say (a closed-loop eval)."""
-    if not (artifact.path / "predictions.jsonl").is_file():
-        return None
-    try:
-        return head_answers(artifact.path, head)
-    except (KeyError, ValueError):
-        return None
 
 
 def _changes(base: dict | None, other: dict | None) -> str:
@@ -152,11 +144,16 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
         for title, path in _columns(vocabulary)
         if any(_lookup(values, path) is not None for values in results)
     ]
+    # each paired column: what it reads from an eval's predictions, and its cell from the first's and another's
+    paired_columns = [(plan_outcomes, _paired_gain), *((partial(head_answers, head=head), _changes) for head in HEADS)]
     first_frames = _frames_scored(artifacts[0])
+    first = [_from_predictions(artifacts[0], read) for read, _ in paired_columns]  # read once
     comparable = [artifact if _frames_scored(artifact) == first_frames else None for artifact in artifacts[1:]]
     paired = [
-        [_paired_gain(_outcomes(artifacts[0]), _outcomes(artifact) if artifact else None)]
-        + [_changes(_answers(artifacts[0], head), _answers(artifact, head) if artifact else None) for head in HEADS]
+        [
+            cell(base, _from_predictions(artifact, read))
+            for (read, cell), base in zip(paired_columns, first, strict=True)
+        ]
         for artifact in comparable
     ]
     header = ["artifact", "frames", *(title for title, _ in columns)]
@@ -174,7 +171,7 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
             else:
                 cells.append(f"{value:.3f}{_interval(values, path)} ({value - base:+.3f})")
         if PAIRED_COLUMN in header:
-            cells += ["–"] * (1 + len(HEADS)) if index == 0 else paired[index - 1]
+            cells += ["–"] * len(paired_columns) if index == 0 else paired[index - 1]
         rows.append(cells)
     return header, rows
 
