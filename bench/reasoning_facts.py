@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.artifacts.store import open_artifact
-from alphadrive_cli.evaluation.reasoning_facts import compare_facts, fact_table_accuracy
+from alphadrive_cli.evaluation.reasoning_facts import SPEED_SPLIT_FACTS, compare_facts, fact_table_accuracy
 from alphadrive_cli.teacher.grounded import DEFAULT_TEMPLATES, HIDDEN_LEAVES, FactSet, GroundedTemplates
 from bench.report import report
 
@@ -106,14 +106,15 @@ def main() -> None:
     ]
     rows += [
         {
-            "fact": f"speed action right, lead fact {group}",
+            "fact": f"speed action right, {fact} fact {group}",
             **{
                 result["eval"]: "{speed_accuracy:.2f} of {frames}".format(
-                    **result["speed_accuracy_by_lead_fact"][group]
+                    **result["speed_accuracy_by_fact"][fact][group]
                 )
                 for result in results
             },
         }
+        for fact in SPEED_SPLIT_FACTS
         for group in ("right", "wrong or missing")
     ]
     columns = ["fact", *(result["eval"] for result in results)]

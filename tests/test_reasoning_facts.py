@@ -106,9 +106,13 @@ def test_a_wrong_or_missing_sentence_counts_as_such_and_the_plan_is_split_by_it(
     assert (lead["frames"], lead["right"], lead["wrong"], lead["missing"]) == (3, 1, 1, 1)
     assert lead["confusions"] == {"close -> absent": 1}
     assert result["facts"]["speed"]["right_rate"] == 1.0
-    assert result["speed_accuracy_by_lead_fact"] == {
+    assert result["speed_accuracy_by_fact"]["lead"] == {
         "right": {"frames": 1, "speed_accuracy": 1.0},
         "wrong or missing": {"frames": 2, "speed_accuracy": 0.0},
+    }
+    assert result["speed_accuracy_by_fact"]["lead motion"] == {  # its own sentence, right in all three
+        "right": {"frames": 3, "speed_accuracy": 0.3333},
+        "wrong or missing": {"frames": 0, "speed_accuracy": 0.0},
     }
     assert result["facts"]["yielding"]["right"] == 3
 
@@ -155,7 +159,7 @@ def test_the_bench_reads_an_eval_and_its_data(templates: GroundedTemplates, tmp_
     result = reasoning_facts.eval_facts(evaluation, templates)
     assert result["frames"] == 4
     assert all(entry["right_rate"] == 1.0 for entry in result["facts"].values())
-    assert result["speed_accuracy_by_lead_fact"]["right"] == {"frames": 4, "speed_accuracy": 1.0}
+    assert result["speed_accuracy_by_fact"]["lead"]["right"] == {"frames": 4, "speed_accuracy": 1.0}
     assert result["speed_accuracy"] == 1.0 and result["fact_table"]["speed_accuracy"] == 1.0
 
 

@@ -82,20 +82,24 @@ def true_facts(
     }
 
 
+SPEED_SPLIT_FACTS = ("lead", "lead motion")  # the facts whose right or wrong statement the speed action is split by
+
+
 def compare_facts(
     frames: Iterable[tuple[dict[str, Any], float, str, bool]], templates: GroundedTemplates, facts: FactSet = "all"
 ) -> dict[str, Any]:
     """Per fact, over ``frames`` (scene, ego speed, the model's text, whether its speed action was right): how
     often the model states it right, wrong, or not at all, the states it confuses, the mean absolute error of its
     number where it states the right state, and the speed-action accuracy on frames whose lead fact it got right
-    against those it got wrong or left out (does a wrong perception explain a wrong plan?). A fact the scene does
+    against those it got wrong or left out, for each of SPEED_SPLIT_FACTS (does a wrong perception explain a wrong
+    plan?). A fact the scene does
     not have is not scored, except yielding: claiming to yield where nothing requires it counts as "claimed without
     cause". ``facts``: what the traces the models learnt from stated (the distill's ``grounded_facts``)."""
     patterns = phrase_patterns(templates)
     counts: dict[str, Counter[str]] = {}
     confusions: dict[str, Counter[str]] = {}
     errors: dict[str, list[float]] = {}
-    speed_by_lead: dict[str, list[bool]] = {"right": [], "wrong or missing": []}
+    speed_by_fact = {fact: {"right": [], "wrong or missing": []} for fact in SPEED_SPLIT_FACTS}
     for scene, speed, text, speed_right in frames:
         truth, claims = true_facts(scene, speed, facts), claimed_facts(text, patterns)
         for fact, (state, values) in truth.items():
@@ -107,8 +111,8 @@ def compare_facts(
             key = NUMERIC_VALUES.get(fact)
             if outcome == "right" and key in values and claimed[1].get(key) is not None:
                 errors.setdefault(fact, []).append(abs(float(claimed[1][key]) - float(values[key])))
-            if fact == "lead":
-                speed_by_lead["right" if outcome == "right" else "wrong or missing"].append(speed_right)
+            if fact in speed_by_fact:
+                speed_by_fact[fact]["right" if outcome == "right" else "wrong or missing"].append(speed_right)
         if "yielding" in claims and "yielding" not in truth:
             counts.setdefault("yielding", Counter())["claimed without cause"] += 1
 
@@ -124,9 +128,12 @@ def compare_facts(
 
     return {
         "facts": {fact: summary(fact, count) for fact, count in sorted(counts.items())},
-        "speed_accuracy_by_lead_fact": {
-            group: {"frames": len(rights), "speed_accuracy": round(sum(rights) / max(1, len(rights)), 4)}
-            for group, rights in speed_by_lead.items()
+        "speed_accuracy_by_fact": {
+            fact: {
+                group: {"frames": len(rights), "speed_accuracy": round(sum(rights) / max(1, len(rights)), 4)}
+                for group, rights in groups.items()
+            }
+            for fact, groups in speed_by_fact.items()
         },
     }
 
