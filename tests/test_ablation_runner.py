@@ -193,14 +193,18 @@ def test_the_study_can_start_from_the_pretrained_language_model_answer_only_on_o
         no_reasoning=True,
         scale="tiny",
         sft_epochs=1,
+        sft_set=["prompt=student-scene-v1"],
         rl_epochs=0.1,
         rollout=64,
         every=5,
         val_frames=8,
-        configs=["lr2e-5"],
+        configs=["lr2e-5", "lr2e-5_scale_none_weights_off"],
     )
     jobs = {job.key: job.args for job in recipe_study.plan(args)}
     assert jobs["data"][:6] == ("data", "sim", "--frames", "40", "--seed", "2")
+    assert jobs["sft"][-2:] == ("--set", "prompt=student-scene-v1")
+    weights_off = jobs["rl-lr2e-5_scale_none_weights_off"]
+    assert "rewards.action_weights.DECELERATE=1.0" in weights_off and "scale_rewards=none" in weights_off
     assert jobs["data"][-4:] == ("--set", "render.image_size=64", "--set", "labels.horizon_s=2.0")
     assert jobs["traces"][-4:] == ("--set", "share=0.5", "--set", "grounded_facts=one_frame")
     assert jobs["model"][:4] == ("models", "build", "--language", "smollm2-135m")
@@ -227,7 +231,7 @@ def test_every_study_configuration_is_a_valid_grpo_config_that_keeps_its_setting
     def value(config: GrpoConfig, setting: str) -> object:
         found: object = config
         for part in setting.partition("=")[0].split("."):
-            found = getattr(found, part)
+            found = found[part] if isinstance(found, dict) else getattr(found, part)  # action_weights is a dict
         return found
 
     for name, sets in recipe_study.CONFIGS.items():
