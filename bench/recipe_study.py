@@ -47,6 +47,7 @@ from bench.ablation import (  # noqa: E402
     last_error,
     model_command,
     train_seconds,
+    training_settings_problem,
     with_sets,
 )
 from bench.report import report  # noqa: E402
@@ -345,7 +346,9 @@ def main() -> None:
     if args.reference is not None and args.reference not in args.configs:
         parser.error(f"--reference {args.reference} is not among the configurations run (--configs)")
     args.reference = args.reference or REFERENCE
-    if problem := data_mismatch(args.root, args.frames, args.data_seed):
+    # the SFT settings are checked as bench.ablation checks its own (the study's GRPO settings are CONFIGS, tested)
+    sft_only = argparse.Namespace(**vars(args), grpo_set=[])
+    if problem := data_mismatch(args.root, args.frames, args.data_seed) or training_settings_problem(sft_only):
         parser.error(problem)
     args.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from bench import ablation, recipe_study
 from bench.ablation import Job, Runner, execute
 
@@ -263,3 +265,15 @@ def test_the_study_compares_with_the_reference_it_is_given_and_names_classes_bel
     low, high = by_config[preset]["val_f1_drops"]["KEEP"][2:]
     assert 0 < low < 0.6667 < high
     assert by_config[weighted]["val_classes_below_sft"] == "none"  # 0.04 below: within the bar
+
+
+def test_the_study_checks_its_sft_settings_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "study"
+    argv = ["recipe_study", "--root", str(root), "--scale", "tiny", "--sft-set", "no_such_key=1", "--budget-s", "0"]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        recipe_study.main()
+    assert stopped.value.code == 2
+    assert "--sft-set:" in capsys.readouterr().err and not root.exists()

@@ -90,11 +90,11 @@ def compare_facts(
 ) -> dict[str, Any]:
     """Per fact, over ``frames`` (scene, ego speed, the model's text, whether its speed action was right): how
     often the model states it right, wrong, or not at all, the states it confuses, the mean absolute error of its
-    number where it states the right state, and the speed-action accuracy on frames whose lead fact it got right
-    against those it got wrong or left out, for each of SPEED_SPLIT_FACTS (does a wrong perception explain a wrong
-    plan?). A fact the scene does
-    not have is not scored, except yielding: claiming to yield where nothing requires it counts as "claimed without
-    cause". ``facts``: what the traces the models learnt from stated (the distill's ``grounded_facts``)."""
+    number where it states the right state, and, for each of SPEED_SPLIT_FACTS, the speed-action accuracy on frames
+    where it states that fact right against those where it states it wrong or leaves it out (does a wrong
+    perception explain a wrong plan?). A fact the scene does not have is not scored, except yielding: claiming to
+    yield where nothing requires it counts as "claimed without cause". ``facts``: what the traces the models learnt
+    from stated (the distill's ``grounded_facts``)."""
     patterns = phrase_patterns(templates)
     counts: dict[str, Counter[str]] = {}
     confusions: dict[str, Counter[str]] = {}
