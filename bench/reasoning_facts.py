@@ -118,7 +118,9 @@ def main() -> None:
         for group in ("right", "wrong or missing")
     ]
     columns = ["fact", *(result["eval"] for result in results)]
-    command = "python -m bench.reasoning_facts " + " ".join(map(str, args.evals))
+    command = f"python -m bench.reasoning_facts --templates {templates.id} --facts {args.facts} " + " ".join(
+        map(str, args.evals)
+    )
     report(columns, rows, args.out, command=command, templates=templates.id, results=results)
 
 

@@ -334,7 +334,12 @@ def main() -> None:
         "--judge", action="store_true", help="judge every plan of the data (data sim --judge): the safety config"
     )
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--budget-s", type=float, default=float("inf"), help="start nothing new after this")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=float("inf"),
+        help="after this many seconds start nothing new and stop what runs (the same command resumes it)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()

@@ -161,6 +161,10 @@ def test_the_bench_reads_an_eval_and_its_data(templates: GroundedTemplates, tmp_
     assert all(entry["right_rate"] == 1.0 for entry in result["facts"].values())
     assert result["speed_accuracy_by_fact"]["lead"]["right"] == {"frames": 4, "speed_accuracy": 1.0}
     assert result["speed_accuracy"] == 1.0 and result["fact_table"]["speed_accuracy"] == 1.0
+    out = tmp_path / "facts.json"
+    monkeypatch.setattr("sys.argv", ["reasoning_facts", str(evaluation), "--facts", "one_frame", "--out", str(out)])
+    reasoning_facts.main()
+    assert "--facts one_frame" in json.loads(out.read_text())["command"]  # the file says how to make it again
 
 
 def test_a_table_of_the_true_facts_scores_what_they_decide_and_no_more() -> None:
