@@ -7,7 +7,9 @@ and compared, fact by fact, with what a faithful trace of the same frame states 
 input, holds the scene facts). Prints, per fact, the share of frames each model states right, then each model's
 speed-action accuracy: overall, on the frames whose lead vehicle it describes right against the others, and what
 a lookup table from the true states of the facts to the train split's most frequent speed action scores on the
-same frames (how far perfect perception of what the traces state would go).
+same frames (how far perfect perception of what the traces state would go), and how often the model's speed answer
+is that table's, for the true facts and for the facts its own reasoning states (near 1 for the latter: the answer
+is a lookup of the reasoning's coarse states, whatever else the prompt says).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.artifacts.store import open_artifact
-from alphadrive_cli.evaluation.reasoning_facts import SPEED_SPLIT_FACTS, compare_facts, fact_table_accuracy
+from alphadrive_cli.evaluation.reasoning_facts import (
+    SPEED_SPLIT_FACTS,
+    FactTable,
+    answers_as_the_table,
+    compare_facts,
+    fact_table_accuracy,
+)
 from alphadrive_cli.teacher.grounded import DEFAULT_TEMPLATES, HIDDEN_LEAVES, FactSet, GroundedTemplates
 from bench.report import report
 
@@ -31,15 +39,15 @@ def split_records(data: Path, split: str) -> dict[str, dict[str, Any]]:
     return {record["id"]: record for record in map(json.loads, filter(None, lines))}
 
 
+def labelled(records: dict[str, dict[str, Any]]) -> list[tuple[dict[str, Any], float, str]]:
+    """Records as (scene, ego speed, speed action)."""
+    return [(r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in records.values()]
+
+
 @functools.cache
-def fact_table(data: Path, split: str, facts: FactSet = "all") -> dict[str, Any]:
-    """`fact_table_accuracy` of a data set (the facts traces of ``facts`` state), fit on its train split and scored
-    on ``split`` (once per data set, split and facts, however many evals share them)."""
-
-    def labelled(records: dict[str, dict[str, Any]]) -> list[tuple[dict[str, Any], float, str]]:
-        return [(r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in records.values()]
-
-    return fact_table_accuracy(labelled(split_records(data, "train")), labelled(split_records(data, split)), facts)
+def fitted_table(data: Path, facts: FactSet = "all") -> FactTable:
+    """The `FactTable` of a data set's train split (once per data set and facts, however many evals share it)."""
+    return FactTable.fit(labelled(split_records(data, "train")), facts)
 
 
 def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -52,21 +60,29 @@ def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], 
 
 
 def eval_facts(eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "all") -> dict[str, Any]:
-    """`compare_facts` over one open-loop eval's predictions and the records of the split it scored, and the
-    `fact_table_accuracy` of its data set (fit on the train split) on that split; ``facts``: what the traces the
-    model learnt from state."""
+    """`compare_facts` over one open-loop eval's predictions and the records of the split it scored, the
+    `fact_table_accuracy` of its data set's `FactTable` (fit on the train split) on that split, and how often the
+    model's speed answer is the table's (`answers_as_the_table`); ``facts``: what the traces the model learnt from
+    state."""
     data, split, records, predictions = scored_split(eval_dir)
-    ceiling = fact_table(data, split, facts)
-    frames = [
-        (records[row["id"]].get("scene") or {}, records[row["id"]]["ego_speed_mps"], row["text"], row["speed_correct"])
-        for row in predictions
-    ]
+    table = fitted_table(data, facts)
+    scenes = [(records[row["id"]].get("scene") or {}, records[row["id"]]["ego_speed_mps"]) for row in predictions]
+    answers = [((row.get("parsed") or {}).get("speed") or [None])[0] for row in predictions]
     return {
         "eval": str(eval_dir),
-        "frames": len(frames),
+        "frames": len(predictions),
         "speed_accuracy": round(sum(row["speed_correct"] for row in predictions) / max(1, len(predictions)), 4),
-        **compare_facts(frames, templates, facts),
-        "fact_table": ceiling,
+        **compare_facts(
+            [(*scene, row["text"], row["speed_correct"]) for scene, row in zip(scenes, predictions, strict=True)],
+            templates,
+            facts,
+        ),
+        "fact_table": fact_table_accuracy(table, labelled({row["id"]: records[row["id"]] for row in predictions})),
+        "speed_answer_as_the_table": answers_as_the_table(
+            [(*scene, row["text"], answer) for scene, row, answer in zip(scenes, predictions, answers, strict=True)],
+            table,
+            templates,
+        ),
     }
 
 
@@ -103,6 +119,13 @@ def main() -> None:
             "fact": "speed action right from a table of the true facts (fit on train)",
             **{r["eval"]: f"{r['fact_table']['speed_accuracy']:.2f}" for r in results},
         },
+        *(
+            {
+                "fact": f"speed answer the table's for the {which} facts",
+                **{r["eval"]: f"{r['speed_answer_as_the_table'][f'as_for_the_{which}_facts']:.2f}" for r in results},
+            }
+            for which in ("true", "stated")
+        ),
     ]
     rows += [
         {

@@ -11,6 +11,8 @@ import pytest
 
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.evaluation.reasoning_facts import (
+    FactTable,
+    answers_as_the_table,
     claimed_facts,
     compare_facts,
     fact_table_accuracy,
@@ -173,6 +175,28 @@ def test_a_table_of_the_true_facts_scores_what_they_decide_and_no_more() -> None
     obstacle, empty = SCENES[1], SCENES[2]
     train = [(obstacle, 9.6, "STOP"), (empty, 9.6, "KEEP"), (empty, 9.6, "KEEP"), (empty, 9.6, "DECELERATE")]
     scored = [(obstacle, 9.6, "STOP"), (empty, 9.6, "KEEP"), (empty, 9.6, "KEEP"), (empty, 9.6, "DECELERATE")]
-    result = fact_table_accuracy(train, scored)
+    result = fact_table_accuracy(FactTable.fit(train), scored)
     assert result["combinations"] == 2 and result["frames"] == 4
     assert result["speed_accuracy"] == 0.75 and result["majority_speed_accuracy"] == 0.5
+
+
+@pytest.mark.parametrize("facts", ["all", "one_frame"])
+def test_an_answer_is_matched_to_the_table_of_the_facts_its_reasoning_states(
+    templates: GroundedTemplates, facts: FactSet
+) -> None:
+    """Train: an obstacle means STOP, an empty lane KEEP. Frame 1 is an empty lane whose reasoning claims the
+    obstacle and answers STOP: the table's answer for the facts it states, not for the true ones. Frame 2 states its
+    empty lane right and answers KEEP: both. Frame 3 states it right and answers DECELERATE: neither. Frame 4 has no
+    answer (out of format): neither."""
+    obstacle, empty = SCENES[1], SCENES[2]
+    table = FactTable.fit([(obstacle, 9.6, "STOP"), (empty, 9.6, "KEEP")], facts)
+    claims_obstacle = _trace(obstacle, 9.6, 0, templates, facts)
+    faithful = _trace(empty, 9.6, 0, templates, facts)
+    frames = [
+        (empty, 9.6, claims_obstacle, "STOP"),
+        (empty, 9.6, faithful, "KEEP"),
+        (empty, 9.6, faithful, "DECELERATE"),
+        (empty, 9.6, faithful, None),
+    ]
+    result = answers_as_the_table(frames, table, templates)
+    assert result == {"frames": 4, "as_for_the_true_facts": 0.25, "as_for_the_stated_facts": 0.5}

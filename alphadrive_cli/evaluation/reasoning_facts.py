@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from alphadrive_cli.errors import BadInput
@@ -152,34 +153,71 @@ def _fact_states(scene: dict[str, Any], speed: float, facts: FactSet) -> tuple[s
     return tuple(stated.get(fact, ("-",))[0] for fact in TABLE_FACTS)
 
 
-def fact_table_accuracy(
-    train: Iterable[tuple[dict[str, Any], float, str]],
-    scored: Iterable[tuple[dict[str, Any], float, str]],
-    facts: FactSet = "all",
-) -> dict[str, Any]:
-    """How far perfect knowledge of the stated facts goes: the speed action most often labelled, in ``train``
-    (scene, ego speed, speed action), for each combination of the states of TABLE_FACTS that traces of ``facts``
-    state, scored on ``scored``
-    (unseen combinations get the overall majority), beside always answering the majority action. BadInput if
-    ``train`` is empty."""
-    table: dict[tuple[str, ...], Counter[str]] = {}
-    overall: Counter[str] = Counter()
-    for scene, speed, action in train:
-        table.setdefault(_fact_states(scene, speed, facts), Counter())[action] += 1
-        overall[action] += 1
-    if not overall:
-        raise BadInput("the train split has no frames to fit the table of facts on")
-    majority = overall.most_common(1)[0][0]
+def claimed_states(claims: Mapping[str, tuple[str, dict[str, str]]], facts: FactSet) -> tuple[str, ...]:
+    """The states of TABLE_FACTS a text claims (`claimed_facts`), in `_fact_states`' form: a fact that traces of
+    ``facts`` never state, or that the text leaves out, is "-"."""
+    stated = set(table_facts(facts))
+    return tuple(claims[fact][0] if fact in stated and fact in claims else "-" for fact in TABLE_FACTS)
+
+
+@dataclass(frozen=True)
+class FactTable:
+    """The speed action most often labelled for each combination of the states of TABLE_FACTS that traces of
+    ``facts`` state, fit on labelled frames; a combination never seen gets the overall majority."""
+
+    cells: dict[tuple[str, ...], str]
+    majority: str
+    facts: FactSet
+
+    @classmethod
+    def fit(cls, train: Iterable[tuple[dict[str, Any], float, str]], facts: FactSet = "all") -> FactTable:
+        """Fit on (scene, ego speed, speed action) frames; BadInput if there are none."""
+        counts: dict[tuple[str, ...], Counter[str]] = {}
+        overall: Counter[str] = Counter()
+        for scene, speed, action in train:
+            counts.setdefault(_fact_states(scene, speed, facts), Counter())[action] += 1
+            overall[action] += 1
+        if not overall:
+            raise BadInput("the train split has no frames to fit the table of facts on")
+        cells = {states: count.most_common(1)[0][0] for states, count in counts.items()}
+        return cls(cells, overall.most_common(1)[0][0], facts)
+
+    def answer(self, states: tuple[str, ...]) -> str:
+        """The table's speed action for one combination of fact states."""
+        return self.cells.get(states, self.majority)
+
+
+def fact_table_accuracy(table: FactTable, scored: Iterable[tuple[dict[str, Any], float, str]]) -> dict[str, Any]:
+    """How far perfect knowledge of the stated facts goes: ``table``'s answers for the true facts of the
+    ``scored`` frames (scene, ego speed, speed action), beside always answering the majority action."""
     right = frames = majority_right = 0
     for scene, speed, action in scored:
-        cell = table.get(_fact_states(scene, speed, facts))
-        right += (cell.most_common(1)[0][0] if cell else majority) == action
-        majority_right += majority == action
+        right += table.answer(_fact_states(scene, speed, table.facts)) == action
+        majority_right += table.majority == action
         frames += 1
     return {
-        "facts": table_facts(facts),
-        "combinations": len(table),
+        "facts": table_facts(table.facts),
+        "combinations": len(table.cells),
         "frames": frames,
         "speed_accuracy": round(right / max(1, frames), 4),
         "majority_speed_accuracy": round(majority_right / max(1, frames), 4),
+    }
+
+
+def answers_as_the_table(
+    frames: Iterable[tuple[dict[str, Any], float, str, str | None]], table: FactTable, templates: GroundedTemplates
+) -> dict[str, Any]:
+    """Over ``frames`` (scene, ego speed, the model's text, its speed answer or None): how often the answer is the
+    one ``table`` gives for the frame's true facts, and for the facts the text states. Near 1 for the stated facts,
+    the answer is a lookup of the reasoning's own coarse states, and plans no better than the table does."""
+    patterns = phrase_patterns(templates)
+    count = as_true = as_stated = 0
+    for scene, speed, text, answer in frames:
+        count += 1
+        as_true += answer == table.answer(_fact_states(scene, speed, table.facts))
+        as_stated += answer == table.answer(claimed_states(claimed_facts(text, patterns), table.facts))
+    return {
+        "frames": count,
+        "as_for_the_true_facts": round(as_true / max(1, count), 4),
+        "as_for_the_stated_facts": round(as_stated / max(1, count), 4),
     }
