@@ -50,6 +50,12 @@ def fitted_table(data: Path, facts: FactSet = "all") -> FactTable:
     return FactTable.fit(labelled(split_records(data, "train")), facts)
 
 
+def fact_table(data: Path, split: str, facts: FactSet = "all") -> dict[str, Any]:
+    """`fact_table_accuracy` of a data set's `fitted_table` on ``split``: how far perfect knowledge of the facts
+    traces of ``facts`` state goes there."""
+    return fact_table_accuracy(fitted_table(data, facts), labelled(split_records(data, split)))
+
+
 def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """An open-loop eval's data set, the split it scored, that split's records by id and the eval's predictions."""
     artifact = open_artifact(eval_dir, "eval")
