@@ -42,7 +42,7 @@ import torch
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.evaluation.metrics import per_class_prf
 from bench.common import run_facts
-from bench.reasoning_facts import fact_table, split_records
+from bench.reasoning_facts import fact_table_on, split_records
 from bench.report import report
 
 PLANS = tuple(f"{speed}, {path}" for speed in DEFAULT_VOCABULARY.speed for path in DEFAULT_VOCABULARY.path)
@@ -315,7 +315,7 @@ def ceilings(data: Path, seeds: Sequence[int], label: str = "speed") -> dict[str
         "frames": {name: len(records) for name, records in splits.items()},
         "majority": majority,
         "always the majority": scored(torch.full_like(test_truths, actions.index(majority)), test_truths, label),
-        **({"facts": fact_table(data, "test")} if label == "speed" else {}),
+        **({"facts": fact_table_on(data, "test")} if label == "speed" else {}),
     }
     for name in (*PROMPT_INPUTS, *INPUTS):
         train, val, test = (input_features(splits[split], vocab, name, label) for split in ("train", "val", "test"))

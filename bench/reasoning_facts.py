@@ -23,9 +23,10 @@ from typing import Any
 from alphadrive_cli.artifacts.store import open_artifact
 from alphadrive_cli.evaluation.reasoning_facts import (
     SPEED_SPLIT_FACTS,
-    FactTable,
+    StateTable,
     answers_as_the_table,
     compare_facts,
+    fact_table,
     fact_table_accuracy,
 )
 from alphadrive_cli.teacher.grounded import DEFAULT_TEMPLATES, HIDDEN_LEAVES, FactSet, GroundedTemplates
@@ -45,15 +46,15 @@ def labelled(records: dict[str, dict[str, Any]]) -> list[tuple[dict[str, Any], f
 
 
 @functools.cache
-def fitted_table(data: Path, facts: FactSet = "all") -> FactTable:
-    """The `FactTable` of a data set's train split (once per data set and facts, however many evals share it)."""
-    return FactTable.fit(labelled(split_records(data, "train")), facts)
+def fitted_table(data: Path, facts: FactSet = "all") -> StateTable:
+    """The `fact_table` of a data set's train split (once per data set and facts, however many evals share it)."""
+    return fact_table(labelled(split_records(data, "train")), facts)
 
 
-def fact_table(data: Path, split: str, facts: FactSet = "all") -> dict[str, Any]:
+def fact_table_on(data: Path, split: str, facts: FactSet = "all") -> dict[str, Any]:
     """`fact_table_accuracy` of a data set's `fitted_table` on ``split``: how far perfect knowledge of the facts
     traces of ``facts`` state goes there."""
-    return fact_table_accuracy(fitted_table(data, facts), labelled(split_records(data, split)))
+    return fact_table_accuracy(fitted_table(data, facts), labelled(split_records(data, split)), facts)
 
 
 def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -67,7 +68,7 @@ def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], 
 
 def eval_facts(eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "all") -> dict[str, Any]:
     """`compare_facts` over one open-loop eval's predictions and the records of the split it scored, the
-    `fact_table_accuracy` of its data set's `FactTable` (fit on the train split) on that split, and how often the
+    `fact_table_accuracy` of its data set's `fitted_table` on that split, and how often the
     model's speed answer is the table's (`answers_as_the_table`); ``facts``: what the traces the model learnt from
     state."""
     data, split, records, predictions = scored_split(eval_dir)
@@ -83,11 +84,14 @@ def eval_facts(eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "a
             templates,
             facts,
         ),
-        "fact_table": fact_table_accuracy(table, labelled({row["id"]: records[row["id"]] for row in predictions})),
+        "fact_table": fact_table_accuracy(
+            table, labelled({row["id"]: records[row["id"]] for row in predictions}), facts
+        ),
         "speed_answer_as_the_table": answers_as_the_table(
             [(*scene, row["text"], answer) for scene, row, answer in zip(scenes, predictions, answers, strict=True)],
             table,
             templates,
+            facts,
         ),
     }
 

@@ -11,10 +11,10 @@ import pytest
 
 from alphadrive_cli.data.records import Record
 from alphadrive_cli.evaluation.reasoning_facts import (
-    FactTable,
     answers_as_the_table,
     claimed_facts,
     compare_facts,
+    fact_table,
     fact_table_accuracy,
     phrase_patterns,
     table_facts,
@@ -175,7 +175,7 @@ def test_a_table_of_the_true_facts_scores_what_they_decide_and_no_more() -> None
     obstacle, empty = SCENES[1], SCENES[2]
     train = [(obstacle, 9.6, "STOP"), (empty, 9.6, "KEEP"), (empty, 9.6, "KEEP"), (empty, 9.6, "DECELERATE")]
     scored = [(obstacle, 9.6, "STOP"), (empty, 9.6, "KEEP"), (empty, 9.6, "KEEP"), (empty, 9.6, "DECELERATE")]
-    result = fact_table_accuracy(FactTable.fit(train), scored)
+    result = fact_table_accuracy(fact_table(train), scored)
     assert result["combinations"] == 2 and result["frames"] == 4
     assert result["speed_accuracy"] == 0.75 and result["majority_speed_accuracy"] == 0.5
 
@@ -189,7 +189,7 @@ def test_an_answer_is_matched_to_the_table_of_the_facts_its_reasoning_states(
     empty lane right and answers KEEP: both. Frame 3 states it right and answers DECELERATE: neither. Frame 4 has no
     answer (out of format): neither."""
     obstacle, empty = SCENES[1], SCENES[2]
-    table = FactTable.fit([(obstacle, 9.6, "STOP"), (empty, 9.6, "KEEP")], facts)
+    table = fact_table([(obstacle, 9.6, "STOP"), (empty, 9.6, "KEEP")], facts)
     claims_obstacle = _trace(obstacle, 9.6, 0, templates, facts)
     faithful = _trace(empty, 9.6, 0, templates, facts)
     frames = [
@@ -198,5 +198,5 @@ def test_an_answer_is_matched_to_the_table_of_the_facts_its_reasoning_states(
         (empty, 9.6, faithful, "DECELERATE"),
         (empty, 9.6, faithful, None),
     ]
-    result = answers_as_the_table(frames, table, templates)
+    result = answers_as_the_table(frames, table, templates, facts)
     assert result == {"frames": 4, "as_for_the_true_facts": 0.25, "as_for_the_stated_facts": 0.5}

@@ -148,74 +148,88 @@ def table_facts(facts: FactSet) -> list[str]:
     return [fact for fact in TABLE_FACTS if fact not in hidden]
 
 
-def _fact_states(scene: dict[str, Any], speed: float, facts: FactSet) -> tuple[str, ...]:
+def fact_states(scene: dict[str, Any], speed: float, facts: FactSet) -> tuple[str, ...]:
+    """The true states of TABLE_FACTS that a faithful trace of ``facts`` states ("-" for one it does not)."""
     stated = true_facts(scene, speed, facts)
     return tuple(stated.get(fact, ("-",))[0] for fact in TABLE_FACTS)
 
 
 def claimed_states(claims: Mapping[str, tuple[str, dict[str, str]]], facts: FactSet) -> tuple[str, ...]:
-    """The states of TABLE_FACTS a text claims (`claimed_facts`), in `_fact_states`' form: a fact that traces of
+    """The states of TABLE_FACTS a text claims (`claimed_facts`), in `fact_states`' form: a fact that traces of
     ``facts`` never state, or that the text leaves out, is "-"."""
     stated = set(table_facts(facts))
     return tuple(claims[fact][0] if fact in stated and fact in claims else "-" for fact in TABLE_FACTS)
 
 
 @dataclass(frozen=True)
-class FactTable:
-    """The speed action most often labelled for each combination of the states of TABLE_FACTS that traces of
-    ``facts`` state, fit on labelled frames; a combination never seen gets the overall majority."""
+class StateTable:
+    """The speed action most often labelled for each combination of states (of facts, say), fit on labelled
+    frames; a combination never seen gets the overall majority."""
 
     cells: dict[tuple[str, ...], str]
     majority: str
-    facts: FactSet
 
     @classmethod
-    def fit(cls, train: Iterable[tuple[dict[str, Any], float, str]], facts: FactSet = "all") -> FactTable:
-        """Fit on (scene, ego speed, speed action) frames; BadInput if there are none."""
+    def fit(cls, frames: Iterable[tuple[tuple[str, ...], str]]) -> StateTable:
+        """Fit on (states, speed action) frames; BadInput if there are none."""
         counts: dict[tuple[str, ...], Counter[str]] = {}
         overall: Counter[str] = Counter()
-        for scene, speed, action in train:
-            counts.setdefault(_fact_states(scene, speed, facts), Counter())[action] += 1
+        for states, action in frames:
+            counts.setdefault(states, Counter())[action] += 1
             overall[action] += 1
         if not overall:
             raise BadInput("the train split has no frames to fit the table of facts on")
         cells = {states: count.most_common(1)[0][0] for states, count in counts.items()}
-        return cls(cells, overall.most_common(1)[0][0], facts)
+        return cls(cells, overall.most_common(1)[0][0])
 
     def answer(self, states: tuple[str, ...]) -> str:
-        """The table's speed action for one combination of fact states."""
+        """The table's speed action for one combination of states."""
         return self.cells.get(states, self.majority)
 
+    def accuracy(self, frames: Iterable[tuple[tuple[str, ...], str]]) -> dict[str, Any]:
+        """The table's speed accuracy on (states, speed action) frames, beside always answering the majority."""
+        right = count = majority_right = 0
+        for states, action in frames:
+            right += self.answer(states) == action
+            majority_right += self.majority == action
+            count += 1
+        return {
+            "combinations": len(self.cells),
+            "frames": count,
+            "speed_accuracy": round(right / max(1, count), 4),
+            "majority_speed_accuracy": round(majority_right / max(1, count), 4),
+        }
 
-def fact_table_accuracy(table: FactTable, scored: Iterable[tuple[dict[str, Any], float, str]]) -> dict[str, Any]:
-    """How far perfect knowledge of the stated facts goes: ``table``'s answers for the true facts of the
+
+def fact_table(train: Iterable[tuple[dict[str, Any], float, str]], facts: FactSet = "all") -> StateTable:
+    """The `StateTable` of the facts traces of ``facts`` state, fit on (scene, ego speed, speed action) frames."""
+    return StateTable.fit((fact_states(scene, speed, facts), action) for scene, speed, action in train)
+
+
+def fact_table_accuracy(
+    table: StateTable, scored: Iterable[tuple[dict[str, Any], float, str]], facts: FactSet = "all"
+) -> dict[str, Any]:
+    """How far perfect knowledge of the stated facts goes: a `fact_table`'s answers for the true facts of the
     ``scored`` frames (scene, ego speed, speed action), beside always answering the majority action."""
-    right = frames = majority_right = 0
-    for scene, speed, action in scored:
-        right += table.answer(_fact_states(scene, speed, table.facts)) == action
-        majority_right += table.majority == action
-        frames += 1
-    return {
-        "facts": table_facts(table.facts),
-        "combinations": len(table.cells),
-        "frames": frames,
-        "speed_accuracy": round(right / max(1, frames), 4),
-        "majority_speed_accuracy": round(majority_right / max(1, frames), 4),
-    }
+    frames = ((fact_states(scene, speed, facts), action) for scene, speed, action in scored)
+    return {"facts": table_facts(facts), **table.accuracy(frames)}
 
 
 def answers_as_the_table(
-    frames: Iterable[tuple[dict[str, Any], float, str, str | None]], table: FactTable, templates: GroundedTemplates
+    frames: Iterable[tuple[dict[str, Any], float, str, str | None]],
+    table: StateTable,
+    templates: GroundedTemplates,
+    facts: FactSet = "all",
 ) -> dict[str, Any]:
     """Over ``frames`` (scene, ego speed, the model's text, its speed answer or None): how often the answer is the
-    one ``table`` gives for the frame's true facts, and for the facts the text states. Near 1 for the stated facts,
-    the answer is a lookup of the reasoning's own coarse states, and plans no better than the table does."""
+    one a `fact_table` gives for the frame's true facts, and for the facts the text states. Near 1 for the stated
+    facts, the answer is a lookup of the reasoning's own coarse states, and plans no better than the table does."""
     patterns = phrase_patterns(templates)
     count = as_true = as_stated = 0
     for scene, speed, text, answer in frames:
         count += 1
-        as_true += answer == table.answer(_fact_states(scene, speed, table.facts))
-        as_stated += answer == table.answer(claimed_states(claimed_facts(text, patterns), table.facts))
+        as_true += answer == table.answer(fact_states(scene, speed, facts))
+        as_stated += answer == table.answer(claimed_states(claimed_facts(text, patterns), facts))
     return {
         "frames": count,
         "as_for_the_true_facts": round(as_true / max(1, count), 4),

@@ -1,0 +1,34 @@
+"""Tables of the facts a trace states, and of one finer state beside them (bench/fact_tables.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.fact_tables import band, gap_band, headway_band, speed_band, table_scores
+
+
+def _record(speed: float, action: str, gap: float | None = None) -> dict[str, Any]:
+    lead = None if gap is None else {"gap_m": gap, "relative_speed_mps": 0.0}
+    scene = {"lead_vehicle": lead, "left_lane": "none", "right_lane": "none", "speed_limit_mps": 30.0}
+    return {"ego_speed_mps": speed, "speed_action": action, "navigation": "follow the road", "scene": scene}
+
+
+def test_bands_are_named_by_the_first_edge_above_the_value() -> None:
+    assert band(4.0, (10.0, 20.0)) == "<10" and band(10.0, (10.0, 20.0)) == "<20" and band(25.0, (10.0, 20.0)) == ">20"
+    assert gap_band(_record(10.0, "KEEP")) == "no lead" and gap_band(_record(10.0, "KEEP", gap=15.0)) == "<20"
+    assert headway_band(_record(10.0, "KEEP", gap=15.0)) == "<2"  # 1.5 s
+    assert headway_band(_record(0.0, "STOP", gap=3.0)) == "<10"  # at standstill the headway is taken at 0.5 m/s
+
+
+def test_a_finer_state_lifts_the_table_only_where_it_decides_the_action() -> None:
+    """Every frame is 'below the limit, nothing ahead'; below 12 m/s the car speeds up, above 18 it keeps its speed.
+    The facts alone answer the majority; the speed band answers every frame right; the gap band cannot help."""
+    train = [_record(speed, "ACCELERATE") for speed in (4.0, 7.0, 10.0)] + [
+        _record(speed, "KEEP") for speed in (19.0, 22.0, 25.0, 28.0)
+    ]
+    test = [_record(5.0, "ACCELERATE"), _record(8.0, "ACCELERATE"), _record(20.0, "KEEP"), _record(26.0, "KEEP")]
+    splits = {"train": train, "test": test}
+    assert table_scores(splits, "one_frame")["test speed accuracy"] == 0.5
+    with_speed = table_scores(splits, "one_frame", speed_band)
+    assert with_speed["test speed accuracy"] == 1.0 and with_speed["combinations"] == 7
+    assert table_scores(splits, "one_frame", gap_band)["test speed accuracy"] == 0.5
