@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.fact_tables import band, gap_band, headway_band, speed_band, table_scores
+from bench.fact_tables import band, ego_speed_band, gap_band, headway_band, table_scores
 
 
 def _record(speed: float, action: str, gap: float | None = None) -> dict[str, Any]:
@@ -29,6 +29,13 @@ def test_a_finer_state_lifts_the_table_only_where_it_decides_the_action() -> Non
     test = [_record(5.0, "ACCELERATE"), _record(8.0, "ACCELERATE"), _record(20.0, "KEEP"), _record(26.0, "KEEP")]
     splits = {"train": train, "test": test}
     assert table_scores(splits, "one_frame")["test speed accuracy"] == 0.5
-    with_speed = table_scores(splits, "one_frame", speed_band)
+    with_speed = table_scores(splits, "one_frame", ego_speed_band)
     assert with_speed["test speed accuracy"] == 1.0 and with_speed["combinations"] == 7
     assert table_scores(splits, "one_frame", gap_band)["test speed accuracy"] == 0.5
+
+
+def test_traces_that_state_the_speed_band_tabulate_as_one_frames_facts_with_the_band() -> None:
+    """`grounded_facts: one_frame_speed_band` states what the table of one frame's facts with the speed band uses."""
+    train = [_record(speed, action) for speed, action in ((4.0, "ACCELERATE"), (10.0, "ACCELERATE"), (22.0, "KEEP"))]
+    splits = {"train": train, "test": [_record(5.0, "ACCELERATE"), _record(23.0, "KEEP"), _record(11.0, "KEEP")]}
+    assert table_scores(splits, "one_frame_speed_band") == table_scores(splits, "one_frame", ego_speed_band)

@@ -119,6 +119,20 @@ def test_a_wrong_or_missing_sentence_counts_as_such_and_the_plan_is_split_by_it(
     assert result["facts"]["yielding"]["right"] == 3
 
 
+def test_speed_band_traces_read_back_with_their_band(templates: GroundedTemplates) -> None:
+    """A trace of "one_frame_speed_band" states the ego speed's band right whichever phrasing it draws, and only
+    that fact set's tables use the band."""
+    patterns = phrase_patterns(templates)
+    for scene in SCENES:
+        for seed in range(6):
+            text = _trace(scene, 13.7, seed, templates, "one_frame_speed_band")
+            assert claimed_facts(text, patterns)["speed band"][0] == "12"
+        assert true_facts(scene, 13.7, "one_frame_speed_band")["speed band"][0] == "12"
+        assert "speed band" not in true_facts(scene, 13.7, "one_frame")
+    assert table_facts("one_frame_speed_band") == ["speed", "speed band", "lead", "junction", "yielding"]
+    assert "speed band" not in table_facts("all")
+
+
 def test_one_frame_traces_are_scored_on_the_facts_they_state(templates: GroundedTemplates) -> None:
     """Read back as if they were full traces, one-frame traces would miss the lead's motion and the traffic on
     every frame; scored with facts "one_frame", every fact they state is right and those two are not asked for."""

@@ -265,6 +265,28 @@ def test_one_frame_traces_are_the_full_traces_without_what_one_image_cannot_show
         assert len(facts) - len(grounded.stated_facts(scene, speed, "one_frame")) == 2
 
 
+def test_speed_band_traces_are_the_one_frame_traces_with_the_band_after_the_speed(templates: GroundedTemplates) -> None:
+    """With facts "one_frame_speed_band" the reasoning is the one-frame trace of the same random state, word for
+    word, with one sentence naming the ego speed's 3 m/s band right after the speed sentence; stated_facts adds the
+    band there too. At 24.3 m/s the band is 24 to 27, at 9.8 it is 9 to 12, standing still 0 to 3."""
+    for scene, speed, (low, high) in (
+        (HIGHWAY, 24.3, (24, 27)),
+        (INTERSECTION, 9.8, (9, 12)),
+        (INTERSECTION, 0.0, (0, 3)),
+    ):
+        record, recording = make_record(scene, ego_speed=speed), _Recording(templates)
+        banded = grounded_trace(record, random.Random(3), recording, facts="one_frame_speed_band")
+        (band_sentence,) = [text for leaf, text in recording.said if leaf == "speed.band"]
+        assert str(low) in band_sentence and str(high) in band_sentence
+        speed_sentence = next(text for leaf, text in recording.said if leaf.startswith("speed."))
+        one_frame = grounded_trace(record, random.Random(3), templates, facts="one_frame")
+        assert banded == one_frame.replace(speed_sentence, f"{speed_sentence} {band_sentence}", 1)
+        assert matches_answer_format(banded)
+        stated = grounded.stated_facts(scene, speed, "one_frame_speed_band")
+        assert stated[1] == ("speed.band", {"low": str(low), "high": str(high)})
+        assert stated[:1] + stated[2:] == grounded.stated_facts(scene, speed, "one_frame")
+
+
 def test_a_scene_description_states_what_one_image_shows_and_no_speed(templates: GroundedTemplates) -> None:
     """sft's perception target: the lead and its gap, the lanes, the junction; not the ego speed or limit, not the
     lead's motion or the traffic count; a lead is close by its gap alone (the speed is not in the question)."""

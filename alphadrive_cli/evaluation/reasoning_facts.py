@@ -17,14 +17,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.teacher.grounded import HIDDEN_LEAVES, FactSet, GroundedTemplates, stated_facts
+from alphadrive_cli.teacher.grounded import (
+    ADDED_LEAVES,
+    HIDDEN_LEAVES,
+    OPTIONAL_LEAVES,
+    FactSet,
+    GroundedTemplates,
+    stated_facts,
+)
 
 NUMBER = r"-?\d+(?:\.\d+)?"
 NUMERIC_VALUES = {"speed": "speed", "lead": "gap", "junction": "distance", "traffic": "count"}
 
 
-def fact_of(leaf: str) -> list[tuple[str, str]]:
-    """The (fact, state) pairs a template leaf states: ``"lead.slower"`` -> ``[("lead motion", "slower")]``."""
+def fact_of(leaf: str, values: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """The (fact, state) pairs a template leaf states: ``"lead.slower"`` -> ``[("lead motion", "slower")]``; the
+    speed band's state is its lower end, from ``values`` (``"speed.band"``, ``{"low": "12"}`` -> ``("speed band",
+    "12")``)."""
+    if leaf == "speed.band":
+        return [("speed band", (values or {}).get("low", ""))]
     head, _, rest = leaf.partition(".")
     if head == "lead":
         return [("lead motion" if rest in ("slower", "faster", "same_speed") else "lead", rest)]
@@ -66,7 +77,7 @@ def claimed_facts(text: str, patterns: Mapping[str, list[re.Pattern[str]]]) -> d
                 found.append((match.start(), leaf, match.groupdict()))
     claims: dict[str, tuple[str, dict[str, str]]] = {}
     for _, leaf, values in sorted(found, key=lambda item: item[0]):
-        for fact, state in fact_of(leaf):
+        for fact, state in fact_of(leaf, values):
             claims.setdefault(fact, (state, values))
     return claims
 
@@ -79,7 +90,7 @@ def true_facts(
     return {
         fact: (state, values)
         for leaf, values in stated_facts(scene, ego_speed_mps, facts)
-        for fact, state in fact_of(leaf)
+        for fact, state in fact_of(leaf, values)
     }
 
 
@@ -139,13 +150,16 @@ def compare_facts(
     }
 
 
-TABLE_FACTS = ("speed", "lead", "lead motion", "junction", "yielding")
+TABLE_FACTS = ("speed", "speed band", "lead", "lead motion", "junction", "yielding")
 
 
 def table_facts(facts: FactSet) -> list[str]:
-    """The TABLE_FACTS that traces of ``facts`` state (one-frame traces leave the lead's motion out)."""
-    hidden = {fact for leaf in HIDDEN_LEAVES[facts] for fact, _ in fact_of(leaf)}
-    return [fact for fact in TABLE_FACTS if fact not in hidden]
+    """The TABLE_FACTS that traces of ``facts`` state (one-frame traces leave the lead's motion out, and only
+    traces of a fact set that adds it state the speed band)."""
+    unstated = {
+        fact for leaf in HIDDEN_LEAVES[facts] | (OPTIONAL_LEAVES - ADDED_LEAVES[facts]) for fact, _ in fact_of(leaf)
+    }
+    return [fact for fact in TABLE_FACTS if fact not in unstated]
 
 
 def fact_states(scene: dict[str, Any], speed: float, facts: FactSet) -> tuple[str, ...]:

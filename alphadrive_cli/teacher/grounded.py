@@ -31,13 +31,26 @@ CLOSE_GAP_M = 20.0  # a lead vehicle is "close" below this gap ...
 CLOSE_HEADWAY_S = 2.0  # ... or below this time headway at the ego's speed
 AT_JUNCTION_M = 5.0  # closer than this the ego is "at the junction"
 LANE_STATES = ("free", "occupied", "none")
-FactSet = Literal["all", "one_frame"]
+SPEED_BAND_MPS = 3.0  # the width of the ego-speed bands a trace of "one_frame_speed_band" states
+FactSet = Literal["all", "one_frame", "one_frame_speed_band"]
 # what the student's one front image and prompt cannot show: the lead's speed relative to the ego (no motion in one
 # image) and the count of vehicles within 50 m (behind and beside the ego too)
 HIDDEN_FROM_ONE_FRAME = frozenset(
     {"lead.slower", "lead.faster", "lead.same_speed", "traffic.none", "traffic.one", "traffic.many"}
 )
-HIDDEN_LEAVES: dict[FactSet, frozenset[str]] = {"all": frozenset(), "one_frame": HIDDEN_FROM_ONE_FRAME}
+HIDDEN_LEAVES: dict[FactSet, frozenset[str]] = {
+    "all": frozenset(),
+    "one_frame": HIDDEN_FROM_ONE_FRAME,
+    "one_frame_speed_band": HIDDEN_FROM_ONE_FRAME,
+}
+# leaves only some fact sets state: the ego speed's band, a category a reasoning can look its answer up by where
+# the bare number is not (docs/results.md, commands 25 and 26)
+ADDED_LEAVES: dict[FactSet, frozenset[str]] = {
+    "all": frozenset(),
+    "one_frame": frozenset(),
+    "one_frame_speed_band": frozenset({"speed.band"}),
+}
+OPTIONAL_LEAVES = frozenset().union(*ADDED_LEAVES.values())
 
 # The structure of a template file: every leaf is a list of alternatives, and the set names the
 # placeholders its alternatives may use. Conclusions are checked separately (keys are actions).
@@ -48,6 +61,7 @@ _LEAVES: dict[str, frozenset[str]] = {
     "speed.at_limit": frozenset({"speed", "limit"}),
     "speed.above_limit": frozenset({"speed", "limit"}),
     "speed.no_limit": frozenset({"speed"}),
+    "speed.band": frozenset({"low", "high"}),
     "lead.absent": frozenset(),
     "lead.close": frozenset({"gap"}),
     "lead.far": frozenset({"gap"}),
@@ -189,6 +203,17 @@ def _speed_sentence(speed: float, limit: float | None, rng: random.Random, t: Ph
     return t.pick(rng, f"speed.{leaf}", speed=f"{speed:.1f}", limit=f"{limit:.0f}")
 
 
+def speed_band(speed: float) -> tuple[int, int]:
+    """The SPEED_BAND_MPS band the ego speed lies in, as its (low, high) ends in m/s."""
+    low = int(max(speed, 0.0) // SPEED_BAND_MPS * SPEED_BAND_MPS)
+    return low, int(low + SPEED_BAND_MPS)
+
+
+def _speed_band_values(speed: float) -> dict[str, str]:
+    low, high = speed_band(speed)
+    return {"low": str(low), "high": str(high)}
+
+
 def _lead_sentences(lead: Any, speed: float, rng: random.Random, t: Phrasing) -> list[str]:
     if lead is None:
         return [t.pick(rng, "lead.absent")]
@@ -289,6 +314,8 @@ def stated_facts(
     random draw."""
     recorder = _FactRecorder()
     _observation_sentences(scene, ego_speed_mps, random.Random(0), recorder)
+    if "speed.band" in ADDED_LEAVES[facts]:
+        recorder.facts.insert(1, ("speed.band", _speed_band_values(ego_speed_mps)))
     hidden = HIDDEN_LEAVES[facts]
     return [(leaf, values) for leaf, values in recorder.facts if leaf != "lanes.both" and leaf not in hidden]
 
@@ -311,9 +338,10 @@ def grounded_trace(
     """``<think>REASONING</think><answer>SPEED, PATH</answer>`` for the record's label.
 
     The reasoning states the navigation, the speed (against the limit when known) and whatever
-    scene facts are present and well-formed (with ``facts`` "one_frame", only those one front image can show),
-    then concludes with the label's speed and path action. The same ``rng`` state gives the same text.
-    ValueError if the label has no conclusion sentences.
+    scene facts are present and well-formed (with ``facts`` "one_frame", only those one front image can show;
+    "one_frame_speed_band" adds the ego speed's band after the speed, drawn last so that every other sentence is
+    the "one_frame" trace's), then concludes with the label's speed and path action. The same ``rng`` state gives
+    the same text. ValueError if the label has no conclusion sentences.
     """
     sentences = [
         templates.pick(rng, "navigation", navigation=record.navigation.strip()),
@@ -324,4 +352,6 @@ def grounded_trace(
         if leaf not in templates.phrases:
             raise ValueError(f"grounded template {templates.id!r} has no sentences for {leaf}")
         sentences.append(templates.pick(rng, leaf))
+    if "speed.band" in ADDED_LEAVES[facts]:
+        sentences.insert(2, templates.pick(rng, "speed.band", **_speed_band_values(record.ego_speed_mps)))
     return format_completion(" ".join(sentences), record.speed_action, record.path_action, vocabulary)
