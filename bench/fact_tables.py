@@ -8,8 +8,8 @@ on the train split of a data set (`data sim`) and scores them on its validation 
 of the facts the traces state, then that table with one finer state beside them each (the ego speed in the bands
 that traces of `grounded_facts: one_frame_speed_band` state, the gap to the lead in bands, the time headway in
 bands, the speed against the limit in finer bands, the navigation instruction). A state that lifts the table
-towards what answer-only SFT reads from the same prompt is one a trace could state; the bands are this module's,
-not the data's, and a gain on one data set is a question for others.
+towards what answer-only SFT reads from the same prompt is one a trace could state; the bands are fixed here (the
+speed's by the grounded teacher), not fit to the data, and a gain on one data set is a question for others.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.evaluation.reasoning_facts import StateTable, fact_states, table_facts
-from alphadrive_cli.teacher.grounded import HIDDEN_LEAVES, SPEED_BAND_MPS, FactSet, speed_band
-from bench.reasoning_facts import split_records
+from alphadrive_cli.teacher.grounded import SPEED_BAND_MPS, FactSet, speed_band
+from bench.reasoning_facts import add_facts_option, split_records
 from bench.report import report
 
 GAP_BANDS_M = (10.0, 20.0, 30.0, 45.0, 60.0, 90.0)
@@ -99,12 +99,7 @@ def table_scores(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="a data artifact (`data sim`)")
-    parser.add_argument(
-        "--facts",
-        choices=list(HIDDEN_LEAVES),
-        default="one_frame",
-        help="what the traces state (distill's grounded_facts)",
-    )
+    add_facts_option(parser, "one_frame")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     splits = {split: list(split_records(args.data, split).values()) for split in ("train", "val", "test")}

@@ -96,16 +96,18 @@ def eval_facts(eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "a
     }
 
 
+def add_facts_option(parser: argparse.ArgumentParser, default: FactSet) -> None:
+    """``--facts``: what the grounded traces the models learnt (or the tables stand for) state."""
+    parser.add_argument(
+        "--facts", choices=list(HIDDEN_LEAVES), default=default, help="what the traces state (distill's grounded_facts)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("evals", nargs="+", type=Path, help="open-loop eval artifacts")
     parser.add_argument("--templates", default=DEFAULT_TEMPLATES, help="the grounded phrasings the models learnt")
-    parser.add_argument(
-        "--facts",
-        choices=list(HIDDEN_LEAVES),
-        default="all",
-        help="what the traces the models learnt state (their distill's grounded_facts)",
-    )
+    add_facts_option(parser, "all")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     templates = GroundedTemplates.load(args.templates)
