@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections import Counter
@@ -123,6 +124,23 @@ def test_episode_plans_depend_only_on_seed_and_index() -> None:
     plans = [plan_episode(config, i, cycle) for i in range(200)]
     assert {plan.scenario for plan in plans} == set(SCENARIOS)
     assert plan_episode(DataConfig(seed=1), 5, split_cycle(DataConfig(seed=1))) != plans[5]
+
+
+def test_a_split_by_scenario_gives_each_scenario_the_cycles_proportions() -> None:
+    """With split_by_scenario every scenario's episodes go through the split cycle on their own, in index order;
+    the scenarios, routes and simulator seeds stay those of the unstratified plan, and that plan is unchanged."""
+    plain, stratified = DataConfig(seed=4), DataConfig(seed=4, split_by_scenario=True)
+    cycle = split_cycle(plain)
+    plain_plans = [plan_episode(plain, i, cycle) for i in range(300)]
+    plans = [plan_episode(stratified, i, cycle) for i in range(300)]
+    assert [plan.split for plan in plain_plans] == [cycle[i % len(cycle)] for i in range(300)]
+    assert [dataclasses.replace(plan, split="") for plan in plans] == [
+        dataclasses.replace(plan, split="") for plan in plain_plans
+    ]
+    for scenario in SCENARIOS:
+        splits = [plan.split for plan in plans if plan.scenario == scenario]
+        assert splits == [cycle[n % len(cycle)] for n in range(len(splits))]
+    assert [plan.split for plan in plans] != [plan.split for plan in plain_plans]
 
 
 def test_balanced_sample_keeps_rare_classes_and_order() -> None:

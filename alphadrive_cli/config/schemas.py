@@ -219,6 +219,12 @@ class DataConfig(Strict):
     labels: LabelRules = LabelRules()
     scenarios: ScenarioWeights = ScenarioWeights()
     split: SplitFractions = SplitFractions()
+    split_by_scenario: bool = Field(
+        False,
+        description="assign each scenario's episodes to the splits on their own, so that every split holds the "
+        "scenarios in the same proportions (with a few dozen held-out episodes, an unstratified split can give "
+        "validation and test different traffic)",
+    )
     workers: int = Field(1, ge=1, le=1024, description="simulator processes (more workers give the same data)")
     balance: bool = Field(False, description="sub-sample the frequent classes towards a balanced mix")
     balance_oversample: float = Field(

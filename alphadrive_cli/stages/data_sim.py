@@ -8,6 +8,7 @@ depend on the number of workers.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
@@ -57,20 +58,38 @@ def empty_splits(config: DataConfig, records: dict[str, list[Record]]) -> list[s
     return [split for split in SPLITS if fractions[split] > 0 and not records[split]]
 
 
+def _scenario_draw(seed: int, weights: tuple[tuple[str, float], ...], index: int) -> tuple[np.random.Generator, str]:
+    """Episode ``index``'s random stream and the scenario drawn first from it."""
+    rng = np.random.default_rng([seed, index])
+    names = [name for name, weight in weights if weight > 0]
+    probabilities = np.array([weight for _, weight in weights if weight > 0]) / sum(w for _, w in weights if w > 0)
+    return rng, str(rng.choice(names, p=probabilities))
+
+
+@functools.cache
+def _scenario_of(seed: int, weights: tuple[tuple[str, float], ...], index: int) -> str:
+    return _scenario_draw(seed, weights, index)[1]
+
+
 def plan_episode(config: DataConfig, index: int, cycle: list[str]) -> EpisodePlan:
-    """Episode ``index`` of the data set: fully decided by the seed and the index."""
-    rng = np.random.default_rng([config.seed, index])
-    weights = config.scenarios.model_dump()
-    names = [name for name in weights if weights[name] > 0]
-    probabilities = np.array([weights[name] for name in names]) / sum(weights[name] for name in names)
-    scenario = SCENARIOS[str(rng.choice(names, p=probabilities))]
+    """Episode ``index`` of the data set: fully decided by the seed and the index. Its split is the cycle's entry
+    at its index, or with ``split_by_scenario`` at the count of earlier episodes of its scenario, so that each
+    scenario's episodes go through the cycle on their own and every split holds the scenarios alike."""
+    weights = tuple(config.scenarios.model_dump().items())
+    rng, name = _scenario_draw(config.seed, weights, index)
+    scenario = SCENARIOS[name]
     destination = str(rng.choice(scenario.destinations)) if scenario.destinations else None
+    position = (
+        sum(_scenario_of(config.seed, weights, earlier) == name for earlier in range(index))
+        if config.split_by_scenario
+        else index
+    )
     return EpisodePlan(
         index=index,
         scenario=scenario.name,
         env_seed=int(rng.integers(2**31 - 1)),
         destination=destination,
-        split=cycle[index % len(cycle)],
+        split=cycle[position % len(cycle)],
     )
 
 
