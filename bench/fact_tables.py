@@ -79,7 +79,7 @@ def table_scores(
     finer: Callable[[dict[str, Any]], str] | None = None,
 ) -> dict[str, Any]:
     """A table of the facts traces of ``facts`` state (and ``finer``'s state beside them), fit on ``splits``'
-    "train" records and scored on each other split."""
+    "train" records and scored on each other split that has records (an empty one is left out of the row)."""
 
     def states(record: dict[str, Any]) -> tuple[str, ...]:
         stated = fact_states(record.get("scene") or {}, record["ego_speed_mps"], facts)
@@ -89,7 +89,7 @@ def table_scores(
         return [(states(record), record["speed_action"]) for record in splits[split]]
 
     table = StateTable.fit(frames("train"))
-    scored = {split: table.accuracy(frames(split)) for split in splits if split != "train"}
+    scored = {split: table.accuracy(frames(split)) for split in splits if split != "train" and splits[split]}
     return {
         "combinations": len(table.cells),
         **{f"{split} speed accuracy": result["speed_accuracy"] for split, result in scored.items()},

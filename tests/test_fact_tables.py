@@ -32,6 +32,7 @@ def test_a_finer_state_lifts_the_table_only_where_it_decides_the_action() -> Non
     with_speed = table_scores(splits, "one_frame", ego_speed_band)
     assert with_speed["test speed accuracy"] == 1.0 and with_speed["combinations"] == 7
     assert table_scores(splits, "one_frame", gap_band)["test speed accuracy"] == 0.5
+    assert "val speed accuracy" not in table_scores({**splits, "val": []}, "one_frame")  # no frames, no score
 
 
 def test_traces_that_state_the_speed_band_tabulate_as_one_frames_facts_with_the_band() -> None:
