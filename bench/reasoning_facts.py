@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.artifacts.store import open_artifact
+from alphadrive_cli.evaluation.metrics import single_action
 from alphadrive_cli.evaluation.reasoning_facts import (
     SPEED_SPLIT_FACTS,
     StateTable,
@@ -40,21 +42,21 @@ def split_records(data: Path, split: str) -> dict[str, dict[str, Any]]:
     return {record["id"]: record for record in map(json.loads, filter(None, lines))}
 
 
-def labelled(records: dict[str, dict[str, Any]]) -> list[tuple[dict[str, Any], float, str]]:
+def labelled(records: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], float, str]]:
     """Records as (scene, ego speed, speed action)."""
-    return [(r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in records.values()]
+    return [(r.get("scene") or {}, r["ego_speed_mps"], r["speed_action"]) for r in records]
 
 
 @functools.cache
 def fitted_table(data: Path, facts: FactSet = "all") -> StateTable:
     """The `fact_table` of a data set's train split (once per data set and facts, however many evals share it)."""
-    return fact_table(labelled(split_records(data, "train")), facts)
+    return fact_table(labelled(split_records(data, "train").values()), facts)
 
 
 def fact_table_on(data: Path, split: str, facts: FactSet = "all") -> dict[str, Any]:
     """`fact_table_accuracy` of a data set's `fitted_table` on ``split``: how far perfect knowledge of the facts
     traces of ``facts`` state goes there."""
-    return fact_table_accuracy(fitted_table(data, facts), labelled(split_records(data, split)), facts)
+    return fact_table_accuracy(fitted_table(data, facts), labelled(split_records(data, split).values()), facts)
 
 
 def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -74,7 +76,7 @@ def eval_facts(eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "a
     data, split, records, predictions = scored_split(eval_dir)
     table = fitted_table(data, facts)
     scenes = [(records[row["id"]].get("scene") or {}, records[row["id"]]["ego_speed_mps"]) for row in predictions]
-    answers = [((row.get("parsed") or {}).get("speed") or [None])[0] for row in predictions]
+    answers = [single_action(frozenset(row["parsed"]["speed"])) for row in predictions]  # hedged: None, as eval
     return {
         "eval": str(eval_dir),
         "frames": len(predictions),
@@ -84,9 +86,7 @@ def eval_facts(eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "a
             templates,
             facts,
         ),
-        "fact_table": fact_table_accuracy(
-            table, labelled({row["id"]: records[row["id"]] for row in predictions}), facts
-        ),
+        "fact_table": fact_table_accuracy(table, labelled(records[row["id"]] for row in predictions), facts),
         "speed_answer_as_the_table": answers_as_the_table(
             [(*scene, row["text"], answer) for scene, row, answer in zip(scenes, predictions, answers, strict=True)],
             table,

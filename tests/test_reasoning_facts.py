@@ -161,7 +161,12 @@ def test_the_bench_reads_an_eval_and_its_data(templates: GroundedTemplates, tmp_
     for split in ("train", "test"):
         (data / f"{split}.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     rows = [
-        {"id": record["id"], "text": _trace(record["scene"], 9.6, 1, templates), "speed_correct": True}
+        {
+            "id": record["id"],
+            "text": _trace(record["scene"], 9.6, 1, templates),
+            "parsed": {"speed": ["KEEP"], "path": ["STRAIGHT"]},
+            "speed_correct": True,
+        }
         for record in records
     ]
     (evaluation / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -177,6 +182,7 @@ def test_the_bench_reads_an_eval_and_its_data(templates: GroundedTemplates, tmp_
     assert all(entry["right_rate"] == 1.0 for entry in result["facts"].values())
     assert result["speed_accuracy_by_fact"]["lead"]["right"] == {"frames": 4, "speed_accuracy": 1.0}
     assert result["speed_accuracy"] == 1.0 and result["fact_table"]["speed_accuracy"] == 1.0
+    assert result["speed_answer_as_the_table"]["as_for_the_true_facts"] == 1.0  # every label and answer KEEP
     out = tmp_path / "facts.json"
     monkeypatch.setattr("sys.argv", ["reasoning_facts", str(evaluation), "--facts", "one_frame", "--out", str(out)])
     reasoning_facts.main()
