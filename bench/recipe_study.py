@@ -5,17 +5,18 @@ Usage: python -m bench.recipe_study --root runs/study --frames 4000 --workers 15
 
 One `data sim` data set (--data-seed, front camera at 224 px, --data-set's settings) and its grounded traces, the
 small Qwen2-VL from random weights (or with --language a pretrained language model behind a random vision tower of
-that size: `models build`), `sft --scale small` on the traces (with --sft-set's settings; with --no-reasoning their
-answers only, and every GRPO run in the answer-only format), then every configuration of CONFIGS as a `grpo --scale
-small` run from that SFT model for --rl-epochs passes over the train split, validated every --every steps on
---val-frames frames of the validation split (greedy plans). Each run, and the SFT model, is then scored by `eval
---split val` on the whole split, and each run's gain over the SFT model comes with a paired bootstrap 95 % interval
-(the same frames), as does its difference from the --reference configuration (REFERENCE unless given); each run's
-row also names the classes whose validation F1 fell more than 0.05 below the SFT model's (#19's per-class bar,
-bench/ablation.py's F1_DROP), how many validation frames' greedy answers changed from the SFT model's (per head,
-and how many plans became right or wrong), and per quarter of its training the sampled accuracy on the train frames
-and the share of groups without reward spread (bench/rl_curves.py): whether RL moved the policy at all. The test
-split is not touched: the winner is scored there once, by bench/ablation.py.
+that size: `models build`; seeded by --seed, as are the SFT and every GRPO run), `sft --scale small` on the traces
+(with --sft-set's settings; with --no-reasoning their answers only, and every GRPO run in the answer-only format),
+then every configuration of CONFIGS as a `grpo --scale small` run from that SFT model for --rl-epochs passes over
+the train split, validated every --every steps on --val-frames frames of the validation split (greedy plans). Each
+run, and the SFT model, is then scored by `eval --split val` on the whole split, and each run's gain over the SFT
+model comes with a paired bootstrap 95 % interval (the same frames), as does its difference from the --reference
+configuration (REFERENCE unless given); each run's row also names the classes whose validation F1 fell more than
+0.05 below the SFT model's (#19's per-class bar, bench/ablation.py's F1_DROP), how many validation frames' greedy
+answers changed from the SFT model's (per head, and how many plans became right or wrong), and per quarter of its
+training the sampled accuracy on the train frames and the share of groups without reward spread
+(bench/rl_curves.py): whether RL moved the policy at all. The test split is not touched: the winner is scored there
+once, by bench/ablation.py.
 Jobs run through bench/ablation.py's runner (a dependency graph, --jobs at a time, resumable under the same --root,
 stopped at --budget-s).
 """
@@ -119,7 +120,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
             judge=args.judge,
             data_seed=args.data_seed,
         ),
-        Job("model", model_command(0, model)),
+        Job("model", model_command(args.seed, model)),
         Job(
             "sft",
             (
@@ -132,6 +133,8 @@ def plan(args: argparse.Namespace) -> list[Job]:
                 *scale,
                 "--set",
                 f"epochs={args.sft_epochs}",
+                "--set",
+                f"seed={args.seed}",
                 *with_sets(args.sft_set),
             ),
         ),
@@ -145,7 +148,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         f"validation.frames={args.val_frames}",
         "validation.batch_size=128",
         "save_steps=100",
-        "seed=0",
+        f"seed={args.seed}",
     ]
     for name in args.configs:
         sets = [*common, *STUDY_BASE, *CONFIGS[name]]
@@ -294,6 +297,13 @@ def main() -> None:
     parser.add_argument("--no-reasoning", action="store_true", help="answer-only SFT and GRPO")
     parser.add_argument("--data-seed", type=int, default=0, help="`data sim --seed`")
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the model (`models build/tiny --seed`), its SFT and every GRPO run (a configuration that sets "
+        "its own keeps it)",
+    )
+    parser.add_argument(
         "--data-set", action="append", default=[], help="`data sim --set` (repeatable), e.g. labels.horizon_s=2.0"
     )
     parser.add_argument(
@@ -385,7 +395,7 @@ def main() -> None:
     settings = {
         key: getattr(args, key)
         for key in (
-            *("frames", "data_seed", "data_set", "language", "no_reasoning", "sft_share", "sft_epochs"),
+            *("frames", "data_seed", "seed", "data_set", "language", "no_reasoning", "sft_share", "sft_epochs"),
             *("rl_epochs", "rollout", "every", "val_frames", "judge", "reference"),
         )
     }

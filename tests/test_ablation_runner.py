@@ -188,6 +188,7 @@ def test_the_study_can_start_from_the_pretrained_language_model_answer_only_on_o
         data_set=["labels.horizon_s=2.0"],
         trace_set=["grounded_facts=one_frame"],
         data_seed=2,
+        seed=1,
         sft_share=0.5,
         judge=False,
         language="smollm2-135m",
@@ -209,10 +210,11 @@ def test_the_study_can_start_from_the_pretrained_language_model_answer_only_on_o
     assert "rewards.action_weights.DECELERATE=1.0" in weights_off and "scale_rewards=none" in weights_off
     assert jobs["data"][-4:] == ("--set", "render.image_size=64", "--set", "labels.horizon_s=2.0")
     assert jobs["traces"][-4:] == ("--set", "share=0.5", "--set", "grounded_facts=one_frame")
-    assert jobs["model"][:4] == ("models", "build", "--language", "smollm2-135m")
+    assert jobs["model"][:6] == ("models", "build", "--language", "smollm2-135m", "--seed", "1")
+    assert ("--set", "seed=1") == jobs["sft"][-4:-2] and "seed=1" in jobs["rl-lr2e-5"]
     assert jobs["model"][-2:] == ("--set", "max_pixels=4096")
     assert "--no-reasoning" in jobs["sft"] and "--no-reasoning" in jobs["rl-lr2e-5"]
-    args.language, args.no_reasoning, args.dimensions = None, False, ""
+    args.language, args.no_reasoning, args.dimensions, args.seed = None, False, "", 0
     jobs = {job.key: job.args for job in recipe_study.plan(args)}
     assert jobs["model"] == ("models", "tiny", "--seed", "0", "--set", "max_pixels=4096")
     assert "--no-reasoning" not in jobs["sft"] + jobs["rl-lr2e-5"]
