@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
-from alphadrive_cli.artifacts.store import OutputSpec, open_artifact
+from alphadrive_cli.artifacts.store import Artifact, OutputSpec, open_artifact
 from alphadrive_cli.config.schemas import EvalConfig, TinyModelConfig
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.stages import eval_open_loop as evaluate_stage
@@ -273,6 +273,35 @@ def test_compare_shows_deltas_against_the_first(cli, data: Path, tmp_path: Path)
     assert second_row[paired + 2] == "2: RIGHT_CHANGE→none on RIGHT_CHANGE 1, STRAIGHT→none on STRAIGHT 1"
     assert cli("eval", "compare", first).exit_code == 2
     assert cli("eval", "compare", first, str(data)).exit_code == 2  # not an eval artifact
+
+
+def test_compare_pairs_the_same_frames_of_data_sets_that_differ_elsewhere(cli, tmp_path: Path) -> None:
+    # the same six test frames; the second data set has another train frame and traces: its content hash differs
+    plain = make_labelled_data(tmp_path / "plain", TRUTHS, {"train": [0], "test": range(6)})
+    traced = make_labelled_data(tmp_path / "traced", TRUTHS, {"train": [0, 1], "test": range(6)}, reasoning="because")
+    assert open_artifact(plain).content_hash != open_artifact(traced).content_hash
+    predictions = write_predictions(
+        tmp_path / "p.jsonl", [{"id": f"f{i}", "text": answer(*t)} for i, t in enumerate(TRUTHS)]
+    )
+    evals = [cli("eval", "--predictions", predictions, "--data", data).stdout.strip() for data in (plain, traced)]
+    lines = cli("eval", "compare", *evals, "--markdown").stdout.strip().splitlines()
+    assert "planning accuracy vs first, same frames [95% CI]" in lines[0]
+    assert "| +0.000 [+0.000, +0.000] |" in lines[3]
+
+
+def test_the_frames_hash_changes_with_a_scored_frame_s_label_or_pixels_only(tmp_path: Path) -> None:
+    from alphadrive_cli.data.records import frames_hash, iter_split
+
+    data = open_artifact(make_labelled_data(tmp_path, TRUTHS, {"train": [0], "test": [1, 2]}))
+    test = list(iter_split(data, "test", DEFAULT_VOCABULARY))
+    scored = frames_hash(data, test)
+    assert frames_hash(data, test[::-1]) == scored  # in id order
+    assert frames_hash(data, [test[0].model_copy(update={"reasoning": "a trace"}), test[1]]) == scored
+    assert frames_hash(data, [test[0].model_copy(update={"speed_action": "STOP"}), test[1]]) != scored
+    for image, changed in (("images/0.png", False), ("images/1.png", True)):  # a train frame's, a test frame's
+        outputs = {**data.manifest["outputs"], image: "0" * 64}
+        other = Artifact(path=data.path, manifest={**data.manifest, "outputs": outputs})
+        assert (frames_hash(other, test) != scored) is changed
 
 
 def test_answer_changes_count_each_kind_and_a_compare_cell_names_the_most_frequent() -> None:

@@ -10,13 +10,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
-from alphadrive_cli.artifacts.store import Artifact
+from alphadrive_cli.artifacts.store import Artifact, canonical_hash
 from alphadrive_cli.errors import BadInput
 
 SPLITS = ("train", "val", "test")
 IMAGE_DIR = "images"
 MAX_SPEED_MPS = 100.0  # 360 km/h: a larger ego speed is a unit mistake or garbage
 MAX_TEXT = 1000  # characters of a navigation instruction
+ADDED_BY_LATER_STAGES = {"reasoning", "teacher", "plans"}  # distill's traces, data judge's verdicts
 
 
 class JudgedPlan(BaseModel):
@@ -133,6 +134,22 @@ def iter_split(artifact: Artifact, split: str, vocabulary: ActionVocabulary) -> 
                 if not (artifact.path / image).is_file():
                     raise BadInput(f"{path} line {number}: image {image} is missing")
             yield record
+
+
+def frames_hash(artifact: Artifact, records: Iterable[Record]) -> str:
+    """A hash of exactly these frames of ``artifact``: each record as labelled (what later stages add left out) with
+    its images' file hashes, in id order. Evals of one split of two data sets that differ elsewhere (another split,
+    traces or verdicts added) share it, so `eval compare` pairs them; a changed label or pixel of theirs changes it."""
+    outputs = artifact.manifest["outputs"]
+    return canonical_hash(
+        [
+            [
+                record.model_dump(mode="json", exclude=ADDED_BY_LATER_STAGES),
+                [outputs.get(image) for image in record.images],
+            ]
+            for record in sorted(records, key=lambda record: record.id)
+        ]
+    )
 
 
 def dataset_vocabulary(artifact: Artifact) -> ActionVocabulary:

@@ -86,7 +86,10 @@ SHOWN_CHANGES = 3  # the most frequent changes a cell names
 
 
 def _frames_scored(artifact: Artifact) -> tuple[object, object]:
-    """Which frames an eval scored: its data set's content hash and its split."""
+    """Which frames an eval scored: the hash of those frames (records.frames_hash), or for an eval written before
+    it was recorded, its data set's content hash and its split."""
+    if "frames_hash" in artifact.manifest:
+        return ("frames", artifact.manifest["frames_hash"])
     data = [item.get("content_hash") for item in artifact.manifest.get("inputs", []) if item.get("role") == "data"]
     return (data[0] if data else None, artifact.manifest.get("split"))
 

@@ -27,7 +27,7 @@ from alphadrive_cli.artifacts.store import (
     sha256_file,
 )
 from alphadrive_cli.config.schemas import EvalConfig
-from alphadrive_cli.data.records import Record, dataset_vocabulary, iter_split
+from alphadrive_cli.data.records import Record, dataset_vocabulary, frames_hash, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.metrics import (
     judged_plans,
@@ -323,5 +323,11 @@ def run(
             records,
             completions,
             vocabulary,
-            extra={"split": config.split, "scored": scored, "report": report, "vocabulary": vocabulary.to_dict()},
+            extra={
+                "split": config.split,
+                "frames_hash": frames_hash(data, records),
+                "scored": scored,
+                "report": report,
+                "vocabulary": vocabulary.to_dict(),
+            },
         )
