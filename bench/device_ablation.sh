@@ -74,7 +74,9 @@ start)
     if [ "$MODULE" = bench.ablation ]; then set -- --root "$ROOT" --out "$ROOT/ablation.json" "$@"; fi
     rm -f "$WORK/pid"
     # the driver writes its own pid: under job control setsid forks, and $! would be its short-lived parent
-    (cd "$SRC" && setsid bash -c 'echo $$ > "$1"; shift; exec python3 -m "$@"' _ "$WORK/pid" "$MODULE" "$@" \
+    # `&` backgrounds the whole `cd && ...` list, whose shell would wait for the driver holding this call's output
+    # open (a reader such as `| tail` then waited for the driver): `exec` leaves no such shell
+    (cd "$SRC" && exec setsid bash -c 'echo $$ > "$1"; shift; exec python3 -m "$@"' _ "$WORK/pid" "$MODULE" "$@" \
         > "$WORK/driver.log" 2>&1 < /dev/null &)
     while [ ! -s "$WORK/pid" ]; do sleep 0.1; done
     echo "$MODULE started (pid $(cat "$WORK/pid")), results under $ROOT"

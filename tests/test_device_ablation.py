@@ -63,6 +63,19 @@ def test_poll_returns_once_the_driver_ends_not_after_its_whole_wait(tmp_path):
     assert "the driver has ended" in polled.stdout
 
 
+def test_start_returns_while_the_driver_runs_holding_none_of_its_output(tmp_path):
+    # its output is a pipe here, as under `start ... | tail`: a shell left holding it made the call wait for the driver
+    began = time.monotonic()
+    started = _driver(tmp_path, "start", "-n", "1", "-r", "1", "import time; time.sleep(30)")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert time.monotonic() - began < 15
+        assert "started (pid" in started.stdout
+    finally:
+        pid = int((tmp_path / "work" / "pid").read_text())
+        os.kill(pid, 15)
+
+
 def test_poll_without_a_started_driver_says_so(tmp_path):
     polled = _driver(tmp_path, "poll", "5")
     assert polled.returncode == 1
