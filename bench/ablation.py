@@ -67,6 +67,7 @@ from alphadrive_cli.evaluation.paired import f1_change, gain_over, head_answers,
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from alphadrive_cli.prompts import STUDENT_PROMPTS
 from bench.common import run_facts
+from bench.entry import run_main
 from bench.pooled_gain import interval_text, pooled_gain
 from bench.report import report
 
@@ -1096,4 +1097,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import device_facts
+from bench.entry import run_main
 from bench.reasoning_facts import scored_split
 from bench.report import report
 
@@ -64,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -20,6 +20,7 @@ from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DataConfig
 from alphadrive_cli.stages import data_sim
 from bench.common import cpu_model
+from bench.entry import run_main
 from bench.report import report
 
 
@@ -73,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

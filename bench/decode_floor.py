@@ -39,6 +39,7 @@ from alphadrive_cli.models.graph_decoding import use_graph_decoding
 from alphadrive_cli.models.loading import build_random_model, load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from bench.common import bench_inputs, device_facts
+from bench.entry import run_main
 from bench.report import report
 
 ROUTES = (  # (route, static cache + compiled decoding, folded-GQA attention, graph decoding)
@@ -306,4 +307,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

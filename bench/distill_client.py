@@ -21,6 +21,7 @@ from PIL import Image
 
 from alphadrive_cli.teacher.base import TeacherRequest
 from alphadrive_cli.teacher.openai_teacher import OpenAITeacher
+from bench.entry import run_main
 from bench.report import report
 from tests.support.fault_server import FaultServer
 
@@ -89,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

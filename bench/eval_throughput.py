@@ -35,6 +35,7 @@ from alphadrive_cli.models.loading import (
 )
 from alphadrive_cli.prompts import STUDENT_PROMPT, load_prompt, student_messages
 from alphadrive_cli.stages import models_tiny
+from bench.entry import run_main
 from bench.report import report
 
 
@@ -156,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

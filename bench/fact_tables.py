@@ -21,6 +21,7 @@ from typing import Any
 
 from alphadrive_cli.evaluation.reasoning_facts import StateTable, fact_states, table_facts
 from alphadrive_cli.teacher.grounded import SPEED_BAND_MPS, FactSet, speed_band
+from bench.entry import run_main
 from bench.reasoning_facts import add_facts_option, split_records
 from bench.report import report
 
@@ -118,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

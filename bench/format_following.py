@@ -34,6 +34,7 @@ from alphadrive_cli.models.generation import GenerationSettings, generate
 from alphadrive_cli.models.loading import load_model_and_processor, resolve_model_source
 from alphadrive_cli.prompts import STUDENT_PROMPT, driving_messages, load_prompt
 from bench.common import device_facts
+from bench.entry import run_main
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
@@ -120,4 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

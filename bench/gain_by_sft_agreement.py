@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.evaluation.paired import plan_outcomes, same_frames
+from bench.entry import run_main
 from bench.report import report
 
 BUCKETS = ("never", "sometimes", "always")
@@ -100,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,6 +30,7 @@ import torch
 
 from alphadrive_cli.config.resolve import resolve_config
 from bench.common import bench_inputs, device_facts
+from bench.entry import run_main
 
 ROWS: list[tuple[str, int | None, dict[str, Any]]] = [  # (change, row it is added to, settings it changes)
     (
@@ -341,4 +342,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

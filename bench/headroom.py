@@ -35,6 +35,7 @@ from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS
 from alphadrive_cli.evaluation.paired import head_answers, plan_outcomes, same_frames
 from bench.common import run_facts
+from bench.entry import run_main
 from bench.label_ceiling import (
     INPUTS,
     PLANS,
@@ -245,4 +246,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

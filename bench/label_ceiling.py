@@ -42,6 +42,7 @@ import torch
 from alphadrive_cli.actions import DEFAULT_VOCABULARY
 from alphadrive_cli.evaluation.metrics import per_class_prf
 from bench.common import run_facts
+from bench.entry import run_main
 from bench.reasoning_facts import fact_table_on, split_records
 from bench.report import report
 
@@ -383,4 +384,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -33,6 +33,7 @@ from alphadrive_cli.prompts import PERCEPTION_PROMPT, load_prompt, scene_phrasin
 from alphadrive_cli.stages.eval_open_loop import DATA_STAGES, with_shuffled_images
 from alphadrive_cli.training.sft_data import perception_target
 from alphadrive_cli.ui import progress_bar
+from bench.entry import run_main
 from bench.report import report
 
 Facts = dict[str, tuple[str, dict[str, str]]]
@@ -149,4 +150,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

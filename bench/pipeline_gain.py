@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from alphadrive_cli.evaluation.paired import plan_outcomes, same_frames
+from bench.entry import run_main
 from bench.pooled_gain import interval_text
 from bench.report import report
 
@@ -207,4 +208,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
+from bench.entry import run_main
 from bench.report import report
 
 Outcomes = Mapping[str, bool]  # whether each frame's plan was right, by frame id
@@ -111,4 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -32,6 +32,7 @@ from alphadrive_cli.evaluation.reasoning_facts import (
     fact_table_accuracy,
 )
 from alphadrive_cli.teacher.grounded import DEFAULT_TEMPLATES, HIDDEN_LEAVES, FactSet, GroundedTemplates
+from bench.entry import run_main
 from bench.report import report
 
 
@@ -160,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -51,6 +51,7 @@ from bench.ablation import (  # noqa: E402
     training_settings_problem,
     with_sets,
 )
+from bench.entry import run_main
 from bench.report import report  # noqa: E402
 from bench.rl_curves import training_signal  # noqa: E402
 
@@ -405,4 +406,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import device_facts
+from bench.entry import run_main
 from bench.report import report
 
 LOGGED = (
@@ -121,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

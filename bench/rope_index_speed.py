@@ -27,6 +27,7 @@ from alphadrive_cli.models.loading import config_from_file
 from alphadrive_cli.models.rope_index import batched_rope_index
 from alphadrive_cli.resources import CONFIG_DIR
 from bench.common import device_facts
+from bench.entry import run_main
 from bench.report import report
 
 PROMPT_TOKENS, COMPLETION_TOKENS, IMAGE_TOKENS = (195, 215), (60, 256), 64
@@ -95,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

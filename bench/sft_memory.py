@@ -22,6 +22,7 @@ from alphadrive_cli.stages import distill as distill_stage
 from alphadrive_cli.stages import models_tiny
 from alphadrive_cli.stages import sft as sft_stage
 from bench.common import REAL_2B_MODEL, synthetic_data
+from bench.entry import run_main
 from bench.report import report
 
 
@@ -82,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

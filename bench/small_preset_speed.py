@@ -30,6 +30,7 @@ import torch
 
 from bench.ablation import Job, data_jobs, execute
 from bench.common import device_facts
+from bench.entry import run_main
 
 MODEL_DIMENSIONS = "configs/models/small-qwen2-vl.json"
 FRAMES_PER_STEP = 8  # the small preset: eight frames x eight completions per optimiser step
@@ -434,4 +435,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,6 +30,7 @@ from alphadrive_cli.models.tiny import build_tiny_model
 from alphadrive_cli.models.tokenizer import IMAGE_TOKEN, VISION_END, VISION_START
 from alphadrive_cli.resources import CONFIG_DIR
 from bench.common import device_facts
+from bench.entry import run_main
 from bench.report import report
 
 TOP_OPS = 10
@@ -132,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,6 +27,7 @@ from PIL import Image
 
 from alphadrive_cli.artifacts.store import open_artifact
 from bench.common import run_facts
+from bench.entry import run_main
 from bench.label_ceiling import (
     ACTIONS,
     FOLLOWED,
@@ -174,4 +175,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
