@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -23,7 +24,7 @@ from alphadrive_cli.data.sim.route_labels import route_path_action
 from alphadrive_cli.data.sim.scenarios import SCENARIOS
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.stages import data_sim
-from alphadrive_cli.stages.data_sim import plan_episode, split_cycle
+from alphadrive_cli.stages.data_sim import plan_episodes, split_cycle
 
 SMALL = {"render": {"image_size": 112}, "frames_per_episode": 4}
 EGO_GREEN = np.array([50, 200, 0])
@@ -117,13 +118,16 @@ def test_times_off_the_recording_grid_are_refused(changes: dict) -> None:
         small_config(**changes)
 
 
+def _plans(config: DataConfig, count: int) -> list[EpisodePlan]:
+    return list(itertools.islice(plan_episodes(config), count))
+
+
 def test_episode_plans_depend_only_on_seed_and_index() -> None:
     config = DataConfig()
-    cycle = split_cycle(config)
-    assert plan_episode(config, 5, cycle) == plan_episode(config, 5, cycle)
-    plans = [plan_episode(config, i, cycle) for i in range(200)]
+    assert _plans(config, 6)[5] == _plans(config, 6)[5]
+    plans = _plans(config, 200)
     assert {plan.scenario for plan in plans} == set(SCENARIOS)
-    assert plan_episode(DataConfig(seed=1), 5, split_cycle(DataConfig(seed=1))) != plans[5]
+    assert _plans(DataConfig(seed=1), 6)[5] != plans[5]
 
 
 def test_a_split_by_scenario_gives_each_scenario_the_cycles_proportions() -> None:
@@ -131,8 +135,8 @@ def test_a_split_by_scenario_gives_each_scenario_the_cycles_proportions() -> Non
     the scenarios, routes and simulator seeds stay those of the unstratified plan, and that plan is unchanged."""
     plain, stratified = DataConfig(seed=4), DataConfig(seed=4, split_by_scenario=True)
     cycle = split_cycle(plain)
-    plain_plans = [plan_episode(plain, i, cycle) for i in range(300)]
-    plans = [plan_episode(stratified, i, cycle) for i in range(300)]
+    plain_plans = _plans(plain, 300)
+    plans = _plans(stratified, 300)
     assert [plan.split for plan in plain_plans] == [cycle[i % len(cycle)] for i in range(300)]
     assert [dataclasses.replace(plan, split="") for plan in plans] == [
         dataclasses.replace(plan, split="") for plan in plain_plans

@@ -8,12 +8,13 @@ depend on the number of workers.
 
 from __future__ import annotations
 
-import functools
+import itertools
 import json
 import math
 import multiprocessing
 import random
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -58,39 +59,28 @@ def empty_splits(config: DataConfig, records: dict[str, list[Record]]) -> list[s
     return [split for split in SPLITS if fractions[split] > 0 and not records[split]]
 
 
-def _scenario_draw(seed: int, weights: tuple[tuple[str, float], ...], index: int) -> tuple[np.random.Generator, str]:
-    """Episode ``index``'s random stream and the scenario drawn first from it."""
-    rng = np.random.default_rng([seed, index])
-    names = [name for name, weight in weights if weight > 0]
-    probabilities = np.array([weight for _, weight in weights if weight > 0]) / sum(w for _, w in weights if w > 0)
-    return rng, str(rng.choice(names, p=probabilities))
-
-
-@functools.cache
-def _scenario_of(seed: int, weights: tuple[tuple[str, float], ...], index: int) -> str:
-    return _scenario_draw(seed, weights, index)[1]
-
-
-def plan_episode(config: DataConfig, index: int, cycle: list[str]) -> EpisodePlan:
-    """Episode ``index`` of the data set: fully decided by the seed and the index. Its split is the cycle's entry
-    at its index, or with ``split_by_scenario`` at the count of earlier episodes of its scenario, so that each
-    scenario's episodes go through the cycle on their own and every split holds the scenarios alike."""
-    weights = tuple(config.scenarios.model_dump().items())
-    rng, name = _scenario_draw(config.seed, weights, index)
-    scenario = SCENARIOS[name]
-    destination = str(rng.choice(scenario.destinations)) if scenario.destinations else None
-    position = (
-        sum(_scenario_of(config.seed, weights, earlier) == name for earlier in range(index))
-        if config.split_by_scenario
-        else index
-    )
-    return EpisodePlan(
-        index=index,
-        scenario=scenario.name,
-        env_seed=int(rng.integers(2**31 - 1)),
-        destination=destination,
-        split=cycle[position % len(cycle)],
-    )
+def plan_episodes(config: DataConfig) -> Iterator[EpisodePlan]:
+    """The data set's episodes in index order, each fully decided by the seed and its index. An episode's split is
+    the split cycle's entry at its index, or with ``split_by_scenario`` at the count of earlier episodes of its
+    scenario, so that each scenario's episodes go through the cycle on their own and every split holds the
+    scenarios alike."""
+    cycle = split_cycle(config)
+    weights = {name: weight for name, weight in config.scenarios.model_dump().items() if weight > 0}
+    names, probabilities = list(weights), np.array(list(weights.values())) / sum(weights.values())
+    seen: Counter[str] = Counter()
+    for index in itertools.count():
+        rng = np.random.default_rng([config.seed, index])
+        scenario = SCENARIOS[str(rng.choice(names, p=probabilities))]
+        destination = str(rng.choice(scenario.destinations)) if scenario.destinations else None
+        position = seen[scenario.name] if config.split_by_scenario else index
+        seen[scenario.name] += 1
+        yield EpisodePlan(
+            index=index,
+            scenario=scenario.name,
+            env_seed=int(rng.integers(2**31 - 1)),
+            destination=destination,
+            split=cycle[position % len(cycle)],
+        )
 
 
 def _simulate(task: tuple[EpisodePlan, DataConfig]) -> EpisodeResult:
@@ -130,9 +120,9 @@ def _episodes(
     writer: ArtifactWriter, config: DataConfig, raw_target: int, progress: Progress
 ) -> Iterator[EpisodeResult]:
     """Episode results in index order until ``raw_target`` labelled frames were produced."""
-    cycle = split_cycle(config)
+    planned = plan_episodes(config)
     task = progress.add_task("simulating", total=raw_target, note="")
-    produced, index = 0, 0
+    produced = 0
     # a worker that dies raises BrokenProcessPool here instead of hanging the run
     executor = (
         ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"))
@@ -142,8 +132,7 @@ def _episodes(
     try:
         while produced < raw_target:
             batch_size = max(config.workers * 2, math.ceil((raw_target - produced) / config.frames_per_episode * 1.2))
-            plans = [plan_episode(config, i, cycle) for i in range(index, index + batch_size)]
-            index += batch_size
+            plans = list(itertools.islice(planned, batch_size))
             cached = {plan.index: _cached_episode(writer, plan) for plan in plans}
             tasks = [(plan, config) for plan in plans if cached[plan.index] is None]
             fresh = executor.map(_simulate, tasks) if executor else map(_simulate, tasks)
