@@ -1,15 +1,16 @@
 """What would a reasoning that looks its speed answer up from the facts it states need to state? Tables of states.
 
-Usage: python -m bench.fact_tables DATA [--facts all|one_frame|one_frame_speed_band] [--out FILE]
+Usage: python -m bench.fact_tables DATA [--facts all|one_frame|one_frame_speed_band|one_frame_limit_band] [--out FILE]
 
 A model trained on grounded traces answers, on most frames, the speed action that a lookup table of the coarse
 facts its reasoning states gives (`bench.reasoning_facts`' "speed answer the table's" rows). This fits such tables
 on the train split of a data set (`data sim`) and scores them on its validation and test splits: first the table
 of the facts the traces state, then that table with one finer state beside them each (the ego speed in the bands
 that traces of `grounded_facts: one_frame_speed_band` state, the gap to the lead in bands, the time headway in
-bands, the speed against the limit in finer bands, the navigation instruction). A state that lifts the table
-towards what answer-only SFT reads from the same prompt is one a trace could state; the bands are fixed here (the
-speed's by the grounded teacher), not fit to the data, and a gain on one data set is a question for others.
+bands, the speed against the limit in the finer bands that traces of `one_frame_limit_band` state, the navigation
+instruction). A state that lifts the table towards what answer-only SFT reads from the same prompt is one a trace
+could state; the bands are fixed here (the speed's and the limit share's by the grounded teacher), not fit to the
+data, and a gain on one data set is a question for others.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.evaluation.reasoning_facts import StateTable, fact_states, table_facts
-from alphadrive_cli.teacher.grounded import SPEED_BAND_MPS, FactSet, speed_band
+from alphadrive_cli.teacher.grounded import SPEED_BAND_MPS, FactSet, limit_share_band, speed_band
 from bench.entry import run_main
 from bench.reasoning_facts import add_facts_option, split_records
 from bench.report import report
 
 GAP_BANDS_M = (10.0, 20.0, 30.0, 45.0, 60.0, 90.0)
 HEADWAY_BANDS_S = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
-LIMIT_SHARE_BANDS = (0.05, 0.3, 0.5, 0.7, 0.85, 0.95, 1.05)
 MIN_SPEED_FOR_HEADWAY_MPS = 0.5  # a headway at standstill is infinite: count it in the last band
 
 
@@ -56,9 +56,9 @@ def headway_band(record: dict[str, Any]) -> str:
     return "no lead" if gap is None else band(gap / speed, HEADWAY_BANDS_S)
 
 
-def limit_share_band(record: dict[str, Any]) -> str:
+def ego_limit_band(record: dict[str, Any]) -> str:
     limit = (record.get("scene") or {}).get("speed_limit_mps")
-    return "no limit" if not limit else band(record["ego_speed_mps"] / limit, LIMIT_SHARE_BANDS)
+    return "no limit" if not limit else str(limit_share_band(record["ego_speed_mps"], limit)[0])
 
 
 def navigation(record: dict[str, Any]) -> str:
@@ -69,7 +69,7 @@ FINER_STATES: dict[str, Callable[[dict[str, Any]], str]] = {
     f"the ego speed in {SPEED_BAND_MPS:g} m/s bands": ego_speed_band,
     "the gap to the lead in bands": gap_band,
     "the time headway in bands": headway_band,
-    "the speed against the limit in finer bands": limit_share_band,
+    "the speed against the limit in finer bands": ego_limit_band,
     "the navigation instruction": navigation,
 }
 

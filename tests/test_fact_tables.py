@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from bench.fact_tables import band, ego_speed_band, gap_band, headway_band, table_scores
+import pytest
+
+from alphadrive_cli.teacher.grounded import FactSet
+from bench.fact_tables import band, ego_limit_band, ego_speed_band, gap_band, headway_band, table_scores
 
 
 def _record(speed: float, action: str, gap: float | None = None) -> dict[str, Any]:
@@ -35,8 +39,14 @@ def test_a_finer_state_lifts_the_table_only_where_it_decides_the_action() -> Non
     assert "val speed accuracy" not in table_scores({**splits, "val": []}, "one_frame")  # no frames, no score
 
 
-def test_traces_that_state_the_speed_band_tabulate_as_one_frames_facts_with_the_band() -> None:
-    """`grounded_facts: one_frame_speed_band` states what the table of one frame's facts with the speed band uses."""
+@pytest.mark.parametrize(
+    ("facts", "finer"), [("one_frame_speed_band", ego_speed_band), ("one_frame_limit_band", ego_limit_band)]
+)
+def test_traces_that_state_a_band_tabulate_as_one_frames_facts_with_the_band(
+    facts: FactSet, finer: Callable[[dict[str, Any]], str]
+) -> None:
+    """A fact set that adds a band states what the table of one frame's facts with that band beside them uses."""
     train = [_record(speed, action) for speed, action in ((4.0, "ACCELERATE"), (10.0, "ACCELERATE"), (22.0, "KEEP"))]
     splits = {"train": train, "test": [_record(5.0, "ACCELERATE"), _record(23.0, "KEEP"), _record(11.0, "KEEP")]}
-    assert table_scores(splits, "one_frame_speed_band") == table_scores(splits, "one_frame", ego_speed_band)
+    assert table_scores(splits, facts) == table_scores(splits, "one_frame", finer)
+    assert table_scores(splits, facts)["test speed accuracy"] == 0.6667  # 11 m/s shares 10's band, either way

@@ -119,18 +119,27 @@ def test_a_wrong_or_missing_sentence_counts_as_such_and_the_plan_is_split_by_it(
     assert result["facts"]["yielding"]["right"] == 3
 
 
-def test_speed_band_traces_read_back_with_their_band(templates: GroundedTemplates) -> None:
-    """A trace of "one_frame_speed_band" states the ego speed's band right whichever phrasing it draws, and only
-    that fact set's tables use the band."""
+@pytest.mark.parametrize(
+    ("facts", "fact", "states"),
+    [  # at 13.7 m/s: the 12 to 15 m/s band; 68, 137, 91 and 46% of SCENES' limits
+        ("one_frame_speed_band", "speed band", ["12", "12", "12", "12"]),
+        ("one_frame_limit_band", "limit band", ["50", "105", "85", "30"]),
+    ],
+)
+def test_band_traces_read_back_with_their_band(
+    templates: GroundedTemplates, facts: FactSet, fact: str, states: list[str]
+) -> None:
+    """A trace of a fact set that adds a band states it right whichever phrasing it draws (the band's state is its
+    lower end), and only that fact set's tables use the band."""
     patterns = phrase_patterns(templates)
-    for scene in SCENES:
+    for scene, state in zip(SCENES, states, strict=True):
         for seed in range(6):
-            text = _trace(scene, 13.7, seed, templates, "one_frame_speed_band")
-            assert claimed_facts(text, patterns)["speed band"][0] == "12"
-        assert true_facts(scene, 13.7, "one_frame_speed_band")["speed band"][0] == "12"
-        assert "speed band" not in true_facts(scene, 13.7, "one_frame")
-    assert table_facts("one_frame_speed_band") == ["speed", "speed band", "lead", "junction", "yielding"]
-    assert "speed band" not in table_facts("all")
+            text = _trace(scene, 13.7, seed, templates, facts)
+            assert claimed_facts(text, patterns)[fact][0] == state
+        assert true_facts(scene, 13.7, facts)[fact][0] == state
+        assert fact not in true_facts(scene, 13.7, "one_frame")
+    assert table_facts(facts) == ["speed", fact, "lead", "junction", "yielding"]
+    assert fact not in table_facts("all")
 
 
 def test_one_frame_traces_are_scored_on_the_facts_they_state(templates: GroundedTemplates) -> None:

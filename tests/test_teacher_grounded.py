@@ -265,26 +265,50 @@ def test_one_frame_traces_are_the_full_traces_without_what_one_image_cannot_show
         assert len(facts) - len(grounded.stated_facts(scene, speed, "one_frame")) == 2
 
 
-def test_speed_band_traces_are_the_one_frame_traces_with_the_band_after_the_speed(templates: GroundedTemplates) -> None:
-    """With facts "one_frame_speed_band" the reasoning is the one-frame trace of the same random state, word for
-    word, with one sentence naming the ego speed's 3 m/s band right after the speed sentence; stated_facts adds the
-    band there too. At 24.3 m/s the band is 24 to 27, at 9.8 it is 9 to 12, standing still 0 to 3."""
-    for scene, speed, (low, high) in (
-        (HIGHWAY, 24.3, (24, 27)),
-        (INTERSECTION, 9.8, (9, 12)),
-        (INTERSECTION, 0.0, (0, 3)),
-    ):
+BAND_CASES = {  # fact set -> (scene, ego speed, the leaf of its band sentence, that leaf's values)
+    "one_frame_speed_band": [  # 3 m/s bands
+        (HIGHWAY, 24.3, "speed.band", {"low": "24", "high": "27"}),
+        (INTERSECTION, 9.8, "speed.band", {"low": "9", "high": "12"}),
+        (INTERSECTION, 0.0, "speed.band", {"low": "0", "high": "3"}),
+    ],
+    "one_frame_limit_band": [  # the share of the limit (30 m/s on the highway, 10 at the intersection), in percent
+        (HIGHWAY, 24.3, "speed.limit_band", {"low": "70", "high": "85"}),
+        (INTERSECTION, 9.8, "speed.limit_band", {"low": "95", "high": "105"}),
+        (INTERSECTION, 12.0, "speed.limit_band_over", {"low": "105"}),
+        (INTERSECTION, 0.0, "speed.limit_band", {"low": "0", "high": "5"}),
+    ],
+}
+
+
+@pytest.mark.parametrize("facts", list(BAND_CASES))
+def test_band_traces_are_the_one_frame_traces_with_the_band_after_the_speed(
+    templates: GroundedTemplates, facts: grounded.FactSet
+) -> None:
+    """With a fact set that adds a band the reasoning is the one-frame trace of the same random state, word for
+    word, with one sentence naming the band right after the speed sentence; stated_facts adds the band there too."""
+    for scene, speed, leaf, values in BAND_CASES[facts]:
         record, recording = make_record(scene, ego_speed=speed), _Recording(templates)
-        banded = grounded_trace(record, random.Random(3), recording, facts="one_frame_speed_band")
-        (band_sentence,) = [text for leaf, text in recording.said if leaf == "speed.band"]
-        assert str(low) in band_sentence and str(high) in band_sentence
-        speed_sentence = next(text for leaf, text in recording.said if leaf.startswith("speed."))
+        banded = grounded_trace(record, random.Random(3), recording, facts=facts)
+        (band_sentence,) = [text for said, text in recording.said if said == leaf]
+        assert all(value in band_sentence for value in values.values())
+        speed_sentence = next(text for said, text in recording.said if said.startswith("speed."))
         one_frame = grounded_trace(record, random.Random(3), templates, facts="one_frame")
         assert banded == one_frame.replace(speed_sentence, f"{speed_sentence} {band_sentence}", 1)
         assert matches_answer_format(banded)
-        stated = grounded.stated_facts(scene, speed, "one_frame_speed_band")
-        assert stated[1] == ("speed.band", {"low": str(low), "high": str(high)})
+        stated = grounded.stated_facts(scene, speed, facts)
+        assert stated[1] == (leaf, values)
         assert stated[:1] + stated[2:] == grounded.stated_facts(scene, speed, "one_frame")
+
+
+def test_limit_band_traces_state_no_band_without_a_known_limit(templates: GroundedTemplates) -> None:
+    """A scene without a usable speed limit (none, or not a number) gets the one-frame trace, no band sentence."""
+    for scene in (PARTIAL, GARBLED, {**HIGHWAY, "speed_limit_mps": 0.0}, None):
+        record = make_record(scene, ego_speed=12.0)
+        limit_banded = grounded_trace(record, random.Random(1), templates, facts="one_frame_limit_band")
+        assert limit_banded == grounded_trace(record, random.Random(1), templates, facts="one_frame")
+        assert grounded.stated_facts(scene or {}, 12.0, "one_frame_limit_band") == grounded.stated_facts(
+            scene or {}, 12.0, "one_frame"
+        )
 
 
 def test_a_scene_description_states_what_one_image_shows_and_no_speed(templates: GroundedTemplates) -> None:

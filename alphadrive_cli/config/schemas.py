@@ -379,11 +379,12 @@ class DistillConfig(Strict):
         "grounded-v1",
         description="the grounded teacher's phrasing templates in prompts/",
     )
-    grounded_facts: Literal["all", "one_frame", "one_frame_speed_band"] = Field(
+    grounded_facts: Literal["all", "one_frame", "one_frame_speed_band", "one_frame_limit_band"] = Field(
         "all",
         description="what the grounded teacher states: all the scene facts, or one_frame: none that the student's "
         "one front image cannot show (the lead's relative speed, the vehicles within 50 m, behind the ego too), or "
-        "one_frame_speed_band: those and the ego speed's 3 m/s band",
+        "one_frame_speed_band: those and the ego speed's 3 m/s band, or one_frame_limit_band: those and the band of "
+        "the ego speed's share of the limit (teacher.grounded.LIMIT_SHARE_EDGES) where the limit is known",
     )
     seed: Seed = Field(0, description="seed of the grounded teacher's phrasing and of the frames drawn by share")
 

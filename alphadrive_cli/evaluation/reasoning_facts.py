@@ -30,12 +30,16 @@ NUMBER = r"-?\d+(?:\.\d+)?"
 NUMERIC_VALUES = {"speed": "speed", "lead": "gap", "junction": "distance", "traffic": "count"}
 
 
+# the leaves that state a band, and the fact each is; a band's state is its lower end
+BAND_FACTS = {"speed.band": "speed band", "speed.limit_band": "limit band", "speed.limit_band_over": "limit band"}
+
+
 def fact_of(leaf: str, values: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
-    """The (fact, state) pairs a template leaf states: ``"lead.slower"`` -> ``[("lead motion", "slower")]``; the
-    speed band's state is its lower end, from ``values`` (``"speed.band"``, ``{"low": "12"}`` -> ``("speed band",
+    """The (fact, state) pairs a template leaf states: ``"lead.slower"`` -> ``[("lead motion", "slower")]``; a
+    band's state is its lower end, from ``values`` (``"speed.band"``, ``{"low": "12"}`` -> ``("speed band",
     "12")``)."""
-    if leaf == "speed.band":
-        return [("speed band", (values or {}).get("low", ""))]
+    if leaf in BAND_FACTS:
+        return [(BAND_FACTS[leaf], (values or {}).get("low", ""))]
     head, _, rest = leaf.partition(".")
     if head == "lead":
         return [("lead motion" if rest in ("slower", "faster", "same_speed") else "lead", rest)]
@@ -150,12 +154,12 @@ def compare_facts(
     }
 
 
-TABLE_FACTS = ("speed", "speed band", "lead", "lead motion", "junction", "yielding")
+TABLE_FACTS = ("speed", "speed band", "limit band", "lead", "lead motion", "junction", "yielding")
 
 
 def table_facts(facts: FactSet) -> list[str]:
     """The TABLE_FACTS that traces of ``facts`` state (one-frame traces leave the lead's motion out, and only
-    traces of a fact set that adds it state the speed band)."""
+    traces of a fact set that adds one state a band)."""
     unstated = {
         fact for leaf in HIDDEN_LEAVES[facts] | (OPTIONAL_LEAVES - ADDED_LEAVES[facts]) for fact, _ in fact_of(leaf)
     }

@@ -32,7 +32,9 @@ CLOSE_HEADWAY_S = 2.0  # ... or below this time headway at the ego's speed
 AT_JUNCTION_M = 5.0  # closer than this the ego is "at the junction"
 LANE_STATES = ("free", "occupied", "none")
 SPEED_BAND_MPS = 3.0  # the width of the ego-speed bands a trace of "one_frame_speed_band" states
-FactSet = Literal["all", "one_frame", "one_frame_speed_band"]
+# the edges of the bands of the ego speed's share of the limit that a trace of "one_frame_limit_band" states
+LIMIT_SHARE_EDGES = (0.05, 0.3, 0.5, 0.7, 0.85, 0.95, 1.05)
+FactSet = Literal["all", "one_frame", "one_frame_speed_band", "one_frame_limit_band"]
 # what the student's one front image and prompt cannot show: the lead's speed relative to the ego (no motion in one
 # image) and the count of vehicles within 50 m (behind and beside the ego too)
 HIDDEN_FROM_ONE_FRAME = frozenset(
@@ -42,13 +44,15 @@ HIDDEN_LEAVES: dict[FactSet, frozenset[str]] = {
     "all": frozenset(),
     "one_frame": HIDDEN_FROM_ONE_FRAME,
     "one_frame_speed_band": HIDDEN_FROM_ONE_FRAME,
+    "one_frame_limit_band": HIDDEN_FROM_ONE_FRAME,
 }
-# leaves only some fact sets state: the ego speed's band, a category a reasoning can look its answer up by where
-# the bare number is not (docs/results.md, commands 25 and 26)
+# leaves only some fact sets state: the ego speed's band in m/s or as a share of the limit, a category a reasoning
+# can look its answer up by where the bare number is not (docs/results.md, commands 25 to 29)
 ADDED_LEAVES: dict[FactSet, frozenset[str]] = {
     "all": frozenset(),
     "one_frame": frozenset(),
     "one_frame_speed_band": frozenset({"speed.band"}),
+    "one_frame_limit_band": frozenset({"speed.limit_band", "speed.limit_band_over"}),
 }
 OPTIONAL_LEAVES = frozenset().union(*ADDED_LEAVES.values())
 
@@ -62,6 +66,8 @@ _LEAVES: dict[str, frozenset[str]] = {
     "speed.above_limit": frozenset({"speed", "limit"}),
     "speed.no_limit": frozenset({"speed"}),
     "speed.band": frozenset({"low", "high"}),
+    "speed.limit_band": frozenset({"low", "high"}),
+    "speed.limit_band_over": frozenset({"low"}),
     "lead.absent": frozenset(),
     "lead.close": frozenset({"gap"}),
     "lead.far": frozenset({"gap"}),
@@ -209,9 +215,36 @@ def speed_band(speed: float) -> tuple[int, int]:
     return low, int(low + SPEED_BAND_MPS)
 
 
-def _speed_band_values(speed: float) -> dict[str, str]:
-    low, high = speed_band(speed)
-    return {"low": str(low), "high": str(high)}
+def limit_share_band(speed: float, limit: float) -> tuple[int, int | None]:
+    """The LIMIT_SHARE_EDGES band the ego speed's share of the limit lies in, as its (low, high) ends in percent;
+    high is None above the last edge."""
+    share, low = max(speed, 0.0) / limit, 0
+    for edge in LIMIT_SHARE_EDGES:
+        if share < edge:
+            return low, round(edge * 100)
+        low = round(edge * 100)
+    return low, None
+
+
+def _speed_limit(scene: dict[str, Any]) -> float | None:
+    limit = _number(scene.get("speed_limit_mps"))
+    return limit if limit and limit > 0 else None
+
+
+def _added_fact(facts: FactSet, scene: dict[str, Any], speed: float) -> tuple[str, dict[str, str]] | None:
+    """The leaf, with its values, that ``facts`` states after the speed sentence (ADDED_LEAVES), if any here: the
+    speed's band, or its share of the limit's band where the limit is known."""
+    added = ADDED_LEAVES[facts]
+    limit = _speed_limit(scene)
+    if "speed.band" in added:
+        low, high = speed_band(speed)
+        return "speed.band", {"low": str(low), "high": str(high)}
+    if "speed.limit_band" in added and limit is not None:
+        low, top = limit_share_band(speed, limit)
+        if top is None:
+            return "speed.limit_band_over", {"low": str(low)}
+        return "speed.limit_band", {"low": str(low), "high": str(top)}
+    return None
 
 
 def _lead_sentences(lead: Any, speed: float, rng: random.Random, t: Phrasing) -> list[str]:
@@ -286,9 +319,8 @@ def _observation_sentences(
     "one_frame", none of those one front image cannot show (HIDDEN_FROM_ONE_FRAME)."""
     if HIDDEN_LEAVES[facts]:
         t = _Omitting(t, HIDDEN_LEAVES[facts])
-    limit = _number(scene.get("speed_limit_mps"))
     sentences = [
-        _speed_sentence(speed, limit if limit and limit > 0 else None, rng, t),
+        _speed_sentence(speed, _speed_limit(scene), rng, t),
         *_scene_sentences(scene, speed, rng, t),
     ]
     return [sentence for sentence in sentences if sentence]
@@ -314,8 +346,8 @@ def stated_facts(
     random draw."""
     recorder = _FactRecorder()
     _observation_sentences(scene, ego_speed_mps, random.Random(0), recorder)
-    if "speed.band" in ADDED_LEAVES[facts]:
-        recorder.facts.insert(1, ("speed.band", _speed_band_values(ego_speed_mps)))
+    if added := _added_fact(facts, scene, ego_speed_mps):
+        recorder.facts.insert(1, added)
     hidden = HIDDEN_LEAVES[facts]
     return [(leaf, values) for leaf, values in recorder.facts if leaf != "lanes.both" and leaf not in hidden]
 
@@ -337,11 +369,12 @@ def grounded_trace(
 ) -> str:
     """``<think>REASONING</think><answer>SPEED, PATH</answer>`` for the record's label.
 
-    The reasoning states the navigation, the speed (against the limit when known) and whatever
-    scene facts are present and well-formed (with ``facts`` "one_frame", only those one front image can show;
-    "one_frame_speed_band" adds the ego speed's band after the speed, drawn last so that every other sentence is
-    the "one_frame" trace's), then concludes with the label's speed and path action. The same ``rng`` state gives
-    the same text. ValueError if the label has no conclusion sentences.
+    The reasoning states the navigation, the speed (against the limit when known) and whatever scene facts are
+    present and well-formed (with ``facts`` "one_frame", only those one front image can show; "one_frame_speed_band"
+    adds the ego speed's band after the speed, "one_frame_limit_band" its share of the limit's band where the limit
+    is known, each drawn last so that every other sentence is the "one_frame" trace's), then concludes with the
+    label's speed and path action. The same ``rng`` state gives the same text. ValueError if the label has no
+    conclusion sentences.
     """
     sentences = [
         templates.pick(rng, "navigation", navigation=record.navigation.strip()),
@@ -352,6 +385,7 @@ def grounded_trace(
         if leaf not in templates.phrases:
             raise ValueError(f"grounded template {templates.id!r} has no sentences for {leaf}")
         sentences.append(templates.pick(rng, leaf))
-    if "speed.band" in ADDED_LEAVES[facts]:
-        sentences.insert(2, templates.pick(rng, "speed.band", **_speed_band_values(record.ego_speed_mps)))
+    if added := _added_fact(facts, record.scene or {}, record.ego_speed_mps):
+        leaf, values = added
+        sentences.insert(2, templates.pick(rng, leaf, **values))
     return format_completion(" ".join(sentences), record.speed_action, record.path_action, vocabulary)
