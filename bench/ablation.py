@@ -307,8 +307,9 @@ def plan(args: argparse.Namespace) -> list[Job]:
     rows = [row for row in ROWS if row in args.rows]
     if args.supervised_control:
         rows += [CONTROLS[row] for row in rows if row in CONTROLS]
-        if args.sft_share < 1:  # else the traces already cover every label
-            jobs.append(Job("traces_all", ("distill", "--data", "@data", "--teacher", "grounded")))
+        if args.sft_share < 1:  # else the traces already cover every label; these state what the traces state
+            traces_all = ("distill", "--data", "@data", "--teacher", "grounded", *with_sets(args.trace_set))
+            jobs.append(Job("traces_all", traces_all))
     every_label = "@traces_all" if args.sft_share < 1 else "@traces"
     control_sets = control_length(args) if args.supervised_control else ()
     seeded: list[Job] = []

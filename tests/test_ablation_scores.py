@@ -505,6 +505,9 @@ def test_the_supervised_control_continues_each_rl_rows_sft_on_every_label_for_as
     assert "sft_reasoning_more-s0" not in jobs  # no reasoning RL row asked for, so no control of it
     assert ablation.control_length(_ablation_args(grpo_steps=-1)) == ("--set", f"epochs={grpo.epochs}")
     assert not any("more" in key for key in (job.key for job in ablation.plan(_ablation_args())))
+    # the control's traces state what the SFT row's traces state (--trace-set), on every frame
+    banded = _ablation_args(rows=["sft_rl"], supervised_control=True, sft_share=0.5, trace_set=["grounded_facts=x"])
+    assert {job.key: job for job in ablation.plan(banded)}["traces_all"].args[-2:] == ("--set", "grounded_facts=x")
     # with traces on every frame already (--sft-share 1), the control reads those
     shared = {job.key: job for job in ablation.plan(_ablation_args(rows=["sft_rl"], supervised_control=True))}
     assert "traces_all" not in shared and shared["sft_reasoning_more-s0"].args[:5] == (
