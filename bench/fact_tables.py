@@ -1,6 +1,7 @@
 """What would a reasoning that looks its speed answer up from the facts it states need to state? Tables of states.
 
-Usage: python -m bench.fact_tables DATA [--facts all|one_frame|one_frame_speed_band|one_frame_limit_band] [--out FILE]
+Usage: python -m bench.fact_tables DATA [--facts all|one_frame|one_frame_speed_band|one_frame_limit_band]
+       [--fit-on TRACES] [--out FILE]
 
 A model trained on grounded traces answers, on most frames, the speed action that a lookup table of the coarse
 facts its reasoning states gives (`bench.reasoning_facts`' "speed answer the table's" rows). This fits such tables
@@ -10,7 +11,8 @@ that traces of `grounded_facts: one_frame_speed_band` state, the gap to the lead
 bands, the speed against the limit in the finer bands that traces of `one_frame_limit_band` state, the navigation
 instruction). A state that lifts the table towards what answer-only SFT reads from the same prompt is one a trace
 could state; the bands are fixed here (the speed's and the limit share's by the grounded teacher), not fit to the
-data, and a gain on one data set is a question for others.
+data, and a gain on one data set is a question for others. --fit-on fits the tables on the train frames a traces
+artifact covers (with `distill --set share=0.5`, the frames reasoning SFT learns from) instead of the whole split.
 """
 
 from __future__ import annotations
@@ -101,9 +103,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="a data artifact (`data sim`)")
     add_facts_option(parser, "one_frame")
+    parser.add_argument("--fit-on", type=Path, default=None, help="a traces artifact: fit on its train frames only")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     splits = {split: list(split_records(args.data, split).values()) for split in ("train", "val", "test")}
+    if args.fit_on is not None:
+        splits["train"] = list(split_records(args.fit_on, "train").values())
     rows = [
         {"table": f"the facts the traces state ({', '.join(table_facts(args.facts))})"}
         | table_scores(splits, args.facts)
@@ -113,7 +118,8 @@ def main() -> None:
         ["table", "combinations", "val speed accuracy", "test speed accuracy"],
         rows,
         args.out,
-        command=f"python -m bench.fact_tables {args.data} --facts {args.facts}",
+        command=f"python -m bench.fact_tables {args.data} --facts {args.facts}"
+        + (f" --fit-on {args.fit_on}" if args.fit_on else ""),
         frames={split: len(records) for split, records in splits.items()},
     )
 

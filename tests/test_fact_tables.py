@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,3 +52,25 @@ def test_traces_that_state_a_band_tabulate_as_one_frames_facts_with_the_band(
     splits = {"train": train, "test": [_record(5.0, "ACCELERATE"), _record(23.0, "KEEP"), _record(11.0, "KEEP")]}
     assert table_scores(splits, facts) == table_scores(splits, "one_frame", finer)
     assert table_scores(splits, facts)["test speed accuracy"] == 0.6667  # 11 m/s shares 10's band, either way
+
+
+def test_fit_on_fits_the_tables_on_the_train_frames_of_a_traces_artifact(tmp_path: Path, monkeypatch) -> None:
+    """With --fit-on the tables learn from the traced train frames alone (here the two slow ones, so every fast
+    test frame gets ACCELERATE wrong); the output names the option."""
+    from bench import fact_tables
+
+    fast, slow = [_record(s, "KEEP") for s in (22.0, 25.0)], [_record(s, "ACCELERATE") for s in (4.0, 7.0)]
+    splits = {
+        ("data", "train"): {str(i): r for i, r in enumerate(fast + slow)},
+        ("traces", "train"): {str(i): r for i, r in enumerate(slow)},
+        ("data", "val"): {},
+        ("data", "test"): {"t": _record(23.0, "KEEP")},
+    }
+    monkeypatch.setattr(fact_tables, "split_records", lambda path, split: splits[(Path(path).name, split)])
+    out = tmp_path / "tables.json"
+    argv = ["fact_tables", str(tmp_path / "data"), "--fit-on", str(tmp_path / "traces"), "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    fact_tables.main()
+    written = json.loads(out.read_text())
+    assert written["frames"]["train"] == 2 and "--fit-on" in written["command"]
+    assert written["runs"][0]["test speed accuracy"] == 0.0
