@@ -35,7 +35,7 @@ classes whose F1 fell more than 0.05 below that row's (#19's bar).
 
 Commands run as a dependency graph, --jobs at a time (independent rows train concurrently), each with
 its share of the cores as its thread count, in priority order: the four rows and their scores seed by
-seed, then the reward ablations. A GRPO stage that fails runs once more without graph decoding. Every
+seed, then the supervised controls, then the reward ablations. A GRPO stage that fails runs once more without graph decoding. Every
 artifact has a fixed name, so a second invocation with the same --root skips what is published and
 lets an interrupted stage resume its own checkpoint: a run cut by --budget-s (its stages get SIGTERM)
 or by a machine's time limit continues where it stopped. Row 4's train time includes its SFT. Prints
@@ -295,10 +295,16 @@ def model_command(seed: int, args: argparse.Namespace) -> tuple[str, ...]:
     return ("models", "tiny", "--seed", str(seed), *dims, *sets)
 
 
+def is_control(key: str) -> bool:
+    """Whether a job trains or scores a supervised control (its key names one of CONTROLS' rows)."""
+    return any(f"{control}-s" in key for control in CONTROLS.values())
+
+
 def plan(args: argparse.Namespace) -> list[Job]:
     """Every command of the ablation, in priority order: the rows of --rows with reasoning (and the safety row)
-    and their scores seed by seed, then the answer-only rows, then the reward ablations and theirs, so that a run
-    cut short has finished the headline first. The SFT rows are trained wherever a GRPO row starts from them."""
+    and their scores seed by seed, then the answer-only rows, then the supervised controls, then the reward
+    ablations and theirs, so that a run cut short has finished the headline first. The SFT rows are trained
+    wherever a GRPO row starts from them."""
     trace_sets = [*([f"share={args.sft_share}"] if args.sft_share < 1 else []), *args.trace_set]
     # judged apart from `data sim` (`data judge`), so that training, which needs no verdicts, starts meanwhile
     jobs = data_jobs(args.frames, args.workers, args.data_set, trace_sets, data_seed=args.data_seed)
@@ -365,7 +371,9 @@ def plan(args: argparse.Namespace) -> list[Job]:
                 ),
                 *_evaluations(SAFETY_ROW, seed, args),
             ]
-    jobs += sorted(seeded, key=lambda job: ANSWER_ONLY in job.key)  # stable: the answer-only rows last
+    # stable: the answer-only rows after the rows with reasoning, the supervised controls (and their scores) last,
+    # so that every seed's GRPO rows start before a control takes a slot
+    jobs += sorted(seeded, key=lambda job: (is_control(job.key), ANSWER_ONLY in job.key))
     for seed in args.seeds if args.reward_ablation else ():
         jobs += [
             Job(f"{row}-s{seed}", _rl_after_reasoning_sft(seed, args, sets), GRPO_FALLBACK)

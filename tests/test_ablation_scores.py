@@ -505,6 +505,10 @@ def test_the_supervised_control_continues_each_rl_rows_sft_on_every_label_for_as
     assert "sft_reasoning_more-s0" not in jobs  # no reasoning RL row asked for, so no control of it
     assert ablation.control_length(_ablation_args(grpo_steps=-1)) == ("--set", f"epochs={grpo.epochs}")
     assert not any("more" in key for key in (job.key for job in ablation.plan(_ablation_args())))
+    # every seed's GRPO rows come before any control, so that the controls do not hold back a seed's RL
+    order = [job.key for job in ablation.plan(_ablation_args(rows=["sft_rl"], supervised_control=True))]
+    controls = [key for key in order if ablation.is_control(key)]
+    assert order[-len(controls) :] == controls and {"sft_reasoning_more-s0", "sft_reasoning_more-s1"} <= set(controls)
     # the control's traces state what the SFT row's traces state (--trace-set), on every frame
     banded = _ablation_args(rows=["sft_rl"], supervised_control=True, sft_share=0.5, trace_set=["grounded_facts=x"])
     assert {job.key: job for job in ablation.plan(banded)}["traces_all"].args[-2:] == ("--set", "grounded_facts=x")
