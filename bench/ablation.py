@@ -35,10 +35,10 @@ classes whose F1 fell more than 0.05 below that row's (#19's bar).
 
 Commands run as a dependency graph, --jobs at a time (independent rows train concurrently), each with
 its share of the cores as its thread count, in priority order: the four rows and their scores seed by
-seed, then the supervised controls, then the reward ablations. A GRPO stage that fails runs once more without graph decoding. Every
-artifact has a fixed name, so a second invocation with the same --root skips what is published and
-lets an interrupted stage resume its own checkpoint: a run cut by --budget-s (its stages get SIGTERM)
-or by a machine's time limit continues where it stopped. Row 4's train time includes its SFT. Prints
+seed, then the supervised controls, then the reward ablations. A GRPO stage that fails runs once more
+without graph decoding. Every artifact has a fixed name, so a second invocation with the same --root skips
+what is published and lets an interrupted stage resume its own checkpoint: a run cut by --budget-s (its
+stages get SIGTERM) or by a machine's time limit continues where it stopped. Row 4's train time includes its SFT. Prints
 Markdown tables from everything finished so far; --out writes every number as JSON, --plot the per-class
 F1 as a PNG. Artifact paths in the output are relative to --root.
 """
