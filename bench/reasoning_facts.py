@@ -1,6 +1,7 @@
 """Does each model's reasoning state its frames' facts? Open-loop evals of models trained on grounded traces.
 
-Usage: python -m bench.reasoning_facts EVAL [EVAL ...] [--templates grounded-v1] [--facts all|one_frame] [--out FILE]
+Usage: python -m bench.reasoning_facts EVAL [EVAL ...] [--templates grounded-v1] [--facts all|one_frame|...]
+       [--against FACTS] [--out FILE]
 
 Each eval's predictions are read back through the grounded teacher's phrasings (`evaluation/reasoning_facts.py`)
 and compared, fact by fact, with what a faithful trace of the same frame states (its data set, the eval's own
@@ -9,7 +10,10 @@ speed-action accuracy: overall, on the frames whose lead vehicle it describes ri
 a lookup table from the true states of the facts to the train split's most frequent speed action scores on the
 same frames (how far perfect perception of what the traces state would go), and how often the model's speed answer
 is that table's, for the true facts and for the facts its own reasoning states (near 1 for the latter: the answer
-is a lookup of the reasoning's coarse states, whatever else the prompt says).
+is a lookup of the reasoning's coarse states, whatever else the prompt says). --against FACTS splits the frames by
+whether that table and the table of FACTS' facts answer alike (for one_frame_speed_band against one_frame: the
+frames where the band changes the table's answer, and the rest), and gives each part's share of the model's answers
+that are --facts' table's and of its right ones: where a model's gain over another comes from.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from alphadrive_cli.evaluation.reasoning_facts import (
     StateTable,
     answers_as_the_table,
     compare_facts,
+    fact_states,
     fact_table,
     fact_table_accuracy,
 )
@@ -69,15 +74,27 @@ def scored_split(eval_dir: Path) -> tuple[Path, str, dict[str, dict[str, Any]], 
     return data, split, split_records(data, split), predictions
 
 
-def eval_facts(eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "all") -> dict[str, Any]:
+def eval_facts(
+    eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "all", against: FactSet | None = None
+) -> dict[str, Any]:
     """`compare_facts` over one open-loop eval's predictions and the records of the split it scored, the
     `fact_table_accuracy` of its data set's `fitted_table` on that split, and how often the
     model's speed answer is the table's (`answers_as_the_table`); ``facts``: what the traces the model learnt from
-    state."""
+    state; with ``against``, `where_tables_differ` for the tables of ``facts`` and ``against``."""
     data, split, records, predictions = scored_split(eval_dir)
     table = fitted_table(data, facts)
     scenes = [(records[row["id"]].get("scene") or {}, records[row["id"]]["ego_speed_mps"]) for row in predictions]
     answers = [single_action(frozenset(row["parsed"]["speed"])) for row in predictions]  # hedged: None, as eval
+    split_by_tables: dict[str, Any] = {}
+    if against is not None:
+        truths = [records[row["id"]]["speed_action"] for row in predictions]
+        frames = [(*scene, truth, answer) for scene, truth, answer in zip(scenes, truths, answers, strict=True)]
+        split_by_tables = {
+            "against": against,
+            "where_tables_differ": where_tables_differ(
+                frames, ((table, facts), (fitted_table(data, against), against))
+            ),
+        }
     return {
         "eval": str(eval_dir),
         "frames": len(predictions),
@@ -94,7 +111,30 @@ def eval_facts(eval_dir: Path, templates: GroundedTemplates, facts: FactSet = "a
             templates,
             facts,
         ),
+        **split_by_tables,
     }
+
+
+def where_tables_differ(
+    frames: Iterable[tuple[dict[str, Any], float, str, str | None]],
+    tables: tuple[tuple[StateTable, FactSet], tuple[StateTable, FactSet]],
+) -> dict[str, dict[str, int]]:
+    """Over (scene, ego speed, true speed action, the model's speed answer) frames: where the two (table, facts)
+    answer alike for the true facts and where they differ, how many frames, how many the model answers as the first
+    table, how many it gets right, and how many each table gets right."""
+    (first, first_facts), (second, second_facts) = tables
+    keys = ("frames", "model as the first table", "model right", "first right", "second right")
+    parts = {part: dict.fromkeys(keys, 0) for part in ("tables agree", "tables differ")}
+    for scene, speed, truth, answer in frames:
+        one = first.answer(fact_states(scene, speed, first_facts))
+        other = second.answer(fact_states(scene, speed, second_facts))
+        counts = parts["tables agree" if one == other else "tables differ"]
+        counts["frames"] += 1
+        counts["model as the first table"] += answer == one
+        counts["model right"] += answer == truth
+        counts["first right"] += one == truth
+        counts["second right"] += other == truth
+    return parts
 
 
 def add_facts_option(parser: argparse.ArgumentParser, default: FactSet) -> None:
@@ -109,10 +149,13 @@ def main() -> None:
     parser.add_argument("evals", nargs="+", type=Path, help="open-loop eval artifacts")
     parser.add_argument("--templates", default=DEFAULT_TEMPLATES, help="the grounded phrasings the models learnt")
     add_facts_option(parser, "all")
+    parser.add_argument(
+        "--against", choices=list(HIDDEN_LEAVES), default=None, help="split the frames by where its table differs"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     templates = GroundedTemplates.load(args.templates)
-    results = [eval_facts(path, templates, args.facts) for path in args.evals]
+    results = [eval_facts(path, templates, args.facts, args.against) for path in args.evals]
     facts = sorted({fact for result in results for fact in result["facts"]})
     rows = [
         {
@@ -153,8 +196,29 @@ def main() -> None:
         for fact in SPEED_SPLIT_FACTS
         for group in ("right", "wrong or missing")
     ]
+    splits = ("tables agree", "tables differ") if args.against else ()
+    counted = (
+        ("the model answers the first table", "model as the first table"),
+        ("the model right", "model right"),
+        ("the first table right", "first right"),
+        ("the second table right", "second right"),
+    )
+    rows += [
+        {
+            "fact": f"{part} ({args.facts} / {args.against}): {what}",
+            **{
+                r["eval"]: "{} of {}".format(
+                    r["where_tables_differ"][part][key], r["where_tables_differ"][part]["frames"]
+                )
+                for r in results
+            },
+        }
+        for part in splits
+        for what, key in counted
+    ]
     columns = ["fact", *(result["eval"] for result in results)]
-    command = f"python -m bench.reasoning_facts --templates {templates.id} --facts {args.facts} " + " ".join(
+    against = f" --against {args.against}" if args.against else ""
+    command = f"python -m bench.reasoning_facts --templates {templates.id} --facts {args.facts}{against} " + " ".join(
         map(str, args.evals)
     )
     report(columns, rows, args.out, command=command, templates=templates.id, results=results)

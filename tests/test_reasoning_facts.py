@@ -21,6 +21,7 @@ from alphadrive_cli.evaluation.reasoning_facts import (
     true_facts,
 )
 from alphadrive_cli.teacher.grounded import FactSet, GroundedTemplates, grounded_trace
+from bench.reasoning_facts import where_tables_differ
 
 SCENES: list[dict[str, Any]] = [
     {  # a slower car close ahead, traffic on both sides, a junction coming
@@ -229,3 +230,17 @@ def test_an_answer_is_matched_to_the_table_of_the_facts_its_reasoning_states(
     ]
     result = answers_as_the_table(frames, table, templates, facts)
     assert result == {"frames": 4, "as_for_the_true_facts": 0.25, "as_for_the_stated_facts": 0.5}
+
+
+def test_where_two_tables_differ_splits_the_frames_and_counts_the_models_answers() -> None:
+    """The band table tells 4 m/s (ACCELERATE) from 22 m/s (KEEP) where the one-frame table cannot (both 'below the
+    limit'): frames split into the ones the tables answer alike and the ones they do not, each counted."""
+    scene = {"lead_vehicle": None, "left_lane": "none", "right_lane": "none", "speed_limit_mps": 30.0}
+    train = [(scene, 4.0, "ACCELERATE"), (scene, 22.0, "KEEP"), (scene, 22.5, "KEEP")]
+    banded, one_frame = fact_table(train, "one_frame_speed_band"), fact_table(train, "one_frame")
+    frames = [(scene, 4.2, "ACCELERATE", "KEEP"), (scene, 21.5, "KEEP", "KEEP"), (scene, 23.0, "DECELERATE", "KEEP")]
+    parts = where_tables_differ(frames, ((banded, "one_frame_speed_band"), (one_frame, "one_frame")))
+    assert parts["tables differ"] == {
+        "frames": 1, "model as the first table": 0, "model right": 0, "first right": 1, "second right": 0}  # fmt: skip
+    assert parts["tables agree"] == {
+        "frames": 2, "model as the first table": 2, "model right": 1, "first right": 1, "second right": 1}  # fmt: skip
