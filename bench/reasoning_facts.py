@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -118,13 +119,16 @@ def eval_facts(
 def where_tables_differ(
     frames: Iterable[tuple[dict[str, Any], float, str, str | None]],
     tables: tuple[tuple[StateTable, FactSet], tuple[StateTable, FactSet]],
-) -> dict[str, dict[str, int]]:
+) -> dict[str, dict[str, Any]]:
     """Over (scene, ego speed, true speed action, the model's speed answer) frames: where the two (table, facts)
     answer alike for the true facts and where they differ, how many frames, how many the model answers as the first
-    table, how many it gets right, and how many each table gets right."""
+    table, how many it gets right, how many each table gets right, and the model's departures from the first table
+    (how many of them are right, and each "TABLE -> MODEL" pair's count)."""
     (first, first_facts), (second, second_facts) = tables
-    keys = ("frames", "model as the first table", "model right", "first right", "second right")
-    parts = {part: dict.fromkeys(keys, 0) for part in ("tables agree", "tables differ")}
+    keys = ("frames", "model as the first table", "model right", "first right", "second right", "departures right")
+    parts: dict[str, dict[str, Any]] = {
+        part: {**dict.fromkeys(keys, 0), "departures": Counter()} for part in ("tables agree", "tables differ")
+    }
     for scene, speed, truth, answer in frames:
         one = first.answer(fact_states(scene, speed, first_facts))
         other = second.answer(fact_states(scene, speed, second_facts))
@@ -134,6 +138,11 @@ def where_tables_differ(
         counts["model right"] += answer == truth
         counts["first right"] += one == truth
         counts["second right"] += other == truth
+        if answer != one:
+            counts["departures right"] += answer == truth
+            counts["departures"][f"{one} -> {answer}"] += 1
+    for counts in parts.values():
+        counts["departures"] = dict(counts["departures"].most_common())
     return parts
 
 
@@ -202,6 +211,7 @@ def main() -> None:
         ("the model right", "model right"),
         ("the first table right", "first right"),
         ("the second table right", "second right"),
+        ("the model's departures from the first table right", "departures right"),
     )
     rows += [
         {

@@ -241,6 +241,8 @@ def test_where_two_tables_differ_splits_the_frames_and_counts_the_models_answers
     frames = [(scene, 4.2, "ACCELERATE", "KEEP"), (scene, 21.5, "KEEP", "KEEP"), (scene, 23.0, "DECELERATE", "KEEP")]
     parts = where_tables_differ(frames, ((banded, "one_frame_speed_band"), (one_frame, "one_frame")))
     assert parts["tables differ"] == {
-        "frames": 1, "model as the first table": 0, "model right": 0, "first right": 1, "second right": 0}  # fmt: skip
+        "frames": 1, "model as the first table": 0, "model right": 0, "first right": 1, "second right": 0,
+        "departures right": 0, "departures": {"ACCELERATE -> KEEP": 1}}  # fmt: skip
     assert parts["tables agree"] == {
-        "frames": 2, "model as the first table": 2, "model right": 1, "first right": 1, "second right": 1}  # fmt: skip
+        "frames": 2, "model as the first table": 2, "model right": 1, "first right": 1, "second right": 1,
+        "departures right": 0, "departures": {}}  # fmt: skip
