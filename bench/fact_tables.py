@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.evaluation.reasoning_facts import StateTable, fact_states, table_facts
-from alphadrive_cli.teacher.grounded import SPEED_BAND_MPS, FactSet, limit_share_band, speed_band
+from alphadrive_cli.teacher.grounded import SPEED_BAND_MPS, FactSet, limit_share_band, speed_band, speed_limit
 from bench.entry import run_main
 from bench.reasoning_facts import add_facts_option, split_records
 from bench.report import report
@@ -59,8 +59,8 @@ def headway_band(record: dict[str, Any]) -> str:
 
 
 def ego_limit_band(record: dict[str, Any]) -> str:
-    limit = (record.get("scene") or {}).get("speed_limit_mps")
-    return "no limit" if not limit else str(limit_share_band(record["ego_speed_mps"], limit)[0])
+    limit = speed_limit(record.get("scene") or {})
+    return "no limit" if limit is None else str(limit_share_band(record["ego_speed_mps"], limit)[0])
 
 
 def navigation(record: dict[str, Any]) -> str:

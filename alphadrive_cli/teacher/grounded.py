@@ -226,7 +226,8 @@ def limit_share_band(speed: float, limit: float) -> tuple[int, int | None]:
     return low, None
 
 
-def _speed_limit(scene: dict[str, Any]) -> float | None:
+def speed_limit(scene: dict[str, Any]) -> float | None:
+    """The scene's speed limit in m/s where it is a positive number, else None (a trace then states no limit)."""
     limit = _number(scene.get("speed_limit_mps"))
     return limit if limit and limit > 0 else None
 
@@ -235,11 +236,10 @@ def _added_fact(facts: FactSet, scene: dict[str, Any], speed: float) -> tuple[st
     """The leaf, with its values, that ``facts`` states after the speed sentence (ADDED_LEAVES), if any here: the
     speed's band, or its share of the limit's band where the limit is known."""
     added = ADDED_LEAVES[facts]
-    limit = _speed_limit(scene)
     if "speed.band" in added:
         low, high = speed_band(speed)
         return "speed.band", {"low": str(low), "high": str(high)}
-    if "speed.limit_band" in added and limit is not None:
+    if "speed.limit_band" in added and (limit := speed_limit(scene)) is not None:
         low, top = limit_share_band(speed, limit)
         if top is None:
             return "speed.limit_band_over", {"low": str(low)}
@@ -320,7 +320,7 @@ def _observation_sentences(
     if HIDDEN_LEAVES[facts]:
         t = _Omitting(t, HIDDEN_LEAVES[facts])
     sentences = [
-        _speed_sentence(speed, _speed_limit(scene), rng, t),
+        _speed_sentence(speed, speed_limit(scene), rng, t),
         *_scene_sentences(scene, speed, rng, t),
     ]
     return [sentence for sentence in sentences if sentence]
