@@ -289,6 +289,36 @@ def test_compare_pairs_the_same_frames_of_data_sets_that_differ_elsewhere(cli, t
     assert "| +0.000 [+0.000, +0.000] |" in lines[3]
 
 
+def test_simulator_frames_are_scored_scenario_by_scenario_and_compared_so(cli, tmp_path: Path) -> None:
+    scenarios = ["highway", "highway", "blocked", "blocked", "merge", "merge"]
+    data = make_labelled_data(tmp_path / "sim", TRUTHS, {"train": [0], "test": range(6)}, scenarios=scenarios)
+    texts = [answer(*t) for t in TRUTHS[:3]] + ["no"] * 3  # the highway frames and the first blocked one right
+    evals = []
+    for name, rows in (("all", [answer(*t) for t in TRUTHS]), ("half", texts)):
+        predictions = write_predictions(
+            tmp_path / f"{name}.jsonl", [{"id": f"f{i}", "text": t} for i, t in enumerate(rows)]
+        )
+        result = cli("eval", "--predictions", predictions, "--data", data, "--name", name)
+        assert result.exit_code == 0, result.stderr
+        evals.append(result.stdout.strip())
+    by_scenario = json.loads((Path(evals[1]) / "metrics.json").read_text())["by_scenario"]
+    assert {scenario: scores["planning_accuracy"] for scenario, scores in by_scenario.items()} == {
+        "blocked": 0.5,
+        "highway": 1.0,
+        "merge": 0.0,
+    }
+    assert by_scenario["merge"] == {"frames": 2, "planning_accuracy": 0.0, "speed_accuracy": 0.0, "path_accuracy": 0.0}
+    lines = cli("eval", "compare", *evals, "--markdown").stdout.strip().splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    half = [cell.strip() for cell in lines[3].strip("|").split("|")]
+    assert half[header.index("planning accuracy, merge frames")] == "0.000 (-1.000)"
+    assert half[header.index("planning accuracy, highway frames")] == "1.000 (+0.000)"
+    # frames without a scenario (the helper's own data) have no such numbers, nor columns
+    plain = cli("eval", "--predictions", tmp_path / "all.jsonl", "--data", make_data(tmp_path / "plain")).stdout.strip()
+    assert "by_scenario" not in json.loads((Path(plain) / "metrics.json").read_text())
+    assert "planning accuracy, " not in cli("eval", "compare", plain, plain, "--markdown").stdout
+
+
 def test_the_frames_hash_changes_with_a_scored_frame_s_label_or_pixels_only(tmp_path: Path) -> None:
     from alphadrive_cli.data.records import frames_hash, iter_split
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary, format_completion
 from alphadrive_cli.evaluation.metrics import (
+    accuracy_by_group,
     confusion_matrix,
     correct_plans,
     judged_plans,
@@ -405,3 +406,39 @@ def test_paired_f1_change_is_the_f1_difference_with_an_interval_from_the_same_fr
     assert (one_frame["low"], one_frame["high"]) == (-1.0, 0.0)  # one frame of the class: the interval spans it
     with pytest.raises(ValueError, match="truths"):
         paired_f1_change_ci(truth, before[:-1], after, "ACCELERATE")
+
+
+def test_accuracy_by_group_scores_each_groups_frames_as_the_whole_split_is_scored() -> None:
+    def text(answer: str) -> str:
+        return f"<think>t</think><answer>{answer}</answer>"
+
+    groups = ["highway", "blocked", "highway", "highway", "blocked"]
+    truths = [
+        ("KEEP", "STRAIGHT"),
+        ("STOP", "STRAIGHT"),
+        ("DECELERATE", "STRAIGHT"),
+        ("KEEP", "LEFT_CHANGE"),
+        ("KEEP", "STRAIGHT"),
+    ]
+    completions = [
+        text("KEEP, STRAIGHT"),  # right
+        text("STOP, STRAIGHT"),  # right
+        text("KEEP, STRAIGHT"),  # speed wrong
+        text("KEEP, STRAIGHT, LEFT_CHANGE"),  # path hedged: wrong
+        "no answer",  # both heads missing
+    ]
+    scores = accuracy_by_group(groups, truths, completions)
+    assert list(scores) == ["blocked", "highway"]
+    assert scores["highway"] == {
+        "frames": 3,
+        "planning_accuracy": 1 / 3,
+        "speed_accuracy": 2 / 3,
+        "path_accuracy": 2 / 3,
+    }
+    assert scores["blocked"] == {"frames": 2, "planning_accuracy": 0.5, "speed_accuracy": 0.5, "path_accuracy": 0.5}
+    whole = open_loop_metrics(truths, completions)
+    assert whole["counts"]["planning_correct"] == sum(
+        group["planning_accuracy"] * group["frames"] for group in scores.values()
+    )
+    with pytest.raises(ValueError, match="4 groups"):
+        accuracy_by_group(groups[:4], truths, completions)

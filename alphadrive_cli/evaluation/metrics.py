@@ -339,6 +339,33 @@ def open_loop_metrics(
     }
 
 
+def accuracy_by_group(
+    groups: Sequence[str],
+    truths: Sequence[Plan],
+    completions: Sequence[str],
+    vocabulary: ActionVocabulary = DEFAULT_VOCABULARY,
+) -> dict[str, dict[str, float | int]]:
+    """Per group of frames (e.g. each frame's simulator scenario), in name order: its frames and their planning,
+    speed and path accuracy, read as :func:`open_loop_metrics` reads them (a hedged or missing head is wrong)."""
+    if not len(groups) == len(truths) == len(completions):
+        raise ValueError(f"{len(groups)} groups, {len(truths)} truths and {len(completions)} completions")
+    tallies: dict[str, Counter[str]] = {}
+    for group, (speed, path), text in zip(groups, truths, completions, strict=True):
+        parsed = parse_answer(text, vocabulary)
+        speed_right, path_right = single_action(parsed.speed) == speed, single_action(parsed.path) == path
+        tally = tallies.setdefault(group, Counter())
+        tally.update(frames=1, speed=speed_right, path=path_right, plan=speed_right and path_right)
+    return {
+        group: {
+            "frames": tally["frames"],
+            "planning_accuracy": _ratio(tally["plan"], tally["frames"]),
+            "speed_accuracy": _ratio(tally["speed"], tally["frames"]),
+            "path_accuracy": _ratio(tally["path"], tally["frames"]),
+        }
+        for group, tally in sorted(tallies.items())
+    }
+
+
 CLOSED_LOOP_METRICS = (
     "collision_rate",
     "off_road_rate",

@@ -27,8 +27,9 @@ CLOSED_LOOP_COLUMNS = (
 )
 
 
-def _columns(vocabulary: ActionVocabulary) -> list[tuple[str, tuple[str, ...]]]:
-    """(column title, path into the artifact's open-loop and closed-loop results) for every compared number."""
+def _columns(vocabulary: ActionVocabulary, scenarios: Sequence[str] = ()) -> list[tuple[str, tuple[str, ...]]]:
+    """(column title, path into the artifact's open-loop and closed-loop results) for every compared number; the
+    planning accuracy of each of ``scenarios`` (simulator frames) after the whole split's."""
     columns = [
         (f"{head} {action} F1", ("open", head, "per_class", action, "f1"))
         for head, actions in (("speed", vocabulary.speed), ("path", vocabulary.path))
@@ -38,6 +39,10 @@ def _columns(vocabulary: ActionVocabulary) -> list[tuple[str, tuple[str, ...]]]:
         ("speed macro F1", ("open", "speed", "macro_f1")),
         ("path macro F1", ("open", "path", "macro_f1")),
         ("planning accuracy", ("open", "planning_accuracy")),
+        *(
+            (f"planning accuracy, {scenario} frames", ("open", "by_scenario", scenario, "planning_accuracy"))
+            for scenario in scenarios
+        ),
         ("released code's rule", ("open", "released_code_accuracy")),
         ("format valid", ("open", "format_valid_rate")),
         ("acceptable plan (simulator)", ("open", "judged", "acceptable_rate")),
@@ -142,9 +147,10 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
     vocabularies = [artifact.manifest["vocabulary"] for artifact in artifacts if "vocabulary" in artifact.manifest]
     vocabulary = ActionVocabulary.from_dict(vocabularies[0]) if vocabularies else DEFAULT_VOCABULARY
     results = [_results(artifact) for artifact in artifacts]
-    columns = [  # a number no artifact has (closed loop, simulator verdicts) is left out
+    scenarios = sorted({scenario for values in results for scenario in _lookup(values, ("open", "by_scenario")) or {}})
+    columns = [  # a number no artifact has (closed loop, simulator verdicts, scenarios) is left out
         (title, path)
-        for title, path in _columns(vocabulary)
+        for title, path in _columns(vocabulary, scenarios)
         if any(_lookup(values, path) is not None for values in results)
     ]
     # each paired column: what it reads from an eval's predictions, and its cell from the first's and another's

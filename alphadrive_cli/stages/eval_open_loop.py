@@ -30,6 +30,7 @@ from alphadrive_cli.config.schemas import EvalConfig
 from alphadrive_cli.data.records import Record, dataset_vocabulary, frames_hash, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.metrics import (
+    accuracy_by_group,
     judged_plans,
     multimodality,
     open_loop_metrics,
@@ -51,6 +52,7 @@ from alphadrive_cli.ui import console, progress_bar, user_text
 
 DATA_STAGES = ("data", "distill")
 CACHE_NAME = ".completions.jsonl"
+UNNAMED_SCENARIO = "none"  # metrics' by_scenario group of a frame without a simulator scenario, beside frames with
 
 
 def _records(data: Artifact, split: str) -> tuple[list[Record], ActionVocabulary]:
@@ -226,6 +228,17 @@ def metrics_table(metrics: dict[str, Any], vocabulary: ActionVocabulary, title: 
         table.add_row("", "acceptable (simulator)", "", "", f"{judged['acceptable_rate']:.3f}", str(judged["frames"]))
         if "two_acceptable_plans_rate" in judged:
             table.add_row("", "2+ acceptable of K", "", "", f"{judged['two_acceptable_plans_rate']:.3f}", "")
+    if "by_scenario" in metrics:  # simulator frames: planning accuracy where each scenario's frames are
+        table.add_section()
+        for position, (scenario, scores) in enumerate(metrics["by_scenario"].items()):
+            table.add_row(
+                "scenario" if position == 0 else "",
+                scenario,
+                "",
+                "",
+                f"{scores['planning_accuracy']:.3f}",
+                str(scores["frames"]),
+            )
     return table
 
 
@@ -238,7 +251,12 @@ def publish_evaluation(
 ) -> Artifact:
     """Score the completions and write metrics, predictions, plots and the manifest."""
     truths = [(record.speed_action, record.path_action) for record in records]
-    metrics = open_loop_metrics(truths, [completions.get(record.id, [""])[0] for record in records], vocabulary)
+    first_answers = [completions.get(record.id, [""])[0] for record in records]
+    metrics = open_loop_metrics(truths, first_answers, vocabulary)
+    scenarios = [record.source.get("scenario") for record in records]
+    if any(isinstance(scenario, str) for scenario in scenarios):  # simulator frames: where the plans are right
+        groups = [scenario if isinstance(scenario, str) else UNNAMED_SCENARIO for scenario in scenarios]
+        metrics["by_scenario"] = accuracy_by_group(groups, truths, first_answers, vocabulary)
     samples = [completions.get(record.id, [""]) for record in records]
     answers = [[parse_answer(text, vocabulary).plan for text in texts] for texts in samples]
     if any(len(texts) > 1 for texts in completions.values()):

@@ -47,12 +47,13 @@ def make_labelled_data(
     reasoning: str | None = None,
     plans: Mapping[int, list[dict]] | None = None,
     shades: Sequence[int] | None = None,
+    scenarios: Sequence[str] | None = None,
 ) -> Path:
     """A data artifact with frame ``i`` labelled ``frames[i]`` (id ``f<i>``, navigation "... (frame i)"),
     placed in the splits that list its index (with ``reasoning``, every record carries that trace; with
     ``plans``, frame ``i`` carries ``plans[i]`` as its judged plans); returns the artifact's path. With ``shades``,
     frame ``i``'s image is the grey level ``shades[i]`` and every frame has the same prompt: only its image tells
-    it apart."""
+    it apart. With ``scenarios``, frame ``i`` is a simulator frame of scenario ``scenarios[i]``."""
     with begin("data", "hand", {}, root=root) as writer:
         records = []
         for index, (speed, path) in enumerate(frames):
@@ -67,7 +68,9 @@ def make_labelled_data(
                     ego_speed_mps=10.0 if shades is not None else float(index),
                     speed_action=speed,
                     path_action=path,
-                    source={"origin": "test"},
+                    source={"origin": "test"}
+                    if scenarios is None
+                    else {"origin": "simulator", "scenario": scenarios[index]},
                     scene=SCENE,
                     plans=(plans or {}).get(index),
                     reasoning=reasoning,
