@@ -1,7 +1,7 @@
 """What would a reasoning that looks its speed answer up from the facts it states need to state? Tables of states.
 
 Usage: python -m bench.fact_tables DATA [--facts all|one_frame|one_frame_speed_band|one_frame_limit_band]
-       [--fit-on TRACES] [--out FILE]
+       [--fit-on TRACES | --fit-share S] [--out FILE]
 
 A model trained on grounded traces answers, on most frames, the speed action that a lookup table of the coarse
 facts its reasoning states gives (`bench.reasoning_facts`' "speed answer the table's" rows). This fits such tables
@@ -12,7 +12,9 @@ bands, the speed against the limit in the finer bands that traces of `one_frame_
 instruction). A state that lifts the table towards what answer-only SFT reads from the same prompt is one a trace
 could state; the bands are fixed here (the speed's and the limit share's by the grounded teacher), not fit to the
 data, and a gain on one data set is a question for others. --fit-on fits the tables on the train frames a traces
-artifact covers (with `distill --set share=0.5`, the frames reasoning SFT learns from) instead of the whole split.
+artifact covers (with `distill --set share=0.5`, the frames reasoning SFT learns from) instead of the whole split;
+--fit-share S on the train frames `distill --set share=S` would trace (its default seed's draw), with no traces
+written: what SFT on that share could learn, against the whole split's labels that RL is paid by.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from alphadrive_cli.config.schemas import DistillConfig
 from alphadrive_cli.evaluation.reasoning_facts import StateTable, fact_states, table_facts
+from alphadrive_cli.stages.distill import drawn_ids
 from alphadrive_cli.teacher.grounded import SPEED_BAND_MPS, FactSet, limit_share_band, speed_band, speed_limit
 from bench.entry import run_main
 from bench.reasoning_facts import add_facts_option, split_records
@@ -103,12 +107,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="a data artifact (`data sim`)")
     add_facts_option(parser, "one_frame")
-    parser.add_argument("--fit-on", type=Path, default=None, help="a traces artifact: fit on its train frames only")
+    fit = parser.add_mutually_exclusive_group()
+    fit.add_argument("--fit-on", type=Path, default=None, help="a traces artifact: fit on its train frames only")
+    fit.add_argument(
+        "--fit-share", type=float, default=None, help="fit on the train frames `distill --set share=S` would trace"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     splits = {split: list(split_records(args.data, split).values()) for split in ("train", "val", "test")}
     if args.fit_on is not None:
         splits["train"] = list(split_records(args.fit_on, "train").values())
+    if args.fit_share is not None:
+        if not 0 < args.fit_share <= 1:
+            parser.error(f"--fit-share {args.fit_share:g}: give a share of the train frames in (0, 1]")
+        drawn = drawn_ids([record["id"] for record in splits["train"]], args.fit_share, DistillConfig().seed)
+        splits["train"] = [record for record in splits["train"] if record["id"] in drawn]
     rows = [
         {"table": f"the facts the traces state ({', '.join(table_facts(args.facts))})"}
         | table_scores(splits, args.facts)
@@ -119,7 +132,8 @@ def main() -> None:
         rows,
         args.out,
         command=f"python -m bench.fact_tables {args.data} --facts {args.facts}"
-        + (f" --fit-on {args.fit_on}" if args.fit_on else ""),
+        + (f" --fit-on {args.fit_on}" if args.fit_on else "")
+        + (f" --fit-share {args.fit_share:g}" if args.fit_share is not None else ""),
         frames={split: len(records) for split, records in splits.items()},
     )
 

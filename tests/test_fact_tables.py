@@ -74,3 +74,31 @@ def test_fit_on_fits_the_tables_on_the_train_frames_of_a_traces_artifact(tmp_pat
     written = json.loads(out.read_text())
     assert written["frames"]["train"] == 2 and "--fit-on" in written["command"]
     assert written["runs"][0]["test speed accuracy"] == 0.0
+
+
+def test_fit_share_fits_on_the_train_frames_distill_would_trace(tmp_path: Path, monkeypatch) -> None:
+    """--fit-share S fits the tables on the very train frames `distill --set share=S` draws (here one of four, a
+    slow one or a fast one as the draw falls), and a share outside (0, 1] is one line and exit 2."""
+    from alphadrive_cli.config.schemas import DistillConfig
+    from alphadrive_cli.stages.distill import drawn_ids
+    from bench import fact_tables
+
+    train = [_record(s, "KEEP") for s in (22.0, 25.0)] + [_record(s, "ACCELERATE") for s in (4.0, 7.0)]
+    for index, record in enumerate(train):
+        record["id"] = f"f{index}"
+    splits = {"train": {r["id"]: r for r in train}, "val": {}, "test": {"t": _record(23.0, "KEEP")}}
+    monkeypatch.setattr(fact_tables, "split_records", lambda path, split: splits[split])
+    out = tmp_path / "tables.json"
+    monkeypatch.setattr("sys.argv", ["fact_tables", str(tmp_path / "data"), "--fit-share", "0.25", "--out", str(out)])
+    fact_tables.main()
+    written = json.loads(out.read_text())
+    (chosen,) = drawn_ids([record["id"] for record in train], 0.25, DistillConfig().seed)  # distill's own draw
+    assert written["frames"]["train"] == 1 and "--fit-share 0.25" in written["command"]
+    assert written["runs"][0]["test speed accuracy"] == (
+        1.0 if splits["train"][chosen]["speed_action"] == "KEEP" else 0.0
+    )
+    for bad in ("0", "1.5"):
+        monkeypatch.setattr("sys.argv", ["fact_tables", str(tmp_path / "data"), "--fit-share", bad])
+        with pytest.raises(SystemExit) as exit_info:
+            fact_tables.main()
+        assert exit_info.value.code == 2

@@ -155,13 +155,19 @@ def _ask(
     )
 
 
+def drawn_ids(ids: Sequence[str], share: float, seed: int) -> set[str]:
+    """The ids of ``share`` of the frames ``ids`` name (at least one), drawn by a seeded hash of each id."""
+    if share >= 1:
+        return set(ids)
+    rank = {frame: hashlib.sha256(f"{seed}:{frame}".encode()).hexdigest() for frame in ids}
+    return set(sorted(rank, key=rank.__getitem__)[: max(1, round(share * len(rank)))])
+
+
 def drawn_share(records: list[Record], share: float, seed: int) -> list[Record]:
     """``share`` of ``records`` (at least one), drawn by a seeded hash of each id, in their original order."""
     if share >= 1:
         return records
-    count = max(1, round(share * len(records)))
-    rank = {record.id: hashlib.sha256(f"{seed}:{record.id}".encode()).hexdigest() for record in records}
-    chosen = set(sorted(rank, key=rank.__getitem__)[:count])
+    chosen = drawn_ids([record.id for record in records], share, seed)
     return [record for record in records if record.id in chosen]
 
 
