@@ -52,7 +52,7 @@ from alphadrive_cli.ui import console, progress_bar, user_text
 
 DATA_STAGES = ("data", "distill")
 CACHE_NAME = ".completions.jsonl"
-UNNAMED_SCENARIO = "none"  # metrics' by_scenario group of a frame without a simulator scenario, beside frames with
+UNNAMED_SCENARIO = "none"  # by_scenario's group for frames without a scenario in a split where others have one
 
 
 def _records(data: Artifact, split: str) -> tuple[list[Record], ActionVocabulary]:
