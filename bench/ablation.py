@@ -5,7 +5,7 @@ Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablat
        [--dimensions configs/models/small-qwen2-vl.json --model-set max_pixels=50176] [--scale small]
        [--language smollm2-135m] [--data-seed 0]
        [--sft-epochs 3] [--sft-set language_frozen_epochs=2] [--grpo-steps 40] [--episodes 2 (0: no closed loop)]
-       [--reward-ablation] [--supervised-control]
+       [--reward-ablation] [--supervised-control [--control-set learning_rate=2e-5]]
        [--jobs 8] [--budget-s 540]
        [--judge [--samples 8]] [--image-control] [--plot f1.png]
 
@@ -17,7 +17,8 @@ language model behind a random vision tower: `models build`), trained in four ro
 seed) without each of the four rewards in turn, each paired with row 4 on the same test frames (per seed and pooled
 over the seeds: what that reward adds); with --supervised-control, beside each SFT + RL row its SFT
 continued with SFT's loss on every train frame's label (traces without --sft-share) for as many frames as the RL
-row trains on, the row that says whether RL beats using the same labels as targets. Every row is scored open loop
+row trains on, the row that says whether RL beats using the same labels as targets (--control-set changes its `sft`
+settings alone, e.g. its learning rate, which is otherwise the preset's SFT rate). Every row is scored open loop
 on the test split
 and closed loop (`eval --closed-loop`, all scenarios, the same seeds for every row, the expert beside).
 With --judge the data set is judged by the simulator (`data sim --judge`): every row also gets the share of its
@@ -349,7 +350,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         for rl_row, control in CONTROLS.items() if args.supervised_control else ():  # from the RL row's SFT start
             start = RL_START[rl_row]
             reasoning = () if start == "sft_reasoning" else ("--no-reasoning",)
-            more = (*_training_settings(args), *control_sets, "--set", f"seed={seed}")
+            more = (*_training_settings(args), *control_sets, *with_sets(args.control_set), "--set", f"seed={seed}")
             commands[control] = ("sft", "--data", every_label, "--model", f"@{start}-s{seed}", *reasoning, *more)
 
         trained = {*rows, *(RL_START[row] for row in rows if row in RL_START)}
@@ -918,8 +919,9 @@ def non_negative(text: str) -> int:
 
 
 def training_settings_problem(args: argparse.Namespace) -> str | None:
-    """Why the SFT rows' settings (--scale, --sft-epochs, --sft-set) are no valid `sft` config, or the GRPO rows'
-    (--grpo-set) no valid `grpo` config, before anything runs; None when they are."""
+    """Why the SFT rows' settings (--scale, --sft-epochs, --sft-set) are no valid `sft` config, the GRPO rows'
+    (--grpo-set) no valid `grpo` config or the supervised controls' (--control-set) no valid `sft` config, before
+    anything runs; None when they are."""
     from alphadrive_cli.config.resolve import resolve_config
     from alphadrive_cli.config.schemas import GrpoConfig, SftConfig
     from alphadrive_cli.errors import BadInput
@@ -927,6 +929,7 @@ def training_settings_problem(args: argparse.Namespace) -> str | None:
     checks = (
         ("--sft-set", "sft", SftConfig, [f"epochs={args.sft_epochs}", *args.sft_set]),
         ("--grpo-set", "grpo", GrpoConfig, list(args.grpo_set)),
+        ("--control-set", "sft", SftConfig, list(args.control_set)),
     )
     for option, stage, schema, overrides in checks:
         try:
@@ -999,6 +1002,13 @@ def main() -> None:
         help="also, beside each SFT + RL row, its SFT continued on every train label for as many frames as RL sees",
     )
     parser.add_argument(
+        "--control-set",
+        action="append",
+        default=[],
+        help="`sft --set` (repeatable) for the supervised controls alone, e.g. learning_rate=2e-5 (RL's step size, "
+        "where the control otherwise restarts at the preset's SFT rate); checked before anything runs",
+    )
+    parser.add_argument(
         "--judge", action="store_true", help="judge every plan of the data (data sim --judge), add the safety row"
     )
     parser.add_argument("--samples", type=int, default=0, help="with K > 1, also score K sampled answers per frame")
@@ -1030,6 +1040,8 @@ def main() -> None:
     args = parser.parse_args()
     if problem := data_mismatch(args.root, args.frames, args.data_seed) or training_settings_problem(args):
         parser.error(problem)
+    if args.control_set and not args.supervised_control:
+        parser.error("--control-set sets the supervised controls' training: add --supervised-control")
     if args.prompt_control and args.prompt_control not in STUDENT_PROMPTS:
         parser.error(f"--prompt-control {args.prompt_control}: no such student prompt ({', '.join(STUDENT_PROMPTS)})")
     args.root.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,7 @@ def _ablation_args(**overrides: object) -> Namespace:
         "model_set": [],
         "reward_ablation": False,
         "supervised_control": False,
+        "control_set": [],
         "deterministic": False,
         "language": None,
         "judge": False,
@@ -516,6 +517,23 @@ def test_the_supervised_control_continues_each_rl_rows_sft_on_every_label_for_as
     shared = {job.key: job for job in ablation.plan(_ablation_args(rows=["sft_rl"], supervised_control=True))}
     assert "traces_all" not in shared and shared["sft_reasoning_more-s0"].args[:5] == (
         "sft", "--data", "@traces", "--model", "@sft_reasoning-s0")  # fmt: skip
+
+
+def test_control_set_reaches_the_supervised_controls_alone_after_their_length() -> None:
+    setting = ("--set", "learning_rate=2e-5")
+    args = _ablation_args(
+        rows=["sft_rl", "sft_no_reasoning_rl"], supervised_control=True, control_set=["learning_rate=2e-5"]
+    )
+    jobs = ablation.plan(args)
+    asked = {job.key for job in jobs if any(job.args[i : i + 2] == setting for i in range(len(job.args)))}
+    assert asked == {f"{control}-s{seed}" for control in ablation.CONTROLS.values() for seed in (0, 1)}
+    control = {job.key: job for job in jobs}["sft_reasoning_more-s0"].args
+    assert control.index("learning_rate=2e-5") > next(
+        i for i, part in enumerate(control) if part.startswith("max_steps=")
+    )
+    check = ablation.training_settings_problem
+    problem = check(_ablation_args(control_set=["no_such_key=1"]))
+    assert problem and problem.startswith("--control-set:") and "unknown" in problem.lower()
 
 
 def test_with_no_episodes_rows_are_scored_open_loop_only(tmp_path: Path) -> None:

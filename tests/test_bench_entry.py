@@ -33,3 +33,13 @@ def test_a_benchmark_s_failure_is_one_line_with_the_contract_s_exit_code(
     assert "Traceback" not in ran.stderr
     lines = ran.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message)
+
+
+def test_the_ablation_refuses_control_settings_without_the_controls(tmp_path: Path) -> None:
+    ran = _bench("bench.ablation", "--root", str(tmp_path / "runs"), "--control-set", "learning_rate=2e-5")
+    assert ran.returncode == 2 and "Traceback" not in ran.stderr
+    assert (
+        ran.stderr.strip()
+        .splitlines()[-1]
+        .endswith("--control-set sets the supervised controls' training: add --supervised-control")
+    )
