@@ -362,8 +362,9 @@ def main() -> None:
     if args.reference is not None and args.reference not in args.configs:
         parser.error(f"--reference {args.reference} is not among the configurations run (--configs)")
     args.reference = args.reference or REFERENCE
-    # the SFT settings are checked as bench.ablation checks its own (the study's GRPO settings are CONFIGS, tested)
-    sft_only = argparse.Namespace(**vars(args), grpo_set=[])
+    # the SFT settings are checked as bench.ablation checks its own (the study's GRPO settings are CONFIGS, tested;
+    # it has no supervised controls)
+    sft_only = argparse.Namespace(**vars(args), grpo_set=[], control_set=[])
     if problem := data_mismatch(args.root, args.frames, args.data_seed) or training_settings_problem(sft_only):
         parser.error(problem)
     args.root.mkdir(parents=True, exist_ok=True)
