@@ -7,7 +7,7 @@ Usage: python -m bench.ablation --frames 2000 --seeds 0 1 --out docs/bench/ablat
        [--sft-epochs 3] [--sft-set language_frozen_epochs=2] [--grpo-steps 40] [--episodes 2 (0: no closed loop)]
        [--reward-ablation] [--supervised-control [--control-set learning_rate=2e-5]]
        [--jobs 8] [--budget-s 540]
-       [--judge [--samples 8]] [--image-control] [--plot f1.png]
+       [--judge [--samples 8]] [--image-control] [--val-split] [--plot f1.png]
 
 Runs the real CLI stage by stage, as a user would: one simulator data set and its grounded traces,
 then per seed a model built from random weights of the dimensions given (or, with --language, a pretrained
@@ -30,9 +30,11 @@ and each RL row's gain over its SFT on the first sampled answer and as the paper
 docs/spec.md#metrics). --image-control scores each row once more with every test frame planned from another
 frame's images (`eval --set images=shuffled`): how much of its accuracy its images earn; --prompt-control NAME
 once more with the student prompt NAME (`eval --set prompt=NAME`; with `--sft-set prompt=student-scene-v1`,
-`student-v1` takes the stated scene away): how much of it that prompt's difference earns. Every row also reports
-the released rule on its greedy answers, and every RL row its paired gain over the SFT row it starts from and the
-classes whose F1 fell more than 0.05 below that row's (#19's bar).
+`student-v1` takes the stated scene away): how much of it that prompt's difference earns; --val-split once more
+on the validation split (`eval --split val`), each RL row's gain over its SFT there beside the test split's
+(whether a validation result predicted the test rows). Every row also reports the released rule on its greedy
+answers, and every RL row its paired gain over the SFT row it starts from and the classes whose F1 fell more than
+0.05 below that row's (#19's bar).
 
 Commands run as a dependency graph, --jobs at a time (independent rows train concurrently), each with
 its share of the cores as its thread count, in priority order: the four rows and their scores seed by
@@ -203,6 +205,7 @@ def _scored_data(args: argparse.Namespace) -> str:
 
 
 SHUFFLED_IMAGES = ("--set", "images=shuffled")
+VAL = ("--split", "val")  # --val-split: every row scored on the validation split too
 
 
 def input_controls(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
@@ -224,6 +227,11 @@ def _evaluations(row: str, seed: int, args: argparse.Namespace) -> list[Job]:
         *(
             Job(f"{prefix}-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale, *sets))
             for prefix, sets in input_controls(args).items()
+        ),
+        *(
+            [Job(f"val-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale, *VAL))]
+            if args.val_split
+            else []
         ),
         *(
             [Job(f"sampled-{row}-s{seed}", ("eval", "--model", model, "--data", data, *scale, *sampled))]
@@ -560,6 +568,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
     start_eval = paths.get(f"open-{start}") if start else None
     all_rewards_eval = paths.get(f"open-{ALL_REWARDS[row]}-s{seed}") if row in ALL_REWARDS else None
     sampled, start_sampled = paths.get(f"sampled-{row}-s{seed}"), paths.get(f"sampled-{start}") if start else None
+    val, start_val = paths.get(f"val-{row}-s{seed}"), paths.get(f"val-{start}") if start else None
     return {
         "train_wall_s": round(train_seconds(root, chain), 1),
         "artifact": str(trained.relative_to(root)),
@@ -599,6 +608,13 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
                 (control.gain_key, gain_over(plan_outcomes(scored), plan_outcomes(opened))),
             )
         },
+        # the validation split (--val-split): its accuracy, and a GRPO row's gain over its SFT there
+        **(
+            {"val_planning_accuracy": json.loads((val / "metrics.json").read_text())["planning_accuracy"]}
+            if val
+            else {}
+        ),
+        **({"val_gain_over_sft": gain_over(plan_outcomes(start_val), plan_outcomes(val))} if val and start_val else {}),
         # the same on each frame's first sampled answer, the decoding of the paper's released RL evaluation
         **(
             {"sampled_gain_over_sft": gain_over(plan_outcomes(start_sampled), plan_outcomes(sampled))}
@@ -688,22 +704,31 @@ def cell(values: list[float], fmt: str = "{:.3f}") -> str:
 
 
 def seeds_pooled_gains(
-    paths: dict[str, Path], results: dict[str, dict[int, dict[str, Any]]], against: dict[str, str] = RL_START
+    paths: dict[str, Path],
+    results: dict[str, dict[int, dict[str, Any]]],
+    against: dict[str, str] = RL_START,
+    split: str = "open",
 ) -> dict[str, dict[str, float | int]]:
     """Each row's gain over the row ``against`` names for it (by default: a GRPO row's over the SFT row it starts
     from), pooled over its seeds (`bench/pooled_gain.py`: the seeds share the test frames, which the bootstrap
-    resamples once for all of them), where it has two seeds or more and each has both open-loop evals."""
+    resamples once for all of them), where it has two seeds or more and each has both open-loop evals (``split``
+    "val": both validation-split evals)."""
     pooled = {}
     for row, by_seed in results.items():
         if row not in against:
             continue
-        evals = [(paths.get(f"open-{against[row]}-s{seed}"), paths.get(f"open-{row}-s{seed}")) for seed in by_seed]
+        evals = [
+            (paths.get(f"{split}-{against[row]}-s{seed}"), paths.get(f"{split}-{row}-s{seed}")) for seed in by_seed
+        ]
         if len(evals) > 1 and all(start and run for start, run in evals):
             pooled[row] = pooled_gain([(plan_outcomes(start), plan_outcomes(run)) for start, run in evals])
     return pooled
 
 
 POOLED_GAIN_COLUMN = "gain over its SFT, seeds pooled [95% CI]"
+VAL_ACCURACY_COLUMN = "planning accuracy, validation split"
+VAL_GAIN_COLUMN = "gain over its SFT on the validation split [95% CI], per seed"
+VAL_POOLED_COLUMN = "gain over its SFT on the validation split, seeds pooled [95% CI]"
 ALL_REWARDS_COLUMN = "against SFT + RL with all four rewards [95% CI], per seed"
 ALL_REWARDS_POOLED_COLUMN = "against SFT + RL with all four rewards, seeds pooled [95% CI]"
 
@@ -712,11 +737,12 @@ def summary_rows(
     results: dict[str, dict[int, dict[str, Any]]],
     pooled: dict[str, dict[str, float | int]] | None = None,
     pooled_against_all_rewards: dict[str, dict[str, float | int]] | None = None,
+    pooled_on_val: dict[str, dict[str, float | int]] | None = None,
 ) -> list[dict[str, Any]]:
     """One table row per configuration: the mean over its seeds, with the spread where there are several (and a
-    GRPO row's gain pooled over its seeds, a reward ablation's difference from the row with all four rewards per
-    seed and pooled, from :func:`seeds_pooled_gains`)."""
-    pooled, against_all = pooled or {}, pooled_against_all_rewards or {}
+    GRPO row's gain pooled over its seeds, on the test split and with --val-split on the validation split, a reward
+    ablation's difference from the row with all four rewards per seed and pooled, from :func:`seeds_pooled_gains`)."""
+    pooled, against_all, on_val = pooled or {}, pooled_against_all_rewards or {}, pooled_on_val or {}
     rows = []
     for row, by_seed in results.items():
         runs = [by_seed[seed] for seed in sorted(by_seed)]
@@ -736,6 +762,12 @@ def summary_rows(
                 },
                 POOLED_GAIN_COLUMN: _pooled_text(pooled[row]) if row in pooled else "–",
                 ALL_REWARDS_POOLED_COLUMN: _pooled_text(against_all[row]) if row in against_all else "–",
+                VAL_ACCURACY_COLUMN: (
+                    cell([r["val_planning_accuracy"] for r in runs])
+                    if all("val_planning_accuracy" in r for r in runs)
+                    else "–"
+                ),
+                VAL_POOLED_COLUMN: _pooled_text(on_val[row]) if row in on_val else "–",
                 F1_DROP_COLUMN: (
                     " / ".join(f1_drop_text(r["f1_drops"]) for r in runs) if all("f1_drops" in r for r in runs) else "–"
                 ),
@@ -844,6 +876,7 @@ GAIN_COLUMNS = {  # column: the run's key of a paired gain (over the SFT row it 
     "gain over its SFT [95% CI], per seed": "gain_over_sft",
     **SAMPLED_GAIN_COLUMNS,
     ALL_REWARDS_COLUMN: "gain_over_all_rewards",
+    VAL_GAIN_COLUMN: "val_gain_over_sft",
     **{control.gain_column: control.gain_key for control in INPUT_CONTROLS.values()},
 }
 
@@ -1018,6 +1051,11 @@ def main() -> None:
         help="also score every row with each test frame planned from another frame's images (eval images=shuffled)",
     )
     parser.add_argument(
+        "--val-split",
+        action="store_true",
+        help="also score every row on the validation split (eval --split val), each RL row's gain over its SFT there",
+    )
+    parser.add_argument(
         "--prompt-control",
         metavar="NAME",
         default=None,
@@ -1073,6 +1111,7 @@ def main() -> None:
             for prefix in input_controls(args)
             for column in (INPUT_CONTROLS[prefix].accuracy_column, INPUT_CONTROLS[prefix].gain_column)
         ),
+        *((VAL_ACCURACY_COLUMN, VAL_GAIN_COLUMN, VAL_POOLED_COLUMN) if args.val_split else ()),
     )
     print(
         f"data: {args.frames} simulator frames (seed {args.data_seed}), grounded traces on {args.sft_share:.0%}; "
@@ -1085,13 +1124,15 @@ def main() -> None:
     )
     pooled = seeds_pooled_gains(paths, results)
     against_all = seeds_pooled_gains(paths, results, ALL_REWARDS)
+    on_val = seeds_pooled_gains(paths, results, split="val")
     report(
         columns,
-        summary_rows(results, pooled, against_all),
+        summary_rows(results, pooled, against_all, on_val),
         args.out,
         **run_facts("bench.ablation", started),
         seeds_pooled_gains=pooled,
         seeds_pooled_against_all_rewards=against_all,
+        seeds_pooled_gains_on_val=on_val,
         frames=args.frames,
         data_seed=args.data_seed,
         dimensions=str(args.dimensions or "tiny"),

@@ -103,6 +103,7 @@ def _ablation_args(**overrides: object) -> Namespace:
         "judge": False,
         "samples": 0,
         "image_control": False,
+        "val_split": False,
         "prompt_control": None,
         "episodes": 1,
         "seconds": 5.0,
@@ -424,6 +425,41 @@ def test_an_rl_row_gain_is_pooled_over_its_seeds_where_each_has_both_evals(tmp_p
     assert set(pooled) == {"sft_rl"}
     assert pooled["sft_rl"]["gain"] == 0.25 and pooled["sft_rl"]["pairs"] == 2 and pooled["sft_rl"]["frame_sets"] == 1
     assert pooled["sft_rl"]["low"] <= 0.25 <= pooled["sft_rl"]["high"]
+
+
+def test_val_split_scores_every_row_on_validation_and_pairs_each_rl_row_with_its_sft_there(tmp_path: Path) -> None:
+    """Seed 0's RL gains 2 of 4 validation frames over its SFT, seed 1's none: +0.5 and 0.0 per seed, +0.25 pooled,
+    beside the test split's numbers; without --val-split no row is scored on validation."""
+    jobs = {job.key: job for job in ablation.plan(_ablation_args(rows=["sft_reasoning", "sft_rl"], val_split=True))}
+    assert {key for key in jobs if key.startswith("val-")} == {
+        f"val-{row}-s{seed}" for row in ("sft_reasoning", "sft_rl") for seed in (0, 1)
+    }
+    assert jobs["val-sft_rl-s1"].args[-2:] == ("--split", "val") and "--split" not in jobs["open-sft_rl-s1"].args
+    assert not any(key.startswith("val-") for key in (job.key for job in ablation.plan(_ablation_args())))
+    outcomes = {
+        "val-sft_reasoning-s0": "1000",
+        "val-sft_rl-s0": "1110",
+        "val-sft_reasoning-s1": "1100",
+        "val-sft_rl-s1": "1100",
+        "open-sft_reasoning-s0": "1111",
+        "open-sft_rl-s0": "1111",
+    }
+    paths = _evals(tmp_path, outcomes)
+    metrics = open_loop_metrics([("KEEP", "STRAIGHT")] * 4, ["<answer>KEEP, STRAIGHT</answer>"] * 3 + ["none"])
+    for key in ("val-sft_rl-s0", "open-sft_rl-s0", "open-sft_reasoning-s0"):
+        _write(paths[key], "metrics.json", metrics)
+    paths["sft_rl-s0"] = tmp_path / "grpo"
+    _write(paths["sft_rl-s0"], "manifest.json", {"metrics": {}})
+    scored = ablation.scores(tmp_path, paths, "sft_rl", 0, closed_loop=False)
+    assert scored["val_planning_accuracy"] == 0.75 and scored["val_gain_over_sft"]["difference"] == 0.5
+    assert scored["gain_over_sft"]["difference"] == 0.0  # the test split's, unchanged
+    results = {"sft_reasoning": {0: {}, 1: {}}, "sft_rl": {0: {}, 1: {}}}
+    on_val = ablation.seeds_pooled_gains(paths, results, split="val")
+    assert set(on_val) == {"sft_rl"} and on_val["sft_rl"]["gain"] == 0.25
+    assert ablation.seeds_pooled_gains(paths, results) == {}  # seed 1 has no test-split evals here
+    (row,) = ablation.summary_rows({"sft_rl": {0: scored}}, pooled_on_val=on_val)
+    assert row[ablation.VAL_ACCURACY_COLUMN] == "0.750" and row[ablation.VAL_POOLED_COLUMN].startswith("+0.25")
+    assert row[ablation.VAL_GAIN_COLUMN].startswith("+0.50")
 
 
 def test_a_reward_ablation_is_paired_with_all_four_rewards_per_seed_and_pooled(tmp_path: Path) -> None:
