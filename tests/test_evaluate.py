@@ -311,8 +311,13 @@ def test_simulator_frames_are_scored_scenario_by_scenario_and_compared_so(cli, t
     lines = cli("eval", "compare", *evals, "--markdown").stdout.strip().splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     half = [cell.strip() for cell in lines[3].strip("|").split("|")]
-    assert half[header.index("planning accuracy, merge frames")] == "0.000 (-1.000)"
-    assert half[header.index("planning accuracy, highway frames")] == "1.000 (+0.000)"
+    # each scenario's difference with its paired interval over that scenario's frames (both merge frames lost)
+    assert half[header.index("planning accuracy, merge frames")] == "0.000 (-1.000 [-1.000, -1.000])"
+    assert half[header.index("planning accuracy, highway frames")] == "1.000 (+0.000 [+0.000, +0.000])"
+    blocked = half[header.index("planning accuracy, blocked frames")]
+    assert blocked.startswith("0.500 (-0.500 [-1.000, ") and blocked.endswith("])")
+    rows = [json.loads(line) for line in (Path(evals[1]) / "predictions.jsonl").read_text().splitlines()]
+    assert [row["scenario"] for row in rows] == scenarios
     # frames without a scenario (the helper's own data) have no such numbers, nor columns
     plain = cli("eval", "--predictions", tmp_path / "all.jsonl", "--data", make_data(tmp_path / "plain")).stdout.strip()
     assert "by_scenario" not in json.loads((Path(plain) / "metrics.json").read_text())

@@ -339,6 +339,15 @@ def open_loop_metrics(
     }
 
 
+UNNAMED_SCENARIO = "none"  # the scenario group of a frame without one, in a split where other frames have one
+
+
+def frame_scenario(source: Mapping[str, Any]) -> str | None:
+    """The simulator scenario a record's ``source`` names (``data sim`` frames), else None."""
+    scenario = source.get("scenario")
+    return scenario if isinstance(scenario, str) else None
+
+
 def accuracy_by_group(
     groups: Sequence[str],
     truths: Sequence[Plan],

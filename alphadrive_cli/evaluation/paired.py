@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from alphadrive_cli.evaluation.metrics import (
+    UNNAMED_SCENARIO,
     paired_difference_ci,
     paired_f1_change_ci,
     released_code_correct,
@@ -23,6 +24,13 @@ def plan_outcomes(eval_dir: Path, released_rule: bool = False) -> dict[str, bool
     if released_rule:
         return {row["id"]: released_code_correct(row["text"], tuple(row["truth"])) for row in rows}
     return {row["id"]: row["plan_correct"] for row in rows}
+
+
+def frame_scenarios(eval_dir: Path) -> dict[str, str]:
+    """Each frame's simulator scenario (``UNNAMED_SCENARIO`` for a frame without one), by frame id, from one
+    `eval`'s predictions; an eval written before predictions named scenarios gives ``UNNAMED_SCENARIO`` throughout."""
+    rows = map(json.loads, (eval_dir / "predictions.jsonl").read_text().splitlines())
+    return {row["id"]: row.get("scenario", UNNAMED_SCENARIO) for row in rows}
 
 
 def same_frames(start: dict[str, Any], run: dict[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ from rich.table import Table
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
 from alphadrive_cli.artifacts.store import Artifact, open_artifact
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.evaluation.paired import answer_changes, gain_over, head_answers, plan_outcomes
+from alphadrive_cli.evaluation.paired import answer_changes, frame_scenarios, gain_over, head_answers, plan_outcomes
 
 T = TypeVar("T")
 INTERVALS = {"collision_rate": "collision_rate_ci95"}  # numbers shown with their 95 % interval
@@ -136,11 +136,26 @@ def _changes(base: dict | None, other: dict | None) -> str:
     )
 
 
+def _scenario_gain(
+    base: dict[str, bool] | None, other: dict[str, bool] | None, scenarios: dict[str, str] | None, scenario: str
+) -> str:
+    """`` [low, high]``: the paired bootstrap interval of the planning accuracy difference on ``scenario``'s frames,
+    where both evals scored the same frames and their predictions name each frame's scenario; else nothing."""
+    if base is None or other is None or scenarios is None or base.keys() != other.keys():
+        return ""
+    frames = [frame for frame, named in scenarios.items() if named == scenario and frame in base]
+    if not frames:
+        return ""
+    gain = gain_over({frame: base[frame] for frame in frames}, {frame: other[frame] for frame in frames})
+    return f" [{gain['low']:+.3f}, {gain['high']:+.3f}]"
+
+
 def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
     """Header and rows (one per artifact, first one absolute, the others with deltas); open-loop and
     closed-loop numbers side by side (the collision rate with its 95 % interval), "–" where an artifact has none;
     where open-loop evals scored the same frames as the first, their planning accuracy difference with its
-    paired bootstrap 95 % interval and, per head, which answers changed from the first's."""
+    paired bootstrap 95 % interval (on simulator frames also each scenario's) and, per head, which answers changed
+    from the first's."""
     if len(paths) < 2:
         raise BadInput("compare needs at least two eval artifacts")
     artifacts: list[Artifact] = [open_artifact(path, stage="eval") for path in paths]
@@ -165,6 +180,9 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
         ]
         for artifact in comparable
     ]
+    # each scenario column's difference comes with its own paired interval, on that scenario's frames
+    scenario_frames = _from_predictions(artifacts[0], frame_scenarios) if scenarios else None
+    outcomes = [_from_predictions(artifact, plan_outcomes) for artifact in comparable] if scenarios else []
     header = ["artifact", "frames", *(title for title, _ in columns)]
     if any(cells[0] != "–" for cells in paired):
         header += [PAIRED_COLUMN, *CHANGES_COLUMNS]
@@ -177,6 +195,9 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
                 cells.append("–")
             elif index == 0 or base is None:
                 cells.append(f"{value:.3f}{_interval(values, path)}")
+            elif path[:2] == ("open", "by_scenario"):
+                paired_cell = _scenario_gain(first[0], outcomes[index - 1], scenario_frames, path[2])
+                cells.append(f"{value:.3f} ({value - base:+.3f}{paired_cell})")
             else:
                 cells.append(f"{value:.3f}{_interval(values, path)} ({value - base:+.3f})")
         if PAIRED_COLUMN in header:

@@ -30,7 +30,9 @@ from alphadrive_cli.config.schemas import EvalConfig
 from alphadrive_cli.data.records import Record, dataset_vocabulary, frames_hash, iter_split
 from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.metrics import (
+    UNNAMED_SCENARIO,
     accuracy_by_group,
+    frame_scenario,
     judged_plans,
     multimodality,
     open_loop_metrics,
@@ -52,7 +54,6 @@ from alphadrive_cli.ui import console, progress_bar, user_text
 
 DATA_STAGES = ("data", "distill")
 CACHE_NAME = ".completions.jsonl"
-UNNAMED_SCENARIO = "none"  # by_scenario's group for frames without a scenario in a split where others have one
 
 
 def _records(data: Artifact, split: str) -> tuple[list[Record], ActionVocabulary]:
@@ -186,6 +187,7 @@ def _prediction_rows(
                 "path_correct": path == record.path_action,
                 "plan_correct": parsed.plan == (record.speed_action, record.path_action),
                 **({"plan_acceptable": parsed.plan in record.acceptable_plans()} if record.plans else {}),
+                **({"scenario": scenario} if (scenario := frame_scenario(record.source)) else {}),
             }
         )
     return rows
@@ -253,9 +255,9 @@ def publish_evaluation(
     truths = [(record.speed_action, record.path_action) for record in records]
     first_answers = [completions.get(record.id, [""])[0] for record in records]
     metrics = open_loop_metrics(truths, first_answers, vocabulary)
-    scenarios = [record.source.get("scenario") for record in records]
-    if any(isinstance(scenario, str) for scenario in scenarios):  # simulator frames: where the plans are right
-        groups = [scenario if isinstance(scenario, str) else UNNAMED_SCENARIO for scenario in scenarios]
+    scenarios = [frame_scenario(record.source) for record in records]
+    if any(scenarios):  # simulator frames: where the plans are right
+        groups = [scenario or UNNAMED_SCENARIO for scenario in scenarios]
         metrics["by_scenario"] = accuracy_by_group(groups, truths, first_answers, vocabulary)
     samples = [completions.get(record.id, [""]) for record in records]
     answers = [[parse_answer(text, vocabulary).plan for text in texts] for texts in samples]
