@@ -580,6 +580,12 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
         "speed_f1": {a: v["f1"] for a, v in metrics["speed"]["per_class"].items()},
         "path_f1": {a: v["f1"] for a, v in metrics["path"]["per_class"].items()},
         "speed_confusion": speed_confusion(metrics["speed"]),
+        # on simulator frames: where the plans are right, scenario by scenario
+        **(
+            {"by_scenario": {name: group["planning_accuracy"] for name, group in metrics["by_scenario"].items()}}
+            if "by_scenario" in metrics
+            else {}
+        ),
         **(_closed_loop_scores(closed) if closed_loop and closed is not None else {}),
         "train_metrics": json.loads((trained / "manifest.json").read_text())["metrics"],
         "eval_artifacts": [str(path.relative_to(root)) for path in (opened, closed) if path is not None],

@@ -166,8 +166,8 @@ def eval_metrics(eval_dir: Path) -> dict[str, Any]:
 
 
 def val_scores(metrics: dict[str, Any], answer_only: bool = False) -> dict[str, Any]:
-    """Planning accuracy, format (the answer-only format with ``answer_only``) and per-class F1 of one `eval --split
-    val`'s metrics."""
+    """Planning accuracy, format (the answer-only format with ``answer_only``), per-class F1 and, on simulator
+    frames, each scenario's planning accuracy of one `eval --split val`'s metrics."""
     return {
         "val_planning_accuracy": metrics["planning_accuracy"],
         "val_format_valid_rate": metrics["answer_only_format_rate" if answer_only else "format_valid_rate"],
@@ -179,6 +179,11 @@ def val_scores(metrics: dict[str, Any], answer_only: bool = False) -> dict[str, 
             for head in ("speed", "path")
             for action, values in metrics[head]["per_class"].items()
         },
+        **(
+            {"val_by_scenario": {name: round(group["planning_accuracy"], 4) for name, group in scenarios.items()}}
+            if (scenarios := metrics.get("by_scenario"))
+            else {}
+        ),
     }
 
 

@@ -224,6 +224,9 @@ def test_an_answer_only_study_reports_the_answer_only_format(tmp_path: Path) -> 
     evaluation = recipe_study.eval_metrics(_eval(tmp_path / "val-sft", [True, False]))
     assert recipe_study.val_scores(evaluation)["val_format_valid_rate"] == 1.0
     assert recipe_study.val_scores(evaluation, answer_only=True)["val_format_valid_rate"] == 0.25
+    assert "val_by_scenario" not in recipe_study.val_scores(evaluation)  # frames of no simulator scenario
+    evaluation["by_scenario"] = {"highway": {"frames": 2, "planning_accuracy": 0.5}}
+    assert recipe_study.val_scores(evaluation)["val_by_scenario"] == {"highway": 0.5}
 
 
 def test_every_study_configuration_is_a_valid_grpo_config_that_keeps_its_settings() -> None:

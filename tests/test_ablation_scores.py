@@ -45,6 +45,7 @@ def test_scores_count_what_the_model_answered_and_how_often_it_braked(tmp_path: 
         "closed-sft_rl-s0": tmp_path / "eval/closed-sft_rl-s0-v1",
     }
     _write(paths["sft_rl-s0"], "manifest.json", {"metrics": {"first_reward": 1.5, "nonfinite_steps_skipped": []}})
+    metrics["by_scenario"] = {"highway": {"frames": 2, "planning_accuracy": 0.5}, "blocked": {"planning_accuracy": 0.5}}
     _write(paths["open-sft_rl-s0"], "metrics.json", metrics)
     _write(
         paths["closed-sft_rl-s0"],
@@ -63,6 +64,7 @@ def test_scores_count_what_the_model_answered_and_how_often_it_braked(tmp_path: 
     scored = ablation.scores(tmp_path, paths, "sft_rl", 0)
 
     assert scored is not None
+    assert scored["by_scenario"] == {"highway": 0.5, "blocked": 0.5}
     assert scored["speed_confusion"]["DECELERATE"] == {
         "KEEP": 1,
         "ACCELERATE": 0,
@@ -452,6 +454,7 @@ def test_val_split_scores_every_row_on_validation_and_pairs_each_rl_row_with_its
     _write(paths["sft_rl-s0"], "manifest.json", {"metrics": {}})
     scored = ablation.scores(tmp_path, paths, "sft_rl", 0, closed_loop=False)
     assert scored["val_planning_accuracy"] == 0.75 and scored["val_gain_over_sft"]["difference"] == 0.5
+    assert "by_scenario" not in scored  # these frames name no simulator scenario
     assert scored["gain_over_sft"]["difference"] == 0.0  # the test split's, unchanged
     results = {"sft_reasoning": {0: {}, 1: {}}, "sft_rl": {0: {}, 1: {}}}
     on_val = ablation.seeds_pooled_gains(paths, results, split="val")
