@@ -22,7 +22,7 @@ import numpy as np
 
 from alphadrive_cli.evaluation.paired import plan_outcomes
 from bench.entry import run_main
-from bench.pooled_gain import Outcomes, interval_text, pooled_gain
+from bench.pooled_gain import Outcomes, add_pair_option, interval_text, pooled_gain
 from bench.reasoning_facts import split_records
 from bench.report import report
 
@@ -70,14 +70,7 @@ def scenario_rows(pairs: list[tuple[Outcomes, Outcomes]], scenarios: dict[str, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="the data set the evals scored (`data sim`)")
-    parser.add_argument(
-        "--pair",
-        nargs=3,
-        action="append",
-        required=True,
-        metavar=("LABEL", "SFT_EVAL", "RL_EVAL"),
-        help="one RL run: a label, the eval of its SFT start and its own eval (same frames)",
-    )
+    add_pair_option(parser)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()

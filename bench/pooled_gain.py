@@ -64,8 +64,8 @@ def interval_text(value: float, low: float, high: float) -> str:
     return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_pair_option(parser: argparse.ArgumentParser) -> None:
+    """``--pair LABEL SFT_EVAL RL_EVAL`` (repeatable, at least one): one RL run and its SFT start's eval."""
     parser.add_argument(
         "--pair",
         nargs=3,
@@ -74,6 +74,11 @@ def main() -> None:
         metavar=("LABEL", "SFT_EVAL", "RL_EVAL"),
         help="one RL run: a label, the eval of its SFT start and its own eval (same frames)",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_pair_option(parser)
     parser.add_argument("--group", default="pooled", help="the pooled row's label")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
