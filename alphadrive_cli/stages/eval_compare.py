@@ -173,16 +173,13 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
     first_frames = _frames_scored(artifacts[0])
     first = [_from_predictions(artifacts[0], read) for read, _ in paired_columns]  # read once
     comparable = [artifact if _frames_scored(artifact) == first_frames else None for artifact in artifacts[1:]]
+    read = [[_from_predictions(artifact, reader) for reader, _ in paired_columns] for artifact in comparable]
     paired = [
-        [
-            cell(base, _from_predictions(artifact, read))
-            for (read, cell), base in zip(paired_columns, first, strict=True)
-        ]
-        for artifact in comparable
+        [cell(base, other) for (_, cell), base, other in zip(paired_columns, first, others, strict=True)]
+        for others in read
     ]
     # each scenario column's difference comes with its own paired interval, on that scenario's frames
     scenario_frames = _from_predictions(artifacts[0], frame_scenarios) if scenarios else None
-    outcomes = [_from_predictions(artifact, plan_outcomes) for artifact in comparable] if scenarios else []
     header = ["artifact", "frames", *(title for title, _ in columns)]
     if any(cells[0] != "–" for cells in paired):
         header += [PAIRED_COLUMN, *CHANGES_COLUMNS]
@@ -196,7 +193,7 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
             elif index == 0 or base is None:
                 cells.append(f"{value:.3f}{_interval(values, path)}")
             elif path[:2] == ("open", "by_scenario"):
-                paired_cell = _scenario_gain(first[0], outcomes[index - 1], scenario_frames, path[2])
+                paired_cell = _scenario_gain(first[0], read[index - 1][0], scenario_frames, path[2])
                 cells.append(f"{value:.3f} ({value - base:+.3f}{paired_cell})")
             else:
                 cells.append(f"{value:.3f}{_interval(values, path)} ({value - base:+.3f})")
