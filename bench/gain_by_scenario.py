@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from alphadrive_cli.evaluation.metrics import UNNAMED_SCENARIO, frame_scenario
 from alphadrive_cli.evaluation.paired import plan_outcomes
 from bench.entry import run_main
 from bench.pooled_gain import Outcomes, add_pair_option, interval_text, pooled_gain
@@ -32,7 +33,7 @@ ALL_FRAMES = "all frames"
 def scenarios_of(data: Path) -> dict[str, str]:
     """Each frame's simulator scenario, by frame id, over every split of ``data``."""
     return {
-        frame: (record.get("source") or {}).get("scenario") or "none"
+        frame: frame_scenario(record.get("source") or {}) or UNNAMED_SCENARIO
         for split in ("train", "val", "test")
         for frame, record in split_records(data, split).items()
     }
