@@ -1,13 +1,14 @@
 """Where does RL gain or lose? Many SFT -> SFT + RL runs' gains, pooled scenario by scenario.
 
-Usage: python -m bench.gain_by_scenario DATA --pair LABEL SFT_EVAL RL_EVAL [--pair ...] [--out FILE]
+Usage: python -m bench.gain_by_scenario DATA --pair LABEL SFT_EVAL RL_EVAL [--pair ...] [--by-episode] [--out FILE]
 
 DATA is the simulator data set the evals scored (`data sim`; only its records are read, not its images), which
 names each frame's scenario. Each ``--pair`` is one RL run's open-loop `eval` and its SFT start's, on the same
 frames. Per scenario (and over all frames): its frames, SFT's and RL's mean accuracy over the runs, the gain pooled
-over the runs with a bootstrap 95% interval over that scenario's frames (`bench/pooled_gain.py`), and how many
-runs gained and lost there. A gain that every run shows on one scenario is a property of the method on that
-traffic, not of one run; evals of predictions that do not name scenarios are placed by DATA's records.
+over the runs with a bootstrap 95% interval over that scenario's frames (`bench/pooled_gain.py`; with
+``--by-episode`` over its episodes, DATA's), and how many runs gained and lost there. A gain that every run shows
+on one scenario is a property of the method on that traffic, not of one run; evals of predictions that do not name
+scenarios are placed by DATA's records.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from alphadrive_cli.evaluation.metrics import UNNAMED_SCENARIO, frame_scenario
 from alphadrive_cli.evaluation.paired import plan_outcomes
 from bench.entry import run_main
-from bench.pooled_gain import Outcomes, add_pair_option, interval_text, pooled_gain
+from bench.pooled_gain import Outcomes, add_pair_option, episodes_of, interval_text, pooled_gain
 from bench.reasoning_facts import split_records
 from bench.report import report
 
@@ -39,9 +40,12 @@ def scenarios_of(data: Path) -> dict[str, str]:
     }
 
 
-def scenario_rows(pairs: list[tuple[Outcomes, Outcomes]], scenarios: dict[str, str]) -> list[dict[str, Any]]:
+def scenario_rows(
+    pairs: list[tuple[Outcomes, Outcomes]], scenarios: dict[str, str], episodes: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """One row per scenario of the pairs' frames, then one over all of them: frames, mean SFT and RL accuracy, the
-    pooled gain with its interval, and the runs that gained and lost there."""
+    pooled gain with its interval (over ``episodes`` where given, else over frames), and the runs that gained and
+    lost there."""
     frames = sorted(pairs[0][0])
     groups = {ALL_FRAMES: frames} | {
         name: [frame for frame in frames if scenarios[frame] == name]
@@ -53,7 +57,7 @@ def scenario_rows(pairs: list[tuple[Outcomes, Outcomes]], scenarios: dict[str, s
         differences = [
             np.mean([run[f] for f in members]) - np.mean([start[f] for f in members]) for start, run in subset
         ]
-        pooled = pooled_gain(subset)
+        pooled = pooled_gain(subset, episodes=episodes)
         rows.append(
             {
                 "scenario": name,
@@ -72,6 +76,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="the data set the evals scored (`data sim`)")
     add_pair_option(parser)
+    parser.add_argument(
+        "--by-episode",
+        action="store_true",
+        help="resample DATA's simulator episodes rather than frames (a cluster bootstrap: wider, honest intervals)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -83,10 +92,12 @@ def main() -> None:
         parser.error(f"{len(missing)} scored frames are not in {args.data} (the first: {missing[0]})")
     report(
         ["scenario", "frames", "sft accuracy", "rl accuracy", "gain, runs pooled [95% CI]", "runs gaining / losing"],
-        scenario_rows(pairs, scenarios),
+        scenario_rows(pairs, scenarios, episodes_of(args.data) if args.by_episode else None),
         args.out,
         command=f"python -m bench.gain_by_scenario {args.data} "
-        + " ".join(f"--pair {' '.join(map(shlex.quote, pair))}" for pair in args.pair),
+        + " ".join(f"--pair {' '.join(map(shlex.quote, pair))}" for pair in args.pair)
+        + (" --by-episode" if args.by_episode else ""),
+        resampled="episodes" if args.by_episode else "frames",
         run_labels=[label for label, _, _ in args.pair],
         wall_s=round(time.perf_counter() - started, 2),
     )

@@ -8,6 +8,11 @@ gain is the mean of the pairs' gains, with a bootstrap that resamples the test f
 scored the same frames (runs of several seeds on one data set share their frames, so their errors move
 together) and independently across data sets. The interval covers which test frames were drawn, given these
 runs: how much the runs themselves vary with the seed shows in the spread of the pairs' gains beside it.
+
+Frames of one simulator episode are about one stretch of traffic and are right or wrong together, so a bootstrap
+over frames treats as independent what is not. ``--episodes DATA`` resamples whole episodes instead (each scored
+frame's ``source.episode`` in DATA's records; a frame without one is its own episode): a cluster bootstrap, every
+interval wider by as much as the episodes' frames move together.
 """
 
 from __future__ import annotations
@@ -21,18 +26,23 @@ from typing import Any
 
 import numpy as np
 
-from alphadrive_cli.evaluation.paired import gain_over, plan_outcomes
+from alphadrive_cli.evaluation.paired import plan_outcomes
 from bench.entry import run_main
+from bench.reasoning_facts import split_records
 from bench.report import report
 
 Outcomes = Mapping[str, bool]  # whether each frame's plan was right, by frame id
 
 
 def pooled_gain(
-    pairs: Sequence[tuple[Outcomes, Outcomes]], resamples: int = 2000, seed: int = 0
+    pairs: Sequence[tuple[Outcomes, Outcomes]],
+    resamples: int = 2000,
+    seed: int = 0,
+    episodes: Mapping[str, str] | None = None,
 ) -> dict[str, float | int]:
     """The mean over ``pairs`` of (run accuracy - start accuracy), with a 95% percentile bootstrap interval that
-    resamples frames jointly for pairs scored on the same frames."""
+    resamples frames jointly for pairs scored on the same frames; with ``episodes`` (each frame's episode, by
+    frame id) it resamples whole episodes instead, a frame missing from it being its own episode."""
     if not pairs:
         raise ValueError("no pairs to pool")
     groups: dict[tuple[str, ...], list[int]] = {}
@@ -46,9 +56,12 @@ def pooled_gain(
     generator = np.random.default_rng(seed)
     means = np.empty((resamples, len(pairs)))
     for frames, members in groups.items():
-        draws = generator.integers(0, len(frames), size=(resamples, len(frames)))
+        clusters = _cluster_of_each_frame(frames, episodes)
+        draws = generator.integers(0, clusters.max() + 1, size=(resamples, clusters.max() + 1))
+        sizes = np.bincount(clusters)[draws].sum(axis=1)
         for index in members:
-            means[:, index] = differences[index][draws].mean(axis=1)
+            totals = np.bincount(clusters, weights=differences[index])
+            means[:, index] = totals[draws].sum(axis=1) / sizes
     low, high = np.percentile(means.mean(axis=1), [2.5, 97.5])
     return {
         "gain": round(float(np.mean([difference.mean() for difference in differences])), 4),
@@ -56,6 +69,25 @@ def pooled_gain(
         "high": round(float(high), 4),
         "pairs": len(pairs),
         "frame_sets": len(groups),
+    }
+
+
+def _cluster_of_each_frame(frames: Sequence[str], episodes: Mapping[str, str] | None) -> np.ndarray:
+    """Each frame's resampling unit as an index 0..K-1: its own index without ``episodes``, else its episode's."""
+    if episodes is None:
+        return np.arange(len(frames))
+    units = [episodes.get(frame, f"frame {frame}") for frame in frames]
+    index = {unit: number for number, unit in enumerate(dict.fromkeys(units))}
+    return np.array([index[unit] for unit in units])
+
+
+def episodes_of(data: Path) -> dict[str, str]:
+    """Each frame's simulator episode, by frame id, over every split of ``data`` (frames without one left out)."""
+    return {
+        frame: str(record["source"]["episode"])
+        for split in ("train", "val", "test")
+        for frame, record in split_records(data, split).items()
+        if (record.get("source") or {}).get("episode") is not None
     }
 
 
@@ -80,25 +112,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_pair_option(parser)
     parser.add_argument("--group", default="pooled", help="the pooled row's label")
+    parser.add_argument(
+        "--episodes",
+        type=Path,
+        metavar="DATA",
+        help="resample DATA's simulator episodes rather than frames (a cluster bootstrap: wider, honest intervals)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
     outcomes = [(plan_outcomes(Path(sft)), plan_outcomes(Path(rl))) for _, sft, rl in args.pair]
+    episodes = None if args.episodes is None else episodes_of(args.episodes)
     rows: list[dict[str, Any]] = []
     for (label, sft, rl), (start, run) in zip(args.pair, outcomes, strict=True):
-        gain = gain_over(start, run)
+        gain = pooled_gain([(start, run)], episodes=episodes)
         rows.append(
             {
                 "run": label,
                 "sft_eval": Path(sft).name,
                 "rl_eval": Path(rl).name,
-                "frames": gain["frames"],
+                "frames": len(start),
                 "sft accuracy": round(float(np.mean(list(start.values()))), 4),
                 "rl accuracy": round(float(np.mean(list(run.values()))), 4),
-                "gain [95% CI]": interval_text(gain["difference"], gain["low"], gain["high"]),
+                "gain [95% CI]": interval_text(gain["gain"], gain["low"], gain["high"]),
             }
         )
-    pooled = pooled_gain(outcomes)
+    pooled = pooled_gain(outcomes, episodes=episodes)
     rows.append(
         {
             "run": f"{args.group}: mean of {pooled['pairs']} runs on {pooled['frame_sets']} frame sets",
@@ -110,7 +149,9 @@ def main() -> None:
         rows,
         args.out,
         command=f"python -m bench.pooled_gain --group {shlex.quote(args.group)} "
+        + ("" if args.episodes is None else f"--episodes {shlex.quote(str(args.episodes))} ")
         + " ".join(f"--pair {' '.join(map(shlex.quote, pair))}" for pair in args.pair),
+        resampled="episodes" if episodes is not None else "frames",
         pooled=pooled,
         wall_s=round(time.perf_counter() - started, 2),
     )

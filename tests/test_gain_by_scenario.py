@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gain_by_scenario
+from bench import gain_by_scenario, pooled_gain
 
 
 def _eval(path: Path, right: str) -> Path:
@@ -56,3 +56,26 @@ def test_frames_the_data_does_not_hold_are_refused_in_one_line(tmp_path: Path, m
     with pytest.raises(SystemExit) as exit_info:
         gain_by_scenario.main()
     assert exit_info.value.code == 2
+
+
+def test_by_episode_resamples_the_data_sets_episodes(tmp_path: Path, monkeypatch) -> None:
+    """With --by-episode the intervals resample DATA's episodes. Each of the two highway episodes (a, b and c, d)
+    loses one frame and gains the other, so every resample of episodes gains exactly 0, where resampling frames
+    spreads the interval both ways."""
+    source = {"a": 1, "b": 1, "c": 2, "d": 2}
+    records = {f: {"source": {"scenario": "highway", "episode": e}} for f, e in source.items()}
+    for module in (gain_by_scenario, pooled_gain):
+        monkeypatch.setattr(module, "split_records", lambda data, split: records if split == "test" else {})
+    sft, rl = _eval(tmp_path / "sft", "1010"), _eval(tmp_path / "rl", "0101")
+    reports = {}
+    for flag in ([], ["--by-episode"]):
+        out = tmp_path / f"by_scenario{len(flag)}.json"
+        argv = ["gain_by_scenario", str(tmp_path / "data"), "--pair", "one", str(sft), str(rl), "--out", str(out)]
+        monkeypatch.setattr("sys.argv", argv + flag)
+        gain_by_scenario.main()
+        reports[len(flag)] = json.loads(out.read_text())
+    assert reports[0]["resampled"] == "frames" and reports[1]["resampled"] == "episodes"
+    assert reports[1]["command"].endswith("--by-episode")
+    frames, episodes = ({row["scenario"]: row["pooled"] for row in reports[k]["runs"]} for k in (0, 1))
+    assert episodes["highway"]["low"] == episodes["highway"]["high"] == 0.0
+    assert frames["highway"]["low"] < 0 < frames["highway"]["high"]
