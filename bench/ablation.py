@@ -66,7 +66,7 @@ from typing import Any, NamedTuple
 from alphadrive_cli.config.resolve import resolve_config
 from alphadrive_cli.config.schemas import DEFAULT_ACTION_WEIGHTS, GrpoConfig, SftConfig
 from alphadrive_cli.evaluation.metrics import wilson_interval
-from alphadrive_cli.evaluation.paired import f1_change, gain_over, head_answers, plan_outcomes
+from alphadrive_cli.evaluation.paired import eval_gain, f1_change, frame_episodes, head_answers, plan_outcomes
 from alphadrive_cli.evaluation.plots import f1_comparison_png
 from alphadrive_cli.prompts import STUDENT_PROMPTS
 from bench.common import run_facts
@@ -591,7 +591,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
         "eval_artifacts": [str(path.relative_to(root)) for path in (opened, closed) if path is not None],
         **(
             {
-                "gain_over_sft": gain_over(plan_outcomes(start_eval), plan_outcomes(opened)),
+                "gain_over_sft": eval_gain(start_eval, opened),
                 "f1_drops": f1_drops(
                     json.loads((start_eval / "metrics.json").read_text()), metrics, (start_eval, opened)
                 ),
@@ -599,11 +599,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
             if start_eval
             else {}
         ),
-        **(
-            {"gain_over_all_rewards": gain_over(plan_outcomes(all_rewards_eval), plan_outcomes(opened))}
-            if all_rewards_eval
-            else {}
-        ),
+        **({"gain_over_all_rewards": eval_gain(all_rewards_eval, opened)} if all_rewards_eval else {}),
         # the same model planning every frame with one input changed: what that input earns
         **{
             key: value
@@ -611,7 +607,7 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
             if (scored := paths.get(f"{prefix}-{row}-s{seed}")) is not None
             for key, value in (
                 (control.accuracy_key, json.loads((scored / "metrics.json").read_text())["planning_accuracy"]),
-                (control.gain_key, gain_over(plan_outcomes(scored), plan_outcomes(opened))),
+                (control.gain_key, eval_gain(scored, opened)),
             )
         },
         # the validation split (--val-split): its accuracy, and a GRPO row's gain over its SFT there
@@ -620,17 +616,13 @@ def scores(root: Path, paths: dict[str, Path], row: str, seed: int, closed_loop:
             if val
             else {}
         ),
-        **({"val_gain_over_sft": gain_over(plan_outcomes(start_val), plan_outcomes(val))} if val and start_val else {}),
+        **({"val_gain_over_sft": eval_gain(start_val, val)} if val and start_val else {}),
         # the same on each frame's first sampled answer, the decoding of the paper's released RL evaluation
-        **(
-            {"sampled_gain_over_sft": gain_over(plan_outcomes(start_sampled), plan_outcomes(sampled))}
-            if sampled and start_sampled
-            else {}
-        ),
+        **({"sampled_gain_over_sft": eval_gain(start_sampled, sampled)} if sampled and start_sampled else {}),
         # as the released scripts compare the two: the SFT model greedy (its saved generation settings), the RL
         # model's first sampled answer, both by the released rule
         **(
-            {"released_protocol_gain": gain_over(plan_outcomes(start_eval, True), plan_outcomes(sampled, True))}
+            {"released_protocol_gain": eval_gain(start_eval, sampled, True)}
             if sampled and start_eval and row not in CONTROLS.values()
             else {}
         ),
@@ -727,7 +719,10 @@ def seeds_pooled_gains(
             (paths.get(f"{split}-{against[row]}-s{seed}"), paths.get(f"{split}-{row}-s{seed}")) for seed in by_seed
         ]
         if len(evals) > 1 and all(start and run for start, run in evals):
-            pooled[row] = pooled_gain([(plan_outcomes(start), plan_outcomes(run)) for start, run in evals])
+            episodes = frame_episodes(evals[0][0]) or None  # simulator frames: resample whole episodes
+            pooled[row] = pooled_gain(
+                [(plan_outcomes(start), plan_outcomes(run)) for start, run in evals], episodes=episodes
+            )
     return pooled
 
 

@@ -5,8 +5,9 @@ Usage: python -m bench.gain_by_scenario DATA --pair LABEL SFT_EVAL RL_EVAL [--pa
 DATA is the simulator data set the evals scored (`data sim`; only its records are read, not its images), which
 names each frame's scenario. Each ``--pair`` is one RL run's open-loop `eval` and its SFT start's, on the same
 frames. Per scenario (and over all frames): its frames, SFT's and RL's mean accuracy over the runs, the gain pooled
-over the runs with a bootstrap 95% interval over that scenario's frames (`bench/pooled_gain.py`; with
-``--by-episode`` over its episodes, DATA's), and how many runs gained and lost there. A gain that every run shows
+over the runs with a bootstrap 95% interval over that scenario's frames (`bench/pooled_gain.py`; over its
+episodes where the evals' predictions name them, or DATA's with ``--by-episode``), and how many runs gained and
+lost there. A gain that every run shows
 on one scenario is a property of the method on that traffic, not of one run; evals of predictions that do not name
 scenarios are placed by DATA's records.
 """
@@ -24,7 +25,7 @@ import numpy as np
 from alphadrive_cli.evaluation.metrics import UNNAMED_SCENARIO, frame_scenario
 from alphadrive_cli.evaluation.paired import plan_outcomes
 from bench.entry import run_main
-from bench.pooled_gain import Outcomes, add_pair_option, episodes_of, interval_text, pooled_gain
+from bench.pooled_gain import Outcomes, add_pair_option, episodes_for, interval_text, pooled_gain
 from bench.reasoning_facts import split_records
 from bench.report import report
 
@@ -79,7 +80,8 @@ def main() -> None:
     parser.add_argument(
         "--by-episode",
         action="store_true",
-        help="resample DATA's simulator episodes rather than frames (a cluster bootstrap: wider, honest intervals)",
+        help="resample the simulator episodes DATA's records name (a cluster bootstrap), for evals whose "
+        "predictions do not name them",
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -90,14 +92,15 @@ def main() -> None:
     scenarios = scenarios_of(args.data)
     if missing := sorted(set(pairs[0][0]) - set(scenarios)):
         parser.error(f"{len(missing)} scored frames are not in {args.data} (the first: {missing[0]})")
+    episodes = episodes_for(args.data if args.by_episode else None, Path(args.pair[0][1]))
     report(
         ["scenario", "frames", "sft accuracy", "rl accuracy", "gain, runs pooled [95% CI]", "runs gaining / losing"],
-        scenario_rows(pairs, scenarios, episodes_of(args.data) if args.by_episode else None),
+        scenario_rows(pairs, scenarios, episodes),
         args.out,
         command=f"python -m bench.gain_by_scenario {args.data} "
         + " ".join(f"--pair {' '.join(map(shlex.quote, pair))}" for pair in args.pair)
         + (" --by-episode" if args.by_episode else ""),
-        resampled="episodes" if args.by_episode else "frames",
+        resampled="frames" if episodes is None else "episodes",
         run_labels=[label for label, _, _ in args.pair],
         wall_s=round(time.perf_counter() - started, 2),
     )

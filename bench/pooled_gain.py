@@ -10,9 +10,10 @@ together) and independently across data sets. The interval covers which test fra
 runs: how much the runs themselves vary with the seed shows in the spread of the pairs' gains beside it.
 
 Frames of one simulator episode are about one stretch of traffic and are right or wrong together, so a bootstrap
-over frames treats as independent what is not. ``--episodes DATA`` resamples whole episodes instead (each scored
-frame's ``source.episode`` in DATA's records; a frame without one is its own episode): a cluster bootstrap, every
-interval wider by as much as the episodes' frames move together.
+over frames treats as independent what is not. Where the first SFT eval's predictions name each frame's episode
+(`eval` writes it since 2026-12-07), whole episodes are resampled instead, as `eval compare` does; ``--episodes
+DATA`` does so for older evals (each scored frame's ``source.episode`` in DATA's records). A frame without an
+episode is its own. This cluster bootstrap widens every interval by as much as the episodes' frames move together.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from alphadrive_cli.evaluation.paired import plan_outcomes
+from alphadrive_cli.evaluation.metrics import resampled_means, resampling_units
+from alphadrive_cli.evaluation.paired import frame_episodes, gain_over, plan_outcomes
 from bench.entry import run_main
 from bench.reasoning_facts import split_records
 from bench.report import report
@@ -56,12 +58,8 @@ def pooled_gain(
     generator = np.random.default_rng(seed)
     means = np.empty((resamples, len(pairs)))
     for frames, members in groups.items():
-        clusters = _cluster_of_each_frame(frames, episodes)
-        draws = generator.integers(0, clusters.max() + 1, size=(resamples, clusters.max() + 1))
-        sizes = np.bincount(clusters)[draws].sum(axis=1)
-        for index in members:
-            totals = np.bincount(clusters, weights=differences[index])
-            means[:, index] = totals[draws].sum(axis=1) / sizes
+        units = resampling_units(None if episodes is None else [episodes.get(frame) for frame in frames], len(frames))
+        means[:, members] = resampled_means([differences[index] for index in members], units, resamples, generator)
     low, high = np.percentile(means.mean(axis=1), [2.5, 97.5])
     return {
         "gain": round(float(np.mean([difference.mean() for difference in differences])), 4),
@@ -72,13 +70,10 @@ def pooled_gain(
     }
 
 
-def _cluster_of_each_frame(frames: Sequence[str], episodes: Mapping[str, str] | None) -> np.ndarray:
-    """Each frame's resampling unit as an index 0..K-1: its own index without ``episodes``, else its episode's."""
-    if episodes is None:
-        return np.arange(len(frames))
-    units = [episodes.get(frame, f"frame {frame}") for frame in frames]
-    index = {unit: number for number, unit in enumerate(dict.fromkeys(units))}
-    return np.array([index[unit] for unit in units])
+def episodes_for(data: Path | None, first_eval: Path) -> dict[str, str] | None:
+    """The episodes to resample: DATA's records' where given, else those the first eval's predictions name; None
+    (resample frames) where neither names any."""
+    return (episodes_of(data) if data is not None else frame_episodes(first_eval)) or None
 
 
 def episodes_of(data: Path) -> dict[str, str]:
@@ -116,16 +111,16 @@ def main() -> None:
         "--episodes",
         type=Path,
         metavar="DATA",
-        help="resample DATA's simulator episodes rather than frames (a cluster bootstrap: wider, honest intervals)",
+        help="resample the simulator episodes DATA's records name, for evals whose predictions do not name them",
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
     outcomes = [(plan_outcomes(Path(sft)), plan_outcomes(Path(rl))) for _, sft, rl in args.pair]
-    episodes = None if args.episodes is None else episodes_of(args.episodes)
+    episodes = episodes_for(args.episodes, Path(args.pair[0][1]))
     rows: list[dict[str, Any]] = []
     for (label, sft, rl), (start, run) in zip(args.pair, outcomes, strict=True):
-        gain = pooled_gain([(start, run)], episodes=episodes)
+        gain = gain_over(start, run, episodes)
         rows.append(
             {
                 "run": label,
@@ -134,7 +129,7 @@ def main() -> None:
                 "frames": len(start),
                 "sft accuracy": round(float(np.mean(list(start.values()))), 4),
                 "rl accuracy": round(float(np.mean(list(run.values()))), 4),
-                "gain [95% CI]": interval_text(gain["gain"], gain["low"], gain["high"]),
+                "gain [95% CI]": interval_text(gain["difference"], gain["low"], gain["high"]),
             }
         )
     pooled = pooled_gain(outcomes, episodes=episodes)

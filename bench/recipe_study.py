@@ -35,7 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from alphadrive_cli.artifacts.store import partial_dir  # noqa: E402
-from alphadrive_cli.evaluation.paired import answers_changed, gain_over, plan_outcomes  # noqa: E402
+from alphadrive_cli.evaluation.paired import answers_changed, eval_gain  # noqa: E402
 from alphadrive_cli.training.plots import curve  # noqa: E402
 from bench.ablation import (  # noqa: E402
     REWARD_ABLATIONS,
@@ -219,9 +219,9 @@ def summary(
     its last checkpoint; and every run's validation curve. ``answer_only``: the models answer without reasoning;
     ``reference``: the configuration every other run is compared with on the same frames."""
     rows, curves = [], {}
-    sft_metrics = sft_outcomes = None
+    sft_metrics = None
     if "val-sft" in paths:  # read once: every run is compared with it
-        sft_metrics, sft_outcomes = eval_metrics(paths["val-sft"]), plan_outcomes(paths["val-sft"])
+        sft_metrics = eval_metrics(paths["val-sft"])
         rows.append({"config": "SFT (start of every run)", **val_scores(sft_metrics, answer_only)})
     for name in configs:
         run = paths.get(f"rl-{name}")
@@ -250,17 +250,17 @@ def summary(
             **training_signal(history, manifest["metrics"].get("steps") or 1),
         }
         if f"val-{name}" in paths:
-            metrics, outcomes = eval_metrics(paths[f"val-{name}"]), plan_outcomes(paths[f"val-{name}"])
+            metrics = eval_metrics(paths[f"val-{name}"])
             row.update(val_scores(metrics, answer_only))
             if sft_metrics is not None:
-                gain = gain_over(sft_outcomes, outcomes)
+                gain = eval_gain(paths["val-sft"], paths[f"val-{name}"])
                 row["val_gain_over_sft"] = gain["difference"]
                 row["val_gain_ci95"] = [gain["low"], gain["high"]]
                 row["val_f1_drops"] = f1_drops(sft_metrics, metrics, (paths["val-sft"], paths[f"val-{name}"]))
                 row["val_classes_below_sft"] = f1_drop_text(row["val_f1_drops"])
                 row["val_answers_changed"] = answers_changed(paths["val-sft"], paths[f"val-{name}"])
             if name != reference and f"val-{reference}" in paths:
-                versus = gain_over(plan_outcomes(paths[f"val-{reference}"]), outcomes)
+                versus = eval_gain(paths[f"val-{reference}"], paths[f"val-{name}"])
                 row["val_gain_over_reference"] = versus["difference"]
                 row["val_reference_ci95"] = [versus["low"], versus["high"]]
         rows.append(row)

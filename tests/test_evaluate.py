@@ -324,6 +324,54 @@ def test_simulator_frames_are_scored_scenario_by_scenario_and_compared_so(cli, t
     assert "planning accuracy, " not in cli("eval", "compare", plain, plain, "--markdown").stdout
 
 
+def test_compare_resamples_whole_episodes_where_the_predictions_name_them(cli, tmp_path: Path) -> None:
+    """Frames of one simulator episode are right or wrong together: `eval` writes each frame's episode and
+    `eval compare` resamples episodes. The two blocked frames are one episode, one frame lost: every resample of
+    episodes loses exactly half of it, where resampling frames spreads it from -1 to 0."""
+    scenarios = ["highway", "highway", "blocked", "blocked", "merge", "merge"]
+    evals = {}
+    for episodes in (None, [0, 0, 1, 1, 2, 2]):
+        data = make_labelled_data(
+            tmp_path / f"sim{episodes is None}",
+            TRUTHS,
+            {"train": [0], "test": range(6)},
+            scenarios=scenarios,
+            episodes=episodes,
+        )
+        evals[episodes is None] = []
+        for name, texts in (
+            ("all", [answer(*t) for t in TRUTHS]),
+            ("half", [answer(*t) for t in TRUTHS[:3]] + ["no"] * 3),
+        ):
+            predictions = write_predictions(
+                tmp_path / f"{name}.jsonl", [{"id": f"f{i}", "text": t} for i, t in enumerate(texts)]
+            )
+            out = cli(
+                "eval",
+                "--predictions",
+                predictions,
+                "--data",
+                data,
+                "--name",
+                name,
+                "--out-root",
+                tmp_path / str(episodes is None),
+            )
+            evals[episodes is None].append(out.stdout.strip())
+    rows = [json.loads(line) for line in (Path(evals[False][1]) / "predictions.jsonl").read_text().splitlines()]
+    assert [row["episode"] for row in rows] == ["0", "0", "1", "1", "2", "2"]
+    cells = {}
+    for without_episodes, pair in evals.items():
+        lines = cli("eval", "compare", *pair, "--markdown").stdout.strip().splitlines()
+        header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+        half = [cell.strip() for cell in lines[3].strip("|").split("|")]
+        cells[without_episodes] = (header, half[header.index("planning accuracy, blocked frames")])
+    assert "planning accuracy vs first, same frames, episodes resampled [95% CI]" in cells[False][0]
+    assert "planning accuracy vs first, same frames [95% CI]" in cells[True][0]
+    assert cells[False][1] == "0.500 (-0.500 [-0.500, -0.500])"
+    assert cells[True][1].startswith("0.500 (-0.500 [-1.000, ")
+
+
 def test_the_frames_hash_changes_with_a_scored_frame_s_label_or_pixels_only(tmp_path: Path) -> None:
     from alphadrive_cli.data.records import frames_hash, iter_split
 

@@ -14,6 +14,7 @@ from alphadrive_cli.evaluation.metrics import (
     accuracy_by_group,
     confusion_matrix,
     correct_plans,
+    frame_episode,
     judged_plans,
     macro_f1,
     multimodality,
@@ -355,6 +356,28 @@ def test_paired_difference_ci_holds_the_difference_and_narrows_with_pairing() ->
     assert paired_difference_ci(baseline, baseline) == {"difference": 0.0, "low": 0.0, "high": 0.0, "frames": 400}
     with pytest.raises(ValueError, match="400 baseline outcomes but 3"):
         paired_difference_ci(baseline, [True] * 3)
+
+
+def test_paired_difference_ci_resamples_whole_units_when_given() -> None:
+    """The 10 frames gained all lie in one of 40 episodes of 10 frames: resampling episodes, the interval reaches
+    from 0 (that episode never drawn) to twice its share, far wider than frames give; a frame whose unit is None
+    is its own, so units of None alone resample as frames do."""
+    baseline = [True] * 200 + [False] * 200
+    candidate = [True] * 210 + [False] * 190
+    episodes = [str(frame // 10) for frame in range(400)]
+    by_frame = paired_difference_ci(baseline, candidate)
+    by_episode = paired_difference_ci(baseline, candidate, units=episodes)
+    assert by_episode["difference"] == by_frame["difference"] == pytest.approx(0.025)
+    assert by_episode["low"] == 0.0 and by_episode["high"] > by_frame["high"]
+    assert paired_difference_ci(baseline, candidate, units=[None] * 400) == by_frame
+    with pytest.raises(ValueError, match="3 units for 400 frames"):
+        paired_difference_ci(baseline, candidate, units=["a"] * 3)
+
+
+def test_frame_episode_reads_the_simulator_episode_as_text() -> None:
+    assert frame_episode({"origin": "simulator", "episode": 213}) == "213"
+    assert frame_episode({"origin": "simulator", "episode": "e7"}) == "e7"
+    assert frame_episode({"origin": "user"}) is None and frame_episode({"episode": True}) is None
 
 
 def test_judged_plans_counts_unparsed_and_unoffered_answers_as_unacceptable() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from alphadrive_cli.evaluation.metrics import paired_difference_ci
+from alphadrive_cli.evaluation.paired import plan_outcomes
 from bench import pooled_gain as pooled_gain_module
 from bench.pooled_gain import pooled_gain
 
@@ -96,9 +97,30 @@ def test_the_command_resamples_the_data_sets_episodes(tmp_path: Path, monkeypatc
     assert width[2] > 1.8 * width[0]
 
 
-def _eval(path: Path, rights: dict[str, bool]) -> Path:
-    """An eval folder whose predictions mark each frame right or wrong."""
+def test_the_command_resamples_the_episodes_the_predictions_name(tmp_path: Path, monkeypatch) -> None:
+    """Evals whose predictions name each frame's episode (`eval` since 2026-12-07) need no DATA: the command
+    resamples their episodes, as `eval compare` does."""
+    frames = sorted(outcomes("0" * 40))
+    episodes = {f: index // 10 for index, f in enumerate(frames)}
+    evals = [
+        _eval(tmp_path / name, {f: mark == "1" for f, mark in zip(frames, right, strict=True)}, episodes)
+        for name, right in (("sft", "0" * 40), ("rl", "1" * 10 + "0" * 10 + "1" * 10 + "0" * 10))
+    ]
+    out = tmp_path / "pooled.json"
+    monkeypatch.setattr("sys.argv", ["pooled_gain", "--pair", "s0", *map(str, evals), "--out", str(out)])
+    pooled_gain_module.main()
+    report = json.loads(out.read_text())
+    by_frame = pooled_gain([(plan_outcomes(evals[0]), plan_outcomes(evals[1]))])
+    assert report["resampled"] == "episodes"
+    assert report["pooled"]["high"] - report["pooled"]["low"] > 1.8 * (by_frame["high"] - by_frame["low"])
+
+
+def _eval(path: Path, rights: dict[str, bool], episodes: dict[str, int] | None = None) -> Path:
+    """An eval folder whose predictions mark each frame right or wrong (and name its episode, where given)."""
     path.mkdir(parents=True)
-    rows = [{"id": frame, "plan_correct": right} for frame, right in rights.items()]
+    rows = [
+        {"id": frame, "plan_correct": right, **({"episode": str(episodes[frame])} if episodes else {})}
+        for frame, right in rights.items()
+    ]
     (path / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path

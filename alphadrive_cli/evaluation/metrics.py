@@ -50,20 +50,52 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> list[float]
 
 
 def paired_difference_ci(
-    baseline: Sequence[bool], candidate: Sequence[bool], resamples: int = 2000, seed: int = 0
+    baseline: Sequence[bool],
+    candidate: Sequence[bool],
+    resamples: int = 2000,
+    seed: int = 0,
+    units: Sequence[str | None] | None = None,
 ) -> dict[str, float]:
     """How much more often ``candidate`` is right than ``baseline`` on the same frames, with a 95 % interval.
 
     A paired percentile bootstrap (Efron and Tibshirani 1993, ch. 13): frames are resampled with replacement,
     both models' outcomes on a frame staying together, so the interval is that of the difference itself and
-    is much narrower than two separate intervals would suggest."""
+    is much narrower than two separate intervals would suggest. With ``units`` (each frame's simulator episode,
+    say; None: a unit of its own) whole units are resampled instead, a cluster bootstrap for frames that are
+    right or wrong together."""
     if len(baseline) != len(candidate):
         raise ValueError(f"{len(baseline)} baseline outcomes but {len(candidate)} candidate outcomes")
     if not baseline:
         return _paired_interval(0.0, np.zeros(1), 0)
     differences = np.asarray(candidate, dtype=float) - np.asarray(baseline, dtype=float)
-    means = differences[_frame_draws(len(differences), resamples, seed)].mean(axis=1)
+    units_index = resampling_units(units, len(differences))
+    means = resampled_means([differences], units_index, resamples, np.random.default_rng(seed))[:, 0]
     return _paired_interval(differences.mean(), means, len(differences))
+
+
+def resampling_units(units: Sequence[str | None] | None, frames: int) -> np.ndarray:
+    """Each frame's bootstrap unit as an index 0..K-1: the frame itself without ``units``, else its unit's (a
+    frame whose unit is None is a unit of its own)."""
+    if units is None:
+        return np.arange(frames)
+    if len(units) != frames:
+        raise ValueError(f"{len(units)} units for {frames} frames")
+    named = [unit if unit is not None else ("frame", position) for position, unit in enumerate(units)]
+    index = {unit: number for number, unit in enumerate(dict.fromkeys(named))}
+    return np.array([index[unit] for unit in named])
+
+
+def resampled_means(
+    values: Sequence[np.ndarray], units: np.ndarray, resamples: int, generator: np.random.Generator
+) -> np.ndarray:
+    """Bootstrap means of each of ``values`` (per-frame numbers of the same frames), one draw of whole
+    :func:`resampling_units` with replacement per resample, shared by every array: shape (resamples, arrays)."""
+    count = int(units.max()) + 1
+    draws = generator.integers(0, count, size=(resamples, count))
+    sizes = np.bincount(units, minlength=count)[draws].sum(axis=1)
+    return np.stack(
+        [np.bincount(units, weights=value, minlength=count)[draws].sum(axis=1) / sizes for value in values], axis=1
+    )
 
 
 def _frame_draws(frames: int, resamples: int, seed: int) -> np.ndarray:
@@ -346,6 +378,12 @@ def frame_scenario(source: Mapping[str, Any]) -> str | None:
     """The simulator scenario a record's ``source`` names (``data sim`` frames), else None."""
     scenario = source.get("scenario")
     return scenario if isinstance(scenario, str) else None
+
+
+def frame_episode(source: Mapping[str, Any]) -> str | None:
+    """The simulator episode a record's ``source`` names (``data sim`` frames), as text, else None."""
+    episode = source.get("episode")
+    return str(episode) if isinstance(episode, int | str) and not isinstance(episode, bool) else None
 
 
 def accuracy_by_group(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,32 @@ def same_frames(start: dict[str, Any], run: dict[str, Any]) -> list[str]:
     return frames
 
 
-def gain_over(start: dict[str, bool], run: dict[str, bool]) -> dict[str, float]:
-    """A run's planning accuracy minus its start's on the same frames, with its paired bootstrap 95 % interval."""
+def frame_episodes(eval_dir: Path) -> dict[str, str]:
+    """Each frame's simulator episode, by frame id, from one `eval`'s predictions; frames that name none (not
+    simulator frames, or an eval written before predictions named episodes) are left out."""
+    rows = map(json.loads, (eval_dir / "predictions.jsonl").read_text().splitlines())
+    return {row["id"]: str(row["episode"]) for row in rows if row.get("episode") is not None}
+
+
+def gain_over(
+    start: dict[str, bool], run: dict[str, bool], episodes: Mapping[str, str] | None = None
+) -> dict[str, float]:
+    """A run's planning accuracy minus its start's on the same frames, with its paired bootstrap 95 % interval;
+    with ``episodes`` (each frame's, by id) whole episodes are resampled, a frame without one being its own."""
     frames = same_frames(start, run)
-    return paired_difference_ci([start[frame] for frame in frames], [run[frame] for frame in frames])
+    return paired_difference_ci(
+        [start[frame] for frame in frames],
+        [run[frame] for frame in frames],
+        units=None if episodes is None else [episodes.get(frame) for frame in frames],
+    )
+
+
+def eval_gain(start: Path, run: Path, released_rule: bool = False) -> dict[str, float]:
+    """:func:`gain_over` of two `eval`s of the same frames (:func:`plan_outcomes` of each, by ``released_rule``),
+    resampling whole episodes where the first's predictions name each frame's (simulator frames)."""
+    return gain_over(
+        plan_outcomes(start, released_rule), plan_outcomes(run, released_rule), frame_episodes(start) or None
+    )
 
 
 def head_answers(eval_dir: Path, head: str) -> dict[str, tuple[str, str | None]]:

@@ -13,7 +13,14 @@ from rich.table import Table
 from alphadrive_cli.actions import DEFAULT_VOCABULARY, ActionVocabulary
 from alphadrive_cli.artifacts.store import Artifact, open_artifact
 from alphadrive_cli.errors import BadInput
-from alphadrive_cli.evaluation.paired import answer_changes, frame_scenarios, gain_over, head_answers, plan_outcomes
+from alphadrive_cli.evaluation.paired import (
+    answer_changes,
+    frame_episodes,
+    frame_scenarios,
+    gain_over,
+    head_answers,
+    plan_outcomes,
+)
 
 T = TypeVar("T")
 INTERVALS = {"collision_rate": "collision_rate_ci95"}  # numbers shown with their 95 % interval
@@ -85,6 +92,7 @@ def _results(artifact: Artifact) -> dict:
 
 
 PAIRED_COLUMN = "planning accuracy vs first, same frames [95% CI]"
+PAIRED_BY_EPISODE_COLUMN = "planning accuracy vs first, same frames, episodes resampled [95% CI]"
 HEADS = ("speed", "path")
 CHANGES_COLUMNS = tuple(f"{head} answers changed from the first's: first → this on the true action" for head in HEADS)
 SHOWN_CHANGES = 3  # the most frequent changes a cell names
@@ -110,12 +118,13 @@ def _from_predictions(artifact: Artifact | None, read: Callable[[Path], T]) -> T
         return None
 
 
-def _paired_gain(base: dict[str, bool] | None, other: dict[str, bool] | None) -> str:
-    """The planning accuracy difference over the first artifact with its paired bootstrap interval, where both
-    scored the same frames (the same data set's split, the same frame ids); "–" otherwise."""
+def _paired_gain(base: dict[str, bool] | None, other: dict[str, bool] | None, episodes: dict[str, str] | None) -> str:
+    """The planning accuracy difference over the first artifact with its paired bootstrap interval (whole
+    ``episodes`` resampled where given), where both scored the same frames (the same data set's split, the same
+    frame ids); "–" otherwise."""
     if base is None or other is None or base.keys() != other.keys():
         return "–"
-    gain = gain_over(base, other)
+    gain = gain_over(base, other, episodes)
     return f"{gain['difference']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
 
 
@@ -137,16 +146,21 @@ def _changes(base: dict | None, other: dict | None) -> str:
 
 
 def _scenario_gain(
-    base: dict[str, bool] | None, other: dict[str, bool] | None, scenarios: dict[str, str] | None, scenario: str
+    base: dict[str, bool] | None,
+    other: dict[str, bool] | None,
+    scenarios: dict[str, str] | None,
+    scenario: str,
+    episodes: dict[str, str] | None,
 ) -> str:
-    """`` [low, high]``: the paired bootstrap interval of the planning accuracy difference on ``scenario``'s frames,
-    where both evals scored the same frames and their predictions name each frame's scenario; else nothing."""
+    """`` [low, high]``: the paired bootstrap interval of the planning accuracy difference on ``scenario``'s frames
+    (whole ``episodes`` resampled where given), where both evals scored the same frames and their predictions name
+    each frame's scenario; else nothing."""
     if base is None or other is None or scenarios is None or base.keys() != other.keys():
         return ""
     frames = [frame for frame, named in scenarios.items() if named == scenario and frame in base]
     if not frames:
         return ""
-    gain = gain_over({frame: base[frame] for frame in frames}, {frame: other[frame] for frame in frames})
+    gain = gain_over({frame: base[frame] for frame in frames}, {frame: other[frame] for frame in frames}, episodes)
     return f" [{gain['low']:+.3f}, {gain['high']:+.3f}]"
 
 
@@ -168,8 +182,14 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
         for title, path in _columns(vocabulary, scenarios)
         if any(_lookup(values, path) is not None for values in results)
     ]
+    # simulator frames of one episode are right or wrong together: where the predictions name each frame's
+    # episode, the intervals resample episodes (a cluster bootstrap), not frames
+    episodes = _from_predictions(artifacts[0], frame_episodes) or None
     # each paired column: what it reads from an eval's predictions, and its cell from the first's and another's
-    paired_columns = [(plan_outcomes, _paired_gain), *((partial(head_answers, head=head), _changes) for head in HEADS)]
+    paired_columns = [
+        (plan_outcomes, partial(_paired_gain, episodes=episodes)),
+        *((partial(head_answers, head=head), _changes) for head in HEADS),
+    ]
     first_frames = _frames_scored(artifacts[0])
     first = [_from_predictions(artifacts[0], read) for read, _ in paired_columns]  # read once
     comparable = [artifact if _frames_scored(artifact) == first_frames else None for artifact in artifacts[1:]]
@@ -181,8 +201,9 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
     # each scenario column's difference comes with its own paired interval, on that scenario's frames
     scenario_frames = _from_predictions(artifacts[0], frame_scenarios) if scenarios else None
     header = ["artifact", "frames", *(title for title, _ in columns)]
+    paired_title = PAIRED_COLUMN if episodes is None else PAIRED_BY_EPISODE_COLUMN
     if any(cells[0] != "–" for cells in paired):
-        header += [PAIRED_COLUMN, *CHANGES_COLUMNS]
+        header += [paired_title, *CHANGES_COLUMNS]
     rows = []
     for index, (artifact, values) in enumerate(zip(artifacts, results, strict=False)):
         cells = [artifact.label, str(artifact.manifest["counts"].get("frames", "–"))]
@@ -193,11 +214,11 @@ def comparison(paths: Sequence[Path]) -> tuple[list[str], list[list[str]]]:
             elif index == 0 or base is None:
                 cells.append(f"{value:.3f}{_interval(values, path)}")
             elif path[:2] == ("open", "by_scenario"):
-                paired_cell = _scenario_gain(first[0], read[index - 1][0], scenario_frames, path[2])
+                paired_cell = _scenario_gain(first[0], read[index - 1][0], scenario_frames, path[2], episodes)
                 cells.append(f"{value:.3f} ({value - base:+.3f}{paired_cell})")
             else:
                 cells.append(f"{value:.3f}{_interval(values, path)} ({value - base:+.3f})")
-        if PAIRED_COLUMN in header:
+        if paired_title in header:
             cells += ["–"] * len(paired_columns) if index == 0 else paired[index - 1]
         rows.append(cells)
     return header, rows

@@ -32,6 +32,7 @@ from alphadrive_cli.errors import BadInput
 from alphadrive_cli.evaluation.metrics import (
     UNNAMED_SCENARIO,
     accuracy_by_group,
+    frame_episode,
     frame_scenario,
     judged_plans,
     multimodality,
@@ -188,6 +189,7 @@ def _prediction_rows(
                 "plan_correct": parsed.plan == (record.speed_action, record.path_action),
                 **({"plan_acceptable": parsed.plan in record.acceptable_plans()} if record.plans else {}),
                 **({"scenario": scenario} if (scenario := frame_scenario(record.source)) else {}),
+                **({"episode": episode} if (episode := frame_episode(record.source)) else {}),
             }
         )
     return rows

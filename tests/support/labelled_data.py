@@ -48,12 +48,14 @@ def make_labelled_data(
     plans: Mapping[int, list[dict]] | None = None,
     shades: Sequence[int] | None = None,
     scenarios: Sequence[str] | None = None,
+    episodes: Sequence[int] | None = None,
 ) -> Path:
     """A data artifact with frame ``i`` labelled ``frames[i]`` (id ``f<i>``, navigation "... (frame i)"),
-    placed in the splits that list its index (with ``reasoning``, every record carries that trace; with
-    ``plans``, frame ``i`` carries ``plans[i]`` as its judged plans); returns the artifact's path. With ``shades``,
-    frame ``i``'s image is the grey level ``shades[i]`` and every frame has the same prompt: only its image tells
-    it apart. With ``scenarios``, frame ``i`` is a simulator frame of scenario ``scenarios[i]``."""
+        placed in the splits that list its index (with ``reasoning``, every record carries that trace; with
+        ``plans``, frame ``i`` carries ``plans[i]`` as its judged plans); returns the artifact's path. With ``shades``,
+        frame ``i``'s image is the grey level ``shades[i]`` and every frame has the same prompt: only its image tells
+        it apart. With ``scenarios``, frame ``i`` is a simulator frame of scenario ``scenarios[i]`` (with ``episodes``,
+    of episode ``episodes[i]``)."""
     with begin("data", "hand", {}, root=root) as writer:
         records = []
         for index, (speed, path) in enumerate(frames):
@@ -70,7 +72,11 @@ def make_labelled_data(
                     path_action=path,
                     source={"origin": "test"}
                     if scenarios is None
-                    else {"origin": "simulator", "scenario": scenarios[index]},
+                    else {
+                        "origin": "simulator",
+                        "scenario": scenarios[index],
+                        **({} if episodes is None else {"episode": episodes[index]}),
+                    },
                     scene=SCENE,
                     plans=(plans or {}).get(index),
                     reasoning=reasoning,
