@@ -7,9 +7,8 @@ names each frame's scenario. Each ``--pair`` is one RL run's open-loop `eval` an
 frames. Per scenario (and over all frames): its frames, SFT's and RL's mean accuracy over the runs, the gain pooled
 over the runs with a bootstrap 95% interval over that scenario's frames (`bench/pooled_gain.py`; over its
 episodes where the evals' predictions name them, or DATA's with ``--by-episode``), and how many runs gained and
-lost there. A gain that every run shows
-on one scenario is a property of the method on that traffic, not of one run; evals of predictions that do not name
-scenarios are placed by DATA's records.
+lost there. A gain that every run shows on one scenario is a property of the method on that traffic, not of one
+run; evals of predictions that do not name scenarios are placed by DATA's records.
 """
 
 from __future__ import annotations
