@@ -648,8 +648,9 @@ def f1_drops(
     }
     if evals is not None:  # each head's answers read once per evaluation
         answers = {head: [head_answers(path, head) for path in evals] for head in {head for head, _ in drops}}
+        episodes = frame_episodes(evals[0]) or None  # simulator frames: resample whole episodes
         for (head, action), values in drops.items():
-            change = f1_change(*answers[head], action)
+            change = f1_change(*answers[head], action, episodes)
             values += [change["low"], change["high"]]
     return {action: values for (_, action), values in drops.items()}
 

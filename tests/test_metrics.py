@@ -374,6 +374,20 @@ def test_paired_difference_ci_resamples_whole_units_when_given() -> None:
         paired_difference_ci(baseline, candidate, units=["a"] * 3)
 
 
+def test_paired_f1_change_ci_resamples_whole_units_when_given() -> None:
+    """DECELERATE lost on the 10 frames of one episode of 20: by episode the interval reaches 0 (that episode left
+    out), by frame it does not; frames each their own unit resample as frames do."""
+    truth = ["DECELERATE"] * 100 + ["KEEP"] * 100
+    before = list(truth)
+    after = ["KEEP"] * 10 + truth[10:]
+    episodes = [str(frame // 10) for frame in range(200)]
+    by_frame = paired_f1_change_ci(truth, before, after, "DECELERATE")
+    by_episode = paired_f1_change_ci(truth, before, after, "DECELERATE", units=episodes)
+    assert by_frame["difference"] == by_episode["difference"] < 0
+    assert by_frame["high"] < 0 and by_episode["high"] == 0.0
+    assert paired_f1_change_ci(truth, before, after, "DECELERATE", units=[str(f) for f in range(200)]) == by_frame
+
+
 def test_frame_episode_reads_the_simulator_episode_as_text() -> None:
     assert frame_episode({"origin": "simulator", "episode": 213}) == "213"
     assert frame_episode({"origin": "simulator", "episode": "e7"}) == "e7"

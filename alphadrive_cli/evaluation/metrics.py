@@ -90,17 +90,20 @@ def resampled_means(
 ) -> np.ndarray:
     """Bootstrap means of each of ``values`` (per-frame numbers of the same frames), one draw of whole
     :func:`resampling_units` with replacement per resample, shared by every array: shape (resamples, arrays)."""
+    draws = _unit_draws(units, resamples, generator)
+    sizes = _drawn_totals(np.ones(len(units)), units, draws)
+    return np.stack([_drawn_totals(value, units, draws) / sizes for value in values], axis=1)
+
+
+def _unit_draws(units: np.ndarray, resamples: int, generator: np.random.Generator) -> np.ndarray:
+    """``resamples`` draws of as many units as there are, with replacement, one row per resample."""
     count = int(units.max()) + 1
-    draws = generator.integers(0, count, size=(resamples, count))
-    sizes = np.bincount(units, minlength=count)[draws].sum(axis=1)
-    return np.stack(
-        [np.bincount(units, weights=value, minlength=count)[draws].sum(axis=1) / sizes for value in values], axis=1
-    )
+    return generator.integers(0, count, size=(resamples, count))
 
 
-def _frame_draws(frames: int, resamples: int, seed: int) -> np.ndarray:
-    """``resamples`` draws of ``frames`` frame indices with replacement, one row per resample."""
-    return np.random.default_rng(seed).integers(0, frames, size=(resamples, frames))
+def _drawn_totals(value: np.ndarray, units: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """The sum of ``value`` over the frames of each resample's drawn units, one number per resample."""
+    return np.bincount(units, weights=value, minlength=draws.shape[1])[draws].sum(axis=1)
 
 
 def _paired_interval(difference: float, resampled: np.ndarray, frames: int) -> dict[str, float]:
@@ -121,23 +124,26 @@ def paired_f1_change_ci(
     cls: str,
     resamples: int = 2000,
     seed: int = 0,
+    units: Sequence[str | None] | None = None,
 ) -> dict[str, float]:
     """``cls``'s F1 under ``candidate`` minus under ``baseline`` (predictions of the same frames, None: none or
-    hedged), with a paired percentile bootstrap 95 % interval: frames are resampled with both predictions of a
-    frame together, as :func:`paired_difference_ci` does. A resample without the class, true or predicted, scores
-    an F1 of 0, as :func:`per_class_prf` does."""
+    hedged), with a paired percentile bootstrap 95 % interval: frames (or whole ``units``) are resampled with both
+    predictions of a frame together, as :func:`paired_difference_ci` does. A resample without the class, true or
+    predicted, scores an F1 of 0, as :func:`per_class_prf` does."""
     if not len(truth) == len(baseline) == len(candidate):
         raise ValueError(f"{len(truth)} truths, {len(baseline)} and {len(candidate)} predictions")
     if not truth:
         return _paired_interval(0.0, np.zeros(1), 0)
-    draws = _frame_draws(len(truth), resamples, seed)
+    units_index = resampling_units(units, len(truth))
+    draws = _unit_draws(units_index, resamples, np.random.default_rng(seed))
     true = np.asarray([label == cls for label in truth])
 
     def f1(predicted: Sequence[str | None]) -> tuple[float, np.ndarray]:
         said = np.asarray([label == cls for label in predicted])
         twice_tp, wrong = 2 * (true & said), (true ^ said).astype(int)  # false positives and negatives
-        totals = twice_tp[draws].sum(axis=1) + wrong[draws].sum(axis=1)
-        scores = np.divide(twice_tp[draws].sum(axis=1), totals, out=np.zeros(resamples), where=totals > 0)
+        drawn_tp = _drawn_totals(twice_tp.astype(float), units_index, draws)
+        totals = drawn_tp + _drawn_totals(wrong.astype(float), units_index, draws)
+        scores = np.divide(drawn_tp, totals, out=np.zeros(resamples), where=totals > 0)
         return _ratio(twice_tp.sum(), twice_tp.sum() + wrong.sum()), scores
 
     (before, before_draws), (after, after_draws) = f1(baseline), f1(candidate)

@@ -79,16 +79,20 @@ def head_answers(eval_dir: Path, head: str) -> dict[str, tuple[str, str | None]]
 
 
 def f1_change(
-    before: dict[str, tuple[str, str | None]], after: dict[str, tuple[str, str | None]], action: str
+    before: dict[str, tuple[str, str | None]],
+    after: dict[str, tuple[str, str | None]],
+    action: str,
+    episodes: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
     """``action``'s F1 in a run's :func:`head_answers` (``after``) minus in its start's (``before``), on the same
-    frames, with its paired bootstrap 95 % interval."""
+    frames, with its paired bootstrap 95 % interval (whole ``episodes`` resampled where given)."""
     frames = same_frames(before, after)
     return paired_f1_change_ci(
         [before[frame][0] for frame in frames],
         [before[frame][1] for frame in frames],
         [after[frame][1] for frame in frames],
         action,
+        units=None if episodes is None else [episodes.get(frame) for frame in frames],
     )
 
 
