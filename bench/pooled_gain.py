@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from alphadrive_cli.evaluation.metrics import resampled_means, resampling_units
+from alphadrive_cli.evaluation.metrics import frame_episode, resampled_means, resampling_units
 from alphadrive_cli.evaluation.paired import frame_episodes, gain_over, plan_outcomes
 from bench.entry import run_main
 from bench.reasoning_facts import split_records
@@ -79,10 +79,10 @@ def episodes_for(data: Path | None, first_eval: Path) -> dict[str, str] | None:
 def episodes_of(data: Path) -> dict[str, str]:
     """Each frame's simulator episode, by frame id, over every split of ``data`` (frames without one left out)."""
     return {
-        frame: str(record["source"]["episode"])
+        frame: episode
         for split in ("train", "val", "test")
         for frame, record in split_records(data, split).items()
-        if (record.get("source") or {}).get("episode") is not None
+        if (episode := frame_episode(record.get("source") or {})) is not None
     }
 
 

@@ -220,7 +220,7 @@ def summary(
     ``reference``: the configuration every other run is compared with on the same frames."""
     rows, curves = [], {}
     sft_metrics = None
-    if "val-sft" in paths:  # read once: every run is compared with it
+    if "val-sft" in paths:  # its metrics read once: every run is compared with them
         sft_metrics = eval_metrics(paths["val-sft"])
         rows.append({"config": "SFT (start of every run)", **val_scores(sft_metrics, answer_only)})
     for name in configs:
